@@ -1,0 +1,52 @@
+"""One call per stage for the CLI and the demo: FeatureTable + selection → ModelBundle."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from model.bundle import save_bundle
+from model.train import TrainConfig, train_bridge, training_arrays
+from pipeline.legend import legend_for
+from pipeline.selection import FeatureSelection
+from pipeline.table import read_feature_table
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelection,
+                     cfg: TrainConfig, on_epoch: Callable[[int, float], None] | None = None
+                     ) -> dict[str, Any]:
+    """Train BRIDGE-LC on a FeatureTable file and write the bundle to ``out_dir``.
+
+    Args:
+        table_path: GeoParquet from ``eulc table``.
+        out_dir: the bundle directory (replaced atomically).
+        selection: the ordered features to train on.
+        cfg: training settings (Level-1 or Level-2, epochs, ...).
+        on_epoch: progress callback (epoch, mean loss).
+
+    Returns:
+        The metrics stored in the bundle.
+
+    Raises:
+        SchemaError: the table lacks a selected feature or base column, or has too few rows.
+    """
+    table, meta = read_feature_table(table_path)
+    data = training_arrays(table, selection.names, cfg.level)
+    legend = legend_for(cfg.level)
+    res = train_bridge(data, len(legend), cfg, on_epoch)
+    save_bundle(out_dir, res.model, res.normalizer, legend, selection.names,
+                spec={"name": selection.spec, "hash": selection.spec_hash,
+                      "table_spec_hash": str(meta.get("spec_hash", ""))},
+                train_config=cfg.model_dump(), train_config_hash=cfg.digest(),
+                data_hash=_file_sha(table_path), metrics=res.metrics)
+    return res.metrics

@@ -1,0 +1,240 @@
+"""The ``eulc`` command line: one library call per subcommand (typer + rich).
+
+Bad input ends with a one-line error naming the file and column/band and what to change,
+exit status 2, and no traceback (``eulc --debug ...`` shows it).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.errors import EulcError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS.")
+console = Console(stderr=True)
+out_console = Console()
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console)
+
+
+@app.command()
+def table(
+    exports: Annotated[list[Path], typer.Argument(help="GEE sampleRegions CSV export(s)")],
+    out: Annotated[Path, typer.Option("--out", help="output FeatureTable (.parquet)")],
+    spec: Annotated[str, typer.Option(help="feature spec name or YAML path")] = "elc10",
+    lucas: Annotated[Path | None, typer.Option(help="LUCAS point CSV with LC1/LU1")] = None,
+    year: Annotated[int | None, typer.Option(help="survey year (default: the spec's)")] = None,
+) -> None:
+    """Build a FeatureTable (GeoParquet) from GEE exports, labels and bioregions."""
+    from pipeline.spec import load_spec
+    from pipeline.table import build_feature_table, write_feature_table
+
+    with console.status("building the training table"):
+        gdf, rep = build_feature_table(exports, load_spec(spec), lucas, year)
+        write_feature_table(gdf, out)
+    for line in rep.lines():
+        console.print(f"  {line}")
+    out_console.print(f"wrote {out}")
+
+
+@app.command()
+def train(
+    table_path: Annotated[Path, typer.Argument(help="FeatureTable from `eulc table`")],
+    out: Annotated[Path, typer.Option("--out", help="bundle directory")],
+    features: Annotated[str | None, typer.Option(
+        help="selection JSON, or comma-separated names (default: every spec feature)")] = None,
+    spec: Annotated[str, typer.Option(help="feature spec name or YAML path")] = "elc10",
+    level: Annotated[str, typer.Option(help="level1 or level2")] = "level1",
+    epochs: Annotated[int, typer.Option(help="training epochs (paper: 500)")] = 500,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 1e-4)")] = 1e-4,
+    batch_size: Annotated[int, typer.Option(help="batch size (authors' code: 128)")] = 128,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train BRIDGE-LC and write a ModelBundle (safetensors + JSON)."""
+    from model.api import train_from_table
+    from model.train import TrainConfig
+    from pipeline.selection import parse_selection
+    from pipeline.spec import load_spec
+
+    sel = parse_selection(load_spec(spec), features)
+    cfg = TrainConfig(level=level, epochs=epochs, lr=lr, batch_size=batch_size,  # type: ignore[arg-type]
+                      seed=seed)
+    with _progress() as prog:
+        task = prog.add_task("training", total=epochs, info="")
+        metrics = train_from_table(
+            table_path, out, sel, cfg,
+            lambda e, loss: prog.update(task, completed=e, info=f"loss {loss:.3f}"))
+    out_console.print(f"wrote {out}: validation accuracy {metrics.get('val_accuracy', 0):.3f}, "
+                      f"weighted F1 {metrics.get('val_weighted_f1', 0):.3f}")
+
+
+@app.command()
+def features(
+    files: Annotated[str, typer.Option("--files", help="stack manifest (YAML) or shipped name")],
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    year: Annotated[int, typer.Option(help="map year")],
+    spec: Annotated[str, typer.Option(help="feature spec name or YAML path")] = "elc10",
+    select: Annotated[str | None, typer.Option(
+        help="selection JSON, comma-separated names, or a model bundle dir")] = None,
+    tile_id: Annotated[str | None, typer.Option(help="output name (default: manifest name)")] = None,
+) -> None:
+    """Compute spec features from a local Sentinel stack and write a feature COG."""
+    from pipeline.selection import FeatureSelection, parse_selection
+    from pipeline.spec import load_spec
+    from tiles.run import features_from_stack
+    from tiles.stack import load_manifest
+
+    sp = load_spec(spec)
+    if select and Path(select).is_dir():
+        from model.bundle import load_bundle
+
+        sel = FeatureSelection.of(sp, load_bundle(Path(select)).features, "bundle")
+    else:
+        sel = parse_selection(sp, select)
+    name = tile_id or load_manifest(files)[0].name
+    dest = out / f"{name}_{year}.tif"
+    with _progress() as prog:
+        task = prog.add_task("features", total=len(sel.names), info="")
+        features_from_stack(files, sp, sel, year, dest,
+                            lambda n: prog.update(task, advance=1, info=n))
+    out_console.print(f"wrote {dest}")
+
+
+@app.command("map")
+def map_(
+    feature_cogs: Annotated[list[Path], typer.Argument(help="feature COG(s)")],
+    bundle: Annotated[Path, typer.Option("--bundle", help="model bundle directory")],
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+) -> None:
+    """Apply a model bundle to feature COGs: class + confidence COGs per input."""
+    from model.bundle import load_bundle
+    from tiles.predict import predict_tile
+
+    b = load_bundle(bundle)
+    with _progress() as prog:
+        task = prog.add_task("mapping", total=len(feature_cogs), info="")
+        for f in feature_cogs:
+            res = predict_tile(b, f, out, f.stem)
+            prog.update(task, advance=1, info=res.class_path.name)
+    out_console.print(f"wrote {len(feature_cogs)} map(s) to {out}")
+
+
+@app.command("agreement")
+def agreement_(
+    class_map: Annotated[Path, typer.Argument(help="class COG from `eulc map`")],
+    reference: Annotated[Path, typer.Option(help="reference raster")],
+    crosswalk: Annotated[str, typer.Option(help="crosswalk: eolearn_lulc or elc10")] = "eolearn_lulc",
+    out: Annotated[Path | None, typer.Option(help="write the JSON here")] = None,
+) -> None:
+    """Agreement of a class map with a reference map (confusion, user's/producer's accuracy)."""
+    from pipeline.agreement import agreement
+    from pipeline.atomic import write_json
+    from pipeline.legend import Crosswalk, level1_legend
+
+    res = agreement(class_map, reference, Crosswalk.shipped(crosswalk), level1_legend())
+    if out:
+        write_json(out, res)
+    _print_agreement(res)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    epochs: Annotated[int, typer.Option(help="training epochs of the short schedule")] = 10,
+    lr: Annotated[float, typer.Option(help="learning rate of the short schedule")] = 1e-3,
+    year: Annotated[int, typer.Option(help="map year of the Slovenia stack")] = 2017,
+) -> None:
+    """The main job on the real data: table → train → features → map → agreement."""
+    from pipeline.demo import run_demo
+
+    with _progress() as prog:
+        task = prog.add_task("training", total=epochs, info="", visible=False)
+
+        def on_epoch(e: int, loss: float) -> None:
+            prog.update(task, visible=True, completed=e, info=f"loss {loss:.3f}")
+
+        def report(step: str, msg: str) -> None:
+            prog.console.print(f"[cyan]{step:>9}[/cyan]  {msg}")
+
+        res = run_demo(out, epochs=epochs, lr=lr, year=year, report=report, on_epoch=on_epoch)
+    _print_agreement(res)
+    out_console.print(f"outputs in {out} (agreement.json, maps/, features/, model/, table.parquet)")
+
+
+def _fmt(v: Any) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def _print_agreement(res: dict[str, Any]) -> None:
+    t = Table(title=f"Agreement with {Path(res['reference']).name} "
+                    f"({res['n_pixels']:,} pixels, {res['resampling']} resampling)")
+    for col in ("class", "user's acc.", "producer's acc.", "F1", "map px", "reference px"):
+        t.add_column(col, justify="right" if col != "class" else "left")
+    for name, r in res["per_class"].items():
+        if r["map_pixels"] or r["reference_pixels"]:
+            t.add_row(name, _fmt(r["users_accuracy"]), _fmt(r["producers_accuracy"]),
+                      _fmt(r["f1"]), f"{r['map_pixels']:,}", f"{r['reference_pixels']:,}")
+    out_console.print(t)
+    cm = res["confusion"]
+    keep = [i for i, _ in enumerate(cm["classes"])
+            if sum(cm["matrix"][i]) or sum(row[i] for row in cm["matrix"])]
+    c = Table(title="Confusion matrix (rows = map, columns = reference)")
+    c.add_column("map \\ ref")
+    for i in keep:
+        c.add_column(cm["classes"][i][:12], justify="right")
+    for i in keep:
+        c.add_row(cm["classes"][i][:18], *[str(cm["matrix"][i][j]) for j in keep])
+    out_console.print(c)
+    out_console.print(f"[bold]overall accuracy: {_fmt(res['overall_accuracy'])}[/bold]")
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning eulc errors into one-line messages."""
+    import rasterio.errors
+
+    try:
+        app(standalone_mode=False)
+    except EulcError as e:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except rasterio.errors.RasterioError as e:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/bold red] raster input: {e}", highlight=False,
+                      soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted; rerun the same command to resume")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # click usage errors surface here in non-standalone mode
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

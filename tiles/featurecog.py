@@ -1,0 +1,76 @@
+"""Feature COGs: write the local engine's output, and read one back in a bundle's band order.
+
+A feature COG is float32, EPSG:3035 on the 10 m grid, NaN = nodata. Band names are the
+spec's feature names, stored in the band descriptions **and** in the ``features`` tag
+(DESIGN.md §2), with the spec name/hash, the year, the processing level and the sources.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.errors import RasterioIOError
+
+from pipeline.errors import RasterError
+from pipeline.spec import FeatureSpec
+from tiles.cog import write_cog
+from tiles.grid import GridWindow
+
+
+def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window: GridWindow,
+                      year: int, level: str, sources: list[str]) -> Path:
+    """Write features (F, H, W) float32 in spec units as a feature COG (atomic)."""
+    return write_cog(
+        dest, values.astype(np.float32), window.transform, window.grid.crs, np.nan,
+        descriptions=spec.names,
+        tags={"features": spec.names, "spec": spec.name, "spec_hash": spec.digest(),
+              "year": str(year), "processing_level": level, "sources": sources,
+              "units": "physical value x scale (see band tag 'scale')"},
+        band_tags=[{"scale": f.scale, "stat": f.stat, "sensor": f.sensor} for f in spec.features],
+        resampling="average",
+    )
+
+
+def read_feature_cog(path: Path, names: list[str]
+                     ) -> tuple[np.ndarray, Affine, str, dict[str, str]]:
+    """Read the bands ``names`` of a feature COG, in that order.
+
+    Args:
+        path: the feature COG.
+        names: the feature names the model needs (its order is the output's).
+
+    Returns:
+        ``(values float32 (len(names), H, W) with NaN = nodata, transform, crs, tags)``.
+
+    Raises:
+        RasterError: unreadable/corrupt/truncated file, no band names, or a needed band missing
+            (the message names the band and the file).
+    """
+    try:
+        with rasterio.open(path) as src:
+            desc = list(src.descriptions)
+            tags = src.tags()
+            if not all(desc) and "features" in tags:
+                desc = json.loads(tags["features"])
+            if not all(desc):
+                raise RasterError("has bands without names", "Write band descriptions "
+                                  "(feature names) as `eulc features` does", path=path)
+            missing = [n for n in names if n not in desc]
+            if missing:
+                raise RasterError(f"band(s) {missing} are missing",
+                                  "Compute the features the model was trained on "
+                                  f"(the file has {desc[:8]}{'...' if len(desc) > 8 else ''})",
+                                  path=path)
+            idx = [desc.index(n) + 1 for n in names]
+            data = src.read(idx, out_dtype=np.float32)
+            nod = src.nodata
+            if nod is not None and not np.isnan(nod):
+                data[data == nod] = np.nan
+            return data, src.transform, str(src.crs), tags
+    except RasterioIOError as e:
+        raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
+                          "Re-create it with `eulc features`", path=path) from None

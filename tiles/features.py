@@ -1,0 +1,232 @@
+"""The local feature engine: a :class:`~tiles.stack.Stack` + a feature spec → feature arrays.
+
+It evaluates the spec's expression strings with numexpr on the masked time series, exactly
+the strings that GEE evaluates with ``ee.Image.expression``, then reduces over the window:
+
+- masks (per the spec's sensor): cloud probability ``CLP >= cloud_probability_max_pct``
+  (ELC10's ``probability.lt(40)`` keeps < 40), Sen2Cor SCL classes in ``scl_mask``, and
+  ``VALID == 0`` where the stack has a validity layer;
+- ``daily_mosaic``: acquisitions of the same UTC day are merged, the later one on top where
+  valid (GEE ``ImageCollection.mosaic`` puts the last image on top);
+- statistics over the acquisitions of the map year whose month is in the window:
+  ``pN`` = ``numpy.nanpercentile(..., method="linear")``, ``median``, ``mean``, ``stddev``
+  (population, ddof 0, as ``ee.Reducer.stdDev``), ``min``, ``max``; ``texture_sd`` = the
+  population standard deviation over a (2r+1)² square of the annual median (GEE
+  ``reduceNeighborhood(stdDev, Kernel.square(r, 'pixels'))``), over valid pixels only.
+  GEE's percentile reducer works on a histogram and may differ slightly; issue 7 documents
+  and tests the relation between the two.
+
+A precomputed index in the stack (e.g. ``ndvi``) is used for a feature whose source is that
+index; otherwise the expression is evaluated on the bands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numexpr as ne
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+from pipeline.errors import RasterError
+from pipeline.spec import Feature, FeatureSpec
+from tiles.stack import Stack
+
+
+def feature_inputs(spec: FeatureSpec, feature: Feature, stack_vars: set[str]) -> set[str]:
+    """The stack variables ``feature`` needs: its named index if the stack has it precomputed,
+    else the bands of its expression (recursively for derived features)."""
+    if feature.derived:
+        out: set[str] = set()
+        for f in spec.features:
+            if f.name in feature.derived:
+                out |= feature_inputs(spec, f, stack_vars)
+        return out
+    if feature.source in spec.indices and feature.source in stack_vars:
+        return {feature.source}
+    return spec.inputs(feature)
+
+
+def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate the feature's source on every acquisition; return times (T,) and float32
+    values (T, H, W) with masked pixels as NaN."""
+    sensor = spec.sensors[feature.sensor]
+    names = feature_inputs(spec, feature, set(stack.variables))
+    missing = sorted(n for n in names if n not in stack.variables)
+    if missing:
+        raise RasterError(
+            f"band(s) {missing} needed by feature {feature.name!r} are missing from the stack",
+            f"Add them to the stack manifest, or select features without them "
+            f"(the stack has {sorted(stack.variables)})",
+            path=stack.sources[0] if stack.sources else None,
+        )
+    times = stack.variables[next(iter(sorted(names)))][0]
+    for n in names:
+        if not np.array_equal(stack.variables[n][0], times):
+            raise RasterError(f"bands {sorted(names)} of feature {feature.name!r} have different "
+                              "acquisition dates", "Give every band for every date")
+    if feature.source in spec.indices and feature.source in stack.variables:
+        values = stack.variables[feature.source][1].copy()
+    else:
+        expr = spec.expression(feature)
+        local = {n: stack.variables[n][1] for n in names}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.asarray(ne.evaluate(expr, local_dict=local), dtype=np.float32)
+        values[~np.isfinite(values)] = np.nan
+    mask = np.zeros(values.shape, dtype=bool)
+    for var, test in _mask_tests(sensor.cloud_probability_max_pct, sensor.scl_mask):
+        if var in stack.variables:
+            mask |= _align(stack.variables[var], times, test, values.shape)
+    values[mask] = np.nan
+    if sensor.daily_mosaic:
+        times, values = _daily_mosaic(times, values)
+    return times, values
+
+
+def _mask_tests(clp_max: float | None, scl: tuple[int, ...]
+                ) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
+    tests: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = [("VALID", lambda v: v == 0)]
+    if clp_max is not None:
+        tests.append(("CLP", lambda v: v >= clp_max))
+    if scl:
+        tests.append(("SCL", lambda v: np.isin(v, scl)))
+    return tests
+
+
+def _align(var: tuple[np.ndarray, np.ndarray], times: np.ndarray,
+           test: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Mask (T, H, W) from a mask variable, matched to ``times`` by acquisition time; an
+    acquisition without a mask layer is not masked."""
+    mt, mv = var
+    out = np.zeros(shape, dtype=bool)
+    pos = {t: i for i, t in enumerate(mt)}
+    for i, t in enumerate(times):
+        j = pos.get(t)
+        if j is not None:
+            out[i] = test(mv[j])
+    return out
+
+
+def _daily_mosaic(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    days = times.astype("datetime64[D]")
+    uniq = np.unique(days)
+    if len(uniq) == len(days):
+        return times, values
+    out = np.full((len(uniq), *values.shape[1:]), np.nan, dtype=np.float32)
+    for k, d in enumerate(uniq):
+        for i in np.flatnonzero(days == d):  # later acquisitions on top where valid
+            out[k] = np.where(np.isnan(values[i]), out[k], values[i])
+    return uniq.astype("datetime64[ns]"), out
+
+
+def _texture_sd(median: np.ndarray, radius: int) -> np.ndarray:
+    valid = np.isfinite(median)
+    x = np.where(valid, median, 0.0).astype(np.float64)
+    size = 2 * radius + 1
+    n = uniform_filter(valid.astype(np.float64), size, mode="constant")
+    s1 = uniform_filter(x, size, mode="constant")
+    s2 = uniform_filter(x * x, size, mode="constant")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = s2 / n - (s1 / n) ** 2
+    out = np.sqrt(np.clip(var, 0.0, None))
+    out[(n <= 0) | ~valid] = np.nan
+    return out.astype(np.float32)
+
+
+def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
+            p = feature.percentile
+            if p is not None:
+                return np.nanpercentile(values, p, axis=0, method="linear").astype(np.float32)
+            match feature.stat:
+                case "median":
+                    return np.nanmedian(values, axis=0).astype(np.float32)
+                case "mean":
+                    return np.nanmean(values, axis=0).astype(np.float32)
+                case "stddev":
+                    return np.nanstd(values, axis=0, ddof=0).astype(np.float32)
+                case "min":
+                    return np.nanmin(values, axis=0).astype(np.float32)
+                case "max":
+                    return np.nanmax(values, axis=0).astype(np.float32)
+                case "texture_sd":
+                    med = np.nanmedian(values, axis=0)
+                    return _texture_sd(med, int(feature.kernel_radius_px or 1))
+    raise RasterError(f"statistic {feature.stat!r} of {feature.name!r} is not implemented locally",
+                      "Use another statistic")
+
+
+def compute_features(spec: FeatureSpec, stack: Stack, year: int,
+                     on_feature: Callable[[str], None] | None = None) -> np.ndarray:
+    """Compute every feature of ``spec`` on ``stack`` for the map ``year``.
+
+    Args:
+        spec: the (selected) spec; output bands follow its order.
+        stack: the stack on the grid window (EPSG:3035, 10 m).
+        year: the map year; only acquisitions in that calendar year are used.
+        on_feature: called with each feature name when it is done (progress).
+
+    Returns:
+        float32 array (F, H, W) in the spec's stored units (physical × scale); NaN = nodata.
+
+    Raises:
+        RasterError: a needed band is missing from the stack, or a feature's window holds no
+            acquisition in ``year`` (the message names the feature and the window).
+    """
+    physical: dict[str, np.ndarray] = {}
+    for f in spec.features:
+        if f.derived:
+            continue
+        times, values = _masked_series(spec, f, stack)
+        years = times.astype("datetime64[Y]").astype(int) + 1970
+        months = times.astype("datetime64[M]").astype(int) % 12 + 1
+        keep = (years == year) & np.isin(months, f.window.months)
+        if not keep.any():
+            raise RasterError(
+                f"feature {f.name!r}: the stack has no acquisition of {sorted(feature_inputs(spec, f, set(stack.variables)))} "
+                f"in {year} months {list(f.window.months)}",
+                "Pick a year the stack covers, or select features the stack can compute",
+                path=stack.sources[0] if stack.sources else None,
+            )
+        physical[f.name] = _reduce(f, values[keep])
+        if on_feature:
+            on_feature(f.name)
+    for f in spec.features:
+        if f.derived:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                physical[f.name] = np.asarray(ne.evaluate(f.derived, local_dict=physical),
+                                              dtype=np.float32)
+            if on_feature:
+                on_feature(f.name)
+    return np.stack([physical[f.name] * np.float32(f.scale) for f in spec.features]).astype(np.float32)
+
+
+def computable_features(spec: FeatureSpec, stack: Stack, year: int) -> list[str]:
+    """Names of the spec's features that ``stack`` can compute for ``year``: every input band
+    present, and at least one acquisition of them in the feature's window of that year.
+
+    This is how a map is made from a stack that lacks sensors (e.g. S2 only, no S1): the
+    model is trained on this subset (a FeatureSelection with method ``stack-availability``).
+    """
+    out = []
+    have = set(stack.variables)
+    for f in spec.features:
+        needs = feature_inputs(spec, f, have)
+        if not needs or not needs <= have:
+            continue
+        if f.derived:
+            out.append(f.name)
+            continue
+        t = stack.variables[next(iter(sorted(needs)))][0]
+        years = t.astype("datetime64[Y]").astype(int) + 1970
+        months = t.astype("datetime64[M]").astype(int) % 12 + 1
+        if ((years == year) & np.isin(months, f.window.months)).any():
+            out.append(f.name)
+    derived_ok = [n for n in out if not spec.feature(n).derived
+                  or all(x in out for x in spec.names if x in (spec.feature(n).derived or ""))]
+    return derived_ok

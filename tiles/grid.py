@@ -1,0 +1,105 @@
+"""The EEA reference grid: EPSG:3035 (ETRS89-LAEA), 10 m pixels, origin (0, 0).
+
+Pixel edges fall on multiples of the resolution, so every raster eulc writes for an area
+lines up with every other one and with the EEA 10 km / 100 km cells (odc-geo ``GeoBox``
+style: the grid is explicit and frozen, never guessed from data; DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
+from rasterio.errors import CRSError as RioCRSError
+from rasterio.warp import transform_bounds
+
+from pipeline.errors import RasterError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up pixel grid.
+
+    Attributes:
+        crs: the grid CRS (EEA: ``EPSG:3035``).
+        res_m: pixel size in metres (10).
+        origin_x_m, origin_y_m: a pixel corner of the grid, metres (EEA: 0, 0).
+    """
+
+    crs: str = "EPSG:3035"
+    res_m: float = 10.0
+    origin_x_m: float = 0.0
+    origin_y_m: float = 0.0
+
+
+EEA_10M = Grid()
+
+
+@dataclass(frozen=True)
+class GridWindow:
+    """A rectangle of grid pixels: its transform, (height, width) and CRS."""
+
+    grid: Grid
+    transform: Affine
+    height: int
+    width: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return (self.height, self.width)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in grid CRS metres."""
+        left, top = self.transform.c, self.transform.f
+        return (left, top - self.height * self.grid.res_m, left + self.width * self.grid.res_m, top)
+
+    def pixel_centres_lonlat(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel-centre lon and lat in degrees (EPSG:4326), each float64 (height, width)."""
+        cols = np.arange(self.width) + 0.5
+        rows = np.arange(self.height) + 0.5
+        xs = self.transform.c + cols * self.transform.a
+        ys = self.transform.f + rows * self.transform.e
+        xx, yy = np.meshgrid(xs, ys)
+        lon, lat = Transformer.from_crs(self.grid.crs, "EPSG:4326", always_xy=True).transform(xx, yy)
+        return np.asarray(lon), np.asarray(lat)
+
+
+def window_for_bounds(bounds: tuple[float, float, float, float], src_crs: object,
+                      grid: Grid = EEA_10M, source: str = "input") -> GridWindow:
+    """The smallest grid window covering ``bounds`` given in ``src_crs``.
+
+    Args:
+        bounds: (left, bottom, right, top) in ``src_crs`` units.
+        src_crs: anything pyproj/rasterio accepts (``EPSG:32633``, a ``CRS``).
+        grid: the target grid.
+        source: the file the bounds come from, for error messages.
+
+    Raises:
+        RasterError: the CRS is missing or unknown, or the bounds do not transform into the
+            grid CRS (e.g. outside the EPSG:3035 area of use).
+    """
+    if src_crs is None or str(src_crs) == "":
+        raise RasterError("has no CRS", "Assign one (e.g. `rio edit-info --crs EPSG:32633`)",
+                          path=source)
+    try:
+        CRS.from_user_input(src_crs)
+        left, bottom, right, top = transform_bounds(src_crs, grid.crs, *bounds, densify_pts=21)
+    except (CRSError, RioCRSError, ValueError) as e:
+        raise RasterError(f"its CRS {src_crs} cannot be transformed to the grid {grid.crs} ({e})",
+                          "Reproject it to a projected CRS over Europe", path=source) from None
+    if not all(math.isfinite(v) for v in (left, bottom, right, top)):
+        raise RasterError(f"its bounds do not fall within the grid {grid.crs}",
+                          "Use data inside the EPSG:3035 area (Europe)", path=source)
+    r = grid.res_m
+    x0 = grid.origin_x_m + math.floor((left - grid.origin_x_m) / r) * r
+    y1 = grid.origin_y_m + math.ceil((top - grid.origin_y_m) / r) * r
+    x1 = grid.origin_x_m + math.ceil((right - grid.origin_x_m) / r) * r
+    y0 = grid.origin_y_m + math.floor((bottom - grid.origin_y_m) / r) * r
+    return GridWindow(grid, Affine(r, 0.0, x0, 0.0, -r, y1), int(round((y1 - y0) / r)),
+                      int(round((x1 - x0) / r)))

@@ -1,0 +1,40 @@
+"""One call per stage for the CLI and the demo: a local stack → a feature COG."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.selection import FeatureSelection
+from pipeline.spec import FeatureSpec
+from tiles.features import compute_features, feature_inputs
+from tiles.featurecog import write_feature_cog
+from tiles.stack import load_manifest, load_stack
+
+
+def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: FeatureSelection,
+                        year: int, dest: Path,
+                        on_feature: Callable[[str], None] | None = None) -> Path:
+    """Compute the selected features of ``spec`` from a stack manifest and write a feature COG.
+
+    Args:
+        manifest: a shipped manifest name (``eolearn_slovenia``) or a YAML path.
+        spec: the full spec; ``selection`` picks and orders its features.
+        selection: the features to compute (a model's features).
+        year: the map year.
+        dest: the output COG path (EPSG:3035, 10 m, float32, band names = feature names).
+        on_feature: progress callback per finished feature.
+
+    Raises:
+        RasterError: unreadable stack files, missing bands, no acquisitions in the window.
+        SpecError: bad manifest or selection.
+    """
+    sub = spec.subset(selection.names)
+    man, root = load_manifest(manifest)
+    needed: set[str] = set()
+    for f in sub.features:
+        needed |= feature_inputs(sub, f, {*sub.indices})
+        needed |= spec.inputs(f)
+    stack = load_stack(man, root, variables=needed)
+    values = compute_features(sub, stack, year, on_feature)
+    return write_feature_cog(dest, values, sub, stack.window, year, stack.level, stack.sources)

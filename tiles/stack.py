@@ -1,0 +1,239 @@
+"""Local Sentinel stacks: a small YAML manifest of GeoTIFF/COG files → arrays on the grid.
+
+A manifest lists files of two kinds:
+
+- ``kind: bands``: one acquisition, one band per spectral band; the band names come from
+  the GeoTIFF band descriptions (``B02`` or ``B2``) or from ``bands:``; ``time:`` gives the date.
+- ``kind: timeseries``: one variable, one band per acquisition; the times come from the band
+  descriptions (ISO 8601) or from ``times:``. Variables are spectral bands, a precomputed
+  index named as in the spec (``ndvi``), or the mask layers ``CLP`` (cloud probability,
+  percent), ``SCL`` (Sen2Cor scene classes) and ``VALID`` (1 = valid data).
+
+``to_physical`` multiplies stored values into physical units: reflectance 0–1 for bands (so
+1e-4 for L1C/L2A DN; the L2A harmonization offset is issue 7's), percent for CLP.
+
+Every file is reprojected onto the EEA 10 m grid (EPSG:3035) with nearest-neighbour
+resampling (paper §2.1.1: 20 m bands to 10 m by nearest neighbour) via rioxarray.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import rasterio
+import rioxarray
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+
+from pipeline.config import data_dir
+from pipeline.errors import RasterError, SpecError
+from tiles.grid import EEA_10M, Grid, GridWindow, window_for_bounds
+
+MASK_VARIABLES = ("CLP", "SCL", "VALID")
+
+
+class StackItem(BaseModel):
+    """One file of a stack manifest (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    kind: Literal["bands", "timeseries"]
+    time: str | None = None
+    bands: tuple[str, ...] | None = None
+    variable: str | None = None
+    times: tuple[str, ...] | None = None
+    to_physical: float = 1.0
+    nodata: float | None = None
+
+
+class StackManifest(BaseModel):
+    """A stack manifest: sensor, processing level and its files.
+
+    Attributes:
+        name: a label for messages and metadata.
+        sensor: the spec sensor key the stack feeds (``s2``).
+        level: ``L1C`` or ``L2A``; recorded in the feature COG metadata.
+        root: folder the item paths are relative to; ``${EULC_DATA}`` expands to the data dir.
+        items: the files.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    sensor: str = "s2"
+    level: str
+    root: str = "."
+    items: tuple[StackItem, ...]
+
+
+def canonical_band(name: str) -> str:
+    """``B02`` → ``B2``, ``B8A`` stays, anything else is returned stripped."""
+    m = re.fullmatch(r"B0*(\d+A?)", name.strip().upper())
+    return f"B{m.group(1)}" if m else name.strip()
+
+
+def shipped_stacks() -> list[str]:
+    """Names of the manifests in ``tiles/stacks``."""
+    root = resources.files("tiles") / "stacks"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_manifest(name_or_path: str | Path) -> tuple[StackManifest, Path]:
+    """Load a manifest by shipped name or path; return it and its resolved root folder.
+
+    Raises:
+        SpecError: unreadable YAML or an unknown key (the message names the file and key).
+        DataDirError: ``${EULC_DATA}`` is used and the data directory is missing.
+    """
+    p = Path(name_or_path)
+    if p.suffix not in (".yaml", ".yml"):
+        if str(name_or_path) not in shipped_stacks():
+            raise SpecError(f"no stack manifest called {name_or_path!r}",
+                            f"Use one of {shipped_stacks()} or a path to a .yaml manifest")
+        text = (resources.files("tiles") / "stacks" / f"{name_or_path}.yaml").read_text()
+        base = Path.cwd()
+    else:
+        if not p.is_file():
+            raise SpecError("stack manifest not found", "Give an existing .yaml path", path=p)
+        text, base = p.read_text(encoding="utf-8"), p.parent
+    try:
+        man = StackManifest.model_validate(yaml.safe_load(text))
+    except (yaml.YAMLError, ValidationError) as e:
+        raise SpecError(f"invalid stack manifest ({str(e).splitlines()[0]}: "
+                        f"{str(e).splitlines()[1:3]})", "Fix the manifest", path=p) from None
+    root = man.root
+    if "${EULC_DATA}" in root:
+        root = root.replace("${EULC_DATA}", str(data_dir()))
+    root_path = Path(os.path.expandvars(root))
+    return man, (root_path if root_path.is_absolute() else base / root_path)
+
+
+@dataclass
+class Stack:
+    """A stack on a grid window.
+
+    Attributes:
+        window: the EPSG:3035 10 m grid window.
+        variables: name → (times (T,) datetime64[ns], values float32 (T, H, W) in physical
+            units with NaN for nodata).
+        level: processing level (``L1C``/``L2A``).
+        sources: the files read.
+    """
+
+    window: GridWindow
+    variables: dict[str, tuple[np.ndarray, np.ndarray]]
+    level: str
+    sources: list[str]
+
+
+def _open(path: Path) -> rasterio.DatasetReader:
+    if not path.is_file():
+        raise RasterError("file not found", "Check the manifest path", path=path)
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as e:
+        raise RasterError(f"not a readable GeoTIFF ({e})", "Re-download or re-export the file",
+                          path=path) from None
+
+
+def _times(labels: tuple[str, ...] | list[str], path: Path) -> np.ndarray:
+    try:
+        return pd.to_datetime(list(labels)).to_numpy(dtype="datetime64[ns]")
+    except (ValueError, TypeError) as e:
+        raise RasterError(f"band descriptions are not ISO dates ({e})",
+                          "Set `times:` for this item in the manifest", path=path) from None
+
+
+def _read_on_grid(path: Path, window: GridWindow, nodata: float | None) -> np.ndarray:
+    """Read all bands of ``path`` reprojected onto ``window``: float32 (B, H, W), NaN = nodata."""
+    try:
+        da = rioxarray.open_rasterio(path, masked=True)
+        if nodata is not None:
+            da = da.where(da != nodata)
+            da = da.rio.write_nodata(np.nan, encoded=False)
+        out = da.rio.reproject(window.grid.crs, transform=window.transform, shape=window.shape,
+                               resampling=Resampling.nearest, nodata=np.nan)
+        return np.asarray(out.values, dtype=np.float32)
+    except (RasterioIOError, OSError) as e:
+        raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
+                          "Re-download or re-export the file", path=path) from None
+
+
+def load_stack(manifest: StackManifest, root: Path, grid: Grid = EEA_10M,
+               variables: set[str] | None = None) -> Stack:
+    """Read a stack onto the grid window covering the union of its files.
+
+    Args:
+        manifest, root: from :func:`load_manifest`.
+        grid: target grid (EEA 10 m).
+        variables: only read these (band names canonical, e.g. ``B8``); None = all.
+
+    Raises:
+        RasterError: a file is missing, corrupt or truncated, has no CRS, or its CRS cannot
+            be transformed to the grid; a band count does not match ``bands``/``times``.
+    """
+    if not manifest.items:
+        raise SpecError(f"stack manifest {manifest.name!r} lists no items", "Add files")
+    lefts, bottoms, rights, tops = [], [], [], []
+    crs = None
+    for item in manifest.items:
+        path = root / item.path
+        with _open(path) as src:
+            w = window_for_bounds(tuple(src.bounds), src.crs, grid, source=str(path))
+            crs = crs or src.crs
+        lefts.append(w.bounds[0]); bottoms.append(w.bounds[1])  # noqa: E702
+        rights.append(w.bounds[2]); tops.append(w.bounds[3])  # noqa: E702
+    window = window_for_bounds((min(lefts), min(bottoms), max(rights), max(tops)), grid.crs, grid)
+    acc: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for item in manifest.items:
+        path = root / item.path
+        with _open(path) as src:
+            desc = [d or "" for d in src.descriptions]
+            count = src.count
+        if item.kind == "bands":
+            names = [canonical_band(b) for b in (item.bands or desc)]
+            if len(names) != count or not all(names):
+                raise RasterError(f"has {count} bands but {len(names)} band names",
+                                  "Set `bands:` in the manifest", path=path)
+            if item.time is None:
+                raise RasterError("a `bands` item needs `time:`", "Add the acquisition time",
+                                  path=path)
+            wanted = [n for n in names if variables is None or n in variables or n in MASK_VARIABLES]
+            if not wanted:
+                continue
+            data = _read_on_grid(path, window, item.nodata) * np.float32(item.to_physical)
+            t = _times([item.time], path)
+            for i, n in enumerate(names):
+                if n in wanted:
+                    acc.setdefault(n, []).append((t, data[i : i + 1]))
+        else:
+            var = item.variable or ""
+            if not var:
+                raise RasterError("a `timeseries` item needs `variable:`", "Name the variable",
+                                  path=path)
+            var = canonical_band(var)
+            if variables is not None and var not in variables and var not in MASK_VARIABLES:
+                continue
+            t = _times(item.times or tuple(desc), path)
+            if len(t) != count:
+                raise RasterError(f"has {count} bands but {len(t)} times",
+                                  "Set `times:` in the manifest", path=path)
+            data = _read_on_grid(path, window, item.nodata) * np.float32(item.to_physical)
+            acc.setdefault(var, []).append((t, data))
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for var, parts in acc.items():
+        t = np.concatenate([p[0] for p in parts])
+        v = np.concatenate([p[1] for p in parts]).astype(np.float32)
+        order = np.argsort(t, kind="stable")
+        out[var] = (t[order], v[order])
+    return Stack(window, out, manifest.level, [str(root / i.path) for i in manifest.items])
