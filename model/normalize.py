@@ -29,7 +29,8 @@ class MinMaxNormalizer:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Apply to a float array (N, F); returns float32 (N, F). Values outside the training
-        range are not clipped (they map outside [0, 1])."""
+        range are not clipped (they map outside [0, 1]).
+        """
         span = np.where(self.maximum > self.minimum, self.maximum - self.minimum, 1.0)
         return ((x - self.minimum) / span).astype(np.float32)
 

@@ -74,8 +74,10 @@ def train(
     from pipeline.spec import load_spec
 
     sel = parse_selection(load_spec(spec), features)
-    cfg = TrainConfig(level=level, epochs=epochs, lr=lr, batch_size=batch_size,  # type: ignore[arg-type]
-                      seed=seed)
+    if level not in ("level1", "level2"):
+        raise typer.BadParameter(f"--level must be level1 or level2, not {level!r}")
+    cfg = TrainConfig.model_validate({"level": level, "epochs": epochs, "lr": lr,
+                                      "batch_size": batch_size, "seed": seed})
     with _progress() as prog:
         task = prog.add_task("training", total=epochs, info="")
         metrics = train_from_table(

@@ -121,18 +121,22 @@ def _read_csv(name: str) -> pd.DataFrame:
         return pd.read_csv(f, dtype=str, keep_default_na=False)
 
 
+def _legend(level: str, name: str) -> Legend:
+    rows = _read_csv(name).to_dict("records")
+    return Legend(level, tuple(LegendClass(int(str(r["id"])), str(r["name"]), str(r["colour"]))
+                               for r in rows))
+
+
 @cache
 def level1_legend() -> Legend:
     """The 7 Level-1 classes of the paper's Table 1 (ids 0–6)."""
-    df = _read_csv("level1.csv")
-    return Legend("level1", tuple(LegendClass(int(r.id), r.name, r.colour) for r in df.itertuples()))
+    return _legend("level1", "level1.csv")
 
 
 @cache
 def level2_legend() -> Legend:
     """The 19 Level-2 crop classes of the paper's Table 2 (ids 0–18)."""
-    df = _read_csv("level2.csv")
-    return Legend("level2", tuple(LegendClass(int(r.id), r.name, r.colour) for r in df.itertuples()))
+    return _legend("level2", "level2.csv")
 
 
 def legend_for(level: str) -> Legend:
@@ -157,7 +161,7 @@ class Crosswalk:
         self.name = name
         self.table = table
         self.mapping: dict[str, int | None] = {
-            str(r.source_code): _as_int(r.level1) for r in table.itertuples()
+            str(r["source_code"]): _as_int(str(r["level1"])) for r in table.to_dict("records")
         }
 
     @classmethod
@@ -189,7 +193,7 @@ class Crosswalk:
             elif self.mapping[key] is None:
                 rep.dropped[key] += int(counts[i])
             else:
-                lut[i] = self.mapping[key]
+                lut[i] = int(self.mapping[key] or 0)
         out = lut[inv].reshape(arr.shape)
         rep.n_mapped = int((out >= 0).sum())
         return out, rep
@@ -232,12 +236,12 @@ def lucas_to_levels(lc1: pd.Series, lu1: pd.Series | None = None
     for col1, col2, sel in (("level1", "level2", known & ~agri), ("level1_agri", "level2_agri", known & agri)):
         if not sel.any():
             continue
-        sub = codes[sel]
-        a = tab.loc[sub.to_numpy(), col1].to_numpy()
-        b = tab.loc[sub.to_numpy(), col2].to_numpy()
+        rows = tab.reindex(codes[sel].to_numpy())
+        a = rows[col1].to_numpy()
+        b = rows[col2].to_numpy()
         if col1 == "level1_agri":  # fall back to the non-agricultural rule where no override
-            base1 = tab.loc[sub.to_numpy(), "level1"].to_numpy()
-            base2 = tab.loc[sub.to_numpy(), "level2"].to_numpy()
+            base1 = rows["level1"].to_numpy()
+            base2 = rows["level2"].to_numpy()
             over = a != ""
             a = np.where(over, a, base1)
             b = np.where(over, b, base2)

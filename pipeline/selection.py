@@ -56,7 +56,8 @@ class FeatureSelection:
 
 def parse_selection(spec: FeatureSpec, value: str | None) -> FeatureSelection:
     """A CLI ``--features`` value → selection: None = all features; a ``.json`` path = a saved
-    selection; otherwise a comma-separated list of names."""
+    selection; otherwise a comma-separated list of names.
+    """
     if not value:
         return FeatureSelection.of(spec, spec.names, "all")
     if value.endswith(".json"):

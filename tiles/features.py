@@ -35,7 +35,8 @@ from tiles.stack import Stack
 
 def feature_inputs(spec: FeatureSpec, feature: Feature, stack_vars: set[str]) -> set[str]:
     """The stack variables ``feature`` needs: its named index if the stack has it precomputed,
-    else the bands of its expression (recursively for derived features)."""
+    else the bands of its expression (recursively for derived features).
+    """
     if feature.derived:
         out: set[str] = set()
         for f in spec.features:
@@ -50,7 +51,8 @@ def feature_inputs(spec: FeatureSpec, feature: Feature, stack_vars: set[str]) ->
 def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Evaluate the feature's source on every acquisition; return times (T,) and float32
-    values (T, H, W) with masked pixels as NaN."""
+    values (T, H, W) with masked pixels as NaN.
+    """
     sensor = spec.sensors[feature.sensor]
     names = feature_inputs(spec, feature, set(stack.variables))
     missing = sorted(n for n in names if n not in stack.variables)
@@ -97,7 +99,8 @@ def _mask_tests(clp_max: float | None, scl: tuple[int, ...]
 def _align(var: tuple[np.ndarray, np.ndarray], times: np.ndarray,
            test: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """Mask (T, H, W) from a mask variable, matched to ``times`` by acquisition time; an
-    acquisition without a mask layer is not masked."""
+    acquisition without a mask layer is not masked.
+    """
     mt, mv = var
     out = np.zeros(shape, dtype=bool)
     pos = {t: i for i, t in enumerate(mt)}
@@ -187,8 +190,9 @@ def compute_features(spec: FeatureSpec, stack: Stack, year: int,
         months = times.astype("datetime64[M]").astype(int) % 12 + 1
         keep = (years == year) & np.isin(months, f.window.months)
         if not keep.any():
+            inputs = sorted(feature_inputs(spec, f, set(stack.variables)))
             raise RasterError(
-                f"feature {f.name!r}: the stack has no acquisition of {sorted(feature_inputs(spec, f, set(stack.variables)))} "
+                f"feature {f.name!r}: the stack has no acquisition of {inputs} "
                 f"in {year} months {list(f.window.months)}",
                 "Pick a year the stack covers, or select features the stack can compute",
                 path=stack.sources[0] if stack.sources else None,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pipeline.selection import FeatureSelection
 from pipeline.spec import FeatureSpec
-from tiles.features import compute_features, feature_inputs
 from tiles.featurecog import write_feature_cog
+from tiles.features import compute_features, feature_inputs
 from tiles.stack import load_manifest, load_stack
 
 

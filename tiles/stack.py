@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 import rioxarray
+import xarray as xr
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rasterio.enums import Resampling
@@ -158,6 +159,8 @@ def _read_on_grid(path: Path, window: GridWindow, nodata: float | None) -> np.nd
     """Read all bands of ``path`` reprojected onto ``window``: float32 (B, H, W), NaN = nodata."""
     try:
         da = rioxarray.open_rasterio(path, masked=True)
+        if not isinstance(da, xr.DataArray):
+            raise RasterError("has subdatasets", "Give a single GeoTIFF", path=path)
         if nodata is not None:
             da = da.where(da != nodata)
             da = da.rio.write_nodata(np.nan, encoded=False)
@@ -174,7 +177,8 @@ def load_stack(manifest: StackManifest, root: Path, grid: Grid = EEA_10M,
     """Read a stack onto the grid window covering the union of its files.
 
     Args:
-        manifest, root: from :func:`load_manifest`.
+        manifest: the manifest, from :func:`load_manifest`.
+        root: the folder its item paths are relative to, from :func:`load_manifest`.
         grid: target grid (EEA 10 m).
         variables: only read these (band names canonical, e.g. ``B8``); None = all.
 
@@ -208,7 +212,8 @@ def load_stack(manifest: StackManifest, root: Path, grid: Grid = EEA_10M,
             if item.time is None:
                 raise RasterError("a `bands` item needs `time:`", "Add the acquisition time",
                                   path=path)
-            wanted = [n for n in names if variables is None or n in variables or n in MASK_VARIABLES]
+            wanted = [n for n in names
+                      if variables is None or n in variables or n in MASK_VARIABLES]
             if not wanted:
                 continue
             data = _read_on_grid(path, window, item.nodata) * np.float32(item.to_physical)
