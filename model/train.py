@@ -95,10 +95,10 @@ def training_arrays(table: pd.DataFrame, features: list[str], level: str = "leve
     sub = table[ok]
     region_index = {r: i for i, r in enumerate(REGIONS)}
     return TrainingData(
-        x=sub[features].to_numpy(dtype=np.float32),
-        lonlat=sub[["lon", "lat"]].to_numpy(dtype=np.float32),
-        y=sub[level].to_numpy(dtype=np.int64),
-        region=sub["bioregion"].map(region_index).to_numpy(dtype=np.int64),
+        x=sub[features].to_numpy(dtype=np.float32, copy=True),
+        lonlat=sub[["lon", "lat"]].to_numpy(dtype=np.float32, copy=True),
+        y=sub[level].to_numpy(dtype=np.int64, copy=True),
+        region=sub["bioregion"].map(region_index).to_numpy(dtype=np.int64, copy=True),
         dropped=dropped,
     )
 
@@ -168,7 +168,7 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
                                                        eta_min=0.0)
     ce = nn.CrossEntropyLoss()
     xt = torch.from_numpy(x).to(dev)
-    lt = torch.from_numpy(np.ascontiguousarray(data.lonlat).copy()).to(dev)
+    lt = torch.from_numpy(data.lonlat).to(dev)
     yt = torch.from_numpy(data.y).to(dev)
     rt = torch.from_numpy(data.region).to(dev)
     for epoch in range(1, cfg.epochs + 1):

@@ -1,0 +1,101 @@
+"""The CLI as a user runs it: real subprocesses, exit codes, one-line errors, real outputs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import yaml
+from rio_cogeo.cogeo import cog_validate
+
+from .conftest import ELC10
+
+
+def eulc(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=900)
+
+
+def _one_line_error(p: subprocess.CompletedProcess, *needles: str) -> None:
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, p.stderr
+    line = errors[0]
+    for n in needles:
+        assert n in line, line
+
+
+def test_table_missing_column(elc10_frame: pd.DataFrame, tmp_path: Path) -> None:
+    bad = tmp_path / "export.csv"
+    elc10_frame.iloc[:50].drop(columns=["swir1_median"]).to_csv(bad, index=False)
+    out = tmp_path / "t.parquet"
+    p = eulc("table", str(bad), "--out", str(out))
+    _one_line_error(p, "export.csv", "'swir1_median'")
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_unknown_spec_key(tmp_path: Path, data: Path) -> None:
+    from pipeline.spec import load_spec
+
+    raw = load_spec("elc10").model_dump(mode="json")
+    raw["sensors"]["s2"]["cloud_prob_max"] = 40
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    p = eulc("features", "--files", "eolearn_slovenia", "--year", "2017", "--spec", str(spec),
+             "--out", str(tmp_path / "f"))
+    _one_line_error(p, "spec.yaml", "sensors.s2.cloud_prob_max")
+    assert not (tmp_path / "f").exists()
+
+
+def test_missing_band_in_feature_cog(tmp_path: Path, small_bundle: Path, slovenia_features: Path) -> None:
+    with rasterio.open(slovenia_features) as s:
+        prof, data, desc = s.profile, s.read(), s.descriptions
+    prof.update(count=9, driver="GTiff")
+    f = tmp_path / "f.tif"
+    with rasterio.open(f, "w", **prof) as d:
+        d.write(data[1:])
+        d.descriptions = desc[1:]
+    p = eulc("map", str(f), "--bundle", str(small_bundle), "--out", str(tmp_path / "maps"))
+    _one_line_error(p, "f.tif", "ndvi_p5")
+    assert not list((tmp_path / "maps").glob("*.tif")) if (tmp_path / "maps").exists() else True
+
+
+def test_demo_without_data_says_how_to_point_to_it(tmp_path: Path) -> None:
+    p = eulc("demo", "--out", str(tmp_path / "d"), env={"EULC_DATA": str(tmp_path / "none")})
+    _one_line_error(p, "EULC_DATA", str(tmp_path / "none"))
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_and_resume(tmp_path: Path, data: Path) -> None:
+    out = tmp_path / "demo"
+    p = eulc("demo", "--out", str(out), "--epochs", "3")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (out / "table.parquet").is_file()
+    assert len(pd.read_parquet(out / "table.parquet")) == len(pd.read_csv(data / ELC10, usecols=["POINT_ID"]))
+    assert sorted(x.name for x in (out / "model").iterdir()) == ["bundle.json", "weights.safetensors"]
+    feats = list((out / "features").glob("*.tif"))
+    maps = sorted(x.name for x in (out / "maps").glob("*.tif"))
+    assert len(feats) == 1 and maps == ["eolearn_slovenia_class.tif", "eolearn_slovenia_confidence.tif"]
+    for f in [*feats, *(out / "maps").glob("*.tif")]:
+        assert cog_validate(str(f))[0]
+        with rasterio.open(f) as s:
+            assert s.crs.to_epsg() == 3035 and s.res == (10.0, 10.0)
+    agree = json.loads((out / "agreement.json").read_text())
+    assert {"overall_accuracy", "per_class", "confusion"} <= set(agree)
+    cm = np.array(agree["confusion"]["matrix"])
+    assert np.isclose(agree["overall_accuracy"], np.trace(cm) / cm.sum())
+    # 3 epochs is far shorter than the demo's 10; it still maps the forest patch well
+    assert agree["overall_accuracy"] > 0.75
+    assert "overall accuracy" in p.stdout
+    # a rerun resumes: nothing is redone
+    mtime = (out / "model" / "weights.safetensors").stat().st_mtime_ns
+    p2 = eulc("demo", "--out", str(out), "--epochs", "3")
+    assert p2.returncode == 0
+    assert p2.stderr.count("up to date") >= 4 or p2.stdout.count("up to date") >= 4
+    assert (out / "model" / "weights.safetensors").stat().st_mtime_ns == mtime

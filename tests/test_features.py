@@ -1,0 +1,155 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from rasterio.warp import Resampling, reproject
+from rio_cogeo.cogeo import cog_validate
+from scipy.ndimage import generic_filter
+
+from pipeline.errors import RasterError
+from pipeline.selection import FeatureSelection
+from pipeline.spec import load_spec
+from tiles.features import computable_features, compute_features
+from tiles.run import features_from_stack
+from tiles.stack import load_manifest, load_stack
+
+from .conftest import NDVI_FEATURES, SLO
+
+
+def _source(data: Path):
+    d = data / SLO
+    times = pd.to_datetime(json.loads((d / "timestamps.json").read_text()))
+    with rasterio.open(d / "ndvi_68dates.tif") as s:
+        ndvi, profile = s.read(), s.profile
+    with rasterio.open(d / "cloud_probability_s2cloudless_68dates.tif") as s:
+        clp = s.read() * 100
+    with rasterio.open(d / "is_valid_68dates.tif") as s:
+        valid = s.read()
+    return times, ndvi, clp, valid, profile
+
+
+def _on_grid(arr: np.ndarray, profile: dict, cog: Path) -> np.ndarray:
+    with rasterio.open(cog) as dst_ds:
+        out = np.full((dst_ds.height, dst_ds.width), np.nan, np.float32)
+        reproject(arr.astype(np.float32), out, src_transform=profile["transform"], src_crs=profile["crs"],
+                  dst_transform=dst_ds.transform, dst_crs=dst_ds.crs, resampling=Resampling.nearest,
+                  src_nodata=np.nan, dst_nodata=np.nan)
+    return out
+
+
+def test_ndvi_percentiles_equal_independent_numpy(data: Path, slovenia_features: Path) -> None:
+    times, ndvi, clp, valid, profile = _source(data)
+    keep = times.year == 2017
+    v = np.where((clp[keep] < 40) & (valid[keep] == 1), ndvi[keep], np.nan)
+    with rasterio.open(slovenia_features) as s:
+        names = list(s.descriptions)
+        got = {n: s.read(i + 1) for i, n in enumerate(names)}
+    assert names == NDVI_FEATURES
+    for p in (5, 25, 50, 75, 95):
+        want = _on_grid(np.nanpercentile(v, p, axis=0) * 1000, profile, slovenia_features)
+        ok = np.isfinite(want)
+        assert ok.sum() > 9000
+        np.testing.assert_array_equal(np.isfinite(got[f"ndvi_p{p}"]), ok)
+        np.testing.assert_allclose(got[f"ndvi_p{p}"][ok], want[ok], rtol=1e-5)
+    months = times[keep].month
+    winter = np.nanmedian(v[np.isin(months, [12, 1, 2])], axis=0) * 1000
+    want = _on_grid(winter, profile, slovenia_features)
+    ok = np.isfinite(want)
+    np.testing.assert_allclose(got["ndvi_winter"][ok], want[ok], rtol=1e-5)
+    # texture: population std over a 7 x 7 square of the annual median, valid pixels only
+    med = got["ndvi_p50"] / 1000
+    tex = generic_filter(med, np.nanstd, size=7, mode="constant", cval=np.nan) * 1000
+    tex[~np.isfinite(med)] = np.nan
+    ok = np.isfinite(tex)
+    np.testing.assert_allclose(got["ndvi_texture_sd"][ok], tex[ok], rtol=1e-3, atol=1e-2)
+
+
+def test_feature_cog_is_valid_and_named(slovenia_features: Path) -> None:
+    assert cog_validate(str(slovenia_features))[0]
+    with rasterio.open(slovenia_features) as s:
+        assert s.crs.to_epsg() == 3035 and s.res == (10.0, 10.0)
+        assert s.transform.c % 10 == 0 and s.transform.f % 10 == 0  # on the EEA grid
+        assert json.loads(s.tags()["features"]) == NDVI_FEATURES
+        assert s.tags()["processing_level"] == "L1C" and s.tags()["year"] == "2017"
+        assert s.tags(1)["scale"] == "1000.0"
+
+
+def test_band_features_and_expressions_on_real_bands(data: Path) -> None:
+    spec = load_spec("elc10")
+    man, root = load_manifest("eolearn_slovenia")
+    stack = load_stack(man, root)
+    names = computable_features(spec, stack, 2015)
+    assert "blue_median" in names and "asc_vv_median" not in names
+    assert computable_features(spec, stack, 2017) == NDVI_FEATURES
+    # the spec's NDVI expression on the real bands reproduces eo-learn's NDVI on those dates
+    t_b, b4 = stack.variables["B4"]
+    _, b8 = stack.variables["B8"]
+    t_n, nd = stack.variables["ndvi"]
+    import numexpr as ne
+
+    expr = ne.evaluate(spec.indices["ndvi"], local_dict={"B4": b4, "B8": b8})
+    idx = [int(np.flatnonzero(t_n == t)[0]) for t in t_b]
+    ok = np.isfinite(expr)
+    np.testing.assert_allclose(expr[ok], nd[idx][ok], atol=1e-6)
+    # blue median over the clear acquisitions (CLP < 40), x1e7 (DN x 1000)
+    vals = compute_features(spec.subset(["blue_median"]), stack, 2015)[0]
+    _, clp = stack.variables["CLP"]
+    _, valid = stack.variables["VALID"]
+    _, b2 = stack.variables["B2"]
+    cidx = [int(np.flatnonzero(stack.variables["CLP"][0] == t)[0]) for t in t_b]
+    masked = np.where((clp[cidx] < 40) & (valid[cidx] == 1), b2, np.nan)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        warnings.simplefilter("ignore")
+        want = np.nanmedian(masked, axis=0) * 1e7
+    ok = np.isfinite(want)
+    np.testing.assert_allclose(vals[ok], want[ok], rtol=1e-5)
+
+
+def _manifest(tmp_path: Path, root: Path, items: list[dict]) -> Path:
+    import yaml
+
+    p = tmp_path / "m.yaml"
+    p.write_text(yaml.safe_dump({"name": "t", "level": "L1C", "root": str(root), "items": items}))
+    return p
+
+
+def test_missing_band_names_the_band(data: Path, tmp_path: Path) -> None:
+    m = _manifest(tmp_path, data / SLO, [{"path": "ndvi_68dates.tif", "kind": "timeseries",
+                                         "variable": "ndvi"}])
+    spec = load_spec("elc10")
+    with pytest.raises(RasterError, match=r"\['B2'\]"):
+        features_from_stack(m, spec, FeatureSelection.of(spec, ["blue_median"], "names"), 2015,
+                            tmp_path / "o.tif")
+    with pytest.raises(RasterError, match="no acquisition.*2019"):
+        features_from_stack(m, spec, FeatureSelection.of(spec, ["ndvi_p50"], "names"), 2019,
+                            tmp_path / "o.tif")
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_corrupt_and_crs_less_rasters_are_named(data: Path, tmp_path: Path) -> None:
+    src = data / SLO / "ndvi_68dates.tif"
+    bad = tmp_path / "trunc.tif"
+    bad.write_bytes(src.read_bytes()[: src.stat().st_size // 3])
+    m = _manifest(tmp_path, tmp_path, [{"path": "trunc.tif", "kind": "timeseries", "variable": "ndvi"}])
+    spec = load_spec("elc10")
+    sel = FeatureSelection.of(spec, ["ndvi_p50"], "names")
+    with pytest.raises(RasterError, match="trunc.tif"):
+        features_from_stack(m, spec, sel, 2017, tmp_path / "o.tif")
+    nocrs = tmp_path / "nocrs.tif"
+    shutil.copy(src, nocrs)
+    with rasterio.open(src) as s:
+        arr, prof, desc = s.read(), s.profile, s.descriptions
+    prof.pop("crs")
+    with rasterio.open(nocrs, "w", **prof) as d:
+        d.write(arr)
+        d.descriptions = desc
+    m = _manifest(tmp_path, tmp_path, [{"path": "nocrs.tif", "kind": "timeseries", "variable": "ndvi"}])
+    with pytest.raises(RasterError, match="nocrs.tif: has no CRS"):
+        features_from_stack(m, spec, sel, 2017, tmp_path / "o.tif")
+    assert not (tmp_path / "o.tif").exists()

@@ -1,0 +1,92 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rio_cogeo.cogeo import cog_validate
+
+from model.bundle import load_bundle
+from pipeline.errors import RasterError
+from pipeline.legend import level1_legend
+from tiles.cog import write_cog
+from tiles.predict import NODATA, predict_tile
+
+
+@pytest.fixture(scope="module")
+def tile(small_bundle: Path, slovenia_features: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("maps")
+    return predict_tile(load_bundle(small_bundle), slovenia_features, out, "slo"), out
+
+
+def test_class_and_confidence_cogs(tile, slovenia_features: Path, small_bundle: Path) -> None:
+    res, _ = tile
+    for p in (res.class_path, res.confidence_path):
+        valid, errors, _ = cog_validate(str(p))
+        assert valid, errors
+    with rasterio.open(slovenia_features) as f:
+        feats = f.read()
+        ftransform = f.transform
+    nodata_expected = ~np.isfinite(feats).all(axis=0)
+    with rasterio.open(res.class_path) as c, rasterio.open(res.confidence_path) as q:
+        assert c.dtypes[0] == "uint8" and c.nodata == NODATA and c.crs.to_epsg() == 3035
+        assert c.transform == ftransform
+        cls, conf = c.read(1), q.read(1)
+        assert c.colormap(1)[6][:3] == level1_legend().colormap()[6][:3]
+        tags = c.tags()
+        assert tags["model_hash"] == load_bundle(small_bundle).digest and tags["tile_id"] == "slo"
+        assert json.loads(tags["legend"])[0]["name"] == "Woodland/Shrubland"
+    np.testing.assert_array_equal(cls == NODATA, nodata_expected)
+    assert res.n_nodata == nodata_expected.sum() > 0
+    assert set(np.unique(cls[~nodata_expected])) <= set(range(7))
+    assert conf[~nodata_expected].min() >= 14 and conf[~nodata_expected].max() <= 100  # >= 1/7
+    assert (conf[nodata_expected] == NODATA).all()
+
+
+def _rewrite(src_path: Path, dst: Path, order: list[int]) -> None:
+    with rasterio.open(src_path) as s:
+        prof, desc, data = s.profile, s.descriptions, s.read()
+    prof.update(count=len(order), driver="GTiff")
+    with rasterio.open(dst, "w", **prof) as d:
+        d.write(data[order])
+        d.descriptions = tuple(desc[i] for i in order)
+
+
+def test_bands_are_matched_by_name(tile, slovenia_features: Path, small_bundle: Path, tmp_path: Path) -> None:
+    res, _ = tile
+    rev = tmp_path / "reversed.tif"
+    _rewrite(slovenia_features, rev, list(range(9, -1, -1)))
+    res2 = predict_tile(load_bundle(small_bundle), rev, tmp_path, "rev")
+    with rasterio.open(res.class_path) as a, rasterio.open(res2.class_path) as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+    short = tmp_path / "short.tif"
+    _rewrite(slovenia_features, short, list(range(9)))  # drops ndvi_texture_sd
+    with pytest.raises(RasterError, match=r"short.tif: band\(s\) \['ndvi_texture_sd'\] are missing"):
+        predict_tile(load_bundle(small_bundle), short, tmp_path, "short")
+    assert not (tmp_path / "short_class.tif").exists()
+
+
+def test_corrupt_feature_cog(small_bundle: Path, slovenia_features: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(slovenia_features.read_bytes()[:2000])
+    with pytest.raises(RasterError, match="bad.tif"):
+        predict_tile(load_bundle(small_bundle), bad, tmp_path, "bad")
+
+
+def test_mode_overviews_keep_class_values(data: Path, tmp_path: Path) -> None:
+    with rasterio.open(data / "eucropmap2018_jrc" / "eucropmap2018_example_map_denmark.tif") as s:
+        codes = s.read(1)
+    _, cls = np.unique(codes, return_inverse=True)
+    cls = cls.reshape(codes.shape).astype(np.uint8)
+    out = write_cog(tmp_path / "c.tif", cls, Affine(10, 0, 4_200_000, 0, -10, 3_600_000), "EPSG:3035",
+                    255, colormap=level1_legend().colormap(), resampling="mode")
+    assert cog_validate(str(out))[0]
+    with rasterio.open(out) as s:
+        assert s.overviews(1)[0] == 2
+        ov = s.read(1, out_shape=(s.height // 2, s.width // 2))
+        assert s.tags()["overview_resampling"] == "mode"
+    assert set(np.unique(ov)) <= set(np.unique(cls))
+    # the mode of a 2x2 block is one of its values; check one block independently
+    block = cls[:2, :2].ravel()
+    assert ov[0, 0] in block

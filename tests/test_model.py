@@ -1,0 +1,103 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.bridge import BridgeConfig, BridgeLC
+from model.bundle import load_bundle
+from model.encoding import sinusoidal_encoding
+from model.losses import supcon_loss
+from model.train import training_arrays
+from pipeline.errors import BundleError
+from pipeline.table import read_feature_table
+
+from .conftest import NDVI_FEATURES
+
+
+def test_positional_encoding_follows_equations_1_2() -> None:
+    lonlat = torch.tensor([[14.558, 45.87], [-9.37, 38.74]])
+    pe = sinusoidal_encoding(lonlat, 128)
+    assert pe.shape == (2, 128)
+    d = 64
+    for n, (lon, lat) in enumerate(lonlat.tolist()):
+        for i in range(d // 2):
+            w = 10000 ** (-2 * i / d)
+            assert math.isclose(pe[n, 2 * i].item(), math.sin(lon * w), abs_tol=1e-5)
+            assert math.isclose(pe[n, 2 * i + 1].item(), math.cos(lon * w), abs_tol=1e-5)
+            assert math.isclose(pe[n, d + 2 * i].item(), math.sin(lat * w), abs_tol=1e-5)
+
+
+def _supcon_reference(z: np.ndarray, y: np.ndarray, tau: float) -> float:
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    losses = []
+    for i in range(len(z)):
+        others = [a for a in range(len(z)) if a != i]
+        pos = [p for p in others if y[p] == y[i]]
+        if not pos:
+            continue
+        denom = sum(math.exp(z[i] @ z[a] / tau) for a in others)
+        losses.append(-np.mean([math.log(math.exp(z[i] @ z[p] / tau) / denom) for p in pos]))
+    return float(np.mean(losses))
+
+
+def test_supcon_matches_khosla_definition() -> None:
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(12, 5)).astype(np.float32)
+    y = np.array([0, 0, 1, 1, 1, 2, 3, 3, 7, 8, 8, 9])
+    got = supcon_loss(torch.from_numpy(z), torch.from_numpy(y), 0.5).item()
+    assert math.isclose(got, _supcon_reference(z, y, 0.5), rel_tol=1e-4)
+
+
+def test_supcon_prefers_separated_clusters() -> None:
+    y = torch.tensor([0] * 8 + [1] * 8)
+    sep = torch.cat([torch.tensor([[1.0, 0.0]]).repeat(8, 1), torch.tensor([[0.0, 1.0]]).repeat(8, 1)])
+    mixed = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    assert supcon_loss(sep, y) < supcon_loss(mixed, y)
+
+
+def test_network_shapes_and_invariant_inference() -> None:
+    net = BridgeLC(BridgeConfig(n_features=10, n_classes=7)).eval()
+    x, ll = torch.rand(5, 10), torch.tensor([[14.5, 45.9]]).repeat(5, 1)
+    c, r, zi, zs = net(x, ll)
+    assert c.shape == (5, 7) and r.shape == (5, 8) and zi.shape == zs.shape == (5, 256)
+    assert torch.allclose(net.predict_logits(x, ll), c)
+
+
+def test_training_beats_majority_class_on_real_data(small_bundle: Path, sample_table: Path) -> None:
+    meta = json.loads((small_bundle / "bundle.json").read_text())
+    table, _ = read_feature_table(sample_table)
+    data = training_arrays(table, NDVI_FEATURES)
+    majority = np.bincount(data.y).max() / len(data.y)
+    assert meta["metrics"]["val_accuracy"] > majority + 0.1
+    assert meta["features"] == NDVI_FEATURES
+    assert meta["encoding"]["order"] == ["lon", "lat"]
+
+
+def test_bundle_round_trip_without_pickle(small_bundle: Path, sample_table: Path) -> None:
+    assert sorted(p.name for p in small_bundle.iterdir()) == ["bundle.json", "weights.safetensors"]
+    b = load_bundle(small_bundle)
+    table, _ = read_feature_table(sample_table)
+    data = training_arrays(table, b.features)
+    from tiles.predict import predict_array
+
+    c1, p1 = predict_array(b, data.x, data.lonlat)
+    c2, p2 = predict_array(load_bundle(small_bundle), data.x, data.lonlat)
+    assert (c1 == c2).all() and np.allclose(p1, p2)
+    assert np.allclose(p1.sum(1), 1, atol=1e-5)
+
+
+def test_tampered_bundle_is_rejected(small_bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    bad = tmp_path / "b"
+    shutil.copytree(small_bundle, bad)
+    w = bad / "weights.safetensors"
+    w.write_bytes(w.read_bytes()[:-10])
+    with pytest.raises(BundleError, match="SHA-256"):
+        load_bundle(bad)
+    (bad / "weights.safetensors").unlink()
+    with pytest.raises(BundleError, match="weights.safetensors is missing"):
+        load_bundle(bad)
