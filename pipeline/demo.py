@@ -40,7 +40,7 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
 
     Outputs: ``out/table.parquet``, ``out/selection.json``, ``out/model/``,
     ``out/features/eolearn_slovenia_<year>.tif``, ``out/maps/eolearn_slovenia_{class,confidence}.tif``,
-    ``out/agreement.json``.
+    ``out/agreement.json`` and ``out/maps/eolearn_slovenia_quicklook.png``.
 
     Raises:
         DataDirError: ``EULC_DATA`` does not point at the real data.
@@ -124,4 +124,12 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
     result = agreement(maps / f"{TILE_ID}_class.tif", root / SLOVENIA / "lulc_reference.tif",
                        Crosswalk.shipped("eolearn_lulc"), level1_legend())
     write_json(out / "agreement.json", result)
+    from pipeline.quicklook import quicklook
+
+    png = quicklook(maps / f"{TILE_ID}_class.tif", maps / f"{TILE_ID}_confidence.tif",
+                    root / SLOVENIA / "lulc_reference.tif", Crosswalk.shipped("eolearn_lulc"),
+                    level1_legend(), maps / f"{TILE_ID}_quicklook.png",
+                    title=f"BRIDGE-LC Level-1, Slovenia {year}: overall agreement "
+                          f"{result['overall_accuracy']:.3f}")
+    say("report", f"wrote {png}")
     return result

@@ -93,6 +93,10 @@ def test_demo_end_to_end_and_resume(tmp_path: Path, data: Path) -> None:
     # 3 epochs is far shorter than the demo's 10; it still maps the forest patch well
     assert agree["overall_accuracy"] > 0.75
     assert "overall accuracy" in p.stdout
+    import matplotlib.image
+
+    png = matplotlib.image.imread(out / "maps" / "eolearn_slovenia_quicklook.png")
+    assert png.ndim == 3 and png.shape[1] > 1000
     # a rerun resumes: nothing is redone
     mtime = (out / "model" / "weights.safetensors").stat().st_mtime_ns
     p2 = eulc("demo", "--out", str(out), "--epochs", "3")

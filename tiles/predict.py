@@ -73,8 +73,9 @@ def predict_tile(bundle: ModelBundle, feature_cog: Path, out_dir: Path, tile_id:
     f, h, w = data.shape
     x = data.reshape(f, -1).T
     valid = np.isfinite(x).all(axis=1)
-    cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    xs, ys = transform * (cols.ravel(), rows.ravel())
+    cols, rows = (a.ravel() for a in np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5))
+    xs = transform.c + transform.a * cols + transform.b * rows  # pixel centres, grid CRS metres
+    ys = transform.f + transform.d * cols + transform.e * rows
     lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     lonlat = np.stack([np.asarray(lon), np.asarray(lat)], axis=1).astype(np.float32)
     cls = np.full(h * w, NODATA, dtype=np.uint8)
