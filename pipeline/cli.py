@@ -60,7 +60,8 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="bundle directory")],
     features: Annotated[str | None, typer.Option(
         help="selection JSON, or comma-separated names (default: every spec feature)")] = None,
-    spec: Annotated[str, typer.Option(help="feature spec name or YAML path")] = "elc10",
+    spec: Annotated[str | None, typer.Option(
+        help="feature spec name or YAML path (default: the table's)")] = None,
     level: Annotated[str, typer.Option(help="level1 or level2")] = "level1",
     epochs: Annotated[int, typer.Option(help="training epochs (paper: 500)")] = 500,
     lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 1e-4)")] = 1e-4,
@@ -72,8 +73,9 @@ def train(
     from model.train import TrainConfig
     from pipeline.selection import parse_selection
     from pipeline.spec import load_spec
+    from pipeline.table import table_metadata
 
-    sel = parse_selection(load_spec(spec), features)
+    sel = parse_selection(load_spec(spec or str(table_metadata(table_path)["spec"])), features)
     if level not in ("level1", "level2"):
         raise typer.BadParameter(f"--level must be level1 or level2, not {level!r}")
     cfg = TrainConfig.model_validate({"level": level, "epochs": epochs, "lr": lr,

@@ -259,6 +259,23 @@ def write_feature_table(gdf: gpd.GeoDataFrame, dest: Path) -> None:
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
 
 
+def table_metadata(path: Path) -> dict[str, Any]:
+    """The ``eulc`` metadata of a FeatureTable without reading its rows.
+
+    Raises:
+        SchemaError: the file is unreadable or has no eulc metadata.
+    """
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+    except (OSError, pa.ArrowException) as e:
+        raise SchemaError(f"cannot be read as Parquet ({e})", "Give a table made by `eulc table`",
+                          path=path) from None
+    if raw is None:
+        raise SchemaError("is not a FeatureTable (no eulc metadata)", "Build it with `eulc table`",
+                          path=path)
+    return dict(json.loads(raw))
+
+
 def read_feature_table(path: Path) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Read a FeatureTable written by :func:`write_feature_table`.
 
