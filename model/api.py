@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from model.bundle import save_bundle
 from model.train import TrainConfig, train_bridge, training_arrays
+from pipeline.hashing import file_sha256
 from pipeline.legend import legend_for
 from pipeline.selection import FeatureSelection
 from pipeline.table import read_feature_table
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelection,
@@ -48,5 +40,5 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
                 spec={"name": selection.spec, "hash": selection.spec_hash,
                       "table_spec_hash": str(meta.get("spec_hash", ""))},
                 train_config=cfg.model_dump(), train_config_hash=cfg.digest(),
-                data_hash=_file_sha(table_path), metrics=res.metrics)
+                data_hash=file_sha256(table_path)[:16], metrics=res.metrics)
     return res.metrics

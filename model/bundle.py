@@ -9,7 +9,6 @@ package versions, metrics and the SHA-256 of the weights. :func:`load_bundle` ch
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from model.bridge import BridgeConfig, BridgeLC
 from model.normalize import MinMaxNormalizer
 from pipeline.errors import BundleError
+from pipeline.hashing import file_sha256
 from pipeline.legend import Legend
 
 FORMAT = "eulc-bundle/1"
@@ -48,12 +48,6 @@ class ModelBundle:
         return str(self.meta["weights_sha256"])[:16]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -107,7 +101,7 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
             "data_hash": data_hash,
             "versions": _versions(),
             "metrics": metrics,
-            "weights_sha256": _sha256(tmp / WEIGHTS),
+            "weights_sha256": file_sha256(tmp / WEIGHTS),
         }
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if dest.exists():
@@ -151,7 +145,7 @@ def load_bundle(path: Path) -> ModelBundle:
     if meta.get("format") != FORMAT:
         raise BundleError(f"format is {meta.get('format')!r}, expected {FORMAT!r}",
                           "Re-train with this version of eulc", path=mpath)
-    if _sha256(wpath) != meta.get("weights_sha256"):
+    if file_sha256(wpath) != meta.get("weights_sha256"):
         raise BundleError("weights do not match the SHA-256 recorded in bundle.json",
                           "The bundle was modified or truncated; re-train or restore it", path=wpath)
     try:

@@ -12,7 +12,6 @@ x = EEEE km, y = NNNN km in EPSG:3035; SOURCES.md conventions).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pyproj import Transformer
 from pipeline.atomic import atomic_path
 from pipeline.bioregion import assign_bioregion
 from pipeline.errors import SchemaError
+from pipeline.hashing import file_sha256
 from pipeline.legend import Crosswalk, MappingReport, lucas_to_levels
 from pipeline.spec import FeatureSpec
 
@@ -76,12 +76,6 @@ class TableReport:
         return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_export(path: Path, needed: list[str]) -> pd.DataFrame:
@@ -242,8 +236,8 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
     gdf = gpd.GeoDataFrame(out, geometry=gpd.points_from_xy(out["lon"], out["lat"]), crs=4326)
     gdf.attrs["eulc"] = {
         "spec": spec.name, "spec_hash": spec.digest(), "features": spec.names,
-        "sources": [{"file": str(p), "sha256": _sha256(Path(p))} for p in exports]
-        + ([{"file": str(lucas_file), "sha256": _sha256(lucas_file)}] if lucas_file else []),
+        "sources": [{"file": str(p), "sha256": file_sha256(Path(p))} for p in exports]
+        + ([{"file": str(lucas_file), "sha256": file_sha256(lucas_file)}] if lucas_file else []),
         "report": {k: v for k, v in rep.__dict__.items()},
     }
     return gdf, rep
