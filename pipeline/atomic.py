@@ -45,7 +45,7 @@ def atomic_path(dest: str | Path, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
-def write_json(dest: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented UTF-8 JSON to ``dest`` atomically."""
+def write_json(dest: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """Write ``obj`` as UTF-8 JSON to ``dest`` atomically (``indent=None``: compact)."""
     with atomic_path(dest) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(obj, indent=indent, sort_keys=False) + "\n", encoding="utf-8")

@@ -30,37 +30,64 @@ from pipeline.errors import SpecError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PERCENTILE = re.compile(r"p(\d{1,2})$")
-STATS = ("median", "mean", "stddev", "texture_sd", "min", "max")
+STATS = ("median", "mean", "stddev", "texture_sd", "min", "max", "value")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CloudMask(_Strict):
+    """Mask pixels whose s2cloudless probability (0–100) satisfies ``probability <op> value``.
+
+    ELC10 keeps ``probability < 40`` (``op: ">="``, 40); BRIDGE-LC masks ``probability > 75``
+    (``op: ">"``, 75).
+    """
+
+    op: Literal[">=", ">"]
+    value: float
+
+
 class Sensor(_Strict):
-    """One sensor's collection and masking rules.
+    """One sensor's collection, bands and masking rules.
 
     Attributes:
         kind: ``s2`` (optical), ``s1`` (SAR), ``lst`` or ``dem``.
         collection: the GEE asset ID the features come from (e.g. ``COPERNICUS/S2``).
+        is_image: the asset is a single ``ee.Image`` (a DEM), not an ImageCollection.
         level: processing level, e.g. ``L1C`` (TOA) or ``L2A`` (BOA).
         units: physical unit of the sensor's bands: ``reflectance`` (0–1), ``dB``, ``linear``,
             ``K`` or ``m``.
+        dn_per_unit: stored DN per physical unit (S2: 10000 DN per reflectance; MOD21C3
+            LST_Day: 50 DN per kelvin, i.e. scale factor 0.02).
+        bands: spec band name → asset band name where they differ (``LST: LST_Day``).
+        available_from: first date the collection covers (ISO); earlier years are refused.
         scene_cloud_max_pct: keep scenes with CLOUDY_PIXEL_PERCENTAGE strictly below this.
-        cloud_probability_max_pct: mask pixels whose s2cloudless probability (0–100) is
-            greater than or equal to this (ELC10 masks ``probability >= 40``).
+        cloud_probability: the s2cloudless pixel mask rule.
+        cloud_probability_collection: the collection joined on ``system:index`` for it.
         scl_mask: Sen2Cor SCL classes to mask (L2A only), e.g. ``[1, 9, 10, 11]``.
         daily_mosaic: mosaic acquisitions of the same day before compositing.
+        instrument_mode: S1 instrument mode filter (``IW``).
+        polarisations: S1 polarisations every scene must have (``[VV, VH]``).
+        focal_median_radius_m: S1 speckle filter: focal median over a circle of this radius.
     """
 
     kind: Literal["s2", "s1", "lst", "dem"]
     collection: str
+    is_image: bool = False
     level: str | None = None
     units: Literal["reflectance", "dB", "linear", "K", "m"]
+    dn_per_unit: float = 1.0
+    bands: dict[str, str] = Field(default_factory=dict)
+    available_from: str | None = None
     scene_cloud_max_pct: float | None = None
-    cloud_probability_max_pct: float | None = None
+    cloud_probability: CloudMask | None = None
+    cloud_probability_collection: str | None = None
     scl_mask: tuple[int, ...] = ()
     daily_mosaic: bool = False
+    instrument_mode: str | None = None
+    polarisations: tuple[str, ...] = ()
+    focal_median_radius_m: float | None = None
 
 
 class Window(_Strict):
@@ -150,6 +177,7 @@ class FeatureSpec(_Strict):
         version: an integer bumped on any change of meaning.
         description: what the spec reproduces, and its source.
         year: the default map year.
+        export_dtype: the dtype of exported feature rasters (stored values are rounded for int16).
         sensors: sensor key → :class:`Sensor`.
         indices: index name → expression string over band names (reflectance 0–1).
         features: the features, in band/column order.
@@ -159,6 +187,7 @@ class FeatureSpec(_Strict):
     version: int = 1
     description: str = ""
     year: int
+    export_dtype: Literal["int16", "float32"] = "float32"
     sensors: dict[str, Sensor]
     indices: dict[str, str] = Field(default_factory=dict)
     features: tuple[Feature, ...]
@@ -204,7 +233,7 @@ class FeatureSpec(_Strict):
             for n in _IDENT.findall(feature.derived):
                 out |= self.inputs(self.feature(n))
             return out
-        return set(_IDENT.findall(self.expression(feature))) - {"sqrt", "log", "exp", "abs"}
+        return set(_IDENT.findall(self.expression(feature))) - {"sqrt", "log", "log10", "exp", "abs"}
 
     def subset(self, names: list[str]) -> FeatureSpec:
         """A spec with only ``names``, in the given order (inputs of derived ones must be in it).

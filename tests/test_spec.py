@@ -23,7 +23,9 @@ def test_elc10_describes_the_real_table_columns(data: Path) -> None:
 
 def test_elc10_facts_from_sources() -> None:
     spec = load_spec("elc10")
-    assert spec.sensors["s2"].level == "L1C" and spec.sensors["s2"].cloud_probability_max_pct == 40
+    s2 = spec.sensors["s2"]
+    assert s2.level == "L1C" and s2.cloud_probability is not None
+    assert s2.cloud_probability.model_dump() == {"op": ">=", "value": 40}
     assert spec.feature("blue_median").scale == 1e7  # DN (x1e4) x 1000
     assert spec.feature("ndvi_p50").scale == 1000
     assert spec.feature("ndvi_spring").window.months == (9, 10, 11)  # swapped names in ELC10

@@ -35,6 +35,20 @@ def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window:
     )
 
 
+def _sidecar_names(path: Path, count: int) -> list[str] | None:
+    """Band names from a sidecar: ``<file>.bands.json`` or ``bands.json`` beside the file
+    (written by ``eulc gee export-tiles``; GEE GeoTIFF exports carry no band names).
+    """
+    for side in (path.with_name(path.stem + ".bands.json"), path.with_name("bands.json")):
+        if side.is_file():
+            names = json.loads(side.read_text(encoding="utf-8")).get("bands", [])
+            if len(names) != count:
+                raise RasterError(f"the sidecar {side.name} names {len(names)} bands but the file has {count}",
+                                  "Use the bands.json written with this export", path=path)
+            return [str(n) for n in names]
+    return None
+
+
 def read_feature_cog(path: Path, names: list[str]
                      ) -> tuple[np.ndarray, Affine, str, dict[str, str]]:
     """Read the bands ``names`` of a feature COG, in that order.
@@ -57,8 +71,10 @@ def read_feature_cog(path: Path, names: list[str]
             if not all(desc) and "features" in tags:
                 desc = json.loads(tags["features"])
             if not all(desc):
-                raise RasterError("has bands without names", "Write band descriptions "
-                                  "(feature names) as `eulc features` does", path=path)
+                desc = _sidecar_names(path, src.count) or desc
+            if not all(desc):
+                raise RasterError("has bands without names", "Write band descriptions (feature names) as "
+                                  "`eulc features` does, or put the export's bands.json beside it", path=path)
             missing = [n for n in names if n not in desc]
             if missing:
                 raise RasterError(f"band(s) {missing} are missing",

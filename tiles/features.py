@@ -3,8 +3,8 @@
 It evaluates the spec's expression strings with numexpr on the masked time series, exactly
 the strings that GEE evaluates with ``ee.Image.expression``, then reduces over the window:
 
-- masks (per the spec's sensor): cloud probability ``CLP >= cloud_probability_max_pct``
-  (ELC10's ``probability.lt(40)`` keeps < 40), Sen2Cor SCL classes in ``scl_mask``, and
+- masks (per the spec's sensor): cloud probability ``CLP <op> value`` (ELC10 masks ``>= 40``,
+  BRIDGE-LC ``> 75``), Sen2Cor SCL classes in ``scl_mask``, and
   ``VALID == 0`` where the stack has a validity layer;
 - ``daily_mosaic``: acquisitions of the same UTC day are merged, the later one on top where
   valid (GEE ``ImageCollection.mosaic`` puts the last image on top);
@@ -29,7 +29,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 
 from pipeline.errors import RasterError
-from pipeline.spec import Feature, FeatureSpec
+from pipeline.spec import CloudMask, Feature, FeatureSpec
 from tiles.stack import Stack
 
 
@@ -77,7 +77,7 @@ def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack
             values = np.asarray(ne.evaluate(expr, local_dict=local), dtype=np.float32)
         values[~np.isfinite(values)] = np.nan
     mask = np.zeros(values.shape, dtype=bool)
-    for var, test in _mask_tests(sensor.cloud_probability_max_pct, sensor.scl_mask):
+    for var, test in _mask_tests(sensor.cloud_probability, sensor.scl_mask):
         if var in stack.variables:
             mask |= _align(stack.variables[var], times, test, values.shape)
     values[mask] = np.nan
@@ -86,11 +86,12 @@ def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack
     return times, values
 
 
-def _mask_tests(clp_max: float | None, scl: tuple[int, ...]
+def _mask_tests(clp: CloudMask | None, scl: tuple[int, ...]
                 ) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
     tests: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = [("VALID", lambda v: v == 0)]
-    if clp_max is not None:
-        tests.append(("CLP", lambda v: v >= clp_max))
+    if clp is not None:
+        limit = clp.value
+        tests.append(("CLP", (lambda v: v >= limit) if clp.op == ">=" else (lambda v: v > limit)))
     if scl:
         tests.append(("SCL", lambda v: np.isin(v, scl)))
     return tests
@@ -149,7 +150,7 @@ def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
             match feature.stat:
                 case "median":
                     return np.nanmedian(values, axis=0).astype(np.float32)
-                case "mean":
+                case "mean" | "value":
                     return np.nanmean(values, axis=0).astype(np.float32)
                 case "stddev":
                     return np.nanstd(values, axis=0, ddof=0).astype(np.float32)

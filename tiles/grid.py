@@ -8,6 +8,7 @@ style: the grid is explicit and frozen, never guessed from data; DESIGN.md §4).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,3 +104,51 @@ def window_for_bounds(bounds: tuple[float, float, float, float], src_crs: object
     y0 = grid.origin_y_m + math.floor((bottom - grid.origin_y_m) / r) * r
     return GridWindow(grid, Affine(r, 0.0, x0, 0.0, -r, y1), int(round((y1 - y0) / r)),
                       int(round((x1 - x0) / r)))
+
+
+_TILE_RE = re.compile(r"(\d+)km[Ee](\d+)[Nn](\d+)")
+
+
+@dataclass(frozen=True)
+class TileId:
+    """An EEA reference-grid cell such as ``10kmE432N321`` (EPSG:3035).
+
+    ``E``/``N`` are the lower-left corner divided by the cell size: ``10kmE432N321`` is the cell
+    with x from 4,320,000 to 4,330,000 m and y from 3,210,000 to 3,220,000 m.
+
+    Attributes:
+        size_km: cell size in km (10 or 100).
+        e, n: the easting and northing indices.
+    """
+
+    size_km: int
+    e: int
+    n: int
+
+    @classmethod
+    def parse(cls, text: str) -> TileId:
+        """Parse ``10kmE432N321`` (case-insensitive E/N).
+
+        Raises:
+            RasterError: the text is not an EEA cell code.
+        """
+        m = _TILE_RE.fullmatch(text.strip())
+        if not m:
+            raise RasterError(f"{text!r} is not an EEA grid cell code",
+                              "Use codes like 10kmE432N321 or 100kmE43N32")
+        return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+
+    def __str__(self) -> str:
+        return f"{self.size_km}kmE{self.e}N{self.n}"
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in EPSG:3035 metres."""
+        s = self.size_km * 1000.0
+        return (self.e * s, self.n * s, (self.e + 1) * s, (self.n + 1) * s)
+
+    def window(self, grid: Grid = EEA_10M) -> GridWindow:
+        """The tile as a grid window (10 km → 1000 × 1000 pixels of 10 m)."""
+        left, bottom, right, top = self.bounds
+        n = int(round((right - left) / grid.res_m))
+        return GridWindow(grid, Affine(grid.res_m, 0.0, left, 0.0, -grid.res_m, top), n, n)

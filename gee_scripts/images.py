@@ -1,0 +1,241 @@
+"""Feature images from a spec: Sentinel-2, Sentinel-1, MODIS LST and DEM (paper §2.1).
+
+Every builder reads the spec, never hard-coded thresholds, so a spec change changes the graph
+(and its golden file). Expression strings are the spec's, evaluated with ``ee.Image.expression``.
+
+- **Sentinel-2** (§2.1.1): ``COPERNICUS/S2_SR_HARMONIZED`` for the calendar year; scenes with
+  ``CLOUDY_PIXEL_PERCENTAGE < scene_cloud_max_pct``; ``COPERNICUS/S2_CLOUD_PROBABILITY`` joined on
+  ``system:index`` (``ee.Join.saveFirst``) and pixels masked by the spec's rule (> 75); SCL classes
+  in ``scl_mask`` masked (1, 9, 10, 11); DN / 10000 to reflectance before the expressions. The
+  20 m bands are used at 10 m with nearest-neighbour resampling, Earth Engine's default when
+  the image is sampled or exported on the 10 m grid.
+- **Sentinel-1** (§2.1.2): ``COPERNICUS/S1_GRD_FLOAT`` (linear σ⁰), ``instrumentMode == IW``,
+  scenes with both VV and VH, both orbit directions; a focal median over a circle of 30 m
+  radius on linear σ⁰, then the spec's variables (dB or linear, see the spec header).
+- **LST** (§2.1.3): ``MODIS/061/MOD21C3`` ``LST_Day`` × 0.02 → kelvin, one value per month.
+- **DEM**: the configured asset's elevation band (ASTER GDEM v3 by default).
+
+Monthly windows always produce their band: the month's images are merged with a fully masked
+placeholder carrying the same bands, so a month without acquisitions gives a masked band,
+not a missing band.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+import ee
+
+from pipeline.errors import SpecError
+from pipeline.spec import Feature, FeatureSpec, Sensor
+
+
+def check_year(spec: FeatureSpec, year: int) -> None:
+    """Refuse a year that a spec sensor does not cover (e.g. S2 L2A harmonized before 2017).
+
+    Raises:
+        SpecError: naming the sensor, its collection and its first date.
+    """
+    this_year = dt.date.today().year
+    if year > this_year:
+        raise SpecError(f"year {year} is in the future", f"Use a year up to {this_year}")
+    for key in {f.sensor for f in spec.features}:
+        s = spec.sensors[key]
+        if s.available_from and year < int(s.available_from[:4]):
+            raise SpecError(
+                f"year {year} is outside {s.collection} (sensor {key!r}), which starts on "
+                f"{s.available_from}", f"Use a year from {s.available_from[:4]} on")
+
+
+def _date_range(year: int) -> tuple[str, str]:
+    return f"{year}-01-01", f"{year + 1}-01-01"
+
+
+def _variables(spec: FeatureSpec, features: list[Feature]) -> list[str]:
+    seen: list[str] = []
+    for f in features:
+        if f.source not in seen:
+            seen.append(f.source)
+    return seen
+
+
+def _add_variables(img: ee.Image, spec: FeatureSpec, variables: list[str]) -> ee.Image:
+    """Per-image variable bands named by variable: a band, or an index expression."""
+    bands = []
+    for v in variables:
+        expr = spec.indices.get(v)
+        if expr is None:
+            bands.append(img.select([v]).rename([v]))
+        else:
+            names = sorted(_expr_inputs(spec, v))
+            bands.append(img.expression(expr, {n: img.select([n]) for n in names}).rename([v]))
+    return ee.Image(ee.Image.cat(bands).copyProperties(img, ["system:time_start"]))
+
+
+def _expr_inputs(spec: FeatureSpec, index: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", spec.indices[index])) - {
+        "sqrt", "log", "log10", "exp", "abs"}
+
+
+def s2_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
+                  region: ee.Geometry) -> ee.ImageCollection:
+    """Masked Sentinel-2 variables (reflectance 0–1 / index values) for the year."""
+    s = spec.sensors[key]
+    start, end = _date_range(year)
+    col = ee.ImageCollection(s.collection).filterBounds(region).filterDate(start, end)
+    if s.scene_cloud_max_pct is not None:
+        col = col.filter(ee.Filter.lt("CLOUDY_PIXEL_PERCENTAGE", s.scene_cloud_max_pct))
+    if s.cloud_probability is not None and s.cloud_probability_collection:
+        clp = ee.ImageCollection(s.cloud_probability_collection).filterBounds(region).filterDate(start, end)
+        col = ee.ImageCollection(ee.Join.saveFirst("cloud_probability").apply(
+            primary=col, secondary=clp,
+            condition=ee.Filter.equals(leftField="system:index", rightField="system:index")))
+    bands = sorted({b for v in variables for b in (_expr_inputs(spec, v) if v in spec.indices else {v})})
+
+    def prepare(image: ee.Image) -> ee.Image:
+        img = ee.Image(image)
+        keep = ee.Image.constant(1)
+        if s.cloud_probability is not None and s.cloud_probability_collection:
+            prob = ee.Image(img.get("cloud_probability")).select(["probability"])
+            keep = keep.And(prob.lte(s.cloud_probability.value) if s.cloud_probability.op == ">"
+                            else prob.lt(s.cloud_probability.value))
+        if s.scl_mask:
+            scl = img.select(["SCL"])
+            for c in s.scl_mask:
+                keep = keep.And(scl.neq(c))
+        refl = img.select(bands).divide(s.dn_per_unit).updateMask(keep)
+        return _add_variables(ee.Image(refl.copyProperties(img, ["system:time_start"])), spec, variables)
+
+    return col.map(prepare)
+
+
+def s1_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
+                  region: ee.Geometry) -> ee.ImageCollection:
+    """Speckle-filtered Sentinel-1 variables for the year (both orbit directions)."""
+    s = spec.sensors[key]
+    start, end = _date_range(year)
+    col = ee.ImageCollection(s.collection).filterBounds(region).filterDate(start, end)
+    if s.instrument_mode:
+        col = col.filter(ee.Filter.eq("instrumentMode", s.instrument_mode))
+    for pol in s.polarisations:
+        col = col.filter(ee.Filter.listContains("transmitterReceiverPolarisation", pol))
+    pols = list(s.polarisations) or ["VV", "VH"]
+
+    def prepare(image: ee.Image) -> ee.Image:
+        img = ee.Image(image).select(pols)
+        if s.focal_median_radius_m:
+            img = img.focalMedian(radius=s.focal_median_radius_m, kernelType="circle", units="meters")
+        return _add_variables(ee.Image(img.rename(pols).copyProperties(image, ["system:time_start"])),
+                              spec, variables)
+
+    return col.map(prepare)
+
+
+def lst_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
+                   region: ee.Geometry) -> ee.ImageCollection:
+    """MOD21C3 LST in kelvin (DN / dn_per_unit), renamed to the spec's band names."""
+    s = spec.sensors[key]
+    start, end = _date_range(year)
+    src = [s.bands.get(v, v) for v in variables]
+
+    def prepare(image: ee.Image) -> ee.Image:
+        img = ee.Image(image)
+        return ee.Image(img.select(src).divide(s.dn_per_unit).rename(variables)
+                        .copyProperties(img, ["system:time_start"]))
+
+    return ee.ImageCollection(s.collection).filterBounds(region).filterDate(start, end).map(prepare)
+
+
+def dem_image(spec: FeatureSpec, key: str, variables: list[str]) -> ee.Image:
+    """The DEM's elevation band(s), renamed to the spec's names (metres)."""
+    s = spec.sensors[key]
+    src = [s.bands.get(v, v) for v in variables]
+    img = ee.Image(s.collection) if s.is_image else ee.ImageCollection(s.collection).select(src).mosaic()
+    return img.select(src).rename(variables)
+
+
+def _placeholder(variables: list[str]) -> ee.Image:
+    return ee.Image.constant([0] * len(variables)).rename(variables).float().updateMask(0)
+
+
+def _reduce(col: ee.ImageCollection, features: list[Feature], variables: list[str]) -> ee.Image:
+    """Reduce one window's collection for features sharing that window; bands = feature names."""
+    pct = sorted({int(f.percentile) for f in features if f.percentile is not None})
+    parts = []
+    padded = col.merge(ee.ImageCollection([_placeholder(variables)]))
+    if pct:
+        parts.append(padded.reduce(ee.Reducer.percentile(pct)))
+    if any(f.stat == "median" for f in features):
+        parts.append(padded.reduce(ee.Reducer.median()))
+    if any(f.stat == "mean" for f in features):
+        parts.append(padded.reduce(ee.Reducer.mean()))
+    if any(f.stat == "stddev" for f in features):
+        parts.append(padded.reduce(ee.Reducer.stdDev()))
+    img = ee.Image.cat(parts)
+    # GEE names the outputs <variable>_p5 / <variable>_median / _mean / _stdDev
+    suffix = {"median": "median", "mean": "mean", "stddev": "stdDev"}
+    src = [f"{f.source}_{f.stat if f.percentile is not None else suffix[f.stat]}" for f in features]
+    return img.select(src, [f.name for f in features])
+
+
+def _sensor_image(spec: FeatureSpec, key: str, features: list[Feature], year: int,
+                  region: ee.Geometry) -> ee.Image:
+    sensor: Sensor = spec.sensors[key]
+    variables = _variables(spec, features)
+    if sensor.kind == "dem":
+        bad = [f.name for f in features if f.stat != "value"]
+        if bad:
+            raise SpecError(f"DEM features {bad} need stat 'value'", "Set stat: value")
+        img = dem_image(spec, key, variables)
+        return img.select([f.source for f in features], [f.name for f in features])
+    builders = {"s2": s2_collection, "s1": s1_collection, "lst": lst_collection}
+    col = builders[sensor.kind](spec, key, variables, year, region)
+    by_window: dict[tuple[int, ...], list[Feature]] = defaultdict(list)
+    for f in features:
+        if f.stat in ("texture_sd", "min", "max", "value") or f.derived:
+            raise SpecError(f"feature {f.name!r}: stat {f.stat!r} is not built for Earth Engine yet",
+                            "Use pN, median, mean or stddev")
+        by_window[f.window.months].append(f)
+    parts = []
+    for months, feats in by_window.items():
+        sub = col
+        if months != tuple(range(1, 13)):
+            sub = col.filter(ee.Filter.Or(*[ee.Filter.calendarRange(m, m, "month") for m in months]))
+        parts.append(_reduce(sub, feats, _variables(spec, feats)))
+    return ee.Image.cat(parts)
+
+
+def feature_image(spec: FeatureSpec, year: int, region: ee.Geometry) -> ee.Image:
+    """All features of ``spec`` (or of a subset spec) as one image, bands in spec order.
+
+    Args:
+        spec: the feature spec; ``spec.subset(selection.names)`` for a FeatureSelection.
+        year: the map year (calendar year).
+        region: the area, used for ``filterBounds`` (EPSG:4326 or any ee projection).
+
+    Returns:
+        ``ee.Image`` with ``len(spec.names)`` float bands named ``spec.names``, physical units.
+
+    Raises:
+        SpecError: a year the spec's sensors do not cover, or a statistic not built for GEE.
+    """
+    check_year(spec, year)
+    groups: dict[str, list[Feature]] = defaultdict(list)
+    for f in spec.features:
+        groups[f.sensor].append(f)
+    parts = [_sensor_image(spec, key, feats, year, region) for key, feats in groups.items()]
+    return ee.Image.cat(parts).select(spec.names)
+
+
+def export_image(spec: FeatureSpec, year: int, region: ee.Geometry) -> ee.Image:
+    """The image both sampling and tile exports use: features × spec scale, rounded, cast to
+    the spec's export dtype (int16 for ``bridge-lc-196``); masked pixels stay masked.
+    """
+    img = feature_image(spec, year, region)
+    scaled = img.multiply(ee.Image.constant([f.scale for f in spec.features])).rename(spec.names)
+    if spec.export_dtype == "int16":
+        return scaled.round().toInt16()
+    return scaled.toFloat()

@@ -1,0 +1,133 @@
+"""One call per ``eulc gee`` subcommand: plan tasks, write them offline, or start and track them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gee_scripts.exports import Destination, graph_hash, table_task, task_graph, tile_task
+from gee_scripts.images import check_year
+from gee_scripts.jobs import EETaskRunner, JobSpec, JobTable, SubmitReport, poll, submit
+from gee_scripts.points import read_points, shards
+from gee_scripts.session import initialize_live, offline
+from pipeline.atomic import atomic_path, write_json
+from pipeline.spec import FeatureSpec
+from tiles.grid import TileId
+
+JOBS_DB = "jobs.sqlite"
+
+
+@dataclass
+class Plan:
+    """Planned tasks with their graphs and the band names they produce."""
+
+    jobs: list[JobSpec]
+    graphs: dict[str, dict[str, Any]]
+    info: dict[str, dict[str, Any]]
+    bands: list[str]
+
+
+def plan_table_exports(points_file: Path, spec: FeatureSpec, year: int, dest: Destination,
+                       shard_size: int = 2000) -> Plan:
+    """Plan sampling tasks for every shard of the points (call inside an ee session).
+
+    Raises:
+        SchemaError: empty/unreadable point file or points outside the grid.
+        SpecError: a year the spec's sensors do not cover.
+    """
+    check_year(spec, year)
+    dest.check()
+    pts = read_points(points_file)
+    jobs, graphs, info = [], {}, {}
+    for key, grp in shards(pts, shard_size):
+        cell = TileId.parse(key.rsplit("_", 1)[0])
+
+        def build(grp: Any = grp, key: str = key, cell: TileId = cell) -> Any:
+            return table_task(spec, year, key, grp, dest, cell)
+
+        task = build()
+        g = task_graph(task)
+        desc = str(task.config["description"])
+        prefix = f"{spec.name}_{year}_{key}"
+        jobs.append(JobSpec(key, "table", desc, graph_hash(g), dest.uri(prefix, "csv"), build))
+        graphs[key] = g
+        info[key] = {"n_points": len(grp), "cell": str(cell)}
+    return Plan(jobs, graphs, info, spec.names)
+
+
+def plan_tile_exports(tiles: list[TileId], spec: FeatureSpec, year: int, dest: Destination) -> Plan:
+    """Plan one feature-raster export per tile (call inside an ee session)."""
+    check_year(spec, year)
+    dest.check()
+    jobs, graphs, info = [], {}, {}
+    for tile in tiles:
+        def build(tile: TileId = tile) -> Any:
+            return tile_task(spec, year, tile, dest)
+
+        task = build()
+        g = task_graph(task)
+        key = str(tile)
+        prefix = f"{spec.name}_{year}_{key}"
+        jobs.append(JobSpec(key, "tile", str(task.config["description"]), graph_hash(g),
+                            dest.uri(prefix, "tif"), build))
+        graphs[key] = g
+        info[key] = {"n_pixels": tile.window().width * tile.window().height, "cell": key}
+    return Plan(jobs, graphs, info, spec.names)
+
+
+def write_plan(out: Path, plan: Plan, spec: FeatureSpec, year: int) -> None:
+    """Write ``graphs/<key>.json``, ``tasks.csv`` and ``bands.json`` (the band-name sidecar)."""
+    for key, g in plan.graphs.items():
+        write_json(out / "graphs" / f"{key}.json", g, indent=None)
+    with atomic_path(out / "tasks.csv") as tmp, tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "kind", "description", "params_hash", "output_uri", "detail"])
+        for j in plan.jobs:
+            w.writerow([j.key, j.kind, j.description, j.params_hash, j.output_uri, json.dumps(plan.info[j.key])])
+    write_json(out / "bands.json", {
+        "spec": spec.name, "spec_hash": spec.digest(), "year": year, "bands": plan.bands,
+        "scale": [f.scale for f in spec.features], "dtype": spec.export_dtype, "nodata": -32768,
+        "units": "physical value x scale (see the spec)"})
+
+
+def run_offline(out: Path, make_plan: Any, spec: FeatureSpec, year: int) -> Plan:
+    """Build the plan in an offline ee session and write it (no network, no credentials)."""
+    with offline():
+        plan = make_plan()
+        write_plan(out, plan, spec, year)
+    return plan
+
+
+def run_live(out: Path, make_plan: Any, spec: FeatureSpec, year: int, project: str | None,
+             max_attempts: int = 3) -> SubmitReport:
+    """Check credentials, build the plan, write it, and start the tasks through the job table.
+
+    Raises:
+        EulcError: missing credentials or project (before anything is built or submitted).
+    """
+    initialize_live(project)
+    plan = make_plan()
+    write_plan(out, plan, spec, year)
+    table = JobTable(out / JOBS_DB)
+    try:
+        return submit(table, plan.jobs, EETaskRunner(), max_attempts)
+    finally:
+        table.close()
+
+
+def status(out: Path, project: str | None) -> list[dict[str, Any]]:
+    """Poll the tasks recorded in ``out/jobs.sqlite`` and return the rows."""
+    from pipeline.errors import EulcError
+
+    if not (out / JOBS_DB).is_file():
+        raise EulcError(f"no job table in {out}", "Run `eulc gee export-... --start --out DIR` first")
+    initialize_live(project)
+    table = JobTable(out / JOBS_DB)
+    try:
+        poll(table, EETaskRunner())
+        return table.rows()
+    finally:
+        table.close()
