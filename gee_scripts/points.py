@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from pyproj import Transformer
 
+from pipeline.eea import cell_codes, snap_to_lucas_grid
 from pipeline.errors import SchemaError
 
 # EPSG:3035 area of use (Europe) in metres
@@ -73,11 +74,13 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
         raise SchemaError(f"{bad.sum()} point(s) fall outside the EEA grid (EPSG:3035 area): "
                           f"POINT_ID {ids[:5]}{'...' if len(ids) > 5 else ''}",
                           "Fix or remove those points", path=path)
+    ids = pd.to_numeric(df[pid], errors="coerce").astype("int64").to_numpy()
     lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(x, y)
+    cx, cy = snap_to_lucas_grid(ids, x, y)  # shard cells from the LUCAS grid node
     out = pd.DataFrame({
-        "POINT_ID": pd.to_numeric(df[pid], errors="coerce").astype("int64").to_numpy(),
+        "POINT_ID": ids,
         "x_3035": x, "y_3035": y,
-        "eea_cell_100km": [f"100kmE{int(a) // 100_000}N{int(b) // 100_000}" for a, b in zip(x, y, strict=True)],
+        "eea_cell_100km": cell_codes(cx, cy, 100),
     })
     for name, cands in LABEL_COLUMNS.items():
         c = _pick(df, cands)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import data_dir
+from pipeline.eea import cell_index
 from pipeline.errors import SchemaError
 
 REGIONS: tuple[str, ...] = ("Alpine", "Atlantic", "BlackSea", "Boreal", "Continental",
@@ -65,8 +66,8 @@ def assign_bioregion(x_3035_m: np.ndarray, y_3035_m: np.ndarray,
     """
     path = cells_csv or data_dir((str(CELLS_FILE),)) / CELLS_FILE
     cells = _cell_regions(Path(path))
-    ex = np.floor_divide(np.asarray(x_3035_m, dtype=np.int64), 10_000)
-    ny = np.floor_divide(np.asarray(y_3035_m, dtype=np.int64), 10_000)
+    ex = cell_index(x_3035_m, 10_000)
+    ny = cell_index(y_3035_m, 10_000)
     out = np.empty(len(ex), dtype=object)
     report: Counter[str] = Counter()
     resolved: dict[tuple[int, int], str | None] = {}

@@ -26,6 +26,7 @@ from pyproj import Transformer
 
 from pipeline.atomic import atomic_path
 from pipeline.bioregion import assign_bioregion
+from pipeline.eea import cell_codes, snap_to_lucas_grid
 from pipeline.errors import SchemaError
 from pipeline.hashing import file_sha256
 from pipeline.legend import Crosswalk, MappingReport, lucas_to_levels
@@ -210,10 +211,12 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
           & (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
     rep.out_of_range = int((~ok).sum())
     df, lon, lat, x, y = df[ok], lon[ok], lat[ok], x[ok], y[ok]
+    # cells/regions from the LUCAS theoretical point when the coordinates are that point
+    cx, cy = snap_to_lucas_grid(df["POINT_ID"].to_numpy(), x, y)
     lucas = read_lucas_labels(lucas_file) if lucas_file else None
     labels, lrep = _labels(df, lucas)
     rep.labels = {**lrep.to_json(), "summary": lrep.summary()}
-    regions, rrep = assign_bioregion(x, y, cells_csv)
+    regions, rrep = assign_bioregion(cx, cy, cells_csv)
     out = pd.DataFrame({
         "point_id": df["POINT_ID"].to_numpy(),
         "lon": lon, "lat": lat,
@@ -222,7 +225,7 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
         "level1": labels["level1"].astype("Int8").array,
         "level2": labels["level2"].astype("Int8").array,
         "bioregion": pd.array(regions, dtype="string"),
-        "eea_cell_100km": [f"100kmE{int(a) // 100_000}N{int(b) // 100_000}" for a, b in zip(x, y, strict=True)],
+        "eea_cell_100km": cell_codes(cx, cy, 100),
     })
     for name in spec.names:
         out[name] = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float32)

@@ -94,3 +94,12 @@ def test_not_a_feature_table(tmp_path) -> None:
     pd.DataFrame({"a": [1]}).to_parquet(p)
     with pytest.raises(SchemaError, match="x.parquet"):
         read_feature_table(p)
+
+
+def test_cells_match_the_point_id_cells(full, elc10_frame) -> None:
+    """Cells from lon/lat (float round trip) equal those from the exact POINT_ID location,
+    including points exactly on 100 km cell edges."""
+    gdf, _ = full
+    assert (gdf["eea_cell_100km"].to_numpy() == elc10_frame["eea_cell_100km"].to_numpy()).all()
+    on_edge = (elc10_frame["y_3035"] % 100_000 == 0) | (elc10_frame["x_3035"] % 100_000 == 0)
+    assert on_edge.sum() > 100
