@@ -30,6 +30,29 @@ import ee
 from pipeline.errors import SpecError
 from pipeline.spec import Feature, FeatureSpec, Sensor
 
+# Known DEM assets and their elevation band: single images, and tiled collections (mosaicked).
+DEM_IMAGES = {"NASA/NASADEM_HGT/001": "elevation", "USGS/SRTMGL1_003": "elevation"}
+DEM_COLLECTIONS = {"COPERNICUS/DEM/GLO30": "DEM", "projects/sat-io/open-datasets/ASTER/GDEM": "b1"}
+
+
+def with_dem_asset(spec: FeatureSpec, asset: str | None, band: str | None = None) -> FeatureSpec:
+    """The spec with its ``dem`` sensor pointed at another asset (and band); unchanged if None.
+
+    Known assets (:data:`DEM_IMAGES`, :data:`DEM_COLLECTIONS`) get their elevation band and
+    image/collection kind automatically; others default to an ImageCollection with band
+    ``elevation`` unless ``band`` is given.
+    """
+    if not (asset or band) or "dem" not in spec.sensors:
+        return spec
+    upd: dict[str, object] = {}
+    if asset:
+        upd["collection"] = asset
+        upd["is_image"] = asset in DEM_IMAGES
+    name = band or (DEM_IMAGES.get(asset or "") or DEM_COLLECTIONS.get(asset or "") or "elevation")
+    upd["bands"] = {"elevation": name}
+    dem = spec.sensors["dem"].model_copy(update=upd)
+    return spec.model_copy(update={"sensors": {**spec.sensors, "dem": dem}})
+
 
 def check_year(spec: FeatureSpec, year: int) -> None:
     """Refuse a year that a spec sensor does not cover (e.g. S2 L2A harmonized before 2017).

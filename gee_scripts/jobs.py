@@ -185,12 +185,13 @@ class EETaskRunner:
         return str(ee.data.getTaskStatus([task_id])[0]["state"])
 
     def find(self, description: str) -> str | None:
-        """A live task with this description, from Earth Engine's task list."""
+        """A live task with this description, from Earth Engine's operations list."""
         import ee
 
-        for t in ee.data.getTaskList():
-            if t.get("description") == description and t.get("state") not in RETRYABLE:
-                return str(t["id"])
+        for op in ee.data.listOperations():
+            meta = op.get("metadata", {})
+            if meta.get("description") == description and meta.get("state") not in (*RETRYABLE, "CANCELLING"):
+                return str(op["name"]).rsplit("/", 1)[-1]
         return None
 
 

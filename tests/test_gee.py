@@ -240,3 +240,37 @@ def test_job_table_retries_failures_up_to_max(gee, spec, data: Path, tmp_path: P
     # a changed graph (params hash) is submitted again
     jobs[0].params_hash = "changed"
     assert submit(table, jobs, runner, max_attempts=2).started == ["k0"]
+
+
+class _FlakyTask:
+    def __init__(self, failures: int) -> None:
+        self.failures, self.id, self.starts = failures, None, 0
+
+    def start(self) -> None:
+        self.starts += 1
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("429 Too Many Requests")
+        self.id = "T123"
+
+
+def test_ee_runner_retries_with_exponential_backoff() -> None:
+    from gee_scripts.jobs import EETaskRunner
+
+    waits: list[float] = []
+    runner = EETaskRunner(retries=4, base_delay_s=2.0, sleep=waits.append)
+    task = _FlakyTask(failures=2)
+    assert runner.start("k", task) == "T123" and task.starts == 3 and waits == [2.0, 4.0]
+    with pytest.raises(RuntimeError, match="429"):
+        EETaskRunner(retries=2, base_delay_s=1.0, sleep=waits.append).start("k", _FlakyTask(failures=5))
+
+
+def test_dem_asset_is_configurable(gee, spec, tmp_path: Path) -> None:
+    from pipeline.cli_gee import _gee_common
+
+    sub = _gee_common("bridge-lc-196", "dem_elevation", "NASA/NASADEM_HGT/001")
+    text = json.dumps(ee.serializer.encode(feature_image(sub, 2022, _region()), for_cloud_api=True))
+    assert "NASA/NASADEM_HGT/001" in text and "ASTER" not in text
+    default = json.dumps(ee.serializer.encode(feature_image(spec.subset(["dem_elevation"]), 2022, _region()),
+                                              for_cloud_api=True))
+    assert "projects/sat-io/open-datasets/ASTER/GDEM" in default
