@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -56,7 +56,8 @@ class TrainingData:
     Attributes:
         x: float32 (N, F), the spec's stored units; lonlat: float32 (N, 2), degrees (lon, lat);
         y: int64 (N,) class ids; region: int64 (N,) indexes into ``REGIONS``;
-        dropped: counts of rows left out and why.
+        dropped: counts of rows left out and why;
+        cells: object (N,) EEA 100 km cell codes (for spatially blocked splits).
     """
 
     x: np.ndarray
@@ -64,6 +65,7 @@ class TrainingData:
     y: np.ndarray
     region: np.ndarray
     dropped: dict[str, int]
+    cells: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
 
 def training_arrays(table: pd.DataFrame, features: list[str], level: str = "level1"
@@ -100,6 +102,8 @@ def training_arrays(table: pd.DataFrame, features: list[str], level: str = "leve
         y=sub[level].to_numpy(dtype=np.int64, copy=True),
         region=sub["bioregion"].map(region_index).to_numpy(dtype=np.int64, copy=True),
         dropped=dropped,
+        cells=(sub["eea_cell_100km"].astype(str).to_numpy() if "eea_cell_100km" in sub.columns
+               else np.full(len(sub), "", dtype=object)),
     )
 
 

@@ -161,6 +161,56 @@ def agreement_(
 
 
 @app.command()
+def evaluate(
+    table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    bundle: Annotated[Path | None, typer.Option(help="evaluate this bundle on the table")] = None,
+    scenario: Annotated[str | None, typer.Option(help="extrap, extrap-blocked or loro")] = None,
+    features: Annotated[str | None, typer.Option(help="selection JSON or names (default: all)")] = None,
+    models: Annotated[str, typer.Option(help="comma-separated: bridge-lc,rf,xgboost,svm")] = "bridge-lc,rf,xgboost,svm",
+    seeds: Annotated[int, typer.Option(help="number of seeds (paper-style: >= 5)")] = 1,
+    epochs: Annotated[int, typer.Option(help="BRIDGE-LC epochs (paper: 500)")] = 500,
+    lr: Annotated[float, typer.Option(help="BRIDGE-LC learning rate (paper: 1e-4)")] = 1e-4,
+    level: Annotated[str, typer.Option(help="level1 or level2")] = "level1",
+    regions: Annotated[str | None, typer.Option(help="LORO regions, comma-separated (default: all 8)")] = None,
+    max_rows: Annotated[int | None, typer.Option(help="subsample the table (quick runs)")] = None,
+) -> None:
+    """Evaluate a bundle on a table (metrics.json), or run a paper scenario (CSV + Markdown)."""
+    from pipeline.atomic import write_json
+
+    if bundle is not None:
+        from model.evaluate import evaluate_bundle
+
+        m = evaluate_bundle(bundle, table_path)
+        write_json(out / "metrics.json", m)
+        out_console.print(f"overall accuracy {m['overall_accuracy']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
+                          f"on {m['n']:,} rows; wrote {out / 'metrics.json'}")
+        return
+    if scenario is None:
+        raise typer.BadParameter("give --bundle or --scenario")
+    from model.evaluate import MODELS, run_scenario
+    from model.train import TrainConfig
+    from pipeline.selection import parse_selection
+    from pipeline.spec import load_spec
+    from pipeline.table import table_metadata
+
+    chosen = tuple(m.strip() for m in models.split(",") if m.strip())
+    bad = [m for m in chosen if m not in MODELS]
+    if bad:
+        raise typer.BadParameter(f"unknown model(s) {bad}; use {MODELS}")
+    sel = parse_selection(load_spec(str(table_metadata(table_path)["spec"])), features)
+    cfg = TrainConfig.model_validate({"level": level, "epochs": epochs, "lr": lr})
+    with _progress() as prog:
+        task = prog.add_task(scenario, total=None, info="")
+        df = run_scenario(table_path, sel.names, scenario, out, chosen, tuple(range(seeds)), cfg,
+                          [r.strip() for r in regions.split(",")] if regions else None, max_rows,
+                          lambda r: prog.update(task, advance=1, info=f"{r['split']} {r['model']}: "
+                                                                       f"F1 {r['weighted_f1']:.3f}"))
+    out_console.print((out / f"{scenario}_summary.md").read_text())
+    out_console.print(f"{len(df)} runs; wrote {out / f'{scenario}_runs.csv'}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     epochs: Annotated[int, typer.Option(help="training epochs of the short schedule")] = 10,

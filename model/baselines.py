@@ -1,0 +1,53 @@
+"""The paper's baselines (§4.1.2; FEATURES.md §5) on the same tables and splits.
+
+- RF: 130 trees, min_samples_leaf 2, max_features sqrt, gini.
+- XGBoost: ``hist`` trees, 300 rounds, otherwise defaults (max_depth 6).
+- SVM: RBF, C = 1, gamma ``scale``, on min–max scaled features. Its training set is capped at
+  ``SVM_MAX_TRAIN`` rows (stratified subsample) because kernel SVM training is quadratic.
+All take the features only (no coordinates), as in the paper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+from sklearn.svm import SVC
+
+BASELINES = ("rf", "xgboost", "svm")
+SVM_MAX_TRAIN = 15_000
+
+
+def fit_predict_baseline(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                         seed: int) -> np.ndarray:
+    """Fit baseline ``name`` on float32 (N, F) features and int labels; predict the test rows.
+
+    Raises:
+        ValueError: unknown baseline name.
+    """
+    model: Any
+    if name == "rf":
+        model = RandomForestClassifier(n_estimators=130, min_samples_leaf=2, max_features="sqrt",
+                                       criterion="gini", n_jobs=-1, random_state=seed)
+    elif name == "xgboost":
+        from xgboost import XGBClassifier
+
+        classes = np.unique(y_train)  # XGBoost needs labels 0..K-1
+        lut = {c: i for i, c in enumerate(classes)}
+        m = XGBClassifier(tree_method="hist", n_estimators=300, random_state=seed, n_jobs=-1)
+        m.fit(x_train, np.array([lut[c] for c in y_train]))
+        return np.asarray(classes[m.predict(x_test)])
+    elif name == "svm":
+        if len(y_train) > SVM_MAX_TRAIN:
+            keep, _ = train_test_split(np.arange(len(y_train)), train_size=SVM_MAX_TRAIN,
+                                       random_state=seed, stratify=y_train)
+            x_train, y_train = x_train[keep], y_train[keep]
+        model = make_pipeline(MinMaxScaler(), SVC(C=1.0, kernel="rbf", gamma="scale", random_state=seed))
+    else:
+        raise ValueError(f"unknown baseline {name!r}; use one of {BASELINES}")
+    model.fit(x_train, y_train)
+    return np.asarray(model.predict(x_test))
