@@ -4,6 +4,8 @@ Loss = CE(class, invariant head) + CE(region, specific head) + SupCon over the 2
 embeddings (τ = 0.07; invariant embeddings labelled by class c, specific ones by C + region),
 each with weight 1. AdamW (lr 1e-4, weight decay 0.01), cosine schedule to 0, batch 128 with
 ``drop_last`` as in the authors' code. The number of epochs is configurable (paper: 500).
+An exponential moving average of the weights (momentum 0.95), updated once per epoch from
+the halfway epoch on, gives the final weights, as in the authors' reference code.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.01, ge=0)
     temperature: float = Field(0.07, gt=0, description="SupCon τ")
+    ema_momentum: float | None = Field(
+        0.95, ge=0, lt=1,
+        description="EMA of the weights, updated once per epoch from the halfway epoch on "
+                    "(authors' code: 0.95); the EMA weights are the final model. None = off")
     val_fraction: float = Field(0.1, ge=0, lt=0.5, description="stratified hold-out for metrics")
     seed: int = 0
     device: str = "cpu"
@@ -130,6 +136,17 @@ def _evaluate(net: BridgeLC, x: np.ndarray, lonlat: np.ndarray, y: np.ndarray, d
             "weighted_f1": float(f1_score(y, p, average="weighted", zero_division=0))}
 
 
+def _update_ema(ema: dict[str, torch.Tensor] | None, net: nn.Module, momentum: float
+                ) -> dict[str, torch.Tensor]:
+    """``ema ← m · ema + (1 − m) · θ`` for the float parameters (BatchNorm running statistics
+    follow the live model); the first call copies θ.
+    """
+    params = {k: v.detach().clone() for k, v in net.named_parameters()}
+    if ema is None:
+        return params
+    return {k: momentum * ema[k] + (1.0 - momentum) * v for k, v in params.items()}
+
+
 def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
                  on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train BRIDGE-LC.
@@ -175,6 +192,7 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     lt = torch.from_numpy(data.lonlat).to(dev)
     yt = torch.from_numpy(data.y).to(dev)
     rt = torch.from_numpy(data.region).to(dev)
+    ema: dict[str, torch.Tensor] | None = None
     for epoch in range(1, cfg.epochs + 1):
         net.train()
         order = torch.from_numpy(rng.permutation(tr)).to(dev)
@@ -190,8 +208,12 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
             opt.step()
             sched.step()
             total += float(loss.detach())
+        if cfg.ema_momentum is not None and epoch > cfg.epochs // 2:
+            ema = _update_ema(ema, net, cfg.ema_momentum)
         if on_epoch is not None:
             on_epoch(epoch, total / max(steps_per_epoch, 1))
+    if ema is not None:
+        net.load_state_dict({**net.state_dict(), **ema})
     metrics: dict[str, float | int | dict[str, int]] = {
         "n_train": len(tr), "n_val": len(va), "dropped": data.dropped,
     }

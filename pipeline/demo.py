@@ -4,7 +4,7 @@
 2. Feature selection = the `elc10` features that the real Slovenia Sentinel-2 L1C stack can
    compute for the map year (it has no Sentinel-1, and all 13 bands only on 5 dates of 2015,
    so for 2017 these are the 10 NDVI features).
-3. BRIDGE-LC trained on that selection (a short schedule: 10 epochs at lr 1e-3).
+3. BRIDGE-LC trained on that selection (a short schedule: 10 epochs at lr 1e-3, no weight EMA).
 4. Feature COG for the stack (EPSG:3035, 10 m) and the class/confidence COGs.
 5. Agreement with the eo-learn LULC reference map, crosswalked to Level-1.
 
@@ -89,7 +89,9 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
     say("selection", f"{len(selection.names)} features: {', '.join(selection.names)}")
 
     model_dir = out / "model"
-    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+    # short schedule: no weight EMA (5 per-epoch updates at momentum 0.95 would keep mostly the
+    # epoch-6 weights; measured: hold-out accuracy 0.849 with it, 0.865 without)
+    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, ema_momentum=None)
     key = input_key("train", table, selection.names, cfg.model_dump())
     if log.done("train", key):
         say("train", f"up to date: {model_dir}")

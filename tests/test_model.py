@@ -101,3 +101,16 @@ def test_tampered_bundle_is_rejected(small_bundle: Path, tmp_path: Path) -> None
     (bad / "weights.safetensors").unlink()
     with pytest.raises(BundleError, match="weights.safetensors is missing"):
         load_bundle(bad)
+
+
+def test_ema_averages_weights_from_the_halfway_epoch() -> None:
+    from model.train import _update_ema
+
+    net = BridgeLC(BridgeConfig(n_features=3, n_classes=2))
+    ema = _update_ema(None, net, 0.95)
+    w0 = ema["class_head.weight"].clone()
+    with torch.no_grad():
+        net.class_head.weight.add_(1.0)
+    ema = _update_ema(ema, net, 0.95)
+    assert torch.allclose(ema["class_head.weight"], w0 + 0.05)
+    assert "invariant.1.running_mean" not in ema  # BN statistics follow the live model
