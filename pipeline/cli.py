@@ -69,6 +69,7 @@ def train(
     lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 1e-4)")] = 1e-4,
     batch_size: Annotated[int, typer.Option(help="batch size (authors' code: 128)")] = 128,
     seed: Annotated[int, typer.Option()] = 0,
+    ema: Annotated[bool, typer.Option(help="weight EMA (0.95) from the halfway epoch, as the authors")] = True,
 ) -> None:
     """Train BRIDGE-LC and write a ModelBundle (safetensors + JSON)."""
     from model.api import train_from_table
@@ -81,7 +82,8 @@ def train(
     if level not in ("level1", "level2"):
         raise typer.BadParameter(f"--level must be level1 or level2, not {level!r}")
     cfg = TrainConfig.model_validate({"level": level, "epochs": epochs, "lr": lr,
-                                      "batch_size": batch_size, "seed": seed})
+                                      "batch_size": batch_size, "seed": seed,
+                                      **({} if ema else {"ema_momentum": None})})
     with _progress() as prog:
         task = prog.add_task("training", total=epochs, info="")
         metrics = train_from_table(
@@ -174,6 +176,7 @@ def evaluate(
     level: Annotated[str, typer.Option(help="level1 or level2")] = "level1",
     regions: Annotated[str | None, typer.Option(help="LORO regions, comma-separated (default: all 8)")] = None,
     max_rows: Annotated[int | None, typer.Option(help="subsample the table (quick runs)")] = None,
+    ema: Annotated[bool, typer.Option(help="BRIDGE-LC weight EMA (0.95) from the halfway epoch")] = True,
 ) -> None:
     """Evaluate a bundle on a table (metrics.json), or run a paper scenario (CSV + Markdown)."""
     from pipeline.atomic import write_json
@@ -199,7 +202,8 @@ def evaluate(
     if bad:
         raise typer.BadParameter(f"unknown model(s) {bad}; use {MODELS}")
     sel = parse_selection(load_spec(str(table_metadata(table_path)["spec"])), features)
-    cfg = TrainConfig.model_validate({"level": level, "epochs": epochs, "lr": lr})
+    cfg = TrainConfig.model_validate({"level": level, "epochs": epochs, "lr": lr,
+                                      **({} if ema else {"ema_momentum": None})})
     with _progress() as prog:
         task = prog.add_task(scenario, total=None, info="")
         df = run_scenario(table_path, sel.names, scenario, out, chosen, tuple(range(seeds)), cfg,
