@@ -57,22 +57,35 @@ def _report_plan(out: Path, n: int, started: Any = None) -> None:
                           f"`eulc gee status --out {out}` follows them")
 
 
+# Options shared by both export commands.
+SpecOpt = Annotated[str, typer.Option(help="feature spec")]
+SelectionOpt = Annotated[str | None, typer.Option(help="selection JSON or names (default: all)")]
+DestOpt = Annotated[str, typer.Option(help="drive, gcs or asset")]
+FolderOpt = Annotated[str, typer.Option(help="Drive folder / path prefix in the bucket")]
+BucketOpt = Annotated[str | None, typer.Option(help="Cloud Storage bucket (--dest gcs)")]
+AssetRootOpt = Annotated[str | None, typer.Option(help="asset folder (--dest asset)")]
+StartOpt = Annotated[bool, typer.Option("--start", help="authenticate and start the tasks")]
+ProjectOpt = Annotated[str | None, typer.Option(help="Google Cloud project for Earth Engine")]
+DemAssetOpt = Annotated[str | None, typer.Option(help=_DEM_HELP)]
+DemBandOpt = Annotated[str | None, typer.Option(help="elevation band of --dem-asset")]
+
+
 @gee_app.command("export-table")
 def gee_export_table(
     points: Annotated[Path, typer.Option(help="LUCAS points (CSV) or polygons (GeoPackage/GeoParquet)")],
     year: Annotated[int, typer.Option(help="feature year")],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
-    spec: Annotated[str, typer.Option(help="feature spec")] = "bridge-lc-196",
-    selection: Annotated[str | None, typer.Option(help="selection JSON or names (default: all)")] = None,
+    spec: SpecOpt = "bridge-lc-196",
+    selection: SelectionOpt = None,
     shard_size: Annotated[int, typer.Option(help="max points per task (GEE limits)")] = 2000,
-    dest: Annotated[str, typer.Option(help="drive, gcs or asset")] = "drive",
-    folder: Annotated[str, typer.Option(help="Drive folder / path prefix in the bucket")] = "eulc",
-    bucket: Annotated[str | None, typer.Option(help="Cloud Storage bucket (--dest gcs)")] = None,
-    asset_root: Annotated[str | None, typer.Option(help="asset folder (--dest asset)")] = None,
-    start: Annotated[bool, typer.Option("--start", help="authenticate and start the tasks")] = False,
-    project: Annotated[str | None, typer.Option(help="Google Cloud project for Earth Engine")] = None,
-    dem_asset: Annotated[str | None, typer.Option(help=_DEM_HELP)] = None,
-    dem_band: Annotated[str | None, typer.Option(help="elevation band of --dem-asset")] = None,
+    dest: DestOpt = "drive",
+    folder: FolderOpt = "eulc",
+    bucket: BucketOpt = None,
+    asset_root: AssetRootOpt = None,
+    start: StartOpt = False,
+    project: ProjectOpt = None,
+    dem_asset: DemAssetOpt = None,
+    dem_band: DemBandOpt = None,
 ) -> None:
     """Sample the feature image at LUCAS points: one Export.table task per shard."""
     sp = _gee_common(spec, selection, dem_asset, dem_band)
@@ -97,16 +110,16 @@ def gee_export_tiles(
     tiles: Annotated[str, typer.Option(help="EEA cell codes (comma-separated) or a file, one per line")],
     year: Annotated[int, typer.Option(help="feature year")],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
-    selection: Annotated[str | None, typer.Option(help="selection JSON or names (default: all)")] = None,
-    spec: Annotated[str, typer.Option(help="feature spec")] = "bridge-lc-196",
-    dest: Annotated[str, typer.Option(help="drive, gcs or asset")] = "drive",
-    folder: Annotated[str, typer.Option(help="Drive folder / path prefix in the bucket")] = "eulc",
-    bucket: Annotated[str | None, typer.Option(help="Cloud Storage bucket (--dest gcs)")] = None,
-    asset_root: Annotated[str | None, typer.Option(help="asset folder (--dest asset)")] = None,
-    start: Annotated[bool, typer.Option("--start", help="authenticate and start the tasks")] = False,
-    project: Annotated[str | None, typer.Option(help="Google Cloud project for Earth Engine")] = None,
-    dem_asset: Annotated[str | None, typer.Option(help=_DEM_HELP)] = None,
-    dem_band: Annotated[str | None, typer.Option(help="elevation band of --dem-asset")] = None,
+    selection: SelectionOpt = None,
+    spec: SpecOpt = "bridge-lc-196",
+    dest: DestOpt = "drive",
+    folder: FolderOpt = "eulc",
+    bucket: BucketOpt = None,
+    asset_root: AssetRootOpt = None,
+    start: StartOpt = False,
+    project: ProjectOpt = None,
+    dem_asset: DemAssetOpt = None,
+    dem_band: DemBandOpt = None,
 ) -> None:
     """Export the selected features per EEA tile as COGs on the 10 m grid (EPSG:3035)."""
     sp = _gee_common(spec, selection, dem_asset, dem_band)
