@@ -28,6 +28,7 @@ from pipeline.legend import Crosswalk, level1_legend
 from pipeline.table import read_feature_table
 from tiles.cog import write_cog
 from tiles.featurecog import read_feature_cog
+from tiles.grid import pixel_centres_lonlat
 
 
 def main() -> None:
@@ -53,13 +54,9 @@ def main() -> None:
     f, h, w = x.shape
     flat = x.reshape(f, -1).T
     ok = np.isfinite(flat).all(1)
-    from pyproj import Transformer
-
-    cols, rows = (a.ravel() for a in np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5))
-    lon, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(
-        transform.c + transform.a * cols, transform.f + transform.e * rows)
+    lon, lat = pixel_centres_lonlat(transform, h, w, crs)
     pred = np.full(h * w, 255, np.uint8)
-    pred[ok] = rf.predict(np.c_[flat[ok], np.c_[lon, lat][ok]])
+    pred[ok] = rf.predict(np.c_[flat[ok], np.c_[lon.ravel(), lat.ravel()][ok]])
     rf_map = write_cog(out / "rf_class.tif", pred.reshape(h, w), transform, crs, 255)
     peer = agreement(rf_map, data_dir() / SLOVENIA / "lulc_reference.tif",
                      Crosswalk.shipped("eolearn_lulc"), level1_legend())

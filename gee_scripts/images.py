@@ -28,7 +28,7 @@ from collections import defaultdict
 import ee
 
 from pipeline.errors import SpecError
-from pipeline.spec import Feature, FeatureSpec, Sensor
+from pipeline.spec import Feature, FeatureSpec, Sensor, expression_inputs
 
 # Known DEM assets and their elevation band: single images, and tiled collections (mosaicked).
 DEM_IMAGES = {"NASA/NASADEM_HGT/001": "elevation", "USGS/SRTMGL1_003": "elevation"}
@@ -91,16 +91,9 @@ def _add_variables(img: ee.Image, spec: FeatureSpec, variables: list[str]) -> ee
         if expr is None:
             bands.append(img.select([v]).rename([v]))
         else:
-            names = sorted(_expr_inputs(spec, v))
+            names = sorted(expression_inputs(expr))
             bands.append(img.expression(expr, {n: img.select([n]) for n in names}).rename([v]))
     return ee.Image(ee.Image.cat(bands).copyProperties(img, ["system:time_start"]))
-
-
-def _expr_inputs(spec: FeatureSpec, index: str) -> set[str]:
-    import re
-
-    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", spec.indices[index])) - {
-        "sqrt", "log", "log10", "exp", "abs"}
 
 
 def s2_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
@@ -116,7 +109,7 @@ def s2_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
         col = ee.ImageCollection(ee.Join.saveFirst("cloud_probability").apply(
             primary=col, secondary=clp,
             condition=ee.Filter.equals(leftField="system:index", rightField="system:index")))
-    bands = sorted({b for v in variables for b in (_expr_inputs(spec, v) if v in spec.indices else {v})})
+    bands = sorted({b for v in variables for b in (expression_inputs(spec.indices[v]) if v in spec.indices else {v})})
 
     def prepare(image: ee.Image) -> ee.Image:
         img = ee.Image(image)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from model.baselines import fit_predict_baseline
 from model.bundle import load_bundle
+from model.infer import predict_proba
 from model.metrics import classification_metrics, mean_ci95
 from model.scenarios import Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, train_bridge, training_arrays
@@ -55,13 +56,9 @@ def _subset(d: TrainingData, idx: np.ndarray) -> TrainingData:
 def _fit_predict(model: str, d: TrainingData, split: Split, n_classes: int, cfg: TrainConfig,
                  seed: int) -> np.ndarray:
     if model == "bridge-lc":
-        from model.bundle import ModelBundle
-        from tiles.predict import predict_array
-
         res = train_bridge(_subset(d, split.train), n_classes, replace_cfg(cfg, seed))
-        b = ModelBundle(res.model, res.normalizer, legend_for(cfg.level), [], {})
-        pred, _ = predict_array(b, d.x[split.test], d.lonlat[split.test])
-        return pred
+        prob = predict_proba(res.model, res.normalizer.transform(d.x[split.test]), d.lonlat[split.test])
+        return np.asarray(prob.argmax(1))
     return fit_predict_baseline(model, d.x[split.train], d.y[split.train], d.x[split.test], seed)
 
 

@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from model.bridge import BridgeConfig, BridgeLC
+from model.infer import predict_proba
 from model.losses import supcon_loss
 from model.normalize import MinMaxNormalizer
 from pipeline.bioregion import REGIONS
@@ -124,14 +125,7 @@ class TrainResult:
 
 def _evaluate(net: BridgeLC, x: np.ndarray, lonlat: np.ndarray, y: np.ndarray, device: str
               ) -> dict[str, float]:
-    net.eval()
-    preds = []
-    with torch.inference_mode():
-        for i in range(0, len(x), 16384):
-            xb = torch.from_numpy(x[i:i + 16384]).to(device)
-            lb = torch.from_numpy(lonlat[i:i + 16384]).to(device)
-            preds.append(net.predict_logits(xb, lb).argmax(1).cpu().numpy())
-    p = np.concatenate(preds) if preds else np.empty(0, dtype=np.int64)
+    p = predict_proba(net, x, lonlat, device).argmax(1)
     return {"accuracy": float(accuracy_score(y, p)),
             "weighted_f1": float(f1_score(y, p, average="weighted", zero_division=0))}
 

@@ -33,6 +33,15 @@ _PERCENTILE = re.compile(r"p(\d{1,2})$")
 STATS = ("median", "mean", "stddev", "texture_sd", "min", "max", "value")
 
 
+EXPRESSION_FUNCTIONS = frozenset({"sqrt", "log", "log10", "exp", "abs"})
+"""Function names allowed in expression strings (numexpr and ``ee.Image.expression`` both have them)."""
+
+
+def expression_inputs(expr: str) -> set[str]:
+    """The band/variable names an expression string reads (its identifiers minus functions)."""
+    return set(_IDENT.findall(expr)) - EXPRESSION_FUNCTIONS
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -226,14 +235,18 @@ class FeatureSpec(_Strict):
         """The expression string of ``feature``'s source, with named indices expanded."""
         return self.indices.get(feature.source, feature.source)
 
+    def derived_inputs(self, feature: Feature) -> list[str]:
+        """The feature names a derived feature's expression reads (empty if not derived)."""
+        return sorted(expression_inputs(feature.derived)) if feature.derived else []
+
     def inputs(self, feature: Feature) -> set[str]:
         """The band names ``feature`` reads (for a derived feature, its inputs' bands)."""
         if feature.derived:
             out: set[str] = set()
-            for n in _IDENT.findall(feature.derived):
+            for n in self.derived_inputs(feature):
                 out |= self.inputs(self.feature(n))
             return out
-        return set(_IDENT.findall(self.expression(feature))) - {"sqrt", "log", "log10", "exp", "abs"}
+        return expression_inputs(self.expression(feature))
 
     def subset(self, names: list[str]) -> FeatureSpec:
         """A spec with only ``names``, in the given order (inputs of derived ones must be in it).

@@ -39,9 +39,8 @@ def feature_inputs(spec: FeatureSpec, feature: Feature, stack_vars: set[str]) ->
     """
     if feature.derived:
         out: set[str] = set()
-        for f in spec.features:
-            if f.name in feature.derived:
-                out |= feature_inputs(spec, f, stack_vars)
+        for n in spec.derived_inputs(feature):
+            out |= feature_inputs(spec, spec.feature(n), stack_vars)
         return out
     if feature.source in spec.indices and feature.source in stack_vars:
         return {feature.source}
@@ -232,6 +231,4 @@ def computable_features(spec: FeatureSpec, stack: Stack, year: int) -> list[str]
         months = t.astype("datetime64[M]").astype(int) % 12 + 1
         if ((years == year) & np.isin(months, f.window.months)).any():
             out.append(f.name)
-    derived_ok = [n for n in out if not spec.feature(n).derived
-                  or all(x in out for x in spec.names if x in (spec.feature(n).derived or ""))]
-    return derived_ok
+    return [n for n in out if all(x in out for x in spec.derived_inputs(spec.feature(n)))]

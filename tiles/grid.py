@@ -62,13 +62,26 @@ class GridWindow:
 
     def pixel_centres_lonlat(self) -> tuple[np.ndarray, np.ndarray]:
         """Pixel-centre lon and lat in degrees (EPSG:4326), each float64 (height, width)."""
-        cols = np.arange(self.width) + 0.5
-        rows = np.arange(self.height) + 0.5
-        xs = self.transform.c + cols * self.transform.a
-        ys = self.transform.f + rows * self.transform.e
-        xx, yy = np.meshgrid(xs, ys)
-        lon, lat = Transformer.from_crs(self.grid.crs, "EPSG:4326", always_xy=True).transform(xx, yy)
-        return np.asarray(lon), np.asarray(lat)
+        return pixel_centres_lonlat(self.transform, self.height, self.width, self.grid.crs)
+
+
+def pixel_centres_lonlat(transform: Affine, height: int, width: int, crs: str
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre lon and lat in degrees (EPSG:4326, pyproj ``always_xy=True``) of a raster.
+
+    Args:
+        transform: the raster's affine transform in ``crs`` units.
+        height, width: the raster shape in pixels.
+        crs: the raster CRS (e.g. ``EPSG:3035``).
+
+    Returns:
+        ``(lon, lat)``, each float64 (height, width).
+    """
+    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    xs = transform.c + transform.a * cols + transform.b * rows
+    ys = transform.f + transform.d * cols + transform.e * rows
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    return np.asarray(lon), np.asarray(lat)
 
 
 def window_for_bounds(bounds: tuple[float, float, float, float], src_crs: object,

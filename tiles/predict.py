@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from pyproj import Transformer
 
 from model.bundle import ModelBundle
+from model.infer import predict_proba
 from tiles.cog import write_cog
 from tiles.featurecog import read_feature_cog
+from tiles.grid import pixel_centres_lonlat
 
 NODATA = 255
-BATCH = 16_384
 
 
 @dataclass
@@ -46,19 +45,8 @@ def predict_array(bundle: ModelBundle, x: np.ndarray, lonlat_deg: np.ndarray
     Returns:
         ``(class ids int64 (N,), probabilities float32 (N, C))``.
     """
-    net = bundle.model.eval()
-    xs = bundle.normalizer.transform(x)
-    cls, prob = [], []
-    with torch.inference_mode():
-        for i in range(0, len(xs), BATCH):
-            logits = net.predict_logits(torch.from_numpy(xs[i:i + BATCH]),
-                                        torch.from_numpy(np.ascontiguousarray(lonlat_deg[i:i + BATCH])))
-            p = torch.softmax(logits.float(), dim=1)
-            prob.append(p.numpy())
-            cls.append(p.argmax(1).numpy())
-    if not cls:
-        return np.empty(0, np.int64), np.empty((0, len(bundle.legend)), np.float32)
-    return np.concatenate(cls), np.concatenate(prob)
+    prob = predict_proba(bundle.model, bundle.normalizer.transform(x), lonlat_deg)
+    return prob.argmax(1), prob
 
 
 def predict_tile(bundle: ModelBundle, feature_cog: Path, out_dir: Path, tile_id: str
@@ -73,11 +61,8 @@ def predict_tile(bundle: ModelBundle, feature_cog: Path, out_dir: Path, tile_id:
     f, h, w = data.shape
     x = data.reshape(f, -1).T
     valid = np.isfinite(x).all(axis=1)
-    cols, rows = (a.ravel() for a in np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5))
-    xs = transform.c + transform.a * cols + transform.b * rows  # pixel centres, grid CRS metres
-    ys = transform.f + transform.d * cols + transform.e * rows
-    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
-    lonlat = np.stack([np.asarray(lon), np.asarray(lat)], axis=1).astype(np.float32)
+    lon, lat = pixel_centres_lonlat(transform, h, w, crs)
+    lonlat = np.stack([lon.ravel(), lat.ravel()], axis=1).astype(np.float32)
     cls = np.full(h * w, NODATA, dtype=np.uint8)
     conf = np.full(h * w, NODATA, dtype=np.uint8)
     c, p = predict_array(bundle, x[valid], lonlat[valid])
