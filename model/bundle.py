@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from model.bridge import BridgeConfig, BridgeLC
 from model.normalize import MinMaxNormalizer
+from pipeline.atomic import current_umask
 from pipeline.errors import BundleError
 from pipeline.hashing import file_sha256
 from pipeline.legend import Legend
@@ -83,6 +84,7 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
         meta = {
@@ -94,8 +96,9 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
             "normalizer": {"method": "minmax", **normalizer.to_json()},
             "legend": {"level": legend.level, "classes": legend.to_json()},
             "regions": list(_regions()),
-            "encoding": {"type": "sinusoidal", "dim": model.cfg.pe_dim, "order": ["lon", "lat"],
-                         "units": "degrees", "crs": "EPSG:4326", "base": 10000},
+            "encoding": {"type": model.cfg.encoding, "location": model.cfg.location,
+                         "dim": model.cfg.pe_dim, "order": ["lon", "lat"],
+                         "units": "degrees", "crs": "EPSG:4326"},
             "train_config": train_config,
             "train_config_hash": train_config_hash,
             "data_hash": data_hash,

@@ -24,11 +24,21 @@ def predict_proba(net: BridgeLC, x_normalized: np.ndarray, lonlat_deg: np.ndarra
     Returns:
         float32 (N, C) softmax probabilities.
     """
+    logits = predict_logits_np(net, x_normalized, lonlat_deg, device)
+    e = np.exp(logits - logits.max(1, keepdims=True)) if len(logits) else logits
+    return np.asarray(e / e.sum(1, keepdims=True) if len(e) else e, dtype=np.float32)
+
+
+def predict_logits_np(net: BridgeLC, x_normalized: np.ndarray, lonlat_deg: np.ndarray,
+                      device: str = "cpu") -> np.ndarray:
+    """Class logits (N, C) float32, divided by the net's calibration temperature; the inputs
+    are as for :func:`predict_proba`.
+    """
     net.eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(x_normalized), BATCH):
             xb = torch.from_numpy(np.ascontiguousarray(x_normalized[i:i + BATCH])).to(device)
             lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i:i + BATCH], dtype=np.float32)).to(device)
-            out.append(torch.softmax(net.predict_logits(xb, lb).float(), dim=1).cpu().numpy())
+            out.append(net.predict_logits(xb, lb).float().cpu().numpy())
     return np.concatenate(out) if out else np.empty((0, net.cfg.n_classes), np.float32)
