@@ -1,10 +1,20 @@
 """Evaluation: a saved bundle on a FeatureTable, and the paper's scenarios (EXTRAP, blocked
-EXTRAP, LORO) for BRIDGE-LC and the baselines, written as CSV and Markdown tables.
+EXTRAP, LORO and the Table 12 ablation) for the neural presets and the baselines.
+
+A scenario run writes, in ``out_dir``:
+
+- ``<scenario>_runs.csv``: one row per (split, model, seed) with accuracy, weighted F1, ECE,
+  sizes and the confusion matrix (JSON); rewritten atomically after every run, and read back on
+  a restart so finished runs are not redone;
+- ``<scenario>_summary.md`` / ``_summary.csv``: weighted F1 and accuracy in %, mean ± 95 % CI over
+  seeds, per split and model, and for LORO/ablation the mean over regions;
+- ``<scenario>_per_class.csv``: F1, user's and producer's accuracy per class and model;
+- ``<scenario>_confusion_<model>.png``: the confusion matrix summed over splits and seeds.
 """
 
 from __future__ import annotations
 
-import csv
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,10 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model.baselines import fit_predict_baseline
+from model.baselines import BASELINES, fit_predict_baseline
 from model.bundle import load_bundle
+from model.calibration import expected_calibration_error
 from model.infer import predict_proba
 from model.metrics import classification_metrics, mean_ci95
+from model.presets import ABLATION, PRESETS, preset_config
 from model.scenarios import Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, train_bridge, training_arrays
 from pipeline.atomic import atomic_path
@@ -24,20 +36,22 @@ from pipeline.errors import SchemaError
 from pipeline.legend import legend_for
 from pipeline.table import read_feature_table
 
-MODELS = ("bridge-lc", "rf", "xgboost", "svm")
+MODELS = (*PRESETS, *BASELINES)
+"""Models of ``--models``: the neural presets (bridge-lc, eulc, mlp) and the baselines."""
+DEFAULT_MODELS = ("bridge-lc", "eulc", "mlp", "rf", "xgboost", "svm")
+SCENARIOS = ("extrap", "extrap-blocked", "loro", "ablation")
 
 
 def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
     """Metrics of a saved bundle on every labelled row of a FeatureTable.
 
     Returns:
-        :func:`model.metrics.classification_metrics` plus ``dropped`` (rows left out and why).
+        :func:`model.metrics.classification_metrics` plus ``ece`` (expected calibration error,
+        15 bins) and ``dropped`` (rows left out and why).
 
     Raises:
         SchemaError: the table lacks features the bundle needs (all are named).
     """
-    from tiles.predict import predict_array
-
     b = load_bundle(bundle_dir)
     table, _ = read_feature_table(table_path)
     missing = [f for f in b.features if f not in table.columns]
@@ -45,112 +59,219 @@ def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
         raise SchemaError(f"the table lacks {len(missing)} feature(s) the bundle needs: {missing[:8]}",
                           "Evaluate on a table built with the bundle's spec", path=table_path)
     data = training_arrays(table, b.features, b.legend.level)
-    pred, _ = predict_array(b, data.x, data.lonlat)
-    return {**classification_metrics(data.y, pred, b.legend.names), "dropped": data.dropped}
+    prob = predict_proba(b.model, b.normalizer.transform(data.x), data.lonlat)
+    return {**classification_metrics(data.y, prob.argmax(1), b.legend.names),
+            "ece": expected_calibration_error(prob, data.y), "dropped": data.dropped}
 
 
 def _subset(d: TrainingData, idx: np.ndarray) -> TrainingData:
     return TrainingData(d.x[idx], d.lonlat[idx], d.y[idx], d.region[idx], d.dropped, d.cells[idx])
 
 
+def model_config(model: str, cfg: TrainConfig, seed: int) -> TrainConfig:
+    """The training settings of neural model ``model`` (a preset or an ablation row) for one seed:
+    ``cfg``'s schedule and level, the preset's overrides, and no internal hold-out unless the
+    preset selects or calibrates on one (carved from the split's training side, never its test).
+    """
+    c = preset_config(model, cfg, seed=seed)
+    return c if c.needs_holdout else c.model_copy(update={"val_fraction": 0.0})
+
+
 def _fit_predict(model: str, d: TrainingData, split: Split, n_classes: int, cfg: TrainConfig,
-                 seed: int) -> np.ndarray:
-    if model == "bridge-lc":
-        res = train_bridge(_subset(d, split.train), n_classes, replace_cfg(cfg, seed))
-        prob = predict_proba(res.model, res.normalizer.transform(d.x[split.test]), d.lonlat[split.test])
-        return np.asarray(prob.argmax(1))
-    return fit_predict_baseline(model, d.x[split.train], d.y[split.train], d.x[split.test], seed)
-
-
-def replace_cfg(cfg: TrainConfig, seed: int) -> TrainConfig:
-    """``cfg`` with this seed and no internal validation hold-out (the split has a test set)."""
-    return cfg.model_copy(update={"seed": seed, "val_fraction": 0.0})
+                 seed: int) -> tuple[np.ndarray, float]:
+    """Predicted classes of the test rows and the ECE (NaN for models without probabilities)."""
+    if model in BASELINES:
+        return fit_predict_baseline(model, d.x[split.train], d.y[split.train], d.x[split.test], seed), float("nan")
+    res = train_bridge(_subset(d, split.train), n_classes, model_config(model, cfg, seed))
+    prob = predict_proba(res.model, res.normalizer.transform(d.x[split.test]), d.lonlat[split.test])
+    return np.asarray(prob.argmax(1)), expected_calibration_error(prob, d.y[split.test])
 
 
 def scenario_splits(scenario: str, d: TrainingData, seed: int,
                     regions: list[str] | None = None) -> list[Split]:
-    """The splits of ``extrap``, ``extrap-blocked`` or ``loro`` for one seed."""
+    """The splits of ``extrap``, ``extrap-blocked``, ``loro`` or ``ablation`` (= LORO) for one seed."""
     if scenario == "extrap":
         return [extrap_random(d.y, seed)]
     if scenario == "extrap-blocked":
         return [extrap_blocked(d.y, d.cells, seed)]
-    if scenario == "loro":
+    if scenario in ("loro", "ablation"):
         names = np.array(REGIONS)[d.region]
-        return [loro(d.y, names, r) for r in (regions or list(REGIONS))]
-    raise SchemaError(f"unknown scenario {scenario!r}", "Use extrap, extrap-blocked or loro")
+        present = set(names.tolist())
+        return [loro(d.y, names, r) for r in (regions or [r for r in REGIONS if r in present])]
+    raise SchemaError(f"unknown scenario {scenario!r}", f"Use one of {SCENARIOS}")
+
+
+def _load_done(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame()
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return df
 
 
 def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: Path,
-                 models: tuple[str, ...] = MODELS, seeds: tuple[int, ...] = (0,),
+                 models: tuple[str, ...] = DEFAULT_MODELS, seeds: tuple[int, ...] = (0,),
                  cfg: TrainConfig | None = None, regions: list[str] | None = None,
                  max_rows: int | None = None,
                  on_result: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
-    """Run every model on every split and seed; write ``<scenario>_runs.csv`` and
-    ``<scenario>_summary.md`` (weighted F1 / accuracy as mean ± 95% CI, in %).
+    """Run every model on every split and seed and write the tables (module docstring).
 
     Args:
         table_path: FeatureTable.
         features: feature names (a FeatureSelection's).
-        scenario: ``extrap``, ``extrap-blocked`` or ``loro``.
-        out_dir: where the tables go.
+        scenario: one of :data:`SCENARIOS`; ``ablation`` runs the Table 12 variants on LORO and
+            ignores ``models``.
+        out_dir: where the tables go. Runs already in ``<scenario>_runs.csv`` with the same
+            settings are kept, not redone (an interrupted run resumes).
         models: any of :data:`MODELS`.
         seeds: seeds (the paper-style report uses ≥ 5).
-        cfg: BRIDGE-LC training settings (default: the paper's, 500 epochs).
-        regions: LORO regions (default: all 8).
-        max_rows: stratified subsample of the table (for quick runs); None = all rows.
+        cfg: schedule and level for the neural models (default: the paper's, 500 epochs).
+        regions: LORO regions (default: all present).
+        max_rows: seeded random subsample of the usable rows (quick runs); None = all rows.
         on_result: called with each result row (progress).
 
     Returns:
-        One row per (split, model, seed) with accuracy, weighted F1 and sizes.
+        One row per (split, model, seed).
+
+    Raises:
+        SchemaError: unknown scenario or model, a region absent, a class with < 2 samples.
     """
     cfg = cfg or TrainConfig()
+    if scenario == "ablation":
+        models = tuple(ABLATION)
+    unknown = [m for m in models if m not in MODELS and m not in ABLATION]
+    if unknown:
+        raise SchemaError(f"unknown model(s) {unknown}", f"Use any of {MODELS}")
     table, _ = read_feature_table(table_path)
     d = training_arrays(table, features, cfg.level)
     if max_rows and len(d.y) > max_rows:
         d = _subset(d, np.sort(np.random.default_rng(0).choice(len(d.y), max_rows, replace=False)))
     names = legend_for(cfg.level).names
-    rows = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs_path = out_dir / f"{scenario}_runs.csv"
+    settings = json.dumps({"features": features, "level": cfg.level, "epochs": cfg.epochs, "lr": cfg.lr,
+                           "ema": cfg.ema_momentum, "max_rows": max_rows, "n_rows": len(d.y)}, sort_keys=True)
+    done = _load_done(runs_path)
+    rows: list[dict[str, Any]] = []
+    if len(done) and "settings" in done.columns:
+        rows = [{str(k): v for k, v in r.items()}
+                for r in done[done["settings"] == settings].to_dict("records")]
+    have = {(r["split"], r["model"], int(r["seed"])) for r in rows}
     for seed in seeds:
         for split in scenario_splits(scenario, d, seed, regions):
             for model in models:
-                pred = _fit_predict(model, d, split, len(names), cfg, seed)
+                if (split.name, model, seed) in have:
+                    continue
+                pred, ece = _fit_predict(model, d, split, len(names), cfg, seed)
                 m = classification_metrics(d.y[split.test], pred, names)
-                row = {"scenario": scenario, "split": split.name, "model": model, "seed": seed,
-                       "accuracy": m["overall_accuracy"], "weighted_f1": m["weighted_f1"],
-                       "n_train": len(split.train), "n_test": len(split.test), "flags": "; ".join(split.flags)}
+                row = {"scenario": scenario, "level": cfg.level, "split": split.name, "model": model,
+                       "seed": seed, "accuracy": m["overall_accuracy"], "weighted_f1": m["weighted_f1"],
+                       "ece": ece, "n_train": len(split.train), "n_test": len(split.test),
+                       "flags": "; ".join(split.flags), "confusion": json.dumps(m["confusion"]["matrix"]),
+                       "settings": settings}
                 rows.append(row)
+                _write_runs(runs_path, rows)
                 if on_result:
                     on_result(row)
     df = pd.DataFrame(rows)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / f"{scenario}_runs.csv") as tmp:
-        df.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
-    with atomic_path(out_dir / f"{scenario}_summary.md") as tmp:
-        tmp.write_text(summary_markdown(df, scenario), encoding="utf-8")
+    df = df[df["seed"].isin(seeds) & df["model"].isin(models)].reset_index(drop=True)
+    left_out = {k: v for k, v in d.dropped.items() if v}
+    write_reports(df, scenario, names, out_dir,
+                  notes=[f"{len(d.y):,} usable rows" + (f"; rows left out (dropped, not imputed): {left_out}"
+                                                       if left_out else "; no rows left out")])
     return df
+
+
+def _write_runs(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def write_reports(df: pd.DataFrame, scenario: str, class_names: list[str], out_dir: Path,
+                  notes: list[str] | None = None) -> None:
+    """Write the summary (Markdown + CSV), per-class CSV and confusion PNGs of a scenario;
+    ``notes`` are printed under the Markdown table.
+    """
+    summary = summary_table(df)
+    with atomic_path(out_dir / f"{scenario}_summary.csv") as tmp:
+        summary.to_csv(tmp, index=False)
+    with atomic_path(out_dir / f"{scenario}_summary.md") as tmp:
+        tmp.write_text(summary_markdown(df, scenario) + "".join(f"\n{n}\n" for n in notes or []),
+                       encoding="utf-8")
+    per_class = per_class_table(df, class_names)
+    with atomic_path(out_dir / f"{scenario}_per_class.csv") as tmp:
+        per_class.to_csv(tmp, index=False)
+    from model.plots import confusion_png
+
+    for model, g in df.groupby("model", sort=False):
+        cm = _summed_confusion(g)
+        slug = str(model).replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", "")
+        confusion_png(cm, class_names, out_dir / f"{scenario}_confusion_{slug}.png",
+                      title=f"{scenario}: {model} ({g['seed'].nunique()} seed(s), {g['split'].nunique()} split(s))")
+
+
+def _summed_confusion(g: pd.DataFrame) -> np.ndarray:
+    return np.sum([np.asarray(json.loads(c)) for c in g["confusion"]], axis=0)
+
+
+def per_class_table(df: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
+    """Per model and class: F1, user's accuracy (precision) and producer's accuracy (recall)
+    of the confusion matrix summed over splits and seeds, and the reference support.
+    """
+    out = []
+    for model, g in df.groupby("model", sort=False):
+        cm = _summed_confusion(g).astype(float)
+        for i, name in enumerate(class_names):
+            tp, ref, pred = cm[i, i], cm[i].sum(), cm[:, i].sum()
+            ua = tp / pred if pred else float("nan")
+            pa = tp / ref if ref else float("nan")
+            f1 = 2 * ua * pa / (ua + pa) if pred and ref and (ua + pa) else float("nan")
+            out.append({"model": model, "class": name, "f1": f1, "users_accuracy": ua,
+                        "producers_accuracy": pa, "support": int(ref)})
+    return pd.DataFrame(out)
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per split and model (and ``mean`` over LORO regions): mean and 95 % CI half-width over
+    seeds of weighted F1, accuracy and ECE, in %.
+    """
+    out = []
+
+    def stats(split: str, model: str, g: pd.DataFrame) -> dict[str, Any]:
+        row: dict[str, Any] = {"split": split, "model": model, "seeds": int(g["seed"].nunique())}
+        for k in ("weighted_f1", "accuracy", "ece"):
+            m, h = mean_ci95(g[k].to_numpy(dtype=float) * 100)
+            row[k], row[f"{k}_ci95"] = m, h
+        row["n_test"] = int(g["n_test"].iloc[0]) if split != "mean" else int(g["n_test"].sum() / max(row["seeds"], 1))
+        return row
+
+    for (split, model), g in df.groupby(["split", "model"], sort=False):
+        out.append(stats(str(split), str(model), g))
+    if df["split"].str.startswith("loro-").any():
+        for model, g in df.groupby("model", sort=False):
+            per_seed = g.groupby("seed")[["weighted_f1", "accuracy", "ece"]].mean().reset_index()
+            per_seed["n_test"] = g.groupby("seed")["n_test"].sum().to_numpy()
+            out.append(stats("mean", str(model), per_seed))
+    return pd.DataFrame(out)
 
 
 def summary_markdown(df: pd.DataFrame, scenario: str) -> str:
     """A paper-style Markdown table: per split and model, weighted F1 and accuracy in %
-    (mean ± 95% CI over seeds); for LORO also the mean over regions.
+    (mean ± 95% CI over seeds); for LORO/ablation also the mean over regions.
     """
-    lines = [f"# {scenario}: weighted F1 / accuracy (%), mean ± 95% CI over {df['seed'].nunique()} seed(s)", "",
-             "| split | model | weighted F1 | accuracy | n test | flags |", "|---|---|---|---|---|---|"]
+    s = summary_table(df)
+    level = str(df["level"].iloc[0]) if "level" in df.columns and len(df) else ""
+    lines = [f"# {scenario} ({level}): weighted F1 / accuracy / ECE (%), mean ± 95% CI over "
+             f"{df['seed'].nunique()} seed(s)", "",
+             "| split | model | weighted F1 | accuracy | ECE | n test | flags |", "|---|---|---|---|---|---|---|"]
 
-    def fmt(v: list[float]) -> str:
-        m, h = mean_ci95(np.asarray(v) * 100)
+    def fmt(m: float, h: float) -> str:
+        if np.isnan(m):
+            return "–"
         return f"{m:.2f}" + ("" if np.isnan(h) else f" ± {h:.2f}")
 
-    for (split, model), g in df.groupby(["split", "model"], sort=False):
-        lines.append(f"| {split} | {model} | {fmt(g['weighted_f1'].tolist())} | {fmt(g['accuracy'].tolist())} "
-                     f"| {int(g['n_test'].iloc[0]):,} | {g['flags'].iloc[0]} |")
-    if scenario == "loro":
-        lines += ["", "| model | mean weighted F1 over regions | mean accuracy over regions |", "|---|---|---|"]
-        for model, g in df.groupby("model", sort=False):
-            per_seed = g.groupby("seed")[["weighted_f1", "accuracy"]].mean()
-            wf, acc = fmt(per_seed["weighted_f1"].tolist()), fmt(per_seed["accuracy"].tolist())
-            lines.append(f"| {model!s} | {wf} | {acc} |")
+    flags = df.groupby("split")["flags"].first().fillna("").to_dict()
+    for r in s.to_dict("records"):
+        lines.append(f"| {r['split']} | {r['model']} | {fmt(r['weighted_f1'], r['weighted_f1_ci95'])} | "
+                     f"{fmt(r['accuracy'], r['accuracy_ci95'])} | {fmt(r['ece'], r['ece_ci95'])} | "
+                     f"{int(r['n_test']):,} | {flags.get(r['split'], '')} |")
     return "\n".join(lines) + "\n"
-
-
-

@@ -70,8 +70,12 @@ def train(
     batch_size: Annotated[int, typer.Option(help="batch size (authors' code: 128)")] = 128,
     seed: Annotated[int, typer.Option()] = 0,
     ema: Annotated[bool, typer.Option(help="weight EMA (0.95) from the halfway epoch, as the authors")] = True,
+    preset: Annotated[str, typer.Option(
+        help="eulc (default: blocked hold-out selection + calibration), bridge-lc (faithful) or mlp")] = "eulc",
 ) -> None:
-    """Train BRIDGE-LC and write a ModelBundle (safetensors + JSON)."""
+    """Train a model (eulc's default, faithful BRIDGE-LC or a plain MLP) and write a ModelBundle
+    (safetensors + JSON).
+    """
     from model.api import train_from_table
     from model.train import TrainConfig
     from pipeline.selection import parse_selection
@@ -81,16 +85,24 @@ def train(
     sel = parse_selection(load_spec(spec or str(table_metadata(table_path)["spec"])), features)
     if level not in ("level1", "level2"):
         raise typer.BadParameter(f"--level must be level1 or level2, not {level!r}")
-    cfg = TrainConfig.model_validate({"level": level, "epochs": epochs, "lr": lr,
-                                      "batch_size": batch_size, "seed": seed,
-                                      **({} if ema else {"ema_momentum": None})})
+    from model.presets import PRESETS, preset_config
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; use one of {list(PRESETS)}")
+    cfg = preset_config(preset, TrainConfig.model_validate({
+        "level": level, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+        **({} if ema else {"ema_momentum": None})}))
     with _progress() as prog:
         task = prog.add_task("training", total=epochs, info="")
         metrics = train_from_table(
             table_path, out, sel, cfg,
             lambda e, loss: prog.update(task, completed=e, info=f"loss {loss:.3f}"))
-    out_console.print(f"wrote {out}: validation accuracy {metrics.get('val_accuracy', 0):.3f}, "
-                      f"weighted F1 {metrics.get('val_weighted_f1', 0):.3f}")
+    msg = (f"wrote {out}: {metrics.get('holdout', '')} hold-out accuracy {metrics.get('val_accuracy', 0):.3f}, "
+           f"weighted F1 {metrics.get('val_weighted_f1', 0):.3f}")
+    if "temperature" in metrics:
+        msg += (f", ECE {metrics['val_ece'] * 100:.1f} % → {metrics['val_ece_calibrated'] * 100:.1f} % "
+                f"after temperature scaling (T = {metrics['temperature']:.2f})")
+    out_console.print(msg)
 
 
 @app.command()
@@ -167,12 +179,15 @@ def evaluate(
     table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     bundle: Annotated[Path | None, typer.Option(help="evaluate this bundle on the table")] = None,
-    scenario: Annotated[str | None, typer.Option(help="extrap, extrap-blocked or loro")] = None,
+    scenario: Annotated[str | None, typer.Option(
+        help="extrap, extrap-blocked, loro or ablation (Table 12 variants on LORO)")] = None,
     features: Annotated[str | None, typer.Option(help="selection JSON or names (default: all)")] = None,
-    models: Annotated[str, typer.Option(help="comma-separated: bridge-lc,rf,xgboost,svm")] = "bridge-lc,rf,xgboost,svm",
-    seeds: Annotated[int, typer.Option(help="number of seeds (paper-style: >= 5)")] = 1,
-    epochs: Annotated[int, typer.Option(help="BRIDGE-LC epochs (paper: 500)")] = 500,
-    lr: Annotated[float, typer.Option(help="BRIDGE-LC learning rate (paper: 1e-4)")] = 1e-4,
+    models: Annotated[str, typer.Option(
+        help="comma-separated: bridge-lc (faithful), eulc (default), mlp, rf, xgboost, svm")
+    ] = "bridge-lc,eulc,mlp,rf,xgboost,svm",
+    seeds: Annotated[int, typer.Option(help="number of seeds (paper-style: >= 5)")] = 5,
+    epochs: Annotated[int, typer.Option(help="neural-model epochs (paper: 500)")] = 500,
+    lr: Annotated[float, typer.Option(help="neural-model learning rate (paper: 1e-4)")] = 1e-4,
     level: Annotated[str, typer.Option(help="level1 or level2")] = "level1",
     regions: Annotated[str | None, typer.Option(help="LORO regions, comma-separated (default: all 8)")] = None,
     max_rows: Annotated[int | None, typer.Option(help="subsample the table (quick runs)")] = None,
@@ -186,21 +201,21 @@ def evaluate(
 
         m = evaluate_bundle(bundle, table_path)
         write_json(out / "metrics.json", m)
-        out_console.print(f"overall accuracy {m['overall_accuracy']:.4f}, weighted F1 {m['weighted_f1']:.4f} "
-                          f"on {m['n']:,} rows; wrote {out / 'metrics.json'}")
+        left_out = {k: v for k, v in m["dropped"].items() if v}
+        out_console.print(f"overall accuracy {m['overall_accuracy']:.4f}, weighted F1 {m['weighted_f1']:.4f}, "
+                          f"ECE {100 * m['ece']:.1f} % on {m['n']:,} rows"
+                          + (f" (left out, not imputed: {left_out})" if left_out else "")
+                          + f"; wrote {out / 'metrics.json'}")
         return
     if scenario is None:
         raise typer.BadParameter("give --bundle or --scenario")
-    from model.evaluate import MODELS, run_scenario
+    from model.evaluate import run_scenario
     from model.train import TrainConfig
     from pipeline.selection import parse_selection
     from pipeline.spec import load_spec
     from pipeline.table import table_metadata
 
     chosen = tuple(m.strip() for m in models.split(",") if m.strip())
-    bad = [m for m in chosen if m not in MODELS]
-    if bad:
-        raise typer.BadParameter(f"unknown model(s) {bad}; use {MODELS}")
     sel = parse_selection(load_spec(str(table_metadata(table_path)["spec"])), features)
     cfg = TrainConfig.model_validate({"level": level, "epochs": epochs, "lr": lr,
                                       **({} if ema else {"ema_momentum": None})})
@@ -215,11 +230,59 @@ def evaluate(
 
 
 @app.command()
+def select(
+    table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
+    out: Annotated[Path, typer.Option("--out", help="FeatureSelection JSON to write")],
+    k: Annotated[int | None, typer.Option(help="features to keep (default: 109 of 196, else the same share)")] = None,
+    method: Annotated[str, typer.Option(help="mdi (impurity) or permutation (blocked hold-out)")] = "mdi",
+    seeds: Annotated[int, typer.Option(help="RF seeds to average (stability is reported)")] = 3,
+    level: Annotated[str, typer.Option(help="labels to rank for: level1 or level2")] = "level1",
+    curve: Annotated[Path | None, typer.Option(help="also write the accuracy-vs-k curve (CSV + PNG) here")] = None,
+) -> None:
+    """Rank features by Random-Forest importance and keep the top k (paper §3.1)."""
+    from model.train import training_arrays
+    from pipeline.importance import accuracy_vs_k, curve_png, default_k, rf_importance, select_top_k
+    from pipeline.spec import load_spec
+    from pipeline.table import read_feature_table, table_metadata
+
+    if method not in ("mdi", "permutation"):
+        raise typer.BadParameter(f"unknown method {method!r}; use mdi or permutation")
+    spec = load_spec(str(table_metadata(table_path)["spec"]))
+    table, _ = read_feature_table(table_path)
+    names = [n for n in spec.names if n in table.columns]
+    d = training_arrays(table, names, level)
+    kk = k if k is not None else default_k(len(names))
+    dropped = {kk_: v for kk_, v in d.dropped.items() if v}
+    out_console.print(f"{len(d.y):,} rows, {len(names)} features" + (f"; left out: {dropped}" if dropped else ""))
+    with _progress() as prog:
+        task = prog.add_task(f"RF importance ({method})", total=seeds, info="")
+        imp = rf_importance(d.x, d.y, d.cells, names, method,  # type: ignore[arg-type]
+                            tuple(range(seeds)), lambda s: prog.update(task, advance=1))
+    sel = select_top_k(spec, imp, kk)
+    sel.save(out)
+    out_console.print(f"kept {kk} of {len(names)}: {', '.join(sel.names[:10])}{' …' if kk > 10 else ''}")
+    out_console.print(f"stability: {sel.note}; wrote {out}")
+    if curve is not None:
+        from pipeline.atomic import atomic_path
+
+        with _progress() as prog:
+            task = prog.add_task("accuracy vs k", total=None, info="")
+            df = accuracy_vs_k(d.x, d.y, d.cells, imp,
+                               on_k=lambda kv, f1: prog.update(task, advance=1, info=f"k={kv}: F1 {f1:.3f}"))
+        with atomic_path(curve / "accuracy_vs_k.csv") as tmp:
+            df.to_csv(tmp, index=False)
+        curve_png(df, str(curve / "accuracy_vs_k.png"), f"{spec.name}: RF on top-k features ({method})", kk)
+        out_console.print(df.to_string(index=False))
+        out_console.print(f"wrote {curve / 'accuracy_vs_k.csv'} and .png")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     epochs: Annotated[int, typer.Option(help="training epochs of the short schedule")] = 10,
     lr: Annotated[float, typer.Option(help="learning rate of the short schedule")] = 1e-3,
     year: Annotated[int, typer.Option(help="map year of the Slovenia stack")] = 2017,
+    train: Annotated[bool, typer.Option("--train", help="train a model here instead of using the shipped one")] = False,
 ) -> None:
     """The main job on the real data: table → train → features → map → agreement."""
     from pipeline.demo import run_demo
@@ -233,9 +296,10 @@ def demo(
         def report(step: str, msg: str) -> None:
             prog.console.print(f"[cyan]{step:>9}[/cyan]  {msg}")
 
-        res = run_demo(out, epochs=epochs, lr=lr, year=year, report=report, on_epoch=on_epoch)
+        res = run_demo(out, epochs=epochs, lr=lr, year=year, train=train, report=report, on_epoch=on_epoch)
     _print_agreement(res)
-    out_console.print(f"outputs in {out} (agreement.json, maps/, features/, model/, table.parquet)")
+    out_console.print(f"outputs in {out} (agreement.json, maps/, features/"
+                      f"{', model/, table.parquet' if train else ''})")
 
 
 def _fmt(v: Any) -> str:

@@ -69,3 +69,15 @@ def small_bundle(sample_table: Path, tmp_path_factory: pytest.TempPathFactory) -
     out = tmp_path_factory.mktemp("bundle") / "model"
     train_from_table(sample_table, out, sel, TrainConfig(epochs=30, lr=1e-3, batch_size=64))
     return out
+
+
+@pytest.fixture(scope="session")
+def full_table(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FeatureTable of the full real ELC10 LUCAS 2018 table (62k rows, 35 features)."""
+    from pipeline.spec import load_spec
+    from pipeline.table import build_feature_table, write_feature_table
+
+    table, _ = build_feature_table([data / ELC10], load_spec("elc10"))
+    out = tmp_path_factory.mktemp("full") / "elc10.parquet"
+    write_feature_table(table, out)
+    return out

@@ -29,19 +29,6 @@ def test_metrics_match_sklearn_and_t_interval() -> None:
 
 
 @pytest.fixture(scope="module")
-def full_table(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.spec import load_spec
-    from pipeline.table import build_feature_table
-
-    from .conftest import ELC10
-
-    table, _ = build_feature_table([data / ELC10], load_spec("elc10"))
-    out = tmp_path_factory.mktemp("full") / "elc10.parquet"
-    write_feature_table(table, out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def full_arrays(full_table: Path):
     return training_arrays(read_feature_table(full_table)[0], NDVI_FEATURES)
 
