@@ -1,10 +1,11 @@
 """FeatureSelection: the ordered feature names a model uses, as a JSON file.
 
 ``{"spec": name, "spec_hash": ..., "names": [...], "method": ..., "seed": ..., "scores": {...}}``.
-Methods so far: ``all`` (every spec feature), ``names`` (given by the user) and
-``stack-availability`` (the features a given local stack can compute for a year; see
-:func:`tiles.features.computable_features`). The Random-Forest-importance selector of the
-paper (109 of 196) is issue 4's.
+Methods: ``all`` (every spec feature), ``names`` (given by the user), ``stack-availability``
+(the features a given local stack can compute for a year; see
+:func:`tiles.features.computable_features`), ``bundle`` (a shipped bundle's features) and
+``rf-mdi`` / ``rf-permutation`` (the paper's Random-Forest-importance selector, 109 of 196 by
+default; :mod:`pipeline.importance`, ``eulc select``).
 """
 
 from __future__ import annotations
