@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     out: Path = args.out
     t0 = time.perf_counter()
-    ours = run_demo(out, epochs=args.epochs)
+    ours = run_demo(out, epochs=args.epochs, train=True)  # train here: the peer trains on the same rows
     t_ours = time.perf_counter() - t0
     steps = json.loads((out / ".eulc_steps.json").read_text())
     names = steps["selection"]["info"]

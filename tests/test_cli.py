@@ -71,10 +71,20 @@ def test_demo_without_data_says_how_to_point_to_it(tmp_path: Path) -> None:
     _one_line_error(p, "EULC_DATA", str(tmp_path / "none"))
 
 
+def test_demo_with_the_shipped_bundle(tmp_path: Path, data: Path) -> None:
+    out = tmp_path / "demo"
+    p = eulc("demo", "--out", str(out))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "pretrained bundle elc10-ndvi-l1" in " ".join((p.stdout + p.stderr).split())
+    assert not (out / "model").exists() and not (out / "table.parquet").exists()  # nothing trained
+    agree = json.loads((out / "agreement.json").read_text())
+    assert agree["overall_accuracy"] > 0.85  # the eo-learn reference, 9,943 labelled pixels
+
+
 @pytest.mark.slow
 def test_demo_end_to_end_and_resume(tmp_path: Path, data: Path) -> None:
     out = tmp_path / "demo"
-    p = eulc("demo", "--out", str(out), "--epochs", "3")
+    p = eulc("demo", "--out", str(out), "--epochs", "3", "--train")
     assert p.returncode == 0, p.stderr[-3000:]
     assert (out / "table.parquet").is_file()
     assert len(pd.read_parquet(out / "table.parquet")) == len(pd.read_csv(data / ELC10, usecols=["POINT_ID"]))
@@ -99,7 +109,7 @@ def test_demo_end_to_end_and_resume(tmp_path: Path, data: Path) -> None:
     assert png.ndim == 3 and png.shape[1] > 1000
     # a rerun resumes: nothing is redone
     mtime = (out / "model" / "weights.safetensors").stat().st_mtime_ns
-    p2 = eulc("demo", "--out", str(out), "--epochs", "3")
+    p2 = eulc("demo", "--out", str(out), "--epochs", "3", "--train")
     assert p2.returncode == 0
     assert p2.stderr.count("up to date") >= 4 or p2.stdout.count("up to date") >= 4
     assert (out / "model" / "weights.safetensors").stat().st_mtime_ns == mtime
