@@ -239,7 +239,7 @@ def select(
     level: Annotated[str, typer.Option(help="labels to rank for: level1 or level2")] = "level1",
     curve: Annotated[Path | None, typer.Option(help="also write the accuracy-vs-k curve (CSV + PNG) here")] = None,
 ) -> None:
-    """Rank features by Random-Forest importance and keep the top k (paper §3.1)."""
+    """Rank features by Random-Forest importance and keep the top k (paper §2, after Ghassemi et al. 2024)."""
     from model.train import training_arrays
     from pipeline.importance import accuracy_vs_k, curve_png, default_k, rf_importance, select_top_k
     from pipeline.spec import load_spec
