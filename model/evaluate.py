@@ -102,10 +102,7 @@ def scenario_splits(scenario: str, d: TrainingData, seed: int,
 
 
 def _load_done(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        return pd.DataFrame()
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    return df
+    return pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else pd.DataFrame()
 
 
 def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: Path,

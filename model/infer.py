@@ -24,9 +24,15 @@ def predict_proba(net: BridgeLC, x_normalized: np.ndarray, lonlat_deg: np.ndarra
     Returns:
         float32 (N, C) softmax probabilities.
     """
-    logits = predict_logits_np(net, x_normalized, lonlat_deg, device)
-    e = np.exp(logits - logits.max(1, keepdims=True)) if len(logits) else logits
-    return np.asarray(e / e.sum(1, keepdims=True) if len(e) else e, dtype=np.float32)
+    return softmax(predict_logits_np(net, x_normalized, lonlat_deg, device))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of float (N, C) logits → float32 (N, C) probabilities (N may be 0)."""
+    if len(logits) == 0:
+        return np.asarray(logits, dtype=np.float32)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return np.asarray(e / e.sum(1, keepdims=True), dtype=np.float32)
 
 
 def predict_logits_np(net: BridgeLC, x_normalized: np.ndarray, lonlat_deg: np.ndarray,

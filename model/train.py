@@ -39,7 +39,7 @@ from torch import nn
 
 from model.bridge import BridgeConfig, BridgeLC
 from model.calibration import expected_calibration_error, fit_temperature
-from model.infer import predict_logits_np, predict_proba
+from model.infer import predict_logits_np, predict_proba, softmax
 from model.losses import supcon_loss
 from model.normalize import MinMaxNormalizer
 from pipeline.bioregion import REGIONS
@@ -295,13 +295,13 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
             metrics[f"train_{k}"] = v
     if len(va):
         logits = predict_logits_np(net, x[va], data.lonlat[va], cfg.device)
-        for k, v in _scores(_softmax(logits), data.y[va]).items():
+        for k, v in _scores(softmax(logits), data.y[va]).items():
             metrics[f"val_{k}"] = v
         if cfg.calibrate:
             t = fit_temperature(logits, data.y[va])
             net.cfg = replace(net.cfg, temperature=t)
             metrics["temperature"] = t
-            metrics["val_ece_calibrated"] = expected_calibration_error(_softmax(logits / t), data.y[va])
+            metrics["val_ece_calibrated"] = expected_calibration_error(softmax(logits / t), data.y[va])
     return TrainResult(net.cpu(), norm, metrics)
 
 
@@ -325,7 +325,3 @@ class _TemporaryWeights:
     def __exit__(self, *exc: object) -> None:
         self.net.load_state_dict(self.saved)
 
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return np.asarray(e / e.sum(1, keepdims=True), dtype=np.float32)

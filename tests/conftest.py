@@ -71,13 +71,17 @@ def small_bundle(sample_table: Path, tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
-@pytest.fixture(scope="session")
-def full_table(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """FeatureTable of the full real ELC10 LUCAS 2018 table (62k rows, 35 features)."""
+def build_elc10_table(src: Path, dest: Path) -> Path:
+    """Build the `elc10` FeatureTable of one real CSV at ``dest`` (labels from the file)."""
     from pipeline.spec import load_spec
     from pipeline.table import build_feature_table, write_feature_table
 
-    table, _ = build_feature_table([data / ELC10], load_spec("elc10"))
-    out = tmp_path_factory.mktemp("full") / "elc10.parquet"
-    write_feature_table(table, out)
-    return out
+    table, _ = build_feature_table([src], load_spec("elc10"))
+    write_feature_table(table, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def full_table(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FeatureTable of the full real ELC10 LUCAS 2018 table (62k rows, 35 features)."""
+    return build_elc10_table(data / ELC10, tmp_path_factory.mktemp("full") / "elc10.parquet")

@@ -74,7 +74,8 @@ def test_rare_class_is_refused() -> None:
 
 
 def test_scenario_runs_all_models_on_real_data(full_table: Path, tmp_path: Path) -> None:
-    df = run_scenario(full_table, NDVI_FEATURES, "extrap", tmp_path, seeds=(0, 1),
+    df = run_scenario(full_table, NDVI_FEATURES, "extrap", tmp_path, models=("bridge-lc", "rf", "xgboost", "svm"),
+                      seeds=(0, 1),
                       cfg=TrainConfig(epochs=3, lr=1e-3), max_rows=4000)
     assert set(df["model"]) == {"bridge-lc", "rf", "xgboost", "svm"} and len(df) == 8
     assert (df["n_train"] + df["n_test"] == 4000).all()

@@ -22,7 +22,7 @@ from pipeline.importance import default_k
 from pipeline.selection import FeatureSelection
 from pipeline.table import read_feature_table
 
-from .conftest import NDVI_FEATURES
+from .conftest import NDVI_FEATURES, build_elc10_table
 from .test_cli import eulc
 
 L2 = Path("derived") / "lucas2018_elc10_features_with_lc1_lu1.csv.gz"
@@ -88,13 +88,7 @@ def test_eulc_preset_selects_on_blocked_holdout_and_calibrates(sample_table: Pat
 
 @pytest.fixture(scope="module")
 def l2_table(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.spec import load_spec
-    from pipeline.table import build_feature_table, write_feature_table
-
-    table, _ = build_feature_table([data / L2], load_spec("elc10"))
-    out = tmp_path_factory.mktemp("l2") / "l2.parquet"
-    write_feature_table(table, out)
-    return out
+    return build_elc10_table(data / L2, tmp_path_factory.mktemp("l2") / "l2.parquet")
 
 
 def test_short_ablation_on_real_loro(full_table: Path, tmp_path: Path) -> None:
