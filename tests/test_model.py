@@ -81,11 +81,16 @@ def test_bundle_round_trip_without_pickle(small_bundle: Path, sample_table: Path
     b = load_bundle(small_bundle)
     table, _ = read_feature_table(sample_table)
     data = training_arrays(table, b.features)
-    from tiles.predict import predict_array
+    from model.infer import predict_proba
+    from tiles.predict import Predictor
 
-    c1, p1 = predict_array(b, data.x, data.lonlat)
-    c2, p2 = predict_array(load_bundle(small_bundle), data.x, data.lonlat)
-    assert (c1 == c2).all() and np.allclose(p1, p2)
+    ok = np.isfinite(data.x).all(1)
+    x, ll = data.x[ok], data.lonlat[ok].astype(np.float32)
+    p1 = predict_proba(b.model, b.normalizer.transform(x), ll)
+    b2 = load_bundle(small_bundle)
+    res = Predictor(b2, device="cpu").predict(x, ll)  # fused: normaliser + BN folded into Linear
+    assert np.allclose(p1, res["proba"], atol=1e-5)
+    assert (res["class"] == p1.argmax(1)).all()
     assert np.allclose(p1.sum(1), 1, atol=1e-5)
 
 
@@ -114,3 +119,32 @@ def test_ema_averages_weights_from_the_halfway_epoch() -> None:
     ema = _update_ema(ema, net, 0.95)
     assert torch.allclose(ema["class_head.weight"], w0 + 0.05)
     assert "invariant.1.running_mean" not in ema  # BN statistics follow the live model
+
+
+@pytest.mark.parametrize("location, encoding", [("learnt", "paper"), ("fixed", "multiscale"), ("none", "paper")])
+def test_fused_network_equals_the_trained_one(location: str, encoding: str, elc10_frame) -> None:
+    """BatchNorm, min–max normaliser and temperature folded into Linear: same logits."""
+    from model.fused import FusedClassifier
+    from model.normalize import MinMaxNormalizer
+
+    torch.manual_seed(0)
+    cols = list(elc10_frame.columns)
+    feats = cols[cols.index("R1_median"):cols.index("desc_vv_stDev") + 1]  # the 35 real features
+    rows = elc10_frame[feats + ["lon", "lat"]].dropna().iloc[:2000]
+    x = rows[feats].to_numpy(np.float32)
+    lonlat = rows[["lon", "lat"]].to_numpy(np.float32)
+    net = BridgeLC(BridgeConfig(n_features=x.shape[1], n_classes=7, location=location,  # type: ignore[arg-type]
+                                encoding=encoding, temperature=1.7))  # type: ignore[arg-type]
+    for m in net.modules():  # non-trivial running statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    norm = MinMaxNormalizer.fit(x)
+    net.eval()
+    with torch.inference_mode():
+        ref = net.predict_logits(torch.from_numpy(norm.transform(x)), torch.from_numpy(lonlat))
+        got = FusedClassifier(net, norm)(torch.from_numpy(x), torch.from_numpy(lonlat))
+    assert torch.allclose(ref, got, atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in FusedClassifier(net, norm).modules())

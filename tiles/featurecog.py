@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.errors import RasterioIOError
 
 from pipeline.errors import RasterError
 from pipeline.spec import FeatureSpec
@@ -49,44 +48,41 @@ def _sidecar_names(path: Path, count: int) -> list[str] | None:
     return None
 
 
+def band_names(src: rasterio.DatasetReader, path: Path) -> list[str]:
+    """Feature names of an open feature COG's bands: band descriptions, else the ``features``
+    tag, else a ``bands.json`` sidecar.
+
+    Raises:
+        RasterError: some band has no name (the message names the file).
+    """
+    desc = list(src.descriptions)
+    tags = src.tags()
+    if not all(desc) and "features" in tags:
+        desc = json.loads(tags["features"])
+    if not all(desc):
+        desc = _sidecar_names(path, src.count) or desc
+    if not all(desc):
+        raise RasterError("has bands without names", "Write band descriptions (feature names) as "
+                          "`eulc features` does, or put the export's bands.json beside it", path=path)
+    return [str(d) for d in desc]
+
+
 def read_feature_cog(path: Path, names: list[str]
                      ) -> tuple[np.ndarray, Affine, str, dict[str, str]]:
-    """Read the bands ``names`` of a feature COG, in that order.
+    """Read the bands ``names`` of a feature COG, in that order (the whole file).
 
     Args:
-        path: the feature COG.
+        path: the feature COG (EPSG:3035, 10 m grid).
         names: the feature names the model needs (its order is the output's).
 
     Returns:
         ``(values float32 (len(names), H, W) with NaN = nodata, transform, crs, tags)``.
 
     Raises:
-        RasterError: unreadable/corrupt/truncated file, no band names, or a needed band missing
-            (the message names the band and the file).
+        RasterError: unreadable/corrupt/truncated file, off-grid pixels, no band names, or a
+            needed band missing (see :class:`tiles.reader.FeatureReader`).
     """
-    try:
-        with rasterio.open(path) as src:
-            desc = list(src.descriptions)
-            tags = src.tags()
-            if not all(desc) and "features" in tags:
-                desc = json.loads(tags["features"])
-            if not all(desc):
-                desc = _sidecar_names(path, src.count) or desc
-            if not all(desc):
-                raise RasterError("has bands without names", "Write band descriptions (feature names) as "
-                                  "`eulc features` does, or put the export's bands.json beside it", path=path)
-            missing = [n for n in names if n not in desc]
-            if missing:
-                raise RasterError(f"band(s) {missing} are missing",
-                                  "Compute the features the model was trained on "
-                                  f"(the file has {desc[:8]}{'...' if len(desc) > 8 else ''})",
-                                  path=path)
-            idx = [desc.index(n) + 1 for n in names]
-            data = src.read(idx, out_dtype=np.float32)
-            nod = src.nodata
-            if nod is not None and not np.isnan(nod):
-                data[data == nod] = np.nan
-            return data, src.transform, str(src.crs), tags
-    except RasterioIOError as e:
-        raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
-                          "Re-create it with `eulc features`", path=path) from None
+    from tiles.reader import FeatureReader
+
+    with FeatureReader(path, names) as r:
+        return r.read(), r.window.transform, r.window.grid.crs, r.tags

@@ -119,49 +119,75 @@ def window_for_bounds(bounds: tuple[float, float, float, float], src_crs: object
                       int(round((x1 - x0) / r)))
 
 
-_TILE_RE = re.compile(r"(\d+)km[Ee](\d+)[Nn](\d+)")
+_TILE_RE = re.compile(r"(\d+)(km|m)[Ee](\d+)[Nn](\d+)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class TileId:
-    """An EEA reference-grid cell such as ``10kmE432N321`` (EPSG:3035).
+    """An EEA reference-grid cell such as ``10kmE432N321`` or ``100mE43215N32107`` (EPSG:3035).
 
     ``E``/``N`` are the lower-left corner divided by the cell size: ``10kmE432N321`` is the cell
-    with x from 4,320,000 to 4,330,000 m and y from 3,210,000 to 3,220,000 m.
+    with x from 4,320,000 to 4,330,000 m and y from 3,210,000 to 3,220,000 m (EEA reference
+    grid naming; sizes below 1 km are written in metres, e.g. ``250mE18698N10155``).
 
     Attributes:
-        size_km: cell size in km (10 or 100).
+        size_m: cell size in metres (a multiple of the 10 m pixel: 100 km, 10 km, 1 km, ...).
         e, n: the easting and northing indices.
     """
 
-    size_km: int
+    size_m: int
     e: int
     n: int
 
     @classmethod
     def parse(cls, text: str) -> TileId:
-        """Parse ``10kmE432N321`` (case-insensitive E/N).
+        """Parse ``10kmE432N321`` / ``250mE18698N10155`` (case-insensitive E/N).
 
         Raises:
             RasterError: the text is not an EEA cell code.
         """
         m = _TILE_RE.fullmatch(text.strip())
-        if not m:
+        if not m or int(m.group(1)) == 0:
             raise RasterError(f"{text!r} is not an EEA grid cell code",
                               "Use codes like 10kmE432N321 or 100kmE43N32")
-        return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        size = int(m.group(1)) * (1000 if m.group(2) == "km" else 1)
+        return cls(size, int(m.group(3)), int(m.group(4)))
+
+    @classmethod
+    def containing(cls, x_m: float, y_m: float, size_m: int) -> TileId:
+        """The cell of size ``size_m`` holding the EPSG:3035 point (x, y) (edges go east/north)."""
+        return cls(size_m, math.floor(x_m / size_m), math.floor(y_m / size_m))
 
     def __str__(self) -> str:
-        return f"{self.size_km}kmE{self.e}N{self.n}"
+        unit = f"{self.size_m // 1000}km" if self.size_m % 1000 == 0 else f"{self.size_m}m"
+        return f"{unit}E{self.e}N{self.n}"
+
+    @property
+    def size_km(self) -> float:
+        """Cell size in km."""
+        return self.size_m / 1000.0
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in EPSG:3035 metres."""
-        s = self.size_km * 1000.0
+        s = float(self.size_m)
         return (self.e * s, self.n * s, (self.e + 1) * s, (self.n + 1) * s)
 
     def window(self, grid: Grid = EEA_10M) -> GridWindow:
-        """The tile as a grid window (10 km → 1000 × 1000 pixels of 10 m)."""
+        """The tile as a grid window (10 km → 1000 × 1000 pixels of 10 m).
+
+        Raises:
+            RasterError: the cell size is not a whole number of pixels.
+        """
         left, bottom, right, top = self.bounds
-        n = int(round((right - left) / grid.res_m))
-        return GridWindow(grid, Affine(grid.res_m, 0.0, left, 0.0, -grid.res_m, top), n, n)
+        n = (right - left) / grid.res_m
+        if abs(n - round(n)) > 1e-9:
+            raise RasterError(f"the cell {self} is not a whole number of {grid.res_m:g} m pixels",
+                              "Use a cell size that is a multiple of the pixel size")
+        return GridWindow(grid, Affine(grid.res_m, 0.0, left, 0.0, -grid.res_m, top), int(round(n)),
+                          int(round(n)))
+
+    def neighbours(self) -> list[TileId]:
+        """The 8 cells around this one, same size (W, E, S, N and the diagonals)."""
+        return [TileId(self.size_m, self.e + de, self.n + dn)
+                for dn in (-1, 0, 1) for de in (-1, 0, 1) if (de, dn) != (0, 0)]
