@@ -51,8 +51,8 @@ class FusedClassifier(nn.Module):
         self.pe_dim = cfg.pe_dim
         net = net.eval()
         with torch.no_grad():
-            if net.location is not None:
-                (l1, bn1), = _linear_bn_pairs(net.location)  # type: ignore[arg-type]
+            if isinstance(net.location, nn.Sequential):
+                (l1, bn1), = _linear_bn_pairs(net.location)
                 w, b = _fold_bn(l1, bn1)
                 last = [m for m in net.location if isinstance(m, nn.Linear)][-1]
                 self.loc_w1, self.loc_b1 = nn.Parameter(w.clone()), nn.Parameter(b.clone())

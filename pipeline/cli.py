@@ -139,21 +139,70 @@ def features(
 
 @app.command("map")
 def map_(
-    feature_cogs: Annotated[list[Path], typer.Argument(help="feature COG(s)")],
-    bundle: Annotated[Path, typer.Option("--bundle", help="model bundle directory")],
-    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    feature_cogs: Annotated[list[Path] | None, typer.Argument(
+        help="feature COG(s) to map whole (without --tiles)", show_default=False)] = None,
+    bundle: Annotated[Path, typer.Option("--bundle", help="model bundle directory")] = Path("models/elc10-l1"),
+    out: Annotated[Path, typer.Option("--out", help="run folder: COGs, STAC, manifest.sqlite")] = Path("maps"),
+    tiles: Annotated[str | None, typer.Option(
+        help="cells: codes (10kmE467N253,...), a .txt list, bbox:W,S,E,N (EPSG:4326) or a vector file")] = None,
+    tile_size: Annotated[str, typer.Option(help="cell size for a bbox or vector AOI: 100km, 10km, 1km, 250m")] = "10km",
+    features_dir: Annotated[Path | None, typer.Option(
+        "--features-dir", help="one feature COG per tile: <tile>.tif or <tile>_<year>.tif")] = None,
+    features: Annotated[Path | None, typer.Option(
+        "--features", help="one feature COG/VRT holding all --tiles (read windowed)")] = None,
+    level2: Annotated[Path | None, typer.Option(help="Level-2 crop bundle: crop types inside Cropland")] = None,
+    scheduler: Annotated[str, typer.Option(
+        help="local (LocalCluster), threads, sync, or a dask scheduler address tcp://host:8786")] = "local",
+    workers: Annotated[int | None, typer.Option(help="workers for local/threads (default: CPU count)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    probabilities: Annotated[bool, typer.Option(help="also write per-class probabilities")] = False,
+    compress: Annotated[str, typer.Option(help="DEFLATE or ZSTD")] = "DEFLATE",
 ) -> None:
-    """Apply a model bundle to feature COGs: class + confidence COGs per input."""
-    from model.bundle import load_bundle
-    from tiles.predict import predict_tile
+    """Map tiles with a model bundle: class + confidence COGs, STAC items, a resumable manifest.
 
-    b = load_bundle(bundle)
+    A rerun skips tiles that are done and unchanged; failed tiles are listed and the exit
+    status is 1.
+    """
+    from tiles.aoi import parse_tiles
+    from tiles.runner import run_map
+
+    size_m = _size_m(tile_size)
+    cells = parse_tiles(tiles, size_m) if tiles else None
+    files = ([features] if features else []) + list(feature_cogs or [])
     with _progress() as prog:
-        task = prog.add_task("mapping", total=len(feature_cogs), info="")
-        for f in feature_cogs:
-            res = predict_tile(b, f, out, f.stem)
-            prog.update(task, advance=1, info=res.class_path.name)
-    out_console.print(f"wrote {len(feature_cogs)} map(s) to {out}")
+        task = prog.add_task("mapping", total=None, info="")
+
+        def on_event(kind: str, info: dict[str, Any]) -> None:
+            if kind == "plan":
+                prog.update(task, total=info["total"], completed=info["skipped"],
+                            info=f"{info['skipped']} up to date" if info["skipped"] else "")
+            elif kind == "dashboard":
+                out_console.print(f"dask dashboard: {info['link']}")
+            elif kind == "tile":
+                prog.update(task, advance=1, info=f"{info['tile_id']} {info['status']}")
+
+        summary = run_map(cells, bundle, out, features_dir=features_dir, features_files=files or None,
+                          level2_dir=level2, scheduler=scheduler, workers=workers, device=device,
+                          probabilities=probabilities, compress=compress.upper(), on_event=on_event)
+    px = summary.pixels - summary.nodata
+    rate = f", {summary.pixels / summary.seconds / 1e6:.2f} Mpx/s" if summary.done and summary.seconds else ""
+    out_console.print(f"{out}: {summary.done} tile(s) mapped, {summary.skipped} up to date, "
+                      f"{len(summary.failures)} failed; {px:,} pixels classified, {summary.nodata:,} nodata"
+                      f" in {summary.seconds:.1f} s{rate}")
+    if summary.failures:
+        console.print(f"[bold red]{len(summary.failures)} failed tile(s)[/bold red] (recorded in "
+                      f"{out / 'manifest.sqlite'}; fix them and rerun: done tiles are kept):")
+        for tid, err in summary.failures.items():
+            console.print(f"  {tid}: {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _size_m(text: str) -> int:
+    t = text.strip().lower()
+    try:
+        return int(float(t[:-2]) * 1000) if t.endswith("km") else int(t.removesuffix("m"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: write the cell size like 10km or 250m") from None
 
 
 @app.command("agreement")
@@ -334,7 +383,9 @@ def main() -> None:
     import rasterio.errors
 
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:  # typer.Exit(n) comes back as a return value here
+            sys.exit(rc)
     except EulcError as e:
         if _state["debug"]:
             raise

@@ -126,7 +126,7 @@ def parse_tiles(text: str, size_m: int = 10_000) -> list[TileId]:
         if len(vals) != 4:
             raise RasterError(f"--tiles {text!r}: a bbox needs four numbers",
                               "Write bbox:W,S,E,N in degrees, e.g. bbox:14.5,46.0,14.6,46.1")
-        return tiles_for_geometry(bbox_lonlat_to_3035(vals), size_m)  # type: ignore[arg-type]
+        return tiles_for_geometry(bbox_lonlat_to_3035(vals), size_m)
     if path.suffix.lower() in VECTOR_SUFFIXES:
         if not path.is_file():
             raise RasterError("does not exist", "Check the --tiles path", path=path)

@@ -17,7 +17,7 @@ from affine import Affine
 from pipeline.errors import RasterError
 from pipeline.spec import FeatureSpec
 from tiles.cog import write_cog
-from tiles.grid import GridWindow
+from tiles.grid import EEA_10M, Grid, GridWindow
 
 
 def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window: GridWindow,
@@ -86,3 +86,15 @@ def read_feature_cog(path: Path, names: list[str]
 
     with FeatureReader(path, names) as r:
         return r.read(), r.window.transform, r.window.grid.crs, r.tags
+
+
+def dataset_tags(path: Path) -> dict[str, str]:
+    """The dataset tags of a raster (``year``, ``spec_hash``, ``model_hash``, ...)."""
+    with rasterio.open(path) as src:
+        return dict(src.tags())
+
+
+def dataset_window(path: Path, grid: Grid = EEA_10M) -> GridWindow:
+    """A raster on the grid as a :class:`~tiles.grid.GridWindow` (its transform and shape)."""
+    with rasterio.open(path) as src:
+        return GridWindow(grid, src.transform, src.height, src.width)
