@@ -16,8 +16,33 @@ import torch
 from torch import nn
 
 from model.bridge import BridgeLC
-from model.encoding import multiscale_encoding, sinusoidal_encoding
+from model.encoding import MULTISCALE_MAX_WAVELENGTH_DEG, MULTISCALE_MIN_WAVELENGTH_DEG
 from model.normalize import MinMaxNormalizer
+
+
+def _frequencies(encoding: str, pe_dim: int) -> torch.Tensor:
+    """Angular frequencies (pe_dim / 4,) of :func:`model.encoding.sinusoidal_encoding` (rad per
+    degree, ``10000^(−2i/d)``) or :func:`model.encoding.multiscale_encoding` (``2π / λ``).
+    """
+    d = pe_dim // 2
+    k = d // 2
+    if encoding == "multiscale":
+        lam = torch.logspace(torch.log10(torch.tensor(MULTISCALE_MIN_WAVELENGTH_DEG)),
+                             torch.log10(torch.tensor(MULTISCALE_MAX_WAVELENGTH_DEG)), k)
+        return 2 * torch.pi / lam
+    i = torch.arange(k, dtype=torch.float32)
+    return torch.pow(torch.tensor(10000.0), -2.0 * i / d)
+
+
+def _split_pe_columns(w: torch.Tensor, pe_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Columns of a weight (out, pe_dim) acting on the interleaved encoding
+    ``[lon: sin0 cos0 sin1 cos1 … | lat: …]`` → (W_sin, W_cos), each (out, pe_dim / 2), acting on
+    ``sin(A)`` and ``cos(A)`` with ``A = [lon·ω | lat·ω]``. Same products, no interleave copy.
+    """
+    d = pe_dim // 2
+    k = d // 2
+    sin_cols = [c * d + 2 * j for c in range(2) for j in range(k)]
+    return w[:, sin_cols].contiguous(), w[:, [i + 1 for i in sin_cols]].contiguous()
 
 
 def _fold_bn(lin: nn.Linear, bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,11 +76,15 @@ class FusedClassifier(nn.Module):
         self.pe_dim = cfg.pe_dim
         net = net.eval()
         with torch.no_grad():
+            self.omega: torch.Tensor
+            self.register_buffer("omega", _frequencies(cfg.encoding, cfg.pe_dim))
             if isinstance(net.location, nn.Sequential):
                 (l1, bn1), = _linear_bn_pairs(net.location)
                 w, b = _fold_bn(l1, bn1)
                 last = [m for m in net.location if isinstance(m, nn.Linear)][-1]
-                self.loc_w1, self.loc_b1 = nn.Parameter(w.clone()), nn.Parameter(b.clone())
+                ws_, wc_ = _split_pe_columns(w, cfg.pe_dim)
+                self.loc_ws, self.loc_wc = nn.Parameter(ws_), nn.Parameter(wc_)
+                self.loc_b1 = nn.Parameter(b.clone())
                 self.loc_w2 = nn.Parameter(last.weight.detach().clone())
                 self.loc_b2 = nn.Parameter(last.bias.detach().clone())
             pairs = _linear_bn_pairs(net.invariant)
@@ -69,7 +98,12 @@ class FusedClassifier(nn.Module):
             wx = w0[:, :f] * inv_span[None, :]
             b0 = b0 - w0[:, :f] @ shift
             self.wx = nn.Parameter(wx.contiguous())
-            self.wl = nn.Parameter(w0[:, f:].contiguous()) if cfg.location != "none" else None
+            self.wl = nn.Parameter(w0[:, f:].contiguous()) if cfg.location == "learnt" else None
+            self.pe_ws: nn.Parameter | None = None
+            self.pe_wc: nn.Parameter | None = None
+            if cfg.location == "fixed":  # the encoding goes straight into the first layer
+                ws_, wc_ = _split_pe_columns(w0[:, f:], cfg.pe_dim)
+                self.pe_ws, self.pe_wc = nn.Parameter(ws_), nn.Parameter(wc_)
             self.b0 = nn.Parameter(b0)
             self.hidden_w = nn.ParameterList([nn.Parameter(w.contiguous()) for w in ws[1:]])
             self.hidden_b = nn.ParameterList([nn.Parameter(b) for b in bs[1:]])
@@ -81,13 +115,15 @@ class FusedClassifier(nn.Module):
     def forward(self, x: torch.Tensor, lonlat_deg: torch.Tensor) -> torch.Tensor:
         """Logits (N, C) for raw features ``x`` (N, F) and ``lonlat_deg`` (N, 2)."""
         h = torch.addmm(self.b0, x, self.wx.t())
-        if self.wl is not None:
-            enc = multiscale_encoding if self.encoding == "multiscale" else sinusoidal_encoding
-            loc = enc(lonlat_deg, self.pe_dim).to(x.dtype)
-            if self.location == "learnt":
-                loc = torch.addmm(self.loc_b1, loc, self.loc_w1.t()).relu_()
+        if self.location != "none":
+            ang = (lonlat_deg.to(x.dtype)[:, :, None] * self.omega.to(x.dtype)).reshape(len(x), -1)
+            s, c = torch.sin(ang), torch.cos(ang)
+            if self.wl is not None:  # learnt: encoding → Linear+BN → ReLU → Linear → sigmoid
+                loc = torch.addmm(self.loc_b1, s, self.loc_ws.t()).addmm_(c, self.loc_wc.t()).relu_()
                 loc = torch.sigmoid(torch.addmm(self.loc_b2, loc, self.loc_w2.t()))
-            h = h.addmm_(loc, self.wl.t())
+                h = h.addmm_(loc, self.wl.t())
+            elif self.pe_ws is not None and self.pe_wc is not None:
+                h = h.addmm_(s, self.pe_ws.t()).addmm_(c, self.pe_wc.t())
         h = h.relu_()
         for w, b in zip(self.hidden_w, self.hidden_b, strict=True):
             h = torch.addmm(b, h, w.t()).relu_()

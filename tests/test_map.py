@@ -74,6 +74,28 @@ def test_corrupt_feature_cog(small_bundle: Path, slovenia_features: Path, tmp_pa
         predict_tile(load_bundle(small_bundle), bad, tmp_path, "bad")
 
 
+def test_prefetch_thread_gives_the_same_map_and_raises_read_errors(
+        small_bundle: Path, slovenia_features: Path, tmp_path: Path) -> None:
+    """The CUDA path's reader thread, run on CPU: same bytes, and a truncated file still fails."""
+    b = load_bundle(small_bundle)
+    plain = predict_tile(b, slovenia_features, tmp_path / "a", "slo", prefetch=False, probabilities=True)
+    ahead = predict_tile(b, slovenia_features, tmp_path / "b", "slo", prefetch=True, probabilities=True)
+    for p, q in zip(plain.outputs, ahead.outputs, strict=True):
+        assert p.read_bytes() == q.read_bytes()
+    with rasterio.open(plain.extra_paths[0]) as src:  # per-class probabilities, percent
+        assert src.count == 7 and src.descriptions[0] == "Woodland/Shrubland"
+        total = src.read().astype(int).sum(0)
+        with rasterio.open(plain.class_path) as c:
+            ok = c.read(1) != NODATA
+        assert (abs(total[ok] - 100) <= 4).all()
+    data = slovenia_features.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) * 3 // 4])  # header intact, tiles missing
+    with pytest.raises(RasterError, match="cut.tif"):
+        predict_tile(b, cut, tmp_path / "c", "cut", prefetch=True)
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").glob("*.tif"))
+
+
 def test_mode_overviews_keep_class_values(data: Path, tmp_path: Path) -> None:
     with rasterio.open(data / "eucropmap2018_jrc" / "eucropmap2018_example_map_denmark.tif") as s:
         codes = s.read(1)

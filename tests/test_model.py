@@ -88,7 +88,7 @@ def test_bundle_round_trip_without_pickle(small_bundle: Path, sample_table: Path
     x, ll = data.x[ok], data.lonlat[ok].astype(np.float32)
     p1 = predict_proba(b.model, b.normalizer.transform(x), ll)
     b2 = load_bundle(small_bundle)
-    res = Predictor(b2, device="cpu").predict(x, ll)  # fused: normaliser + BN folded into Linear
+    res = Predictor(b2, device="cpu").predict(x, ll, proba=True)  # fused: normaliser + BN folded into Linear
     assert np.allclose(p1, res["proba"], atol=1e-5)
     assert (res["class"] == p1.argmax(1)).all()
     assert np.allclose(p1.sum(1), 1, atol=1e-5)

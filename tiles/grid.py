@@ -7,6 +7,7 @@ style: the grid is explicit and frozen, never guessed from data; DESIGN.md §4).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -80,8 +81,14 @@ def pixel_centres_lonlat(transform: Affine, height: int, width: int, crs: str
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     xs = transform.c + transform.a * cols + transform.b * rows
     ys = transform.f + transform.d * cols + transform.e * rows
-    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    lon, lat = _to_lonlat(str(crs)).transform(xs, ys)
     return np.asarray(lon), np.asarray(lat)
+
+
+@functools.lru_cache(maxsize=16)
+def _to_lonlat(crs: str) -> Transformer:
+    """A cached ``crs`` → EPSG:4326 transformer (lon/lat order); building one costs ~70 ms."""
+    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
 
 
 def window_for_bounds(bounds: tuple[float, float, float, float], src_crs: object,

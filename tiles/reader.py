@@ -46,6 +46,8 @@ class FeatureReader:
         expected_scales: optional ``{feature: scale}`` from the spec, checked against the
             band tag ``scale`` where the file has one.
         grid: the grid the file must lie on.
+        threads: GDAL decoding threads (``NUM_THREADS`` open option; 1 inside single-threaded
+            dask workers, the core count in a process of its own).
 
     Raises:
         RasterError: unreadable/corrupt file, a CRS other than the grid's, pixels off the grid,
@@ -54,12 +56,12 @@ class FeatureReader:
     """
 
     def __init__(self, path: Path, names: list[str], expected_scales: Mapping[str, float] | None = None,
-                 grid: Grid = EEA_10M) -> None:
+                 grid: Grid = EEA_10M, threads: int = 1) -> None:
         self.path = Path(path)
         self.names = list(names)
         self.grid = grid
         try:
-            self._src = rasterio.open(self.path)
+            self._src = rasterio.open(self.path, NUM_THREADS=str(max(1, threads)))
         except RasterioIOError as e:
             raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
                               "Re-create it with `eulc features` or re-export it", path=self.path) from None
@@ -159,12 +161,14 @@ class FeatureReader:
         if r_lo >= r_hi or c_lo >= c_hi:
             return out
         try:
-            data = self._src.read(self._index, window=Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo),
-                                  out_dtype=np.float32, masked=True)
+            vals = self._src.read(self._index, window=Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo),
+                                  out_dtype=np.float32)
         except RasterioIOError as e:
             raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
                               "Re-create it with `eulc features` or re-export it", path=self.path) from None
-        vals = np.ma.filled(data, np.nan)
+        nod = self._src.nodata
+        if nod is not None and not np.isnan(nod):
+            vals[vals == np.float32(nod)] = np.nan
         if (self._scale != 1).any() or (self._offset != 0).any():
             vals = vals * self._scale[:, None, None] + self._offset[:, None, None]
         out[:, r_lo - row:r_hi - row, c_lo - col:c_hi - col] = vals

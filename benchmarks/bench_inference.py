@@ -1,0 +1,169 @@
+"""Benchmark: map inference throughput, model-only and end to end, against RF and XGBoost peers.
+
+All figures come from one run on this machine:
+
+- **model-only** (px/s) on a 1000 × 1000 tile (10kmE467N253's pixel centres for lon/lat):
+  (a) the faithful BRIDGE-LC shape with 109 features (learnt location MLP, 3 × 256, 7
+  classes; synthetic values), (b) the shipped ``models/elc10-l1`` bundle (35 features).
+  Both go through :class:`tiles.predict.Predictor` (fused network, sub-batches, softmax,
+  argmax, confidence). The pixels of (b) and of the peers are real ELC10 LUCAS rows drawn
+  with replacement, so trees walk realistic paths.
+- **peers**: scikit-learn RandomForest (130 trees, min_samples_leaf 2, sqrt) and XGBoost
+  (hist, 300 rounds), trained on the real ELC10 table (35 features + lon/lat), predicting the
+  same 10^6 pixels; all use every core.
+- **end to end**: feature COG (35 bands, float32, 1000 × 1000) → class + confidence COGs with
+  ``predict_tile`` in a fresh process, with its peak RSS (the per-worker memory figure).
+- **bundle size** against the pickled RF.
+
+Run: ``python benchmarks/bench_inference.py [--out /tmp/eulc-bench-inf]``. The last line is
+``model_px_per_s=<ours, 109 features> rf_px_per_s=<rf> xgb_px_per_s=<xgb> e2e_px_per_s=<e2e>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from model.bridge import BridgeConfig, BridgeLC
+from model.bundle import ModelBundle, load_bundle
+from model.normalize import MinMaxNormalizer
+from pipeline.config import data_dir
+from pipeline.legend import level1_legend
+from pipeline.pretrained import models_dir
+from tiles.grid import TileId
+from tiles.predict import CPU_BATCH_PX, Predictor
+
+N_SIDE = 1000
+TILE = TileId.parse("10kmE467N253")
+ELC10_CSV = Path("elc10_lucas2018") / "lucas2018_elc10_s2_s1_features.csv.gz"
+
+
+def _rate(fn, n: int, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return n / best
+
+
+def _real_pixels(bundle: ModelBundle, rng: np.random.Generator) -> np.ndarray:
+    df = pd.read_csv(data_dir() / ELC10_CSV).dropna(subset=bundle.features)
+    return df[bundle.features].to_numpy(np.float32)[rng.integers(0, len(df), N_SIDE * N_SIDE)]
+
+
+def _faithful_109(rng: np.random.Generator) -> Predictor:
+    net = BridgeLC(BridgeConfig(n_features=109, n_classes=7))  # paper shape: learnt location, region branch
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    norm = MinMaxNormalizer(np.zeros(109, np.float32), np.full(109, 10_000, np.float32))
+    b = ModelBundle(net.eval(), norm, level1_legend(), [f"f{i}" for i in range(109)], {"weights_sha256": "synthetic"})
+    return Predictor(b, device="cpu")
+
+
+E2E_CHILD = r"""
+import json, resource, sys, time, torch
+from pathlib import Path
+from model.bundle import load_bundle
+from tiles.predict import Predictor, predict_tile
+torch.set_num_threads(int(sys.argv[4]))
+pred = Predictor(load_bundle(Path(sys.argv[1])), device="cpu")
+t = time.perf_counter()
+res = predict_tile(pred, Path(sys.argv[2]), Path(sys.argv[3]), "e2e")
+dt = time.perf_counter() - t
+print(json.dumps({"seconds": dt, "pixels": res.n_pixels,
+                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("/tmp/eulc-bench-inf"))
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    n = N_SIDE * N_SIDE
+    lon, lat = TILE.window().pixel_centres_lonlat()
+    lonlat = np.stack([lon.ravel(), lat.ravel()], 1).astype(np.float32)
+    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__} ({args.threads} threads); "
+          f"tile {N_SIDE} × {N_SIDE} = {n:,} px")
+
+    p109 = _faithful_109(rng)
+    x109 = rng.uniform(0, 10_000, (n, 109)).astype(np.float32)
+    rates_109 = {}
+    for batch in (2048, CPU_BATCH_PX, 16_384, 65_536):
+        p109.batch_px = batch
+        rates_109[batch] = _rate(lambda: p109.predict(x109, lonlat), n)
+        print(f"ours, faithful shape, 109 features, batch {batch:>6}: {rates_109[batch] / 1e6:.3f} Mpx/s")
+    p109.batch_px = CPU_BATCH_PX
+    ours109 = rates_109[CPU_BATCH_PX]
+
+    bundle = load_bundle(models_dir() / "elc10-l1")
+    x35 = _real_pixels(bundle, rng)
+    pe = Predictor(bundle, device="cpu")
+    ours35 = _rate(lambda: pe.predict(x35, lonlat), n)
+    print(f"ours, elc10-l1 bundle (35 features, {bundle.model.cfg.location} location): {ours35 / 1e6:.3f} Mpx/s")
+
+    from sklearn.ensemble import RandomForestClassifier
+    from xgboost import XGBClassifier
+
+    from model.train import training_arrays
+    from pipeline.spec import load_spec
+    from pipeline.table import build_feature_table
+
+    table, _ = build_feature_table([data_dir() / ELC10_CSV], load_spec("elc10"))
+    data = training_arrays(table, bundle.features)
+    xtr = np.c_[data.x, data.lonlat]
+    t = time.perf_counter()
+    rf = RandomForestClassifier(n_estimators=130, min_samples_leaf=2, max_features="sqrt", n_jobs=-1,
+                                random_state=0).fit(xtr, data.y)
+    print(f"RF trained on {len(xtr):,} real rows in {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    xgb = XGBClassifier(tree_method="hist", n_estimators=300, n_jobs=-1, random_state=0).fit(xtr, data.y)
+    print(f"XGBoost trained in {time.perf_counter() - t:.1f} s")
+    xpx = np.c_[x35, lonlat]
+    rf_rate = _rate(lambda: rf.predict(xpx), n, repeat=1)
+    xgb_rate = _rate(lambda: xgb.predict(xpx), n, repeat=1)
+    print(f"peer RF (130 trees): {rf_rate / 1e6:.3f} Mpx/s; peer XGBoost (300 rounds): {xgb_rate / 1e6:.3f} Mpx/s")
+
+    from tiles.cog import write_cog
+
+    feat = out / "features_e2e.tif"
+    write_cog(feat, x35.T.reshape(len(bundle.features), N_SIDE, N_SIDE), TILE.window().transform, "EPSG:3035",
+              np.nan, descriptions=bundle.features, tags={"spec": "elc10", "year": "2018"})
+    child = subprocess.run([sys.executable, "-c", E2E_CHILD, str(models_dir() / "elc10-l1"), str(feat), str(out),
+                            str(args.threads)], capture_output=True, text=True, check=True)
+    e2e = json.loads(child.stdout.strip().splitlines()[-1])
+    e2e_rate = e2e["pixels"] / e2e["seconds"]
+    print(f"end to end, feature COG → class + confidence COGs: {e2e['seconds']:.2f} s, {e2e_rate / 1e6:.3f} Mpx/s "
+          f"({e2e_rate / ours35:.0%} of model-only with the same bundle), peak RSS {e2e['peak_rss_gb']:.2f} GB")
+
+    bundle_bytes = sum(p.stat().st_size for p in (models_dir() / "elc10-l1").iterdir())
+    rf_bytes = len(pickle.dumps(rf, protocol=pickle.HIGHEST_PROTOCOL))
+    print(f"bundle size: {bundle_bytes / 1e6:.2f} MB vs pickled RF {rf_bytes / 1e6:.1f} MB "
+          f"(ratio {bundle_bytes / rf_bytes:.4f})")
+    print(f"ratios: ours(109)/RF = {ours109 / rf_rate:.2f}, ours(109)/XGBoost = {ours109 / xgb_rate:.2f}; "
+          f"ours(elc10)/RF = {ours35 / rf_rate:.2f}, ours(elc10)/XGBoost = {ours35 / xgb_rate:.2f}")
+    print("gpu: " + ("see --device cuda runs" if torch.cuda.is_available() else "not measured (no CUDA device)"))
+    print(f"model_px_per_s={ours109:.0f} rf_px_per_s={rf_rate:.0f} xgb_px_per_s={xgb_rate:.0f} "
+          f"e2e_px_per_s={e2e_rate:.0f}")
+
+
+if __name__ == "__main__":
+    main()
