@@ -113,17 +113,22 @@ class FusedClassifier(nn.Module):
         self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, lonlat_deg: torch.Tensor) -> torch.Tensor:
-        """Logits (N, C) for raw features ``x`` (N, F) and ``lonlat_deg`` (N, 2)."""
+        """Logits (N, C) for raw features ``x`` (N, F) and ``lonlat_deg`` (N, 2), both float32.
+
+        The angles and their sin/cos are computed in float32 even under bf16 autocast (lon ·
+        ω needs the mantissa); the matrix products follow the autocast dtype.
+        """
         h = torch.addmm(self.b0, x, self.wx.t())
         if self.location != "none":
-            ang = (lonlat_deg.to(x.dtype)[:, :, None] * self.omega.to(x.dtype)).reshape(len(x), -1)
+            ang = (lonlat_deg.float()[:, :, None] * self.omega.float()).reshape(len(x), -1)
             s, c = torch.sin(ang), torch.cos(ang)
             if self.wl is not None:  # learnt: encoding → Linear+BN → ReLU → Linear → sigmoid
-                loc = torch.addmm(self.loc_b1, s, self.loc_ws.t()).addmm_(c, self.loc_wc.t()).relu_()
+                # out-of-place addmm: under bf16 autocast every product gets the same dtype
+                loc = torch.addmm(torch.addmm(self.loc_b1, s, self.loc_ws.t()), c, self.loc_wc.t()).relu_()
                 loc = torch.sigmoid(torch.addmm(self.loc_b2, loc, self.loc_w2.t()))
-                h = h.addmm_(loc, self.wl.t())
+                h = torch.addmm(h, loc, self.wl.t())
             elif self.pe_ws is not None and self.pe_wc is not None:
-                h = h.addmm_(s, self.pe_ws.t()).addmm_(c, self.pe_wc.t())
+                h = torch.addmm(torch.addmm(h, s, self.pe_ws.t()), c, self.pe_wc.t())
         h = h.relu_()
         for w, b in zip(self.hidden_w, self.hidden_b, strict=True):
             h = torch.addmm(b, h, w.t()).relu_()

@@ -92,6 +92,8 @@ def test_bundle_round_trip_without_pickle(small_bundle: Path, sample_table: Path
     assert np.allclose(p1, res["proba"], atol=1e-5)
     assert (res["class"] == p1.argmax(1)).all()
     assert np.allclose(p1.sum(1), 1, atol=1e-5)
+    amp = Predictor(b2, device="cpu", bf16=True).predict(x, ll)  # the CUDA path's bf16 autocast
+    assert (amp["class"] == res["class"]).mean() > 0.97
 
 
 def test_tampered_bundle_is_rejected(small_bundle: Path, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import rasterio
 import torch
 
 from model.bundle import ModelBundle
@@ -38,6 +39,8 @@ CROPLAND = "Cropland"
 CPU_BATCH_PX = 4096
 """Pixels per forward pass on CPU: activations (4096 × 256 float32 = 4 MB) stay in cache;
 2k–8k measured alike here (0.27 Mpx/s, 109 features), 16k 30 % slower, 65k 50 % slower."""
+GDAL_CACHE_MB = 256
+"""GDAL block cache while reading a tile (GDAL's default is 5 % of RAM)."""
 CUDA_BATCH_PX = 262_144
 """Pixels per forward pass on CUDA (large batches keep the GPU busy)."""
 
@@ -88,17 +91,19 @@ class Predictor:
         level2: a Level-2 crop bundle; its classes fill the pixels mapped as Cropland.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         batch_px: pixels per forward pass (default :data:`CPU_BATCH_PX` or :data:`CUDA_BATCH_PX`).
+        bf16: bfloat16 autocast for the matrix products (default: on CUDA only).
 
     Raises:
         RasterError: a Level-2 bundle with a Level-1 bundle that has no Cropland class.
     """
 
     def __init__(self, bundle: ModelBundle, level2: ModelBundle | None = None, device: str = "auto",
-                 batch_px: int | None = None) -> None:
+                 batch_px: int | None = None, bf16: bool | None = None) -> None:
         self.bundle = bundle
         self.level2 = level2
         self.device = resolve_device(device)
         self.batch_px = batch_px or (CUDA_BATCH_PX if self.device.type == "cuda" else CPU_BATCH_PX)
+        self.bf16 = self.device.type == "cuda" if bf16 is None else bf16
         self.net = FusedClassifier(bundle.model, bundle.normalizer).to(self.device).eval()
         self.net2 = (FusedClassifier(level2.model, level2.normalizer).to(self.device).eval()
                      if level2 else None)
@@ -113,6 +118,11 @@ class Predictor:
         self.features = names
         self._idx1 = [names.index(n) for n in bundle.features]
         self._idx2 = [names.index(n) for n in level2.features] if level2 else []
+
+    @property
+    def uses_coordinates(self) -> bool:
+        """Whether any of the models reads lon/lat (location ``learnt`` or ``fixed``)."""
+        return any(n.location != "none" for n in (self.net, self.net2) if n is not None)
 
     @property
     def digest(self) -> str:
@@ -137,10 +147,8 @@ class Predictor:
                 if cuda:
                     xb = xb.pin_memory().to(self.device, non_blocking=True)
                     lb = lb.pin_memory().to(self.device, non_blocking=True)
-                    with torch.autocast("cuda", dtype=torch.bfloat16):
-                        z = net(xb, lb).float()
-                else:
-                    z = net(xb, lb)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    z = net(xb, lb).float()
                 top, arg = z.max(1)
                 e = torch.exp(z - top[:, None])
                 tot = e.sum(1)
@@ -183,10 +191,15 @@ class Predictor:
 Prepared = tuple[Block, np.ndarray]
 
 
-def _with_lonlat(blocks: Iterator[Block], win: GridWindow) -> Iterator[Prepared]:
-    """Each block with the lon/lat float32 (h·W, 2) of its pixel centres (EPSG:4326)."""
+def _with_lonlat(blocks: Iterator[Block], win: GridWindow, needed: bool = True) -> Iterator[Prepared]:
+    """Each block with the lon/lat float32 (h·W, 2) of its pixel centres (EPSG:4326); zeros
+    when no model uses coordinates (saves a pyproj transform per pixel).
+    """
     for blk in blocks:
         bh = blk.values.shape[1]
+        if not needed:
+            yield blk, np.zeros((bh * win.width, 2), np.float32)
+            continue
         t = win.transform * win.transform.translation(0, blk.row0)
         lon, lat = pixel_centres_lonlat(t, bh, win.width, win.grid.crs)
         yield blk, np.stack([lon.ravel(), lat.ravel()], 1).astype(np.float32)
@@ -254,7 +267,9 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
     """
     pred = model if isinstance(model, Predictor) else Predictor(model, device="cpu")
     legend = pred.bundle.legend
-    with FeatureReader(feature_cog, pred.features, threads=torch.get_num_threads()) as reader:
+    # blocks are read once, row band by row band: a small GDAL cache keeps the RSS down
+    with (rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024),
+          FeatureReader(feature_cog, pred.features, threads=torch.get_num_threads()) as reader):
         win: GridWindow = tile.window(reader.grid) if tile is not None else reader.window
         h, w = win.shape
         outs = {k: np.full(h * w, NODATA, np.uint8) for k in ("class", "confidence")}
@@ -262,7 +277,7 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
             outs["level2"] = np.full(h * w, NODATA, np.uint8)
         proba = np.full((len(legend), h * w), NODATA, np.uint8) if probabilities else None
         n_valid_by_feature = np.zeros(len(pred.features), np.int64)
-        blocks = _with_lonlat(reader.blocks(win), win)
+        blocks = _with_lonlat(reader.blocks(win), win, pred.uses_coordinates)
         if prefetch is None:
             prefetch = pred.device.type == "cuda"
         for blk, lonlat in (_prefetch(blocks) if prefetch else blocks):
