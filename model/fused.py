@@ -59,6 +59,15 @@ def _linear_bn_pairs(seq: nn.Sequential) -> list[tuple[nn.Linear, nn.BatchNorm1d
             if isinstance(m, nn.Linear) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm1d)]
 
 
+def _acc(h: torch.Tensor, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``h + a @ w.T``: in place in float32; out of place under autocast, where ``h`` is
+    already bf16 and an in-place product would mix dtypes.
+    """
+    if torch.is_autocast_enabled(h.device.type):
+        return torch.addmm(h, a, w.t())
+    return h.addmm_(a, w.t())
+
+
 class FusedClassifier(nn.Module):
     """Raw features (N, F) float32 in the spec's stored units + lon/lat (N, 2) float32
     (EPSG:4326 degrees, lon first) → class logits (N, C) float32 already divided by the
@@ -123,12 +132,11 @@ class FusedClassifier(nn.Module):
             ang = (lonlat_deg.float()[:, :, None] * self.omega.float()).reshape(len(x), -1)
             s, c = torch.sin(ang), torch.cos(ang)
             if self.wl is not None:  # learnt: encoding → Linear+BN → ReLU → Linear → sigmoid
-                # out-of-place addmm: under bf16 autocast every product gets the same dtype
-                loc = torch.addmm(torch.addmm(self.loc_b1, s, self.loc_ws.t()), c, self.loc_wc.t()).relu_()
+                loc = _acc(torch.addmm(self.loc_b1, s, self.loc_ws.t()), c, self.loc_wc).relu_()
                 loc = torch.sigmoid(torch.addmm(self.loc_b2, loc, self.loc_w2.t()))
-                h = torch.addmm(h, loc, self.wl.t())
+                h = _acc(h, loc, self.wl)
             elif self.pe_ws is not None and self.pe_wc is not None:
-                h = torch.addmm(torch.addmm(h, s, self.pe_ws.t()), c, self.pe_wc.t())
+                h = _acc(_acc(h, s, self.pe_ws), c, self.pe_wc)
         h = h.relu_()
         for w, b in zip(self.hidden_w, self.hidden_b, strict=True):
             h = torch.addmm(b, h, w.t()).relu_()

@@ -63,6 +63,18 @@ def test_tiles_cover_a_rectangle_without_gaps_or_overlaps(r: tuple[float, float,
     assert tiles_for_geometry(rect, size_m) == tiles
 
 
+def test_frozen_grid_and_its_tiles() -> None:
+    import dataclasses
+
+    from tiles.grid import EEA_10M_100KM
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        EEA_10M.res_m = 20.0  # type: ignore[misc]
+    assert str(EEA_10M.tile_at(4_675_100, 2_539_470)) == "10kmE467N253"  # the Slovenia stack
+    assert str(EEA_10M_100KM.tile_at(4_675_100, 2_539_470)) == "100kmE46N25"
+    assert TileId.parse("100kmE46N25").window().shape == (10_000, 10_000)
+
+
 def test_edge_aligned_bbox_takes_no_extra_row() -> None:
     assert [str(t) for t in tiles_for_bounds_3035((4.32e6, 3.21e6, 4.34e6, 3.22e6), 10_000)] == \
         ["10kmE432N321", "10kmE433N321"]

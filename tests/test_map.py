@@ -96,6 +96,26 @@ def test_prefetch_thread_gives_the_same_map_and_raises_read_errors(
     assert not (tmp_path / "c").exists() or not list((tmp_path / "c").glob("*.tif"))
 
 
+def test_level2_is_filled_inside_cropland_only(small_bundle: Path, slovenia_features: Path, tmp_path: Path) -> None:
+    """The Level-2 pass runs on the pixels mapped as Cropland. With the same network as the
+    "crop" model its class equals the Level-1 class there, and nodata elsewhere.
+    """
+    from tiles.predict import Predictor
+
+    b = load_bundle(small_bundle)
+    res = predict_tile(Predictor(b, level2=load_bundle(small_bundle), device="cpu"), slovenia_features,
+                       tmp_path, "slo", compress="ZSTD")
+    l2_path = res.extra_paths[0]
+    assert l2_path.name == "slo_level2.tif" and cog_validate(str(l2_path))[0]
+    with rasterio.open(res.class_path) as c, rasterio.open(l2_path) as l2:
+        cls, lev2 = c.read(1), l2.read(1)
+        assert l2.profile["compress"].upper() == "ZSTD" and "+" in l2.tags()["model_hash"]
+    crop = cls == b.legend.names.index("Cropland")
+    assert crop.sum() > 100  # the Slovenia patch has fields
+    np.testing.assert_array_equal(lev2[crop], cls[crop])
+    assert (lev2[~crop] == NODATA).all()
+
+
 def test_mode_overviews_keep_class_values(data: Path, tmp_path: Path) -> None:
     with rasterio.open(data / "eucropmap2018_jrc" / "eucropmap2018_example_map_denmark.tif") as s:
         codes = s.read(1)

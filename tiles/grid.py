@@ -30,15 +30,25 @@ class Grid:
         crs: the grid CRS (EEA: ``EPSG:3035``).
         res_m: pixel size in metres (10).
         origin_x_m, origin_y_m: a pixel corner of the grid, metres (EEA: 0, 0).
+        tile_m: the tile (cell) size in metres: 10,000 for the 10 km tiles eulc maps by
+            default, 100,000 for the 100 km cells.
     """
 
     crs: str = "EPSG:3035"
     res_m: float = 10.0
     origin_x_m: float = 0.0
     origin_y_m: float = 0.0
+    tile_m: int = 10_000
+
+    def tile_at(self, x_m: float, y_m: float) -> TileId:
+        """The tile of this grid holding the point (x, y) in the grid CRS (metres)."""
+        return TileId.containing(x_m, y_m, self.tile_m)
 
 
 EEA_10M = Grid()
+"""The EEA reference grid at 10 m with 10 km tiles."""
+EEA_10M_100KM = Grid(tile_m=100_000)
+"""The same pixels with 100 km tiles."""
 
 
 @dataclass(frozen=True)
