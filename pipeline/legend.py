@@ -152,9 +152,14 @@ def _as_int(s: str) -> int | None:
     return int(s) if s != "" else None
 
 
+CROSSWALKS = ("clcplus_backbone", "corine_l3", "osm_clcplus", "eucropmap", "eolearn_lulc", "elc10")
+"""The shipped crosswalks (``pipeline/legends/<name>.csv``)."""
+
+
 class Crosswalk:
-    """A table ``source_code → Level-1 id`` read from a legend CSV (columns
-    ``source_code, source_name, level1, note``); an empty ``level1`` means dropped on purpose.
+    """A table ``source_code → Level-1 id`` (and optionally Level-2 id) read from a legend CSV
+    with columns ``source_code, source_name, level1[, level2], note``; an empty ``level1``
+    means dropped on purpose (nodata, outside, unspecified), and the note says why.
     """
 
     def __init__(self, name: str, table: pd.DataFrame) -> None:
@@ -163,21 +168,35 @@ class Crosswalk:
         self.mapping: dict[str, int | None] = {
             str(r["source_code"]): _as_int(str(r["level1"])) for r in table.to_dict("records")
         }
+        self.mapping2: dict[str, int | None] = (
+            {str(r["source_code"]): _as_int(str(r["level2"])) for r in table.to_dict("records")}
+            if "level2" in table.columns else {})
 
     @classmethod
     def shipped(cls, name: str) -> Crosswalk:
-        """Load ``pipeline/legends/<name>.csv`` (``elc10`` or ``eolearn_lulc``)."""
+        """Load ``pipeline/legends/<name>.csv`` (one of :data:`CROSSWALKS`).
+
+        Raises:
+            SpecError: an unknown name (the message lists the shipped ones).
+        """
+        if name not in CROSSWALKS:
+            from pipeline.errors import SpecError
+
+            raise SpecError(f"unknown crosswalk {name!r}", f"Use one of {', '.join(CROSSWALKS)}")
         return cls(name, _read_csv(f"{name}.csv"))
 
-    def apply(self, codes: pd.Series | np.ndarray) -> tuple[np.ndarray, MappingReport]:
-        """Map codes to Level-1 ids.
+    def apply(self, codes: pd.Series | np.ndarray, level: str = "level1") -> tuple[np.ndarray, MappingReport]:
+        """Map codes to Level-1 (or, for crosswalks with a ``level2`` column, Level-2) ids.
 
         Args:
             codes: any-shape array or Series of source codes (ints or strings).
+            level: ``level1`` or ``level2``.
 
         Returns:
-            ``(ids, report)``: int16 array of the same shape, -1 where unmapped, and the report.
+            ``(ids, report)``: int16 array of the same shape, -1 where unmapped, and the report
+            (codes unknown to the table, dropped on purpose, missing).
         """
+        mapping = self.mapping2 if level == "level2" else self.mapping
         arr = np.asarray(codes)
         flat = arr.ravel()
         uniq, inv = np.unique(flat.astype(str), return_inverse=True)
@@ -190,10 +209,10 @@ class Crosswalk:
                 rep.missing += int(counts[i])
             elif key not in self.mapping:
                 rep.unknown[key] += int(counts[i])
-            elif self.mapping[key] is None:
+            elif mapping.get(key) is None:
                 rep.dropped[key] += int(counts[i])
             else:
-                lut[i] = int(self.mapping[key] or 0)
+                lut[i] = int(mapping[key] or 0)
         out = lut[inv].reshape(arr.shape)
         rep.n_mapped = int((out >= 0).sum())
         return out, rep
