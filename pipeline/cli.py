@@ -224,6 +224,34 @@ def agreement_(
 
 
 @app.command()
+def report(
+    map_path: Annotated[Path, typer.Option("--map", help="class COG from `eulc map` (Level-1)")],
+    reference: Annotated[Path, typer.Option(help="reference raster (CLC+ Backbone, CORINE, ...), any CRS")],
+    crosswalk: Annotated[str, typer.Option(
+        help="clcplus_backbone, corine_l3, osm_clcplus, eucropmap, eolearn_lulc or elc10")],
+    out: Annotated[Path, typer.Option("--out", help="output folder")],
+    points: Annotated[Path | None, typer.Option(
+        help="reference points: FeatureTable or LUCAS LC1 points (accuracy + area with 95 % CI)")] = None,
+    zones: Annotated[Path | None, typer.Option(help="zones (e.g. NUTS polygons): composition per zone")] = None,
+    previous: Annotated[Path | None, typer.Option(help="an earlier class map: transition matrix (ha)")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="the model bundle (its model card goes in the report)")] = None,
+    title: Annotated[str | None, typer.Option(help="report title")] = None,
+) -> None:
+    """Compare a map with a reference map: report.html (self-contained), metrics.json, CSVs."""
+    from pipeline.report import write_report
+
+    with console.status("comparing and drawing"):
+        m = write_report(map_path, reference, crosswalk, out, points=points, zones=zones, previous=previous,
+                         bundle=bundle, title=title)
+    oa = m["overall_agreement"]
+    msg = f"wrote {out / 'report.html'}: overall agreement {oa * 100:.1f} % over {m['area_compared_ha']:,.1f} ha"
+    if "reference_sample" in m and m["reference_sample"]["overall"] is not None:
+        rs = m["reference_sample"]
+        msg += f"; accuracy from {rs['n_points']} points {rs['overall'] * 100:.1f} ± {rs['overall_ci95'] * 100:.1f} %"
+    out_console.print(msg)
+
+
+@app.command()
 def evaluate(
     table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
     out: Annotated[Path, typer.Option("--out", help="output directory")],

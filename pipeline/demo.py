@@ -147,5 +147,12 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
                     level1_legend(), maps / f"{TILE_ID}_quicklook.png",
                     title=f"{model_dir.name} Level-1, Slovenia {year}: overall agreement "
                           f"{result['overall_accuracy']:.3f}")
-    say("report", f"wrote {png}")
+    say("quicklook", f"wrote {png}")
+    from pipeline.report import write_report
+
+    write_report(maps / f"{TILE_ID}_class.tif", root / SLOVENIA / "lulc_reference.tif", "eolearn_lulc",
+                 out / "report", bundle=model_dir,
+                 title=f"eulc demo: {model_dir.name} Level-1 map of the Slovenia patch ({year}) vs eo-learn LULC")
+    say("report", f"wrote {out / 'report' / 'report.html'} (no LUCAS 2018 point falls in this 1 km² patch, "
+                  "so the report has no sample-based area estimate)")
     return result

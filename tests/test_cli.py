@@ -61,9 +61,11 @@ def test_missing_band_in_feature_cog(tmp_path: Path, small_bundle: Path, sloveni
     with rasterio.open(f, "w", **prof) as d:
         d.write(data[1:])
         d.descriptions = desc[1:]
-    p = eulc("map", str(f), "--bundle", str(small_bundle), "--out", str(tmp_path / "maps"))
-    _one_line_error(p, "f.tif", "ndvi_p5")
-    assert not list((tmp_path / "maps").glob("*.tif")) if (tmp_path / "maps").exists() else True
+    p = eulc("map", str(f), "--bundle", str(small_bundle), "--out", str(tmp_path / "maps"), "--scheduler", "sync")
+    assert p.returncode == 1 and "Traceback" not in p.stderr  # the tile is recorded as failed
+    msg = " ".join(p.stderr.split())
+    assert "1 failed tile(s)" in msg and "f.tif: band(s) ['ndvi_p5'] are missing" in msg
+    assert not list((tmp_path / "maps").glob("*.tif"))
 
 
 def test_demo_without_data_says_how_to_point_to_it(tmp_path: Path) -> None:
@@ -79,6 +81,24 @@ def test_demo_with_the_shipped_bundle(tmp_path: Path, data: Path) -> None:
     assert not (out / "model").exists() and not (out / "table.parquet").exists()  # nothing trained
     agree = json.loads((out / "agreement.json").read_text())
     assert agree["overall_accuracy"] > 0.85  # the eo-learn reference, 9,943 labelled pixels
+    rep = json.loads((out / "report" / "metrics.json").read_text())  # the demo ends with the report
+    assert rep["overall_agreement"] == pytest.approx(agree["overall_accuracy"])
+    assert "elc10-ndvi-l1" in (out / "report" / "report.html").read_text()  # its model card
+
+
+def test_report_command_on_the_demo_map(tmp_path: Path, data: Path, small_bundle: Path,
+                                        slovenia_features: Path) -> None:
+    maps = tmp_path / "maps"
+    assert eulc("map", str(slovenia_features), "--bundle", str(small_bundle), "--out", str(maps),
+                "--scheduler", "sync").returncode == 0
+    ref = data / "eolearn_testeopatch_slovenia" / "lulc_reference.tif"
+    p = eulc("report", "--map", str(maps / f"{slovenia_features.stem}_class.tif"), "--reference", str(ref),
+             "--crosswalk", "eolearn_lulc", "--out", str(tmp_path / "rep"), "--bundle", str(small_bundle))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "overall agreement" in p.stdout and (tmp_path / "rep" / "report.html").is_file()
+    bad = eulc("report", "--map", str(maps / f"{slovenia_features.stem}_class.tif"), "--reference", str(ref),
+               "--crosswalk", "corine_l3", "--out", str(tmp_path / "rep2"))
+    _one_line_error(bad, "missing from the crosswalk 'corine_l3'", "lulc_reference.tif")
 
 
 @pytest.mark.slow
