@@ -131,7 +131,8 @@ def block_agreement(c: Comparison, block_m: float = BLOCK_M) -> list[dict[str, A
 
     Returns:
         One dict per block with any valid pixel: ``x_m``, ``y_m`` (block centre, map CRS),
-        ``lon``, ``lat`` (EPSG:4326), ``agreement``, ``n_pixels``, ``bioregion``.
+        ``lon``, ``lat`` (EPSG:4326), ``agreement``, ``n_pixels``, ``n_agree``, ``bioregion``,
+        ``tile`` (the EEA 10 km cell, e.g. ``10kmE467N253``).
     """
     from pyproj import Transformer
 
@@ -151,19 +152,36 @@ def block_agreement(c: Comparison, block_m: float = BLOCK_M) -> list[dict[str, A
             a = int(agree[r0:r0 + step, c0:c0 + step].sum())
             x = c.transform.c + (c0 + min(step, w - c0) / 2) * res
             y = c.transform.f - (r0 + min(step, h - r0) / 2) * res
-            rows.append({"x_m": x, "y_m": y, "agreement": a / v, "n_pixels": v})
+            rows.append({"x_m": x, "y_m": y, "agreement": a / v, "n_pixels": v, "n_agree": a})
     if rows:
         xs = np.array([r["x_m"] for r in rows])
         ys = np.array([r["y_m"] for r in rows])
         lon, lat = Transformer.from_crs(c.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
         try:
             x3035, y3035 = Transformer.from_crs(c.crs, "EPSG:3035", always_xy=True).transform(xs, ys)
+            cells = [f"10kmE{int(e // 10_000)}N{int(n // 10_000)}" for e, n in zip(x3035, y3035, strict=True)]
             regions, _ = assign_bioregion(np.asarray(x3035), np.asarray(y3035))
         except Exception:  # noqa: BLE001 - the region table is optional context
             regions = np.array([""] * len(rows), dtype=object)
-        for r, lo, la, reg in zip(rows, lon, lat, regions, strict=True):
-            r.update(lon=float(lo), lat=float(la), bioregion=str(reg) if reg is not None else "")
+            cells = [""] * len(rows)
+        for r, lo, la, reg, cell in zip(rows, lon, lat, regions, cells, strict=True):
+            r.update(lon=float(lo), lat=float(la), bioregion=str(reg) if reg is not None else "", tile=cell)
     return sorted(rows, key=lambda r: (r["agreement"], -r["n_pixels"]))
+
+
+def agreement_by(blocks: list[dict[str, Any]], key: str, pixel_ha: float) -> list[dict[str, Any]]:
+    """Agreement aggregated over blocks by ``key`` (``tile`` = EEA 10 km cell, or ``bioregion``).
+
+    Returns:
+        One dict per group: ``key``, ``agreement``, ``n_pixels``, ``area_ha``; lowest agreement first.
+    """
+    acc: dict[str, list[int]] = {}
+    for b in blocks:
+        g = acc.setdefault(str(b.get(key, "")) or "unknown", [0, 0])
+        g[0] += int(b["n_agree"])
+        g[1] += int(b["n_pixels"])
+    out = [{key: k, "agreement": a / n, "n_pixels": n, "area_ha": n * pixel_ha} for k, (a, n) in acc.items() if n]
+    return sorted(out, key=lambda r: r["agreement"])
 
 
 def disagreement_cog(c: Comparison, dest: Path) -> Path:

@@ -24,7 +24,7 @@ import pandas as pd
 import rasterio
 
 from pipeline.atomic import atomic_path, write_json
-from pipeline.compare import BLOCK_M, block_agreement, compare, disagreement_cog, summary
+from pipeline.compare import BLOCK_M, agreement_by, block_agreement, compare, disagreement_cog, summary
 from pipeline.legend import Crosswalk, Legend, level1_legend
 
 CSS = """
@@ -120,6 +120,10 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         ["map \\ reference", *names]]
     tables["per_class"] = pd.DataFrame([{"class": n, **v} for n, v in metrics["per_class"].items()])
     tables["blocks"] = pd.DataFrame(blocks)
+    tables["by_tile"] = pd.DataFrame(agreement_by(blocks, "tile", comp.pixel_ha))
+    tables["by_bioregion"] = pd.DataFrame(agreement_by(blocks, "bioregion", comp.pixel_ha))
+    metrics["by_tile"] = tables["by_tile"].to_dict("records")
+    metrics["by_bioregion"] = tables["by_bioregion"].to_dict("records")
     sections: list[tuple[str, str]] = []
     oa = metrics["overall_agreement"]
     kpis = [("overall agreement", f"{oa * 100:.1f} %" if oa is not None else "–"),
@@ -173,7 +177,10 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         ("Agreement per class", "<div class='row'>" + _img(fig.confusion_heatmap(cm_ha, names), "confusion")
          + _img(fig.class_bars(metrics["per_class"]), "per class") + "</div>" + _table(tables["per_class"], "{:,.3f}")),
         ("Where the maps disagree", (_img(fig.block_map(blocks, extent, BLOCK_M), "blocks") if blocks else "")
-         + "<p class='note'>The ten blocks with the lowest agreement (hotspots):</p>" + _table(worst, "{:,.3f}")),
+         + "<p class='note'>The ten blocks with the lowest agreement (hotspots):</p>" + _table(worst, "{:,.3f}")
+         + "<div class='row'><div><p class='note'>Per EEA 10 km tile:</p>" + _table(tables["by_tile"], "{:,.3f}")
+         + "</div><div><p class='note'>Per biogeographical region:</p>"
+         + _table(tables["by_bioregion"], "{:,.3f}") + "</div></div>"),
         *sections,
         ("Method", (
             f"<p>The reference ({html.escape(reference.name)}) was reprojected onto the map grid "

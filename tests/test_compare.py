@@ -60,7 +60,7 @@ def test_eu_crop_map_level2(data: Path) -> None:
 
 # how each tile must be aligned to 10 m: finer pixels by mode (NL 2 m; the EU crop map's 8.98e-5°
 # is 5.7 m east-west at 55° N), coarser by nearest (CORINE 25 m)
-METHOD = {"osm_clcplus": "mode", "corine_l3": "nearest", "eucropmap": "mode"}
+METHOD = {"osm_clcplus": "mode", "corine_l3": "nearest", "eucropmap": "mode", "eolearn_lulc": "nearest"}
 
 
 def _aligned_l1(ref: Path, crosswalk: str, dest_crs: str = "EPSG:3035", res_m: float = 10.0
@@ -88,7 +88,7 @@ def _write_map(ids: np.ndarray, t: object, dest: Path) -> Path:
                      resampling="mode")
 
 
-@pytest.mark.parametrize("name", ["osm_clcplus", "corine_l3", "eucropmap"])
+@pytest.mark.parametrize("name", ["osm_clcplus", "corine_l3", "eucropmap", "eolearn_lulc"])
 def test_agreement_with_a_perturbed_copy_is_known(name: str, data: Path, tmp_path: Path) -> None:
     ref = data / TILES[name]
     ids, t = _aligned_l1(ref, name)
@@ -130,6 +130,9 @@ def test_report_on_the_netherlands_tile(data: Path, tmp_path: Path) -> None:
     m = write_report(after, ref, "osm_clcplus", out, points=data / "osm_clcplus_netherlands/sample_points.gpkg",
                      zones=zones, previous=before)
     assert m["crosswalk"]["name"] == "osm_clcplus" and m["resampling"] == "mode"
+    assert [r["tile"] for r in m["by_tile"]] == ["10kmE402N322"]  # the 1 km tile's EEA cell
+    assert m["by_bioregion"][0]["bioregion"] == "Atlantic"
+    assert m["by_tile"][0]["agreement"] == pytest.approx(m["overall_agreement"])
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 6 and "<script" not in html
     js = json.loads((out / "metrics.json").read_text())
