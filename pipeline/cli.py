@@ -228,7 +228,7 @@ def report(
     map_path: Annotated[Path, typer.Option("--map", help="class COG from `eulc map` (Level-1)")],
     reference: Annotated[Path, typer.Option(help="reference raster (CLC+ Backbone, CORINE, ...), any CRS")],
     crosswalk: Annotated[str, typer.Option(
-        help="clcplus_backbone, corine_l3, osm_clcplus, eucropmap, eolearn_lulc or elc10")],
+        help="clcplus_backbone, corine_l3, osm_clcplus, eucropmap, eolearn_lulc, elc10 or eulc_level1")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
     points: Annotated[Path | None, typer.Option(
         help="reference points: FeatureTable or LUCAS LC1 points (accuracy + area with 95 % CI)")] = None,

@@ -152,7 +152,7 @@ def _as_int(s: str) -> int | None:
     return int(s) if s != "" else None
 
 
-CROSSWALKS = ("clcplus_backbone", "corine_l3", "osm_clcplus", "eucropmap", "eolearn_lulc", "elc10")
+CROSSWALKS = ("clcplus_backbone", "corine_l3", "osm_clcplus", "eucropmap", "eolearn_lulc", "elc10", "eulc_level1")
 """The shipped crosswalks (``pipeline/legends/<name>.csv``)."""
 
 

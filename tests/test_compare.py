@@ -150,6 +150,18 @@ def test_report_on_the_netherlands_tile(data: Path, tmp_path: Path) -> None:
         assert (out / f).is_file()
 
 
+def test_two_eulc_maps_compare_with_the_identity_crosswalk(data: Path, tmp_path: Path) -> None:
+    ids, t = _aligned_l1(data / TILES["corine_l3"], "corine_l3")
+    a = _write_map(ids, t, tmp_path / "a.tif")
+    b_ids = ids.copy()
+    b_ids[ids == 0] = 1  # every woodland pixel becomes grassland in map b
+    b = _write_map(b_ids, t, tmp_path / "b.tif")
+    c = compare(a, b, Crosswalk.shipped("eulc_level1"), level1_legend())
+    valid = ids != 255
+    assert summary(c, level1_legend())["overall_agreement"] == pytest.approx(1 - (ids[valid] == 0).mean())
+    assert c.confusion[0, 1] == (ids == 0).sum()  # map a woodland = reference b grassland
+
+
 def test_bad_inputs(data: Path, tmp_path: Path) -> None:
     nl = data / TILES["osm_clcplus"]
     ids, t = _aligned_l1(nl, "osm_clcplus")
