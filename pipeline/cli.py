@@ -252,6 +252,43 @@ def report(
 
 
 @app.command()
+def drift(
+    table_path: Annotated[Path, typer.Option("--table", help="training FeatureTable (eulc table)")],
+    features_dir: Annotated[Path, typer.Option("--features-dir", help="feature COGs to check (*.tif)")],
+    out: Annotated[Path | None, typer.Option(help="write every (tile, feature) row to this CSV")] = None,
+    threshold: Annotated[float, typer.Option(help="PSI above which a feature is flagged as shifted")] = 0.25,
+    fail_on_shift: Annotated[bool, typer.Option(help="exit 1 when any feature is flagged")] = False,
+) -> None:
+    """Flag features whose distribution over the tiles differs from the training table (PSI, KS)."""
+    from pipeline.atomic import atomic_path
+    from pipeline.drift import PSI_MODERATE, drift_table
+    from pipeline.errors import RasterError
+    from pipeline.table import read_feature_table
+
+    tiles = sorted(p for p in features_dir.glob("*.tif") if not p.name.startswith("."))
+    if not tiles:
+        raise RasterError("has no feature COG (*.tif)", "Point --features-dir at `eulc features` outputs",
+                          path=features_dir)
+    train, _ = read_feature_table(table_path)
+    with console.status(f"comparing {len(tiles)} tile(s) with {len(train):,} training rows"):
+        df = drift_table(train, tiles, psi_threshold=threshold)
+    if out:
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
+    tab = Table("tile", "feature", "PSI", "KS", "median train", "median tile", "nodata", "flag",
+                title=f"drift (PSI > {threshold:g} = shift, > {PSI_MODERATE:g} = moderate)")
+    for r in df.head(15).itertuples():
+        tab.add_row(str(r.tile), str(r.feature), f"{r.psi:.3f}", f"{r.ks:.3f}", f"{r.median_train:.4g}",
+                    f"{r.median_tile:.4g}", f"{r.nodata_share:.0%}", str(r.flag))
+    out_console.print(tab)
+    shifted = df[df["flag"] == "shift"]
+    out_console.print(f"{len(shifted)} of {len(df)} (tile, feature) pairs shifted in {shifted['tile'].nunique()} "
+                      f"of {len(tiles)} tile(s)" + (f"; all rows in {out}" if out else ""))
+    if fail_on_shift and len(shifted):
+        raise typer.Exit(1)
+
+
+@app.command()
 def evaluate(
     table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
