@@ -252,6 +252,29 @@ def report(
 
 
 @app.command()
+def sample(
+    points: Annotated[Path, typer.Option(help="CSV with POINT_ID, lon, lat (EPSG:4326) and LC1/LU1")],
+    features_dir: Annotated[Path, typer.Option("--features-dir", help="feature COGs (*.tif) covering the points")],
+    out: Annotated[Path, typer.Option("--out", help="export CSV for `eulc table` (GEE sampleRegions layout)")],
+) -> None:
+    """Sample feature COGs at points: the local engine's table export (then `eulc table`)."""
+    import pandas as pd
+
+    from pipeline.atomic import atomic_path
+    from pipeline.errors import RasterError
+    from tiles.sample import sample_features
+
+    cogs = sorted(p for p in features_dir.glob("*.tif") if not p.name.startswith("."))
+    if not cogs:
+        raise RasterError("has no feature COG (*.tif)", "Compute them with `eulc features`", path=features_dir)
+    table, counts = sample_features(cogs, pd.read_csv(points))
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    out_console.print(f"wrote {out}: {counts['sampled']:,} of {counts['points']:,} points sampled "
+                      f"({counts['outside']:,} outside the {len(cogs)} COG(s)), {table.shape[1] - 2} columns")
+
+
+@app.command()
 def drift(
     table_path: Annotated[Path, typer.Option("--table", help="training FeatureTable (eulc table)")],
     features_dir: Annotated[Path, typer.Option("--features-dir", help="feature COGs to check (*.tif)")],
