@@ -153,3 +153,40 @@ def test_corrupt_and_crs_less_rasters_are_named(data: Path, tmp_path: Path) -> N
     with pytest.raises(RasterError, match="nocrs.tif: has no CRS"):
         features_from_stack(m, spec, sel, 2017, tmp_path / "o.tif")
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_sort_based_percentiles_equal_numpy_on_real_italy_series(data: Path) -> None:
+    """tiles.composite.nan_percentiles == numpy nanpercentile(linear) on the 60 real masked dates."""
+    import warnings
+
+    import dask.array as da
+
+    from tiles.composite import composite, nan_percentiles
+
+    folder = data / "sen2rts_ndvi_scl_italy"
+    ndvi_files = sorted((folder / "NDVI").glob("*.tif"))
+    assert len(ndvi_files) == 60
+    layers, dates = [], []
+    for f in ndvi_files:
+        scl_file = folder / "SCL" / f.name.replace("_NDVI_", "_SCL_")
+        with rasterio.open(f) as s, rasterio.open(scl_file) as q:
+            v = s.read(1, masked=True).astype(np.float32).filled(np.nan)
+            scl = q.read(1).repeat(2, 0).repeat(2, 1)[: v.shape[0], : v.shape[1]]  # 20 m → 10 m, same origin
+        v[np.isin(scl, (1, 9, 10, 11))] = np.nan  # SCL defective, cloud medium/high, cirrus, snow
+        layers.append(v)
+        dates.append(np.datetime64(f"{f.name.split('_')[1][:4]}-{f.name.split('_')[1][4:6]}-{f.name.split('_')[1][6:]}"))
+    cube = np.stack(layers)
+    times = np.array(dates, dtype="datetime64[D]")
+    assert 0.05 < np.isnan(cube).mean() < 0.95  # real masking happened
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.nanpercentile(cube, [5, 50, 98], axis=0, method="linear")
+    got = nan_percentiles(cube, (5.0, 50.0, 98.0))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got[np.isfinite(got)], want[np.isfinite(want)], rtol=1e-5, atol=1e-6)
+    lazy = composite(da.from_array(cube, chunks=(-1, 16, -1)), times).compute()
+    np.testing.assert_array_equal(lazy[:3], got)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        march = np.nanmedian(cube[times.astype("datetime64[M]").astype(int) % 12 == 2], axis=0)
+    np.testing.assert_allclose(lazy[3 + 2], march, rtol=1e-5, equal_nan=True)

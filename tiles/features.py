@@ -9,7 +9,8 @@ the strings that GEE evaluates with ``ee.Image.expression``, then reduces over t
 - ``daily_mosaic``: acquisitions of the same UTC day are merged, the later one on top where
   valid (GEE ``ImageCollection.mosaic`` puts the last image on top);
 - statistics over the acquisitions of the map year whose month is in the window:
-  ``pN`` = ``numpy.nanpercentile(..., method="linear")``, ``median``, ``mean``, ``stddev``
+  ``pN`` = ``numpy.nanpercentile(..., method="linear")`` (computed by
+  :func:`tiles.composite.nan_percentiles`, one sort per pixel), ``median``, ``mean``, ``stddev``
   (population, ddof 0, as ``ee.Reducer.stdDev``), ``min``, ``max``; ``texture_sd`` = the
   population standard deviation over a (2r+1)² square of the annual median (GEE
   ``reduceNeighborhood(stdDev, Kernel.square(r, 'pixels'))``), over valid pixels only.
@@ -30,6 +31,7 @@ from scipy.ndimage import uniform_filter
 
 from pipeline.errors import RasterError
 from pipeline.spec import CloudMask, Feature, FeatureSpec
+from tiles.composite import nan_percentiles
 from tiles.stack import Stack
 
 
@@ -144,11 +146,11 @@ def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
             p = feature.percentile
-            if p is not None:
-                return np.nanpercentile(values, p, axis=0, method="linear").astype(np.float32)
+            if p is not None:  # one sort, numpy's linear nanpercentile (tiles.composite)
+                return nan_percentiles(values, (float(p),))[0]
             match feature.stat:
                 case "median":
-                    return np.nanmedian(values, axis=0).astype(np.float32)
+                    return nan_percentiles(values, (50.0,))[0]
                 case "mean" | "value":
                     return np.nanmean(values, axis=0).astype(np.float32)
                 case "stddev":
