@@ -76,5 +76,6 @@ def composite(cube: da.Array, times: np.ndarray, q: Sequence[float] = (5.0, 50.0
         cube = cube.rechunk({0: -1})
     months = np.asarray(times).astype("datetime64[M]").astype(int) % 12 + 1
     n_out = len(q) + (12 if monthly else 0)
-    return cube.map_blocks(_block, months, tuple(q), monthly, dtype=np.float32,
-                           chunks=((n_out,), *cube.chunks[1:]))
+    out: da.Array = da.map_blocks(_block, cube, months, tuple(q), monthly, dtype=np.float32,
+                                  chunks=((n_out,), *cube.chunks[1:]))
+    return out
