@@ -107,9 +107,13 @@ def train(
 
 @app.command()
 def features(
-    files: Annotated[str, typer.Option("--files", help="stack manifest (YAML) or shipped name")],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     year: Annotated[int, typer.Option(help="map year")],
+    files: Annotated[str | None, typer.Option("--files", help="stack manifest (YAML) or shipped name")] = None,
+    catalog: Annotated[Path | None, typer.Option(help="static STAC catalogue (catalog.json) of S2 items")] = None,
+    tiles: Annotated[str | None, typer.Option(help="with --catalog: EEA cells (codes, bbox:W,S,E,N or a file)")] = None,
+    tile_size: Annotated[str, typer.Option(help="cell size for a bbox or vector AOI")] = "10km",
+    level: Annotated[str, typer.Option(help="with --catalog: L2A (harmonization offset) or L1C")] = "L2A",
     spec: Annotated[str, typer.Option(help="feature spec name or YAML path")] = "elc10",
     select: Annotated[str | None, typer.Option(
         help="selection JSON, comma-separated names, or a model bundle dir")] = None,
@@ -128,6 +132,12 @@ def features(
         sel = FeatureSelection.of(sp, load_bundle(Path(select)).features, "bundle")
     else:
         sel = parse_selection(sp, select)
+    if (files is None) == (catalog is None):
+        raise EulcError("give either --files (a local stack manifest) or --catalog (a static STAC catalogue)")
+    if catalog is not None:
+        _features_from_catalog(catalog, tiles, tile_size, sp, sel, year, out, level)
+        return
+    assert files is not None
     name = tile_id or load_manifest(files)[0].name
     dest = out / f"{name}_{year}.tif"
     with _progress() as prog:
@@ -135,6 +145,28 @@ def features(
         features_from_stack(files, sp, sel, year, dest,
                             lambda n: prog.update(task, advance=1, info=n))
     out_console.print(f"wrote {dest}")
+
+
+def _features_from_catalog(catalog: Path, tiles: str | None, tile_size: str, sp: Any, sel: Any, year: int,
+                           out: Path, level: str) -> None:
+    from tiles.aoi import parse_tiles
+    from tiles.run import features_from_stac
+
+    if not tiles:
+        raise EulcError("--catalog needs --tiles", "Name the EEA cells to compute (codes, bbox:W,S,E,N or a file)")
+    cells = parse_tiles(tiles, _size_m(tile_size))
+    done = 0
+    with _progress() as prog:
+        task = prog.add_task("features", total=len(cells), info="")
+        for cell in cells:
+            dest = out / f"{cell}_{year}.tif"
+            if dest.is_file():  # resume: a tile written earlier is whole (atomic rename)
+                prog.update(task, advance=1, info=f"{cell} up to date")
+                continue
+            features_from_stac(catalog, sp, sel, year, cell.window(), dest, level)
+            done += 1
+            prog.update(task, advance=1, info=str(cell))
+    out_console.print(f"wrote {done} feature COG(s) to {out} ({len(cells) - done} up to date)")
 
 
 @app.command("map")

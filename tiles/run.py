@@ -9,6 +9,7 @@ from pipeline.selection import FeatureSelection
 from pipeline.spec import FeatureSpec
 from tiles.featurecog import write_feature_cog
 from tiles.features import compute_features, feature_inputs
+from tiles.grid import GridWindow
 from tiles.stack import load_manifest, load_stack
 
 
@@ -38,3 +39,25 @@ def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: Feat
     stack = load_stack(man, root, variables=needed)
     values = compute_features(sub, stack, year, on_feature)
     return write_feature_cog(dest, values, sub, stack.window, year, stack.level, stack.sources)
+
+
+def features_from_stac(catalog: Path, spec: FeatureSpec, selection: FeatureSelection, year: int,
+                       window: GridWindow, dest: Path, level: str = "L2A",
+                       on_feature: Callable[[str], None] | None = None) -> Path:
+    """Compute the selected features from a static STAC catalogue on one grid window and write
+    a feature COG (the same file :func:`features_from_stack` and the GEE tile export produce).
+
+    Raises:
+        RasterError: missing catalogue, no scene in the window/year, a band missing from the items.
+        SpecError: bad selection.
+    """
+    from tiles.stac_load import items_from_catalog, load_stac_stack
+
+    sub = spec.subset(selection.names)
+    needed: set[str] = set()
+    for f in sub.features:
+        needed |= spec.inputs(f)
+    bands = sorted(needed)
+    stack = load_stac_stack(items_from_catalog(catalog), window, bands, year=year, level=level)
+    values = compute_features(sub, stack, year, on_feature)
+    return write_feature_cog(dest, values, sub, window, year, stack.level, stack.sources)

@@ -1,0 +1,142 @@
+"""Sentinel-2 stacks from STAC: a static catalogue (file) or STAC items, loaded with odc-stac
+onto the EEA grid window, into the same :class:`~tiles.stack.Stack` the local-file loader
+produces, so the feature engine cannot tell them apart (issue #7).
+
+- Items are filtered to the window's footprint and the map year.
+- Bands are loaded with ``odc.stac.load`` on the window's ``GeoBox`` (EPSG:3035, 10 m,
+  nearest resampling as in paper §2.1.1), float32, NaN = nodata.
+- Digital numbers → reflectance: ``(DN + BOA_ADD_OFFSET) · 1e-4`` for L2A items of processing
+  baseline ≥ 04.00 (ESA's harmonization: offset −1000 from 2022-01-25; the baseline is read
+  from ``s2:processing_baseline`` or, when absent, from the acquisition date), ``DN · 1e-4``
+  otherwise (L1C, older L2A). Values ≤ 0 after the offset are nodata, as in GEE's
+  ``COPERNICUS/S2_SR_HARMONIZED``. Mask layers (``SCL``, ``CLP`` in percent) are not scaled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pystac
+
+from pipeline.errors import RasterError
+from tiles.grid import GridWindow
+from tiles.stack import MASK_VARIABLES, Stack, canonical_band
+
+HARMONIZATION_DATE = np.datetime64("2022-01-25")
+BOA_ADD_OFFSET = -1000.0
+DN_TO_REFLECTANCE = 1e-4
+
+
+def items_from_catalog(path: Path) -> list[pystac.Item]:
+    """Every item under a static STAC catalogue or collection file (recursively).
+
+    Raises:
+        RasterError: the file does not exist or is not a STAC catalogue.
+    """
+    if not Path(path).is_file():
+        raise RasterError("does not exist", "Give the path of a catalog.json or collection.json", path=path)
+    try:
+        cat = pystac.read_file(str(path))
+    except (pystac.STACError, ValueError, KeyError) as e:
+        raise RasterError(f"is not a STAC catalogue ({e})", "Give a catalog.json or collection.json",
+                          path=path) from None
+    if isinstance(cat, pystac.Item):
+        return [cat]
+    if not isinstance(cat, pystac.Catalog):
+        raise RasterError("is not a STAC catalogue", "Give a catalog.json or collection.json", path=path)
+    return list(cat.get_items(recursive=True))
+
+
+def _item_time(item: pystac.Item) -> np.datetime64:
+    """The acquisition time as UTC datetime64[ns] (``datetime`` or ``start_datetime``)."""
+    raw = item.datetime or item.properties.get("start_datetime")
+    if raw is None:
+        raise RasterError(f"STAC item {item.id!r} has no datetime", "Give items with datetime or start_datetime")
+    ts = pd.Timestamp(raw)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return np.datetime64(ts.to_datetime64()).astype("datetime64[ns]")
+
+
+def _offset(item: pystac.Item, level: str) -> float:
+    if level != "L2A":
+        return 0.0
+    base = item.properties.get("s2:processing_baseline")
+    if base is not None:
+        try:
+            return BOA_ADD_OFFSET if float(base) >= 4.0 else 0.0
+        except ValueError:
+            pass
+    return BOA_ADD_OFFSET if _item_time(item) >= HARMONIZATION_DATE else 0.0
+
+
+def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: list[str], year: int | None = None,
+                    level: str = "L2A") -> Stack:
+    """Load the ``bands`` of S2 ``items`` onto ``window``.
+
+    Args:
+        items: STAC items (one per acquisition), assets keyed by band (``B02``/``B2``, ``SCL``).
+        window: the EEA grid window (EPSG:3035, 10 m).
+        bands: band names as in the spec (``B2``, ``B8``, ``SCL``, ``CLP``).
+        year: keep only acquisitions of this calendar year (None = all).
+        level: ``L2A`` (harmonization offset applies) or ``L1C``.
+
+    Returns:
+        A :class:`Stack` with ``variables[band] = (times, float32 (T, H, W))`` in reflectance
+        0–1 (bands) or native units (masks), NaN = nodata.
+
+    Raises:
+        RasterError: no item in the window/year, or a band missing from the items (the message
+            lists the assets the items have).
+    """
+    import odc.stac
+    from odc.geo.geobox import GeoBox
+
+    left, bottom, right, top = window.bounds
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(window.grid.crs, "EPSG:4326", always_xy=True)
+    xs, ys = tr.transform([left, right, left, right], [bottom, bottom, top, top])
+    w, s, e, n = min(xs), min(ys), max(xs), max(ys)
+    chosen = []
+    for it in items:
+        if it.bbox and (it.bbox[0] > e or it.bbox[2] < w or it.bbox[1] > n or it.bbox[3] < s):
+            continue
+        if year is not None and _item_time(it).astype("datetime64[Y]").astype(int) + 1970 != year:
+            continue
+        chosen.append(it)
+    if not chosen:
+        raise RasterError(f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
+                          + (f" in {year}" if year is not None else ""),
+                          "Widen the search (dates, cloud cover) or check the tile")
+    keys = {canonical_band(k): k for it in chosen for k in it.assets}
+    missing = [b for b in bands if canonical_band(b) not in keys]
+    if missing:
+        raise RasterError(f"band(s) {missing} are missing from the STAC items (assets: {sorted(keys.values())})",
+                          "Use a collection with these assets, or select features that do not need them")
+    gbox = GeoBox((window.height, window.width), window.transform, window.grid.crs)
+    ds = odc.stac.load(chosen, bands=[keys[canonical_band(b)] for b in bands], geobox=gbox, resampling="nearest",
+                       dtype="float32", groupby="id", preserve_original_order=True)
+    times = ds["time"].to_numpy().astype("datetime64[ns]")
+    by_time = {_item_time(it): it for it in chosen}
+    offsets = np.array([_offset(by_time[t], level) if t in by_time else 0.0 for t in times], np.float32)
+    variables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for b in bands:
+        da = ds[keys[canonical_band(b)]]
+        v = da.to_numpy().astype(np.float32)
+        nod = da.attrs.get("nodata")
+        if nod is not None and np.isfinite(nod):
+            v[v == np.float32(nod)] = np.nan
+        name = canonical_band(b)
+        if name not in MASK_VARIABLES:
+            v = (v + offsets[:, None, None]) * np.float32(DN_TO_REFLECTANCE)
+            if level == "L2A":
+                v[v <= 0] = np.nan
+        order = np.argsort(times, kind="stable")
+        variables[name] = (times[order], v[order])
+    sources = sorted({a.href for it in chosen for k, a in it.assets.items() if canonical_band(k) in
+                      {canonical_band(b) for b in bands}})
+    return Stack(window, variables, level, sources)
