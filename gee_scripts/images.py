@@ -211,7 +211,10 @@ def _sensor_image(spec: FeatureSpec, key: str, features: list[Feature], year: in
     col = builders[sensor.kind](spec, key, variables, year, region)
     by_window: dict[tuple[int, ...], list[Feature]] = defaultdict(list)
     for f in features:
-        if f.stat in ("texture_sd", "min", "max", "value") or f.derived:
+        if f.derived:
+            raise SpecError(f"feature {f.name!r} is derived from other features ({f.derived!r}); derived "
+                            "features are not built for Earth Engine yet", "Select the features it derives from")
+        if f.stat in ("texture_sd", "min", "max", "value"):
             raise SpecError(f"feature {f.name!r}: stat {f.stat!r} is not built for Earth Engine yet",
                             "Use pN, median, mean or stddev")
         by_window[f.window.months].append(f)
