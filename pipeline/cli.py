@@ -111,6 +111,9 @@ def features(
     year: Annotated[int, typer.Option(help="map year")],
     files: Annotated[str | None, typer.Option("--files", help="stack manifest (YAML) or shipped name")] = None,
     catalog: Annotated[Path | None, typer.Option(help="static STAC catalogue (catalog.json) of S2 items")] = None,
+    stac: Annotated[str | None, typer.Option(
+        help="STAC API URL, e.g. https://earth-search.aws.element84.com/v1")] = None,
+    collection: Annotated[str, typer.Option(help="with --stac: the S2 collection")] = "sentinel-2-l2a",
     tiles: Annotated[str | None, typer.Option(help="with --catalog: EEA cells (codes, bbox:W,S,E,N or a file)")] = None,
     tile_size: Annotated[str, typer.Option(help="cell size for a bbox or vector AOI")] = "10km",
     level: Annotated[str, typer.Option(help="with --catalog: L2A (harmonization offset) or L1C")] = "L2A",
@@ -132,10 +135,12 @@ def features(
         sel = FeatureSelection.of(sp, load_bundle(Path(select)).features, "bundle")
     else:
         sel = parse_selection(sp, select)
-    if (files is None) == (catalog is None):
-        raise EulcError("give either --files (a local stack manifest) or --catalog (a static STAC catalogue)")
-    if catalog is not None:
-        _features_from_catalog(catalog, tiles, tile_size, sp, sel, year, out, level)
+    if sum(v is not None for v in (files, catalog, stac)) != 1:
+        raise EulcError("give one of --files (a local stack manifest), --catalog (a static STAC catalogue) "
+                        "or --stac (a STAC API URL)")
+    if catalog is not None or stac is not None:
+        source: Path | tuple[str, str] = catalog if catalog is not None else (str(stac), collection)
+        _features_from_catalog(source, tiles, tile_size, sp, sel, year, out, level)
         return
     assert files is not None
     name = tile_id or load_manifest(files)[0].name
@@ -147,13 +152,14 @@ def features(
     out_console.print(f"wrote {dest}")
 
 
-def _features_from_catalog(catalog: Path, tiles: str | None, tile_size: str, sp: Any, sel: Any, year: int,
-                           out: Path, level: str) -> None:
+def _features_from_catalog(catalog: Path | tuple[str, str], tiles: str | None, tile_size: str, sp: Any, sel: Any,
+                           year: int, out: Path, level: str) -> None:
     from tiles.aoi import parse_tiles
     from tiles.run import features_from_stac
 
     if not tiles:
-        raise EulcError("--catalog needs --tiles", "Name the EEA cells to compute (codes, bbox:W,S,E,N or a file)")
+        raise EulcError("--catalog/--stac need --tiles",
+                        "Name the EEA cells to compute (codes, bbox:W,S,E,N or a file)")
     cells = parse_tiles(tiles, _size_m(tile_size))
     done = 0
     with _progress() as prog:

@@ -76,6 +76,10 @@ def test_feature_cog_is_valid_and_named(slovenia_features: Path) -> None:
         assert json.loads(s.tags()["features"]) == NDVI_FEATURES
         assert s.tags()["processing_level"] == "L1C" and s.tags()["year"] == "2017"
         assert s.tags(1)["scale"] == "1000.0"
+        data = s.read()
+        for i in range(s.count):  # pixels without any valid observation are counted, never zero-filled
+            assert int(s.tags(i + 1)["nodata_pixels"]) == int(np.isnan(data[i]).sum())
+        assert int(s.tags(1)["nodata_pixels"]) > 0
 
 
 def test_band_features_and_expressions_on_real_bands(data: Path) -> None:

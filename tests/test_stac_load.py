@@ -135,3 +135,18 @@ def test_features_command_from_the_catalogue(data: Path, tmp_path: Path) -> None
     again = eulc(*args)  # resume: the tile is there, nothing is recomputed
     said = " ".join(again.stdout.split())
     assert again.returncode == 0 and "wrote 0 feature COG(s)" in said and "(1 up to date)" in said
+
+
+def test_stac_api_errors_and_common_names(tmp_path: Path) -> None:
+    from tiles.stack import canonical_band
+
+    from .test_cli import _one_line_error, eulc
+
+    assert [canonical_band(k) for k in ("red", "nir", "nir08", "swir16", "scl", "B04", "B8A")] == [
+        "B4", "B8", "B8A", "B11", "SCL", "B4", "B8A"]  # Earth Search asset keys → band names
+    p = eulc("features", "--stac", "http://127.0.0.1:9/v1", "--tiles", "1kmE4674N2539", "--tile-size", "1km",
+             "--year", "2021", "--spec", "elc10", "--select", "ndvi_p50", "--out", str(tmp_path / "f"))
+    _one_line_error(p, "http://127.0.0.1:9/v1", "could not be searched")
+    both = eulc("features", "--stac", "http://x", "--files", "eolearn_slovenia", "--year", "2017",
+                "--out", str(tmp_path / "g"))
+    _one_line_error(both, "give one of --files")

@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import rasterio
 import torch
+from affine import Affine
 
 from model.bundle import ModelBundle
 from model.fused import FusedClassifier
@@ -200,7 +201,7 @@ def _with_lonlat(blocks: Iterator[Block], win: GridWindow, needed: bool = True) 
         if not needed:
             yield blk, np.zeros((bh * win.width, 2), np.float32)
             continue
-        t = win.transform * win.transform.translation(0, blk.row0)
+        t = win.transform @ Affine.translation(0, blk.row0)
         lon, lat = pixel_centres_lonlat(t, bh, win.width, win.grid.crs)
         yield blk, np.stack([lon.ravel(), lat.ravel()], 1).astype(np.float32)
 

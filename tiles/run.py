@@ -41,23 +41,31 @@ def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: Feat
     return write_feature_cog(dest, values, sub, stack.window, year, stack.level, stack.sources)
 
 
-def features_from_stac(catalog: Path, spec: FeatureSpec, selection: FeatureSelection, year: int,
+def features_from_stac(catalog: Path | tuple[str, str], spec: FeatureSpec, selection: FeatureSelection, year: int,
                        window: GridWindow, dest: Path, level: str = "L2A",
                        on_feature: Callable[[str], None] | None = None) -> Path:
-    """Compute the selected features from a static STAC catalogue on one grid window and write
-    a feature COG (the same file :func:`features_from_stack` and the GEE tile export produce).
+    """Compute the selected features from STAC on one grid window and write a feature COG (the
+    same file :func:`features_from_stack` and the GEE tile export produce).
+
+    ``catalog`` is a static catalogue file, or ``(api_url, collection)`` for a STAC API search.
 
     Raises:
         RasterError: missing catalogue, no scene in the window/year, a band missing from the items.
         SpecError: bad selection.
     """
-    from tiles.stac_load import items_from_catalog, load_stac_stack
+    from tiles.stac_load import items_from_api, items_from_catalog, load_stac_stack
 
     sub = spec.subset(selection.names)
     needed: set[str] = set()
     for f in sub.features:
         needed |= spec.inputs(f)
     bands = sorted(needed)
-    stack = load_stac_stack(items_from_catalog(catalog), window, bands, year=year, level=level)
+    if isinstance(catalog, tuple):
+        s2 = spec.sensors.get("s2")
+        cloud = float(s2.scene_cloud_max_pct) if s2 is not None and s2.scene_cloud_max_pct is not None else 60.0
+        items = items_from_api(catalog[0], catalog[1], window, year, cloud)
+    else:
+        items = items_from_catalog(catalog)
+    stack = load_stac_stack(items, window, bands, year=year, level=level)
     values = compute_features(sub, stack, year, on_feature)
     return write_feature_cog(dest, values, sub, window, year, stack.level, stack.sources)

@@ -50,6 +50,33 @@ def items_from_catalog(path: Path) -> list[pystac.Item]:
     return list(cat.get_items(recursive=True))
 
 
+def items_from_api(url: str, collection: str, window: GridWindow, year: int, max_cloud_pct: float = 60.0,
+                   limit: int = 500) -> list[pystac.Item]:
+    """Search a STAC API (Earth Search, Planetary Computer, CDSE) for the S2 items over a window
+    in a year, with ``eo:cloud_cover`` below ``max_cloud_pct`` (the spec's scene filter).
+
+    Raises:
+        RasterError: pystac-client missing, or the API cannot be reached or searched.
+    """
+    try:
+        from pystac_client import Client
+    except ImportError:
+        raise RasterError("--stac needs pystac-client", "pip install pystac-client") from None
+    from pyproj import Transformer
+
+    left, bottom, right, top = window.bounds
+    tr = Transformer.from_crs(window.grid.crs, "EPSG:4326", always_xy=True)
+    xs, ys = tr.transform([left, right, left, right], [bottom, bottom, top, top])
+    try:
+        search = Client.open(url).search(collections=[collection], bbox=[min(xs), min(ys), max(xs), max(ys)],
+                                         datetime=f"{year}-01-01/{year}-12-31",
+                                         query={"eo:cloud_cover": {"lt": max_cloud_pct}}, max_items=limit)
+        return list(search.items())
+    except Exception as e:  # noqa: BLE001 - network and API errors of many kinds
+        raise RasterError(f"the STAC API {url} could not be searched ({type(e).__name__}: {e})",
+                          "Check the URL and the network, or use --catalog with a static catalogue") from None
+
+
 def _item_time(item: pystac.Item) -> np.datetime64:
     """The acquisition time as UTC datetime64[ns] (``datetime`` or ``start_datetime``)."""
     raw = item.datetime or item.properties.get("start_datetime")

@@ -77,10 +77,21 @@ class StackManifest(BaseModel):
     items: tuple[StackItem, ...]
 
 
+COMMON_NAMES = {"coastal": "B1", "blue": "B2", "green": "B3", "red": "B4", "rededge1": "B5", "rededge2": "B6",
+                "rededge3": "B7", "nir": "B8", "nir08": "B8A", "nir09": "B9", "cirrus": "B10", "swir16": "B11",
+                "swir22": "B12", "scl": "SCL"}
+"""STAC common names / Earth Search asset keys → Sentinel-2 band names."""
+
+
 def canonical_band(name: str) -> str:
-    """``B02`` → ``B2``, ``B8A`` stays, anything else is returned stripped."""
-    m = re.fullmatch(r"B0*(\d+A?)", name.strip().upper())
-    return f"B{m.group(1)}" if m else name.strip()
+    """``B02`` → ``B2``, ``B8A`` stays, STAC common names (``red``, ``nir``, ``scl``) → band
+    names; anything else is returned stripped.
+    """
+    key = name.strip()
+    if key.lower() in COMMON_NAMES:
+        return COMMON_NAMES[key.lower()]
+    m = re.fullmatch(r"B0*(\d+A?)", key.upper())
+    return f"B{m.group(1)}" if m else key
 
 
 def shipped_stacks() -> list[str]:
