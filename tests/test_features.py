@@ -194,3 +194,26 @@ def test_sort_based_percentiles_equal_numpy_on_real_italy_series(data: Path) -> 
         warnings.simplefilter("ignore", RuntimeWarning)
         march = np.nanmedian(cube[times.astype("datetime64[M]").astype(int) % 12 == 2], axis=0)
     np.testing.assert_allclose(lazy[3 + 2], march, rtol=1e-5, equal_nan=True)
+
+
+def test_focal_median_equals_an_independent_nanmedian() -> None:
+    """The S1 30 m speckle filter (GEE focalMedian, circle): 29-pixel kernel at 10 m, NaN ignored.
+    No Sentinel-1 raster is in the shared data, so the values are seeded random numbers."""
+    import warnings
+
+    from scipy.ndimage import generic_filter
+
+    from tiles.composite import circle_offsets, focal_median
+
+    assert len(circle_offsets(3.0)) == 29
+    rng = np.random.default_rng(5)
+    img = rng.gamma(2.0, 0.05, (2, 23, 31)).astype(np.float32)  # linear sigma0-like speckle
+    img[rng.random(img.shape) < 0.2] = np.nan
+    fp = np.array([[dy * dy + dx * dx <= 9 for dx in range(-3, 4)] for dy in range(-3, 4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.stack([generic_filter(img[i], np.nanmedian, footprint=fp, mode="constant", cval=np.nan)
+                         for i in range(2)])
+    got = focal_median(img, 3.0)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got[np.isfinite(got)], want[np.isfinite(want)], rtol=1e-6)

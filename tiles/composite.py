@@ -79,3 +79,40 @@ def composite(cube: da.Array, times: np.ndarray, q: Sequence[float] = (5.0, 50.0
     out: da.Array = da.map_blocks(_block, cube, months, tuple(q), monthly, dtype=np.float32,
                                   chunks=((n_out,), *cube.chunks[1:]))
     return out
+
+
+def circle_offsets(radius_px: float) -> list[tuple[int, int]]:
+    """(dy, dx) offsets of a circular kernel: pixel centres within ``radius_px`` of the centre
+    (GEE ``ee.Kernel.circle``: 30 m at 10 m = radius 3 px, 29 pixels).
+    """
+    r = int(np.floor(radius_px))
+    return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= radius_px ** 2]
+
+
+def focal_median(values: np.ndarray, radius_px: float) -> np.ndarray:
+    """NaN-aware focal median over a circle, per image (GEE ``focalMedian(radius, 'circle')``).
+
+    Masked (NaN) pixels and pixels outside the array do not vote; a pixel whose whole
+    neighbourhood is masked stays NaN. Used for the 30 m speckle filter of Sentinel-1 σ⁰
+    (paper §2.1.2).
+
+    Args:
+        values: float (T, H, W) or (H, W), NaN = masked.
+        radius_px: kernel radius in pixels (radius in metres / pixel size).
+
+    Returns:
+        float32 array of the same shape.
+    """
+    arr = np.asarray(values, dtype=np.float32)
+    squeeze = arr.ndim == 2
+    if squeeze:
+        arr = arr[None]
+    offs = circle_offsets(radius_px)
+    r = max(max(abs(dy), abs(dx)) for dy, dx in offs)
+    t, h, w = arr.shape
+    out = np.empty_like(arr)
+    for i in range(t):
+        pad = np.pad(arr[i], r, constant_values=np.nan)
+        shifted = np.stack([pad[r + dy:r + dy + h, r + dx:r + dx + w] for dy, dx in offs])
+        out[i] = nan_percentiles(shifted, (50.0,))[0]
+    return out[0] if squeeze else out

@@ -31,7 +31,7 @@ from scipy.ndimage import uniform_filter
 
 from pipeline.errors import RasterError
 from pipeline.spec import CloudMask, Feature, FeatureSpec
-from tiles.composite import nan_percentiles
+from tiles.composite import focal_median, nan_percentiles
 from tiles.stack import Stack
 
 
@@ -74,6 +74,9 @@ def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack
     else:
         expr = spec.expression(feature)
         local = {n: stack.variables[n][1] for n in names}
+        if sensor.focal_median_radius_m:  # S1 speckle filter on the bands, as GEE's focalMedian
+            radius_px = sensor.focal_median_radius_m / float(stack.window.grid.res_m)
+            local = {n: focal_median(v, radius_px) for n, v in local.items()}
         with np.errstate(divide="ignore", invalid="ignore"):
             values = np.asarray(ne.evaluate(expr, local_dict=local), dtype=np.float32)
         values[~np.isfinite(values)] = np.nan
