@@ -153,7 +153,7 @@ def features(
 
 
 def _features_from_catalog(catalog: Path | tuple[str, str], tiles: str | None, tile_size: str, sp: Any, sel: Any,
-                           year: int, out: Path, level: str) -> None:
+                           year: int, out: Path, level: str, keep_going: bool = False) -> None:
     from tiles.aoi import parse_tiles
     from tiles.run import features_from_stac
 
@@ -169,7 +169,14 @@ def _features_from_catalog(catalog: Path | tuple[str, str], tiles: str | None, t
             if dest.is_file():  # resume: a tile written earlier is whole (atomic rename)
                 prog.update(task, advance=1, info=f"{cell} up to date")
                 continue
-            features_from_stac(catalog, sp, sel, year, cell.window(), dest, level)
+            try:
+                features_from_stac(catalog, sp, sel, year, cell.window(), dest, level)
+            except EulcError as e:
+                if not keep_going:
+                    raise
+                console.print(f"[yellow]{cell}: no features[/yellow] ({e})", highlight=False, soft_wrap=True)
+                prog.update(task, advance=1, info=f"{cell} failed")
+                continue
             done += 1
             prog.update(task, advance=1, info=str(cell))
     out_console.print(f"wrote {done} feature COG(s) to {out} ({len(cells) - done} up to date)")
@@ -195,6 +202,11 @@ def map_(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     probabilities: Annotated[bool, typer.Option(help="also write per-class probabilities")] = False,
     compress: Annotated[str, typer.Option(help="DEFLATE or ZSTD")] = "DEFLATE",
+    stac: Annotated[str | None, typer.Option(
+        help="compute the bundle's features first from this STAC API (into OUT/features)")] = None,
+    collection: Annotated[str, typer.Option(help="with --stac: the S2 collection")] = "sentinel-2-l2a",
+    year: Annotated[int | None, typer.Option(help="with --stac: the map year")] = None,
+    level: Annotated[str, typer.Option(help="with --stac: L2A or L1C")] = "L2A",
 ) -> None:
     """Map tiles with a model bundle: class + confidence COGs, STAC items, a resumable manifest.
 
@@ -207,6 +219,19 @@ def map_(
     size_m = _size_m(tile_size)
     cells = parse_tiles(tiles, size_m) if tiles else None
     files = ([features] if features else []) + list(feature_cogs or [])
+    if stac is not None:  # one command from a public STAC API: features, then the map
+        if year is None or not tiles or files or features_dir is not None:
+            raise EulcError("--stac needs --year and --tiles, and no other feature source")
+        from model.bundle import load_bundle
+        from pipeline.selection import FeatureSelection
+        from pipeline.spec import load_spec
+
+        b = load_bundle(bundle)
+        sp = load_spec(b.meta["spec"]["name"])
+        sel = FeatureSelection.of(sp, b.features, "bundle")
+        features_dir = out / "features"
+        _features_from_catalog((stac, collection), tiles, tile_size, sp, sel, year, features_dir, level,
+                               keep_going=True)
     with _progress() as prog:
         task = prog.add_task("mapping", total=None, info="")
 

@@ -150,3 +150,20 @@ def test_stac_api_errors_and_common_names(tmp_path: Path) -> None:
     both = eulc("features", "--stac", "http://x", "--files", "eolearn_slovenia", "--year", "2017",
                 "--out", str(tmp_path / "g"))
     _one_line_error(both, "give one of --files")
+
+
+def test_map_from_a_stac_api_in_one_command_records_unreachable_tiles(tmp_path: Path) -> None:
+    """`eulc map --stac`: features first (into OUT/features), then the map; offline the API is
+    unreachable, so each tile is reported and recorded as failed, and the exit status is 1."""
+    from pipeline.pretrained import models_dir
+
+    from .test_cli import eulc
+
+    out = tmp_path / "maps"
+    p = eulc("map", "--stac", "http://127.0.0.1:9/v1", "--year", "2021", "--tiles", "1kmE4674N2539,1kmE4675N2539",
+             "--tile-size", "1km", "--bundle", str(models_dir() / "elc10-ndvi-l1"), "--out", str(out),
+             "--scheduler", "sync")
+    said = " ".join((p.stdout + p.stderr).split())
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "could not be searched" in said and "2 failed tile(s)" in said
+    assert "no feature COG for tile 1kmE4674N2539" in said
