@@ -217,3 +217,20 @@ def test_focal_median_equals_an_independent_nanmedian() -> None:
     got = focal_median(img, 3.0)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got[np.isfinite(got)], want[np.isfinite(want)], rtol=1e-6)
+
+
+def test_blocked_features_equal_the_whole_tile(data: Path) -> None:
+    """Row blocks with a halo (memory bounded by a block) give the whole-tile features, texture
+    (a 7 x 7 neighbourhood of the annual median) included, on the real Slovenia stack."""
+    from tiles.features import compute_features_blocked, halo_px
+
+    spec = load_spec("elc10").subset(NDVI_FEATURES)
+    man, root = load_manifest("eolearn_slovenia")
+    whole_stack = load_stack(man, root)
+    whole = compute_features(spec, whole_stack, 2017)
+    blocks: list[tuple[int, int]] = []
+    got, first = compute_features_blocked(spec, lambda w: load_stack(man, root, window=w), whole_stack.window, 2017,
+                                          block_rows=32, on_block=lambda i, n: blocks.append((i, n)))
+    assert halo_px(spec) == 3 and blocks[-1] == (4, 4) and first.level == "L1C"
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(whole))
+    np.testing.assert_allclose(got[np.isfinite(got)], whole[np.isfinite(whole)], rtol=1e-6, atol=1e-6)

@@ -27,11 +27,13 @@ from collections.abc import Callable
 
 import numexpr as ne
 import numpy as np
+from affine import Affine
 from scipy.ndimage import uniform_filter
 
 from pipeline.errors import RasterError
 from pipeline.spec import CloudMask, Feature, FeatureSpec
 from tiles.composite import focal_median, nan_percentiles
+from tiles.grid import GridWindow
 from tiles.stack import Stack
 
 
@@ -237,3 +239,55 @@ def computable_features(spec: FeatureSpec, stack: Stack, year: int) -> list[str]
         if ((years == year) & np.isin(months, f.window.months)).any():
             out.append(f.name)
     return [n for n in out if all(x in out for x in spec.derived_inputs(spec.feature(n)))]
+
+
+def halo_px(spec: FeatureSpec, res_m: float = 10.0) -> int:
+    """Rows of context a block needs so that neighbourhood features (``texture_sd`` kernels, the
+    S1 focal median, or both in turn) come out as on the whole tile.
+    """
+    tex = [int(f.kernel_radius_px or 1) for f in spec.features if f.stat == "texture_sd"]
+    foc = [int(np.ceil(s.focal_median_radius_m / res_m)) for k, s in spec.sensors.items()
+           if s.focal_median_radius_m and any(f.sensor == k for f in spec.features)]
+    return max(tex, default=0) + max(foc, default=0)
+
+
+def compute_features_blocked(spec: FeatureSpec, load: Callable[[GridWindow], Stack], window: GridWindow,
+                             year: int, block_rows: int = 256,
+                             on_block: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, Stack]:
+    """:func:`compute_features` one row block at a time, so memory is bounded by a block's stack
+    (T × bands × (block_rows + 2·halo) × width), not the tile's.
+
+    Args:
+        spec: the (selected) spec.
+        load: reads the stack of a grid window (a local manifest or STAC items).
+        window: the tile (EPSG:3035, 10 m).
+        year: the map year.
+        block_rows: rows per block; each block is read with :func:`halo_px` extra rows above and
+            below, then cropped, so neighbourhood features equal the whole-tile computation.
+        on_block: progress callback ``(done, total)``.
+
+    Returns:
+        ``(features float32 (F, H, W), the first block's stack)`` (its level and sources).
+
+    Raises:
+        RasterError: as :func:`compute_features`, for the first block that fails.
+    """
+    halo = halo_px(spec, window.grid.res_m)
+    out = np.full((len(spec.features), window.height, window.width), np.nan, np.float32)
+    r = window.grid.res_m
+    starts = list(range(0, window.height, block_rows))
+    first: Stack | None = None
+    for i, r0 in enumerate(starts):
+        top = max(0, r0 - halo)
+        bottom = min(window.height, r0 + block_rows + halo)
+        t = window.transform
+        sub = GridWindow(window.grid, Affine(t.a, t.b, t.c, t.d, t.e, t.f - top * r), bottom - top, window.width)
+        stack = load(sub)
+        first = first or stack
+        vals = compute_features(spec, stack, year)
+        h = min(block_rows, window.height - r0)
+        out[:, r0:r0 + h] = vals[:, r0 - top:r0 - top + h]
+        if on_block:
+            on_block(i + 1, len(starts))
+    assert first is not None
+    return out, first

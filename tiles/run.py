@@ -8,9 +8,9 @@ from pathlib import Path
 from pipeline.selection import FeatureSelection
 from pipeline.spec import FeatureSpec
 from tiles.featurecog import write_feature_cog
-from tiles.features import compute_features, feature_inputs
+from tiles.features import compute_features_blocked, feature_inputs
 from tiles.grid import GridWindow
-from tiles.stack import load_manifest, load_stack
+from tiles.stack import load_manifest, load_stack, manifest_window
 
 
 def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: FeatureSelection,
@@ -36,9 +36,23 @@ def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: Feat
     for f in sub.features:
         needed |= feature_inputs(sub, f, {*sub.indices})
         needed |= spec.inputs(f)
-    stack = load_stack(man, root, variables=needed)
-    values = compute_features(sub, stack, year, on_feature)
-    return write_feature_cog(dest, values, sub, stack.window, year, stack.level, stack.sources)
+    window = manifest_window(man, root)
+    values, stack = compute_features_blocked(sub, lambda w: load_stack(man, root, variables=needed, window=w),
+                                             window, year, on_block=_progress(on_feature, sub))
+    return write_feature_cog(dest, values, sub, window, year, stack.level, stack.sources)
+
+
+def _progress(on_feature: Callable[[str], None] | None, sub: FeatureSpec) -> Callable[[int, int], None] | None:
+    """Report every feature once, when the last block is done (the CLI's bar counts features)."""
+    if on_feature is None:
+        return None
+
+    def on_block(done: int, total: int) -> None:
+        if done == total:
+            for f in sub.features:
+                on_feature(f.name)
+
+    return on_block
 
 
 def features_from_stac(catalog: Path | tuple[str, str], spec: FeatureSpec, selection: FeatureSelection, year: int,
@@ -66,6 +80,6 @@ def features_from_stac(catalog: Path | tuple[str, str], spec: FeatureSpec, selec
         items = items_from_api(catalog[0], catalog[1], window, year, cloud)
     else:
         items = items_from_catalog(catalog)
-    stack = load_stac_stack(items, window, bands, year=year, level=level)
-    values = compute_features(sub, stack, year, on_feature)
+    values, stack = compute_features_blocked(sub, lambda w: load_stac_stack(items, w, bands, year=year, level=level),
+                                             window, year, on_block=_progress(on_feature, sub))
     return write_feature_cog(dest, values, sub, window, year, stack.level, stack.sources)

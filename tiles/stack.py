@@ -183,15 +183,32 @@ def _read_on_grid(path: Path, window: GridWindow, nodata: float | None) -> np.nd
                           "Re-download or re-export the file", path=path) from None
 
 
+def manifest_window(manifest: StackManifest, root: Path, grid: Grid = EEA_10M) -> GridWindow:
+    """The grid window covering the union of a manifest's files.
+
+    Raises:
+        RasterError: a file is missing or unreadable, has no CRS, or a CRS the grid cannot take.
+    """
+    lefts, bottoms, rights, tops = [], [], [], []
+    for item in manifest.items:
+        path = root / item.path
+        with _open(path) as src:
+            w = window_for_bounds(tuple(src.bounds), src.crs, grid, source=str(path))
+        lefts.append(w.bounds[0]); bottoms.append(w.bounds[1])  # noqa: E702
+        rights.append(w.bounds[2]); tops.append(w.bounds[3])  # noqa: E702
+    return window_for_bounds((min(lefts), min(bottoms), max(rights), max(tops)), grid.crs, grid)
+
+
 def load_stack(manifest: StackManifest, root: Path, grid: Grid = EEA_10M,
-               variables: set[str] | None = None) -> Stack:
-    """Read a stack onto the grid window covering the union of its files.
+               variables: set[str] | None = None, window: GridWindow | None = None) -> Stack:
+    """Read a stack onto the grid window covering the union of its files (or onto ``window``).
 
     Args:
         manifest: the manifest, from :func:`load_manifest`.
         root: the folder its item paths are relative to, from :func:`load_manifest`.
         grid: target grid (EEA 10 m).
         variables: only read these (band names canonical, e.g. ``B8``); None = all.
+        window: read only this grid window (a block of a tile; outside the files = NaN).
 
     Raises:
         RasterError: a file is missing, corrupt or truncated, has no CRS, or its CRS cannot
@@ -199,16 +216,8 @@ def load_stack(manifest: StackManifest, root: Path, grid: Grid = EEA_10M,
     """
     if not manifest.items:
         raise SpecError(f"stack manifest {manifest.name!r} lists no items", "Add files")
-    lefts, bottoms, rights, tops = [], [], [], []
-    crs = None
-    for item in manifest.items:
-        path = root / item.path
-        with _open(path) as src:
-            w = window_for_bounds(tuple(src.bounds), src.crs, grid, source=str(path))
-            crs = crs or src.crs
-        lefts.append(w.bounds[0]); bottoms.append(w.bounds[1])  # noqa: E702
-        rights.append(w.bounds[2]); tops.append(w.bounds[3])  # noqa: E702
-    window = window_for_bounds((min(lefts), min(bottoms), max(rights), max(tops)), grid.crs, grid)
+    if window is None:
+        window = manifest_window(manifest, root, grid)
     acc: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for item in manifest.items:
         path = root / item.path
