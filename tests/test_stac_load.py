@@ -167,3 +167,19 @@ def test_map_from_a_stac_api_in_one_command_records_unreachable_tiles(tmp_path: 
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "could not be searched" in said and "2 failed tile(s)" in said
     assert "no feature COG for tile 1kmE4674N2539" in said
+
+
+def test_a_spec_that_masks_by_scl_needs_the_scl_asset(data: Path, tmp_path: Path) -> None:
+    """bridge-lc-196 masks S2 by SCL 1/9/10/11: the STAC path loads SCL, and says so when missing."""
+    from pipeline.selection import FeatureSelection
+    from pipeline.spec import load_spec
+    from tiles.run import features_from_stac
+
+    cat = _catalog(data, tmp_path)
+    sp = load_spec("bridge-lc-196")
+    name = next(f.name for f in sp.features if f.sensor == "s2" and sp.inputs(f) <= {"B4", "B8"})
+    man, root = load_manifest("eolearn_slovenia")
+    local = load_stack(man, root, variables={"B4"})
+    with pytest.raises(RasterError, match=r"\['SCL'\] are missing from the STAC items"):
+        features_from_stac(cat, sp, FeatureSelection.of(sp, [name], "names"), 2015, local.window,
+                           tmp_path / "x.tif", level="L1C")

@@ -73,6 +73,8 @@ def features_from_stac(catalog: Path | tuple[str, str], spec: FeatureSpec, selec
     needed: set[str] = set()
     for f in sub.features:
         needed |= spec.inputs(f)
+        if spec.sensors[f.sensor].scl_mask:  # the spec masks by Sen2Cor SCL: load it too
+            needed.add("SCL")
     bands = sorted(needed)
     if isinstance(catalog, tuple):
         s2 = spec.sensors.get("s2")
