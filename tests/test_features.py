@@ -234,3 +234,28 @@ def test_blocked_features_equal_the_whole_tile(data: Path) -> None:
     assert halo_px(spec) == 3 and blocks[-1] == (4, 4) and first.level == "L1C"
     np.testing.assert_array_equal(np.isnan(got), np.isnan(whole))
     np.testing.assert_allclose(got[np.isfinite(got)], whole[np.isfinite(whole)], rtol=1e-6, atol=1e-6)
+
+
+def test_dem_elevation_from_the_real_slovenia_dem(data: Path, tmp_path: Path) -> None:
+    """A DEM raster in a stack manifest gives the spec's dem_elevation (metres), whatever the year."""
+    from pipeline.selection import FeatureSelection
+    from tiles.run import features_from_stack
+
+    dem = data / "eolearn_testeopatch_slovenia" / "dem.tif"
+    man = tmp_path / "dem.yaml"
+    man.write_text(f"name: slo_dem\nsensor: dem\nlevel: DEM\nroot: {dem.parent}\nitems:\n"
+                   f"  - {{path: {dem.name}, kind: timeseries, variable: elevation, times: ['2000-02-11']}}\n",
+                   encoding="utf-8")
+    spec = load_spec("bridge-lc-196")
+    out = features_from_stack(man, spec, FeatureSelection.of(spec, ["dem_elevation"], "names"), 2017,
+                              tmp_path / "dem_2017.tif")
+    with rasterio.open(out) as s, rasterio.open(dem) as d:
+        got = s.read(1)
+        want = np.full(got.shape, np.nan, np.float32)
+        reproject(d.read(1), want, src_transform=d.transform, src_crs=d.crs, dst_transform=s.transform,
+                  dst_crs=s.crs, dst_nodata=np.nan, resampling=Resampling.nearest)
+        scale = float(s.tags(1)["scale"])
+    ok = np.isfinite(want)
+    assert ok.mean() > 0.8 and 200 < np.nanmedian(got) / scale < 1000  # Ljubljana basin, metres (the rotated
+    # UTM patch leaves EPSG:3035 corners empty)
+    np.testing.assert_allclose(got[ok], want[ok] * scale, rtol=1e-6)

@@ -196,6 +196,8 @@ def compute_features(spec: FeatureSpec, stack: Stack, year: int,
         years = times.astype("datetime64[Y]").astype(int) + 1970
         months = times.astype("datetime64[M]").astype(int) % 12 + 1
         keep = (years == year) & np.isin(months, f.window.months)
+        if spec.sensors[f.sensor].kind == "dem":  # terrain has no acquisition year: every layer counts
+            keep = np.ones(len(times), bool)
         if not keep.any():
             inputs = sorted(feature_inputs(spec, f, set(stack.variables)))
             raise RasterError(
