@@ -96,17 +96,11 @@ def agreement(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Leg
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (mp[both], ref_l1[both]), 1)
     total = int(cm.sum())
-    diag = np.diag(cm).astype(float)
-    rows, cols = cm.sum(1).astype(float), cm.sum(0).astype(float)
-    per_class: dict[str, dict[str, float | int | None]] = {}
-    for i, name in enumerate(legend.names):
-        ua = diag[i] / rows[i] if rows[i] else None
-        pa = diag[i] / cols[i] if cols[i] else None
-        f1 = (2 * ua * pa / (ua + pa)) if ua and pa else (0.0 if ua is not None and pa is not None else None)
-        per_class[name] = {"users_accuracy": ua, "producers_accuracy": pa, "f1": f1,
-                           "map_pixels": int(rows[i]), "reference_pixels": int(cols[i])}
+    from pipeline.compare import class_metrics
+
+    per_class = class_metrics(cm, legend.names)
     return {
-        "overall_accuracy": float(diag.sum() / total) if total else None,
+        "overall_accuracy": float(np.trace(cm) / total) if total else None,
         "per_class": per_class,
         "confusion": {"rows": "map", "columns": "reference", "classes": legend.names,
                       "matrix": cm.tolist()},
