@@ -183,3 +183,75 @@ def test_a_spec_that_masks_by_scl_needs_the_scl_asset(data: Path, tmp_path: Path
     with pytest.raises(RasterError, match=r"\['SCL'\] are missing from the STAC items"):
         features_from_stac(cat, sp, FeatureSelection.of(sp, [name], "names"), 2015, local.window,
                            tmp_path / "x.tif", level="L1C")
+
+
+def _s1_catalog(tmp: Path, window: object) -> tuple[Path, dict[str, np.ndarray]]:
+    """A static catalogue of 6 Sentinel-1 dates of 2019 (linear σ⁰ VV/VH, EPSG:32633, 10 m) over
+    the Slovenia window. No Sentinel-1 raster is in the shared data: seeded gamma speckle."""
+    from pyproj import Transformer
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(11)
+    lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(
+        [window.bounds[0] - 200, window.bounds[2] + 200], [window.bounds[1] - 200, window.bounds[3] + 200])  # type: ignore[attr-defined]
+    x0, y1 = Transformer.from_crs(4326, 32633, always_xy=True).transform(lon[0], lat[1])
+    t = from_origin(round(x0, -1), round(y1, -1), 10, 10)
+    cat = pystac.Catalog("s1", "synthetic S1 RTC over the Slovenia patch")
+    truth: dict[str, np.ndarray] = {"VV": [], "VH": []}  # type: ignore[dict-item]
+    for d in range(6):
+        when = dt.datetime(2019, 1 + 2 * d, 10, 5, 0, tzinfo=dt.UTC)
+        it = pystac.Item(f"s1_{d}", {"type": "Polygon", "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]],
+                                                                        [lon[1], lat[1]], [lon[0], lat[1]],
+                                                                        [lon[0], lat[0]]]]},
+                         [lon[0], lat[0], lon[1], lat[1]], when, {})
+        for pol, mean in (("VV", 0.08), ("VH", 0.02)):
+            arr = rng.gamma(4.0, mean / 4.0, (160, 160)).astype(np.float32)
+            path = tmp / f"s1_{d}_{pol}.tif"
+            with rasterio.open(path, "w", driver="GTiff", width=160, height=160, count=1, dtype="float32",
+                               crs="EPSG:32633", transform=t, nodata=0) as dst:
+                dst.write(arr, 1)
+            truth[pol].append(path)  # type: ignore[attr-defined]
+            it.add_asset(pol.lower(), pystac.Asset(str(path), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+        cat.add_item(it)
+    cat.normalize_hrefs(str(tmp / "s1stac"))
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    return tmp / "s1stac" / "catalog.json", truth
+
+
+def test_sentinel1_from_a_static_catalogue(data: Path, tmp_path: Path) -> None:
+    """S1 σ⁰ through STAC: 30 m focal median, then 10·log10, then the annual p50, as GEE does."""
+    import warnings
+
+    from rasterio.warp import Resampling, reproject
+    from scipy.ndimage import generic_filter
+
+    from pipeline.selection import FeatureSelection
+    from pipeline.spec import load_spec
+    from tiles.run import features_from_stac
+
+    man, root = load_manifest("eolearn_slovenia")
+    window = load_stack(man, root, variables={"B2"}).window
+    cat, truth = _s1_catalog(tmp_path, window)
+    sp = load_spec("bridge-lc-196")
+    name = "s1_vv_p50"
+    out = features_from_stac(cat, sp, FeatureSelection.of(sp, [name], "names"), 2019, window, tmp_path / "s1.tif")
+    with rasterio.open(out) as s:
+        got = s.read(1)
+        scale = float(s.tags(1)["scale"])
+    fp = np.array([[dy * dy + dx * dx <= 9 for dx in range(-3, 4)] for dy in range(-3, 4)])
+    layers = []
+    for path in truth["VV"]:
+        with rasterio.open(path) as src:
+            v = np.full(window.shape, np.nan, np.float32)
+            reproject(src.read(1), v, src_transform=src.transform, src_crs=src.crs, src_nodata=0,
+                      dst_transform=window.transform, dst_crs=window.grid.crs, dst_nodata=np.nan,
+                      resampling=Resampling.nearest)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            layers.append(generic_filter(v, np.nanmedian, footprint=fp, mode="constant", cval=np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.nanpercentile(10 * np.log10(np.stack(layers)), 50, axis=0) * scale
+    ok = np.isfinite(want)
+    assert ok.mean() > 0.95
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-3)

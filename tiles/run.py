@@ -67,21 +67,43 @@ def features_from_stac(catalog: Path | tuple[str, str], spec: FeatureSpec, selec
         RasterError: missing catalogue, no scene in the window/year, a band missing from the items.
         SpecError: bad selection.
     """
+    from pipeline.errors import RasterError
     from tiles.stac_load import items_from_api, items_from_catalog, load_stac_stack
 
     sub = spec.subset(selection.names)
-    needed: set[str] = set()
+    needed: dict[str, set[str]] = {}  # sensor kind → bands
     for f in sub.features:
-        needed |= spec.inputs(f)
+        kind = spec.sensors[f.sensor].kind
+        if kind not in ("s2", "s1"):
+            raise RasterError(f"feature {f.name!r} needs {kind.upper()} data, which the STAC path does not load yet",
+                              "Select S2/S1 features, or use a local stack manifest for LST and DEM")
+        needed.setdefault(kind, set()).update(spec.inputs(f))
         if spec.sensors[f.sensor].scl_mask:  # the spec masks by Sen2Cor SCL: load it too
-            needed.add("SCL")
-    bands = sorted(needed)
+            needed[kind].add("SCL")
     if isinstance(catalog, tuple):
+        if "s1" in needed:
+            raise RasterError("Sentinel-1 from a STAC API search is not supported yet",
+                              "Put the S1 items in a static catalogue (--catalog), or select S2 features")
         s2 = spec.sensors.get("s2")
         cloud = float(s2.scene_cloud_max_pct) if s2 is not None and s2.scene_cloud_max_pct is not None else 60.0
         items = items_from_api(catalog[0], catalog[1], window, year, cloud)
     else:
         items = items_from_catalog(catalog)
-    values, stack = compute_features_blocked(sub, lambda w: load_stac_stack(items, w, bands, year=year, level=level),
+    from tiles.stack import Stack, canonical_band
+
+    def has(it: object, bands: set[str]) -> bool:
+        keys = {canonical_band(k) for k in getattr(it, "assets", {})}
+        return bands <= keys
+
+    per_kind = {k: ([it for it in items if has(it, {canonical_band(b) for b in v})] or items, sorted(v))
+                for k, v in needed.items()}
+
+    def load(w: GridWindow) -> Stack:
+        stacks = [load_stac_stack(its, w, bands, year=year, level=level if k == "s2" else "GRD", kind=k)
+                  for k, (its, bands) in per_kind.items()]
+        merged = {name: val for st in stacks for name, val in st.variables.items()}
+        return Stack(w, merged, stacks[0].level, [src for st in stacks for src in st.sources])
+
+    values, stack = compute_features_blocked(sub, load,
                                              window, year, on_block=_progress(on_feature, sub))
     return write_feature_cog(dest, values, sub, window, year, stack.level, stack.sources)

@@ -101,15 +101,17 @@ def _offset(item: pystac.Item, level: str) -> float:
 
 
 def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: list[str], year: int | None = None,
-                    level: str = "L2A") -> Stack:
-    """Load the ``bands`` of S2 ``items`` onto ``window``.
+                    level: str = "L2A", kind: str = "s2") -> Stack:
+    """Load the ``bands`` of S2 (or S1) ``items`` onto ``window``.
 
     Args:
         items: STAC items (one per acquisition), assets keyed by band (``B02``/``B2``, ``SCL``).
         window: the EEA grid window (EPSG:3035, 10 m).
         bands: band names as in the spec (``B2``, ``B8``, ``SCL``, ``CLP``).
         year: keep only acquisitions of this calendar year (None = all).
-        level: ``L2A`` (harmonization offset applies) or ``L1C``.
+        level: ``L2A`` (harmonization offset applies) or ``L1C``; for S1 ``GRD``/``RTC``.
+        kind: ``s2`` (digital numbers → reflectance) or ``s1`` (linear σ⁰ as stored, values ≤ 0
+            are nodata; assets ``vv``/``vh``).
 
     Returns:
         A :class:`Stack` with ``variables[band] = (times, float32 (T, H, W))`` in reflectance
@@ -158,7 +160,9 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
         if nod is not None and np.isfinite(nod):
             v[v == np.float32(nod)] = np.nan
         name = canonical_band(b)
-        if name not in MASK_VARIABLES:
+        if kind == "s1":
+            v[v <= 0] = np.nan  # linear backscatter is positive; 0 = no data
+        elif name not in MASK_VARIABLES:
             v = (v + offsets[:, None, None]) * np.float32(DN_TO_REFLECTANCE)
             if level == "L2A":
                 v[v <= 0] = np.nan

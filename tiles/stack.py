@@ -79,7 +79,7 @@ class StackManifest(BaseModel):
 
 COMMON_NAMES = {"coastal": "B1", "blue": "B2", "green": "B3", "red": "B4", "rededge1": "B5", "rededge2": "B6",
                 "rededge3": "B7", "nir": "B8", "nir08": "B8A", "nir09": "B9", "cirrus": "B10", "swir16": "B11",
-                "swir22": "B12", "scl": "SCL"}
+                "swir22": "B12", "scl": "SCL", "vv": "VV", "vh": "VH"}
 """STAC common names / Earth Search asset keys → Sentinel-2 band names."""
 
 
