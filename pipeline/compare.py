@@ -2,7 +2,7 @@
 block and per bioregion, a disagreement COG and its hotspots (issue #6; paper §4.5).
 
 The reference raster is reprojected onto the class map's grid (mode when it is finer, nearest
-otherwise; :func:`pipeline.agreement.align_reference`) and crosswalked to Level-1. Every code
+otherwise; :func:`align_reference`) and crosswalked to Level-1. Every code
 of the reference must be in the crosswalk (unknown codes are an error that lists them);
 codes the crosswalk drops on purpose (nodata, outside) and map nodata are left out and counted.
 Areas are in hectares: pixel area = |a·e| of the map transform (m²) / 10⁴.
@@ -16,16 +16,58 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from pyproj import CRS
 from rasterio.coords import disjoint_bounds
-from rasterio.warp import transform_bounds
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.warp import reproject, transform_bounds
 
-from pipeline.agreement import align_reference
 from pipeline.errors import RasterError
 from pipeline.legend import Crosswalk, Legend
 
 NODATA = 255
 BLOCK_M = 250.0
 """Side of the blocks over which agreement is summarised and hotspots are ranked (metres)."""
+
+
+def _pixel_size_m(src: rasterio.DatasetReader) -> float:
+    crs = CRS.from_user_input(src.crs)
+    size = float(abs(src.transform.a))
+    if crs.is_geographic:  # degrees → metres at the raster's centre latitude
+        lat = (src.bounds.top + src.bounds.bottom) / 2
+        size *= 111_320.0 * float(np.cos(np.radians(lat)))
+    return size
+
+
+def _open(path: Path) -> rasterio.DatasetReader:
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as e:
+        raise RasterError(f"cannot be read ({e})", "Check the file", path=path) from None
+
+
+def align_reference(reference: Path, map_path: Path) -> tuple[np.ndarray, str]:
+    """Reproject band 1 of ``reference`` onto the grid of ``map_path``.
+
+    Returns:
+        ``(codes, method)``: float64 (H, W) reference codes (NaN = nodata or outside) and the
+        resampling method used (``mode`` or ``nearest``).
+
+    Raises:
+        RasterError: unreadable file or missing CRS.
+    """
+    with _open(reference) as ref, _open(map_path) as m:
+        if ref.crs is None:
+            raise RasterError("has no CRS", "Assign the reference map's CRS", path=reference)
+        method = "mode" if _pixel_size_m(ref) < 0.75 * _pixel_size_m(m) else "nearest"
+        src = ref.read(1).astype(np.float64)
+        if ref.nodata is not None:
+            src[src == ref.nodata] = np.nan
+        dst = np.full((m.height, m.width), np.nan, dtype=np.float64)
+        reproject(src, dst, src_transform=ref.transform, src_crs=ref.crs, src_nodata=np.nan,
+                  dst_transform=m.transform, dst_crs=m.crs, dst_nodata=np.nan,
+                  resampling=Resampling.mode if method == "mode" else Resampling.nearest)
+    return dst, method
 
 
 @dataclass
@@ -58,7 +100,7 @@ class Comparison:
 
 
 def _check_overlap(map_path: Path, reference: Path) -> None:
-    with rasterio.open(map_path) as m, rasterio.open(reference) as r:
+    with _open(map_path) as m, _open(reference) as r:
         for src, p in ((m, map_path), (r, reference)):
             if src.crs is None:
                 raise RasterError("has no CRS", "Assign one (e.g. `rio edit-info --crs EPSG:3035`)", path=p)

@@ -35,7 +35,7 @@ def quicklook(class_cog: Path, confidence_cog: Path, reference: Path | None, cro
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    from pipeline.agreement import align_reference
+    from pipeline.compare import align_reference
 
     with rasterio.open(class_cog) as s:
         cls = s.read(1).astype(float)
