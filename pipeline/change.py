@@ -27,7 +27,10 @@ NODATA = 255
 
 
 def read_on_grid(path: Path, like: Path) -> np.ndarray:
-    """Band 1 of ``path`` on the grid of ``like`` (nearest; nodata 255 outside)."""
+    """Band 1 of a class raster ``path`` on the grid of ``like``: uint8 (H, W) of ``like``'s
+    shape, read as is when the grids match, else reprojected (nearest, any CRS → ``like``'s CRS)
+    with 255 = nodata outside.
+    """
     with rasterio.open(path) as src, rasterio.open(like) as ref:
         if src.crs == ref.crs and src.transform == ref.transform and src.shape == ref.shape:
             return src.read(1)

@@ -155,7 +155,16 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
 
 
 def class_metrics(cm: np.ndarray, names: list[str]) -> dict[str, dict[str, float | int | None]]:
-    """User's and producer's accuracy and F1 per class from a (K, K) matrix (rows = map)."""
+    """User's and producer's accuracy and F1 per class.
+
+    Args:
+        cm: int (K, K) counts or areas, rows = map class, columns = reference class.
+        names: the K class names.
+
+    Returns:
+        name → ``users_accuracy`` (diagonal / row), ``producers_accuracy`` (diagonal / column),
+        ``f1``, ``map_pixels``, ``reference_pixels``; None where a total is zero.
+    """
     diag = np.diag(cm).astype(float)
     rows, cols = cm.sum(1).astype(float), cm.sum(0).astype(float)
     out: dict[str, dict[str, float | int | None]] = {}

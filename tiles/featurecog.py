@@ -94,12 +94,6 @@ def read_feature_cog(path: Path, names: list[str]
         return r.read(), r.window.transform, r.window.grid.crs, r.tags
 
 
-def dataset_tags(path: Path) -> dict[str, str]:
-    """The dataset tags of a raster (``year``, ``spec_hash``, ``model_hash``, ...)."""
-    with rasterio.open(path) as src:
-        return dict(src.tags())
-
-
 def dataset_window(path: Path, grid: Grid = EEA_10M) -> GridWindow:
     """A raster on the grid as a :class:`~tiles.grid.GridWindow` (its transform and shape)."""
     with rasterio.open(path) as src:

@@ -55,6 +55,7 @@ class TileResult:
         n_pixels, n_nodata: pixels in the tile, and those without every feature.
         class_counts: pixels per class name.
         extra_paths: the probability and Level-2 COGs when asked for.
+        tags: the tags written into every output (model/spec hash, tile id, year).
     """
 
     class_path: Path
@@ -63,6 +64,7 @@ class TileResult:
     n_nodata: int
     class_counts: dict[str, int]
     extra_paths: list[Path] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def outputs(self) -> list[Path]:
@@ -327,4 +329,4 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
                                colormap=l2.colormap(), resampling="mode", compress=compress))
     counts = np.bincount(cls[cls != NODATA], minlength=len(legend))
     return TileResult(cpath, qpath, h * w, n_nodata,
-                      {n: int(counts[i]) for i, n in enumerate(legend.names)}, extra)
+                      {n: int(counts[i]) for i, n in enumerate(legend.names)}, extra, common)

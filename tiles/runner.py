@@ -28,7 +28,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +117,7 @@ def run_tile(job: MapJob) -> dict[str, Any]:
             _PREDICTORS[key] = Predictor(load_bundle(Path(job.bundle_dir)), l2, device=job.device)
         res = predict_tile(_PREDICTORS[key], Path(job.features_file), Path(job.out_dir), job.tile_id,
                            tile=job.tile, probabilities=job.probabilities, compress=job.compress)
-        from tiles.featurecog import dataset_tags
-
-        tags = dataset_tags(res.class_path)
+        tags = res.tags
         return {"status": "done", "outputs": {p.name: file_sha256(p) for p in res.outputs},
                 "seconds": time.perf_counter() - t0, "n_pixels": res.n_pixels, "n_nodata": res.n_nodata,
                 "class_counts": res.class_counts, "year": tags.get("year", ""),
@@ -363,9 +361,3 @@ def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path,
     manifest.finish(job.tile_id, res)
     emit("tile", {"tile_id": job.tile_id, **{k: res.get(k) for k in ("status", "error", "seconds", "peak_rss_mb")}})
 
-
-def summary_json(s: MapSummary) -> dict[str, Any]:
-    """The summary as JSON-able dict."""
-    d = asdict(s)
-    d["out_dir"] = str(s.out_dir)
-    return d

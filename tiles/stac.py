@@ -30,7 +30,11 @@ ASSET_ROLES = {"class": ["data"], "level2": ["data"], "confidence": ["metadata",
 
 
 def footprint_lonlat(window: GridWindow) -> tuple[dict[str, Any], list[float]]:
-    """GeoJSON polygon and bbox (EPSG:4326, lon/lat degrees) of a grid window."""
+    """GeoJSON polygon and bbox of a grid window, in EPSG:4326 (lon then lat, degrees).
+
+    The EPSG:3035 outline is densified every 50 pixels before reprojection, so the footprint
+    follows the curved edges. Returns ``(geometry, [west, south, east, north])``.
+    """
     poly = shapely.segmentize(box(*window.bounds), window.grid.res_m * 50)
     tr = Transformer.from_crs(window.grid.crs, "EPSG:4326", always_xy=True)
     ll = shapely.transform(poly, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
@@ -79,7 +83,9 @@ def tile_item(tile_id: str, window: GridWindow, year: str, files: dict[str, str]
 
 
 def write_item(item: pystac.Item, out_dir: Path) -> Path:
-    """Write ``<out_dir>/<item id>.json`` (root/parent links to ``./catalog.json``)."""
+    """Write ``<out_dir>/<item id>.json`` atomically, with root/parent links to
+    ``./catalog.json`` and the item's relative asset hrefs; returns the path.
+    """
     dest = out_dir / f"{item.id}.json"
     d = item.to_dict(include_self_link=False, transform_hrefs=False)
     d["links"] = [{"rel": rel, "href": "./catalog.json", "type": pystac.MediaType.JSON.value}
@@ -89,7 +95,9 @@ def write_item(item: pystac.Item, out_dir: Path) -> Path:
 
 
 def write_catalog(out_dir: Path, item_ids: Iterable[str], description: str) -> Path:
-    """Write ``<out_dir>/catalog.json`` linking the items (sorted by id) of the run."""
+    """Write ``<out_dir>/catalog.json`` atomically: a self-contained STAC Catalog linking
+    ``./<id>.json`` for each item id (sorted, so reruns write the same bytes); returns the path.
+    """
     cat = pystac.Catalog("eulc-map", description, catalog_type=pystac.CatalogType.SELF_CONTAINED)
     cat.set_self_href(str(out_dir / "catalog.json"))
     for i in sorted(item_ids):
