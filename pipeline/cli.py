@@ -31,6 +31,30 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
     _state["debug"] = debug
 
 
+S2Collection = Annotated[str, typer.Option("--collection", help="with --stac: the S2 collection")]
+S1Collection = Annotated[str | None, typer.Option(
+    "--s1-collection", help="with --stac: the S1 collection of linear σ⁰/γ⁰ (e.g. sentinel-1-rtc on Planetary "
+    "Computer); needed when the features use S1")]
+DemCollection = Annotated[str | None, typer.Option(
+    "--dem-collection", help="with --stac: the DEM collection (e.g. cop-dem-glo-30); needed for DEM features")]
+CloudMaskOpt = Annotated[str, typer.Option(
+    "--cloud-mask", help="auto: the spec's S2 mask, SCL when the items lack s2cloudless CLP; none: no cloud mask")]
+S2Level = Annotated[str, typer.Option("--level", help="with --stac/--catalog: S2 level, L2A (harmonization "
+                                      "offset) or L1C")]
+
+
+def _stac_source(stac: str | None, catalog: Path | None, collection: str, s1_collection: str | None,
+                 dem_collection: str | None) -> Any:
+    """A static catalogue path, or the STAC API with a collection per sensor kind."""
+    from tiles.stac_search import StacApi
+
+    if stac is None:
+        return catalog
+    cols = {"s2": collection} | ({"s1": s1_collection} if s1_collection else {}) | (
+        {"dem": dem_collection} if dem_collection else {})
+    return StacApi(stac, cols)
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console)
@@ -113,10 +137,14 @@ def features(
     catalog: Annotated[Path | None, typer.Option(help="static STAC catalogue (catalog.json) of S2 items")] = None,
     stac: Annotated[str | None, typer.Option(
         help="STAC API URL, e.g. https://earth-search.aws.element84.com/v1")] = None,
-    collection: Annotated[str, typer.Option(help="with --stac: the S2 collection")] = "sentinel-2-l2a",
-    tiles: Annotated[str | None, typer.Option(help="with --catalog: EEA cells (codes, bbox:W,S,E,N or a file)")] = None,
+    collection: S2Collection = "sentinel-2-l2a",
+    s1_collection: S1Collection = None,
+    dem_collection: DemCollection = None,
+    cloud_mask: CloudMaskOpt = "auto",
+    tiles: Annotated[str | None, typer.Option(
+        help="with --catalog/--stac: EEA cells (codes, bbox:W,S,E,N or a file)")] = None,
     tile_size: Annotated[str, typer.Option(help="cell size for a bbox or vector AOI")] = "10km",
-    level: Annotated[str, typer.Option(help="with --catalog: L2A (harmonization offset) or L1C")] = "L2A",
+    level: S2Level = "L2A",
     spec: Annotated[str, typer.Option(help="feature spec name or YAML path")] = "elc10",
     select: Annotated[str | None, typer.Option(
         help="selection JSON, comma-separated names, or a model bundle dir")] = None,
@@ -139,8 +167,8 @@ def features(
         raise EulcError("give one of --files (a local stack manifest), --catalog (a static STAC catalogue) "
                         "or --stac (a STAC API URL)")
     if catalog is not None or stac is not None:
-        source: Path | tuple[str, str] = catalog if catalog is not None else (str(stac), collection)
-        _features_from_catalog(source, tiles, tile_size, sp, sel, year, out, level)
+        _features_from_catalog(_stac_source(stac, catalog, collection, s1_collection, dem_collection), tiles,
+                               tile_size, sp, sel, year, out, level, cloud_mask=_cloud_mask(cloud_mask))
         return
     assert files is not None
     name = tile_id or load_manifest(files)[0].name
@@ -152,8 +180,15 @@ def features(
     out_console.print(f"wrote {dest}")
 
 
-def _features_from_catalog(catalog: Path | tuple[str, str], tiles: str | None, tile_size: str, sp: Any, sel: Any,
-                           year: int, out: Path, level: str, keep_going: bool = False) -> None:
+def _cloud_mask(choice: str) -> Any:
+    if choice not in ("auto", "none"):
+        raise EulcError(f"--cloud-mask {choice!r} is not a choice", "Use auto or none")
+    return choice
+
+
+def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: Any, sel: Any,
+                           year: int, out: Path, level: str, keep_going: bool = False,
+                           cloud_mask: Any = "auto") -> None:
     from tiles.aoi import parse_tiles
     from tiles.run import features_from_stac
 
@@ -170,7 +205,7 @@ def _features_from_catalog(catalog: Path | tuple[str, str], tiles: str | None, t
                 prog.update(task, advance=1, info=f"{cell} up to date")
                 continue
             try:
-                features_from_stac(catalog, sp, sel, year, cell.window(), dest, level)
+                features_from_stac(catalog, sp, sel, year, cell.window(), dest, level, cloud_mask)
             except EulcError as e:
                 if not keep_going:
                     raise
@@ -204,9 +239,12 @@ def map_(
     compress: Annotated[str, typer.Option(help="DEFLATE or ZSTD")] = "DEFLATE",
     stac: Annotated[str | None, typer.Option(
         help="compute the bundle's features first from this STAC API (into OUT/features)")] = None,
-    collection: Annotated[str, typer.Option(help="with --stac: the S2 collection")] = "sentinel-2-l2a",
+    collection: S2Collection = "sentinel-2-l2a",
+    s1_collection: S1Collection = None,
+    dem_collection: DemCollection = None,
+    cloud_mask: CloudMaskOpt = "auto",
     year: Annotated[int | None, typer.Option(help="with --stac: the map year")] = None,
-    level: Annotated[str, typer.Option(help="with --stac: L2A or L1C")] = "L2A",
+    level: S2Level = "L2A",
 ) -> None:
     """Map tiles with a model bundle: class + confidence COGs, STAC items, a resumable manifest.
 
@@ -230,8 +268,9 @@ def map_(
         sp = load_spec(b.meta["spec"]["name"])
         sel = FeatureSelection.of(sp, b.features, "bundle")
         features_dir = out / "features"
-        _features_from_catalog((stac, collection), tiles, tile_size, sp, sel, year, features_dir, level,
-                               keep_going=True)
+        _features_from_catalog(_stac_source(stac, None, collection, s1_collection, dem_collection), tiles,
+                               tile_size, sp, sel, year, features_dir, level, keep_going=True,
+                               cloud_mask=_cloud_mask(cloud_mask))
     with _progress() as prog:
         task = prog.add_task("mapping", total=None, info="")
 

@@ -107,7 +107,7 @@ def test_features_command_from_the_catalogue(data: Path, tmp_path: Path) -> None
     names = ["ndvi_p50", "ndvi_p95"]
     out = tmp_path / "feat"
     args = ["features", "--catalog", str(cat), "--tiles", "1kmE4674N2539", "--tile-size", "1km", "--year", "2015",
-            "--level", "L1C", "--spec", "elc10", "--select", ",".join(names), "--out", str(out)]
+            "--level", "L1C", "--spec", "elc10", "--select", ",".join(names), "--out", str(out), "--cloud-mask", "none"]
     p = eulc(*args)
     assert p.returncode == 0, p.stderr[-2000:]
     cog = out / "1kmE4674N2539_2015.tif"
@@ -115,6 +115,7 @@ def test_features_command_from_the_catalogue(data: Path, tmp_path: Path) -> None
         assert list(s.descriptions) == names and s.crs.to_epsg() == 3035
         t = s.transform
         assert s.tags()["processing_level"] == "L1C"
+        assert s.tags()["cloud_mask"] == "s2: none (--cloud-mask none)"  # L1C items: no SCL, no CLP
     assert t == TileId.parse("1kmE4674N2539").window().transform
     # values: on the same window, the STAC path equals the local engine on the same bands
     from pipeline.selection import FeatureSelection
@@ -125,8 +126,11 @@ def test_features_command_from_the_catalogue(data: Path, tmp_path: Path) -> None
     local.variables = {k: local.variables[k] for k in ("B4", "B8")}  # the catalogue has no CLP/VALID masks
     sp = load_spec("elc10")
     want = compute_features(sp.subset(names), local, 2015)
+    with pytest.raises(RasterError, match="carry neither a CLP nor an SCL asset"):  # no silent unmasked run
+        features_from_stac(cat, sp, FeatureSelection.of(sp, names, "names"), 2015, local.window,
+                           tmp_path / "same.tif", level="L1C")
     same = features_from_stac(cat, sp, FeatureSelection.of(sp, names, "names"), 2015, local.window,
-                              tmp_path / "same.tif", level="L1C")
+                              tmp_path / "same.tif", level="L1C", cloud_mask="none")
     with rasterio.open(same) as s:
         got_same = s.read()
     ok = np.isfinite(want) & np.isfinite(got_same)
@@ -180,7 +184,7 @@ def test_a_spec_that_masks_by_scl_needs_the_scl_asset(data: Path, tmp_path: Path
     name = next(f.name for f in sp.features if f.sensor == "s2" and sp.inputs(f) <= {"B4", "B8"})
     man, root = load_manifest("eolearn_slovenia")
     local = load_stack(man, root, variables={"B4"})
-    with pytest.raises(RasterError, match=r"\['SCL'\] are missing from the STAC items"):
+    with pytest.raises(RasterError, match=r"\(CLP\) and Sen2Cor SCL, and the S2 items carry neither"):
         features_from_stac(cat, sp, FeatureSelection.of(sp, [name], "names"), 2015, local.window,
                            tmp_path / "x.tif", level="L1C")
 

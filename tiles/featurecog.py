@@ -21,11 +21,13 @@ from tiles.grid import EEA_10M, Grid, GridWindow
 
 
 def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window: GridWindow,
-                      year: int, level: str, sources: list[str]) -> Path:
+                      year: int, level: str, sources: list[str],
+                      extra_tags: dict[str, str] | None = None) -> Path:
     """Write features (F, H, W) float32 in spec units as a feature COG (atomic).
 
     Each band carries the tags ``scale``, ``stat``, ``sensor`` and ``nodata_pixels`` (pixels
-    without a valid observation for that feature: NaN, never a silent zero).
+    without a valid observation for that feature: NaN, never a silent zero). ``extra_tags``
+    (e.g. ``cloud_mask``: what the local engine masked) are added to the dataset tags.
     """
     nodata = np.isnan(values).reshape(len(spec.features), -1).sum(1)
     return write_cog(
@@ -33,7 +35,7 @@ def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window:
         descriptions=spec.names,
         tags={"features": spec.names, "spec": spec.name, "spec_hash": spec.digest(),
               "year": str(year), "processing_level": level, "sources": sources,
-              "units": "physical value x scale (see band tag 'scale')"},
+              "units": "physical value x scale (see band tag 'scale')", **(extra_tags or {})},
         band_tags=[{"scale": f.scale, "stat": f.stat, "sensor": f.sensor, "nodata_pixels": int(n)}
                    for f, n in zip(spec.features, nodata, strict=True)],
         resampling="average",

@@ -1,15 +1,18 @@
-"""One call per stage for the CLI and the demo: a local stack → a feature COG."""
+"""One call per stage for the CLI and the demo: a local stack or STAC items → a feature COG."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pipeline.selection import FeatureSelection
 from pipeline.spec import FeatureSpec
+from tiles.cloud_mask import CloudMaskChoice
 from tiles.featurecog import write_feature_cog
 from tiles.features import compute_features_blocked, feature_inputs
 from tiles.grid import GridWindow
+from tiles.stac_search import StacApi
 from tiles.stack import load_manifest, load_stack, manifest_window
 
 
@@ -55,55 +58,93 @@ def _progress(on_feature: Callable[[str], None] | None, sub: FeatureSpec) -> Cal
     return on_block
 
 
-def features_from_stac(catalog: Path | tuple[str, str], spec: FeatureSpec, selection: FeatureSelection, year: int,
-                       window: GridWindow, dest: Path, level: str = "L2A",
+def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: FeatureSelection, year: int,
+                       window: GridWindow, dest: Path, level: str = "L2A", cloud_mask: CloudMaskChoice = "auto",
                        on_feature: Callable[[str], None] | None = None) -> Path:
     """Compute the selected features from STAC on one grid window and write a feature COG (the
     same file :func:`features_from_stack` and the GEE tile export produce).
 
-    ``catalog`` is a static catalogue file, or ``(api_url, collection)`` for a STAC API search.
+    Args:
+        source: a static catalogue file (each sensor's features read the items that carry its
+            assets), or a :class:`~tiles.stac_search.StacApi` (one search per sensor kind).
+        spec: the full spec; ``selection`` picks and orders its features.
+        selection: the features to compute.
+        year: the map year.
+        window: the tile (EPSG:3035, 10 m).
+        dest: the output COG path.
+        level: S2 processing level, ``L2A`` (harmonization offset) or ``L1C``.
+        cloud_mask: ``auto`` or ``none`` (see :mod:`tiles.cloud_mask`); what was applied goes
+            into the COG's ``cloud_mask`` tag.
+        on_feature: progress callback per finished feature.
 
     Raises:
-        RasterError: missing catalogue, no scene in the window/year, a band missing from the items.
+        RasterError: missing catalogue, no scene in the window/year, a band missing from the
+            items, no cloud mask in the items, an S1 GRD collection, LST features (no public STAC
+            collection carries MOD21C3).
         SpecError: bad selection.
     """
     from pipeline.errors import RasterError
-    from tiles.stac_load import items_from_api, items_from_catalog, load_stac_stack
+    from tiles.cloud_mask import resolve_cloud_mask
+    from tiles.stac_load import DEM_VARIABLE, items_from_catalog, load_stac_stack
+    from tiles.stac_search import search_items
+    from tiles.stack import Stack, canonical_band
 
     sub = spec.subset(selection.names)
     needed: dict[str, set[str]] = {}  # sensor kind → bands
     for f in sub.features:
         kind = spec.sensors[f.sensor].kind
-        if kind not in ("s2", "s1"):
-            raise RasterError(f"feature {f.name!r} needs {kind.upper()} data, which the STAC path does not load yet",
-                              "Select S2/S1 features, or use a local stack manifest for LST and DEM")
+        if kind == "lst":
+            raise RasterError(f"feature {f.name!r} needs MODIS MOD21C3 LST, which no public STAC collection carries",
+                              "Give LST rasters in a stack manifest (--files), or select features without LST")
         needed.setdefault(kind, set()).update(spec.inputs(f))
-        if spec.sensors[f.sensor].scl_mask:  # the spec masks by Sen2Cor SCL: load it too
-            needed[kind].add("SCL")
-    if isinstance(catalog, tuple):
-        if "s1" in needed:
-            raise RasterError("Sentinel-1 from a STAC API search is not supported yet",
-                              "Put the S1 items in a static catalogue (--catalog), or select S2 features")
-        s2 = spec.sensors.get("s2")
-        cloud = float(s2.scene_cloud_max_pct) if s2 is not None and s2.scene_cloud_max_pct is not None else 60.0
-        items = items_from_api(catalog[0], catalog[1], window, year, cloud)
+    if "s2" in needed:  # the masks the spec may use: loaded when the items carry them
+        needed["s2"] |= {"SCL", "CLP"}
+    per_kind: dict[str, list[Any]] = {}
+    if isinstance(source, StacApi):
+        s2 = next((s for s in sub.sensors.values() if s.kind == "s2"), None)
+        for k in needed:
+            cloud = s2.scene_cloud_max_pct if k == "s2" and s2 is not None else None
+            per_kind[k] = search_items(source, k, window, year, cloud)
+            if not per_kind[k]:
+                raise RasterError(f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
+                                  f"{'' if k == 'dem' else f' in {year}'} in the collection "
+                                  f"{source.collections[k]!r} of {source.url}"
+                                  + (f" with less than {cloud:g} % cloud cover" if cloud is not None else ""),
+                                  "Check the tile, the year and the collection")
     else:
-        items = items_from_catalog(catalog)
-    from tiles.stack import Stack, canonical_band
-
-    def has(it: object, bands: set[str]) -> bool:
-        keys = {canonical_band(k) for k in getattr(it, "assets", {})}
-        return bands <= keys
-
-    per_kind = {k: ([it for it in items if has(it, {canonical_band(b) for b in v})] or items, sorted(v))
-                for k, v in needed.items()}
+        items = items_from_catalog(source)
+        for k, bands in needed.items():
+            want = {DEM_VARIABLE} if k == "dem" else {canonical_band(b) for b in bands} - {"SCL", "CLP"}
+            per_kind[k] = [it for it in items if _carries(it, want, k)] or items
+    s2_assets = {canonical_band(k) for it in per_kind.get("s2", []) for k in it.assets}
+    compute_spec, mask_said = resolve_cloud_mask(sub, s2_assets, cloud_mask)
+    if "s2" in needed:
+        needed["s2"] -= {"SCL", "CLP"} - s2_assets
+        if not any(s.scl_mask for s in compute_spec.sensors.values() if s.kind == "s2"):
+            needed["s2"].discard("SCL")
+        if not any(s.cloud_probability for s in compute_spec.sensors.values() if s.kind == "s2"):
+            needed["s2"].discard("CLP")
 
     def load(w: GridWindow) -> Stack:
-        stacks = [load_stac_stack(its, w, bands, year=year, level=level if k == "s2" else "GRD", kind=k)
-                  for k, (its, bands) in per_kind.items()]
-        merged = {name: val for st in stacks for name, val in st.variables.items()}
-        return Stack(w, merged, stacks[0].level, [src for st in stacks for src in st.sources])
+        stacks = {k: load_stac_stack(per_kind[k], w, sorted(bands) if k != "dem" else [DEM_VARIABLE],
+                                     year=None if k == "dem" else year,
+                                     level={"s2": level, "s1": "GRD", "dem": "DEM"}[k], kind=k)
+                  for k, bands in needed.items()}
+        merged = {name: val for st in stacks.values() for name, val in st.variables.items()}
+        first = stacks.get("s2") or next(iter(stacks.values()))
+        return Stack(w, merged, first.level, [src for st in stacks.values() for src in st.sources])
 
-    values, stack = compute_features_blocked(sub, load,
-                                             window, year, on_block=_progress(on_feature, sub))
-    return write_feature_cog(dest, values, sub, window, year, stack.level, stack.sources)
+    values, stack = compute_features_blocked(compute_spec, load, window, year, on_block=_progress(on_feature, sub))
+    return write_feature_cog(dest, values, sub, window, year, stack.level, stack.sources,
+                             extra_tags={"cloud_mask": mask_said} if mask_said else None)
+
+
+def _carries(item: Any, bands: set[str], kind: str) -> bool:
+    """Whether a STAC item has an asset for every band (DEM: any of the DEM asset keys)."""
+    from tiles.stac_load import DEM_ASSETS
+    from tiles.stack import canonical_band
+
+    keys = {canonical_band(k) for k in getattr(item, "assets", {})}
+    if kind == "dem":
+        return bool(keys & set(DEM_ASSETS))
+    return bands <= keys

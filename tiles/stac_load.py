@@ -25,6 +25,11 @@ from pipeline.errors import RasterError
 from tiles.grid import GridWindow
 from tiles.stack import MASK_VARIABLES, Stack, canonical_band
 
+DEM_VARIABLE = "elevation"
+DEM_ASSETS = ("elevation", "data", "dem", "DEM")
+"""Asset keys of a DEM item, in order of preference (Copernicus DEM on Earth Search and
+Planetary Computer: ``data``)."""
+
 HARMONIZATION_DATE = np.datetime64("2022-01-25")
 BOA_ADD_OFFSET = -1000.0
 DN_TO_REFLECTANCE = 1e-4
@@ -48,33 +53,6 @@ def items_from_catalog(path: Path) -> list[pystac.Item]:
     if not isinstance(cat, pystac.Catalog):
         raise RasterError("is not a STAC catalogue", "Give a catalog.json or collection.json", path=path)
     return list(cat.get_items(recursive=True))
-
-
-def items_from_api(url: str, collection: str, window: GridWindow, year: int, max_cloud_pct: float = 60.0,
-                   limit: int = 500) -> list[pystac.Item]:
-    """Search a STAC API (Earth Search, Planetary Computer, CDSE) for the S2 items over a window
-    in a year, with ``eo:cloud_cover`` below ``max_cloud_pct`` (the spec's scene filter).
-
-    Raises:
-        RasterError: pystac-client missing, or the API cannot be reached or searched.
-    """
-    try:
-        from pystac_client import Client
-    except ImportError:
-        raise RasterError("--stac needs pystac-client", "pip install pystac-client") from None
-    from pyproj import Transformer
-
-    left, bottom, right, top = window.bounds
-    tr = Transformer.from_crs(window.grid.crs, "EPSG:4326", always_xy=True)
-    xs, ys = tr.transform([left, right, left, right], [bottom, bottom, top, top])
-    try:
-        search = Client.open(url).search(collections=[collection], bbox=[min(xs), min(ys), max(xs), max(ys)],
-                                         datetime=f"{year}-01-01/{year}-12-31",
-                                         query={"eo:cloud_cover": {"lt": max_cloud_pct}}, max_items=limit)
-        return list(search.items())
-    except Exception as e:  # noqa: BLE001 - network and API errors of many kinds
-        raise RasterError(f"the STAC API {url} could not be searched ({type(e).__name__}: {e})",
-                          "Check the URL and the network, or use --catalog with a static catalogue") from None
 
 
 def _item_time(item: pystac.Item) -> np.datetime64:
@@ -110,8 +88,10 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
         bands: band names as in the spec (``B2``, ``B8``, ``SCL``, ``CLP``).
         year: keep only acquisitions of this calendar year (None = all).
         level: ``L2A`` (harmonization offset applies) or ``L1C``; for S1 ``GRD``/``RTC``.
-        kind: ``s2`` (digital numbers → reflectance) or ``s1`` (linear σ⁰ as stored, values ≤ 0
-            are nodata; assets ``vv``/``vh``).
+        kind: ``s2`` (digital numbers → reflectance), ``s1`` (linear σ⁰ as stored, values ≤ 0
+            are nodata; assets ``vv``/``vh``) or ``dem`` (metres as stored, asset ``elevation``
+            or ``data`` as in Copernicus DEM GLO-30 collections; the tiles are mosaicked into
+            one layer, whatever their dates).
 
     Returns:
         A :class:`Stack` with ``variables[band] = (times, float32 (T, H, W))`` in reflectance
@@ -124,12 +104,9 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
     import odc.stac
     from odc.geo.geobox import GeoBox
 
-    left, bottom, right, top = window.bounds
-    from pyproj import Transformer
+    from tiles.stac_search import bbox_lonlat
 
-    tr = Transformer.from_crs(window.grid.crs, "EPSG:4326", always_xy=True)
-    xs, ys = tr.transform([left, right, left, right], [bottom, bottom, top, top])
-    w, s, e, n = min(xs), min(ys), max(xs), max(ys)
+    w, s, e, n = bbox_lonlat(window)
     chosen = []
     for it in items:
         if it.bbox and (it.bbox[0] > e or it.bbox[2] < w or it.bbox[1] > n or it.bbox[3] < s):
@@ -142,6 +119,9 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
                           + (f" in {year}" if year is not None else ""),
                           "Widen the search (dates, cloud cover) or check the tile")
     keys = {canonical_band(k): k for it in chosen for k in it.assets}
+    dem_key = next((k for k in DEM_ASSETS if k in keys), None)
+    if kind == "dem" and dem_key is not None:
+        keys[DEM_VARIABLE] = keys[dem_key]
     missing = [b for b in bands if canonical_band(b) not in keys]
     if missing:
         raise RasterError(f"band(s) {missing} are missing from the STAC items (assets: {sorted(keys.values())})",
@@ -160,6 +140,10 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
         if nod is not None and np.isfinite(nod):
             v[v == np.float32(nod)] = np.nan
         name = canonical_band(b)
+        if kind == "dem":  # one terrain layer: the first valid tile value at each pixel
+            first = np.argmax(np.isfinite(v), axis=0)
+            variables[name] = (np.sort(times)[:1], np.take_along_axis(v, first[None], axis=0))
+            continue
         if kind == "s1":
             v[v <= 0] = np.nan  # linear backscatter is positive; 0 = no data
         elif name not in MASK_VARIABLES:
