@@ -54,6 +54,36 @@ def _collection(cid: str, items: list[pystac.Item], root: Path) -> Path:
     return root / cid / "collection.json"
 
 
+def _ndvi_items(data: Path, tmp: Path) -> list[pystac.Item]:
+    """The real 68-date Slovenia NDVI series as one item per date, assets ``ndvi`` (unitless) and
+    ``CLP`` (s2cloudless probability in percent); eo-learn's IS_VALID = 0 is written as nodata."""
+    import datetime as dt
+
+    from pyproj import Transformer
+
+    root = data / "eolearn_testeopatch_slovenia"
+    with (rasterio.open(root / "ndvi_68dates.tif") as nd, rasterio.open(root / "is_valid_68dates.tif") as va,
+          rasterio.open(root / "cloud_probability_s2cloudless_68dates.tif") as cp):
+        lon, lat = Transformer.from_crs(nd.crs, 4326, always_xy=True).transform(
+            [nd.bounds.left, nd.bounds.right], [nd.bounds.bottom, nd.bounds.top])
+        geom = {"type": "Polygon", "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]],
+                                                    [lon[0], lat[1]], [lon[0], lat[0]]]]}
+        prof = nd.profile | {"count": 1, "dtype": "float32", "nodata": float("nan"), "driver": "GTiff"}
+        items = []
+        for b in range(1, nd.count + 1):
+            when = dt.datetime.fromisoformat(nd.descriptions[b - 1]).replace(tzinfo=dt.UTC)
+            it = pystac.Item(f"ndvi_{when:%Y%m%dT%H%M%S}", geom, [lon[0], lat[0], lon[1], lat[1]], when, {})
+            ndvi = nd.read(b).astype(np.float32)
+            ndvi[va.read(b) == 0] = np.nan
+            for key, arr in (("ndvi", ndvi), ("CLP", cp.read(b).astype(np.float32) * 100)):
+                path = tmp / f"{it.id}_{key}.tif"
+                with rasterio.open(path, "w", **prof) as dst:
+                    dst.write(arr, 1)
+                it.add_asset(key, pystac.Asset(str(path), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+            items.append(it)
+    return items
+
+
 @pytest.fixture(scope="module")
 def api(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, object]]]:
     """Serve sentinel-2-l1c (+SCL), sentinel-1-rtc and cop-dem-glo-30 on a free local port."""
@@ -88,7 +118,8 @@ def api(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     dem_item.add_asset("data", pystac.Asset(str(dem), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
     served = tmp / "served"
     hrefs = [_collection("sentinel-2-l1c", s2_items, served), _collection("sentinel-1-rtc", s1_items, served),
-             _collection("cop-dem-glo-30", [dem_item], served)]
+             _collection("cop-dem-glo-30", [dem_item], served),
+             _collection("slovenia-ndvi", _ndvi_items(data, tmp), served)]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -219,3 +250,46 @@ def test_features_command_against_the_api(api: tuple[str, dict], tmp_path: Path)
     assert np.isfinite(v).mean() > 0.5 and -30 < np.nanmedian(v[0]) / 100 < 0  # σ⁰ VV in dB (x100 stored)
     again = eulc(*args)
     assert again.returncode == 0 and "(1 up to date)" in " ".join(again.stdout.split())
+
+
+def test_the_readme_one_command_maps_from_a_stac_api(api: tuple[str, dict], tmp_path: Path) -> None:
+    """`eulc map --stac URL --year --tiles --bundle` (the README's command without a GEE account)
+    on the real 68-date Slovenia NDVI series with its s2cloudless CLP: the features equal the
+    local engine's on the same real data (the demo's path), and the map is written."""
+    from pipeline.pretrained import models_dir
+    from tiles.grid import TileId
+    from tiles.reader import FeatureReader
+    from tiles.run import features_from_stack
+
+    from .test_cli import eulc
+
+    url, _ = api
+    out = tmp_path / "maps"
+    bundle = models_dir() / "elc10-ndvi-l1"
+    p = eulc("map", "--stac", url, "--collection", "slovenia-ndvi", "--level", "L1C", "--year", "2017",
+             "--tiles", "1kmE4674N2539", "--tile-size", "1km", "--bundle", str(bundle), "--out", str(out),
+             "--scheduler", "sync")
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    feats = out / "features" / "1kmE4674N2539_2017.tif"
+    with rasterio.open(feats) as s:
+        assert s.tags()["cloud_mask"] == "s2: s2cloudless CLP >= 40"
+        names = list(s.descriptions)
+    maps = sorted(out.rglob("*1kmE4674N2539*class*.tif")) or sorted(out.rglob("*1kmE4674N2539*.tif"))
+    maps = [m for m in maps if "features" not in m.parts]
+    assert maps, sorted(str(x) for x in out.rglob("*"))
+    with rasterio.open(maps[0]) as m:
+        assert m.transform == TileId.parse("1kmE4674N2539").window().transform
+        mapped = m.read(1) != m.nodata
+    sp = load_spec("elc10")
+    ref = features_from_stack("eolearn_slovenia", sp, FeatureSelection.of(sp, names, "names"), 2017,
+                              tmp_path / "ref.tif")
+    cell = TileId.parse("1kmE4674N2539").window()
+    with FeatureReader(feats, names) as a, FeatureReader(ref, names) as b:
+        got, want = a.read(cell), b.read(cell)
+    np.testing.assert_array_equal(mapped, np.isfinite(got).all(0))  # every pixel with features is mapped
+    assert mapped.sum() > 3000  # the 1 km² patch is rotated (UTM) and covers part of the cell
+    pct = [i for i, n in enumerate(names) if "texture" not in n]  # texture_sd differs at the stack's edge
+    g, w = got[pct], want[pct]
+    both = np.isfinite(g) & np.isfinite(w)
+    assert both.sum() > 0.35 * g.size  # ~3,850 of the 10,000 cell pixels have data
+    assert (np.isclose(g, w, rtol=1e-5, atol=1e-3) | ~both).mean() > 0.999

@@ -62,6 +62,7 @@ def resolve_cloud_mask(spec: FeatureSpec, assets: set[str], choice: CloudMaskCho
             said.append(f"{key}: s2cloudless CLP {clp.op} {clp.value:g}"
                         + (f", SCL {','.join(map(str, scl))}" if scl else ""))
         elif clp is not None and scl and "SCL" in assets:  # probability "when a probability band is present"
+            sensors[key] = s.model_copy(update={"cloud_probability": None})
             said.append(f"{key}: SCL {','.join(map(str, scl))} (the items carry no CLP: the spec's CLP "
                         f"{clp.op} {clp.value:g} rule is not applied)")
         elif clp is not None and "SCL" in assets:

@@ -66,7 +66,9 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
 
     Args:
         source: a static catalogue file (each sensor's features read the items that carry its
-            assets), or a :class:`~tiles.stac_search.StacApi` (one search per sensor kind).
+            assets), or a :class:`~tiles.stac_search.StacApi` (one search per sensor kind). An
+            asset named as a spec index (``ndvi``, unitless, as stored) replaces its bands, and
+            a ``CLP`` asset (s2cloudless probability, percent) is the spec's probability mask.
         spec: the full spec; ``selection`` picks and orders its features.
         selection: the features to compute.
         year: the map year.
@@ -90,19 +92,24 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
     from tiles.stack import Stack, canonical_band
 
     sub = spec.subset(selection.names)
-    needed: dict[str, set[str]] = {}  # sensor kind → bands
+    kinds: dict[str, list[Any]] = {}  # sensor kind → its features
     for f in sub.features:
         kind = spec.sensors[f.sensor].kind
         if kind == "lst":
             raise RasterError(f"feature {f.name!r} needs MODIS MOD21C3 LST, which no public STAC collection carries",
                               "Give LST rasters in a stack manifest (--files), or select features without LST")
-        needed.setdefault(kind, set()).update(spec.inputs(f))
-    if "s2" in needed:  # the masks the spec may use: loaded when the items carry them
-        needed["s2"] |= {"SCL", "CLP"}
+        kinds.setdefault(kind, []).append(f)
+
+    def assets(items: list[Any]) -> set[str]:
+        return {canonical_band(k) for it in items for k in it.assets}
+
+    def inputs(k: str, have: set[str]) -> set[str]:  # a precomputed index asset (ndvi) replaces its bands
+        return {DEM_VARIABLE} if k == "dem" else set().union(*(feature_inputs(sub, f, have) for f in kinds[k]))
+
     per_kind: dict[str, list[Any]] = {}
     if isinstance(source, StacApi):
         s2 = next((s for s in sub.sensors.values() if s.kind == "s2"), None)
-        for k in needed:
+        for k in kinds:
             cloud = s2.scene_cloud_max_pct if k == "s2" and s2 is not None else None
             per_kind[k] = search_items(source, k, window, year, cloud)
             if not per_kind[k]:
@@ -113,22 +120,22 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
                                   "Check the tile, the year and the collection")
     else:
         items = items_from_catalog(source)
-        for k, bands in needed.items():
-            want = {DEM_VARIABLE} if k == "dem" else {canonical_band(b) for b in bands} - {"SCL", "CLP"}
+        have = assets(items)
+        for k in kinds:
+            want = inputs(k, have)
             per_kind[k] = [it for it in items if _carries(it, want, k)] or items
-    s2_assets = {canonical_band(k) for it in per_kind.get("s2", []) for k in it.assets}
+    needed = {k: inputs(k, assets(per_kind[k])) for k in kinds}
+    s2_assets = assets(per_kind.get("s2", []))
     compute_spec, mask_said = resolve_cloud_mask(sub, s2_assets, cloud_mask)
-    if "s2" in needed:
-        needed["s2"] -= {"SCL", "CLP"} - s2_assets
-        if not any(s.scl_mask for s in compute_spec.sensors.values() if s.kind == "s2"):
-            needed["s2"].discard("SCL")
-        if not any(s.cloud_probability for s in compute_spec.sensors.values() if s.kind == "s2"):
-            needed["s2"].discard("CLP")
+    if "s2" in needed:  # the mask layers the (adapted) spec uses
+        s2s = [s for s in compute_spec.sensors.values() if s.kind == "s2"]
+        needed["s2"] |= {m for m, used in (("SCL", any(s.scl_mask for s in s2s)),
+                                           ("CLP", any(s.cloud_probability for s in s2s))) if used}
 
     def load(w: GridWindow) -> Stack:
-        stacks = {k: load_stac_stack(per_kind[k], w, sorted(bands) if k != "dem" else [DEM_VARIABLE],
-                                     year=None if k == "dem" else year,
-                                     level={"s2": level, "s1": "GRD", "dem": "DEM"}[k], kind=k)
+        stacks = {k: load_stac_stack(per_kind[k], w, sorted(bands), year=None if k == "dem" else year,
+                                     level={"s2": level, "s1": "GRD", "dem": "DEM"}[k], kind=k,
+                                     as_stored=set(sub.indices))
                   for k, bands in needed.items()}
         merged = {name: val for st in stacks.values() for name, val in st.variables.items()}
         first = stacks.get("s2") or next(iter(stacks.values()))

@@ -79,7 +79,7 @@ def _offset(item: pystac.Item, level: str) -> float:
 
 
 def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: list[str], year: int | None = None,
-                    level: str = "L2A", kind: str = "s2") -> Stack:
+                    level: str = "L2A", kind: str = "s2", as_stored: set[str] | None = None) -> Stack:
     """Load the ``bands`` of S2 (or S1) ``items`` onto ``window``.
 
     Args:
@@ -92,6 +92,8 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
             are nodata; assets ``vv``/``vh``) or ``dem`` (metres as stored, asset ``elevation``
             or ``data`` as in Copernicus DEM GLO-30 collections; the tiles are mosaicked into
             one layer, whatever their dates).
+        as_stored: variables loaded as stored, without the DN → reflectance step (precomputed
+            index assets such as ``ndvi``, unitless).
 
     Returns:
         A :class:`Stack` with ``variables[band] = (times, float32 (T, H, W))`` in reflectance
@@ -146,7 +148,7 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
             continue
         if kind == "s1":
             v[v <= 0] = np.nan  # linear backscatter is positive; 0 = no data
-        elif name not in MASK_VARIABLES:
+        elif name not in MASK_VARIABLES and name not in (as_stored or set()):
             v = (v + offsets[:, None, None]) * np.float32(DN_TO_REFLECTANCE)
             if level == "L2A":
                 v[v <= 0] = np.nan
