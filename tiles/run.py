@@ -60,7 +60,7 @@ def _progress(on_feature: Callable[[str], None] | None, sub: FeatureSpec) -> Cal
 
 def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: FeatureSelection, year: int,
                        window: GridWindow, dest: Path, level: str = "L2A", cloud_mask: CloudMaskChoice = "auto",
-                       on_feature: Callable[[str], None] | None = None) -> Path:
+                       on_feature: Callable[[str], None] | None = None, block_rows: int = 256) -> Path:
     """Compute the selected features from STAC on one grid window and write a feature COG (the
     same file :func:`features_from_stack` and the GEE tile export produce).
 
@@ -78,6 +78,8 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
         cloud_mask: ``auto`` or ``none`` (see :mod:`tiles.cloud_mask`); what was applied goes
             into the COG's ``cloud_mask`` tag.
         on_feature: progress callback per finished feature.
+        block_rows: rows computed at a time (memory ≈ dates × bands × (rows + 2·halo) × width
+            × 4 bytes; ``window.height`` = the whole tile at once).
 
     Raises:
         RasterError: missing catalogue, no scene in the window/year, a band missing from the
@@ -141,7 +143,8 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
         first = stacks.get("s2") or next(iter(stacks.values()))
         return Stack(w, merged, first.level, [src for st in stacks.values() for src in st.sources])
 
-    values, stack = compute_features_blocked(compute_spec, load, window, year, on_block=_progress(on_feature, sub))
+    values, stack = compute_features_blocked(compute_spec, load, window, year, block_rows=block_rows,
+                                             on_block=_progress(on_feature, sub))
     return write_feature_cog(dest, values, sub, window, year, stack.level, stack.sources,
                              extra_tags={"cloud_mask": mask_said} if mask_said else None)
 
