@@ -84,7 +84,7 @@ def make_catalogue(root: Path) -> Path:
             "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate"}
     cat = pystac.Catalog("bench-s2", "synthetic S2 L2A scenes over 10kmE467N253")
     days = np.linspace(3, 360, T).astype(int)
-    for i, day in enumerate(days):
+    for day in days:
         when = dt.datetime(2021, 1, 1, 10, 0, tzinfo=dt.UTC) + dt.timedelta(days=int(day))
         season = 0.5 + 0.5 * np.sin((day - 100) / 365 * 2 * np.pi)
         ndvi = np.clip(0.1 + 0.7 * cover * season + rng.normal(0, 0.03, (h, w)), -0.2, 0.95)

@@ -259,3 +259,40 @@ def test_sentinel1_from_a_static_catalogue(data: Path, tmp_path: Path) -> None:
     ok = np.isfinite(want)
     assert ok.mean() > 0.95
     np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-3)
+
+
+def test_mixed_crs_items_go_onto_the_eea_grid(data: Path, tmp_path: Path) -> None:
+    """Items in different UTM zones (a scene re-projected to EPSG:32632, as S2 tiles straddling a
+    zone border are): the target grid is always EPSG:3035, so they load together, and the moved
+    scene's values are warped from its own CRS (= rasterio's nearest warp of that file)."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    cat = _catalog(data, tmp_path)
+    items = items_from_catalog(cat)
+    moved = items[2]
+    for key, asset in moved.assets.items():
+        src_path = Path(asset.get_absolute_href() or "")
+        dest = tmp_path / f"utm32_{src_path.name}"
+        with rasterio.open(src_path) as src:
+            t, w, h = calculate_default_transform(src.crs, "EPSG:32632", src.width, src.height, *src.bounds,
+                                                  resolution=10)
+            prof = src.profile | {"crs": "EPSG:32632", "transform": t, "width": w, "height": h}
+            with rasterio.open(dest, "w", **prof) as d:
+                reproject(rasterio.band(src, 1), rasterio.band(d, 1), resampling=Resampling.nearest)
+        moved.assets[key].href = str(dest)
+    man, root = load_manifest("eolearn_slovenia")
+    local = load_stack(man, root, variables={"B2"})
+    st = load_stac_stack(items, local.window, ["B2"], year=2015, level="L1C")
+    assert st.window.grid.crs == "EPSG:3035" and st.variables["B2"][1].shape[0] == 5
+    got = st.variables["B2"][1][2]
+    with rasterio.open(moved.assets["B2"].href) as src:
+        want = np.full(got.shape, np.nan, np.float32)
+        reproject(src.read(1), want, src_transform=src.transform, src_crs=src.crs, src_nodata=0,
+                  dst_transform=local.window.transform, dst_crs="EPSG:3035", dst_nodata=np.nan,
+                  resampling=Resampling.nearest)
+    ok = np.isfinite(want)
+    assert ok.mean() > 0.8
+    assert (np.isclose(got[ok], want[ok] * 1e-4, rtol=1e-6)).mean() > 0.999
+    others = [0, 1, 3, 4]
+    np.testing.assert_array_equal(st.variables["B2"][1][others][np.isfinite(local.variables["B2"][1][others])]
+                                  > 0, True)
