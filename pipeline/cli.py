@@ -190,18 +190,20 @@ def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: 
                            year: int, out: Path, level: str, keep_going: bool = False,
                            cloud_mask: Any = "auto") -> None:
     from tiles.aoi import parse_tiles
+    from tiles.featurecog import is_up_to_date
     from tiles.run import features_from_stac
 
+    sub = sp.subset(sel.names)
     if not tiles:
         raise EulcError("--catalog/--stac need --tiles",
                         "Name the EEA cells to compute (codes, bbox:W,S,E,N or a file)")
     cells = parse_tiles(tiles, _size_m(tile_size))
-    done = 0
+    done = failed = 0
     with _progress() as prog:
         task = prog.add_task("features", total=len(cells), info="")
         for cell in cells:
             dest = out / f"{cell}_{year}.tif"
-            if dest.is_file():  # resume: a tile written earlier is whole (atomic rename)
+            if dest.is_file() and is_up_to_date(dest, sub, year, cloud_mask):  # resume (files are whole: atomic)
                 prog.update(task, advance=1, info=f"{cell} up to date")
                 continue
             try:
@@ -211,10 +213,12 @@ def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: 
                     raise
                 console.print(f"[yellow]{cell}: no features[/yellow] ({e})", highlight=False, soft_wrap=True)
                 prog.update(task, advance=1, info=f"{cell} failed")
+                failed += 1
                 continue
             done += 1
             prog.update(task, advance=1, info=str(cell))
-    out_console.print(f"wrote {done} feature COG(s) to {out} ({len(cells) - done} up to date)")
+    out_console.print(f"wrote {done} feature COG(s) to {out} ({len(cells) - done - failed} up to date"
+                      + (f", {failed} without features" if failed else "") + ")")
 
 
 @app.command("map")

@@ -232,7 +232,7 @@ def test_api_errors_name_the_collection_and_the_option(api: tuple[str, dict], tm
 
 def test_features_command_against_the_api(api: tuple[str, dict], tmp_path: Path) -> None:
     """`eulc features --stac URL --s1-collection --dem-collection` on a real 1 km cell writes the
-    feature COG on the cell's grid; a rerun skips it."""
+    feature COG on the cell's grid; a rerun skips it, a rerun with other features replaces it."""
     from tiles.grid import TileId
 
     from .test_cli import eulc
@@ -249,7 +249,13 @@ def test_features_command_against_the_api(api: tuple[str, dict], tmp_path: Path)
         v = s.read()
     assert np.isfinite(v).mean() > 0.5 and -30 < np.nanmedian(v[0]) / 100 < 0  # σ⁰ VV in dB (x100 stored)
     again = eulc(*args)
-    assert again.returncode == 0 and "(1 up to date)" in " ".join(again.stdout.split())
+    assert again.returncode == 0 and "wrote 0 feature COG(s)" in " ".join(again.stdout.split())
+    assert "(1 up to date)" in " ".join(again.stdout.split())
+    other = [a if a != "s1_vv_p50,dem_elevation" else "s1_vh_p50,dem_elevation" for a in args]
+    changed = eulc(*other)  # another selection: the tile is recomputed, not skipped
+    assert changed.returncode == 0 and "wrote 1 feature COG(s)" in " ".join(changed.stdout.split())
+    with rasterio.open(tmp_path / "f" / "1kmE4674N2539_2019.tif") as s:
+        assert list(s.descriptions) == ["s1_vh_p50", "dem_elevation"]
 
 
 def test_the_readme_one_command_maps_from_a_stac_api(api: tuple[str, dict], tmp_path: Path) -> None:

@@ -42,6 +42,24 @@ def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window:
     )
 
 
+def is_up_to_date(path: Path, spec: FeatureSpec, year: int, cloud_mask: str | None = None) -> bool:
+    """Whether ``path`` is a feature COG written for exactly these features, spec and year (a
+    rerun skips it): its tags ``features``, ``spec_hash`` and ``year`` match, and, when
+    ``cloud_mask`` is ``none``/``auto``, whether it was computed without/with a cloud mask.
+    An unreadable file is not up to date (it is recomputed and replaced atomically).
+    """
+    try:
+        with rasterio.open(path) as src:
+            tags = src.tags()
+    except rasterio.errors.RasterioIOError:
+        return False
+    same = (tags.get("features") == json.dumps(spec.names) and tags.get("spec_hash") == spec.digest()
+            and tags.get("year") == str(year))
+    if same and cloud_mask is not None:
+        same = ("--cloud-mask none" in tags.get("cloud_mask", "")) == (cloud_mask == "none")
+    return same
+
+
 def _sidecar_names(path: Path, count: int) -> list[str] | None:
     """Band names from a sidecar: ``<file>.bands.json`` or ``bands.json`` beside the file
     (written by ``eulc gee export-tiles``; GEE GeoTIFF exports carry no band names).
