@@ -6,10 +6,14 @@ acquisitions n, and interpolates every requested percentile between the order st
 ``q/100 · (n − 1)`` — numpy's ``nanpercentile(method="linear")`` exactly, with one sort for all
 percentiles instead of one selection per percentile. Pixels with no valid acquisition are NaN.
 
-Relation to GEE: ``ee.Reducer.percentile`` also interpolates between order statistics of the
-unmasked values when the series is short, but on long series it works on a histogram
-(``maxBuckets``), so the two engines can differ by up to one histogram bucket; the parity tests
-compare names, order, scaling and thresholds, and values on identical inputs within that bound.
+Relation to GEE: the ``ee.Reducer.percentile`` documentation says percentiles are "computed
+directly" for up to ``maxRaw`` inputs and "derived from a histogram" (``maxBuckets``) beyond; it
+does not state the interpolation rule of the direct computation. So on a short series the two
+engines may differ by one interpolation step between neighbouring order statistics (linear here),
+and on a long one by up to one histogram bucket. The parity tests compare what the graph states
+(names, order, scaling, mask thresholds, the percentile list); values can only be compared where
+GEE can be reached: sample the same points with ``eulc gee export-table`` and with ``eulc sample``
+on local feature COGs, and run ``eulc drift`` on the two tables.
 
 :func:`composite` applies it to a dask array chunked along y (the time axis whole), so a 10 km
 tile with 70+ dates is processed one row block at a time with bounded memory.

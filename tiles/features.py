@@ -14,8 +14,8 @@ the strings that GEE evaluates with ``ee.Image.expression``, then reduces over t
   (population, ddof 0, as ``ee.Reducer.stdDev``), ``min``, ``max``; ``texture_sd`` = the
   population standard deviation over a (2r+1)² square of the annual median (GEE
   ``reduceNeighborhood(stdDev, Kernel.square(r, 'pixels'))``), over valid pixels only.
-  GEE's percentile reducer works on a histogram and may differ slightly; issue 7 documents
-  and tests the relation between the two.
+  GEE's percentile reducer may differ by an interpolation step or a histogram bucket (see
+  :mod:`tiles.composite`).
 
 A precomputed index in the stack (e.g. ``ndvi``) is used for a feature whose source is that
 index; otherwise the expression is evaluated on the bands.
