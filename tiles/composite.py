@@ -12,8 +12,8 @@ does not state the interpolation rule of the direct computation. So on a short s
 engines may differ by one interpolation step between neighbouring order statistics (linear here),
 and on a long one by up to one histogram bucket. The parity tests compare what the graph states
 (names, order, scaling, mask thresholds, the percentile list); values can only be compared where
-GEE can be reached: sample the same points with ``eulc gee export-table`` and with ``eulc sample``
-on local feature COGs, and run ``eulc drift`` on the two tables.
+GEE can be reached: build a table from GEE samples (``eulc gee export-table``, ``eulc table``) and
+run ``eulc drift --table`` on it against the local feature COGs of the same area.
 
 :func:`composite` applies it to a dask array chunked along y (the time axis whole), so a 10 km
 tile with 70+ dates is processed one row block at a time with bounded memory.
