@@ -45,5 +45,9 @@ class RasterError(EulcError):
     """A raster is unreadable, truncated, lacks a band, or has a CRS the grid cannot handle."""
 
 
+class NoSceneError(RasterError):
+    """No acquisition covers a window (a tile, or one row block of it) in the map year."""
+
+
 class BundleError(EulcError):
     """A model bundle is incomplete, inconsistent, or does not match the features given."""

@@ -296,3 +296,35 @@ def test_mixed_crs_items_go_onto_the_eea_grid(data: Path, tmp_path: Path) -> Non
     others = [0, 1, 3, 4]
     np.testing.assert_array_equal(st.variables["B2"][1][others][np.isfinite(local.variables["B2"][1][others])]
                                   > 0, True)
+
+
+def test_blocks_without_a_scene_stay_nodata(data: Path, tmp_path: Path) -> None:
+    """A tile whose upper blocks no item covers (sea, a border strip): those rows are nodata and
+    counted; the covered rows equal the computation on the covered window alone."""
+    from affine import Affine
+
+    from pipeline.selection import FeatureSelection
+    from pipeline.spec import load_spec
+    from tiles.grid import GridWindow
+    from tiles.run import features_from_stac
+
+    cat = _catalog(data, tmp_path)
+    man, root = load_manifest("eolearn_slovenia")
+    w = load_stack(man, root, variables={"B2"}).window
+    extra = 450  # rows of the tall window north of the patch: 4 of its 100-row blocks hold no scene
+    tall = GridWindow(w.grid, Affine(w.transform.a, 0, w.transform.c, 0, w.transform.e,
+                                     w.transform.f + extra * w.grid.res_m), w.height + extra, w.width)
+    sp = load_spec("elc10")
+    sel = FeatureSelection.of(sp, ["ndvi_p50"], "names")
+    a = features_from_stac(cat, sp, sel, 2015, tall, tmp_path / "tall.tif", level="L1C", cloud_mask="none",
+                           block_rows=100)
+    b = features_from_stac(cat, sp, sel, 2015, w, tmp_path / "patch.tif", level="L1C", cloud_mask="none")
+    with rasterio.open(a) as ta, rasterio.open(b) as tb:
+        va, vb = ta.read(1), tb.read(1)
+        assert int(ta.tags(1)["nodata_pixels"]) >= 400 * w.width
+    assert np.isnan(va[:400]).all()
+    np.testing.assert_array_equal(va[extra:], vb)
+    far = GridWindow(w.grid, Affine(w.transform.a, 0, w.transform.c, 0, w.transform.e,
+                                    w.transform.f + 50_000), 100, 100)
+    with pytest.raises(RasterError, match="no scene in the window"):
+        features_from_stac(cat, sp, sel, 2015, far, tmp_path / "far.tif", level="L1C", cloud_mask="none")

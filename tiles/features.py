@@ -30,7 +30,7 @@ import numpy as np
 from affine import Affine
 from scipy.ndimage import uniform_filter
 
-from pipeline.errors import RasterError
+from pipeline.errors import NoSceneError, RasterError
 from pipeline.spec import CloudMask, Feature, FeatureSpec
 from tiles.composite import focal_median, nan_percentiles
 from tiles.grid import GridWindow
@@ -271,7 +271,11 @@ def compute_features_blocked(spec: FeatureSpec, load: Callable[[GridWindow], Sta
     Returns:
         ``(features float32 (F, H, W), the first block's stack)`` (its level and sources).
 
+    A block that no acquisition covers (``load`` raises :class:`NoSceneError`: sea, a border
+    strip) stays nodata (NaN, counted in the COG's ``nodata_pixels``).
+
     Raises:
+        NoSceneError: no block of the tile has an acquisition.
         RasterError: as :func:`compute_features`, for the first block that fails.
     """
     halo = halo_px(spec, window.grid.res_m)
@@ -279,17 +283,25 @@ def compute_features_blocked(spec: FeatureSpec, load: Callable[[GridWindow], Sta
     r = window.grid.res_m
     starts = list(range(0, window.height, block_rows))
     first: Stack | None = None
+    empty: list[NoSceneError] = []
     for i, r0 in enumerate(starts):
         top = max(0, r0 - halo)
         bottom = min(window.height, r0 + block_rows + halo)
         t = window.transform
         sub = GridWindow(window.grid, Affine(t.a, t.b, t.c, t.d, t.e, t.f - top * r), bottom - top, window.width)
-        stack = load(sub)
+        try:
+            stack = load(sub)
+        except NoSceneError as e:  # e.g. the sea or a border strip of the tile: that block stays nodata
+            empty.append(e)
+            if on_block:
+                on_block(i + 1, len(starts))
+            continue
         first = first or stack
         vals = compute_features(spec, stack, year)
         h = min(block_rows, window.height - r0)
         out[:, r0:r0 + h] = vals[:, r0 - top:r0 - top + h]
         if on_block:
             on_block(i + 1, len(starts))
-    assert first is not None
+    if first is None:  # no block has a scene: the tile has none
+        raise empty[0]
     return out, first

@@ -87,7 +87,7 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
             collection carries MOD21C3).
         SpecError: bad selection.
     """
-    from pipeline.errors import RasterError
+    from pipeline.errors import NoSceneError, RasterError
     from tiles.cloud_mask import resolve_cloud_mask
     from tiles.stac_load import DEM_VARIABLE, items_from_catalog, load_stac_stack
     from tiles.stac_search import search_items
@@ -115,7 +115,7 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
             cloud = s2.scene_cloud_max_pct if k == "s2" and s2 is not None else None
             per_kind[k] = search_items(source, k, window, year, cloud)
             if not per_kind[k]:
-                raise RasterError(f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
+                raise NoSceneError(f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
                                   f"{'' if k == 'dem' else f' in {year}'} in the collection "
                                   f"{source.collections[k]!r} of {source.url}"
                                   + (f" with less than {cloud:g} % cloud cover" if cloud is not None else ""),

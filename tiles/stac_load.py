@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pystac
 
-from pipeline.errors import RasterError
+from pipeline.errors import NoSceneError, RasterError
 from tiles.grid import GridWindow
 from tiles.stack import MASK_VARIABLES, Stack, canonical_band
 
@@ -100,8 +100,8 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
         0–1 (bands) or native units (masks), NaN = nodata.
 
     Raises:
-        RasterError: no item in the window/year, or a band missing from the items (the message
-            lists the assets the items have).
+        NoSceneError: no item in the window/year.
+        RasterError: a band missing from the items (the message lists the assets the items have).
     """
     import odc.stac
     from odc.geo.geobox import GeoBox
@@ -117,7 +117,7 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
             continue
         chosen.append(it)
     if not chosen:
-        raise RasterError(f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
+        raise NoSceneError(f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
                           + (f" in {year}" if year is not None else ""),
                           "Widen the search (dates, cloud cover) or check the tile")
     keys = {canonical_band(k): k for it in chosen for k in it.assets}
