@@ -18,9 +18,10 @@ from tiles.stack import load_manifest, load_stack
 BANDS = ["B2", "B4", "B8"]
 
 
-def _catalog(data: Path, tmp: Path) -> Path:
-    """One STAC item per real acquisition; one DN COG per band (reflectance × 10,000, float32 so
-    that no rounding hides a difference; real catalogues hold uint16 DN)."""
+def _catalog(data: Path, tmp: Path, baseline: str = "02.01", add_dn: float = 0.0,
+             props: dict | None = None) -> Path:
+    """One STAC item per real acquisition; one DN COG per band (reflectance × 10,000 + ``add_dn``,
+    float32 so that no rounding hides a difference; real catalogues hold uint16 DN)."""
     man, root = load_manifest("eolearn_slovenia")
     cat = pystac.Catalog("slovenia-l1c", "the eo-learn Slovenia L1C bands as a static catalogue")
     for item in (i for i in man.items if i.kind == "bands"):
@@ -33,7 +34,7 @@ def _catalog(data: Path, tmp: Path) -> Path:
             for b in BANDS:
                 dest = tmp / f"{src_path.stem}_{b}.tif"
                 with rasterio.open(dest, "w", **prof) as d:
-                    d.write((src.read(desc.index(b) + 1).astype(np.float64) * 10_000).astype(np.float32), 1)
+                    d.write((src.read(desc.index(b) + 1).astype(np.float64) * 10_000 + add_dn).astype(np.float32), 1)
                 assets[b] = pystac.Asset(dest.name, media_type=pystac.MediaType.GEOTIFF, roles=["data"])
         from pyproj import Transformer
 
@@ -43,7 +44,7 @@ def _catalog(data: Path, tmp: Path) -> Path:
         it = pystac.Item(src_path.stem, {"type": "Polygon", "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]],
                                                                              [lon[1], lat[1]], [lon[0], lat[1]],
                                                                              [lon[0], lat[0]]]]},
-                         [lon[0], lat[0], lon[1], lat[1]], when, {"s2:processing_baseline": "02.01"})
+                         [lon[0], lat[0], lon[1], lat[1]], when, {"s2:processing_baseline": baseline, **(props or {})})
         for k, a in assets.items():
             a.href = str(tmp / a.href)
             it.add_asset(k, a)
@@ -79,6 +80,37 @@ def test_l2a_harmonization_offset() -> None:
     assert _offset(item("2022-06-01", None), "L2A") == -1000  # from the date when no baseline
     assert _offset(item("2022-01-24", None), "L2A") == 0
     assert _offset(item("2022-06-01", "04.00"), "L1C") == 0
+
+
+def test_offset_from_metadata_and_data(data: Path, tmp_path: Path) -> None:
+    """Baseline 04.00 items: DN with the +1000 get the offset; items the provider harmonized
+    (earthsearch:boa_offset_applied) do not; items whose metadata wrongly call for the offset
+    (Element84/earth-search#71) are detected from their values, with a warning. All three equal
+    the real reflectance."""
+    import warnings
+
+    man, root = load_manifest("eolearn_slovenia")
+    local = load_stack(man, root, variables=set(BANDS))
+    cases = {"offset in the DN": (1000.0, None), "flag set": (0.0, {"earthsearch:boa_offset_applied": True}),
+             "metadata wrong": (0.0, {"earthsearch:boa_offset_applied": False})}
+    for label, (add, props) in cases.items():
+        sub = tmp_path / label.replace(" ", "_")
+        sub.mkdir()
+        items = items_from_catalog(_catalog(data, sub, "04.00", add, props))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            st = load_stac_stack(items, local.window, BANDS, year=2015, level="L2A")
+        said = [str(w.message) for w in caught if "already harmonized" in str(w.message)]
+        # the 2015-08-20 scene is cloud everywhere (no value below 1000 DN in any band): it cannot be told
+        # apart and keeps the metadata's offset; the four scenes with clear land are detected
+        assert len(said) == (4 if label == "metadata wrong" else 0), (label, said)
+        assert not any("20150820" in m for m in said)
+        keep = [0, 1, 3, 4] if label == "metadata wrong" else list(range(5))
+        for b in BANDS:
+            v1, v2 = local.variables[b][1][keep], st.variables[b][1][keep]
+            ok = np.isfinite(v1) & np.isfinite(v2)
+            assert ok.mean() > 0.8, label
+            np.testing.assert_allclose(v2[ok], v1[ok], rtol=1e-5, atol=2e-5, err_msg=label)
 
 
 def test_bad_catalogues(data: Path, tmp_path: Path) -> None:

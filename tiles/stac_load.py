@@ -10,6 +10,14 @@ produces, so the feature engine cannot tell them apart (issue #7).
   from ``s2:processing_baseline`` or, when absent, from the acquisition date), ``DN · 1e-4``
   otherwise (L1C, older L2A). Values ≤ 0 after the offset are nodata, as in GEE's
   ``COPERNICUS/S2_SR_HARMONIZED``. Mask layers (``SCL``, ``CLP`` in percent) are not scaled.
+- Items whose COGs were harmonized by the provider (Earth Search's
+  ``earthsearch:boa_offset_applied: true``, formerly ``sentinel:boa_offset_applied``) get no
+  offset. Earth Search's flag is known to be wrong on some items (Element84/earth-search#66 and
+  #71), so the data are checked too: when more than :data:`NOT_OFFSET_SHARE` (5 %) of an item's
+  valid values in a visible-to-NIR band (:data:`CHECK_BANDS`) are below 1000 DN (negative surface
+  reflectance once the offset is subtracted), the values are taken as already harmonized, with a
+  warning naming the item. A scene bright everywhere (cloud, snow) cannot be told apart this way
+  and keeps its metadata's offset; the cloud mask removes cloud.
 """
 
 from __future__ import annotations
@@ -31,6 +39,11 @@ DEM_ASSETS = ("elevation", "data", "dem", "DEM")
 Planetary Computer: ``data``)."""
 
 HARMONIZATION_DATE = np.datetime64("2022-01-25")
+NOT_OFFSET_SHARE = 0.05
+CHECK_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A")
+"""Bands whose valid L2A values stay above 1000 DN once offset (visible to NIR: water and dark
+vegetation have positive surface reflectance there; SWIR over water may be < 0, so it is not used)."""
+OFFSET_APPLIED_KEYS = ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied")
 BOA_ADD_OFFSET = -1000.0
 DN_TO_REFLECTANCE = 1e-4
 
@@ -67,7 +80,7 @@ def _item_time(item: pystac.Item) -> np.datetime64:
 
 
 def _offset(item: pystac.Item, level: str) -> float:
-    if level != "L2A":
+    if level != "L2A" or any(item.properties.get(k) is True for k in OFFSET_APPLIED_KEYS):
         return 0.0
     base = item.properties.get("s2:processing_baseline")
     if base is not None:
@@ -134,21 +147,26 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
     times = ds["time"].to_numpy().astype("datetime64[ns]")
     by_time = {_item_time(it): it for it in chosen}
     offsets = np.array([_offset(by_time[t], level) if t in by_time else 0.0 for t in times], np.float32)
-    variables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    raw: dict[str, np.ndarray] = {}
     for b in bands:
         da = ds[keys[canonical_band(b)]]
         v = da.to_numpy().astype(np.float32)
         nod = da.attrs.get("nodata")
         if nod is not None and np.isfinite(nod):
             v[v == np.float32(nod)] = np.nan
-        name = canonical_band(b)
+        raw[canonical_band(b)] = v
+    reflectance = [n for n in raw if n not in MASK_VARIABLES and n not in (as_stored or set())]
+    if kind == "s2":
+        _drop_offsets_the_data_lack(offsets, times, by_time, {n: raw[n] for n in reflectance})
+    variables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, v in raw.items():
         if kind == "dem":  # one terrain layer: the first valid tile value at each pixel
             first = np.argmax(np.isfinite(v), axis=0)
             variables[name] = (np.sort(times)[:1], np.take_along_axis(v, first[None], axis=0))
             continue
         if kind == "s1":
             v[v <= 0] = np.nan  # linear backscatter is positive; 0 = no data
-        elif name not in MASK_VARIABLES and name not in (as_stored or set()):
+        elif name in reflectance:
             v = (v + offsets[:, None, None]) * np.float32(DN_TO_REFLECTANCE)
             if level == "L2A":
                 v[v <= 0] = np.nan
@@ -157,3 +175,28 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
     sources = sorted({a.href for it in chosen for k, a in it.assets.items() if canonical_band(k) in
                       {canonical_band(b) for b in bands}})
     return Stack(window, variables, level, sources)
+
+
+def _drop_offsets_the_data_lack(offsets: np.ndarray, times: np.ndarray, by_time: dict[np.datetime64, pystac.Item],
+                                dn: dict[str, np.ndarray]) -> None:
+    """Set ``offsets[i]`` to 0 where acquisition ``i``'s values are already harmonized although
+    its metadata say otherwise (see the module docstring); warn once per such item.
+
+    Args:
+        offsets: float32 (T,) BOA_ADD_OFFSET per acquisition, changed in place.
+        times: datetime64 (T,) acquisition times.
+        by_time: time → item, for the warning.
+        dn: band → float32 (T, H, W) digital numbers, NaN = nodata.
+    """
+    import warnings
+
+    for i in np.flatnonzero(offsets != 0):
+        for band, v in ((b, a) for b, a in dn.items() if b in CHECK_BANDS):
+            valid = v[i][np.isfinite(v[i]) & (v[i] > 0)]
+            if valid.size and (share := float((valid < -offsets[i]).mean())) > NOT_OFFSET_SHARE:
+                item = by_time.get(times[i])
+                warnings.warn(f"STAC item {item.id if item else times[i]}: its metadata call for the L2A offset "
+                              f"{offsets[i]:g} DN, but {share:.0%} of its valid {band} values are below "
+                              f"{-offsets[i]:g} DN: taken as already harmonized (no offset)", stacklevel=3)
+                offsets[i] = 0.0
+                break
