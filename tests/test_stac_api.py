@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,8 +179,8 @@ def test_s2_from_the_api_with_the_scl_fallback_and_the_scene_filter(data: Path, 
                       dst_transform=local.window.transform, dst_crs=local.window.grid.crs,
                       resampling=Resampling.nearest)
         ndvi[i][np.isin(cls, SCL_FALLBACK)] = np.nan
-    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("ignore", RuntimeWarning)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         want = np.stack([np.nanpercentile(ndvi[keep], q, axis=0) for q in (50, 95)])
     want *= np.array(scales, np.float32)[:, None, None]
     ok = np.isfinite(want) & np.isfinite(got)

@@ -119,9 +119,9 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
     import odc.stac
     from odc.geo.geobox import GeoBox
 
-    from tiles.stac_search import bbox_lonlat
+    from tiles.stac import footprint_lonlat
 
-    w, s, e, n = bbox_lonlat(window)
+    w, s, e, n = footprint_lonlat(window)[1]
     chosen = []
     for it in items:
         if it.bbox and (it.bbox[0] > e or it.bbox[2] < w or it.bbox[1] > n or it.bbox[3] < s):

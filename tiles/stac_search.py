@@ -2,7 +2,8 @@
 an EEA grid window in the map year.
 
 - The search is ``collections=[collection]``, the window's lon/lat bounding box (EPSG:4326,
-  lon/lat order, from the EPSG:3035 window corners), ``datetime=YEAR-01-01/YEAR-12-31``.
+  lon/lat order, of the densified EPSG:3035 outline: :func:`tiles.stac.footprint_lonlat`),
+  ``datetime=YEAR-01-01/YEAR-12-31``.
 - Sentinel-2 scene filter (the spec's ``scene_cloud_max_pct``, as GEE's
   ``CLOUDY_PIXEL_PERCENTAGE``) on ``eo:cloud_cover``: sent to the API as the Query extension or
   a CQL2 filter when the API conforms to one, and always re-applied to the returned items
@@ -18,12 +19,14 @@ an EEA grid window in the map year.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import pystac
 
 from pipeline.errors import RasterError
 from tiles.grid import GridWindow
+from tiles.stac import footprint_lonlat
 
 PLANETARY_COMPUTER_HOST = "planetarycomputer.microsoft.com"
 
@@ -58,19 +61,11 @@ class StacApi:
         return self.collections[kind]
 
 
-def bbox_lonlat(window: GridWindow) -> tuple[float, float, float, float]:
-    """The window's (west, south, east, north) in EPSG:4326 degrees, lon/lat order, from its
-    four EPSG:3035 corners (a 10 km cell is small enough that the corners bound it).
-    """
-    from tiles.grid import _to_lonlat
-
-    left, bottom, right, top = window.bounds
-    xs, ys = _to_lonlat(window.grid.crs).transform([left, right, left, right], [bottom, bottom, top, top])
-    return min(xs), min(ys), max(xs), max(ys)
-
-
+@lru_cache(maxsize=8)
 def open_api(url: str) -> Any:
     """``pystac_client.Client`` for ``url``; Planetary Computer hrefs are signed on the fly.
+    Cached per URL, so the landing page is read once per run, not once per tile and sensor
+    (a failure is not cached).
 
     Raises:
         RasterError: the API cannot be reached or is not a STAC API; Planetary Computer without
@@ -114,7 +109,7 @@ def search_items(api: StacApi, kind: str, window: GridWindow, year: int,
     if kind == "s1":
         check_s1_calibrated(collection, api.url)
     cl = client if client is not None else open_api(api.url)
-    params: dict[str, Any] = {"collections": [collection], "bbox": list(bbox_lonlat(window)),
+    params: dict[str, Any] = {"collections": [collection], "bbox": footprint_lonlat(window)[1],
                               "max_items": api.max_items}
     if kind != "dem":
         params["datetime"] = f"{year}-01-01/{year}-12-31"
