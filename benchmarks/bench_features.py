@@ -1,6 +1,6 @@
 """Benchmark: masked annual p5/p50/p98 + 12 monthly medians of a 1000 × 1000 × 70-date tile.
 
-- **ours**: :func:`tiles.composite.composite` on a dask array chunked by 64 rows (time whole),
+- **ours**: :func:`tiles.engine.composite.composite` on a dask array chunked by 64 rows (time whole),
   each chunk generated on the fly (seeded), dask's threaded scheduler: the full cube never
   exists in memory, so the peak RSS is the figure a 10 km tile costs.
 - **naive** (the peer): the same values as one in-memory ``xarray.DataArray``, then
@@ -44,7 +44,7 @@ mode = sys.argv[1]
 t = time.perf_counter()
 if mode == "ours":
     import dask, dask.array as da
-    from tiles.composite import composite
+    from tiles.engine.composite import composite
     parts = [da.from_delayed(dask.delayed(block)(r0, min(CHUNK, H - r0)), (T, min(CHUNK, H - r0), W), np.float32)
              for r0 in range(0, H, CHUNK)]
     cube = da.concatenate(parts, axis=1)
@@ -75,7 +75,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPU cores; tile {H} × {W} × {T} dates, 35 % masked; "
           "annual p5/p50/p98 + 12 monthly medians")
     ours = _run("ours", "/tmp/eulc_bench_ours.npy")
-    print(f"ours (tiles.composite, dask threads, {CHUNK_ROWS}-row chunks): {ours['seconds']:.1f} s, "
+    print(f"ours (tiles.engine.composite, dask threads, {CHUNK_ROWS}-row chunks): {ours['seconds']:.1f} s, "
           f"peak RSS {ours['peak_rss_gb']:.2f} GB")
     naive = _run("naive", "/tmp/eulc_bench_naive.npy")
     print(f"naive (xarray quantile + groupby month median, in memory): {naive['seconds']:.1f} s, "

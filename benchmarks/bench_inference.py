@@ -5,7 +5,7 @@ All figures come from one run on this machine:
 - **model-only** (px/s) on a 1000 × 1000 tile (10kmE467N253's pixel centres for lon/lat):
   (a) the faithful BRIDGE-LC shape with 109 features (learnt location MLP, 3 × 256, 7
   classes; synthetic values), (b) the shipped ``models/elc10-l1`` bundle (35 features).
-  Both go through :class:`tiles.predict.Predictor` (fused network, sub-batches, softmax,
+  Both go through :class:`tiles.mapping.predict.Predictor` (fused network, sub-batches, softmax,
   argmax, confidence). The pixels of (b) and of the peers are real ELC10 LUCAS rows drawn
   with replacement, so trees walk realistic paths.
 - **peers**: scikit-learn RandomForest (130 trees, min_samples_leaf 2, sqrt) and XGBoost
@@ -37,11 +37,11 @@ import torch
 from model.bridge import BridgeConfig, BridgeLC
 from model.bundle import ModelBundle, load_bundle
 from model.normalize import MinMaxNormalizer
-from pipeline.config import data_dir
-from pipeline.legend import level1_legend
-from pipeline.pretrained import models_dir
-from tiles.grid import TileId
-from tiles.predict import CPU_BATCH_PX, Predictor
+from pipeline.app.pretrained import models_dir
+from pipeline.core.config import data_dir
+from pipeline.core.grid import TileId
+from pipeline.core.legend import level1_legend
+from tiles.mapping.predict import CPU_BATCH_PX, Predictor
 
 N_SIDE = 1000
 TILE = TileId.parse("10kmE467N253")
@@ -78,7 +78,7 @@ E2E_CHILD = r"""
 import json, sys, time, torch
 from pathlib import Path
 from model.bundle import load_bundle
-from tiles.predict import Predictor, predict_tile
+from tiles.mapping.predict import Predictor, predict_tile
 torch.set_num_threads(int(sys.argv[4]))
 pred = Predictor(load_bundle(Path(sys.argv[1])), device="cpu")
 times = []
@@ -128,7 +128,7 @@ def main() -> None:
     from xgboost import XGBClassifier
 
     from model.train import training_arrays
-    from pipeline.spec import load_spec
+    from pipeline.core.spec import load_spec
     from pipeline.table import build_feature_table
 
     table, _ = build_feature_table([data_dir() / ELC10_CSV], load_spec("elc10"))
@@ -146,7 +146,7 @@ def main() -> None:
     xgb_rate = _rate(lambda: xgb.predict(xpx), n, repeat=1)
     print(f"peer RF (130 trees): {rf_rate / 1e6:.3f} Mpx/s; peer XGBoost (300 rounds): {xgb_rate / 1e6:.3f} Mpx/s")
 
-    from tiles.cog import write_cog
+    from pipeline.core.cog import write_cog
 
     feat = out / "features_e2e.tif"
     write_cog(feat, x35.T.reshape(len(bundle.features), N_SIDE, N_SIDE), TILE.window().transform, "EPSG:3035",
@@ -165,7 +165,7 @@ def main() -> None:
     for c in cells:
         write_cog(fdir / f"{c}.tif", x35.T.reshape(len(bundle.features), N_SIDE, N_SIDE), c.window().transform,
                   "EPSG:3035", np.nan, descriptions=bundle.features, tags={"spec": "elc10", "year": "2018"})
-    from tiles.runner import run_map
+    from tiles.mapping.runner import run_map
 
     run_out = out / "run"
     if run_out.exists():

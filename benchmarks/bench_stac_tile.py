@@ -3,7 +3,7 @@
 A static STAC catalogue of 70 synthetic Sentinel-2 scenes in the real layout (UTM 33N, 10 m,
 uint16 DN ``B04``/``B08`` and a uint8 s2cloudless ``CLP`` asset per date, DEFLATE-tiled GeoTIFF,
 each scene covering the cell 10kmE467N253 near Ljubljana plus a margin) is read by
-:func:`tiles.run.features_from_stac` for the 10 NDVI features of the shipped
+:func:`tiles.engine.run.features_from_stac` for the 10 NDVI features of the shipped
 ``elc10-ndvi-l1`` bundle (p5–p95, four seasonal medians, the 7 × 7 texture): odc-stac
 reprojection onto EPSG:3035, CLP ≥ 40 masking, daily mosaic, composites, feature COG.
 
@@ -38,12 +38,12 @@ MARGIN_M = 300
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from pipeline.selection import FeatureSelection
-from pipeline.spec import load_spec
+from pipeline.core.selection import FeatureSelection
+from pipeline.core.spec import load_spec
 from model.bundle import load_bundle
-from pipeline.pretrained import models_dir
-from tiles.grid import TileId
-from tiles.run import features_from_stac
+from pipeline.app.pretrained import models_dir
+from pipeline.core.grid import TileId
+from tiles.engine.run import features_from_stac
 
 def peak_gb():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024 ** 2
@@ -65,7 +65,7 @@ def make_catalogue(root: Path) -> Path:
     from rasterio.transform import from_origin
     from scipy.ndimage import gaussian_filter
 
-    from tiles.grid import TileId
+    from pipeline.core.grid import TileId
 
     left, bottom, right, top = TileId.parse(CELL).window().bounds
     to_utm = Transformer.from_crs(3035, 32633, always_xy=True)

@@ -21,14 +21,14 @@ import rasterio
 from sklearn.ensemble import RandomForestClassifier
 
 from model.train import training_arrays
-from pipeline.agreement import agreement
-from pipeline.config import data_dir
-from pipeline.demo import SLOVENIA, run_demo
-from pipeline.legend import Crosswalk, level1_legend
+from pipeline.app.demo import SLOVENIA, run_demo
+from pipeline.assess.agreement import agreement
+from pipeline.core.cog import write_cog
+from pipeline.core.config import data_dir
+from pipeline.core.featurecog import read_feature_cog
+from pipeline.core.grid import pixel_centres_lonlat
+from pipeline.core.legend import Crosswalk, level1_legend
 from pipeline.table import read_feature_table
-from tiles.cog import write_cog
-from tiles.featurecog import read_feature_cog
-from tiles.grid import pixel_centres_lonlat
 
 
 def main() -> None:

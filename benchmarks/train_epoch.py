@@ -29,8 +29,8 @@ from model.bridge import BridgeConfig, BridgeLC
 from model.losses import supcon_loss
 from model.normalize import MinMaxNormalizer
 from model.train import TrainConfig, train_bridge, training_arrays
-from pipeline.config import data_dir
-from pipeline.spec import load_spec
+from pipeline.core.config import data_dir
+from pipeline.core.spec import load_spec
 from pipeline.table import build_feature_table, read_feature_table, write_feature_table
 
 ELC10 = Path("elc10_lucas2018") / "lucas2018_elc10_s2_s1_features.csv.gz"

@@ -7,7 +7,7 @@ values at a point in a training table and in a tile raster are the same numbers.
   per task, shards inside one EEA 100 km cell), ``Export.table`` to Drive, Cloud Storage or
   an asset, CSV with ``system:index`` and ``.geo``.
 - **Tiles**: ``Export.image`` of an EEA grid tile with ``crs="EPSG:3035"`` and a
-  ``crsTransform`` from :class:`tiles.grid.TileId` (never ``scale``), ``dimensions`` from the
+  ``crsTransform`` from :class:`pipeline.core.grid.TileId` (never ``scale``), ``dimensions`` from the
   tile, a Cloud-Optimized GeoTIFF with nodata −32768. GeoTIFF exports carry no band names, so
   a ``<prefix>.bands.json`` sidecar is written beside the task list and read by the tile reader.
 """
@@ -23,9 +23,9 @@ import ee
 import geopandas as gpd
 
 from gee_scripts.images import export_image
-from pipeline.errors import EulcError
-from pipeline.spec import FeatureSpec
-from tiles.grid import TileId
+from pipeline.core.errors import EulcError
+from pipeline.core.grid import TileId
+from pipeline.core.spec import FeatureSpec
 
 NODATA_INT16 = -32768
 SAMPLE_SCALE_M = 10

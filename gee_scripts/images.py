@@ -10,8 +10,10 @@ Every builder reads the spec, never hard-coded thresholds, so a spec change chan
   20 m bands are used at 10 m with nearest-neighbour resampling, Earth Engine's default when
   the image is sampled or exported on the 10 m grid.
 - **Sentinel-1** (§2.1.2): ``COPERNICUS/S1_GRD_FLOAT`` (linear σ⁰), ``instrumentMode == IW``,
-  scenes with both VV and VH, both orbit directions; a focal median over a circle of 30 m
-  radius on linear σ⁰, then the spec's variables (dB or linear, see the spec header).
+  scenes with both VV and VH, both orbit directions unless a feature names one
+  (``orbitProperties_pass``); a focal median over a circle of 30 m radius, then the band values
+  in the sensor's ``units`` (a collection stored in other units is converted: ELC10's
+  ``COPERNICUS/S1_GRD`` is dB, ``S1_GRD_FLOAT`` linear) and the spec's variables.
 - **LST** (§2.1.3): ``MODIS/061/MOD21C3`` ``LST_Day`` × 0.02 → kelvin, one value per month.
 - **DEM**: the configured asset's elevation band (ASTER GDEM v3 by default).
 
@@ -27,8 +29,8 @@ from collections import defaultdict
 
 import ee
 
-from pipeline.errors import SpecError
-from pipeline.spec import Feature, FeatureSpec, Sensor, expression_inputs
+from pipeline.core.errors import SpecError
+from pipeline.core.spec import Feature, FeatureSpec, Sensor, expression_inputs
 
 # Known DEM assets and their elevation band: single images, and tiled collections (mosaicked).
 DEM_IMAGES = {"NASA/NASADEM_HGT/001": "elevation", "USGS/SRTMGL1_003": "elevation"}
@@ -128,12 +130,21 @@ def s2_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
     return col.map(prepare)
 
 
+S1_NATIVE_UNITS = {"COPERNICUS/S1_GRD": "dB", "COPERNICUS/S1_GRD_FLOAT": "linear"}
+"""How Earth Engine stores σ⁰ in its Sentinel-1 collections (GEE catalogue pages); other
+collections are taken to be in the spec's ``units``."""
+
+
 def s1_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
-                  region: ee.Geometry) -> ee.ImageCollection:
-    """Speckle-filtered Sentinel-1 variables for the year (both orbit directions)."""
+                  region: ee.Geometry, orbit: str | None = None) -> ee.ImageCollection:
+    """Speckle-filtered Sentinel-1 variables for the year, in the sensor's ``units``; scenes of
+    one pass when ``orbit`` is ``ASCENDING``/``DESCENDING`` (``orbitProperties_pass``), else both.
+    """
     s = spec.sensors[key]
     start, end = _date_range(year)
     col = ee.ImageCollection(s.collection).filterBounds(region).filterDate(start, end)
+    if orbit:
+        col = col.filter(ee.Filter.eq("orbitProperties_pass", orbit))
     if s.instrument_mode:
         col = col.filter(ee.Filter.eq("instrumentMode", s.instrument_mode))
     for pol in s.polarisations:
@@ -144,6 +155,11 @@ def s1_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
         img = ee.Image(image).select(pols)
         if s.focal_median_radius_m:
             img = img.focalMedian(radius=s.focal_median_radius_m, kernelType="circle", units="meters")
+        native = S1_NATIVE_UNITS.get(s.collection, s.units)
+        if native == "linear" and s.units == "dB":
+            img = img.log10().multiply(10)
+        elif native == "dB" and s.units == "linear":
+            img = ee.Image.constant(10).pow(img.divide(10))
         return _add_variables(ee.Image(img.rename(pols).copyProperties(image, ["system:time_start"])),
                               spec, variables)
 
@@ -190,10 +206,20 @@ def _reduce(col: ee.ImageCollection, features: list[Feature], variables: list[st
         parts.append(padded.reduce(ee.Reducer.mean()))
     if any(f.stat == "stddev" for f in features):
         parts.append(padded.reduce(ee.Reducer.stdDev()))
+    for stat, reducer in (("min", ee.Reducer.min()), ("max", ee.Reducer.max())):
+        if any(f.stat == stat for f in features):
+            parts.append(padded.reduce(reducer))
+    for f in features:  # focal stdDev of the annual median (ELC10's ndvi_texture_sd)
+        if f.stat == "texture_sd":
+            med = padded.select([f.source]).reduce(ee.Reducer.median())
+            parts.append(med.reduceNeighborhood(reducer=ee.Reducer.stdDev(),
+                                                kernel=ee.Kernel.square(f.kernel_radius_px or 1, "pixels"))
+                         .rename([f"{f.name}__texture"]))
     img = ee.Image.cat(parts)
-    # GEE names the outputs <variable>_p5 / <variable>_median / _mean / _stdDev
-    suffix = {"median": "median", "mean": "mean", "stddev": "stdDev"}
-    src = [f"{f.source}_{f.stat if f.percentile is not None else suffix[f.stat]}" for f in features]
+    # GEE names the outputs <variable>_p5 / <variable>_median / _mean / _stdDev / _min / _max
+    suffix = {"median": "median", "mean": "mean", "stddev": "stdDev", "min": "min", "max": "max"}
+    src = [f"{f.name}__texture" if f.stat == "texture_sd"
+           else f"{f.source}_{f.stat if f.percentile is not None else suffix[f.stat]}" for f in features]
     return img.select(src, [f.name for f in features])
 
 
@@ -207,23 +233,26 @@ def _sensor_image(spec: FeatureSpec, key: str, features: list[Feature], year: in
             raise SpecError(f"DEM features {bad} need stat 'value'", "Set stat: value")
         img = dem_image(spec, key, variables)
         return img.select([f.source for f in features], [f.name for f in features])
-    builders = {"s2": s2_collection, "s1": s1_collection, "lst": lst_collection}
-    col = builders[sensor.kind](spec, key, variables, year, region)
-    by_window: dict[tuple[int, ...], list[Feature]] = defaultdict(list)
+    by_orbit: dict[str | None, dict[tuple[int, ...], list[Feature]]] = defaultdict(lambda: defaultdict(list))
     for f in features:
-        if f.derived:
-            raise SpecError(f"feature {f.name!r} is derived from other features ({f.derived!r}); derived "
-                            "features are not built for Earth Engine yet", "Select the features it derives from")
-        if f.stat in ("texture_sd", "min", "max", "value"):
-            raise SpecError(f"feature {f.name!r}: stat {f.stat!r} is not built for Earth Engine yet",
-                            "Use pN, median, mean or stddev")
-        by_window[f.window.months].append(f)
+        if f.stat == "value":
+            raise SpecError(f"feature {f.name!r}: stat 'value' is for DEM features only", "Use a temporal statistic")
+        if f.orbit and sensor.kind != "s1":
+            raise SpecError(f"feature {f.name!r}: orbit {f.orbit} is for Sentinel-1 features only",
+                            "Remove `orbit` from this feature")
+        by_orbit[f.orbit][f.window.months].append(f)
     parts = []
-    for months, feats in by_window.items():
-        sub = col
-        if months != tuple(range(1, 13)):
-            sub = col.filter(ee.Filter.Or(*[ee.Filter.calendarRange(m, m, "month") for m in months]))
-        parts.append(_reduce(sub, feats, _variables(spec, feats)))
+    for orbit, by_window in by_orbit.items():  # one collection per orbit pass (None: both)
+        feats_o = [f for fs in by_window.values() for f in fs]
+        if sensor.kind == "s1":
+            col = s1_collection(spec, key, _variables(spec, feats_o), year, region, orbit)
+        else:
+            col = {"s2": s2_collection, "lst": lst_collection}[sensor.kind](spec, key, variables, year, region)
+        for months, feats in by_window.items():
+            sub = col
+            if months != tuple(range(1, 13)):
+                sub = col.filter(ee.Filter.Or(*[ee.Filter.calendarRange(m, m, "month") for m in months]))
+            parts.append(_reduce(sub, feats, _variables(spec, feats)))
     return ee.Image.cat(parts)
 
 
@@ -239,14 +268,21 @@ def feature_image(spec: FeatureSpec, year: int, region: ee.Geometry) -> ee.Image
         ``ee.Image`` with ``len(spec.names)`` float bands named ``spec.names``, physical units.
 
     Raises:
-        SpecError: a year the spec's sensors do not cover, or a statistic not built for GEE.
+        SpecError: a year the spec's sensors do not cover, a statistic outside its sensor
+            (``value`` off the DEM), or an orbit on a non-S1 feature.
     """
     check_year(spec, year)
     groups: dict[str, list[Feature]] = defaultdict(list)
     for f in spec.features:
-        groups[f.sensor].append(f)
-    parts = [_sensor_image(spec, key, feats, year, region) for key, feats in groups.items()]
-    return ee.Image.cat(parts).select(spec.names)
+        if not f.derived:
+            groups[f.sensor].append(f)
+    img = ee.Image.cat([_sensor_image(spec, key, feats, year, region) for key, feats in groups.items()])
+    derived = [f for f in spec.features if f.derived]
+    if derived:  # expressions over other features' physical values (ELC10's dpol = VH dB / VV dB)
+        img = img.addBands(ee.Image.cat([
+            img.expression(f.derived, {n: img.select([n]) for n in spec.derived_inputs(f)}).rename([f.name])
+            for f in derived]))
+    return img.select(spec.names)
 
 
 def export_image(spec: FeatureSpec, year: int, region: ee.Geometry) -> ee.Image:

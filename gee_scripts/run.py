@@ -11,11 +11,12 @@ from typing import Any
 from gee_scripts.exports import Destination, graph_hash, table_task, task_graph, tile_task
 from gee_scripts.images import check_year
 from gee_scripts.jobs import EETaskRunner, JobSpec, JobTable, SubmitReport, poll, submit
-from gee_scripts.points import read_points, shards
 from gee_scripts.session import initialize_live, offline
-from pipeline.atomic import atomic_path, write_json
-from pipeline.spec import FeatureSpec
-from tiles.grid import TileId
+from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.contract import embed, features_digest
+from pipeline.core.grid import TileId
+from pipeline.core.lucas import read_points, shards
+from pipeline.core.spec import FeatureSpec
 
 JOBS_DB = "jobs.sqlite"
 
@@ -79,7 +80,10 @@ def plan_tile_exports(tiles: list[TileId], spec: FeatureSpec, year: int, dest: D
 
 
 def write_plan(out: Path, plan: Plan, spec: FeatureSpec, year: int) -> None:
-    """Write ``graphs/<key>.json``, ``tasks.csv`` and ``bands.json`` (the band-name sidecar)."""
+    """Write ``graphs/<key>.json``, ``tasks.csv`` and ``bands.json``: the sidecar the map step
+    reads beside the downloaded tiles (band names, stored scales, int16 nodata, and the feature
+    contract, :mod:`pipeline.core.contract`, which ``eulc map`` compares with the bundle's).
+    """
     for key, g in plan.graphs.items():
         write_json(out / "graphs" / f"{key}.json", g, indent=None)
     with atomic_path(out / "tasks.csv") as tmp, tmp.open("w", newline="") as f:
@@ -89,6 +93,7 @@ def write_plan(out: Path, plan: Plan, spec: FeatureSpec, year: int) -> None:
             w.writerow([j.key, j.kind, j.description, j.params_hash, j.output_uri, json.dumps(plan.info[j.key])])
     write_json(out / "bands.json", {
         "spec": spec.name, "spec_hash": spec.digest(), "year": year, "bands": plan.bands,
+        "features_digest": features_digest(spec), "feature_spec": embed(spec),
         "scale": [f.scale for f in spec.features], "dtype": spec.export_dtype, "nodata": -32768,
         "units": "physical value x scale (see the spec)"})
 
@@ -120,7 +125,7 @@ def run_live(out: Path, make_plan: Any, spec: FeatureSpec, year: int, project: s
 
 def status(out: Path, project: str | None) -> list[dict[str, Any]]:
     """Poll the tasks recorded in ``out/jobs.sqlite`` and return the rows."""
-    from pipeline.errors import EulcError
+    from pipeline.core.errors import EulcError
 
     if not (out / JOBS_DB).is_file():
         raise EulcError(f"no job table in {out}", "Run `eulc gee export-... --start --out DIR` first")

@@ -19,7 +19,7 @@ from typing import Any
 import ee
 from ee import apitestcase
 
-from pipeline.errors import EulcError
+from pipeline.core.errors import EulcError
 
 _PATCHED = ("getAlgorithms", "computeValue", "_install_cloud_api_resource")
 

@@ -8,10 +8,11 @@ from typing import Any
 
 from model.bundle import save_bundle
 from model.train import TrainConfig, train_bridge, training_arrays
-from pipeline.hashing import file_sha256
-from pipeline.legend import legend_for
-from pipeline.selection import FeatureSelection
-from pipeline.table import read_feature_table
+from pipeline.core.contract import compare_features, embed, features_digest
+from pipeline.core.hashing import file_sha256
+from pipeline.core.legend import legend_for
+from pipeline.core.selection import FeatureSelection
+from pipeline.table import read_feature_table, table_spec
 
 
 def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelection,
@@ -31,14 +32,21 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
 
     Raises:
         SchemaError: the table lacks a selected feature or base column, or has too few rows.
+        ContractError: the selection's features mean something else than the table's columns
+            (another spec version, scale, orbit, mask, ...).
     """
     table, meta = read_feature_table(table_path)
+    tspec = table_spec(meta, f"table {table_path}")
+    # the selection's features must mean what the table's columns hold (table -> train seam)
+    compare_features(tspec, selection.feature_spec_obj(), selection.names, f"table {table_path}",
+                     "the feature selection")
     data = training_arrays(table, selection.names, cfg.level)
     legend = legend_for(cfg.level)
     res = train_bridge(data, len(legend), cfg, on_epoch)
     save_bundle(out_dir, res.model, res.normalizer, legend, selection.names,
-                spec={"name": selection.spec, "hash": selection.spec_hash,
-                      "table_spec_hash": str(meta.get("spec_hash", ""))},
+                spec={"name": tspec.name, "hash": tspec.digest(), "table_spec_hash": str(meta.get("spec_hash", "")),
+                      "features_digest": features_digest(tspec, selection.names),
+                      "feature_spec": embed(tspec, selection.names)},
                 train_config=cfg.model_dump(), train_config_hash=cfg.digest(),
                 data_hash=file_sha256(table_path)[:16], metrics=res.metrics)
     return res.metrics

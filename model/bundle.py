@@ -23,10 +23,12 @@ from safetensors.torch import load_file, save_file
 
 from model.bridge import BridgeConfig, BridgeLC
 from model.normalize import MinMaxNormalizer
-from pipeline.atomic import current_umask
-from pipeline.errors import BundleError
-from pipeline.hashing import file_sha256
-from pipeline.legend import Legend
+from pipeline.core.atomic import current_umask
+from pipeline.core.contract import artifact_spec, features_digest
+from pipeline.core.errors import BundleError
+from pipeline.core.hashing import file_sha256
+from pipeline.core.legend import Legend
+from pipeline.core.spec import FeatureSpec
 
 FORMAT = "eulc-bundle/1"
 WEIGHTS = "weights.safetensors"
@@ -42,6 +44,22 @@ class ModelBundle:
     legend: Legend
     features: list[str]
     meta: dict[str, Any]
+    path: Path | None = None
+
+    def feature_spec(self) -> FeatureSpec:
+        """The spec of the bundle's features, in its order (embedded in ``bundle.json``; for a
+        bundle of an earlier eulc, the shipped spec it names, whose hash must still match).
+
+        Raises:
+            ContractError: the embedded spec is invalid or was edited, or the named spec changed.
+        """
+        where = f"bundle {self.path}" if self.path else "the bundle"
+        return artifact_spec(self.meta.get("spec", {}), self.features, where).subset(self.features)
+
+    @property
+    def features_digest(self) -> str:
+        """The features digest of the bundle's inputs (:func:`pipeline.core.contract.features_digest`)."""
+        return features_digest(self.feature_spec())
 
     @property
     def digest(self) -> str:
@@ -62,7 +80,7 @@ def _versions() -> dict[str, str]:
 
 
 def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legend: Legend,
-                features: list[str], spec: dict[str, str], train_config: dict[str, Any],
+                features: list[str], spec: dict[str, Any], train_config: dict[str, Any],
                 train_config_hash: str, data_hash: str, metrics: dict[str, Any]) -> Path:
     """Write a bundle directory atomically (built in a temporary sibling, then renamed).
 
@@ -72,7 +90,8 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
         normalizer: min–max statistics, (F,) each, in the spec's stored units.
         legend: the class legend (Level-1 or Level-2).
         features: the F ordered feature names the network takes.
-        spec: ``{"name", "hash"}`` of the feature spec.
+        spec: ``{"name", "hash", "features_digest", "feature_spec"}``: the spec name and full
+            digest, and the contract of the bundle's features (:mod:`pipeline.core.contract`).
         train_config, train_config_hash: the training settings and their hash.
         data_hash: hash of the training table.
         metrics: training / validation metrics.
@@ -122,7 +141,7 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
 
 
 def _regions() -> tuple[str, ...]:
-    from pipeline.bioregion import REGIONS
+    from pipeline.core.bioregion import REGIONS
 
     return REGIONS
 
@@ -173,4 +192,6 @@ def load_bundle(path: Path) -> ModelBundle:
         raise BundleError(f"weights do not fit the architecture ({str(e).splitlines()[0]})",
                           "Re-train the bundle", path=wpath) from None
     net.eval()
-    return ModelBundle(net, norm, legend, features, meta)
+    out = ModelBundle(net, norm, legend, features, meta, path)
+    out.feature_spec()  # the contract is checked at load: an edited or foreign spec is refused here
+    return out

@@ -30,10 +30,10 @@ from model.metrics import classification_metrics, mean_ci95
 from model.presets import ABLATION, PRESETS, preset_config
 from model.scenarios import Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, train_bridge, training_arrays
-from pipeline.atomic import atomic_path
-from pipeline.bioregion import REGIONS
-from pipeline.errors import SchemaError
-from pipeline.legend import legend_for
+from pipeline.core.atomic import atomic_path
+from pipeline.core.bioregion import REGIONS
+from pipeline.core.errors import SchemaError
+from pipeline.core.legend import legend_for
 from pipeline.table import read_feature_table
 
 MODELS = (*PRESETS, *BASELINES)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline.core.atomic import atomic_path
 
 
 def confusion_png(cm: np.ndarray, class_names: list[str], dest: Path, title: str = "") -> Path:

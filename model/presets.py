@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from model.train import TrainConfig
+from pipeline.core.errors import EulcError
 
 FAITHFUL = "bridge-lc"
 DEFAULT = "eulc"
@@ -52,9 +55,17 @@ def preset_config(name: str, base: TrainConfig | None = None, **overrides: Any) 
 
     Raises:
         KeyError: unknown preset, with the known names.
+        EulcError: a setting out of its bounds (``epochs=-3``), naming it.
     """
     table = PRESETS.get(name, ABLATION.get(name))
     if table is None:
         raise KeyError(f"unknown model preset {name!r}; use one of {[*PRESETS, *ABLATION]}")
     base = base or TrainConfig()
-    return base.model_copy(update={**table, **overrides})
+    # through the validators (model_copy(update=...) would let epochs=-3 pass)
+    try:
+        return TrainConfig.model_validate({**base.model_dump(), **table, **overrides})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise EulcError(f"training setting {loc}={err.get('input')!r}: {err['msg']}",
+                        f"Give a valid --{loc.replace('_', '-')}") from None

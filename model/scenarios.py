@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
-from pipeline.errors import SchemaError
+from pipeline.core.errors import SchemaError
 
 MIN_TEST_SAMPLES = 100
 """LORO regions with fewer test samples are flagged as unreliable (the paper's BlackSea/Steppic)."""

@@ -42,8 +42,8 @@ from model.calibration import expected_calibration_error, fit_temperature
 from model.infer import predict_logits_np, predict_proba, softmax
 from model.losses import supcon_loss
 from model.normalize import MinMaxNormalizer
-from pipeline.bioregion import REGIONS
-from pipeline.errors import SchemaError
+from pipeline.core.bioregion import REGIONS
+from pipeline.core.errors import SchemaError
 
 
 class TrainConfig(BaseModel):

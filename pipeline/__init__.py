@@ -1,4 +1,5 @@
-"""eulc pipeline: config, feature spec, legends, training tables, agreement and the CLI.
+"""eulc's pipeline package: shared contracts (``core``), the training table (``table``),
+assessment (``assess``) and the application (``app``: CLI and demo).
 
 This package imports neither ``ee`` nor ``torch`` at import time (DESIGN.md §1).
 """

@@ -3,7 +3,8 @@
 The FeatureTable (DESIGN.md §2) is GeoParquet with EPSG:4326 points and the columns
 ``point_id, lon, lat, year, lc1, lu1, level1, level2, bioregion, eea_cell_100km``, then one
 column per spec feature in spec order. Its Parquet metadata key ``eulc`` holds the spec
-name and hash, the source files with their SHA-256, and the build report.
+name and hash, the feature contract (``features_digest`` and the embedded ``feature_spec``,
+:mod:`pipeline.core.contract`), the source files with their SHA-256, and the build report.
 
 Coordinates come, in order of preference, from the export's ``.geo`` GeoJSON, from its
 ``lon``/``lat`` columns, or from the LUCAS ``POINT_ID`` (``EEEENNNN`` = theoretical point at
@@ -24,19 +25,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyproj import Transformer
 
-from pipeline.atomic import atomic_path
-from pipeline.bioregion import assign_bioregion
-from pipeline.eea import cell_codes, snap_to_lucas_grid
-from pipeline.errors import SchemaError
-from pipeline.hashing import file_sha256
-from pipeline.legend import Crosswalk, MappingReport, lucas_to_levels
-from pipeline.spec import FeatureSpec
+from pipeline.core.atomic import atomic_path
+from pipeline.core.bioregion import assign_bioregion
+from pipeline.core.contract import artifact_spec, embed, features_digest
+from pipeline.core.eea import cell_codes, lucas_theoretical_xy, snap_to_lucas_grid
+from pipeline.core.errors import SchemaError
+from pipeline.core.hashing import file_sha256
+from pipeline.core.legend import Crosswalk, MappingReport, lucas_to_levels
+from pipeline.core.lucas import LAEA_BOUNDS_M, label_column
+from pipeline.core.spec import FeatureSpec
 
 BASE_COLUMNS = ["point_id", "lon", "lat", "year", "lc1", "lu1", "level1", "level2",
                 "bioregion", "eea_cell_100km"]
 META_KEY = b"eulc"
-# EPSG:3035 area of use (Europe), in metres; points outside are out of range.
-_LAEA_BOUNDS_M = (1_896_628.0, 1_095_703.0, 7_104_185.0, 6_656_861.0)
 
 
 @dataclass
@@ -111,8 +112,7 @@ def _coordinates(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
     if {"lon", "lat"} <= set(df.columns):
         return (df["lon"].to_numpy(dtype=float), df["lat"].to_numpy(dtype=float),
                 "lon/lat columns (EPSG:4326)")
-    pid = df["POINT_ID"].astype(np.int64).to_numpy()
-    x, y = (pid // 10_000) * 1000.0, (pid % 10_000) * 1000.0
+    x, y = lucas_theoretical_xy(df["POINT_ID"].astype(np.int64).to_numpy())
     lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(x, y)
     return np.asarray(lon), np.asarray(lat), "POINT_ID theoretical location (EPSG:3035)"
 
@@ -125,12 +125,11 @@ def _labels(df: pd.DataFrame, lucas: pd.DataFrame | None
         lc1 = df["POINT_ID"].map(lucas["lc1"]).astype("string")
         lu1 = df["POINT_ID"].map(lucas["lu1"]).astype("string")
     else:
-        for name in ("LC1", "LUCAS_LC1", "lc1"):
-            if name in df.columns:
-                lc1 = df[name].astype("string")
-        for name in ("LU1", "LUCAS_LU1", "lu1"):
-            if name in df.columns:
-                lu1 = df[name].astype("string")
+        lc_col, lu_col = label_column(df, "LC1"), label_column(df, "LU1")
+        if lc_col:
+            lc1 = df[lc_col].astype("string")
+        if lu_col:
+            lu1 = df[lu_col].astype("string")
     out = pd.DataFrame({"lc1": lc1, "lu1": lu1}, index=df.index)
     if lc1.notna().any():
         l1, l2, rep = lucas_to_levels(lc1, lu1)
@@ -159,8 +158,7 @@ def read_lucas_labels(path: Path) -> pd.DataFrame:
     """
     df = pd.read_csv(path, dtype=str)
     cols = {c.upper(): c for c in df.columns}
-    lc = cols.get("LC1") or cols.get("LC")
-    lu = cols.get("LU1") or cols.get("LU")
+    lc, lu = label_column(df, "LC1"), label_column(df, "LU1")
     if "POINT_ID" not in cols or lc is None:
         raise SchemaError("needs the columns POINT_ID and LC1 (or LC)",
                           "Give a LUCAS point table", path=path)
@@ -206,7 +204,7 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
     lon, lat, rep.coordinates_from = _coordinates(df)
     x, y = Transformer.from_crs(4326, 3035, always_xy=True).transform(lon, lat)
     x, y = np.asarray(x), np.asarray(y)
-    x0, y0, x1, y1 = _LAEA_BOUNDS_M
+    x0, y0, x1, y1 = LAEA_BOUNDS_M
     ok = (np.isfinite(x) & np.isfinite(y) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
           & (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
     rep.out_of_range = int((~ok).sum())
@@ -239,6 +237,7 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
     gdf = gpd.GeoDataFrame(out, geometry=gpd.points_from_xy(out["lon"], out["lat"]), crs=4326)
     gdf.attrs["eulc"] = {
         "spec": spec.name, "spec_hash": spec.digest(), "features": spec.names,
+        "features_digest": features_digest(spec), "feature_spec": embed(spec),
         "sources": [{"file": str(p), "sha256": file_sha256(Path(p))} for p in exports]
         + ([{"file": str(lucas_file), "sha256": file_sha256(lucas_file)}] if lucas_file else []),
         "report": {k: v for k, v in rep.__dict__.items()},
@@ -293,3 +292,12 @@ def read_feature_table(path: Path) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
         raise SchemaError(f"is not a FeatureTable (missing {missing or 'eulc metadata'})",
                           "Build it with `eulc table`", path=path)
     return gdf, json.loads(meta_raw)
+
+
+def table_spec(meta: dict[str, Any], where: str) -> FeatureSpec:
+    """The feature spec a FeatureTable's columns were made with (from its ``eulc`` metadata).
+
+    Raises:
+        ContractError: see :func:`pipeline.core.contract.artifact_spec`.
+    """
+    return artifact_spec(meta, list(meta.get("features", [])), where)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.config import data_dir
-from pipeline.errors import DataDirError
+from pipeline.core.config import data_dir
+from pipeline.core.errors import DataDirError
 
 ELC10 = Path("elc10_lucas2018") / "lucas2018_elc10_s2_s1_features.csv.gz"
 SAMPLE = Path("derived") / "lucas2018_elc10_lc1_sample1640.csv"
@@ -35,7 +35,7 @@ def elc10_frame(data: Path) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def sample_table(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """FeatureTable of the real 1,640-row LUCAS sample with LC1/LU1 labels."""
-    from pipeline.spec import load_spec
+    from pipeline.core.spec import load_spec
     from pipeline.table import build_feature_table, write_feature_table
 
     gdf, _ = build_feature_table([data / SAMPLE], load_spec("elc10"), lucas_file=data / SURVEY)
@@ -47,9 +47,9 @@ def sample_table(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def slovenia_features(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The feature COG of the 10 NDVI features for 2017 from the real Slovenia stack."""
-    from pipeline.selection import FeatureSelection
-    from pipeline.spec import load_spec
-    from tiles.run import features_from_stack
+    from pipeline.core.selection import FeatureSelection
+    from pipeline.core.spec import load_spec
+    from tiles.engine.run import features_from_stack
 
     spec = load_spec("elc10")
     sel = FeatureSelection.of(spec, NDVI_FEATURES, "names")
@@ -62,8 +62,8 @@ def small_bundle(sample_table: Path, tmp_path_factory: pytest.TempPathFactory) -
     """A BRIDGE-LC bundle trained briefly on the real sample (NDVI features)."""
     from model.api import train_from_table
     from model.train import TrainConfig
-    from pipeline.selection import FeatureSelection
-    from pipeline.spec import load_spec
+    from pipeline.core.selection import FeatureSelection
+    from pipeline.core.spec import load_spec
 
     sel = FeatureSelection.of(load_spec("elc10"), NDVI_FEATURES, "names")
     out = tmp_path_factory.mktemp("bundle") / "model"
@@ -73,7 +73,7 @@ def small_bundle(sample_table: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 def build_elc10_table(src: Path, dest: Path) -> Path:
     """Build the `elc10` FeatureTable of one real CSV at ``dest`` (labels from the file)."""
-    from pipeline.spec import load_spec
+    from pipeline.core.spec import load_spec
     from pipeline.table import build_feature_table, write_feature_table
 
     table, _ = build_feature_table([src], load_spec("elc10"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.accuracy import stratified_estimates
-from pipeline.errors import EulcError
+from pipeline.assess.accuracy import stratified_estimates
+from pipeline.core.errors import EulcError
 
 # Olofsson et al. 2014, RSE 148:42-57, section 5 (Tables 8-9): rows = map, columns = reference;
 # classes deforestation, forest gain, stable forest, stable non-forest; 30 m pixels (0.09 ha).

@@ -4,9 +4,9 @@ import numpy as np
 import rasterio
 from sklearn.metrics import confusion_matrix
 
-from pipeline.agreement import agreement, align_reference
-from pipeline.legend import Crosswalk, level1_legend
-from tiles.cog import write_cog
+from pipeline.assess.agreement import agreement, align_reference
+from pipeline.core.cog import write_cog
+from pipeline.core.legend import Crosswalk, level1_legend
 
 from .conftest import SLO
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from pipeline.bioregion import CODE_TO_REGION, REGIONS, assign_bioregion
+from pipeline.core.bioregion import CODE_TO_REGION, REGIONS, assign_bioregion
 
 
 def test_real_points_get_one_of_their_cell_regions(elc10_frame: pd.DataFrame) -> None:

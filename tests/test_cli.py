@@ -17,7 +17,7 @@ from .conftest import ELC10
 
 
 def eulc(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.app.cli", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=900)
 
 
@@ -41,7 +41,7 @@ def test_table_missing_column(elc10_frame: pd.DataFrame, tmp_path: Path) -> None
 
 
 def test_unknown_spec_key(tmp_path: Path, data: Path) -> None:
-    from pipeline.spec import load_spec
+    from pipeline.core.spec import load_spec
 
     raw = load_spec("elc10").model_dump(mode="json")
     raw["sensors"]["s2"]["cloud_prob_max"] = 40

@@ -14,10 +14,10 @@ from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 from shapely.geometry import box
 
-from pipeline.compare import compare, summary
-from pipeline.errors import RasterError
-from pipeline.legend import Crosswalk, level1_legend, level2_legend
-from tiles.cog import write_cog
+from pipeline.assess.compare import compare, summary
+from pipeline.core.cog import write_cog
+from pipeline.core.errors import RasterError
+from pipeline.core.legend import Crosswalk, level1_legend, level2_legend
 
 TILES = {  # real reference tiles (SOURCES.md §4, §5, §7, §8) and their crosswalks
     "osm_clcplus": "osm_clcplus_netherlands/netherlands_osm_clcplus_14580_sample.tif",
@@ -111,7 +111,7 @@ def test_agreement_with_a_perturbed_copy_is_known(name: str, data: Path, tmp_pat
 
 
 def test_report_on_the_netherlands_tile(data: Path, tmp_path: Path) -> None:
-    from pipeline.report import write_report
+    from pipeline.assess.report import write_report
 
     ref = data / TILES["osm_clcplus"]
     ids, t = _aligned_l1(ref, "osm_clcplus")
@@ -175,7 +175,7 @@ def test_bad_inputs(data: Path, tmp_path: Path) -> None:
         d.write(np.zeros((1, 4, 4), np.uint8))
     with pytest.raises(RasterError, match="no geotransform"):
         compare(m, bare, Crosswalk.shipped("osm_clcplus"), level1_legend())
-    from pipeline.refpoints import read_points, sample_accuracy
+    from pipeline.assess.refpoints import read_points, sample_accuracy
 
     far = read_points(data / "osm_clcplus_netherlands/sample_points.gpkg")
     far.geometry = far.geometry.translate(50_000, 0)

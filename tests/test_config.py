@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ENV_VAR, data_dir
-from pipeline.errors import DataDirError
+from pipeline.core.config import ENV_VAR, data_dir
+from pipeline.core.errors import DataDirError
 
 
 def test_missing_data_dir_says_how_to_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

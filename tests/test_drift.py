@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import rasterio
 
-from pipeline.drift import psi
-from tiles.cog import write_cog
+from pipeline.assess.drift import psi
+from pipeline.core.cog import write_cog
 
 from .test_cli import eulc
 

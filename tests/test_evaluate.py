@@ -9,7 +9,7 @@ from model.evaluate import evaluate_bundle, run_scenario, scenario_splits
 from model.metrics import classification_metrics, mean_ci95
 from model.scenarios import extrap_blocked, loro
 from model.train import TrainConfig, training_arrays
-from pipeline.errors import SchemaError
+from pipeline.core.errors import SchemaError
 from pipeline.table import read_feature_table, write_feature_table
 
 from .conftest import NDVI_FEATURES

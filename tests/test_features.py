@@ -10,12 +10,12 @@ from rasterio.warp import Resampling, reproject
 from rio_cogeo.cogeo import cog_validate
 from scipy.ndimage import generic_filter
 
-from pipeline.errors import RasterError
-from pipeline.selection import FeatureSelection
-from pipeline.spec import load_spec
-from tiles.features import computable_features, compute_features
-from tiles.run import features_from_stack
-from tiles.stack import load_manifest, load_stack
+from pipeline.core.errors import RasterError
+from pipeline.core.selection import FeatureSelection
+from pipeline.core.spec import load_spec
+from tiles.engine.features import computable_features, compute_features
+from tiles.engine.run import features_from_stack
+from tiles.engine.stack import load_manifest, load_stack
 
 from .conftest import NDVI_FEATURES, SLO
 
@@ -124,15 +124,16 @@ def _manifest(tmp_path: Path, root: Path, items: list[dict]) -> Path:
 
 
 def test_missing_band_names_the_band(data: Path, tmp_path: Path) -> None:
+    """(The manifests here carry no cloud layer: `cloud_mask="none"`, else that is refused first.)"""
     m = _manifest(tmp_path, data / SLO, [{"path": "ndvi_68dates.tif", "kind": "timeseries",
                                          "variable": "ndvi"}])
     spec = load_spec("elc10")
     with pytest.raises(RasterError, match=r"\['B2'\]"):
         features_from_stack(m, spec, FeatureSelection.of(spec, ["blue_median"], "names"), 2015,
-                            tmp_path / "o.tif")
+                            tmp_path / "o.tif", cloud_mask="none")
     with pytest.raises(RasterError, match="no acquisition.*2019"):
         features_from_stack(m, spec, FeatureSelection.of(spec, ["ndvi_p50"], "names"), 2019,
-                            tmp_path / "o.tif")
+                            tmp_path / "o.tif", cloud_mask="none")
     assert not (tmp_path / "o.tif").exists()
 
 
@@ -144,7 +145,7 @@ def test_corrupt_and_crs_less_rasters_are_named(data: Path, tmp_path: Path) -> N
     spec = load_spec("elc10")
     sel = FeatureSelection.of(spec, ["ndvi_p50"], "names")
     with pytest.raises(RasterError, match="trunc.tif"):
-        features_from_stack(m, spec, sel, 2017, tmp_path / "o.tif")
+        features_from_stack(m, spec, sel, 2017, tmp_path / "o.tif", cloud_mask="none")
     nocrs = tmp_path / "nocrs.tif"
     shutil.copy(src, nocrs)
     with rasterio.open(src) as s:
@@ -155,17 +156,17 @@ def test_corrupt_and_crs_less_rasters_are_named(data: Path, tmp_path: Path) -> N
         d.descriptions = desc
     m = _manifest(tmp_path, tmp_path, [{"path": "nocrs.tif", "kind": "timeseries", "variable": "ndvi"}])
     with pytest.raises(RasterError, match="nocrs.tif: has no CRS"):
-        features_from_stack(m, spec, sel, 2017, tmp_path / "o.tif")
+        features_from_stack(m, spec, sel, 2017, tmp_path / "o.tif", cloud_mask="none")
     assert not (tmp_path / "o.tif").exists()
 
 
 def test_sort_based_percentiles_equal_numpy_on_real_italy_series(data: Path) -> None:
-    """tiles.composite.nan_percentiles == numpy nanpercentile(linear) on the 60 real masked dates."""
+    """tiles.engine.composite.nan_percentiles == numpy nanpercentile(linear) on the 60 real masked dates."""
     import warnings
 
     import dask.array as da
 
-    from tiles.composite import composite, nan_percentiles
+    from tiles.engine.composite import composite, nan_percentiles
 
     folder = data / "sen2rts_ndvi_scl_italy"
     ndvi_files = sorted((folder / "NDVI").glob("*.tif"))
@@ -203,7 +204,7 @@ def test_focal_median_equals_an_independent_nanmedian() -> None:
 
     from scipy.ndimage import generic_filter
 
-    from tiles.composite import circle_offsets, focal_median
+    from tiles.engine.composite import circle_offsets, focal_median
 
     assert len(circle_offsets(3.0)) == 29
     rng = np.random.default_rng(5)
@@ -222,7 +223,7 @@ def test_focal_median_equals_an_independent_nanmedian() -> None:
 def test_blocked_features_equal_the_whole_tile(data: Path) -> None:
     """Row blocks with a halo (memory bounded by a block) give the whole-tile features, texture
     (a 7 x 7 neighbourhood of the annual median) included, on the real Slovenia stack."""
-    from tiles.features import compute_features_blocked, halo_px
+    from tiles.engine.features import compute_features_blocked, halo_px
 
     spec = load_spec("elc10").subset(NDVI_FEATURES)
     man, root = load_manifest("eolearn_slovenia")
@@ -238,8 +239,8 @@ def test_blocked_features_equal_the_whole_tile(data: Path) -> None:
 
 def test_dem_elevation_from_the_real_slovenia_dem(data: Path, tmp_path: Path) -> None:
     """A DEM raster in a stack manifest gives the spec's dem_elevation (metres), whatever the year."""
-    from pipeline.selection import FeatureSelection
-    from tiles.run import features_from_stack
+    from pipeline.core.selection import FeatureSelection
+    from tiles.engine.run import features_from_stack
 
     dem = data / "eolearn_testeopatch_slovenia" / "dem.tif"
     man = tmp_path / "dem.yaml"
@@ -259,3 +260,18 @@ def test_dem_elevation_from_the_real_slovenia_dem(data: Path, tmp_path: Path) ->
     assert ok.mean() > 0.8 and 200 < np.nanmedian(got) / scale < 1000  # Ljubljana basin, metres (the rotated
     # UTM patch leaves EPSG:3035 corners empty)
     np.testing.assert_allclose(got[ok], want[ok] * scale, rtol=1e-6)
+
+
+def test_a_stack_without_the_specs_cloud_layer_is_refused(data: Path, tmp_path: Path) -> None:
+    """elc10 masks by s2cloudless probability: a stack without CLP (or SCL) is an error, not an
+    unmasked composite that claims to be masked (issue #13); --cloud-mask none is recorded."""
+    m = _manifest(tmp_path, data / SLO, [{"path": "ndvi_68dates.tif", "kind": "timeseries", "variable": "ndvi"}])
+    spec = load_spec("elc10")
+    sel = FeatureSelection.of(spec, ["ndvi_p50"], "names")
+    with pytest.raises(RasterError, match="masks clouds by s2cloudless probability"):
+        features_from_stack(m, spec, sel, 2017, tmp_path / "o.tif")
+    out = features_from_stack(m, spec, sel, 2017, tmp_path / "o.tif", cloud_mask="none")
+    with rasterio.open(out) as s:
+        emb = json.loads(s.tags()["feature_spec"])
+        assert "--cloud-mask none" in s.tags()["cloud_mask"]
+    assert emb["sensors"]["s2"]["cloud_probability"] is None and emb["sensors"]["s2"]["level"] == "L1C"

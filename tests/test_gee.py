@@ -17,11 +17,11 @@ import pytest
 from gee_scripts.exports import Destination, table_task, task_graph, tile_task
 from gee_scripts.images import export_image, feature_image
 from gee_scripts.jobs import FakeTaskRunner, JobSpec, JobTable, poll, submit
-from gee_scripts.points import read_points, shards
 from gee_scripts.session import offline
-from pipeline.errors import SchemaError, SpecError
-from pipeline.spec import load_spec
-from tiles.grid import TileId
+from pipeline.core.errors import SchemaError, SpecError
+from pipeline.core.grid import TileId
+from pipeline.core.lucas import read_points, shards
+from pipeline.core.spec import load_spec
 
 from .conftest import SURVEY
 
@@ -266,7 +266,7 @@ def test_ee_runner_retries_with_exponential_backoff() -> None:
 
 
 def test_dem_asset_is_configurable(gee, spec, tmp_path: Path) -> None:
-    from pipeline.cli_gee import _gee_common
+    from pipeline.app.cli_gee import _gee_common
 
     sub = _gee_common("bridge-lc-196", "dem_elevation", "NASA/NASADEM_HGT/001")
     text = json.dumps(ee.serializer.encode(feature_image(sub, 2022, _region()), for_cloud_api=True))

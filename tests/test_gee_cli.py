@@ -12,9 +12,9 @@ import pandas as pd
 import rasterio
 from affine import Affine
 
-from pipeline.spec import load_spec
+from pipeline.core.featurecog import read_feature_cog
+from pipeline.core.spec import load_spec
 from pipeline.table import build_feature_table
-from tiles.featurecog import read_feature_cog
 
 from .conftest import ELC10, SURVEY
 from .test_cli import _one_line_error, eulc

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import box
 
-from pipeline.errors import RasterError
-from tiles.aoi import parse_tiles, tiles_for_bounds_3035, tiles_for_geometry
-from tiles.grid import EEA_10M, TileId
+from pipeline.core.aoi import parse_tiles, tiles_for_bounds_3035, tiles_for_geometry
+from pipeline.core.errors import RasterError
+from pipeline.core.grid import EEA_10M, TileId
 
 SIZES_M = st.sampled_from([100, 250, 1000, 10_000, 100_000])
 tile_ids = st.builds(TileId, SIZES_M, st.integers(0, 8_000), st.integers(0, 6_000))
@@ -66,7 +66,7 @@ def test_tiles_cover_a_rectangle_without_gaps_or_overlaps(r: tuple[float, float,
 def test_frozen_grid_and_its_tiles() -> None:
     import dataclasses
 
-    from tiles.grid import EEA_10M_100KM
+    from pipeline.core.grid import EEA_10M_100KM
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         EEA_10M.res_m = 20.0  # type: ignore[misc]

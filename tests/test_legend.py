@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.legend import Crosswalk, level1_legend, level2_legend, lucas_to_levels
+from pipeline.core.legend import Crosswalk, level1_legend, level2_legend, lucas_to_levels
 
 from .conftest import SURVEY
 

@@ -8,10 +8,10 @@ from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
 from model.bundle import load_bundle
-from pipeline.errors import RasterError
-from pipeline.legend import level1_legend
-from tiles.cog import write_cog
-from tiles.predict import NODATA, predict_tile
+from pipeline.core.cog import write_cog
+from pipeline.core.errors import RasterError
+from pipeline.core.legend import level1_legend
+from tiles.mapping.predict import NODATA, predict_tile
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_level2_is_filled_inside_cropland_only(small_bundle: Path, slovenia_feat
     """The Level-2 pass runs on the pixels mapped as Cropland. With the same network as the
     "crop" model its class equals the Level-1 class there, and nodata elsewhere.
     """
-    from tiles.predict import Predictor
+    from tiles.mapping.predict import Predictor
 
     b = load_bundle(small_bundle)
     res = predict_tile(Predictor(b, level2=load_bundle(small_bundle), device="cpu"), slovenia_features,

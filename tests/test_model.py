@@ -11,7 +11,7 @@ from model.bundle import load_bundle
 from model.encoding import sinusoidal_encoding
 from model.losses import supcon_loss
 from model.train import training_arrays
-from pipeline.errors import BundleError
+from pipeline.core.errors import BundleError
 from pipeline.table import read_feature_table
 
 from .conftest import NDVI_FEATURES
@@ -82,7 +82,7 @@ def test_bundle_round_trip_without_pickle(small_bundle: Path, sample_table: Path
     table, _ = read_feature_table(sample_table)
     data = training_arrays(table, b.features)
     from model.infer import predict_proba
-    from tiles.predict import Predictor
+    from tiles.mapping.predict import Predictor
 
     ok = np.isfinite(data.x).all(1)
     x, ll = data.x[ok], data.lonlat[ok].astype(np.float32)

@@ -10,33 +10,45 @@ import pytest
 import rasterio
 
 from gee_scripts.images import export_image, feature_image
-from pipeline.spec import load_spec
-from tiles.featurecog import write_feature_cog
-from tiles.features import _mask_tests
-from tiles.grid import TileId
+from pipeline.core.spec import load_spec
+from tiles.engine.features import _mask_tests
 
+from .conftest import NDVI_FEATURES
+from .test_features import _on_grid, _source
 from .test_gee import _find, _region, _value, gee  # noqa: F401 - the offline ee fixture
 
 
-@pytest.mark.parametrize("spec_name", ["elc10", "bridge-lc-196"])
-def test_names_order_and_scaling(gee, spec_name: str, tmp_path: Path) -> None:  # noqa: F811
-    spec = load_spec(spec_name)
-    spec = spec.subset([f.name for f in spec.features  # texture and derived features: not built for GEE yet
-                        if f.stat != "texture_sd" and not f.derived])
+def _gee_names_and_scales(spec) -> tuple[list[str], list[float]]:  # noqa: ANN001
     img = export_image(spec, 2018, _region())
     gee_names = _value(_find(img, "Image.select")[0].args["bandSelectors"])
     mult = [m for m in _find(img, "Image.multiply") if "image2" in m.args]
     consts = [_value(c.args["value"]) for m in mult for c in _find(m.args["image2"], "Image.constant")]
     gee_scales = next(c for c in consts if isinstance(c, list) and len(c) == len(spec.features))
-    # the local engine's output: a feature COG written for the same spec
-    w = TileId.parse("1kmE4674N2539").window()
-    cog = write_feature_cog(tmp_path / "f.tif", np.zeros((len(spec.features), *w.shape), np.float32), spec, w,
-                            2018, "L2A", [])
-    with rasterio.open(cog) as s:
-        local_names = list(s.descriptions)
-        local_scales = [float(s.tags(i + 1)["scale"]) for i in range(s.count)]
-    assert local_names == gee_names == spec.names
-    assert local_scales == pytest.approx([float(v) for v in gee_scales])
+    return gee_names, [float(v) for v in gee_scales]
+
+
+@pytest.mark.parametrize("spec_name", ["elc10", "bridge-lc-196"])
+def test_gee_builds_every_feature_in_spec_order_and_scale(gee, spec_name: str) -> None:  # noqa: F811
+    spec = load_spec(spec_name)  # whole: texture and derived features build on GEE too
+    names, scales = _gee_names_and_scales(spec)
+    assert names == spec.names and scales == pytest.approx([f.scale for f in spec.features])
+
+
+def test_local_engine_output_matches_the_gee_graph(gee, data: Path, slovenia_features: Path) -> None:  # noqa: F811
+    """The local engine's real output (the Slovenia NDVI features), not a file written from the spec:
+    its bands are the GEE image's bands, and its values are physical NDVI times GEE's scale.
+    Mutation: storing NDVI unscaled (or x100) in `tiles.engine.features` fails the last assert."""
+    spec = load_spec("elc10").subset(NDVI_FEATURES)
+    names, scales = _gee_names_and_scales(spec)
+    with rasterio.open(slovenia_features) as s:
+        local = {n: s.read(i + 1) for i, n in enumerate(s.descriptions)}
+    assert list(local) == names
+    times, ndvi, clp, valid, profile = _source(data)
+    keep = times.year == 2017
+    v = np.where((clp[keep] < 40) & (valid[keep] == 1), ndvi[keep], np.nan)
+    physical = _on_grid(np.nanpercentile(v, 50, axis=0), profile, slovenia_features)  # NDVI, unitless
+    ok = np.isfinite(physical)
+    np.testing.assert_allclose(local["ndvi_p50"][ok], physical[ok] * scales[names.index("ndvi_p50")], rtol=1e-5)
 
 
 def test_cloud_and_scl_thresholds(gee) -> None:  # noqa: F811

@@ -21,13 +21,13 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from pipeline.pretrained import models_dir
-from tiles.aoi import tiles_for_bounds_3035
-from tiles.cog import write_cog
-from tiles.grid import TileId
-from tiles.predict import NODATA, predict_tile
-from tiles.reader import FeatureReader
-from tiles.runner import run_map
+from pipeline.app.pretrained import models_dir
+from pipeline.core.aoi import tiles_for_bounds_3035
+from pipeline.core.cog import write_cog
+from pipeline.core.grid import TileId
+from pipeline.core.reader import FeatureReader
+from tiles.mapping.predict import NODATA, predict_tile
+from tiles.mapping.runner import run_map
 
 BUNDLE = models_dir() / "elc10-ndvi-l1"
 
@@ -43,7 +43,7 @@ def _sha(p: Path) -> str:
 
 
 def _eulc(*args: str, **kw: object) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "pipeline.app.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)  # type: ignore[call-overload]
 
 

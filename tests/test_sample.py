@@ -10,11 +10,11 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
-from pipeline.errors import RasterError
-from pipeline.selection import FeatureSelection
-from pipeline.spec import load_spec
+from pipeline.core.errors import RasterError
+from pipeline.core.selection import FeatureSelection
+from pipeline.core.spec import load_spec
 from pipeline.table import build_feature_table
-from tiles.sample import sample_features
+from tiles.engine.sample import sample_features
 
 from .conftest import NDVI_FEATURES
 from .test_cli import eulc

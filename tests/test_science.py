@@ -16,10 +16,10 @@ from model.bridge import BridgeConfig, BridgeLC
 from model.calibration import expected_calibration_error, fit_temperature
 from model.encoding import multiscale_encoding, sinusoidal_encoding
 from model.evaluate import run_scenario
+from model.importance import default_k
 from model.presets import ABLATION, preset_config
 from model.train import TrainConfig
-from pipeline.importance import default_k
-from pipeline.selection import FeatureSelection
+from pipeline.core.selection import FeatureSelection
 from pipeline.table import read_feature_table
 
 from .conftest import NDVI_FEATURES, build_elc10_table
@@ -73,7 +73,7 @@ def test_ece_by_hand() -> None:
 def test_eulc_preset_selects_on_blocked_holdout_and_calibrates(sample_table: Path, tmp_path: Path) -> None:
     from model.api import train_from_table
     from model.bundle import load_bundle
-    from pipeline.spec import load_spec
+    from pipeline.core.spec import load_spec
 
     sel = FeatureSelection.of(load_spec("elc10"), NDVI_FEATURES, "names")
     cfg = preset_config("eulc", TrainConfig(epochs=6, lr=1e-3, batch_size=64))
@@ -153,8 +153,8 @@ def test_select_command_ranks_real_features(sample_table: Path, tmp_path: Path) 
 
 
 def test_permutation_importance_on_real_data(sample_table: Path) -> None:
+    from model.importance import rf_importance
     from model.train import training_arrays
-    from pipeline.importance import rf_importance
 
     table, _ = read_feature_table(sample_table)
     names = NDVI_FEATURES + ["nir_median", "swir1_median"]

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.errors import SpecError
-from pipeline.spec import load_spec, shipped_specs
+from pipeline.core.errors import SpecError
+from pipeline.core.spec import load_spec, shipped_specs
 
 from .conftest import ELC10
 

@@ -21,13 +21,13 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling, reproject
 
-from pipeline.errors import RasterError
-from pipeline.selection import FeatureSelection
-from pipeline.spec import load_spec
-from tiles.cloud_mask import SCL_FALLBACK
-from tiles.run import features_from_stac
-from tiles.stac_search import StacApi
-from tiles.stack import load_manifest, load_stack
+from pipeline.core.errors import RasterError
+from pipeline.core.selection import FeatureSelection
+from pipeline.core.spec import load_spec
+from tiles.engine.cloud_mask import SCL_FALLBACK
+from tiles.engine.run import features_from_stac
+from tiles.engine.stac_search import StacApi
+from tiles.engine.stack import load_manifest, load_stack
 
 from .test_stac_load import _catalog, _s1_catalog
 
@@ -234,7 +234,7 @@ def test_api_errors_name_the_collection_and_the_option(api: tuple[str, dict], tm
 def test_features_command_against_the_api(api: tuple[str, dict], tmp_path: Path) -> None:
     """`eulc features --stac URL --s1-collection --dem-collection` on a real 1 km cell writes the
     feature COG on the cell's grid; a rerun skips it, a rerun with other features replaces it."""
-    from tiles.grid import TileId
+    from pipeline.core.grid import TileId
 
     from .test_cli import eulc
 
@@ -263,10 +263,10 @@ def test_the_readme_one_command_maps_from_a_stac_api(api: tuple[str, dict], tmp_
     """`eulc map --stac URL --year --tiles --bundle` (the README's command without a GEE account)
     on the real 68-date Slovenia NDVI series with its s2cloudless CLP: the features equal the
     local engine's on the same real data (the demo's path), and the map is written."""
-    from pipeline.pretrained import models_dir
-    from tiles.grid import TileId
-    from tiles.reader import FeatureReader
-    from tiles.run import features_from_stack
+    from pipeline.app.pretrained import models_dir
+    from pipeline.core.grid import TileId
+    from pipeline.core.reader import FeatureReader
+    from tiles.engine.run import features_from_stack
 
     from .test_cli import eulc
 

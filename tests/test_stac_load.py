@@ -11,9 +11,9 @@ import pystac
 import pytest
 import rasterio
 
-from pipeline.errors import RasterError
-from tiles.stac_load import _offset, items_from_catalog, load_stac_stack
-from tiles.stack import load_manifest, load_stack
+from pipeline.core.errors import RasterError
+from tiles.engine.stac_load import _offset, items_from_catalog, load_stac_stack
+from tiles.engine.stack import load_manifest, load_stack
 
 BANDS = ["B2", "B4", "B8"]
 
@@ -129,9 +129,9 @@ def test_bad_catalogues(data: Path, tmp_path: Path) -> None:
 def test_features_command_from_the_catalogue(data: Path, tmp_path: Path) -> None:
     """`eulc features --catalog` writes the feature COG of a cell; its values equal the local
     engine's on the same bands (B4, B8 on the 5 real dates of 2015)."""
-    from pipeline.spec import load_spec
-    from tiles.features import compute_features
-    from tiles.grid import TileId
+    from pipeline.core.grid import TileId
+    from pipeline.core.spec import load_spec
+    from tiles.engine.features import compute_features
 
     from .test_cli import eulc
 
@@ -150,8 +150,8 @@ def test_features_command_from_the_catalogue(data: Path, tmp_path: Path) -> None
         assert s.tags()["cloud_mask"] == "s2: none (--cloud-mask none)"  # L1C items: no SCL, no CLP
     assert t == TileId.parse("1kmE4674N2539").window().transform
     # values: on the same window, the STAC path equals the local engine on the same bands
-    from pipeline.selection import FeatureSelection
-    from tiles.run import features_from_stac
+    from pipeline.core.selection import FeatureSelection
+    from tiles.engine.run import features_from_stac
 
     man, root = load_manifest("eolearn_slovenia")
     local = load_stack(man, root, variables={"B4", "B8"})
@@ -174,7 +174,7 @@ def test_features_command_from_the_catalogue(data: Path, tmp_path: Path) -> None
 
 
 def test_stac_api_errors_and_common_names(tmp_path: Path) -> None:
-    from tiles.stack import canonical_band
+    from tiles.engine.stack import canonical_band
 
     from .test_cli import _one_line_error, eulc
 
@@ -191,7 +191,7 @@ def test_stac_api_errors_and_common_names(tmp_path: Path) -> None:
 def test_map_from_a_stac_api_in_one_command_records_unreachable_tiles(tmp_path: Path) -> None:
     """`eulc map --stac`: features first (into OUT/features), then the map; offline the API is
     unreachable, so each tile is reported and recorded as failed, and the exit status is 1."""
-    from pipeline.pretrained import models_dir
+    from pipeline.app.pretrained import models_dir
 
     from .test_cli import eulc
 
@@ -207,9 +207,9 @@ def test_map_from_a_stac_api_in_one_command_records_unreachable_tiles(tmp_path: 
 
 def test_a_spec_that_masks_by_scl_needs_the_scl_asset(data: Path, tmp_path: Path) -> None:
     """bridge-lc-196 masks S2 by SCL 1/9/10/11: the STAC path loads SCL, and says so when missing."""
-    from pipeline.selection import FeatureSelection
-    from pipeline.spec import load_spec
-    from tiles.run import features_from_stac
+    from pipeline.core.selection import FeatureSelection
+    from pipeline.core.spec import load_spec
+    from tiles.engine.run import features_from_stac
 
     cat = _catalog(data, tmp_path)
     sp = load_spec("bridge-lc-196")
@@ -261,9 +261,9 @@ def test_sentinel1_from_a_static_catalogue(data: Path, tmp_path: Path) -> None:
     from rasterio.warp import Resampling, reproject
     from scipy.ndimage import generic_filter
 
-    from pipeline.selection import FeatureSelection
-    from pipeline.spec import load_spec
-    from tiles.run import features_from_stac
+    from pipeline.core.selection import FeatureSelection
+    from pipeline.core.spec import load_spec
+    from tiles.engine.run import features_from_stac
 
     man, root = load_manifest("eolearn_slovenia")
     window = load_stack(man, root, variables={"B2"}).window
@@ -335,10 +335,10 @@ def test_blocks_without_a_scene_stay_nodata(data: Path, tmp_path: Path) -> None:
     counted; the covered rows equal the computation on the covered window alone."""
     from affine import Affine
 
-    from pipeline.selection import FeatureSelection
-    from pipeline.spec import load_spec
-    from tiles.grid import GridWindow
-    from tiles.run import features_from_stac
+    from pipeline.core.grid import GridWindow
+    from pipeline.core.selection import FeatureSelection
+    from pipeline.core.spec import load_spec
+    from tiles.engine.run import features_from_stac
 
     cat = _catalog(data, tmp_path)
     man, root = load_manifest("eolearn_slovenia")

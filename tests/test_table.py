@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import SchemaError
-from pipeline.spec import load_spec
+from pipeline.core.errors import SchemaError
+from pipeline.core.spec import load_spec
 from pipeline.table import BASE_COLUMNS, build_feature_table, read_feature_table, write_feature_table
 
 from .conftest import ELC10, SAMPLE, SURVEY

@@ -1,1 +1,1 @@
-"""Tiles: the EEA reference grid, the local feature engine, COG writing and tile inference."""
+"""Tiles: the local/STAC feature engine (``tiles.engine``) and map production (``tiles.mapping``)."""

@@ -1,0 +1,1 @@
+"""The application, the top layer: the ``eulc`` CLI (one module per command group) and the demo."""

@@ -1,0 +1,213 @@
+"""``eulc report``: a self-contained HTML report comparing a class map with a reference map.
+
+The reference is e.g. CLC+ Backbone or CORINE; optional inputs add reference points (accuracy and area with 95 %
+CIs, Olofsson et al. 2014), zones (composition and change per polygon) and a previous map
+(transition matrix). Writes, atomically:
+
+- ``report.html``: every figure embedded as a PNG data URI, every table, the method notes and
+  the model card;
+- ``metrics.json``: ``overall_agreement``, ``per_class``, ``confusion`` and the rest;
+- one CSV per table; ``disagreement.tif`` (COG: 0 agree, 1 disagree, 255 nodata).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import rasterio
+
+from pipeline.assess.compare import BLOCK_M, agreement_by, block_agreement, compare, disagreement_cog, summary
+from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.legend import Crosswalk, Legend, level1_legend
+
+CSS = """
+body{font-family:'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#1d2733;background:#f4f6f8}
+header{background:#003399;color:#fff;padding:22px 40px}header h1{margin:0;font-size:24px}
+header p{margin:4px 0 0;opacity:.85;font-size:13px}main{max-width:1180px;margin:0 auto;padding:10px 40px 40px}
+section{background:#fff;border-radius:6px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:18px 24px;margin:18px 0}
+h2{font-size:18px;margin:0 0 10px;color:#003399;border-bottom:2px solid #ffcc00;padding-bottom:4px}
+.kpis{display:flex;gap:14px;flex-wrap:wrap}
+.kpi{flex:1;min-width:150px;background:#eef2fa;border-radius:6px;padding:10px 14px}
+.kpi b{display:block;font-size:22px;color:#003399}.kpi span{font-size:12px;color:#555}
+table{border-collapse:collapse;font-size:12.5px;margin:8px 0}
+th,td{border:1px solid #d9dee5;padding:4px 8px;text-align:right}
+th{background:#eef2fa}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+.note{font-size:12px;color:#555}pre{background:#f7f7f7;padding:10px;font-size:12px;white-space:pre-wrap}
+footer{font-size:11px;color:#777;text-align:center;padding:10px}
+.row{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}.row img{max-width:48%}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:,.2f}") -> str:
+    return df.to_html(index=False, border=0, na_rep="–", float_format=lambda v: floatfmt.format(v))
+
+
+def _legend_of(map_path: Path) -> Legend:
+    with rasterio.open(map_path) as s:
+        tags = s.tags()
+    if "legend" in tags:
+        try:
+            return Legend.from_json("level1", json.loads(tags["legend"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+    return level1_legend()
+
+
+def _model_card(bundle: Path | None, map_path: Path) -> str:
+    if bundle is not None:
+        card = bundle / "MODEL_CARD.md"
+        if card.is_file():
+            return f"<pre>{html.escape(card.read_text(encoding='utf-8'))}</pre>"
+        meta = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))
+        keep = {k: meta.get(k) for k in ("features", "spec", "metrics", "architecture", "versions")}
+        return f"<pre>{html.escape(json.dumps(keep, indent=1)[:6000])}</pre>"
+    with rasterio.open(map_path) as s:
+        tags = {k: v for k, v in s.tags().items() if k != "legend"}
+    return ("<p class='note'>No --bundle given; the map's tags name the model:</p>"
+            f"<pre>{html.escape(json.dumps(tags, indent=1))}</pre>")
+
+
+def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, points: Path | None = None,
+                 zones: Path | None = None, previous: Path | None = None, bundle: Path | None = None,
+                 title: str | None = None) -> dict[str, Any]:
+    """Compare ``map_path`` with ``reference`` and write the report files into ``out``.
+
+    Args:
+        map_path: class COG (Level-1 ids, nodata 255) from ``eulc map``.
+        reference: reference raster in any CRS.
+        crosswalk: a shipped crosswalk name (``clcplus_backbone``, ``corine_l3``,
+            ``osm_clcplus``, ``eucropmap``, ``eolearn_lulc``, ``elc10``).
+        out: output folder.
+        points: reference points (FeatureTable or LUCAS LC1 points) for accuracy and area.
+        zones: polygons (e.g. NUTS) for per-zone composition (and change with ``previous``).
+        previous: an earlier class map of the same legend, for the transition matrix.
+        bundle: the model bundle that made the map (its model card goes in the report).
+        title: report title.
+
+    Returns:
+        The metrics dict also written to ``metrics.json``.
+
+    Raises:
+        RasterError, SchemaError, SpecError: bad rasters, crosswalk, points or zones (see
+            :func:`pipeline.assess.compare.compare`, :func:`pipeline.assess.refpoints.sample_accuracy`).
+    """
+    from pipeline.assess import report_figures as fig
+
+    legend = _legend_of(map_path)
+    cw = Crosswalk.shipped(crosswalk)
+    comp = compare(map_path, reference, cw, legend)
+    metrics = summary(comp, legend)
+    blocks = block_agreement(comp)
+    out.mkdir(parents=True, exist_ok=True)
+    disagreement_cog(comp, out / "disagreement.tif")
+    names = legend.names
+    with rasterio.open(map_path) as s:
+        extent = (s.bounds.left, s.bounds.right, s.bounds.bottom, s.bounds.top)
+    tables: dict[str, pd.DataFrame] = {}
+    cm_ha = comp.confusion * comp.pixel_ha
+    tables["confusion_ha"] = pd.DataFrame(cm_ha, columns=names).assign(**{"map \\ reference": names})[
+        ["map \\ reference", *names]]
+    tables["per_class"] = pd.DataFrame([{"class": n, **v} for n, v in metrics["per_class"].items()])
+    tables["blocks"] = pd.DataFrame(blocks)
+    tables["by_tile"] = pd.DataFrame(agreement_by(blocks, "tile", comp.pixel_ha))
+    tables["by_bioregion"] = pd.DataFrame(agreement_by(blocks, "bioregion", comp.pixel_ha))
+    metrics["by_tile"] = tables["by_tile"].to_dict("records")
+    metrics["by_bioregion"] = tables["by_bioregion"].to_dict("records")
+    sections: list[tuple[str, str]] = []
+    oa = metrics["overall_agreement"]
+    kpis = [("overall agreement", f"{oa * 100:.1f} %" if oa is not None else "–"),
+            ("area compared", f"{metrics['area_compared_ha']:,.1f} ha"),
+            ("reference alignment", comp.resampling), ("crosswalk", cw.name)]
+    if points is not None:
+        from pipeline.assess.refpoints import read_points, sample_accuracy
+
+        ps = sample_accuracy(map_path, read_points(points), legend, source=points.name)
+        metrics["reference_sample"] = ps.to_json(legend)
+        e = ps.estimates
+        tables["area_estimates"] = pd.DataFrame({
+            "class": names, "mapped_ha": ps.mapped_ha, "estimated_ha": e.area, "ci95_ha": e.area_ci95,
+            "users": e.users, "users_ci95": e.users_ci95, "producers": e.producers, "producers_ci95": e.producers_ci95})
+        kpis.append(("overall accuracy (points)", f"{e.overall * 100:.1f} ± {e.overall_ci95 * 100:.1f} %"
+                     if np.isfinite(e.overall) else f"n/a ({ps.n_points} points)"))
+        warn = "".join(f"<li>{html.escape(w)}</li>" for w in e.warnings)
+        sections.append(("Accuracy and area from the reference sample", (
+            f"<p>{ps.n_points} reference points inside the map ({ps.n_outside} outside, {ps.n_map_nodata} on map "
+            f"nodata, {ps.n_unlabelled} without a Level-1 class), strata = map classes; estimators of Olofsson "
+            "et al. (2014, RSE 148:42–57), 95 % confidence intervals.</p>"
+            + (f"<ul class='note'>{warn}</ul>" if warn else "")
+            + _img(fig.area_bars(names, ps.mapped_ha, e.area, e.area_ci95), "area estimates")
+            + _table(tables["area_estimates"]))))
+    if previous is not None:
+        from pipeline.assess.change import transition_matrix
+
+        trans, _ = transition_matrix(previous, map_path, legend)
+        tables["transitions_ha"] = pd.DataFrame(trans, columns=names).assign(**{"from \\ to": names})[
+            ["from \\ to", *names]]
+        metrics["transitions_ha"] = {"rows": "previous", "columns": "this map", "matrix": trans.tolist()}
+        sections.append(("Change since the previous map", (
+            f"<p class='note'>Previous map: {html.escape(previous.name)} (aligned by nearest neighbour).</p>"
+            + _img(fig.change_bars(names, trans), "change") + _table(tables["transitions_ha"]))))
+    if zones is not None:
+        from pipeline.assess.change import zone_table
+
+        maps = {"previous": previous, "map": map_path} if previous is not None else {"map": map_path}
+        tables["zones"] = zone_table(maps, zones, legend)
+        z = tables["zones"]
+        sections.append(("Composition per zone", _table(z[z.filter(like="_ha").sum(axis=1) > 0])))
+    kpi_html = "".join(f"<div class='kpi'><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>" for k, v in kpis)
+    worst = tables["blocks"].head(10).copy()
+    if not worst.empty:
+        worst.insert(0, "#", range(1, len(worst) + 1))
+    rep = comp.crosswalk_report
+    body = [
+        ("Summary", f"<div class='kpis'>{kpi_html}</div>"),
+        ("Map, reference and disagreement", _img(fig.quicklooks(comp.map_ids, comp.ref_ids, extent, legend, comp.crs),
+                                                 "quicklooks")),
+        ("Agreement per class", "<div class='row'>" + _img(fig.confusion_heatmap(cm_ha, names), "confusion")
+         + _img(fig.class_bars(metrics["per_class"]), "per class") + "</div>" + _table(tables["per_class"], "{:,.3f}")),
+        ("Where the maps disagree", (_img(fig.block_map(blocks, extent, BLOCK_M), "blocks") if blocks else "")
+         + "<p class='note'>The ten blocks with the lowest agreement (hotspots):</p>" + _table(worst, "{:,.3f}")
+         + "<div class='row'><div><p class='note'>Per EEA 10 km tile:</p>" + _table(tables["by_tile"], "{:,.3f}")
+         + "</div><div><p class='note'>Per biogeographical region:</p>"
+         + _table(tables["by_bioregion"], "{:,.3f}") + "</div></div>"),
+        *sections,
+        ("Method", (
+            f"<p>The reference ({html.escape(reference.name)}) was reprojected onto the map grid "
+            f"({html.escape(comp.crs)}, "
+            f"{abs(comp.transform.a):g} m) with <b>{comp.resampling}</b> resampling (mode when the reference is finer, "
+            "nearest otherwise) and crosswalked to Level-1 with "
+            f"<b>{html.escape(cw.name)}</b> (<code>pipeline/legends/{html.escape(cw.name)}.csv</code>). "
+            f"{metrics['excluded']['map_nodata']:,} map-nodata pixels and "
+            f"{metrics['excluded']['reference_nodata_or_dropped']:,} "
+            f"reference nodata or dropped pixels were left out; codes dropped on purpose: "
+            f"{html.escape(json.dumps(rep.get('dropped', {})))}. Confusion rows are map classes, columns reference "
+            "classes; user's accuracy = diagonal / row, producer's = diagonal / column.</p>")),
+        ("Model card", _model_card(bundle, map_path)),
+    ]
+    title = title or f"Land-cover map {map_path.name} compared with {reference.name}"
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body><header><h1>{html.escape(title)}</h1><p>eulc comparison report · "
+            f"{dt.date.today().isoformat()} · map {html.escape(str(map_path))}</p></header><main>"
+            + "".join(f"<section><h2>{html.escape(h)}</h2>{c}</section>" for h, c in body)
+            + "</main><footer>Generated by eulc · BRIDGE-LC (Ghassemi et al. 2025) · Olofsson et al. 2014</footer>"
+            "</body></html>")
+    with atomic_path(out / "report.html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    for name, df in tables.items():
+        with atomic_path(out / f"{name}.csv") as tmp:
+            df.to_csv(tmp, index=False)
+    metrics["hotspots"] = blocks[:10]
+    metrics["files"] = sorted(["report.html", "metrics.json", "disagreement.tif", *(f"{n}.csv" for n in tables)])
+    write_json(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,171 @@
+"""The report's figures (matplotlib, Agg): quicklooks with legend and scale bar, the confusion
+heatmap, per-class accuracy bars, the area estimates with 95 % error bars, block agreement, and
+the change chart. Each function returns PNG bytes (embedded in the HTML report).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E402
+
+from pipeline.core.legend import Legend  # noqa: E402
+
+DPI = 110
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _scale_bar(ax: Any, width_m: float) -> None:
+    nice = [10, 20, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000]
+    length = max([v for v in nice if v <= width_m / 4] or [nice[0]])
+    label = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
+    ax.add_artist(AnchoredSizeBar(ax.transData, length, label, "lower left", pad=0.4, color="black",
+                                  frameon=True, size_vertical=width_m / 150, fontproperties={"size": 7}))
+
+
+def quicklooks(map_ids: np.ndarray, ref_ids: np.ndarray, extent: tuple[float, float, float, float],
+               legend: Legend, crs: str) -> bytes:
+    """Map, reference (crosswalked) and disagreement side by side, with a legend and scale bar.
+
+    Args:
+        map_ids: uint8 (H, W) map classes (255 = nodata).
+        ref_ids: int (H, W) reference classes (< 0 = nodata).
+        extent: (left, right, bottom, top) in ``crs`` metres.
+    """
+    k = len(legend)
+    cmap = ListedColormap([c.colour for c in legend.classes])
+    m = np.where(map_ids < k, map_ids, np.nan).astype(float)
+    r = np.where(ref_ids >= 0, ref_ids, np.nan).astype(float)
+    dis = np.where(np.isfinite(m) & np.isfinite(r), (m != r).astype(float), np.nan)
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.9))
+    for ax, arr, title in ((axes[0], m, "map"), (axes[1], r, "reference (crosswalked to Level-1)")):
+        ax.imshow(arr, cmap=cmap, vmin=-0.5, vmax=k - 0.5, extent=extent, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+    axes[2].imshow(dis, cmap=ListedColormap(["#dddddd", "#d7191c"]), vmin=0, vmax=1, extent=extent,
+                   interpolation="nearest")
+    axes[2].set_title(f"disagreement ({np.nanmean(dis) * 100:.1f} % of compared pixels)", fontsize=10)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        _scale_bar(ax, extent[1] - extent[0])
+    present = {int(v) for a in (m, r) for v in np.unique(a[np.isfinite(a)])}
+    handles = [Patch(color=c.colour, label=c.name) for c in legend.classes if c.id in present]
+    handles += [Patch(color="#dddddd", label="agree"), Patch(color="#d7191c", label="disagree")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
+    fig.text(0.99, 0.01, crs, ha="right", fontsize=7, color="#555")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return _png(fig)
+
+
+def confusion_heatmap(cm_ha: np.ndarray, names: list[str]) -> bytes:
+    """Area-weighted confusion (ha), coloured by the share of each reference class (column)."""
+    k = len(names)
+    col = cm_ha.sum(0, keepdims=True)
+    share = np.divide(cm_ha, col, out=np.zeros_like(cm_ha, dtype=float), where=col > 0)
+    fig, ax = plt.subplots(figsize=(0.62 * k + 2.4, 0.52 * k + 1.8))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if cm_ha[i, j] > 0:
+                ax.text(j, i, f"{cm_ha[i, j]:,.1f}", ha="center", va="center", fontsize=7,
+                        color="white" if share[i, j] > 0.6 else "black")
+    short = [n.split(" ")[0].split("/")[0] for n in names]
+    ax.set_xticks(range(k), short, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(k), short, fontsize=8)
+    ax.set_xlabel("reference")
+    ax.set_ylabel("map")
+    ax.set_title("confusion (ha); colour = share of the reference class", fontsize=9)
+    return _png(fig)
+
+
+def class_bars(per_class: dict[str, dict[str, Any]]) -> bytes:
+    """User's accuracy, producer's accuracy and F1 per class (classes absent on both sides left out)."""
+    names = [n for n, v in per_class.items() if v["map_pixels"] or v["reference_pixels"]]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 3.6))
+    for off, key, lab, colour in ((-0.27, "users_accuracy", "user's", "#2b83ba"),
+                                  (0.0, "producers_accuracy", "producer's", "#fdae61"), (0.27, "f1", "F1", "#5e3c99")):
+        vals = [per_class[n][key] if per_class[n][key] is not None else 0 for n in names]
+        ax.bar(x + off, vals, width=0.27, label=lab, color=colour)
+    ax.set_xticks(x, [n.split(" ")[0].split("/")[0] for n in names], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("agreement")
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 1.15), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def area_bars(names: list[str], mapped_ha: np.ndarray, est_ha: np.ndarray, ci_ha: np.ndarray) -> bytes:
+    """Mapped area against the stratified estimate with its 95 % confidence interval."""
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 3.6))
+    ax.bar(x - 0.2, mapped_ha, width=0.4, label="mapped (pixel count)", color="#bbbbbb")
+    ax.bar(x + 0.2, np.nan_to_num(est_ha), width=0.4, yerr=np.nan_to_num(ci_ha), capsize=3,
+           label="estimated from the reference sample ± 95 % CI", color="#2b83ba")
+    ax.set_xticks(x, [n.split(" ")[0].split("/")[0] for n in names], fontsize=8)
+    ax.set_ylabel("area (ha)")
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def block_map(blocks: list[dict[str, Any]], extent: tuple[float, float, float, float], block_m: float) -> bytes:
+    """Agreement per block as a raster (red = low), with the five worst blocks numbered.
+
+    Args:
+        blocks: from :func:`pipeline.assess.compare.block_agreement` (``x_m``, ``y_m`` block centres).
+        extent: (left, right, bottom, top) of the map in its CRS (metres).
+        block_m: the block side.
+    """
+    left, right, bottom, top = extent
+    nc = max(1, int(np.ceil((right - left) / block_m - 1e-9)))
+    nr = max(1, int(np.ceil((top - bottom) / block_m - 1e-9)))
+    img = np.full((nr, nc), np.nan)
+    for b in blocks:
+        c = min(nc - 1, int((b["x_m"] - left) // block_m))
+        r = min(nr - 1, int((top - b["y_m"]) // block_m))
+        img[r, c] = b["agreement"]
+    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    im = ax.imshow(img, cmap="RdYlGn", vmin=0, vmax=1, extent=(left, left + nc * block_m, top - nr * block_m, top),
+                   interpolation="nearest")
+    for i, b in enumerate(blocks[:5], start=1):
+        ax.annotate(str(i), (b["x_m"], b["y_m"]), ha="center", va="center", fontsize=9, weight="bold")
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    _scale_bar(ax, right - left)
+    fig.colorbar(im, ax=ax, fraction=0.046, label=f"agreement per {block_m:g} m block")
+    return _png(fig)
+
+
+def change_bars(names: list[str], trans_ha: np.ndarray) -> bytes:
+    """Gross gain, gross loss and net change per class from a transition matrix (ha)."""
+    stay = np.diag(trans_ha)
+    gain = trans_ha.sum(0) - stay
+    loss = trans_ha.sum(1) - stay
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 3.6))
+    ax.bar(x, gain, color="#1a9641", label="gain")
+    ax.bar(x, -loss, color="#d7191c", label="loss")
+    ax.scatter(x, gain - loss, color="black", zorder=3, label="net")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(x, [n.split(" ")[0].split("/")[0] for n in names], fontsize=8)
+    ax.set_ylabel("ha")
+    ax.legend(fontsize=8, frameon=False)
+    return _png(fig)

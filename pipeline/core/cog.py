@@ -1,0 +1,68 @@
+"""Cloud-Optimized GeoTIFF writing with rasterio's COG driver (GDAL), atomically.
+
+The array is first written to an in-memory GeoTIFF (band descriptions, tags, colormap), then
+copied with the ``COG`` driver, which builds the overviews (``mode`` for classes, ``average``
+for continuous bands), to a temporary file that is renamed into place. Nothing goes through
+dask (dask-written COGs get empty overviews; DESIGN.md pitfalls).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.io import MemoryFile
+
+from pipeline.core.atomic import atomic_path
+
+
+def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata: float | int,
+              descriptions: Sequence[str] | None = None, tags: Mapping[str, object] | None = None,
+              band_tags: Sequence[Mapping[str, object]] | None = None,
+              colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
+              resampling: str = "average", compress: str = "DEFLATE", blocksize: int = 256) -> Path:
+    """Write a (B, H, W) or (H, W) array as a COG at ``dest`` (temporary file, then rename).
+
+    Args:
+        dest: output path (``.tif``).
+        data: array (B, H, W) or (H, W); its dtype is kept (uint8 maps, float32 features).
+        transform, crs: georeferencing (eulc: EPSG:3035, 10 m grid).
+        nodata: nodata value (255 for uint8 maps, NaN for float features).
+        descriptions: one name per band (feature names), stored as band descriptions.
+        tags: dataset tags; non-string values are stored as JSON.
+        band_tags: per-band tags.
+        colormap: ``{value: (R, G, B, A)}`` for band 1 (uint8 only).
+        resampling: overview resampling: ``mode`` for classes, ``average`` otherwise.
+        compress: ``DEFLATE`` or ``ZSTD``.
+        blocksize: internal tile size in pixels.
+
+    Returns:
+        ``dest``.
+    """
+    arr = data[None] if data.ndim == 2 else data
+    count, height, width = arr.shape
+    profile = {"driver": "GTiff", "height": height, "width": width, "count": count,
+               "dtype": arr.dtype.name, "crs": crs, "transform": transform, "nodata": nodata}
+    with MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(arr)
+            if descriptions:
+                for i, d in enumerate(descriptions, start=1):
+                    ds.set_band_description(i, d)
+            all_tags = {**(tags or {}), "overview_resampling": resampling}
+            ds.update_tags(**{k: v if isinstance(v, str) else json.dumps(v)
+                              for k, v in all_tags.items()})
+            for i, bt in enumerate(band_tags or [], start=1):
+                ds.update_tags(i, **{k: str(v) for k, v in bt.items()})
+            if colormap:
+                ds.write_colormap(1, dict(colormap))
+        with mem.open() as src, atomic_path(dest) as tmp:
+            rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS=compress,
+                                 OVERVIEW_RESAMPLING=resampling.upper(), BLOCKSIZE=blocksize,
+                                 OVERVIEWS="AUTO")
+    return Path(dest)

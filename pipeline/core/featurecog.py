@@ -1,0 +1,167 @@
+"""Feature COGs: write the local engine's output, and read one back in a bundle's band order.
+
+A feature COG is float32, EPSG:3035 on the 10 m grid, NaN = nodata. Band names are the
+spec's feature names, stored in the band descriptions **and** in the ``features`` tag
+(DESIGN.md §2), with the spec name/hash, the year, the processing level and the sources.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from pipeline.core.cog import write_cog
+from pipeline.core.contract import embed, features_digest
+from pipeline.core.errors import RasterError
+from pipeline.core.grid import EEA_10M, Grid, GridWindow
+from pipeline.core.spec import FeatureSpec
+
+
+def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window: GridWindow,
+                      year: int, level: str, sources: list[str],
+                      extra_tags: dict[str, str] | None = None, *, requested: FeatureSpec | None = None,
+                      spec_hash: str = "") -> Path:
+    """Write features (F, H, W) float32 in spec units as a feature COG (atomic).
+
+    Args:
+        dest: the output path.
+        values: float32 (F, H, W), stored units (physical × scale), NaN = nodata.
+        spec: the features **as computed** (cloud masks adapted to the inputs, the inputs'
+            processing level): embedded as the ``feature_spec`` tag with its ``features_digest``
+            (:mod:`pipeline.core.contract`), which the map step compares with the bundle's.
+        window: the grid window (EPSG:3035, 10 m).
+        year: the map year.
+        level: the inputs' processing level (``L1C``/``L2A``).
+        sources: the files or items read.
+        extra_tags: more dataset tags (``cloud_mask``: what was masked).
+        requested: the features as asked for (default ``spec``): its digest is the resume key
+            (``request_digest``).
+        spec_hash: the full spec's digest (the ``spec_hash`` of selections, tables and bundles).
+
+    Each band carries the tags ``scale``, ``stat``, ``sensor`` and ``nodata_pixels`` (pixels
+    without a valid observation for that feature: NaN, never a silent zero).
+    """
+    nodata = np.isnan(values).reshape(len(spec.features), -1).sum(1)
+    return write_cog(
+        dest, values.astype(np.float32), window.transform, window.grid.crs, np.nan,
+        descriptions=spec.names,
+        tags={"features": spec.names, "spec": spec.name, "spec_hash": spec_hash or spec.digest(),
+              "features_digest": features_digest(spec), "feature_spec": json.dumps(embed(spec)),
+              "request_digest": features_digest(requested or spec),
+              "year": str(year), "processing_level": level, "sources": sources,
+              "units": "physical value x scale (see band tag 'scale')", **(extra_tags or {})},
+        band_tags=[{"scale": f.scale, "stat": f.stat, "sensor": f.sensor, "nodata_pixels": int(n)}
+                   for f, n in zip(spec.features, nodata, strict=True)],
+        resampling="average",
+    )
+
+
+def is_up_to_date(path: Path, spec: FeatureSpec, year: int, cloud_mask: str | None = None) -> bool:
+    """Whether ``path`` is a feature COG written for exactly these features and year (a rerun
+    skips it): its tags ``features``, ``request_digest`` (the requested features' contract) and
+    ``year`` match, and, when
+    ``cloud_mask`` is ``none``/``auto``, whether it was computed without/with a cloud mask.
+    An unreadable file is not up to date (it is recomputed and replaced atomically).
+    """
+    try:
+        with rasterio.open(path) as src:
+            tags = src.tags()
+    except rasterio.errors.RasterioIOError:
+        return False
+    same = (tags.get("features") == json.dumps(spec.names) and tags.get("request_digest") == features_digest(spec)
+            and tags.get("year") == str(year))
+    if same and cloud_mask is not None:
+        same = ("--cloud-mask none" in tags.get("cloud_mask", "")) == (cloud_mask == "none")
+    return same
+
+
+def sidecar(path: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The band sidecar of a feature file: ``<file>.bands.json`` or ``bands.json`` beside it
+    (written by ``eulc gee export-tiles``; GEE GeoTIFF exports carry no band names), or None.
+
+    Raises:
+        RasterError: the sidecar is not JSON.
+    """
+    for side in (path.with_name(path.stem + ".bands.json"), path.with_name("bands.json")):
+        if side.is_file():
+            try:
+                return side, dict(json.loads(side.read_text(encoding="utf-8")))
+            except (json.JSONDecodeError, TypeError, ValueError) as e:
+                raise RasterError(f"the sidecar {side.name} is not a JSON object ({e})",
+                                  "Use the bands.json written by `eulc gee export-tiles`", path=path) from None
+    return None
+
+
+def _sidecar_names(path: Path, count: int) -> list[str] | None:
+    found = sidecar(path)
+    if found:
+        side, meta = found
+        names = meta.get("bands", [])
+        if len(names) != count:
+            raise RasterError(f"the sidecar {side.name} names {len(names)} bands but the file has {count}",
+                              "Use the bands.json written with this export", path=path)
+        return [str(n) for n in names]
+    return None
+
+
+def feature_contract(tags: dict[str, str], path: Path) -> dict[str, Any] | None:
+    """The feature contract a feature file carries: its tags (``eulc features``), else its
+    sidecar (``eulc gee export-tiles``); None for a file of an earlier eulc without one.
+    """
+    if tags.get("feature_spec"):
+        return {"feature_spec": tags["feature_spec"], "features_digest": tags.get("features_digest", "")}
+    found = sidecar(path)
+    if found and found[1].get("feature_spec"):
+        return {"feature_spec": found[1]["feature_spec"], "features_digest": found[1].get("features_digest", "")}
+    return None
+
+
+def band_names(src: rasterio.DatasetReader, path: Path) -> list[str]:
+    """Feature names of an open feature COG's bands: band descriptions, else the ``features``
+    tag, else a ``bands.json`` sidecar.
+
+    Raises:
+        RasterError: some band has no name (the message names the file).
+    """
+    desc = list(src.descriptions)
+    tags = src.tags()
+    if not all(desc) and "features" in tags:
+        desc = json.loads(tags["features"])
+    if not all(desc):
+        desc = _sidecar_names(path, src.count) or desc
+    if not all(desc):
+        raise RasterError("has bands without names", "Write band descriptions (feature names) as "
+                          "`eulc features` does, or put the export's bands.json beside it", path=path)
+    return [str(d) for d in desc]
+
+
+def read_feature_cog(path: Path, names: list[str]
+                     ) -> tuple[np.ndarray, Affine, str, dict[str, str]]:
+    """Read the bands ``names`` of a feature COG, in that order (the whole file).
+
+    Args:
+        path: the feature COG (EPSG:3035, 10 m grid).
+        names: the feature names the model needs (its order is the output's).
+
+    Returns:
+        ``(values float32 (len(names), H, W) with NaN = nodata, transform, crs, tags)``.
+
+    Raises:
+        RasterError: unreadable/corrupt/truncated file, off-grid pixels, no band names, or a
+            needed band missing (see :class:`pipeline.core.reader.FeatureReader`).
+    """
+    from pipeline.core.reader import FeatureReader
+
+    with FeatureReader(path, names) as r:
+        return r.read(), r.window.transform, r.window.grid.crs, r.tags
+
+
+def dataset_window(path: Path, grid: Grid = EEA_10M) -> GridWindow:
+    """A raster on the grid as a :class:`~pipeline.core.grid.GridWindow` (its transform and shape)."""
+    with rasterio.open(path) as src:
+        return GridWindow(grid, src.transform, src.height, src.width)

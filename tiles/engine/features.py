@@ -1,0 +1,330 @@
+"""The local feature engine: a :class:`~tiles.engine.stack.Stack` + a feature spec → feature arrays.
+
+It evaluates the spec's expression strings with numexpr on the masked time series, exactly
+the strings that GEE evaluates with ``ee.Image.expression``, then reduces over the window:
+
+- masks (per the spec's sensor): cloud probability ``CLP <op> value`` (ELC10 masks ``>= 40``,
+  BRIDGE-LC ``> 75``), Sen2Cor SCL classes in ``scl_mask``, and
+  ``VALID == 0`` where the stack has a validity layer;
+- ``daily_mosaic``: acquisitions of the same UTC day are merged, the later one on top where
+  valid (GEE ``ImageCollection.mosaic`` puts the last image on top);
+- statistics over the acquisitions of the map year whose month is in the window:
+  ``pN`` = ``numpy.nanpercentile(..., method="linear")`` (computed by
+  :func:`tiles.engine.composite.nan_percentiles`, one sort per pixel), ``median``, ``mean``, ``stddev``
+  (population, ddof 0, as ``ee.Reducer.stdDev``), ``min``, ``max``; ``texture_sd`` = the
+  population standard deviation over a (2r+1)² square of the annual median (GEE
+  ``reduceNeighborhood(stdDev, Kernel.square(r, 'pixels'))``), over valid pixels only.
+  GEE's percentile reducer may differ by an interpolation step or a histogram bucket (see
+  :mod:`tiles.engine.composite`).
+
+A precomputed index in the stack (e.g. ``ndvi``) is used for a feature whose source is that
+index; otherwise the expression is evaluated on the bands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numexpr as ne
+import numpy as np
+from affine import Affine
+from scipy.ndimage import uniform_filter
+
+from pipeline.core.errors import NoSceneError, RasterError
+from pipeline.core.grid import GridWindow
+from pipeline.core.spec import CloudMask, Feature, FeatureSpec
+from tiles.engine.composite import focal_median, nan_percentiles
+from tiles.engine.stack import Stack
+
+
+def feature_inputs(spec: FeatureSpec, feature: Feature, stack_vars: set[str]) -> set[str]:
+    """The stack variables ``feature`` needs: its named index if the stack has it precomputed,
+    else the bands of its expression (recursively for derived features).
+    """
+    if feature.derived:
+        out: set[str] = set()
+        for n in spec.derived_inputs(feature):
+            out |= feature_inputs(spec, spec.feature(n), stack_vars)
+        return out
+    if feature.source in spec.indices and feature.source in stack_vars:
+        return {feature.source}
+    return spec.inputs(feature)
+
+
+def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate the feature's source on every acquisition; return times (T,) and float32
+    values (T, H, W) with masked pixels as NaN.
+    """
+    sensor = spec.sensors[feature.sensor]
+    names = feature_inputs(spec, feature, set(stack.variables))
+    missing = sorted(n for n in names if n not in stack.variables)
+    if missing:
+        raise RasterError(
+            f"band(s) {missing} needed by feature {feature.name!r} are missing from the stack",
+            f"Add them to the stack manifest, or select features without them "
+            f"(the stack has {sorted(stack.variables)})",
+            path=stack.sources[0] if stack.sources else None,
+        )
+    times = stack.variables[next(iter(sorted(names)))][0]
+    for n in names:
+        if not np.array_equal(stack.variables[n][0], times):
+            raise RasterError(f"bands {sorted(names)} of feature {feature.name!r} have different "
+                              "acquisition dates", "Give every band for every date")
+    keep = _orbit_filter(feature, stack, sorted(names), times)
+    if feature.source in spec.indices and feature.source in stack.variables:
+        values = stack.variables[feature.source][1][keep]
+    else:
+        expr = spec.expression(feature)
+        local = {n: stack.variables[n][1][keep] for n in names}
+        if sensor.focal_median_radius_m:  # S1 speckle filter on the bands, as GEE's focalMedian
+            radius_px = sensor.focal_median_radius_m / float(stack.window.grid.res_m)
+            local = {n: focal_median(v, radius_px) for n, v in local.items()}
+        if sensor.kind == "s1" and sensor.units == "dB":  # stacks hold linear σ0; the spec reads dB
+            with np.errstate(divide="ignore", invalid="ignore"):
+                local = {n: (10 * np.log10(v)).astype(np.float32) for n, v in local.items()}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.asarray(ne.evaluate(expr, local_dict=local), dtype=np.float32)
+        values[~np.isfinite(values)] = np.nan
+    times = times[keep]
+    mask = np.zeros(values.shape, dtype=bool)
+    for var, test in _mask_tests(sensor.cloud_probability, sensor.scl_mask):
+        if var in stack.variables:
+            mask |= _align(stack.variables[var], times, test, values.shape)
+    values[mask] = np.nan
+    if sensor.daily_mosaic:
+        times, values = _daily_mosaic(times, values)
+    return times, values
+
+
+def _orbit_filter(feature: Feature, stack: Stack, names: list[str], times: np.ndarray) -> np.ndarray:
+    """Boolean (T,): the acquisitions of the feature's orbit pass (all when it names none).
+
+    Raises:
+        RasterError: the feature names a pass and the stack does not record the pass of every
+            acquisition of its bands (``orbit``/``orbits`` in a manifest, ``sat:orbit_state`` in STAC).
+    """
+    if feature.orbit is None:
+        return np.ones(len(times), bool)
+    orb = stack.orbits.get(names[0]) if names else None
+    if orb is None or len(orb) != len(times) or (orb == "").any():
+        raise RasterError(f"feature {feature.name!r} uses {feature.orbit} passes only, and the stack does not "
+                          f"record the orbit pass of every acquisition of {names}",
+                          "Give `orbit:`/`orbits:` in the stack manifest, or STAC items with sat:orbit_state",
+                          path=stack.sources[0] if stack.sources else None)
+    return np.asarray(orb == feature.orbit)
+
+
+def _mask_tests(clp: CloudMask | None, scl: tuple[int, ...]
+                ) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
+    tests: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = [("VALID", lambda v: v == 0)]
+    if clp is not None:
+        limit = clp.value
+        tests.append(("CLP", (lambda v: v >= limit) if clp.op == ">=" else (lambda v: v > limit)))
+    if scl:
+        tests.append(("SCL", lambda v: np.isin(v, scl)))
+    return tests
+
+
+def _align(var: tuple[np.ndarray, np.ndarray], times: np.ndarray,
+           test: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Mask (T, H, W) from a mask variable, matched to ``times`` by acquisition time; an
+    acquisition without a mask layer is not masked.
+    """
+    mt, mv = var
+    out = np.zeros(shape, dtype=bool)
+    pos = {t: i for i, t in enumerate(mt)}
+    for i, t in enumerate(times):
+        j = pos.get(t)
+        if j is not None:
+            out[i] = test(mv[j])
+    return out
+
+
+def _daily_mosaic(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    days = times.astype("datetime64[D]")
+    uniq = np.unique(days)
+    if len(uniq) == len(days):
+        return times, values
+    out = np.full((len(uniq), *values.shape[1:]), np.nan, dtype=np.float32)
+    for k, d in enumerate(uniq):
+        for i in np.flatnonzero(days == d):  # later acquisitions on top where valid
+            out[k] = np.where(np.isnan(values[i]), out[k], values[i])
+    return uniq.astype("datetime64[ns]"), out
+
+
+def _texture_sd(median: np.ndarray, radius: int) -> np.ndarray:
+    valid = np.isfinite(median)
+    x = np.where(valid, median, 0.0).astype(np.float64)
+    size = 2 * radius + 1
+    n = uniform_filter(valid.astype(np.float64), size, mode="constant")
+    s1 = uniform_filter(x, size, mode="constant")
+    s2 = uniform_filter(x * x, size, mode="constant")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = s2 / n - (s1 / n) ** 2
+    out = np.sqrt(np.clip(var, 0.0, None))
+    out[(n <= 0) | ~valid] = np.nan
+    return out.astype(np.float32)
+
+
+def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
+            p = feature.percentile
+            if p is not None:  # one sort, numpy's linear nanpercentile (tiles.engine.composite)
+                return nan_percentiles(values, (float(p),))[0]
+            match feature.stat:
+                case "median":
+                    return nan_percentiles(values, (50.0,))[0]
+                case "mean" | "value":
+                    return np.nanmean(values, axis=0).astype(np.float32)
+                case "stddev":
+                    return np.nanstd(values, axis=0, ddof=0).astype(np.float32)
+                case "min":
+                    return np.nanmin(values, axis=0).astype(np.float32)
+                case "max":
+                    return np.nanmax(values, axis=0).astype(np.float32)
+                case "texture_sd":
+                    med = np.nanmedian(values, axis=0)
+                    return _texture_sd(med, int(feature.kernel_radius_px or 1))
+    raise RasterError(f"statistic {feature.stat!r} of {feature.name!r} is not implemented locally",
+                      "Use another statistic")
+
+
+def compute_features(spec: FeatureSpec, stack: Stack, year: int,
+                     on_feature: Callable[[str], None] | None = None) -> np.ndarray:
+    """Compute every feature of ``spec`` on ``stack`` for the map ``year``.
+
+    Args:
+        spec: the (selected) spec; output bands follow its order.
+        stack: the stack on the grid window (EPSG:3035, 10 m).
+        year: the map year; only acquisitions in that calendar year are used.
+        on_feature: called with each feature name when it is done (progress).
+
+    Returns:
+        float32 array (F, H, W) in the spec's stored units (physical × scale); NaN = nodata.
+
+    Raises:
+        RasterError: a needed band is missing from the stack, or a feature's window holds no
+            acquisition in ``year`` (the message names the feature and the window).
+    """
+    physical: dict[str, np.ndarray] = {}
+    for f in spec.features:
+        if f.derived:
+            continue
+        times, values = _masked_series(spec, f, stack)
+        years = times.astype("datetime64[Y]").astype(int) + 1970
+        months = times.astype("datetime64[M]").astype(int) % 12 + 1
+        keep = (years == year) & np.isin(months, f.window.months)
+        if spec.sensors[f.sensor].kind == "dem":  # terrain has no acquisition year: every layer counts
+            keep = np.ones(len(times), bool)
+        if not keep.any():
+            inputs = sorted(feature_inputs(spec, f, set(stack.variables)))
+            raise RasterError(
+                f"feature {f.name!r}: the stack has no acquisition of {inputs} "
+                f"in {year} months {list(f.window.months)}",
+                "Pick a year the stack covers, or select features the stack can compute",
+                path=stack.sources[0] if stack.sources else None,
+            )
+        physical[f.name] = _reduce(f, values[keep])
+        if on_feature:
+            on_feature(f.name)
+    for f in spec.features:
+        if f.derived:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                physical[f.name] = np.asarray(ne.evaluate(f.derived, local_dict=physical),
+                                              dtype=np.float32)
+            if on_feature:
+                on_feature(f.name)
+    return np.stack([physical[f.name] * np.float32(f.scale) for f in spec.features]).astype(np.float32)
+
+
+def computable_features(spec: FeatureSpec, stack: Stack, year: int) -> list[str]:
+    """Names of the spec's features that ``stack`` can compute for ``year``: every input band
+    present, and at least one acquisition of them in the feature's window of that year.
+
+    This is how a map is made from a stack that lacks sensors (e.g. S2 only, no S1): the
+    model is trained on this subset (a FeatureSelection with method ``stack-availability``).
+    """
+    out = []
+    have = set(stack.variables)
+    for f in spec.features:
+        needs = feature_inputs(spec, f, have)
+        if not needs or not needs <= have:
+            continue
+        if f.derived:
+            out.append(f.name)
+            continue
+        t = stack.variables[next(iter(sorted(needs)))][0]
+        years = t.astype("datetime64[Y]").astype(int) + 1970
+        months = t.astype("datetime64[M]").astype(int) % 12 + 1
+        if ((years == year) & np.isin(months, f.window.months)).any():
+            out.append(f.name)
+    return [n for n in out if all(x in out for x in spec.derived_inputs(spec.feature(n)))]
+
+
+def halo_px(spec: FeatureSpec, res_m: float = 10.0) -> int:
+    """Rows of context a block needs so that neighbourhood features (``texture_sd`` kernels, the
+    S1 focal median, or both in turn) come out as on the whole tile.
+    """
+    tex = [int(f.kernel_radius_px or 1) for f in spec.features if f.stat == "texture_sd"]
+    foc = [int(np.ceil(s.focal_median_radius_m / res_m)) for k, s in spec.sensors.items()
+           if s.focal_median_radius_m and any(f.sensor == k for f in spec.features)]
+    return max(tex, default=0) + max(foc, default=0)
+
+
+def compute_features_blocked(spec: FeatureSpec, load: Callable[[GridWindow], Stack], window: GridWindow,
+                             year: int, block_rows: int = 256,
+                             on_block: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, Stack]:
+    """:func:`compute_features` one row block at a time, so memory is bounded by a block's stack
+    (T × bands × (block_rows + 2·halo) × width), not the tile's.
+
+    Args:
+        spec: the (selected) spec.
+        load: reads the stack of a grid window (a local manifest or STAC items).
+        window: the tile (EPSG:3035, 10 m).
+        year: the map year.
+        block_rows: rows per block; each block is read with :func:`halo_px` extra rows above and
+            below, then cropped, so neighbourhood features equal the whole-tile computation.
+        on_block: progress callback ``(done, total)``.
+
+    Returns:
+        ``(features float32 (F, H, W), the first block's stack)`` (its level and sources).
+
+    A block that no acquisition covers (``load`` raises :class:`NoSceneError`: sea, a border
+    strip) stays nodata (NaN, counted in the COG's ``nodata_pixels``).
+
+    Raises:
+        NoSceneError: no block of the tile has an acquisition.
+        RasterError: as :func:`compute_features`, for the first block that fails.
+    """
+    halo = halo_px(spec, window.grid.res_m)
+    out = np.full((len(spec.features), window.height, window.width), np.nan, np.float32)
+    r = window.grid.res_m
+    starts = list(range(0, window.height, block_rows))
+    first: Stack | None = None
+    empty: list[NoSceneError] = []
+    for i, r0 in enumerate(starts):
+        top = max(0, r0 - halo)
+        bottom = min(window.height, r0 + block_rows + halo)
+        t = window.transform
+        sub = GridWindow(window.grid, Affine(t.a, t.b, t.c, t.d, t.e, t.f - top * r), bottom - top, window.width)
+        try:
+            stack = load(sub)
+        except NoSceneError as e:  # e.g. the sea or a border strip of the tile: that block stays nodata
+            empty.append(e)
+            if on_block:
+                on_block(i + 1, len(starts))
+            continue
+        first = first or stack
+        vals = compute_features(spec, stack, year)
+        h = min(block_rows, window.height - r0)
+        out[:, r0:r0 + h] = vals[:, r0 - top:r0 - top + h]
+        if on_block:
+            on_block(i + 1, len(starts))
+    if first is None:  # no block has a scene: the tile has none
+        raise empty[0]
+    return out, first

@@ -1,0 +1,207 @@
+"""Sentinel-2 stacks from STAC: a static catalogue (file) or STAC items, loaded with odc-stac
+onto the EEA grid window, into the same :class:`~tiles.engine.stack.Stack` the local-file loader
+produces, so the feature engine cannot tell them apart (issue #7).
+
+- Items are filtered to the window's footprint and the map year.
+- Bands are loaded with ``odc.stac.load`` on the window's ``GeoBox`` (EPSG:3035, 10 m,
+  nearest resampling as in paper §2.1.1), float32, NaN = nodata.
+- Digital numbers → reflectance: ``(DN + BOA_ADD_OFFSET) · 1e-4`` for L2A items of processing
+  baseline ≥ 04.00 (ESA's harmonization: offset −1000 from 2022-01-25; the baseline is read
+  from ``s2:processing_baseline`` or, when absent, from the acquisition date), ``DN · 1e-4``
+  otherwise (L1C, older L2A). Values ≤ 0 after the offset are nodata, as in GEE's
+  ``COPERNICUS/S2_SR_HARMONIZED``. Mask layers (``SCL``, ``CLP`` in percent) are not scaled.
+- Items whose COGs were harmonized by the provider (Earth Search's
+  ``earthsearch:boa_offset_applied: true``, formerly ``sentinel:boa_offset_applied``) get no
+  offset. Earth Search's flag is known to be wrong on some items (Element84/earth-search#66 and
+  #71), so the data are checked too: when more than :data:`NOT_OFFSET_SHARE` (5 %) of an item's
+  valid values in a visible-to-NIR band (:data:`CHECK_BANDS`) are below 1000 DN (negative surface
+  reflectance once the offset is subtracted), the values are taken as already harmonized, with a
+  warning naming the item. A scene bright everywhere (cloud, snow) cannot be told apart this way
+  and keeps its metadata's offset; the cloud mask removes cloud.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pystac
+
+from pipeline.core.errors import NoSceneError, RasterError
+from pipeline.core.grid import GridWindow
+from tiles.engine.stack import MASK_VARIABLES, Stack, canonical_band
+
+DEM_VARIABLE = "elevation"
+DEM_ASSETS = ("elevation", "data", "dem", "DEM")
+"""Asset keys of a DEM item, in order of preference (Copernicus DEM on Earth Search and
+Planetary Computer: ``data``)."""
+
+HARMONIZATION_DATE = np.datetime64("2022-01-25")
+NOT_OFFSET_SHARE = 0.05
+CHECK_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A")
+"""Bands whose valid L2A values stay above 1000 DN once offset (visible to NIR: water and dark
+vegetation have positive surface reflectance there; SWIR over water may be < 0, so it is not used)."""
+OFFSET_APPLIED_KEYS = ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied")
+BOA_ADD_OFFSET = -1000.0
+DN_TO_REFLECTANCE = 1e-4
+
+
+def items_from_catalog(path: Path) -> list[pystac.Item]:
+    """Every item under a static STAC catalogue or collection file (recursively).
+
+    Raises:
+        RasterError: the file does not exist or is not a STAC catalogue.
+    """
+    if not Path(path).is_file():
+        raise RasterError("does not exist", "Give the path of a catalog.json or collection.json", path=path)
+    try:
+        cat = pystac.read_file(str(path))
+    except (pystac.STACError, ValueError, KeyError) as e:
+        raise RasterError(f"is not a STAC catalogue ({e})", "Give a catalog.json or collection.json",
+                          path=path) from None
+    if isinstance(cat, pystac.Item):
+        return [cat]
+    if not isinstance(cat, pystac.Catalog):
+        raise RasterError("is not a STAC catalogue", "Give a catalog.json or collection.json", path=path)
+    return list(cat.get_items(recursive=True))
+
+
+def _item_time(item: pystac.Item) -> np.datetime64:
+    """The acquisition time as UTC datetime64[ns] (``datetime`` or ``start_datetime``)."""
+    raw = item.datetime or item.properties.get("start_datetime")
+    if raw is None:
+        raise RasterError(f"STAC item {item.id!r} has no datetime", "Give items with datetime or start_datetime")
+    ts = pd.Timestamp(raw)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return np.datetime64(ts.to_datetime64()).astype("datetime64[ns]")
+
+
+def _offset(item: pystac.Item, level: str) -> float:
+    if level != "L2A" or any(item.properties.get(k) is True for k in OFFSET_APPLIED_KEYS):
+        return 0.0
+    base = item.properties.get("s2:processing_baseline")
+    if base is not None:
+        try:
+            return BOA_ADD_OFFSET if float(base) >= 4.0 else 0.0
+        except ValueError:
+            pass
+    return BOA_ADD_OFFSET if _item_time(item) >= HARMONIZATION_DATE else 0.0
+
+
+def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: list[str], year: int | None = None,
+                    level: str = "L2A", kind: str = "s2", as_stored: set[str] | None = None) -> Stack:
+    """Load the ``bands`` of S2 (or S1) ``items`` onto ``window``.
+
+    Args:
+        items: STAC items (one per acquisition), assets keyed by band (``B02``/``B2``, ``SCL``).
+        window: the EEA grid window (EPSG:3035, 10 m).
+        bands: band names as in the spec (``B2``, ``B8``, ``SCL``, ``CLP``).
+        year: keep only acquisitions of this calendar year (None = all).
+        level: ``L2A`` (harmonization offset applies) or ``L1C``; for S1 ``GRD``/``RTC``.
+        kind: ``s2`` (digital numbers → reflectance), ``s1`` (linear σ⁰ as stored, values ≤ 0
+            are nodata; assets ``vv``/``vh``) or ``dem`` (metres as stored, asset ``elevation``
+            or ``data`` as in Copernicus DEM GLO-30 collections; the tiles are mosaicked into
+            one layer, whatever their dates).
+        as_stored: variables loaded as stored, without the DN → reflectance step (precomputed
+            index assets such as ``ndvi``, unitless).
+
+    Returns:
+        A :class:`Stack` with ``variables[band] = (times, float32 (T, H, W))`` in reflectance
+        0–1 (bands) or native units (masks), NaN = nodata.
+
+    Raises:
+        NoSceneError: no item in the window/year.
+        RasterError: a band missing from the items (the message lists the assets the items have).
+    """
+    import odc.stac
+    from odc.geo.geobox import GeoBox
+
+    from pipeline.core.grid import footprint_lonlat
+
+    w, s, e, n = footprint_lonlat(window)[1]
+    chosen = []
+    for it in items:
+        if it.bbox and (it.bbox[0] > e or it.bbox[2] < w or it.bbox[1] > n or it.bbox[3] < s):
+            continue
+        if year is not None and _item_time(it).astype("datetime64[Y]").astype(int) + 1970 != year:
+            continue
+        chosen.append(it)
+    if not chosen:
+        raise NoSceneError(f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
+                          + (f" in {year}" if year is not None else ""),
+                          "Widen the search (dates, cloud cover) or check the tile")
+    keys = {canonical_band(k): k for it in chosen for k in it.assets}
+    dem_key = next((k for k in DEM_ASSETS if k in keys), None)
+    if kind == "dem" and dem_key is not None:
+        keys[DEM_VARIABLE] = keys[dem_key]
+    missing = [b for b in bands if canonical_band(b) not in keys]
+    if missing:
+        raise RasterError(f"band(s) {missing} are missing from the STAC items (assets: {sorted(keys.values())})",
+                          "Use a collection with these assets, or select features that do not need them")
+    gbox = GeoBox((window.height, window.width), window.transform, window.grid.crs)
+    ds = odc.stac.load(chosen, bands=[keys[canonical_band(b)] for b in bands], geobox=gbox, resampling="nearest",
+                       dtype="float32", groupby="id", preserve_original_order=True)
+    times = ds["time"].to_numpy().astype("datetime64[ns]")
+    by_time = {_item_time(it): it for it in chosen}
+    offsets = np.array([_offset(by_time[t], level) if t in by_time else 0.0 for t in times], np.float32)
+    raw: dict[str, np.ndarray] = {}
+    for b in bands:
+        da = ds[keys[canonical_band(b)]]
+        v = da.to_numpy().astype(np.float32)
+        nod = da.attrs.get("nodata")
+        if nod is not None and np.isfinite(nod):
+            v[v == np.float32(nod)] = np.nan
+        raw[canonical_band(b)] = v
+    reflectance = [n for n in raw if n not in MASK_VARIABLES and n not in (as_stored or set())]
+    if kind == "s2":
+        _drop_offsets_the_data_lack(offsets, times, by_time, {n: raw[n] for n in reflectance})
+    variables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, v in raw.items():
+        if kind == "dem":  # one terrain layer: the first valid tile value at each pixel
+            first = np.argmax(np.isfinite(v), axis=0)
+            variables[name] = (np.sort(times)[:1], np.take_along_axis(v, first[None], axis=0))
+            continue
+        if kind == "s1":
+            v[v <= 0] = np.nan  # linear backscatter is positive; 0 = no data
+        elif name in reflectance:
+            v = (v + offsets[:, None, None]) * np.float32(DN_TO_REFLECTANCE)
+            if level == "L2A":
+                v[v <= 0] = np.nan
+        order = np.argsort(times, kind="stable")
+        variables[name] = (times[order], v[order])
+    orbits: dict[str, np.ndarray] = {}
+    if kind == "s1":  # the pass of each acquisition (STAC sat extension), for features with `orbit`
+        passes = np.array([str(by_time[t].properties.get("sat:orbit_state", "")).upper() if t in by_time else ""
+                           for t in times])
+        orbits = {name: passes[np.argsort(times, kind="stable")] for name in variables}
+    sources = sorted({a.href for it in chosen for k, a in it.assets.items() if canonical_band(k) in
+                      {canonical_band(b) for b in bands}})
+    return Stack(window, variables, level, sources, orbits)
+
+
+def _drop_offsets_the_data_lack(offsets: np.ndarray, times: np.ndarray, by_time: dict[np.datetime64, pystac.Item],
+                                dn: dict[str, np.ndarray]) -> None:
+    """Set ``offsets[i]`` to 0 where acquisition ``i``'s values are already harmonized although
+    its metadata say otherwise (see the module docstring); warn once per such item.
+
+    Args:
+        offsets: float32 (T,) BOA_ADD_OFFSET per acquisition, changed in place.
+        times: datetime64 (T,) acquisition times.
+        by_time: time → item, for the warning.
+        dn: band → float32 (T, H, W) digital numbers, NaN = nodata.
+    """
+    import warnings
+
+    for i in np.flatnonzero(offsets != 0):
+        for band, v in ((b, a) for b, a in dn.items() if b in CHECK_BANDS):
+            valid = v[i][np.isfinite(v[i]) & (v[i] > 0)]
+            if valid.size and (share := float((valid < -offsets[i]).mean())) > NOT_OFFSET_SHARE:
+                item = by_time.get(times[i])
+                warnings.warn(f"STAC item {item.id if item else times[i]}: its metadata call for the L2A offset "
+                              f"{offsets[i]:g} DN, but {share:.0%} of its valid {band} values are below "
+                              f"{-offsets[i]:g} DN: taken as already harmonized (no offset)", stacklevel=3)
+                offsets[i] = 0.0
+                break

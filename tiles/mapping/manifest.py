@@ -1,0 +1,119 @@
+"""The run manifest of ``eulc map``: one SQLite row per tile (DESIGN.md §2 "Manifest").
+
+Each row holds the tile id, the hash of its inputs (feature file content, cell, model hashes,
+output options), its status (``done``/``failed``/``running``), the outputs with their SHA-256,
+the error message of a failed tile, timings and pixel counts. Only the client process writes
+it, one transaction per tile, so a run killed at any point leaves a consistent table (SQLite's
+journal): a rerun skips the tiles that are ``done`` with an unchanged inputs hash and whose
+outputs still exist with the recorded checksums, and redoes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.hashing import file_sha256
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tiles (
+    tile_id TEXT PRIMARY KEY,
+    inputs_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    features_file TEXT,
+    outputs TEXT,
+    error TEXT,
+    started REAL,
+    finished REAL,
+    seconds REAL,
+    n_pixels INTEGER,
+    n_nodata INTEGER,
+    worker TEXT
+)
+"""
+
+
+@dataclass(frozen=True)
+class TileRow:
+    """One manifest row. ``outputs`` maps each output file name to its SHA-256."""
+
+    tile_id: str
+    inputs_hash: str
+    status: str
+    features_file: str | None
+    outputs: dict[str, str]
+    error: str | None
+    seconds: float | None
+    n_pixels: int | None
+    n_nodata: int | None
+
+
+class Manifest:
+    """The SQLite manifest at ``path`` (created if missing).
+
+    Raises:
+        sqlite3.DatabaseError: the file exists but is not a manifest database.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def get(self, tile_id: str) -> TileRow | None:
+        """The row of ``tile_id``, or None."""
+        cur = self._db.execute(
+            "SELECT tile_id, inputs_hash, status, features_file, outputs, error, seconds, n_pixels, n_nodata "
+            "FROM tiles WHERE tile_id = ?", (tile_id,))
+        r = cur.fetchone()
+        if r is None:
+            return None
+        return TileRow(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7], r[8])
+
+    def rows(self) -> list[TileRow]:
+        """Every row, sorted by tile id."""
+        ids = [r[0] for r in self._db.execute("SELECT tile_id FROM tiles ORDER BY tile_id")]
+        return [row for i in ids if (row := self.get(i)) is not None]
+
+    def is_current(self, tile_id: str, inputs_hash: str, out_dir: Path) -> bool:
+        """True if the tile is ``done`` for these inputs and every output file is present with
+        its recorded SHA-256 (a deleted or altered output makes the tile run again).
+        """
+        row = self.get(tile_id)
+        if row is None or row.status != "done" or row.inputs_hash != inputs_hash or not row.outputs:
+            return False
+        for name, sha in row.outputs.items():
+            p = out_dir / name
+            if not p.is_file() or file_sha256(p) != sha:
+                return False
+        return True
+
+    def start(self, tile_id: str, inputs_hash: str, features_file: str | None) -> None:
+        """Record that the tile was handed to a worker."""
+        self._db.execute(
+            "INSERT INTO tiles (tile_id, inputs_hash, status, features_file, started) VALUES (?, ?, 'running', ?, ?) "
+            "ON CONFLICT(tile_id) DO UPDATE SET inputs_hash=excluded.inputs_hash, status='running', "
+            "features_file=excluded.features_file, started=excluded.started, error=NULL, finished=NULL",
+            (tile_id, inputs_hash, features_file, time.time()))
+
+    def finish(self, tile_id: str, result: dict[str, Any]) -> None:
+        """Record a worker's result: ``status``, ``outputs`` (name → SHA-256), ``error``,
+        ``seconds``, ``n_pixels``, ``n_nodata``, ``worker``.
+        """
+        self._db.execute(
+            "UPDATE tiles SET status=?, outputs=?, error=?, finished=?, seconds=?, n_pixels=?, n_nodata=?, worker=? "
+            "WHERE tile_id=?",
+            (result["status"], json.dumps(result.get("outputs", {}), sort_keys=True), result.get("error"),
+             time.time(), result.get("seconds"), result.get("n_pixels"), result.get("n_nodata"),
+             result.get("worker"), tile_id))

@@ -1,0 +1,383 @@
+"""The idempotent tile runner behind ``eulc map``: tiles → class/confidence COGs on dask.distributed.
+
+Per run folder:
+
+- ``manifest.sqlite`` (:mod:`tiles.mapping.manifest`): one row per tile with its inputs hash, status,
+  outputs and their SHA-256, error and timings. A rerun skips tiles that are done, unchanged
+  and intact; a failed tile is recorded with its message and the other tiles go on.
+- ``<tile>_class.tif``, ``<tile>_confidence.tif`` (and ``_proba``/``_level2``): written by the
+  workers, each to a temporary file renamed into place (:func:`pipeline.core.atomic.atomic_path`),
+  so a crash at any moment leaves whole files or none.
+- ``<tile>.json`` (STAC Item) per tile and ``catalog.json`` per run (:mod:`tiles.mapping.stac`).
+
+Scheduling: ``local`` (default) starts a dask.distributed ``LocalCluster`` of single-threaded
+worker processes, ``threads`` one of threads, ``sync`` runs in this process (debugging), and
+any other value is the address of an existing scheduler (``tcp://host:8786``: dask-jobqueue,
+Kubernetes, Coiled). Only this client process writes the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import resource
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.errors import EulcError, RasterError
+from pipeline.core.grid import TileId
+from pipeline.core.hashing import file_sha256
+from tiles.mapping.manifest import Manifest
+
+FORMAT = "eulc-map/1"
+LOCK = ".eulc-map.lock"
+MANIFEST = "manifest.sqlite"
+
+
+@dataclass(frozen=True)
+class MapJob:
+    """One tile's work, sent to a worker (picklable).
+
+    Attributes:
+        tile_id: output name and tag.
+        tile: the grid cell, or None for the whole feature file.
+        features_file: the feature COG/VRT holding the tile.
+        bundle_dir, level2_dir: model bundle folders (Level-2 optional).
+        out_dir: the run folder.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        probabilities: also write ``<tile>_proba.tif``.
+        compress: ``DEFLATE`` or ``ZSTD``.
+        threads: torch threads in the worker.
+        inputs_hash: the manifest key of these inputs.
+        accept: feature-contract fields whose difference is tolerated (``cloud_mask``, ``level``).
+    """
+
+    tile_id: str
+    tile: TileId | None
+    features_file: str
+    bundle_dir: str
+    level2_dir: str | None
+    out_dir: str
+    device: str = "cpu"
+    probabilities: bool = False
+    compress: str = "DEFLATE"
+    threads: int = 1
+    inputs_hash: str = ""
+    accept: tuple[str, ...] = ()
+
+
+@dataclass
+class MapSummary:
+    """What a run did. ``failures`` maps tile id → error message."""
+
+    out_dir: Path
+    tiles: int = 0
+    done: int = 0
+    skipped: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    pixels: int = 0
+    nodata: int = 0
+    seconds: float = 0.0
+    dashboard: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """No tile failed."""
+        return not self.failures
+
+
+_PREDICTORS: dict[tuple[str, str | None, str], Any] = {}
+
+
+def run_tile(job: MapJob) -> dict[str, Any]:
+    """Map one tile on a worker. Never raises: errors come back as ``status: failed``.
+
+    Returns:
+        ``{"status", "outputs": {file name: SHA-256}, "error", "seconds", "n_pixels",
+        "n_nodata", "class_counts", "year", "spec_hash", "worker", "peak_rss_mb"}``.
+    """
+    import torch
+
+    from model.bundle import load_bundle
+    from tiles.mapping.predict import Predictor, predict_tile
+
+    t0 = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        torch.set_num_threads(max(1, job.threads))
+        key = (job.bundle_dir, job.level2_dir, job.device)
+        if key not in _PREDICTORS:
+            l2 = load_bundle(Path(job.level2_dir)) if job.level2_dir else None
+            _PREDICTORS[key] = Predictor(load_bundle(Path(job.bundle_dir)), l2, device=job.device)
+        res = predict_tile(_PREDICTORS[key], Path(job.features_file), Path(job.out_dir), job.tile_id,
+                           tile=job.tile, probabilities=job.probabilities, compress=job.compress,
+                           accept=job.accept)
+        tags = res.tags
+        return {"status": "done", "outputs": {p.name: file_sha256(p) for p in res.outputs},
+                "seconds": time.perf_counter() - t0, "n_pixels": res.n_pixels, "n_nodata": res.n_nodata,
+                "class_counts": res.class_counts, "year": tags.get("year", ""),
+                "spec_hash": tags.get("spec_hash", ""), "features_digest": tags.get("features_digest", ""),
+                "contract": tags.get("contract", ""), "worker": worker, "peak_rss_mb": _peak_rss_mb()}
+    except EulcError as e:
+        return {"status": "failed", "error": str(e), "seconds": time.perf_counter() - t0, "worker": worker}
+    except Exception as e:  # noqa: BLE001 - any other failure is recorded, the run goes on
+        tb = traceback.format_exception_only(type(e), e)[-1].strip()
+        return {"status": "failed", "error": f"{job.features_file}: unexpected error: {tb}",
+                "seconds": time.perf_counter() - t0, "worker": worker}
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process (VmHWM; ru_maxrss would carry a forking parent's peak)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM")) / 1024.0
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder; remove temporaries left by a killed run.
+
+    Raises:
+        EulcError: another ``eulc map`` holds the folder.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / LOCK).open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EulcError(f"another `eulc map` is writing to {out_dir}",
+                            "Wait for it to finish, or use another --out folder") from None
+        for p in out_dir.iterdir():  # atomic_path temporaries: ".<name>.<random><suffix>"
+            if p.name.startswith(".") and p.name != LOCK and p.is_file():
+                p.unlink(missing_ok=True)
+        yield
+
+
+def find_features(features_dir: Path, tile_id: str) -> Path:
+    """The feature file of a tile in ``features_dir``, whichever stage wrote it.
+
+    - ``<tile>.tif`` / ``<tile>.vrt`` (a mosaic of GEE export parts: ``gdalbuildvrt``);
+    - ``<tile>_<year>.tif`` (``eulc features --catalog/--stac/--files``);
+    - ``<spec>_<year>_<tile>.tif`` (``eulc gee export-tiles``, its ``bands.json`` beside it).
+
+    Raises:
+        RasterError: none, or several candidates (the message lists them).
+    """
+    exact = [features_dir / f"{tile_id}{s}" for s in (".tif", ".vrt")]
+    pattern = re.compile(rf"(?:.+_)?{re.escape(tile_id)}(?:_[^_]+)?\.tif")
+    found = [p for p in exact if p.is_file()] or sorted(
+        p for p in features_dir.glob(f"*{tile_id}*.tif") if pattern.fullmatch(p.name))
+    if not found:
+        raise RasterError(f"no feature COG for tile {tile_id}",
+                          f"Expected {tile_id}.tif, {tile_id}_<year>.tif (`eulc features`) or "
+                          f"<spec>_<year>_{tile_id}.tif (`eulc gee export-tiles`)", path=features_dir)
+    if len(found) > 1:
+        raise RasterError(f"several feature files for tile {tile_id}: {[p.name for p in found]}",
+                          "Keep one per tile, or mosaic the parts with `gdalbuildvrt <tile>.vrt ...`",
+                          path=features_dir)
+    return found[0]
+
+
+def inputs_hash(features_sha256: str, tile_id: str, tile: TileId | None, model_hash: str,
+                probabilities: bool, compress: str, accept: tuple[str, ...] = ()) -> str:
+    """SHA-256 of everything a tile's outputs depend on (feature bytes, cell, models, options)."""
+    key = {"format": FORMAT, "features": features_sha256, "tile_id": tile_id,
+           "cell": str(tile) if tile else None, "model": model_hash, "probabilities": probabilities,
+           "compress": compress, **({"accept": sorted(accept)} if accept else {})}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, features_dir: Path | None = None,
+            features_files: list[Path] | None = None, level2_dir: Path | None = None, scheduler: str = "local",
+            workers: int | None = None, device: str = "auto", probabilities: bool = False,
+            compress: str = "DEFLATE", on_event: Event | None = None, accept: tuple[str, ...] = ()) -> MapSummary:
+    """Map tiles, resumably. See the module docstring for the files written.
+
+    Args:
+        tiles: grid cells to map; None maps each of ``features_files`` (or every ``*.tif``/``*.vrt``
+            of ``features_dir``) whole, the tile id being the file's stem.
+        bundle_dir: the model bundle; ``level2_dir`` an optional Level-2 crop bundle.
+        out_dir: the run folder.
+        features_dir: per-tile feature COGs (:func:`find_features`), or
+        features_files: one feature COG/VRT holding every tile (read windowed), or without
+            ``tiles`` the files to map whole.
+        scheduler: ``local``, ``threads``, ``sync`` or a scheduler address.
+        workers: worker count for ``local``/``threads`` (default: the CPU count).
+        device: ``auto``, ``cpu`` or ``cuda`` (``auto`` picks CUDA when torch sees a GPU).
+        probabilities: also write per-class probabilities.
+        compress: ``DEFLATE`` or ``ZSTD``.
+        on_event: ``(kind, info)`` callback: ``plan`` (total, skipped), ``dashboard`` (link),
+            ``tile`` (tile_id, status, error).
+        accept: feature-contract fields whose difference from the bundle's is tolerated
+            (``cloud_mask``, ``level``); any other difference fails the tile.
+
+    Returns:
+        The :class:`MapSummary` (``ok`` is False when any tile failed).
+
+    Raises:
+        EulcError: bad bundles, neither or both feature sources, another run on ``out_dir``.
+    """
+    from model.bundle import load_bundle
+    from tiles.mapping.predict import resolve_device
+
+    if (features_dir is None) == (not features_files):
+        raise EulcError("give either --features-dir (one COG per tile) or feature file(s)",
+                        "Use --features-dir DIR with --tiles, or --features FILE (one mosaic for all --tiles)")
+    if tiles is None and features_dir is not None:  # every feature file of the folder, each whole
+        features_files = sorted(p for p in features_dir.glob("*") if p.suffix in (".tif", ".vrt")
+                                and not p.name.startswith(".") and p.is_file())
+        if not features_files:
+            raise RasterError("has no feature file (*.tif, *.vrt)",
+                              "Compute features with `eulc features`, or give --tiles", path=features_dir)
+        features_dir = None
+    if tiles is not None and features_files and len(features_files) > 1:
+        raise EulcError(f"--tiles with {len(features_files)} feature files",
+                        "Give one mosaic (a COG or a VRT: `gdalbuildvrt all.vrt *.tif`) or --features-dir")
+    emit = on_event or (lambda kind, info: None)
+    b1 = load_bundle(bundle_dir)
+    b2 = load_bundle(level2_dir) if level2_dir else None
+    model_hash = b1.digest + (f"+{b2.digest}" if b2 else "")
+    legends = {"class": b1.legend, **({"level2": b2.legend} if b2 else {})}
+    dev = str(resolve_device(device))
+    ncpu = os.cpu_count() or 1
+    n_workers = workers or (1 if dev.startswith("cuda") else ncpu)
+    threads = max(1, ncpu // n_workers) if scheduler in ("local", "threads", "sync") else 1
+    if scheduler == "sync":
+        threads = ncpu
+    summary = MapSummary(out_dir=out_dir)
+    t_run = time.perf_counter()
+    with run_lock(out_dir):
+        manifest = Manifest(out_dir / MANIFEST)
+        try:
+            jobs, planned_failures = _plan(tiles, features_dir, features_files, bundle_dir, level2_dir, out_dir,
+                                           dev, probabilities, compress, threads, model_hash, accept)
+            summary.tiles = len(jobs) + len(planned_failures)
+            todo = [j for j in jobs if not manifest.is_current(j.tile_id, j.inputs_hash, out_dir)]
+            summary.skipped = len(jobs) - len(todo)
+            emit("plan", {"total": summary.tiles, "skipped": summary.skipped, "todo": len(todo)})
+            for tid, (ffile, err) in planned_failures.items():
+                manifest.start(tid, "", ffile)
+                manifest.finish(tid, {"status": "failed", "error": err})
+                summary.failures[tid] = err
+                emit("tile", {"tile_id": tid, "status": "failed", "error": err})
+            for job, res in _execute(todo, scheduler, n_workers, emit, manifest, summary):
+                _record(job, res, manifest, out_dir, legends, model_hash, summary, emit)
+            done_rows = [r for r in manifest.rows() if r.status == "done"]
+            from tiles.mapping.stac import write_catalog
+
+            write_catalog(out_dir, [r.tile_id for r in done_rows if f"{r.tile_id}.json" in r.outputs],
+                          f"eulc land-cover map, model {model_hash}")
+        finally:
+            manifest.close()
+    summary.seconds = time.perf_counter() - t_run
+    return summary
+
+
+def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files: list[Path] | None, bundle_dir: Path,
+          level2_dir: Path | None, out_dir: Path, device: str, probabilities: bool, compress: str,
+          threads: int, model_hash: str, accept: tuple[str, ...] = ()
+          ) -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
+    jobs: list[MapJob] = []
+    failed: dict[str, tuple[str | None, str]] = {}
+    hashes: dict[Path, str] = {}
+    cells: list[tuple[str, TileId | None, Path | None]] = (
+        [(str(t), t, features_files[0] if features_files else None) for t in tiles] if tiles is not None
+        else [(f.stem, None, f) for f in features_files or []])
+    for tid, cell, given in cells:
+        try:
+            ffile = given if given is not None else find_features(Path(str(features_dir)), tid)
+            if not ffile.is_file():
+                raise RasterError("does not exist", "Check the --features path", path=ffile)
+        except RasterError as e:
+            failed[tid] = (None, str(e))
+            continue
+        if ffile not in hashes:
+            hashes[ffile] = file_sha256(ffile)
+        ih = inputs_hash(hashes[ffile], tid, cell, model_hash, probabilities, compress, accept)
+        jobs.append(MapJob(tid, cell, str(ffile), str(bundle_dir), str(level2_dir) if level2_dir else None,
+                           str(out_dir), device, probabilities, compress, threads, ih, accept))
+    return jobs, failed
+
+
+def _execute(jobs: list[MapJob], scheduler: str, n_workers: int, emit: Event, manifest: Manifest,
+             summary: MapSummary) -> Iterator[tuple[MapJob, dict[str, Any]]]:
+    for j in jobs:
+        manifest.start(j.tile_id, j.inputs_hash, j.features_file)
+    if not jobs:
+        return
+    if scheduler == "sync":
+        for j in jobs:
+            yield j, run_tile(j)
+        return
+    import logging
+
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    if scheduler in ("local", "threads"):
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=scheduler == "local",
+                               silence_logs=logging.ERROR)
+        client = Client(cluster)
+    else:
+        cluster = None
+        try:
+            client = Client(scheduler, timeout="30s")
+        except OSError as e:
+            raise EulcError(f"cannot reach the dask scheduler at {scheduler} ({e})",
+                            "Check the address (tcp://host:8786) or leave --scheduler out") from None
+    try:
+        summary.dashboard = client.dashboard_link
+        emit("dashboard", {"link": client.dashboard_link})
+        futures = {client.submit(run_tile, j, key=f"eulc-map-{j.tile_id}-{j.inputs_hash[:12]}", pure=False): j
+                   for j in jobs}
+        for fut in as_completed(futures):
+            j = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as e:  # noqa: BLE001 - a dead worker fails that tile only
+                res = {"status": "failed", "error": f"{j.features_file}: the worker failed ({type(e).__name__}: {e})"}
+            yield j, res
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path, legends: dict[str, Any],
+            model_hash: str, summary: MapSummary, emit: Event) -> None:
+    if res["status"] == "done":
+        from tiles.mapping.stac import tile_item, write_item
+
+        files = {name.removeprefix(f"{job.tile_id}_").removesuffix(".tif"): name for name in res["outputs"]}
+        from pipeline.core.featurecog import dataset_window
+
+        window = job.tile.window() if job.tile is not None else dataset_window(out_dir / files["class"])
+        props = {"eulc:model_hash": model_hash, "eulc:spec_hash": res.get("spec_hash", ""),
+                 "eulc:features_digest": res.get("features_digest", ""), "eulc:contract": res.get("contract", ""),
+                 "eulc:n_pixels": res["n_pixels"], "eulc:n_nodata": res["n_nodata"],
+                 "eulc:class_counts": res["class_counts"]}
+        item = tile_item(job.tile_id, window, str(res.get("year", "")), files,
+                         {k: v for k, v in legends.items() if k in files}, props)
+        ipath = write_item(item, out_dir)
+        res = {**res, "outputs": {**res["outputs"], ipath.name: file_sha256(ipath)}}
+        summary.done += 1
+        summary.pixels += int(res["n_pixels"])
+        summary.nodata += int(res["n_nodata"])
+    else:
+        summary.failures[job.tile_id] = str(res.get("error"))
+    manifest.finish(job.tile_id, res)
+    emit("tile", {"tile_id": job.tile_id, **{k: res.get(k) for k in ("status", "error", "seconds", "peak_rss_mb")}})
+

@@ -1,0 +1,91 @@
+"""STAC metadata of a map run (pystac): one Item per tile and one self-contained Catalog.
+
+Items carry the tile footprint in EPSG:4326 (lon/lat, densified from the EPSG:3035 cell),
+the map year as ``start_datetime``/``end_datetime``, the projection extension (EPSG:3035,
+shape, transform) and one asset per COG; the class assets list their classes with the
+classification extension (value, name, colour). Everything is relative (``./``), so the output
+folder can be moved or uploaded as it is. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pystac
+from pystac.extensions.classification import Classification, ClassificationExtension
+from pystac.extensions.projection import ProjectionExtension
+
+from pipeline.core.atomic import write_json
+from pipeline.core.grid import GridWindow, footprint_lonlat
+from pipeline.core.legend import Legend
+
+ASSET_ROLES = {"class": ["data"], "level2": ["data"], "confidence": ["metadata", "quality"],
+               "proba": ["data", "probability"]}
+
+
+def _classes(legend: Legend) -> list[Classification]:
+    out = []
+    for i, c in enumerate(legend.to_json()):
+        r, g, b, _ = legend.colormap()[i]
+        out.append(Classification.create(value=i, description=str(c["name"]),
+                                         name=str(c["name"]).lower().replace("/", "_").replace(" ", "_"),
+                                         color_hint=f"{r:02X}{g:02X}{b:02X}"))
+    return out
+
+
+def tile_item(tile_id: str, window: GridWindow, year: str, files: dict[str, str],
+              legends: dict[str, Legend], properties: dict[str, Any]) -> pystac.Item:
+    """The STAC Item of one mapped tile.
+
+    Args:
+        tile_id: the item id (the cell code).
+        window: the tile's grid window (EPSG:3035).
+        year: the map year (``""`` if unknown: the item then has no time range).
+        files: asset key (``class``, ``confidence``, ``proba``, ``level2``) → file name in the
+            output folder.
+        legends: asset key → legend, for the classification extension.
+        properties: extra properties (``eulc:model_hash``, ``eulc:spec_hash``, ...).
+    """
+    geom, bbox = footprint_lonlat(window)
+    props: dict[str, Any] = dict(properties)
+    if year:
+        props |= {"start_datetime": f"{year}-01-01T00:00:00Z", "end_datetime": f"{year}-12-31T23:59:59Z"}
+    item = pystac.Item(tile_id, geom, bbox, None, props)
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    proj.code = window.grid.crs
+    proj.shape = [window.height, window.width]
+    proj.transform = list(window.transform)[:6]
+    for key, name in files.items():
+        asset = pystac.Asset(f"./{name}", media_type=pystac.MediaType.COG, roles=ASSET_ROLES.get(key, ["data"]),
+                             title=key)
+        item.add_asset(key, asset)
+        if key in legends:
+            ClassificationExtension.ext(asset, add_if_missing=True).classes = _classes(legends[key])
+    return item
+
+
+def write_item(item: pystac.Item, out_dir: Path) -> Path:
+    """Write ``<out_dir>/<item id>.json`` atomically, with root/parent links to
+    ``./catalog.json`` and the item's relative asset hrefs; returns the path.
+    """
+    dest = out_dir / f"{item.id}.json"
+    d = item.to_dict(include_self_link=False, transform_hrefs=False)
+    d["links"] = [{"rel": rel, "href": "./catalog.json", "type": pystac.MediaType.JSON.value}
+                  for rel in ("root", "parent")]
+    write_json(dest, d)
+    return dest
+
+
+def write_catalog(out_dir: Path, item_ids: Iterable[str], description: str) -> Path:
+    """Write ``<out_dir>/catalog.json`` atomically: a self-contained STAC Catalog linking
+    ``./<id>.json`` for each item id (sorted, so reruns write the same bytes); returns the path.
+    """
+    cat = pystac.Catalog("eulc-map", description, catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    cat.set_self_href(str(out_dir / "catalog.json"))
+    for i in sorted(item_ids):
+        cat.add_link(pystac.Link(pystac.RelType.ITEM, f"./{i}.json", media_type=pystac.MediaType.GEOJSON))
+    dest = out_dir / "catalog.json"
+    write_json(dest, cat.to_dict(include_self_link=False, transform_hrefs=True))
+    return dest
