@@ -32,9 +32,11 @@ from model.scenarios import Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, train_bridge, training_arrays
 from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
+from pipeline.core.confusion import class_accuracies
+from pipeline.core.contract import compare_features
 from pipeline.core.errors import SchemaError
 from pipeline.core.legend import legend_for
-from pipeline.table import read_feature_table
+from pipeline.table import read_feature_table, table_spec
 
 MODELS = (*PRESETS, *BASELINES)
 """Models of ``--models``: the neural presets (bridge-lc, eulc, mlp) and the baselines."""
@@ -51,9 +53,13 @@ def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
 
     Raises:
         SchemaError: the table lacks features the bundle needs (all are named).
+        ContractError: the table's features were computed otherwise than the bundle's.
     """
     b = load_bundle(bundle_dir)
-    table, _ = read_feature_table(table_path)
+    table, meta = read_feature_table(table_path)
+    # the table's columns must mean what the bundle learnt (table -> evaluate seam)
+    compare_features(b.feature_spec(), table_spec(meta, f"table {table_path}"), b.features,
+                     f"bundle {bundle_dir}", f"table {table_path}")
     missing = [f for f in b.features if f not in table.columns]
     if missing:
         raise SchemaError(f"the table lacks {len(missing)} feature(s) the bundle needs: {missing[:8]}",
@@ -216,14 +222,12 @@ def per_class_table(df: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
     """
     out = []
     for model, g in df.groupby("model", sort=False):
-        cm = _summed_confusion(g).astype(float)
-        for i, name in enumerate(class_names):
-            tp, ref, pred = cm[i, i], cm[i].sum(), cm[:, i].sum()
-            ua = tp / pred if pred else float("nan")
-            pa = tp / ref if ref else float("nan")
-            f1 = 2 * ua * pa / (ua + pa) if pred and ref and (ua + pa) else float("nan")
-            out.append({"model": model, "class": name, "f1": f1, "users_accuracy": ua,
-                        "producers_accuracy": pa, "support": int(ref)})
+        # runs store sklearn matrices: rows = reference
+        acc = class_accuracies(_summed_confusion(g), class_names, rows="reference", undefined=float("nan"))
+        for name in class_names:
+            r = acc[name]
+            out.append({"model": model, "class": name, "f1": r["f1"], "users_accuracy": r["users_accuracy"],
+                        "producers_accuracy": r["producers_accuracy"], "support": r["reference_total"]})
     return pd.DataFrame(out)
 
 

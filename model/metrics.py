@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from pipeline.core.confusion import class_accuracies
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -24,14 +26,14 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[s
         User's accuracy = precision (of the predicted class), producer's = recall.
     """
     labels = list(range(len(names)))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     cm = confusion_matrix(y_true, y_pred, labels=labels)
+    acc = class_accuracies(cm, names, rows="reference", undefined=0.0)  # sklearn's zero_division=0
     return {
         "overall_accuracy": float(accuracy_score(y_true, y_pred)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "n": int(len(y_true)),
-        "per_class": {n: {"users_accuracy": float(p[i]), "producers_accuracy": float(r[i]),
-                          "f1": float(f[i]), "support": int(s[i])} for i, n in enumerate(names)},
+        "per_class": {n: {"users_accuracy": a["users_accuracy"], "producers_accuracy": a["producers_accuracy"],
+                          "f1": a["f1"], "support": a["reference_total"]} for n, a in acc.items()},
         "confusion": {"rows": "reference", "columns": "predicted", "classes": names, "matrix": cm.tolist()},
     }
 

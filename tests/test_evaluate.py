@@ -88,8 +88,21 @@ def test_scenario_runs_all_models_on_real_data(full_table: Path, tmp_path: Path)
 
 
 def test_evaluate_bundle(small_bundle: Path, sample_table: Path, tmp_path: Path) -> None:
+    """evaluate_bundle's figures equal sklearn's on an independent prediction of the same rows (the
+    fused network the map uses). Mutations caught: evaluate_bundle skipping the normaliser, or
+    passing lat/lon swapped, changes its predictions and fails the equality."""
+    from model.bundle import load_bundle
+    from tiles.mapping.predict import Predictor
+
     m = evaluate_bundle(small_bundle, sample_table)
-    assert m["n"] > 1000 and 0 < m["weighted_f1"] <= 1
+    table, _ = read_feature_table(sample_table)
+    d = training_arrays(table, NDVI_FEATURES)
+    pred = Predictor(load_bundle(small_bundle), device="cpu").predict(d.x.astype(np.float32),
+                                                                      d.lonlat.astype(np.float32))["class"]
+    assert m["n"] == len(d.y) > 1000
+    assert m["overall_accuracy"] == pytest.approx(float((pred == d.y).mean()), abs=2e-3)  # fused = unfused net
+    assert m["weighted_f1"] == pytest.approx(f1_score(d.y, pred, average="weighted"), abs=3e-3)
+    assert m["overall_accuracy"] > np.bincount(d.y).max() / len(d.y)  # better than the majority class
     table, meta = read_feature_table(sample_table)
     bad = table.drop(columns=["ndvi_p50"])
     bad.attrs["eulc"] = meta

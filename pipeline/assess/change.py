@@ -16,10 +16,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
-from rasterio.enums import Resampling
 from rasterio.features import rasterize
-from rasterio.warp import reproject
 
+from pipeline.core import warp
 from pipeline.core.errors import RasterError, SchemaError
 from pipeline.core.legend import Legend
 
@@ -34,10 +33,8 @@ def read_on_grid(path: Path, like: Path) -> np.ndarray:
     with rasterio.open(path) as src, rasterio.open(like) as ref:
         if src.crs == ref.crs and src.transform == ref.transform and src.shape == ref.shape:
             return src.read(1)
-        out = np.full(ref.shape, NODATA, np.uint8)
-        reproject(rasterio.band(src, 1), out, dst_transform=ref.transform, dst_crs=ref.crs, dst_nodata=NODATA,
-                  resampling=Resampling.nearest)
-        return out
+        grid = (ref.transform, ref.crs, ref.shape)
+    return warp.read_on_grid(path, *grid, dtype=np.uint8, fill=NODATA)
 
 
 def transition_matrix(before: Path, after: Path, legend: Legend) -> tuple[np.ndarray, float]:

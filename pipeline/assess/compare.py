@@ -20,10 +20,13 @@ from pyproj import CRS
 from rasterio.coords import disjoint_bounds
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
-from rasterio.warp import reproject, transform_bounds
+from rasterio.warp import transform_bounds
 
+from pipeline.core.confusion import class_accuracies
+from pipeline.core.eea import cell_codes
 from pipeline.core.errors import RasterError
 from pipeline.core.legend import Crosswalk, Legend
+from pipeline.core.warp import read_on_grid
 
 NODATA = 255
 BLOCK_M = 250.0
@@ -60,13 +63,9 @@ def align_reference(reference: Path, map_path: Path) -> tuple[np.ndarray, str]:
         if ref.crs is None:
             raise RasterError("has no CRS", "Assign the reference map's CRS", path=reference)
         method = "mode" if _pixel_size_m(ref) < 0.75 * _pixel_size_m(m) else "nearest"
-        src = ref.read(1).astype(np.float64)
-        if ref.nodata is not None:
-            src[src == ref.nodata] = np.nan
-        dst = np.full((m.height, m.width), np.nan, dtype=np.float64)
-        reproject(src, dst, src_transform=ref.transform, src_crs=ref.crs, src_nodata=np.nan,
-                  dst_transform=m.transform, dst_crs=m.crs, dst_nodata=np.nan,
-                  resampling=Resampling.mode if method == "mode" else Resampling.nearest)
+        grid = (m.transform, m.crs, (m.height, m.width))
+    dst = read_on_grid(reference, *grid, resampling=Resampling.mode if method == "mode" else Resampling.nearest,
+                       dtype=np.float64, fill=np.nan)
     return dst, method
 
 
@@ -155,7 +154,7 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
 
 
 def class_metrics(cm: np.ndarray, names: list[str]) -> dict[str, dict[str, float | int | None]]:
-    """User's and producer's accuracy and F1 per class.
+    """User's and producer's accuracy and F1 per class of a map-vs-reference matrix.
 
     Args:
         cm: int (K, K) counts or areas, rows = map class, columns = reference class.
@@ -163,17 +162,13 @@ def class_metrics(cm: np.ndarray, names: list[str]) -> dict[str, dict[str, float
 
     Returns:
         name → ``users_accuracy`` (diagonal / row), ``producers_accuracy`` (diagonal / column),
-        ``f1``, ``map_pixels``, ``reference_pixels``; None where a total is zero.
+        ``f1``, ``map_pixels``, ``reference_pixels``; None where a total is zero
+        (:func:`pipeline.core.confusion.class_accuracies`).
     """
-    diag = np.diag(cm).astype(float)
-    rows, cols = cm.sum(1).astype(float), cm.sum(0).astype(float)
     out: dict[str, dict[str, float | int | None]] = {}
-    for i, n in enumerate(names):
-        ua = diag[i] / rows[i] if rows[i] else None
-        pa = diag[i] / cols[i] if cols[i] else None
-        f1 = 2 * ua * pa / (ua + pa) if ua and pa else (0.0 if ua is not None and pa is not None else None)
-        out[n] = {"users_accuracy": ua, "producers_accuracy": pa, "f1": f1,
-                  "map_pixels": int(rows[i]), "reference_pixels": int(cols[i])}
+    for n, r in class_accuracies(cm, names, rows="map").items():
+        out[n] = {"users_accuracy": r["users_accuracy"], "producers_accuracy": r["producers_accuracy"],
+                  "f1": r["f1"], "map_pixels": r["map_total"], "reference_pixels": r["reference_total"]}
     return out
 
 
@@ -210,7 +205,7 @@ def block_agreement(c: Comparison, block_m: float = BLOCK_M) -> list[dict[str, A
         lon, lat = Transformer.from_crs(c.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
         try:
             x3035, y3035 = Transformer.from_crs(c.crs, "EPSG:3035", always_xy=True).transform(xs, ys)
-            cells = [f"10kmE{int(e // 10_000)}N{int(n // 10_000)}" for e, n in zip(x3035, y3035, strict=True)]
+            cells = cell_codes(np.asarray(x3035), np.asarray(y3035), 10)
             regions, _ = assign_bioregion(np.asarray(x3035), np.asarray(y3035))
         except Exception:  # noqa: BLE001 - the region table is optional context
             regions = np.array([""] * len(rows), dtype=object)

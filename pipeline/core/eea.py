@@ -17,11 +17,19 @@ def cell_index(coord_m: np.ndarray, size_m: int) -> np.ndarray:
     return np.floor(np.round(np.asarray(coord_m, dtype=np.float64), 2) / size_m).astype(np.int64)
 
 
+def cell_code(e: int, n: int, size_m: int) -> str:
+    """The EEA reference-grid code of cell (e, n) of ``size_m``: ``10kmE432N321``; sizes below 1 km
+    (or not whole km) in metres, ``250mE18698N10155`` (EEA reference grid naming).
+    """
+    unit = f"{size_m // 1000}km" if size_m % 1000 == 0 else f"{size_m}m"
+    return f"{unit}E{e}N{n}"
+
+
 def cell_codes(x_3035_m: np.ndarray, y_3035_m: np.ndarray, size_km: int) -> list[str]:
     """EEA codes such as ``100kmE43N32`` for points (x, y) in EPSG:3035 metres."""
     e = cell_index(x_3035_m, size_km * 1000)
     n = cell_index(y_3035_m, size_km * 1000)
-    return [f"{size_km}kmE{a}N{b}" for a, b in zip(e.tolist(), n.tolist(), strict=True)]
+    return [cell_code(a, b, size_km * 1000) for a, b in zip(e.tolist(), n.tolist(), strict=True)]
 
 
 def lucas_theoretical_xy(point_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from rasterio.errors import CRSError as RioCRSError
 from rasterio.warp import transform_bounds
 from shapely.geometry import box, mapping
 
+from pipeline.core.eea import cell_code
 from pipeline.core.errors import RasterError
 
 
@@ -179,8 +180,7 @@ class TileId:
         return cls(size_m, math.floor(x_m / size_m), math.floor(y_m / size_m))
 
     def __str__(self) -> str:
-        unit = f"{self.size_m // 1000}km" if self.size_m % 1000 == 0 else f"{self.size_m}m"
-        return f"{unit}E{self.e}N{self.n}"
+        return cell_code(self.e, self.n, self.size_m)
 
     @property
     def size_km(self) -> float:

@@ -32,16 +32,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import rasterio
-import rioxarray
-import xarray as xr
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 
 from pipeline.core.config import data_dir
 from pipeline.core.errors import RasterError, SpecError
 from pipeline.core.grid import EEA_10M, Grid, GridWindow, window_for_bounds
+from pipeline.core.warp import read_on_grid
 
 MASK_VARIABLES = ("CLP", "SCL", "VALID")
 
@@ -177,19 +175,10 @@ def _times(labels: tuple[str, ...] | list[str], path: Path) -> np.ndarray:
 
 def _read_on_grid(path: Path, window: GridWindow, nodata: float | None) -> np.ndarray:
     """Read all bands of ``path`` reprojected onto ``window``: float32 (B, H, W), NaN = nodata."""
-    try:
-        da = rioxarray.open_rasterio(path, masked=True)
-        if not isinstance(da, xr.DataArray):
-            raise RasterError("has subdatasets", "Give a single GeoTIFF", path=path)
-        if nodata is not None:
-            da = da.where(da != nodata)
-            da = da.rio.write_nodata(np.nan, encoded=False)
-        out = da.rio.reproject(window.grid.crs, transform=window.transform, shape=window.shape,
-                               resampling=Resampling.nearest, nodata=np.nan)
-        return np.asarray(out.values, dtype=np.float32)
-    except (RasterioIOError, OSError) as e:
-        raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
-                          "Re-download or re-export the file", path=path) from None
+    with _open(path) as src:
+        count = src.count
+    return read_on_grid(path, window.transform, window.grid.crs, window.shape, bands=list(range(1, count + 1)),
+                        src_nodata=nodata)
 
 
 def manifest_variables(manifest: StackManifest, root: Path) -> set[str]:
