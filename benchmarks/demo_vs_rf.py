@@ -25,9 +25,9 @@ from pipeline.app.demo import SLOVENIA, run_demo
 from pipeline.assess.agreement import agreement
 from pipeline.core.cog import write_cog
 from pipeline.core.config import data_dir
-from pipeline.core.featurecog import read_feature_cog
 from pipeline.core.grid import pixel_centres_lonlat
 from pipeline.core.legend import Crosswalk, level1_legend
+from pipeline.core.reader import read_feature_cog
 from pipeline.table import read_feature_table
 
 

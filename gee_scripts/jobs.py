@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from gee_scripts.exports import task_graph
+
 ACTIVE = ("READY", "RUNNING", "COMPLETED")
 RETRYABLE = ("FAILED", "CANCELLED")
 
@@ -207,7 +209,6 @@ class FakeTaskRunner:
 
     def __init__(self, script: dict[str, list[str]] | None = None,
                  fail_starts: dict[str, int] | None = None, crash_after: int | None = None) -> None:
-        from gee_scripts.exports import task_graph
 
         self._graph = task_graph
         self.script = script or {}

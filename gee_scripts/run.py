@@ -14,6 +14,7 @@ from gee_scripts.jobs import EETaskRunner, JobSpec, JobTable, SubmitReport, poll
 from gee_scripts.session import initialize_live, offline
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.contract import embed, features_digest
+from pipeline.core.errors import EulcError
 from pipeline.core.grid import TileId
 from pipeline.core.lucas import read_points, shards
 from pipeline.core.spec import FeatureSpec
@@ -125,8 +126,6 @@ def run_live(out: Path, make_plan: Any, spec: FeatureSpec, year: int, project: s
 
 def status(out: Path, project: str | None) -> list[dict[str, Any]]:
     """Poll the tasks recorded in ``out/jobs.sqlite`` and return the rows."""
-    from pipeline.core.errors import EulcError
-
     if not (out / JOBS_DB).is_file():
         raise EulcError(f"no job table in {out}", "Run `eulc gee export-... --start --out DIR` first")
     initialize_live(project)

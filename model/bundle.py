@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from model.bridge import BridgeConfig, BridgeLC
 from model.normalize import MinMaxNormalizer
 from pipeline.core.atomic import current_umask
+from pipeline.core.bioregion import REGIONS
 from pipeline.core.contract import artifact_spec, features_digest
 from pipeline.core.errors import BundleError
 from pipeline.core.hashing import file_sha256
@@ -141,7 +142,6 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
 
 
 def _regions() -> tuple[str, ...]:
-    from pipeline.core.bioregion import REGIONS
 
     return REGIONS
 

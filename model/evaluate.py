@@ -27,6 +27,7 @@ from model.bundle import load_bundle
 from model.calibration import expected_calibration_error
 from model.infer import predict_proba
 from model.metrics import classification_metrics, mean_ci95
+from model.plots import confusion_png
 from model.presets import ABLATION, PRESETS, preset_config
 from model.scenarios import Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, train_bridge, training_arrays
@@ -203,7 +204,6 @@ def write_reports(df: pd.DataFrame, scenario: str, class_names: list[str], out_d
     per_class = per_class_table(df, class_names)
     with atomic_path(out_dir / f"{scenario}_per_class.csv") as tmp:
         per_class.to_csv(tmp, index=False)
-    from model.plots import confusion_png
 
     for model, g in df.groupby("model", sort=False):
         cm = _summed_confusion(g)

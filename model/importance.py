@@ -22,6 +22,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupShuffleSplit
 
+from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import SchemaError
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
@@ -175,7 +176,6 @@ def curve_png(curve: pd.DataFrame, dest: str, title: str = "", k_marked: int | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline.core.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(curve["k"], curve["weighted_f1"] * 100, "o-", label="weighted F1")

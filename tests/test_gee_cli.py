@@ -12,7 +12,7 @@ import pandas as pd
 import rasterio
 from affine import Affine
 
-from pipeline.core.featurecog import read_feature_cog
+from pipeline.core.reader import read_feature_cog
 from pipeline.core.spec import load_spec
 from pipeline.table import build_feature_table
 

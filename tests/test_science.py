@@ -100,7 +100,8 @@ def test_eulc_preset_selects_on_blocked_holdout_and_calibrates(sample_table: Pat
     # calibration did not make the hold-out ECE worse than the raw network's (beyond noise)
     assert m["val_ece_calibrated"] <= m["val_ece"] + 0.01
     meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
-    assert meta["train_config"]["select_best"] and meta["architecture"]["temperature"] == pytest.approx(m["temperature"])
+    assert meta["train_config"]["select_best"]
+    assert meta["architecture"]["temperature"] == pytest.approx(m["temperature"])
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 
+from pipeline.core.bioregion import assign_bioregion
+from pipeline.core.cog import write_cog
 from pipeline.core.confusion import class_accuracies
 from pipeline.core.eea import cell_codes
 from pipeline.core.errors import RasterError
@@ -182,7 +184,6 @@ def block_agreement(c: Comparison, block_m: float = BLOCK_M) -> list[dict[str, A
     """
     from pyproj import Transformer
 
-    from pipeline.core.bioregion import assign_bioregion
 
     h, w = c.map_ids.shape
     res = abs(c.transform.a)
@@ -234,8 +235,6 @@ def disagreement_cog(c: Comparison, dest: Path) -> Path:
     """Write the disagreement raster as a COG: 0 = agree, 1 = disagree, 255 = nodata on
     either side (uint8, the map's grid, colormap green/red, mode overviews).
     """
-    from pipeline.core.cog import write_cog
-
     out = np.full(c.map_ids.shape, NODATA, np.uint8)
     v = c.valid
     out[v] = (c.map_ids[v].astype(np.int16) != c.ref_ids[v]).astype(np.uint8)

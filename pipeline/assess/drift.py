@@ -25,6 +25,8 @@ import pandas as pd
 from scipy.stats import ks_2samp
 
 from pipeline.core.errors import SchemaError
+from pipeline.core.featurecog import band_names
+from pipeline.core.reader import FeatureReader
 
 PSI_MODERATE = 0.10
 PSI_SIGNIFICANT = 0.25
@@ -85,9 +87,6 @@ def drift_table(train: pd.DataFrame, tiles: list[Path], features: list[str] | No
         SchemaError: no feature in common between the table and a tile (the message names both).
         RasterError: an unreadable feature COG.
     """
-    from pipeline.core.featurecog import band_names
-    from pipeline.core.reader import FeatureReader
-
     rng = np.random.default_rng(seed)
     rows: list[DriftRow] = []
     for path in tiles:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from pipeline.assess.compare import align_reference
 from pipeline.core.atomic import atomic_path
 from pipeline.core.legend import Crosswalk, Legend
 
@@ -35,7 +36,6 @@ def quicklook(class_cog: Path, confidence_cog: Path, reference: Path | None, cro
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    from pipeline.assess.compare import align_reference
 
     with rasterio.open(class_cog) as s:
         cls = s.read(1).astype(float)

@@ -23,7 +23,10 @@ import numpy as np
 import pandas as pd
 import rasterio
 
+from pipeline.assess import report_figures as fig
+from pipeline.assess.change import transition_matrix, zone_table
 from pipeline.assess.compare import BLOCK_M, agreement_by, block_agreement, compare, disagreement_cog, summary
+from pipeline.assess.refpoints import read_points, sample_accuracy
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.legend import Crosswalk, Legend, level1_legend
 
@@ -102,8 +105,6 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         RasterError, SchemaError, SpecError: bad rasters, crosswalk, points or zones (see
             :func:`pipeline.assess.compare.compare`, :func:`pipeline.assess.refpoints.sample_accuracy`).
     """
-    from pipeline.assess import report_figures as fig
-
     legend = _legend_of(map_path)
     cw = Crosswalk.shipped(crosswalk)
     comp = compare(map_path, reference, cw, legend)
@@ -130,7 +131,6 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
             ("area compared", f"{metrics['area_compared_ha']:,.1f} ha"),
             ("reference alignment", comp.resampling), ("crosswalk", cw.name)]
     if points is not None:
-        from pipeline.assess.refpoints import read_points, sample_accuracy
 
         ps = sample_accuracy(map_path, read_points(points), legend, source=points.name)
         metrics["reference_sample"] = ps.to_json(legend)
@@ -149,7 +149,6 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
             + _img(fig.area_bars(names, ps.mapped_ha, e.area, e.area_ci95), "area estimates")
             + _table(tables["area_estimates"]))))
     if previous is not None:
-        from pipeline.assess.change import transition_matrix
 
         trans, _ = transition_matrix(previous, map_path, legend)
         tables["transitions_ha"] = pd.DataFrame(trans, columns=names).assign(**{"from \\ to": names})[
@@ -159,7 +158,6 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
             f"<p class='note'>Previous map: {html.escape(previous.name)} (aligned by nearest neighbour).</p>"
             + _img(fig.change_bars(names, trans), "change") + _table(tables["transitions_ha"]))))
     if zones is not None:
-        from pipeline.assess.change import zone_table
 
         maps = {"previous": previous, "map": map_path} if previous is not None else {"map": map_path}
         tables["zones"] = zone_table(maps, zones, legend)

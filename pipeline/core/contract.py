@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.core.errors import ContractError
-from pipeline.core.spec import FeatureSpec
+from pipeline.core.spec import FeatureSpec, load_spec, shipped_specs
 
 MASK_FIELDS = ("scene_cloud_max_pct", "cloud_probability", "scl_mask")
 """Semantic fields that together form the cloud mask (``accept={"cloud_mask"}`` tolerates them)."""
@@ -165,8 +165,6 @@ def artifact_spec(record: Mapping[str, Any], names: list[str], where: str) -> Fe
         ContractError: the embedded spec is invalid or disagrees with the recorded digest; or
             the artifact names a spec that is not shipped, or one whose content has changed since.
     """
-    from pipeline.core.spec import load_spec, shipped_specs
-
     emb = record.get("feature_spec")
     if emb:
         spec = embedded_spec(emb, where)

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from affine import Affine
 
 from pipeline.core.cog import write_cog
 from pipeline.core.contract import embed, features_digest
@@ -138,27 +137,6 @@ def band_names(src: rasterio.DatasetReader, path: Path) -> list[str]:
         raise RasterError("has bands without names", "Write band descriptions (feature names) as "
                           "`eulc features` does, or put the export's bands.json beside it", path=path)
     return [str(d) for d in desc]
-
-
-def read_feature_cog(path: Path, names: list[str]
-                     ) -> tuple[np.ndarray, Affine, str, dict[str, str]]:
-    """Read the bands ``names`` of a feature COG, in that order (the whole file).
-
-    Args:
-        path: the feature COG (EPSG:3035, 10 m grid).
-        names: the feature names the model needs (its order is the output's).
-
-    Returns:
-        ``(values float32 (len(names), H, W) with NaN = nodata, transform, crs, tags)``.
-
-    Raises:
-        RasterError: unreadable/corrupt/truncated file, off-grid pixels, no band names, or a
-            needed band missing (see :class:`pipeline.core.reader.FeatureReader`).
-    """
-    from pipeline.core.reader import FeatureReader
-
-    with FeatureReader(path, names) as r:
-        return r.read(), r.window.transform, r.window.grid.crs, r.tags
 
 
 def dataset_window(path: Path, grid: Grid = EEA_10M) -> GridWindow:

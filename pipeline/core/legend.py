@@ -25,7 +25,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from pipeline.core.errors import SchemaError
+from pipeline.core.errors import SchemaError, SpecError
 
 AGRI_LU1 = frozenset({"U111", "U112", "U113"})
 """LUCAS LU1 codes of agricultural use (EU crop map legend's U1 group)."""
@@ -180,7 +180,6 @@ class Crosswalk:
             SpecError: an unknown name (the message lists the shipped ones).
         """
         if name not in CROSSWALKS:
-            from pipeline.core.errors import SpecError
 
             raise SpecError(f"unknown crosswalk {name!r}", f"Use one of {', '.join(CROSSWALKS)}")
         return cls(name, _read_csv(f"{name}.csv"))

@@ -190,3 +190,21 @@ class FeatureReader:
         win = window or self.window
         return np.concatenate([b.values for b in self.blocks(win)], axis=1)
 
+
+def read_feature_cog(path: Path, names: list[str]
+                     ) -> tuple[np.ndarray, Affine, str, dict[str, str]]:
+    """Read the bands ``names`` of a feature COG, in that order (the whole file).
+
+    Args:
+        path: the feature COG (EPSG:3035, 10 m grid).
+        names: the feature names the model needs (its order is the output's).
+
+    Returns:
+        ``(values float32 (len(names), H, W) with NaN = nodata, transform, crs, tags)``.
+
+    Raises:
+        RasterError: unreadable/corrupt/truncated file, off-grid pixels, no band names, or a
+            needed band missing (see :class:`pipeline.core.reader.FeatureReader`).
+    """
+    with FeatureReader(path, names) as r:
+        return r.read(), r.window.transform, r.window.grid.crs, r.tags

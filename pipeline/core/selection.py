@@ -22,7 +22,7 @@ from typing import Any
 from pipeline.core.atomic import write_json
 from pipeline.core.contract import artifact_spec, compare_features, embed, features_digest
 from pipeline.core.errors import SpecError
-from pipeline.core.spec import FeatureSpec
+from pipeline.core.spec import FeatureSpec, load_spec
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,6 @@ def resolve_selection(spec_name: str | None, value: str | None, default_spec: st
         SpecError: unknown spec or feature names, an unreadable selection.
         ContractError: the selection and the given spec disagree on a feature.
     """
-    from pipeline.core.spec import load_spec
-
     if value and value.endswith(".json"):
         sel = FeatureSelection.load(Path(value))
         if spec_name:

@@ -6,14 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.errors import NoSceneError, RasterError
 from pipeline.core.featurecog import write_feature_cog
 from pipeline.core.grid import GridWindow
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
 from tiles.engine.cloud_mask import CloudMaskChoice, resolve_cloud_mask
 from tiles.engine.features import compute_features_blocked, feature_inputs
-from tiles.engine.stac_search import StacApi
-from tiles.engine.stack import load_manifest, load_stack, manifest_variables, manifest_window
+from tiles.engine.stac_load import DEM_ASSETS, DEM_VARIABLE, items_from_catalog, load_stac_stack
+from tiles.engine.stac_search import StacApi, search_items
+from tiles.engine.stack import Stack, canonical_band, load_manifest, load_stack, manifest_variables, manifest_window
 
 
 def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: FeatureSelection,
@@ -101,11 +103,6 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
             collection carries MOD21C3).
         SpecError: bad selection.
     """
-    from pipeline.core.errors import NoSceneError, RasterError
-    from tiles.engine.stac_load import DEM_VARIABLE, items_from_catalog, load_stac_stack
-    from tiles.engine.stac_search import search_items
-    from tiles.engine.stack import Stack, canonical_band
-
     sub = spec.subset(selection.names)
     kinds: dict[str, list[Any]] = {}  # sensor kind → its features
     for f in sub.features:
@@ -166,9 +163,6 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
 
 def _carries(item: Any, bands: set[str], kind: str) -> bool:
     """Whether a STAC item has an asset for every band (DEM: any of the DEM asset keys)."""
-    from tiles.engine.stac_load import DEM_ASSETS
-    from tiles.engine.stack import canonical_band
-
     keys = {canonical_band(k) for k in getattr(item, "assets", {})}
     if kind == "dem":
         return bool(keys & set(DEM_ASSETS))

@@ -30,7 +30,7 @@ import pandas as pd
 import pystac
 
 from pipeline.core.errors import NoSceneError, RasterError
-from pipeline.core.grid import GridWindow
+from pipeline.core.grid import GridWindow, footprint_lonlat
 from tiles.engine.stack import MASK_VARIABLES, Stack, canonical_band
 
 DEM_VARIABLE = "elevation"
@@ -119,7 +119,6 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
     import odc.stac
     from odc.geo.geobox import GeoBox
 
-    from pipeline.core.grid import footprint_lonlat
 
     w, s, e, n = footprint_lonlat(window)[1]
     chosen = []

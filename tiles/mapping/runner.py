@@ -33,10 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.bundle import load_bundle
 from pipeline.core.errors import EulcError, RasterError
+from pipeline.core.featurecog import dataset_window
 from pipeline.core.grid import TileId
 from pipeline.core.hashing import file_sha256
 from tiles.mapping.manifest import Manifest
+from tiles.mapping.predict import Predictor, predict_tile, resolve_device
+from tiles.mapping.stac import tile_item, write_catalog, write_item
 
 FORMAT = "eulc-map/1"
 LOCK = ".eulc-map.lock"
@@ -107,8 +111,6 @@ def run_tile(job: MapJob) -> dict[str, Any]:
     """
     import torch
 
-    from model.bundle import load_bundle
-    from tiles.mapping.predict import Predictor, predict_tile
 
     t0 = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -231,9 +233,6 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
     Raises:
         EulcError: bad bundles, neither or both feature sources, another run on ``out_dir``.
     """
-    from model.bundle import load_bundle
-    from tiles.mapping.predict import resolve_device
-
     if (features_dir is None) == (not features_files):
         raise EulcError("give either --features-dir (one COG per tile) or feature file(s)",
                         "Use --features-dir DIR with --tiles, or --features FILE (one mosaic for all --tiles)")
@@ -277,7 +276,6 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             for job, res in _execute(todo, scheduler, n_workers, emit, manifest, summary):
                 _record(job, res, manifest, out_dir, legends, model_hash, summary, emit)
             done_rows = [r for r in manifest.rows() if r.status == "done"]
-            from tiles.mapping.stac import write_catalog
 
             write_catalog(out_dir, [r.tile_id for r in done_rows if f"{r.tile_id}.json" in r.outputs],
                           f"eulc land-cover map, model {model_hash}")
@@ -359,10 +357,8 @@ def _execute(jobs: list[MapJob], scheduler: str, n_workers: int, emit: Event, ma
 def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path, legends: dict[str, Any],
             model_hash: str, summary: MapSummary, emit: Event) -> None:
     if res["status"] == "done":
-        from tiles.mapping.stac import tile_item, write_item
 
         files = {name.removeprefix(f"{job.tile_id}_").removesuffix(".tif"): name for name in res["outputs"]}
-        from pipeline.core.featurecog import dataset_window
 
         window = job.tile.window() if job.tile is not None else dataset_window(out_dir / files["class"])
         props = {"eulc:model_hash": model_hash, "eulc:spec_hash": res.get("spec_hash", ""),

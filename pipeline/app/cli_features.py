@@ -1,0 +1,129 @@
+"""``eulc features``, ``sample`` and ``drift``: the local/STAC feature engine and its outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipeline.app.cli_common import (
+    CloudMaskOpt,
+    DemCollection,
+    S1Collection,
+    S2Collection,
+    S2Level,
+    _cloud_mask,
+    _features_from_catalog,
+    _progress,
+    _spec_and_selection,
+    _stac_source,
+    app,
+    console,
+    out_console,
+)
+from pipeline.core.errors import EulcError
+
+
+@app.command()
+def features(
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    year: Annotated[int, typer.Option(help="map year")],
+    files: Annotated[str | None, typer.Option("--files", help="stack manifest (YAML) or shipped name")] = None,
+    catalog: Annotated[Path | None, typer.Option(help="static STAC catalogue (catalog.json) of S2 items")] = None,
+    stac: Annotated[str | None, typer.Option(
+        help="STAC API URL, e.g. https://earth-search.aws.element84.com/v1")] = None,
+    collection: S2Collection = "sentinel-2-l2a",
+    s1_collection: S1Collection = None,
+    dem_collection: DemCollection = None,
+    cloud_mask: CloudMaskOpt = "auto",
+    tiles: Annotated[str | None, typer.Option(
+        help="with --catalog/--stac: EEA cells (codes, bbox:W,S,E,N or a file)")] = None,
+    tile_size: Annotated[str, typer.Option(help="cell size for a bbox or vector AOI")] = "10km",
+    level: S2Level = "L2A",
+    spec: Annotated[str | None, typer.Option(
+        help="feature spec name or YAML path (default: the selection's or bundle's own, else elc10)")] = None,
+    select: Annotated[str | None, typer.Option(
+        help="selection JSON, comma-separated names, or a model bundle dir")] = None,
+    tile_id: Annotated[str | None, typer.Option(help="output name (default: manifest name)")] = None,
+) -> None:
+    """Compute spec features from a local Sentinel stack and write a feature COG."""
+    from tiles.engine.run import features_from_stack
+    from tiles.engine.stack import load_manifest
+
+    sp, sel = _spec_and_selection(spec, select)
+    if sum(v is not None for v in (files, catalog, stac)) != 1:
+        raise EulcError("give one of --files (a local stack manifest), --catalog (a static STAC catalogue) "
+                        "or --stac (a STAC API URL)")
+    if catalog is not None or stac is not None:
+        _features_from_catalog(_stac_source(stac, catalog, collection, s1_collection, dem_collection), tiles,
+                               tile_size, sp, sel, year, out, level, cloud_mask=_cloud_mask(cloud_mask))
+        return
+    assert files is not None
+    name = tile_id or load_manifest(files)[0].name
+    dest = out / f"{name}_{year}.tif"
+    with _progress() as prog:
+        task = prog.add_task("features", total=len(sel.names), info="")
+        features_from_stack(files, sp, sel, year, dest,
+                            lambda n: prog.update(task, advance=1, info=n), cloud_mask=_cloud_mask(cloud_mask))
+    out_console.print(f"wrote {dest}")
+
+
+@app.command()
+def sample(
+    points: Annotated[Path, typer.Option(
+        help="LUCAS points: CSV with POINT_ID and TH_LAT/TH_LONG or lat/lon (EPSG:4326), or polygons; LC1/LU1 kept")],
+    features_dir: Annotated[Path, typer.Option("--features-dir", help="feature COGs (*.tif) covering the points")],
+    out: Annotated[Path, typer.Option("--out", help="export CSV for `eulc table` (GEE sampleRegions layout)")],
+) -> None:
+    """Sample feature COGs at points: the local engine's table export (then `eulc table`)."""
+    from pipeline.core.atomic import atomic_path
+    from pipeline.core.errors import RasterError
+    from tiles.engine.sample import points_frame, sample_features
+
+    cogs = sorted(p for p in features_dir.glob("*.tif") if not p.name.startswith("."))
+    if not cogs:
+        raise RasterError("has no feature COG (*.tif)", "Compute them with `eulc features`", path=features_dir)
+    table, counts = sample_features(cogs, points_frame(points))
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    out_console.print(f"wrote {out}: {counts['sampled']:,} of {counts['points']:,} points sampled "
+                      f"({counts['outside']:,} outside the {len(cogs)} COG(s)), {table.shape[1] - 2} columns")
+
+
+@app.command()
+def drift(
+    table_path: Annotated[Path, typer.Option("--table", help="training FeatureTable (eulc table)")],
+    features_dir: Annotated[Path, typer.Option("--features-dir", help="feature COGs to check (*.tif)")],
+    out: Annotated[Path | None, typer.Option(help="write every (tile, feature) row to this CSV")] = None,
+    threshold: Annotated[float, typer.Option(help="PSI above which a feature is flagged as shifted")] = 0.25,
+    fail_on_shift: Annotated[bool, typer.Option(help="exit 1 when any feature is flagged")] = False,
+) -> None:
+    """Flag features whose distribution over the tiles differs from the training table (PSI, KS)."""
+    from pipeline.assess.drift import PSI_MODERATE, drift_table
+    from pipeline.core.atomic import atomic_path
+    from pipeline.core.errors import RasterError
+    from pipeline.table import read_feature_table
+
+    tiles = sorted(p for p in features_dir.glob("*.tif") if not p.name.startswith("."))
+    if not tiles:
+        raise RasterError("has no feature COG (*.tif)", "Point --features-dir at `eulc features` outputs",
+                          path=features_dir)
+    train, _ = read_feature_table(table_path)
+    with console.status(f"comparing {len(tiles)} tile(s) with {len(train):,} training rows"):
+        df = drift_table(train, tiles, psi_threshold=threshold)
+    if out:
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
+    tab = Table("tile", "feature", "PSI", "KS", "median train", "median tile", "nodata", "flag",
+                title=f"drift (PSI > {threshold:g} = shift, > {PSI_MODERATE:g} = moderate)")
+    for r in df.head(15).itertuples():
+        tab.add_row(str(r.tile), str(r.feature), f"{r.psi:.3f}", f"{r.ks:.3f}", f"{r.median_train:.4g}",
+                    f"{r.median_tile:.4g}", f"{r.nodata_share:.0%}", str(r.flag))
+    out_console.print(tab)
+    shifted = df[df["flag"] == "shift"]
+    out_console.print(f"{len(shifted)} of {len(df)} (tile, feature) pairs shifted in {shifted['tile'].nunique()} "
+                      f"of {len(tiles)} tile(s)" + (f"; all rows in {out}" if out else ""))
+    if fail_on_shift and len(shifted):
+        raise typer.Exit(1)

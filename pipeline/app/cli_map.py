@@ -1,0 +1,217 @@
+"""``eulc map``, ``agreement``, ``report`` and ``demo``: maps and their assessment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from pipeline.app.cli_common import (
+    CloudMaskOpt,
+    DemCollection,
+    S1Collection,
+    S2Collection,
+    S2Level,
+    _cloud_mask,
+    _features_from_catalog,
+    _progress,
+    _size_m,
+    _spec_and_selection,
+    _stac_source,
+    app,
+    console,
+    out_console,
+)
+from pipeline.core.errors import EulcError
+
+
+@app.command("map")
+def map_(
+    feature_cogs: Annotated[list[Path] | None, typer.Argument(
+        help="feature COG(s) to map whole (without --tiles)", show_default=False)] = None,
+    bundle: Annotated[Path, typer.Option("--bundle", help="model bundle directory")] = Path("models/elc10-l1"),
+    out: Annotated[Path, typer.Option("--out", help="run folder: COGs, STAC, manifest.sqlite")] = Path("maps"),
+    tiles: Annotated[str | None, typer.Option(
+        help="cells: codes (10kmE467N253,...), a .txt list, bbox:W,S,E,N (EPSG:4326) or a vector file")] = None,
+    tile_size: Annotated[str, typer.Option(help="cell size for a bbox or vector AOI: 100km, 10km, 1km, 250m")] = "10km",
+    features_dir: Annotated[Path | None, typer.Option(
+        "--features-dir", help="feature COGs: with --tiles one per tile (<tile>.tif, <tile>_<year>.tif, "
+        "<spec>_<year>_<tile>.tif); without, every file mapped whole")] = None,
+    features: Annotated[Path | None, typer.Option(
+        "--features", help="one feature COG/VRT holding all --tiles (read windowed)")] = None,
+    level2: Annotated[Path | None, typer.Option(help="Level-2 crop bundle: crop types inside Cropland")] = None,
+    scheduler: Annotated[str, typer.Option(
+        help="local (LocalCluster), threads, sync, or a dask scheduler address tcp://host:8786")] = "local",
+    workers: Annotated[int | None, typer.Option(help="workers for local/threads (default: CPU count)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    probabilities: Annotated[bool, typer.Option(help="also write per-class probabilities")] = False,
+    compress: Annotated[str, typer.Option(help="DEFLATE or ZSTD")] = "DEFLATE",
+    stac: Annotated[str | None, typer.Option(
+        help="compute the bundle's features first from this STAC API (into OUT/features)")] = None,
+    collection: S2Collection = "sentinel-2-l2a",
+    s1_collection: S1Collection = None,
+    dem_collection: DemCollection = None,
+    cloud_mask: CloudMaskOpt = "auto",
+    year: Annotated[int | None, typer.Option(help="with --stac: the map year")] = None,
+    level: S2Level = "L2A",
+    accept: Annotated[str | None, typer.Option(
+        help="feature-contract differences to tolerate: cloud_mask, level (comma-separated); "
+             "any other difference from the bundle's features fails the tile")] = None,
+) -> None:
+    """Map tiles with a model bundle: class + confidence COGs, STAC items, a resumable manifest.
+
+    A rerun skips tiles that are done and unchanged; failed tiles are listed and the exit
+    status is 1.
+    """
+    from pipeline.core.aoi import parse_tiles
+    from tiles.mapping.runner import run_map
+
+    size_m = _size_m(tile_size)
+    cells = parse_tiles(tiles, size_m) if tiles else None
+    accepted = [a.strip() for a in (accept or "").split(",") if a.strip()]
+    bad = [a for a in accepted if a not in ("cloud_mask", "level")]
+    if bad:
+        raise EulcError(f"--accept {','.join(bad)}: only cloud_mask and level differences can be accepted",
+                        "Recompute the features with the bundle's spec instead")
+    files = ([features] if features else []) + list(feature_cogs or [])
+    if stac is not None:  # one command from a public STAC API: features, then the map
+        if year is None or not tiles or files or features_dir is not None:
+            raise EulcError("--stac needs --year and --tiles, and no other feature source")
+        sp, sel = _spec_and_selection(None, str(bundle))  # the bundle's own spec: YAML-path specs work too
+        features_dir = out / "features"
+        # the features come from items this command searched: the cloud mask the items allow and
+        # their processing level are what there is (printed per tile; README "How the STAC path reads items")
+        accepted = sorted({*accepted, "cloud_mask", "level"})
+        out_console.print(f"--stac: differences from the bundle's features in {', '.join(accepted)} are "
+                          "accepted and recorded in each class COG's `contract` tag")
+        _features_from_catalog(_stac_source(stac, None, collection, s1_collection, dem_collection), tiles,
+                               tile_size, sp, sel, year, features_dir, level, keep_going=True,
+                               cloud_mask=_cloud_mask(cloud_mask))
+    with _progress() as prog:
+        task = prog.add_task("mapping", total=None, info="")
+
+        def on_event(kind: str, info: dict[str, Any]) -> None:
+            if kind == "plan":
+                prog.update(task, total=info["total"], completed=info["skipped"],
+                            info=f"{info['skipped']} up to date" if info["skipped"] else "")
+            elif kind == "dashboard":
+                out_console.print(f"dask dashboard: {info['link']}")
+            elif kind == "tile":
+                prog.update(task, advance=1, info=f"{info['tile_id']} {info['status']}")
+
+        summary = run_map(cells, bundle, out, features_dir=features_dir, features_files=files or None,
+                          level2_dir=level2, scheduler=scheduler, workers=workers, device=device,
+                          probabilities=probabilities, compress=compress.upper(), on_event=on_event,
+                          accept=tuple(accepted))
+    px = summary.pixels - summary.nodata
+    rate = f", {summary.pixels / summary.seconds / 1e6:.2f} Mpx/s" if summary.done and summary.seconds else ""
+    out_console.print(f"{out}: {summary.done} tile(s) mapped, {summary.skipped} up to date, "
+                      f"{len(summary.failures)} failed; {px:,} pixels classified, {summary.nodata:,} nodata"
+                      f" in {summary.seconds:.1f} s{rate}")
+    if summary.failures:
+        console.print(f"[bold red]{len(summary.failures)} failed tile(s)[/bold red] (recorded in "
+                      f"{out / 'manifest.sqlite'}; fix them and rerun: done tiles are kept):")
+        for tid, err in summary.failures.items():
+            console.print(f"  {tid}: {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@app.command("agreement")
+def agreement_(
+    class_map: Annotated[Path, typer.Argument(help="class COG from `eulc map`")],
+    reference: Annotated[Path, typer.Option(help="reference raster")],
+    crosswalk: Annotated[str, typer.Option(help="crosswalk: eolearn_lulc or elc10")] = "eolearn_lulc",
+    out: Annotated[Path | None, typer.Option(help="write the JSON here")] = None,
+) -> None:
+    """Agreement of a class map with a reference map (confusion, user's/producer's accuracy)."""
+    from pipeline.assess.agreement import agreement
+    from pipeline.core.atomic import write_json
+    from pipeline.core.legend import Crosswalk, level1_legend
+
+    res = agreement(class_map, reference, Crosswalk.shipped(crosswalk), level1_legend())
+    if out:
+        write_json(out, res)
+    _print_agreement(res)
+
+
+@app.command()
+def report(
+    map_path: Annotated[Path, typer.Option("--map", help="class COG from `eulc map` (Level-1)")],
+    reference: Annotated[Path, typer.Option(help="reference raster (CLC+ Backbone, CORINE, ...), any CRS")],
+    crosswalk: Annotated[str, typer.Option(
+        help="clcplus_backbone, corine_l3, osm_clcplus, eucropmap, eolearn_lulc, elc10 or eulc_level1")],
+    out: Annotated[Path, typer.Option("--out", help="output folder")],
+    points: Annotated[Path | None, typer.Option(
+        help="reference points: FeatureTable or LUCAS LC1 points (accuracy + area with 95 % CI)")] = None,
+    zones: Annotated[Path | None, typer.Option(help="zones (e.g. NUTS polygons): composition per zone")] = None,
+    previous: Annotated[Path | None, typer.Option(help="an earlier class map: transition matrix (ha)")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="the model bundle (its model card goes in the report)")] = None,
+    title: Annotated[str | None, typer.Option(help="report title")] = None,
+) -> None:
+    """Compare a map with a reference map: report.html (self-contained), metrics.json, CSVs."""
+    from pipeline.assess.report import write_report
+
+    with console.status("comparing and drawing"):
+        m = write_report(map_path, reference, crosswalk, out, points=points, zones=zones, previous=previous,
+                         bundle=bundle, title=title)
+    oa = m["overall_agreement"]
+    msg = f"wrote {out / 'report.html'}: overall agreement {oa * 100:.1f} % over {m['area_compared_ha']:,.1f} ha"
+    if "reference_sample" in m and m["reference_sample"]["overall"] is not None:
+        rs = m["reference_sample"]
+        msg += f"; accuracy from {rs['n_points']} points {rs['overall'] * 100:.1f} ± {rs['overall_ci95'] * 100:.1f} %"
+    out_console.print(msg)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    epochs: Annotated[int, typer.Option(help="training epochs of the short schedule")] = 10,
+    lr: Annotated[float, typer.Option(help="learning rate of the short schedule")] = 1e-3,
+    year: Annotated[int, typer.Option(help="map year of the Slovenia stack")] = 2017,
+    train: Annotated[bool, typer.Option("--train", help="train a model here instead of using the shipped one")] = False,
+) -> None:
+    """The main job on the real data: table → train → features → map → agreement."""
+    from pipeline.app.demo import run_demo
+
+    with _progress() as prog:
+        task = prog.add_task("training", total=epochs, info="", visible=False)
+
+        def on_epoch(e: int, loss: float) -> None:
+            prog.update(task, visible=True, completed=e, info=f"loss {loss:.3f}")
+
+        def report(step: str, msg: str) -> None:
+            prog.console.print(f"[cyan]{step:>9}[/cyan]  {msg}")
+
+        res = run_demo(out, epochs=epochs, lr=lr, year=year, train=train, report=report, on_epoch=on_epoch)
+    _print_agreement(res)
+    out_console.print(f"outputs in {out} (agreement.json, maps/, features/"
+                      f"{', model/, table.parquet' if train else ''})")
+
+
+def _fmt(v: Any) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def _print_agreement(res: dict[str, Any]) -> None:
+    t = Table(title=f"Agreement with {Path(res['reference']).name} "
+                    f"({res['n_pixels']:,} pixels, {res['resampling']} resampling)")
+    for col in ("class", "user's acc.", "producer's acc.", "F1", "map px", "reference px"):
+        t.add_column(col, justify="right" if col != "class" else "left")
+    for name, r in res["per_class"].items():
+        if r["map_pixels"] or r["reference_pixels"]:
+            t.add_row(name, _fmt(r["users_accuracy"]), _fmt(r["producers_accuracy"]),
+                      _fmt(r["f1"]), f"{r['map_pixels']:,}", f"{r['reference_pixels']:,}")
+    out_console.print(t)
+    cm = res["confusion"]
+    keep = [i for i, _ in enumerate(cm["classes"])
+            if sum(cm["matrix"][i]) or sum(row[i] for row in cm["matrix"])]
+    c = Table(title="Confusion matrix (rows = map, columns = reference)")
+    c.add_column("map \\ ref")
+    for i in keep:
+        c.add_column(cm["classes"][i][:12], justify="right")
+    for i in keep:
+        c.add_row(cm["classes"][i][:18], *[str(cm["matrix"][i][j]) for j in keep])
+    out_console.print(c)
+    out_console.print(f"[bold]overall accuracy: {_fmt(res['overall_accuracy'])}[/bold]")
