@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import rasterio
 from affine import Affine
 
-from pipeline.core.reader import read_feature_cog
+from pipeline.core.errors import RasterError
+from pipeline.core.reader import FeatureReader
 from pipeline.core.spec import load_spec
 from pipeline.table import build_feature_table
 
@@ -88,7 +90,9 @@ def test_gee_csv_shards_with_geo_become_a_feature_table(elc10_frame: pd.DataFram
 
 
 def test_gee_tile_geotiff_with_sidecar_is_read_by_name(slovenia_features: Path, tmp_path: Path) -> None:
-    """A GEE tile export: int16, nodata -32768, no band names; bands.json gives them."""
+    """A GEE tile export: int16, nodata -32768, no band names; bands.json gives them and their
+    stored scales. Read through FeatureReader, as `eulc map` reads it (tests/test_seams.py runs
+    the whole export -> map seam through the CLI)."""
     with rasterio.open(slovenia_features) as s:
         data, names = s.read(), list(s.descriptions)
         prof = s.profile
@@ -97,9 +101,14 @@ def test_gee_tile_geotiff_with_sidecar_is_read_by_name(slovenia_features: Path, 
     prof.update(driver="GTiff", dtype="int16", nodata=-32768, transform=Affine(*prof["transform"][:6]))
     with rasterio.open(tif, "w", **prof) as d:
         d.write(stored)
-    (tmp_path / "bands.json").write_text(json.dumps({"bands": names}))
-    got, _, _, _ = read_feature_cog(tif, names[::-1])
+    spec = load_spec("elc10").subset(names)
+    (tmp_path / "bands.json").write_text(json.dumps({"bands": names, "scale": [f.scale for f in spec.features]}))
+    scales = {f.name: f.scale for f in spec.features}
+    with FeatureReader(tif, names[::-1], scales) as r:
+        got = r.read()
     want = np.where(stored == -32768, np.nan, stored.astype(np.float32))[::-1]
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(got[~np.isnan(got)], want[~np.isnan(want)])
+    with pytest.raises(RasterError, match="stored at scale 1000 but the spec says 100"):
+        FeatureReader(tif, names, {**scales, names[0]: 100.0})
     assert ELC10  # the real ELC10 export is itself a concatenation of GEE sampleRegions CSVs

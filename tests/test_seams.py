@@ -269,3 +269,49 @@ def test_select_feeds_the_gee_export(data: Path, tmp_path: Path) -> None:
     p = eulc("gee", "export-tiles", "--tiles", SLO_CELL, "--selection", str(tmp_path / "sel.json"), "--year", "2018",
              "--spec", "bridge-lc-196", "--out", str(tmp_path / "plan2"))
     assert p.returncode == 2 and not (tmp_path / "plan2").exists()
+
+
+def test_gee_table_export_to_table_to_train(data: Path, tmp_path: Path) -> None:
+    """Plan `eulc gee export-table` for real LUCAS points, write each task's CSV as sampleRegions
+    does (`system:index`, the feature columns, the point properties `LC1`, `LU1`, `POINT_ID`,
+    `.geo`; one file per task, named by the plan), then `eulc table` and `eulc train` on them."""
+    src = pd.read_csv(data / SAMPLE)
+    pts = pd.DataFrame({"POINT_ID": src["POINT_ID"], "TH_LAT": src["lat"], "TH_LONG": src["lon"],
+                        "LC1": src["LUCAS_LC1"], "LU1": src["LUCAS_LU1"]})
+    pts.to_csv(tmp_path / "points.csv", index=False)
+    plan = tmp_path / "plan"
+    _ok(eulc("gee", "export-table", "--points", str(tmp_path / "points.csv"), "--spec", "elc10", "--year", "2018",
+             "--shard-size", "500", "--out", str(plan)))
+    bands = json.loads((plan / "bands.json").read_text())
+    with (plan / "tasks.csv").open() as f:
+        tasks = list(csv.DictReader(f))
+    assert len(tasks) > 1  # sharded by EEA 100 km cell and size
+    from pipeline.core.lucas import read_points, shards
+
+    by_key = dict(shards(read_points(tmp_path / "points.csv"), 500))
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    for task in tasks:
+        shard = src.set_index("POINT_ID").loc[by_key[task["key"]]["POINT_ID"].to_numpy()].reset_index()
+        out = pd.DataFrame({"system:index": [f"{i}_0" for i in range(len(shard))]})
+        for name in sorted(bands["bands"]):  # GEE writes the image bands, then the properties
+            out[name] = shard[name]
+        out["LC1"], out["LU1"], out["POINT_ID"] = shard["LUCAS_LC1"], shard["LUCAS_LU1"], shard["POINT_ID"]
+        out[".geo"] = [json.dumps({"geodesic": False, "type": "Point", "coordinates": [lo, la]})
+                       for lo, la in zip(shard["lon"], shard["lat"], strict=True)]
+        out.to_csv(downloads / (task["output_uri"].rsplit("/", 1)[-1]), index=False)
+    files = sorted(str(p) for p in downloads.glob("*.csv"))
+    assert len(files) == len(tasks)
+    _ok(eulc("table", *files, "--spec", "elc10", "--out", str(tmp_path / "t.parquet")))
+    meta = table_metadata(tmp_path / "t.parquet")
+    assert meta["features_digest"] == bands["features_digest"]  # the plan's features are the table's
+    table = pd.read_parquet(tmp_path / "t.parquet")
+    assert len(table) == len(src) and table["lc1"].notna().all()
+    merged = table.set_index("point_id").loc[src["POINT_ID"]]
+    np.testing.assert_allclose(merged["ndvi_p50"].to_numpy(float), src["ndvi_p50"].to_numpy(float))
+    sel = FeatureSelection.of(load_spec("elc10"), NDVI_FEATURES, "names")
+    sel.save(tmp_path / "sel.json")
+    _ok(eulc("train", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "model"), "--features",
+             str(tmp_path / "sel.json"), "--epochs", "2", "--preset", "mlp"))
+    bundle = json.loads((tmp_path / "model" / "bundle.json").read_text())
+    assert bundle["spec"]["features_digest"] == sel.features_digest

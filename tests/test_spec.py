@@ -74,3 +74,21 @@ def test_unknown_shipped_name() -> None:
     assert "elc10" in shipped_specs()
     with pytest.raises(SpecError, match="elc10"):
         load_spec("elc11")
+
+
+def test_fields_no_engine_honours_are_refused() -> None:
+    """A spec field works in both engines or is refused at load (issue #13)."""
+    import json
+
+    from pipeline.core.spec import FeatureSpec
+
+    base = load_spec("elc10").model_dump(mode="json")
+    for edit, msg in [
+        (lambda s: s["features"][0].update(orbit="ASCENDING"), "orbit ASCENDING is for Sentinel-1"),
+        (lambda s: s["features"][0].update(stat="value"), "stat 'value' is for DEM"),
+        (lambda s: s["sensors"]["s1"].update(units="reflectance"), "s1 sensor's units must be one of"),
+    ]:
+        raw = json.loads(json.dumps(base))
+        edit(raw)
+        with pytest.raises(ValueError, match=msg):
+            FeatureSpec.model_validate(raw)

@@ -90,20 +90,10 @@ def gee_export_table(
 ) -> None:
     """Sample the feature image at LUCAS points: one Export.table task per shard."""
     sp = _gee_common(spec, selection, dem_asset, dem_band)
-    from gee_scripts.run import plan_table_exports, run_live, run_offline
+    from gee_scripts.run import plan_table_exports
 
     d = _destination(dest, folder, bucket, asset_root)
-
-    def make() -> Any:
-        return plan_table_exports(points, sp, year, d, shard_size)
-
-    if start:
-        rep = run_live(out, make, sp, year, project)
-        _report_plan(out, len(rep.started) + len(rep.skipped) + len(rep.recovered) + len(rep.gave_up), rep)
-    else:
-        with console.status("building task graphs offline"):
-            plan = run_offline(out, make, sp, year)
-        _report_plan(out, len(plan.jobs))
+    _plan_or_start(out, lambda: plan_table_exports(points, sp, year, d, shard_size), sp, year, project, start)
 
 
 @gee_app.command("export-tiles")
@@ -124,20 +114,23 @@ def gee_export_tiles(
 ) -> None:
     """Export the selected features per EEA tile as COGs on the 10 m grid (EPSG:3035)."""
     sp = _gee_common(spec, selection, dem_asset, dem_band)
-    from gee_scripts.run import plan_tile_exports, run_live, run_offline
+    from gee_scripts.run import plan_tile_exports
     from pipeline.core.grid import TileId
 
     p = Path(tiles)
     codes = p.read_text().split() if p.is_file() else [t for t in tiles.split(",") if t.strip()]
     ids = [TileId.parse(c) for c in codes]
     d = _destination(dest, folder, bucket, asset_root)
+    _plan_or_start(out, lambda: plan_tile_exports(ids, sp, year, d), sp, year, project, start)
 
-    def make() -> Any:
-        return plan_tile_exports(ids, sp, year, d)
+
+def _plan_or_start(out: Path, make: Any, sp: Any, year: int, project: str | None, start: bool) -> None:
+    """Write the plan offline, or (``--start``) write it and submit its tasks through the job table."""
+    from gee_scripts.run import run_live, run_offline
 
     if start:
         rep = run_live(out, make, sp, year, project)
-        _report_plan(out, len(ids), rep)
+        _report_plan(out, len(rep.started) + len(rep.skipped) + len(rep.recovered) + len(rep.gave_up), rep)
     else:
         with console.status("building task graphs offline"):
             plan = run_offline(out, make, sp, year)

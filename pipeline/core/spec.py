@@ -227,6 +227,12 @@ class FeatureSpec(_Strict):
                     f"feature {f.name!r} names sensor {f.sensor!r}, "
                     f"which is not one of {sorted(self.sensors)}"
                 )
+            kind = self.sensors[f.sensor].kind
+            if not f.derived and (kind == "dem") != (f.stat == "value"):
+                raise ValueError(f"feature {f.name!r}: stat 'value' is for DEM features, and DEM features take "
+                                 f"stat 'value' (got {f.stat!r} on a {kind} sensor)")
+            if f.orbit and kind != "s1":
+                raise ValueError(f"feature {f.name!r}: orbit {f.orbit} is for Sentinel-1 features only")
             if f.derived:
                 unknown = set(_IDENT.findall(f.derived)) - set(names)
                 if unknown:
