@@ -102,9 +102,9 @@ def make_catalogue(root: Path) -> Path:
                 dst.write(values.astype(dtype), 1)
             item.add_asset(key, pystac.Asset(str(path), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
         cat.add_item(item)
-    cat.normalize_hrefs(str(root / "stac"))
+    cat.normalize_hrefs(str(root))  # the assets lie inside the catalogue's folder tree
     cat.save(pystac.CatalogType.SELF_CONTAINED)
-    return root / "stac" / "catalog.json"
+    return root / "catalog.json"
 
 
 def _run(cat: Path, dest: Path, rows: int) -> dict[str, float]:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model.bundle import save_bundle
+from model.bundle import check_bundle_dest, save_bundle
 from model.train import TrainConfig, train_bridge, training_arrays
 from pipeline.core.contract import compare_features, embed, features_digest
 from pipeline.core.hashing import file_sha256
@@ -16,8 +16,8 @@ from pipeline.table import read_feature_table, table_spec
 
 
 def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelection,
-                     cfg: TrainConfig, on_epoch: Callable[[int, float], None] | None = None
-                     ) -> dict[str, Any]:
+                     cfg: TrainConfig, on_epoch: Callable[[int, float], None] | None = None,
+                     overwrite: bool = False) -> dict[str, Any]:
     """Train BRIDGE-LC on a FeatureTable file and write the bundle to ``out_dir``.
 
     Args:
@@ -26,15 +26,18 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
         selection: the ordered features to train on.
         cfg: training settings (Level-1 or Level-2, epochs, ...).
         on_epoch: progress callback (epoch, mean loss).
+        overwrite: replace an existing eulc bundle in ``out_dir`` (never other files).
 
     Returns:
         The metrics stored in the bundle.
 
     Raises:
         SchemaError: the table lacks a selected feature or base column, or has too few rows.
+        BundleError: ``out_dir`` holds files eulc did not write, or a bundle without ``overwrite``.
         ContractError: the selection's features mean something else than the table's columns
             (another spec version, scale, orbit, mask, ...).
     """
+    check_bundle_dest(out_dir, overwrite)  # before hours of training, not after
     table, meta = read_feature_table(table_path)
     tspec = table_spec(meta, f"table {table_path}")
     # the selection's features must mean what the table's columns hold (table -> train seam)
@@ -48,5 +51,5 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
                       "features_digest": features_digest(tspec, selection.names),
                       "feature_spec": embed(tspec, selection.names)},
                 train_config=cfg.model_dump(), train_config_hash=cfg.digest(),
-                data_hash=file_sha256(table_path)[:16], metrics=res.metrics)
+                data_hash=file_sha256(table_path)[:16], metrics=res.metrics, overwrite=overwrite)
     return res.metrics

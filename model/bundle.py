@@ -9,7 +9,9 @@ package versions, metrics and the SHA-256 of the weights. :func:`load_bundle` ch
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -23,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from model.bridge import BridgeConfig, BridgeLC
 from model.normalize import MinMaxNormalizer
-from pipeline.core.atomic import current_umask
+from pipeline.core.atomic import current_umask, remove_leftovers, temp_prefix
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.contract import artifact_spec, features_digest
 from pipeline.core.errors import BundleError
@@ -64,8 +66,11 @@ class ModelBundle:
 
     @property
     def digest(self) -> str:
-        """SHA-256 (first 16 hex) of the weights: the model hash written into map tags."""
-        return str(self.meta["weights_sha256"])[:16]
+        """SHA-256 (first 16 hex) of ``bundle.json`` and the weights together: the model hash in
+        map tags and resume keys (an edit of either file changes it).
+        """
+        blob = f"{self.meta['weights_sha256']}:{self.meta.get('_json_sha256', '')}".encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 
@@ -80,9 +85,47 @@ def _versions() -> dict[str, str]:
     return out
 
 
+BUNDLE_FILES = frozenset({META, WEIGHTS, "MODEL_CARD.md"})
+"""The files a bundle directory may hold; any other file makes it someone else's folder."""
+
+
+def check_bundle_dest(dest: Path, overwrite: bool = False) -> None:
+    """Refuse a bundle destination that eulc may not replace (before any training starts).
+
+    ``dest`` may be missing or empty; an existing eulc bundle (only :data:`BUNDLE_FILES`, a
+    ``bundle.json`` of this format) is replaced only with ``overwrite``; anything else (a file, a
+    folder with other content such as a Python package) is never touched.
+
+    Raises:
+        BundleError: naming the folder, what it holds, and what to do.
+    """
+    dest = Path(dest)
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise BundleError("exists and is not a folder", "Give --out a new folder name", path=dest)
+    names = sorted(p.name for p in dest.iterdir())
+    if not names:
+        return
+    foreign = [n for n in names if n not in BUNDLE_FILES]
+    fmt = None
+    if not foreign and (dest / META).is_file():
+        try:
+            fmt = json.loads((dest / META).read_text(encoding="utf-8")).get("format")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            fmt = None
+    if foreign or fmt != FORMAT:
+        shown = (foreign or names)[:5]
+        raise BundleError(f"holds files eulc did not write ({', '.join(shown)}{' ...' if len(names) > 5 else ''})",
+                          "Give --out a new or empty folder; eulc never deletes files it did not write", path=dest)
+    if not overwrite:
+        raise BundleError("already holds a model bundle", "Pass --overwrite to replace it, or give another --out",
+                          path=dest)
+
+
 def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legend: Legend,
                 features: list[str], spec: dict[str, Any], train_config: dict[str, Any],
-                train_config_hash: str, data_hash: str, metrics: dict[str, Any]) -> Path:
+                train_config_hash: str, data_hash: str, metrics: dict[str, Any], overwrite: bool = False) -> Path:
     """Write a bundle directory atomically (built in a temporary sibling, then renamed).
 
     Args:
@@ -96,13 +139,23 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
         train_config, train_config_hash: the training settings and their hash.
         data_hash: hash of the training table.
         metrics: training / validation metrics.
+        overwrite: replace an existing eulc bundle at ``dest`` (see :func:`check_bundle_dest`).
 
     Returns:
         ``dest``.
+
+    Raises:
+        BundleError: ``dest`` is not eulc's to replace; non-finite weights (training diverged).
     """
     dest = Path(dest)
+    check_bundle_dest(dest, overwrite)
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise BundleError(f"training produced non-finite weights ({bad[:3]}{' ...' if len(bad) > 3 else ''})",
+                          "Check the table for extreme values and lower --lr", path=dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    remove_leftovers(dest.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), dir=dest.parent))
     try:
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -127,10 +180,9 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
             "weights_sha256": file_sha256(tmp / WEIGHTS),
         }
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
+        if dest.exists():  # an eulc bundle (checked above): swap, then drop the old one
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name + "-old"), dir=dest.parent))
+            os.replace(dest, old / dest.name)
             os.replace(tmp, dest)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -144,6 +196,33 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
 def _regions() -> tuple[str, ...]:
 
     return REGIONS
+
+
+LIMITS = {"n_features": (1, 10_000), "n_classes": (2, 1_000), "n_regions": (1, 100), "pe_dim": (2, 4_096),
+          "loc_hidden": (1, 4_096), "hidden": (1, 4_096), "depth": (1, 32)}
+"""Sane bounds (inclusive) of the architecture fields: checked before any tensor is allocated."""
+
+
+def _check_architecture(arch: Any, mpath: Path) -> BridgeConfig:
+    if not isinstance(arch, dict):
+        raise BundleError("'architecture' is not an object", "Re-train the bundle", path=mpath)
+    for key, (lo, hi) in LIMITS.items():
+        v = arch.get(key)
+        if key in arch and (not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi):
+            raise BundleError(f"architecture.{key} = {v!r} is outside {lo}..{hi}",
+                              "Restore bundle.json as eulc wrote it", path=mpath)
+    t = arch.get("temperature", 1.0)
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t <= 0:
+        raise BundleError(f"architecture.temperature = {t!r} must be a positive number",
+                          "Restore bundle.json as eulc wrote it (calibration never gives T <= 0)", path=mpath)
+    d = arch.get("dropout", 0.5)
+    if not isinstance(d, (int, float)) or not 0 <= d < 1:
+        raise BundleError(f"architecture.dropout = {d!r} must be in [0, 1)", "Restore bundle.json", path=mpath)
+    try:
+        return BridgeConfig(**arch)
+    except TypeError as e:
+        raise BundleError(f"architecture has an unknown or missing key ({e})", "Re-train the bundle",
+                          path=mpath) from None
 
 
 def load_bundle(path: Path) -> ModelBundle:
@@ -170,8 +249,11 @@ def load_bundle(path: Path) -> ModelBundle:
     if file_sha256(wpath) != meta.get("weights_sha256"):
         raise BundleError("weights do not match the SHA-256 recorded in bundle.json",
                           "The bundle was modified or truncated; re-train or restore it", path=wpath)
+    if not isinstance(meta, dict):
+        raise BundleError("is not a JSON object", "Re-train or restore the bundle", path=mpath)
+    meta["_json_sha256"] = file_sha256(mpath)
+    cfg = _check_architecture(meta.get("architecture"), mpath)  # bounds first: no huge allocation
     try:
-        cfg = BridgeConfig(**meta["architecture"])
         features = list(meta["features"])
         norm = MinMaxNormalizer.from_json(meta["normalizer"])
         legend = Legend.from_json(meta["legend"]["level"], meta["legend"]["classes"])
@@ -186,6 +268,9 @@ def load_bundle(path: Path) -> ModelBundle:
                           "Re-train the bundle", path=mpath)
     net = BridgeLC(cfg)
     state = load_file(str(wpath))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise BundleError(f"weights hold non-finite values ({bad[:3]})", "Re-train the bundle", path=wpath)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -125,7 +125,8 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
         scenario: one of :data:`SCENARIOS`; ``ablation`` runs the Table 12 variants on LORO and
             ignores ``models``.
         out_dir: where the tables go. Runs already in ``<scenario>_runs.csv`` with the same
-            settings are kept, not redone (an interrupted run resumes).
+            settings are kept, not redone (an interrupted run resumes); runs with other settings
+            stay in the file (the summaries report this run's settings only).
         models: any of :data:`MODELS`.
         seeds: seeds (the paper-style report uses ≥ 5).
         cfg: schedule and level for the neural models (default: the paper's, 500 epochs).
@@ -156,9 +157,11 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                            "ema": cfg.ema_momentum, "max_rows": max_rows, "n_rows": len(d.y)}, sort_keys=True)
     done = _load_done(runs_path)
     rows: list[dict[str, Any]] = []
-    if len(done) and "settings" in done.columns:
-        rows = [{str(k): v for k, v in r.items()}
-                for r in done[done["settings"] == settings].to_dict("records")]
+    other: list[dict[str, Any]] = []  # runs of other settings: kept in the file, never dropped
+    if len(done):
+        same = done["settings"] == settings if "settings" in done.columns else np.zeros(len(done), bool)
+        rows = [{str(k): v for k, v in r.items()} for r in done[same].to_dict("records")]
+        other = [{str(k): v for k, v in r.items()} for r in done[~same].to_dict("records")]
     have = {(r["split"], r["model"], int(r["seed"])) for r in rows}
     for seed in seeds:
         for split in scenario_splits(scenario, d, seed, regions):
@@ -173,7 +176,7 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                        "flags": "; ".join(split.flags), "confusion": json.dumps(m["confusion"]["matrix"]),
                        "settings": settings}
                 rows.append(row)
-                _write_runs(runs_path, rows)
+                _write_runs(runs_path, other + rows)
                 if on_result:
                     on_result(row)
     df = pd.DataFrame(rows)

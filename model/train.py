@@ -43,7 +43,7 @@ from model.infer import predict_logits_np, predict_proba, softmax
 from model.losses import supcon_loss
 from model.normalize import MinMaxNormalizer
 from pipeline.core.bioregion import REGIONS
-from pipeline.core.errors import SchemaError
+from pipeline.core.errors import EulcError, SchemaError
 
 
 class TrainConfig(BaseModel):
@@ -274,6 +274,9 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
             opt.step()
             sched.step()
             total += loss.detach()
+        if not bool(torch.isfinite(total)):  # checked once per epoch: no sync per step
+            raise EulcError(f"training diverged: the loss is {float(total)} in epoch {epoch}",
+                            "Lower --lr, or check the table for extreme feature values")
         if cfg.ema_momentum is not None and epoch > cfg.epochs // 2:
             ema = _update_ema(ema, net, cfg.ema_momentum)
         if cfg.select_best and len(va):

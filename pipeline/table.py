@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyproj import Transformer
 
-from pipeline.core.atomic import atomic_path
+from pipeline.core.atomic import atomic_path, remove_leftovers
 from pipeline.core.bioregion import assign_bioregion
 from pipeline.core.contract import artifact_spec, embed, features_digest
 from pipeline.core.eea import cell_codes, lucas_theoretical_xy, snap_to_lucas_grid
@@ -55,6 +55,7 @@ class TableReport:
     labels: dict[str, Any] = field(default_factory=dict)
     regions: dict[str, int] = field(default_factory=dict)
     missing_values: dict[str, int] = field(default_factory=dict)
+    nonfinite_values: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """Human-readable report lines."""
@@ -74,6 +75,9 @@ class TableReport:
             worst = sorted(miss.items(), key=lambda kv: -kv[1])[:5]
             out.append(f"missing values in {len(miss)} feature column(s), most: {worst} "
                        "(kept as NaN)")
+        if self.nonfinite_values:
+            out.append(f"non-finite values (±inf) left out as missing in {len(self.nonfinite_values)} column(s): "
+                       f"{sorted(self.nonfinite_values.items(), key=lambda kv: -kv[1])[:5]}")
         out.append(f"wrote {self.rows_written:,} rows")
         return out
 
@@ -83,9 +87,15 @@ class TableReport:
 def _read_export(path: Path, needed: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise SchemaError("export file not found", "Check the path", path=path)
+    if path.suffix.lower() == ".csv" and path.stat().st_size:
+        with path.open("rb") as fh:
+            fh.seek(-1, 2)
+            if fh.read(1) not in (b"\n", b"\r"):
+                raise SchemaError("ends in the middle of a row (a truncated download?)",
+                                  "Download or export the file again", path=path)
     try:
         df = pd.read_csv(path, low_memory=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, OSError) as e:
         raise SchemaError(f"cannot be read as CSV ({e})", "Give a GEE table export (CSV)",
                           path=path) from None
     if "POINT_ID" not in df.columns and "point_id" in df.columns:
@@ -226,7 +236,12 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
         "eea_cell_100km": cell_codes(cx, cy, 100),
     })
     for name in spec.names:
-        out[name] = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float32)
+        vals = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64, copy=True)
+        bad = ~np.isfinite(vals) & ~np.isnan(vals)  # ±inf (or beyond float32): left out, counted
+        vals[bad | (np.abs(vals) > np.finfo(np.float32).max)] = np.nan
+        if bad.any():
+            rep.nonfinite_values[name] = int(bad.sum())
+        out[name] = vals.astype(np.float32)
     keep = out["level1"].notna().to_numpy()
     rep.unlabelled = int((~keep).sum())
     out = out[keep].reset_index(drop=True)
@@ -234,6 +249,10 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
     rep.regions["border_cells_resolved"] = int(rrep.get("border_cells", 0))
     rep.missing_values = {n: int(out[n].isna().sum()) for n in spec.names}
     rep.rows_written = len(out)
+    if not len(out):
+        raise SchemaError(f"no labelled point is left of the {rep.rows_read:,} rows read "
+                          f"({rep.unlabelled:,} without a Level-1 label, {rep.out_of_range:,} out of range)",
+                          "Check the label columns (LC1/LC_num) and the coordinates", path=exports[0])
     gdf = gpd.GeoDataFrame(out, geometry=gpd.points_from_xy(out["lon"], out["lat"]), crs=4326)
     gdf.attrs["eulc"] = {
         "spec": spec.name, "spec_hash": spec.digest(), "features": spec.names,
@@ -245,8 +264,32 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
     return gdf, rep
 
 
+def check_table_dest(dest: Path) -> None:
+    """Refuse a ``--out`` that is not eulc's to replace: an existing file must be a FeatureTable.
+
+    Raises:
+        SchemaError: ``dest`` exists and is something else (named; eulc never overwrites it).
+    """
+    dest = Path(dest)
+    if not dest.exists() and not dest.is_symlink():
+        return
+    try:
+        if dest.is_symlink() or not dest.is_file():
+            raise SchemaError("x")
+        table_metadata(dest)
+    except SchemaError:
+        raise SchemaError("exists and is not a FeatureTable eulc wrote",
+                          "Choose another --out; eulc never overwrites files it did not write", path=dest) from None
+
+
 def write_feature_table(gdf: gpd.GeoDataFrame, dest: Path) -> None:
-    """Write a FeatureTable as GeoParquet atomically, with ``gdf.attrs['eulc']`` as metadata."""
+    """Write a FeatureTable as GeoParquet atomically, with ``gdf.attrs['eulc']`` as metadata.
+
+    Raises:
+        SchemaError: ``dest`` exists and is not a FeatureTable (:func:`check_table_dest`).
+    """
+    check_table_dest(dest)
+    remove_leftovers(Path(dest).parent)  # temporaries of a killed earlier run
     with atomic_path(dest) as tmp:
         gdf.to_parquet(tmp, index=False, compression="zstd")  # writes the GeoParquet 'geo' key
         table = pq.read_table(tmp)

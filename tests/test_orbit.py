@@ -61,9 +61,9 @@ def _s1_files(tmp: Path, with_orbit: bool = True) -> tuple[Path, dict[str, list[
             files[pol].append((orbit, path))
             it.add_asset(pol.lower(), pystac.Asset(str(path), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
         cat.add_item(it)
-    cat.normalize_hrefs(str(tmp / "stac"))
+    cat.normalize_hrefs(str(tmp))  # the assets lie inside the catalogue's folder tree
     cat.save(pystac.CatalogType.SELF_CONTAINED)
-    return tmp / "stac" / "catalog.json", files
+    return tmp / "catalog.json", files
 
 
 def _on_window(path: Path) -> np.ndarray:

@@ -8,7 +8,9 @@ exit status 2, and no traceback (``eulc --debug ...`` shows it).
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,42 +26,83 @@ from pipeline.core.errors import EulcError
 app.add_typer(gee_app, name="gee")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from pipeline import __version__
+
+        typer.echo(f"eulc {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
     state["debug"] = debug
 
 
+def _usage_error(e: BaseException) -> bool:
+    """Click's usage/parameter errors, whether from click or typer's vendored copy of it."""
+    return any(c.__name__ == "ClickException" for c in type(e).__mro__)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _bug_log(e: BaseException) -> Path:
+    """Write the traceback of an unexpected error to a log file in the system temp folder."""
+    import tempfile
+    import traceback
+
+    fd, name = tempfile.mkstemp(prefix="eulc-bug-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"eulc {' '.join(sys.argv[1:])}\n\n")
+        fh.write("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+    return Path(name)
+
+
 def main() -> None:
-    """Console-script entry point: run the app, turning eulc errors into one-line messages."""
+    """Console-script entry point: every failure ends in one line on stderr.
+
+    Exit status: 0 done; 1 a run that finished with failed tiles (listed); 2 bad input or usage
+    (the line names the file, option or value and what to change); 3 an unexpected error, a bug
+    in eulc (its traceback is written to a log file the line names); 130 interrupted.
+    ``eulc --debug ...`` shows tracebacks instead.
+    """
+    import pydantic
     import rasterio.errors
 
     try:
         rc = app(standalone_mode=False)
         if isinstance(rc, int) and rc:  # typer.Exit(n) comes back as a return value here
             sys.exit(rc)
-    except EulcError as e:
-        if state["debug"]:
-            raise
-        console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except rasterio.errors.RasterioError as e:
-        if state["debug"]:
-            raise
-        console.print(f"[bold red]error:[/bold red] raster input: {e}", highlight=False,
-                      soft_wrap=True)
-        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
         console.print("interrupted; rerun the same command to resume")
         sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except Exception as e:  # click usage errors surface here in non-standalone mode
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+    except Exception as e:
+        if state["debug"]:
+            raise
+        if isinstance(e, EulcError):
+            _fail(str(e))
+        if isinstance(e, rasterio.errors.RasterioError):
+            _fail(f"raster input: {e}")
+        if isinstance(e, pydantic.ValidationError):
+            err = e.errors()[0]
+            _fail(f"{'.'.join(str(x) for x in err['loc'])}={err.get('input')!r}: {err['msg']}")
+        if isinstance(e, OSError) and (e.filename or e.strerror):
+            _fail(f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror))
+        if _usage_error(e):
+            msg = e.format_message() if hasattr(e, "format_message") else str(e)
+            _fail(f"{' '.join(msg.split())} (see `eulc --help` or `eulc COMMAND --help`)")
+        if type(e).__name__ == "Abort":
+            _fail("aborted")
+        log = _bug_log(e)
+        _fail(f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]}. This is a bug in eulc: "
+              f"the traceback is in {log}; please report it with that file", code=3)
 
 
 if __name__ == "__main__":

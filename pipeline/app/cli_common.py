@@ -74,7 +74,7 @@ def _cloud_mask(choice: str) -> Any:
 
 def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: Any, sel: Any,
                            year: int, out: Path, level: str, keep_going: bool = False,
-                           cloud_mask: Any = "auto") -> None:
+                           cloud_mask: Any = "auto", allow_roots: tuple[Path, ...] = ()) -> None:
     from pipeline.core.aoi import parse_tiles
     from pipeline.core.featurecog import is_up_to_date
     from tiles.engine.run import features_from_stac
@@ -93,7 +93,8 @@ def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: 
                 prog.update(task, advance=1, info=f"{cell} up to date")
                 continue
             try:
-                features_from_stac(catalog, sp, sel, year, cell.window(), dest, level, cloud_mask)
+                features_from_stac(catalog, sp, sel, year, cell.window(), dest, level, cloud_mask,
+                                   allow_roots=allow_roots)
             except EulcError as e:
                 if not keep_going:
                     raise
@@ -110,6 +111,10 @@ def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: 
 def _size_m(text: str) -> int:
     t = text.strip().lower()
     try:
-        return int(float(t[:-2]) * 1000) if t.endswith("km") else int(t.removesuffix("m"))
+        size = int(float(t[:-2]) * 1000) if t.endswith("km") else int(t.removesuffix("m"))
     except ValueError:
-        raise typer.BadParameter(f"{text!r}: write the cell size like 10km or 250m") from None
+        raise EulcError(f"--tile-size {text!r} is not a size", "Write the cell size like 10km or 250m") from None
+    if size < 100 or size % 10:
+        raise EulcError(f"--tile-size {text!r} is not an EEA grid cell size",
+                        "Use a whole number of 10 m pixels from 100m up, e.g. 100km, 10km, 1km or 250m")
+    return size

@@ -24,6 +24,7 @@ from pipeline.app.cli_common import (
     out_console,
 )
 from pipeline.core.errors import EulcError
+from pipeline.core.names import safe_name
 
 
 @app.command()
@@ -47,6 +48,8 @@ def features(
     select: Annotated[str | None, typer.Option(
         help="selection JSON, comma-separated names, or a model bundle dir")] = None,
     tile_id: Annotated[str | None, typer.Option(help="output name (default: manifest name)")] = None,
+    allow_root: Annotated[list[Path] | None, typer.Option(
+        "--allow-root", help="with --catalog: a folder outside the catalogue's own its assets may lie in")] = None,
 ) -> None:
     """Compute spec features from a local Sentinel stack and write a feature COG."""
     from tiles.engine.run import features_from_stack
@@ -58,10 +61,11 @@ def features(
                         "or --stac (a STAC API URL)")
     if catalog is not None or stac is not None:
         _features_from_catalog(_stac_source(stac, catalog, collection, s1_collection, dem_collection), tiles,
-                               tile_size, sp, sel, year, out, level, cloud_mask=_cloud_mask(cloud_mask))
+                               tile_size, sp, sel, year, out, level, cloud_mask=_cloud_mask(cloud_mask),
+                               allow_roots=tuple(allow_root or ()))
         return
     assert files is not None
-    name = tile_id or load_manifest(files)[0].name
+    name = safe_name(tile_id, "--tile-id") if tile_id else safe_name(load_manifest(files)[0].name, "manifest name")
     dest = out / f"{name}_{year}.tif"
     with _progress() as prog:
         task = prog.add_task("features", total=len(sel.names), info="")

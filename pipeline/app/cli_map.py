@@ -56,6 +56,10 @@ def map_(
     cloud_mask: CloudMaskOpt = "auto",
     year: Annotated[int | None, typer.Option(help="with --stac: the map year")] = None,
     level: S2Level = "L2A",
+    overwrite: Annotated[bool, typer.Option(
+        help="write into an --out holding other files (never replacing them)")] = False,
+    dashboard: Annotated[str, typer.Option(
+        help="host:port of the local cluster's dask dashboard (loopback by default)")] = "127.0.0.1:8787",
     accept: Annotated[str | None, typer.Option(
         help="feature-contract differences to tolerate: cloud_mask, level (comma-separated); "
              "any other difference from the bundle's features fails the tile")] = None,
@@ -104,7 +108,7 @@ def map_(
         summary = run_map(cells, bundle, out, features_dir=features_dir, features_files=files or None,
                           level2_dir=level2, scheduler=scheduler, workers=workers, device=device,
                           probabilities=probabilities, compress=compress.upper(), on_event=on_event,
-                          accept=tuple(accepted))
+                          accept=tuple(accepted), dashboard=dashboard, overwrite=overwrite)
     px = summary.pixels - summary.nodata
     rate = f", {summary.pixels / summary.seconds / 1e6:.2f} Mpx/s" if summary.done and summary.seconds else ""
     out_console.print(f"{out}: {summary.done} tile(s) mapped, {summary.skipped} up to date, "

@@ -25,8 +25,9 @@ def table(
 ) -> None:
     """Build a FeatureTable (GeoParquet) from GEE exports, labels and bioregions."""
     from pipeline.core.spec import load_spec
-    from pipeline.table import build_feature_table, write_feature_table
+    from pipeline.table import build_feature_table, check_table_dest, write_feature_table
 
+    check_table_dest(out)  # before reading anything
     with console.status("building the training table"):
         gdf, rep = build_feature_table(exports, load_spec(spec), lucas, year)
         write_feature_table(gdf, out)
@@ -51,12 +52,13 @@ def train(
     ema: Annotated[bool, typer.Option(help="weight EMA (0.95) from the halfway epoch, as the authors")] = True,
     preset: Annotated[str, typer.Option(
         help="eulc (default: blocked hold-out selection + calibration), bridge-lc (faithful) or mlp")] = "eulc",
+    overwrite: Annotated[bool, typer.Option(
+        help="replace an existing bundle in --out (never a folder holding other files)")] = False,
 ) -> None:
     """Train a model (eulc's default, faithful BRIDGE-LC or a plain MLP) and write a ModelBundle
     (safetensors + JSON).
     """
     from model.api import train_from_table
-    from model.train import TrainConfig
     from pipeline.core.selection import parse_selection
     from pipeline.core.spec import load_spec
     from pipeline.table import table_metadata, table_spec
@@ -69,14 +71,13 @@ def train(
 
     if preset not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset!r}; use one of {list(PRESETS)}")
-    cfg = preset_config(preset, TrainConfig.model_validate({
-        "level": level, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-        **({} if ema else {"ema_momentum": None})}))
+    cfg = preset_config(preset, None, level=level, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                        **({} if ema else {"ema_momentum": None}))  # validated: --epochs -3 is refused
     with _progress() as prog:
         task = prog.add_task("training", total=epochs, info="")
         metrics = train_from_table(
             table_path, out, sel, cfg,
-            lambda e, loss: prog.update(task, completed=e, info=f"loss {loss:.3f}"))
+            lambda e, loss: prog.update(task, completed=e, info=f"loss {loss:.3f}"), overwrite=overwrite)
     msg = (f"wrote {out}: {metrics.get('holdout', '')} hold-out accuracy {metrics.get('val_accuracy', 0):.3f}, "
            f"weighted F1 {metrics.get('val_weighted_f1', 0):.3f}")
     if "temperature" in metrics:
@@ -121,14 +122,15 @@ def evaluate(
     if scenario is None:
         raise typer.BadParameter("give --bundle or --scenario")
     from model.evaluate import run_scenario
-    from model.train import TrainConfig
     from pipeline.core.selection import parse_selection
     from pipeline.table import table_metadata, table_spec
 
     chosen = tuple(m.strip() for m in models.split(",") if m.strip())
     sel = parse_selection(table_spec(table_metadata(table_path), f"table {table_path}"), features)
-    cfg = TrainConfig.model_validate({"level": level, "epochs": epochs, "lr": lr,
-                                      **({} if ema else {"ema_momentum": None})})
+    from model.presets import FAITHFUL, preset_config
+
+    # the base schedule of every neural model, through the validators (--epochs 0 is refused)
+    cfg = preset_config(FAITHFUL, None, level=level, epochs=epochs, lr=lr, **({} if ema else {"ema_momentum": None}))
     with _progress() as prog:
         task = prog.add_task(scenario, total=None, info="")
         df = run_scenario(table_path, sel.names, scenario, out, chosen, tuple(range(seeds)), cfg,

@@ -50,7 +50,7 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
     """
     from model.api import train_from_table
     from model.bundle import load_bundle
-    from model.train import TrainConfig
+    from model.presets import FAITHFUL, preset_config
     from pipeline.assess.agreement import agreement
     from pipeline.table import build_feature_table, write_feature_table
     from tiles.engine.run import features_from_stack
@@ -59,6 +59,8 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
 
     say = report or (lambda step, msg: None)
     root = data_dir((str(ELC10_EXPORT), str(SLOVENIA)))
+    # the short schedule is validated before anything is written (--epochs 0 is refused here)
+    cfg = preset_config(FAITHFUL, None, epochs=epochs, lr=lr, seed=seed, ema_momentum=None)
     out.mkdir(parents=True, exist_ok=True)
     log = StepLog(out)
     spec = load_spec("elc10")
@@ -105,12 +107,11 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
         model_dir = out / "model"
         # short schedule: no weight EMA (5 per-epoch updates at momentum 0.95 would keep mostly the
         # epoch-6 weights; measured: hold-out accuracy 0.849 with it, 0.865 without)
-        cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, ema_momentum=None)
         key = input_key("train", table, selection.names, cfg.model_dump())
         if log.done("train", key):
             say("train", f"up to date: {model_dir}")
         else:
-            metrics = train_from_table(table, model_dir, selection, cfg, on_epoch)
+            metrics = train_from_table(table, model_dir, selection, cfg, on_epoch, overwrite=True)
             log.mark("train", key, [model_dir / "bundle.json"], metrics)
             say("train", f"validation accuracy {metrics.get('val_accuracy', float('nan')):.3f}, "
                          f"weighted F1 {metrics.get('val_weighted_f1', float('nan')):.3f}")

@@ -28,6 +28,7 @@ from pipeline.assess.change import transition_matrix, zone_table
 from pipeline.assess.compare import BLOCK_M, agreement_by, block_agreement, compare, disagreement_cog, summary
 from pipeline.assess.refpoints import read_points, sample_accuracy
 from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.errors import RasterError
 from pipeline.core.legend import Crosswalk, Legend, level1_legend
 
 CSS = """
@@ -105,6 +106,10 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         RasterError, SchemaError, SpecError: bad rasters, crosswalk, points or zones (see
             :func:`pipeline.assess.compare.compare`, :func:`pipeline.assess.refpoints.sample_accuracy`).
     """
+    for what, path in (("--map", map_path), ("--reference", reference), ("--points", points), ("--zones", zones),
+                       ("--previous", previous), ("--bundle", bundle)):
+        if path is not None and not Path(path).exists():  # every input checked before anything is written
+            raise RasterError(f"{what} does not exist", "Check the path", path=path)
     legend = _legend_of(map_path)
     cw = Crosswalk.shipped(crosswalk)
     comp = compare(map_path, reference, cw, legend)

@@ -16,7 +16,7 @@ import rasterio
 
 from pipeline.core.cog import write_cog
 from pipeline.core.contract import embed, features_digest
-from pipeline.core.errors import RasterError
+from pipeline.core.errors import EulcError, RasterError
 from pipeline.core.grid import EEA_10M, Grid, GridWindow
 from pipeline.core.spec import FeatureSpec
 
@@ -58,6 +58,26 @@ def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window:
                    for f, n in zip(spec.features, nodata, strict=True)],
         resampling="average",
     )
+
+
+def check_replaceable(dest: Path) -> None:
+    """Refuse to replace a file at ``dest`` that is not a feature COG eulc wrote.
+
+    Raises:
+        EulcError: ``dest`` exists and is not a raster with eulc's feature tags (a folder, another
+            program's file): eulc never overwrites what it did not write.
+    """
+    if not dest.exists() and not dest.is_symlink():
+        return
+    try:
+        with rasterio.open(dest) as src:
+            ours = "features" in src.tags() and "spec" in src.tags()
+    except rasterio.errors.RasterioIOError:
+        ours = False
+    if not ours or dest.is_symlink() or not dest.is_file():
+        raise EulcError("exists and was not written by `eulc features`",
+                        "Move it away or choose another --out; eulc never overwrites files it did not write",
+                        path=dest)
 
 
 def is_up_to_date(path: Path, spec: FeatureSpec, year: int, cloud_mask: str | None = None) -> bool:

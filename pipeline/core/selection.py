@@ -91,7 +91,10 @@ def parse_selection(spec: FeatureSpec, value: str | None) -> FeatureSelection:
         return FeatureSelection.of(spec, spec.names, "all")
     if value.endswith(".json"):
         sel = FeatureSelection.load(Path(value))
-        spec.subset(sel.names)
+        try:
+            spec.subset(sel.names)
+        except SpecError as e:
+            raise SpecError(e.what, e.fix, path=value) from None
         sel.check_against(spec, f"selection {value}")
         return sel
     return FeatureSelection.of(spec, [v.strip() for v in value.split(",") if v.strip()], "names")

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.atomic import remove_leftovers
 from pipeline.core.errors import NoSceneError, RasterError
-from pipeline.core.featurecog import write_feature_cog
+from pipeline.core.featurecog import check_replaceable, write_feature_cog
 from pipeline.core.grid import GridWindow
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
@@ -39,6 +40,8 @@ def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: Feat
         SpecError: bad manifest or selection.
     """
     sub = spec.subset(selection.names)
+    check_replaceable(dest)
+    remove_leftovers(dest.parent)  # temporaries of a killed earlier run
     man, root = load_manifest(manifest)
     compute_spec, mask_said = resolve_cloud_mask(sub, manifest_variables(man, root), cloud_mask)
     needed: set[str] = set()
@@ -76,7 +79,8 @@ def _progress(on_feature: Callable[[str], None] | None, sub: FeatureSpec) -> Cal
 
 def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: FeatureSelection, year: int,
                        window: GridWindow, dest: Path, level: str = "L2A", cloud_mask: CloudMaskChoice = "auto",
-                       on_feature: Callable[[str], None] | None = None, block_rows: int = 256) -> Path:
+                       on_feature: Callable[[str], None] | None = None, block_rows: int = 256,
+                       allow_roots: tuple[Path, ...] = ()) -> Path:
     """Compute the selected features from STAC on one grid window and write a feature COG (the
     same file :func:`features_from_stack` and the GEE tile export produce).
 
@@ -96,6 +100,7 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
         on_feature: progress callback per finished feature.
         block_rows: rows computed at a time (memory ≈ dates × bands × (rows + 2·halo) × width
             × 4 bytes; ``window.height`` = the whole tile at once).
+        allow_roots: folders besides a static catalogue's own tree its assets may lie in.
 
     Raises:
         RasterError: missing catalogue, no scene in the window/year, a band missing from the
@@ -104,6 +109,8 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
         SpecError: bad selection.
     """
     sub = spec.subset(selection.names)
+    check_replaceable(dest)
+    remove_leftovers(dest.parent)  # temporaries of a killed earlier run
     kinds: dict[str, list[Any]] = {}  # sensor kind → its features
     for f in sub.features:
         kind = spec.sensors[f.sensor].kind
@@ -131,7 +138,7 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
                                   + (f" with less than {cloud:g} % cloud cover" if cloud is not None else ""),
                                   "Check the tile, the year and the collection")
     else:
-        items = items_from_catalog(source)
+        items = items_from_catalog(source, allow_roots)
         have = assets(items)
         for k in kinds:
             want = inputs(k, have)

@@ -48,24 +48,67 @@ BOA_ADD_OFFSET = -1000.0
 DN_TO_REFLECTANCE = 1e-4
 
 
-def items_from_catalog(path: Path) -> list[pystac.Item]:
+def items_from_catalog(path: Path, allow_roots: tuple[Path, ...] = ()) -> list[pystac.Item]:
     """Every item under a static STAC catalogue or collection file (recursively).
 
+    A static catalogue is data, not a trusted program: its links and asset hrefs must lie inside
+    the catalogue's own folder tree (or under ``allow_roots``, e.g. ``--allow-root DIR``) or be
+    ``http(s)`` URLs; anything else (``/etc/passwd``, ``../../``, ``file://`` elsewhere, other
+    schemes) is refused before any file is opened.
+
     Raises:
-        RasterError: the file does not exist or is not a STAC catalogue.
+        RasterError: the file does not exist, is not a STAC catalogue, or names a file outside
+            the allowed folders (the message names the item, the asset and the href).
     """
     if not Path(path).is_file():
         raise RasterError("does not exist", "Give the path of a catalog.json or collection.json", path=path)
     try:
         cat = pystac.read_file(str(path))
-    except (pystac.STACError, ValueError, KeyError) as e:
+    except (pystac.STACError, pystac.errors.STACTypeError, ValueError, KeyError, TypeError) as e:
         raise RasterError(f"is not a STAC catalogue ({e})", "Give a catalog.json or collection.json",
                           path=path) from None
+    roots = (Path(path).resolve().parent, *(Path(r).resolve() for r in allow_roots))
     if isinstance(cat, pystac.Item):
-        return [cat]
-    if not isinstance(cat, pystac.Catalog):
+        items = [cat]
+    elif isinstance(cat, pystac.Catalog):
+        items = []
+        for child in _walk(cat, roots, Path(path)):
+            items.extend(child.get_items())
+    else:
         raise RasterError("is not a STAC catalogue", "Give a catalog.json or collection.json", path=path)
-    return list(cat.get_items(recursive=True))
+    for it in items:
+        for key, asset in it.assets.items():
+            _check_href(asset.get_absolute_href() or asset.href, roots, f"asset {key!r} of item {it.id!r}", Path(path))
+    return items
+
+
+def _check_href(href: str, roots: tuple[Path, ...], what: str, catalogue: Path) -> None:
+    """Refuse an href outside the allowed folders that is not an http(s) URL."""
+    from urllib.parse import urlparse
+
+    u = urlparse(href)
+    if u.scheme in ("http", "https"):
+        return
+    if u.scheme not in ("", "file") and len(u.scheme) > 1:  # s3://, gs://, ... (a drive letter is 1 char)
+        raise RasterError(f"{what} names {href!r}, a {u.scheme}:// href", "Use files inside the catalogue's folder "
+                          "or http(s) URLs (a STAC API with --stac signs and serves cloud assets)", path=catalogue)
+    target = Path(u.path if u.scheme == "file" else href).resolve()
+    if not any(target.is_relative_to(r) for r in roots):
+        raise RasterError(f"{what} names {href!r}, outside the catalogue's folder tree",
+                          "Move the files under the catalogue's folder, or allow their folder with --allow-root DIR",
+                          path=catalogue)
+
+
+def _walk(cat: pystac.Catalog, roots: tuple[Path, ...], catalogue: Path) -> list[pystac.Catalog]:
+    """The catalogue and its sub-catalogues, each child link checked before it is read."""
+    out, todo = [], [cat]
+    while todo:
+        c = todo.pop()
+        out.append(c)
+        for link in c.get_links("child") + c.get_links("item"):
+            _check_href(link.get_absolute_href() or link.href, roots, f"link {link.rel!r} of {c.id!r}", catalogue)
+        todo.extend(c.get_children())
+    return out
 
 
 def _item_time(item: pystac.Item) -> np.datetime64:

@@ -34,16 +34,20 @@ from pathlib import Path
 from typing import Any
 
 from model.bundle import load_bundle
+from pipeline.core.atomic import PREFIX, remove_leftovers
 from pipeline.core.errors import EulcError, RasterError
 from pipeline.core.featurecog import dataset_window
 from pipeline.core.grid import TileId
 from pipeline.core.hashing import file_sha256
+from pipeline.core.names import safe_name, unique_names
 from tiles.mapping.manifest import Manifest
 from tiles.mapping.predict import Predictor, predict_tile, resolve_device
 from tiles.mapping.stac import tile_item, write_catalog, write_item
 
 FORMAT = "eulc-map/1"
 LOCK = ".eulc-map.lock"
+COMPRESSIONS = ("DEFLATE", "ZSTD", "LZW")
+DASHBOARD = "127.0.0.1:8787"
 MANIFEST = "manifest.sqlite"
 
 
@@ -160,9 +164,7 @@ def run_lock(out_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise EulcError(f"another `eulc map` is writing to {out_dir}",
                             "Wait for it to finish, or use another --out folder") from None
-        for p in out_dir.iterdir():  # atomic_path temporaries: ".<name>.<random><suffix>"
-            if p.name.startswith(".") and p.name != LOCK and p.is_file():
-                p.unlink(missing_ok=True)
+        remove_leftovers(out_dir, all_hosts=True)  # eulc's own temporaries only (pipeline.core.atomic)
         yield
 
 
@@ -206,7 +208,8 @@ Event = Callable[[str, dict[str, Any]], None]
 def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, features_dir: Path | None = None,
             features_files: list[Path] | None = None, level2_dir: Path | None = None, scheduler: str = "local",
             workers: int | None = None, device: str = "auto", probabilities: bool = False,
-            compress: str = "DEFLATE", on_event: Event | None = None, accept: tuple[str, ...] = ()) -> MapSummary:
+            compress: str = "DEFLATE", on_event: Event | None = None, accept: tuple[str, ...] = (),
+            dashboard: str = "127.0.0.1:8787", overwrite: bool = False) -> MapSummary:
     """Map tiles, resumably. See the module docstring for the files written.
 
     Args:
@@ -226,12 +229,17 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             ``tile`` (tile_id, status, error).
         accept: feature-contract fields whose difference from the bundle's is tolerated
             (``cloud_mask``, ``level``); any other difference fails the tile.
+        dashboard: ``host:port`` of the local cluster's dask dashboard (loopback by default;
+            ``0.0.0.0:8787`` exposes it on every interface).
+        overwrite: write into an ``out_dir`` that holds files this run did not write (they are
+            never replaced: a tile whose output name is taken by one fails).
 
     Returns:
         The :class:`MapSummary` (``ok`` is False when any tile failed).
 
     Raises:
-        EulcError: bad bundles, neither or both feature sources, another run on ``out_dir``.
+        EulcError: bad bundles, neither or both feature sources, another run on ``out_dir``, an
+            ``out_dir`` holding other files without ``overwrite``, an unknown ``compress``.
     """
     if (features_dir is None) == (not features_files):
         raise EulcError("give either --features-dir (one COG per tile) or feature file(s)",
@@ -246,6 +254,8 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
     if tiles is not None and features_files and len(features_files) > 1:
         raise EulcError(f"--tiles with {len(features_files)} feature files",
                         "Give one mosaic (a COG or a VRT: `gdalbuildvrt all.vrt *.tif`) or --features-dir")
+    if compress not in COMPRESSIONS:
+        raise EulcError(f"--compress {compress!r} is not supported", f"Use one of {', '.join(COMPRESSIONS)}")
     emit = on_event or (lambda kind, info: None)
     b1 = load_bundle(bundle_dir)
     b2 = load_bundle(level2_dir) if level2_dir else None
@@ -260,10 +270,23 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
     summary = MapSummary(out_dir=out_dir)
     t_run = time.perf_counter()
     with run_lock(out_dir):
-        manifest = Manifest(out_dir / MANIFEST)
+        own = _own_files(out_dir / MANIFEST)
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in own and not p.name.startswith(PREFIX))
+        if foreign and not overwrite:
+            raise EulcError(f"--out {out_dir} holds files this map run did not write "
+                            f"({', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''})",
+                            "Give a new or empty folder, or pass --overwrite to write beside them "
+                            "(eulc never replaces a file it did not write)")
+        jobs, planned_failures = _plan(tiles, features_dir, features_files, bundle_dir, level2_dir, out_dir,
+                                       dev, probabilities, compress, threads, model_hash, accept)
+        manifest = Manifest(out_dir / MANIFEST)  # created only once the inputs are known to be usable
         try:
-            jobs, planned_failures = _plan(tiles, features_dir, features_files, bundle_dir, level2_dir, out_dir,
-                                           dev, probabilities, compress, threads, model_hash, accept)
+            for j in list(jobs):  # with --overwrite: a foreign file named like an output fails its tile
+                clash = [n for n in _output_names(j, level2_dir is not None) if n in foreign]
+                if clash:
+                    jobs.remove(j)
+                    planned_failures[j.tile_id] = (j.features_file, f"{out_dir}: {clash} exist and were not "
+                                                   "written by eulc; move them away (they are never overwritten)")
             summary.tiles = len(jobs) + len(planned_failures)
             todo = [j for j in jobs if not manifest.is_current(j.tile_id, j.inputs_hash, out_dir)]
             summary.skipped = len(jobs) - len(todo)
@@ -273,7 +296,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
                 manifest.finish(tid, {"status": "failed", "error": err})
                 summary.failures[tid] = err
                 emit("tile", {"tile_id": tid, "status": "failed", "error": err})
-            for job, res in _execute(todo, scheduler, n_workers, emit, manifest, summary):
+            for job, res in _execute(todo, scheduler, n_workers, emit, manifest, summary, dashboard):
                 _record(job, res, manifest, out_dir, legends, model_hash, summary, emit)
             done_rows = [r for r in manifest.rows() if r.status == "done"]
 
@@ -283,6 +306,28 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             manifest.close()
     summary.seconds = time.perf_counter() - t_run
     return summary
+
+
+def _own_files(manifest_path: Path) -> set[str]:
+    """Names in a run folder that this kind of run writes: its manifest (and SQLite side files),
+    catalogue, lock, features folder (``--stac``) and every output an existing manifest records.
+    """
+    own = {MANIFEST, f"{MANIFEST}-journal", f"{MANIFEST}-wal", f"{MANIFEST}-shm", "catalog.json", LOCK, "features"}
+    if manifest_path.is_file():
+        m = Manifest(manifest_path)
+        try:
+            for row in m.rows():
+                own |= set(row.outputs)
+        finally:
+            m.close()
+    return own
+
+
+def _output_names(job: MapJob, level2: bool) -> list[str]:
+    """The files a tile's job writes into the run folder."""
+    names = [f"{job.tile_id}_class.tif", f"{job.tile_id}_confidence.tif", f"{job.tile_id}.json"]
+    return names + ([f"{job.tile_id}_proba.tif"] if job.probabilities else []) + (
+        [f"{job.tile_id}_level2.tif"] if level2 else [])
 
 
 def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files: list[Path] | None, bundle_dir: Path,
@@ -295,6 +340,9 @@ def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files:
     cells: list[tuple[str, TileId | None, Path | None]] = (
         [(str(t), t, features_files[0] if features_files else None) for t in tiles] if tiles is not None
         else [(f.stem, None, f) for f in features_files or []])
+    for tid, _, given in cells:  # every output stays inside --out, and no two inputs share one
+        safe_name(tid, "feature file" if given is not None and tiles is None else "tile id")
+    unique_names(((tid, str(given or tid)) for tid, _, given in cells), "the feature files")
     for tid, cell, given in cells:
         try:
             ffile = given if given is not None else find_features(Path(str(features_dir)), tid)
@@ -312,7 +360,7 @@ def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files:
 
 
 def _execute(jobs: list[MapJob], scheduler: str, n_workers: int, emit: Event, manifest: Manifest,
-             summary: MapSummary) -> Iterator[tuple[MapJob, dict[str, Any]]]:
+             summary: MapSummary, dashboard: str = DASHBOARD) -> Iterator[tuple[MapJob, dict[str, Any]]]:
     for j in jobs:
         manifest.start(j.tile_id, j.inputs_hash, j.features_file)
     if not jobs:
@@ -326,8 +374,9 @@ def _execute(jobs: list[MapJob], scheduler: str, n_workers: int, emit: Event, ma
     from dask.distributed import Client, LocalCluster, as_completed
 
     if scheduler in ("local", "threads"):
+        # scheduler and dashboard on loopback unless told otherwise: a map run is not a public service
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=scheduler == "local",
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.ERROR, host="127.0.0.1", dashboard_address=dashboard)
         client = Client(cluster)
     else:
         cluster = None
