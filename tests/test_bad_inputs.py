@@ -585,3 +585,25 @@ def test_nan_weights_are_refused(tmp_path: Path) -> None:
     (tmp_path / "b" / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="non-finite"):
         load_bundle(tmp_path / "b")
+
+
+def test_the_dashboard_and_scheduler_listen_on_loopback(fx: dict[str, Path], tmp_path: Path) -> None:
+    """The default `eulc map` started the dask dashboard on 0.0.0.0:8787 while printing 127.0.0.1:
+    the listening sockets of the run (seen while it runs) are all on loopback."""
+    from urllib.parse import urlparse
+
+    import psutil
+
+    from tiles.mapping.runner import run_map
+
+    seen: dict[str, list[str]] = {}
+
+    def on_event(kind: str, info: dict) -> None:
+        if kind == "dashboard":
+            port = urlparse(info["link"]).port
+            seen["dashboard"] = [c.laddr.ip for c in psutil.net_connections("tcp")
+                                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+
+    s = run_map(None, BUNDLE, tmp_path / "m", features_files=[fx["features"]], scheduler="local", workers=1,
+                on_event=on_event)
+    assert s.ok and seen["dashboard"] and set(seen["dashboard"]) == {"127.0.0.1"}

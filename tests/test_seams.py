@@ -315,3 +315,28 @@ def test_gee_table_export_to_table_to_train(data: Path, tmp_path: Path) -> None:
              str(tmp_path / "sel.json"), "--epochs", "2", "--preset", "mlp"))
     bundle = json.loads((tmp_path / "model" / "bundle.json").read_text())
     assert bundle["spec"]["features_digest"] == sel.features_digest
+
+
+def test_feature_resume_checks_the_file_and_the_inputs(cli_features: Path, tmp_path: Path) -> None:
+    """`eulc features` kept a feature COG with corrupted pixels, or one built from older inputs, as
+    up to date (issue #14): both are recomputed; an intact one is skipped."""
+    import shutil
+
+    out = tmp_path / "f"
+    shutil.copytree(cli_features, out)
+    (cog,) = list(out.glob("*.tif"))
+    good = cog.read_bytes()
+    args = ["features", "--files", "eolearn_slovenia", "--year", "2017", "--select", "models/elc10-ndvi-l1",
+            "--out", str(out)]
+    p = eulc(*args)
+    assert p.returncode == 0 and "up to date" in p.stdout, p.stdout + p.stderr
+    damaged = bytearray(good)
+    damaged[len(good) // 2: len(good) // 2 + 64] = bytes(64)  # pixels changed, header intact
+    cog.write_bytes(bytes(damaged))
+    p = eulc(*args)
+    assert p.returncode == 0 and "wrote" in p.stdout and cog.read_bytes() == good
+    log = json.loads((out / ".eulc-features.json").read_text())
+    log[cog.name]["key"] = "an-older-catalogue"  # what a change of the inputs does to the key
+    (out / ".eulc-features.json").write_text(json.dumps(log))
+    p = eulc(*args)
+    assert p.returncode == 0 and "wrote" in p.stdout

@@ -4,6 +4,7 @@ the same in every command, progress bars and the small parsers of option values.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError
+from pipeline.core.resume import StepLog, content_sha256, input_key
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS.")
@@ -84,17 +87,22 @@ def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: 
         raise EulcError("--catalog/--stac need --tiles",
                         "Name the EEA cells to compute (codes, bbox:W,S,E,N or a file)")
     cells = parse_tiles(tiles, _size_m(tile_size))
+    log = StepLog(out, FEATURES_LOG)
+    source = _source_key(catalog)
     done = failed = 0
     with _progress() as prog:
         task = prog.add_task("features", total=len(cells), info="")
         for cell in cells:
             dest = out / f"{cell}_{year}.tif"
-            if dest.is_file() and is_up_to_date(dest, sub, year, cloud_mask):  # resume (files are whole: atomic)
+            key = input_key("features", features_digest(sub), year, str(cloud_mask), level, source, str(cell))
+            # resume: the same request on the same inputs, and the file as written (SHA-256)
+            if dest.is_file() and log.done(dest.name, key) and is_up_to_date(dest, sub, year, cloud_mask):
                 prog.update(task, advance=1, info=f"{cell} up to date")
                 continue
             try:
                 features_from_stac(catalog, sp, sel, year, cell.window(), dest, level, cloud_mask,
                                    allow_roots=allow_roots)
+                log.mark(dest.name, key, [dest])
             except EulcError as e:
                 if not keep_going:
                     raise
@@ -106,6 +114,22 @@ def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: 
             prog.update(task, advance=1, info=str(cell))
     out_console.print(f"wrote {done} feature COG(s) to {out} ({len(cells) - done - failed} up to date"
                       + (f", {failed} without features" if failed else "") + ")")
+
+
+FEATURES_LOG = ".eulc-features.json"
+"""The resume log of a feature folder: per COG, its request and input key and its SHA-256."""
+
+
+def _source_key(source: Any) -> str:
+    """What the features are computed from, for the resume key: a static catalogue by the content
+    of its JSON files (items, hrefs, dates), a STAC API by its URL and collections.
+    """
+    from tiles.engine.stac_search import StacApi
+
+    if isinstance(source, StacApi):
+        return json.dumps({"url": source.url, "collections": source.collections}, sort_keys=True)
+    root = Path(source).resolve().parent
+    return input_key(*[content_sha256(p) for p in sorted(root.rglob("*.json"))])
 
 
 def _size_m(text: str) -> int:

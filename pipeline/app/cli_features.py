@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from pipeline.app.cli_common import (
+    FEATURES_LOG,
     CloudMaskOpt,
     DemCollection,
     S1Collection,
@@ -23,8 +24,11 @@ from pipeline.app.cli_common import (
     console,
     out_console,
 )
+from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError
+from pipeline.core.featurecog import is_up_to_date
 from pipeline.core.names import safe_name
+from pipeline.core.resume import StepLog, input_key
 
 
 @app.command()
@@ -65,12 +69,21 @@ def features(
                                allow_roots=tuple(allow_root or ()))
         return
     assert files is not None
-    name = safe_name(tile_id, "--tile-id") if tile_id else safe_name(load_manifest(files)[0].name, "manifest name")
+    man, root = load_manifest(files)
+    name = safe_name(tile_id, "--tile-id") if tile_id else safe_name(man.name, "manifest name")
     dest = out / f"{name}_{year}.tif"
+    sub = sp.subset(sel.names)
+    inputs = [root / it.path for it in man.items if (root / it.path).is_file()]
+    key = input_key("features", features_digest(sub), year, cloud_mask, str(files), *inputs)
+    log = StepLog(out, FEATURES_LOG)
+    if dest.is_file() and log.done(dest.name, key) and is_up_to_date(dest, sub, year, _cloud_mask(cloud_mask)):
+        out_console.print(f"{dest} is up to date")
+        return
     with _progress() as prog:
         task = prog.add_task("features", total=len(sel.names), info="")
         features_from_stack(files, sp, sel, year, dest,
                             lambda n: prog.update(task, advance=1, info=n), cloud_mask=_cloud_mask(cloud_mask))
+    log.mark(dest.name, key, [dest])
     out_console.print(f"wrote {dest}")
 
 

@@ -316,11 +316,15 @@ def _own_files(manifest_path: Path) -> set[str]:
     if manifest_path.is_file():
         m = Manifest(manifest_path)
         try:
-            for row in m.rows():
-                own |= set(row.outputs)
+            for row in m.rows():  # a tile started but not recorded (a killed run) may have written its files
+                own |= set(row.outputs) | {f"{row.tile_id}{s}" for s in OUTPUT_SUFFIXES}
         finally:
             m.close()
     return own
+
+
+OUTPUT_SUFFIXES = ("_class.tif", "_confidence.tif", "_proba.tif", "_level2.tif", ".json")
+"""What a tile writes into the run folder: ``<tile><suffix>``."""
 
 
 def _output_names(job: MapJob, level2: bool) -> list[str]:
@@ -375,8 +379,9 @@ def _execute(jobs: list[MapJob], scheduler: str, n_workers: int, emit: Event, ma
 
     if scheduler in ("local", "threads"):
         # scheduler and dashboard on loopback unless told otherwise: a map run is not a public service
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=scheduler == "local",
-                               silence_logs=logging.ERROR, host="127.0.0.1", dashboard_address=dashboard)
+        procs = scheduler == "local"  # threads: an in-process scheduler, no TCP listener at all
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=procs, silence_logs=logging.ERROR,
+                               dashboard_address=dashboard, **({"host": "127.0.0.1"} if procs else {}))
         client = Client(cluster)
     else:
         cluster = None
