@@ -88,7 +88,7 @@ def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: 
                         "Name the EEA cells to compute (codes, bbox:W,S,E,N or a file)")
     cells = parse_tiles(tiles, _size_m(tile_size))
     log = StepLog(out, FEATURES_LOG)
-    source = _source_key(catalog)
+    source = _source_key(catalog, allow_roots)
     done = failed = 0
     with _progress() as prog:
         task = prog.add_task("features", total=len(cells), info="")
@@ -120,16 +120,18 @@ FEATURES_LOG = ".eulc-features.json"
 """The resume log of a feature folder: per COG, its request and input key and its SHA-256."""
 
 
-def _source_key(source: Any) -> str:
+def _source_key(source: Any, allow_roots: tuple[Path, ...] = ()) -> str:
     """What the features are computed from, for the resume key: a static catalogue by the content
     of its JSON files (items, hrefs, dates), a STAC API by its URL and collections.
     """
+    from tiles.engine.stac_load import items_from_catalog
     from tiles.engine.stac_search import StacApi
 
     if isinstance(source, StacApi):
         return json.dumps({"url": source.url, "collections": source.collections}, sort_keys=True)
-    root = Path(source).resolve().parent
-    return input_key(*[content_sha256(p) for p in sorted(root.rglob("*.json"))])
+    items = sorted((it.to_dict(include_self_link=False) for it in items_from_catalog(Path(source), allow_roots)),
+                   key=lambda d: str(d.get("id")))
+    return input_key(content_sha256(Path(source)), json.dumps(items, sort_keys=True, default=str))
 
 
 def _size_m(text: str) -> int:

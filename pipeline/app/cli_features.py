@@ -24,6 +24,7 @@ from pipeline.app.cli_common import (
     console,
     out_console,
 )
+from pipeline.core.atomic import remove_leftovers
 from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError
 from pipeline.core.featurecog import is_up_to_date
@@ -60,6 +61,7 @@ def features(
     from tiles.engine.stack import load_manifest
 
     sp, sel = _spec_and_selection(spec, select)
+    remove_leftovers(out)  # temporaries of a killed earlier run, even when everything is up to date
     if sum(v is not None for v in (files, catalog, stac)) != 1:
         raise EulcError("give one of --files (a local stack manifest), --catalog (a static STAC catalogue) "
                         "or --stac (a STAC API URL)")
