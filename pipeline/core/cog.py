@@ -25,7 +25,8 @@ def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata:
               descriptions: Sequence[str] | None = None, tags: Mapping[str, object] | None = None,
               band_tags: Sequence[Mapping[str, object]] | None = None,
               colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
-              resampling: str = "average", compress: str = "DEFLATE", blocksize: int = 256) -> Path:
+              resampling: str = "average", compress: str = "DEFLATE", blocksize: int = 256,
+              scales: Sequence[float] | None = None, offsets: Sequence[float] | None = None) -> Path:
     """Write a (B, H, W) or (H, W) array as a COG at ``dest`` (temporary file, then rename).
 
     Args:
@@ -40,6 +41,8 @@ def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata:
         resampling: overview resampling: ``mode`` for classes, ``average`` otherwise.
         compress: ``DEFLATE`` or ``ZSTD``.
         blocksize: internal tile size in pixels.
+        scales, offsets: GDAL band scale/offset metadata (physical = raw × scale + offset), so
+            QGIS, GDAL and rasterio show physical values of integer bands.
 
     Returns:
         ``dest``.
@@ -61,8 +64,13 @@ def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata:
                 ds.update_tags(i, **{k: str(v) for k, v in bt.items()})
             if colormap:
                 ds.write_colormap(1, dict(colormap))
+            if scales is not None:
+                ds.scales = tuple(float(s) for s in scales)
+            if offsets is not None:
+                ds.offsets = tuple(float(o) for o in offsets)
         with mem.open() as src, atomic_path(dest) as tmp:
+            extra = {"PREDICTOR": "2"} if np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize > 1 else {}
             rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS=compress,
                                  OVERVIEW_RESAMPLING=resampling.upper(), BLOCKSIZE=blocksize,
-                                 OVERVIEWS="AUTO")
+                                 OVERVIEWS="AUTO", **extra)
     return Path(dest)

@@ -1,6 +1,9 @@
 """Feature COGs: write the local engine's output, and read one back in a bundle's band order.
 
-A feature COG is float32, EPSG:3035 on the 10 m grid, NaN = nodata. Band names are the
+A feature COG is EPSG:3035 on the 10 m grid, in the spec's ``export_dtype``: ``int16`` (the GEE
+export's layout: the stored value physical × scale, rounded, nodata −32768, with GDAL band
+scale metadata 1/scale so GIS tools show physical values) or ``float32`` (NaN = nodata; specs
+whose stored values do not fit 16 bits, such as ``elc10``'s reflectance × 10⁷). Band names are the
 spec's feature names, stored in the band descriptions **and** in the ``features`` tag
 (DESIGN.md §2), with the spec name/hash, the year, the processing level and the sources.
 """
@@ -25,7 +28,9 @@ def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window:
                       year: int, level: str, sources: list[str],
                       extra_tags: dict[str, str] | None = None, *, requested: FeatureSpec | None = None,
                       spec_hash: str = "") -> Path:
-    """Write features (F, H, W) float32 in spec units as a feature COG (atomic).
+    """Write features (F, H, W) float32 in spec units as a feature COG (atomic), in the spec's
+    ``export_dtype`` (module docstring; int16 values beyond ±32767 saturate and are counted in the
+    band tag ``clipped_pixels``).
 
     Args:
         dest: the output path.
@@ -46,18 +51,36 @@ def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window:
     without a valid observation for that feature: NaN, never a silent zero).
     """
     nodata = np.isnan(values).reshape(len(spec.features), -1).sum(1)
+    band_extra: list[dict[str, object]] = [{} for _ in spec.features]
+    data: np.ndarray = values.astype(np.float32)
+    fill: float = np.nan
+    scales = None
+    if spec.export_dtype == "int16":
+        finite = np.isfinite(values)
+        over = (np.abs(values) > INT16_MAX) & finite
+        for i, n in enumerate(over.reshape(len(spec.features), -1).sum(1)):
+            if n:
+                band_extra[i]["clipped_pixels"] = int(n)  # saturated, as Earth Engine's toInt16
+        data = np.where(finite, np.rint(np.clip(values, -INT16_MAX, INT16_MAX)), NODATA_INT16).astype(np.int16)
+        fill = NODATA_INT16
+        scales = [1.0 / f.scale for f in spec.features]
     return write_cog(
-        dest, values.astype(np.float32), window.transform, window.grid.crs, np.nan,
+        dest, data, window.transform, window.grid.crs, fill, scales=scales,
         descriptions=spec.names,
         tags={"features": spec.names, "spec": spec.name, "spec_hash": spec_hash or spec.digest(),
               "features_digest": features_digest(spec), "feature_spec": json.dumps(embed(spec)),
               "request_digest": features_digest(requested or spec),
               "year": str(year), "processing_level": level, "sources": sources,
               "units": "physical value x scale (see band tag 'scale')", **(extra_tags or {})},
-        band_tags=[{"scale": f.scale, "stat": f.stat, "sensor": f.sensor, "nodata_pixels": int(n)}
-                   for f, n in zip(spec.features, nodata, strict=True)],
+        band_tags=[{"scale": f.scale, "stat": f.stat, "sensor": f.sensor, "nodata_pixels": int(n), **x}
+                   for f, n, x in zip(spec.features, nodata, band_extra, strict=True)],
         resampling="average",
     )
+
+
+NODATA_INT16 = -32768
+"""Nodata of int16 feature rasters (the GEE export's)."""
+INT16_MAX = 32767
 
 
 def check_replaceable(dest: Path) -> None:

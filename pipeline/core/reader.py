@@ -4,9 +4,11 @@ A feature COG (``eulc features`` or a GEE tile export) is EPSG:3035 with 10 m pi
 edges fall on the grid (DESIGN.md §2). :class:`FeatureReader` opens one, checks the CRS and the
 pixel grid, maps the bundle's feature names to band indices (band descriptions, the
 ``features`` tag, or a ``bands.json`` sidecar) and reads any grid window — part of the file,
-all of it, or a tile that overhangs its edge (the overhang is nodata). GDAL band scale/offset
-are applied, the band's nodata becomes NaN, and a band tag ``scale`` that disagrees with the
-spec's scale is an error: the model was trained on the spec's stored units.
+all of it, or a tile that overhangs its edge (the overhang is nodata). Values come back in the
+spec's stored units (physical × scale) whatever the file holds: int16 COGs with GDAL scale
+metadata 1/scale, float32 COGs, GEE int16 exports. The band's nodata becomes NaN, and a band
+``scale`` (tag or ``bands.json``) that disagrees with the spec's is an error: the model was
+trained on the spec's stored units.
 """
 
 from __future__ import annotations
@@ -75,8 +77,7 @@ class FeatureReader:
                                   "Compute the features the model was trained on (the file has "
                                   f"{desc[:8]}{'...' if len(desc) > 8 else ''})", path=self.path)
             self._index = [desc.index(n) + 1 for n in self.names]
-            self._scale = np.array([self._src.scales[i - 1] for i in self._index], np.float32)
-            self._offset = np.array([self._src.offsets[i - 1] for i in self._index], np.float32)
+            self._scale, self._offset = self._to_stored()
             self._check_scales(expected_scales or {})
         except BaseException:
             self._src.close()
@@ -99,6 +100,31 @@ class FeatureReader:
                 and abs(off_x - round(off_x)) < 1e-6 and abs(off_y - round(off_y)) < 1e-6):
             raise RasterError(f"its pixels ({t.a:g} × {-t.e:g} m at {t.c:g}, {t.f:g}) are not on the "
                               f"{r:g} m grid", "Warp it with `gdalwarp -tr 10 10 -tap`", path=self.path)
+
+    def _to_stored(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per band (factor, offset) turning raw values into stored units (physical × spec scale).
+
+        GDAL scale/offset say physical = raw × s + o. An eulc int16 COG stores physical × S with
+        s = 1/S (band tag ``scale`` = S), so raw is already stored: factor 1. A file without GDAL
+        scaling (float32 COGs, GEE exports) also holds stored values. A third-party file with GDAL
+        scaling and no eulc scale is taken as stored after GDAL's scaling (raw × s + o).
+        """
+        factor, offset = [], []
+        for i in self._index:
+            s, o = float(self._src.scales[i - 1]), float(self._src.offsets[i - 1])
+            tag = self._src.tags(i).get("scale")
+            if s == 1.0 and o == 0.0:
+                f, off = 1.0, 0.0
+            elif tag is not None:
+                spec_scale = float(tag)
+                f, off = s * spec_scale, o * spec_scale
+                if abs(f - 1.0) < 1e-6 and off == 0.0:
+                    f = 1.0
+            else:
+                f, off = s, o
+            factor.append(f)
+            offset.append(off)
+        return np.array(factor, np.float32), np.array(offset, np.float32)
 
     def _check_scales(self, expected: Mapping[str, float]) -> None:
         side = sidecar(self.path) if expected else None

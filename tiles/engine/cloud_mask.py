@@ -58,7 +58,11 @@ def resolve_cloud_mask(spec: FeatureSpec, assets: set[str], choice: CloudMaskCho
             said.append(f"{key}: none (--cloud-mask none)")
             continue
         clp, scl = s.cloud_probability, tuple(s.scl_mask)
-        if clp is not None and "CLP" in assets:
+        if clp is not None and "CLP" in assets and scl and "SCL" not in assets:  # L1C with s2cloudless
+            sensors[key] = s.model_copy(update={"scl_mask": ()})
+            said.append(f"{key}: s2cloudless CLP {clp.op} {clp.value:g} (the items carry no SCL: the spec's "
+                        f"SCL {','.join(map(str, scl))} rule is not applied)")
+        elif clp is not None and "CLP" in assets:
             said.append(f"{key}: s2cloudless CLP {clp.op} {clp.value:g}"
                         + (f", SCL {','.join(map(str, scl))}" if scl else ""))
         elif clp is not None and scl and "SCL" in assets:  # probability "when a probability band is present"

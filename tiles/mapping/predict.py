@@ -37,6 +37,7 @@ from pipeline.core.errors import EulcError, RasterError
 from pipeline.core.featurecog import feature_contract
 from pipeline.core.grid import GridWindow, TileId, pixel_centres_lonlat
 from pipeline.core.reader import Block, FeatureReader
+from pipeline.core.spec import FeatureSpec
 
 NODATA = 255
 CROPLAND = "Cropland"
@@ -127,7 +128,16 @@ class Predictor:
         self.features = names
         self._idx1 = [names.index(n) for n in bundle.features]
         self._idx2 = [names.index(n) for n in level2.features] if level2 else []
-        self.specs = [(b, b.feature_spec()) for b in (bundle, level2) if b is not None]
+        self._specs: list[tuple[ModelBundle, FeatureSpec]] | None = None
+
+    @property
+    def specs(self) -> list[tuple[ModelBundle, FeatureSpec]]:
+        """Each bundle with the spec of its features (read on first use: a synthetic bundle built
+        for a model-only benchmark has none and is never checked against a file).
+        """
+        if self._specs is None:
+            self._specs = [(b, b.feature_spec()) for b in (self.bundle, self.level2) if b is not None]
+        return self._specs
 
     def check_features(self, reader: FeatureReader, accept: tuple[str, ...] = ()) -> str:
         """Compare the feature file's contract with the bundle(s)' (the features → map seam).
