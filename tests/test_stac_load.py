@@ -290,7 +290,9 @@ def test_sentinel1_from_a_static_catalogue(data: Path, tmp_path: Path) -> None:
         want = np.nanpercentile(10 * np.log10(np.stack(layers)), 50, axis=0) * scale
     ok = np.isfinite(want)
     assert ok.mean() > 0.95
-    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-4, atol=1e-3)
+    # bridge-lc-196 exports int16 (issue #16): the stored value rounded, as Earth Engine's toInt16
+    assert got.dtype == np.int16
+    np.testing.assert_array_less(np.abs(got[ok] - want[ok]), 0.5 + 1e-3)
 
 
 def test_mixed_crs_items_go_onto_the_eea_grid(data: Path, tmp_path: Path) -> None:
