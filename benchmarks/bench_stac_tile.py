@@ -107,36 +107,40 @@ def make_catalogue(root: Path) -> Path:
     return root / "catalog.json"
 
 
-def _run(cat: Path, dest: Path, rows: int) -> dict[str, float]:
-    p = subprocess.run([sys.executable, "-c", CHILD, str(cat), str(dest), str(rows), CELL], capture_output=True,
-                       text=True)
+def run_child(code: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run one side in a process of its own; its last stdout line is a JSON dict of figures."""
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
     if p.returncode != 0:
         raise SystemExit(p.stderr[-3000:])
     return json.loads(p.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def main() -> None:
+def print_comparison(ours: dict[str, float], peer: dict[str, float], ours_tif: Path, peer_tif: Path) -> None:
+    """Check that both sides wrote the same values, then print the ratios and the last line."""
     import rasterio
 
+    with rasterio.open(ours_tif) as a, rasterio.open(peer_tif) as b:
+        same = np.allclose(a.read(), b.read(), rtol=1e-6, atol=1e-6, equal_nan=True)
+        nodata = [int(a.tags(i + 1)["nodata_pixels"]) for i in range(a.count)]
+    print(f"same feature values: {same}; nodata pixels per feature {nodata}")
+    print(f"ratio: time {ours['seconds'] / peer['seconds']:.2f}× the peer's, "
+          f"memory {ours['peak_rss_gb'] / peer['peak_rss_gb']:.2f}× the peer's")
+    print(f"ours_s={ours['seconds']:.2f} peer_s={peer['seconds']:.2f} "
+          f"ours_peak_gb={ours['peak_rss_gb']:.2f} peer_peak_gb={peer['peak_rss_gb']:.2f}")
+
+
+def main() -> None:
     with tempfile.TemporaryDirectory(prefix="eulc_bench_stac_") as tmp:
         root = Path(tmp)
         cat = make_catalogue(root)
         size_mb = sum(f.stat().st_size for f in root.glob("*.tif")) / 1e6
         print(f"machine: {os.cpu_count()} CPU cores; {T} scenes × (B04, B08, CLP) over {CELL}, {size_mb:.0f} MB")
-        ours = _run(cat, root / "ours.tif", 256)
+        ours = run_child(CHILD, [str(cat), str(root / "ours.tif"), "256", CELL])
         print(f"ours (256-row blocks): {ours['seconds']:.1f} s, peak RSS {ours['peak_rss_gb']:.2f} GB, "
               f"{ours['features']} features")
-        peer = _run(cat, root / "peer.tif", 1000)
+        peer = run_child(CHILD, [str(cat), str(root / "peer.tif"), "1000", CELL])
         print(f"peer (whole tile as one block): {peer['seconds']:.1f} s, peak RSS {peer['peak_rss_gb']:.2f} GB")
-        with rasterio.open(root / "ours.tif") as a, rasterio.open(root / "peer.tif") as b:
-            va, vb = a.read(), b.read()
-            same = np.allclose(va, vb, rtol=1e-6, atol=1e-6, equal_nan=True)
-            nodata = [int(a.tags(i + 1)["nodata_pixels"]) for i in range(a.count)]
-        print(f"same feature values: {same}; nodata pixels per feature {nodata}")
-        print(f"ratio: time {ours['seconds'] / peer['seconds']:.2f}× the peer's, "
-              f"memory {ours['peak_rss_gb'] / peer['peak_rss_gb']:.2f}× the peer's")
-        print(f"ours_s={ours['seconds']:.2f} peer_s={peer['seconds']:.2f} "
-              f"ours_peak_gb={ours['peak_rss_gb']:.2f} peer_peak_gb={peer['peak_rss_gb']:.2f}")
+        print_comparison(ours, peer, root / "ours.tif", root / "peer.tif")
 
 
 if __name__ == "__main__":

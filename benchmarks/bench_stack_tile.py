@@ -17,16 +17,12 @@ values. Run: ``python benchmarks/bench_stack_tile.py``. The last line is
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import yaml
-from bench_stac_tile import CELL, T, make_catalogue
+from bench_stac_tile import CELL, T, make_catalogue, print_comparison, run_child
 
 CHILD = r"""
 import json, sys, time
@@ -76,35 +72,19 @@ def _manifest(root: Path) -> Path:
     return man
 
 
-def _run(man: Path, dest: Path, side: str) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    p = subprocess.run([sys.executable, "-c", CHILD, str(man), str(dest), side], capture_output=True, text=True,
-                       env=env)
-    if p.returncode != 0:
-        raise SystemExit(p.stderr[-3000:])
-    return json.loads(p.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def main() -> None:
-    import rasterio
-
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with tempfile.TemporaryDirectory(prefix="eulc_bench_stack_") as tmp:
         root = Path(tmp)
         make_catalogue(root)
         man = _manifest(root)
         size_mb = sum(f.stat().st_size for f in root.glob("*.tif")) / 1e6
         print(f"machine: {os.cpu_count()} CPU cores; {T} scenes × (B04, B08, CLP) over {CELL}, {size_mb:.0f} MB")
-        ours = _run(man, root / "ours.tif", "ours")
+        ours = run_child(CHILD, [str(man), str(root / "ours.tif"), "ours"], env)
         print(f"ours (windowed reads): {ours['seconds']:.1f} s, peak RSS {ours['peak_rss_gb']:.2f} GB")
-        peer = _run(man, root / "peer.tif", "peer")
+        peer = run_child(CHILD, [str(man), str(root / "peer.tif"), "peer"], env)
         print(f"peer (whole file per block): {peer['seconds']:.1f} s, peak RSS {peer['peak_rss_gb']:.2f} GB")
-        with rasterio.open(root / "ours.tif") as a, rasterio.open(root / "peer.tif") as b:
-            same = np.allclose(a.read(), b.read(), rtol=1e-6, atol=1e-6, equal_nan=True)
-        print(f"same feature values: {same}")
-        print(f"ratio: time {ours['seconds'] / peer['seconds']:.2f}× the peer's, "
-              f"memory {ours['peak_rss_gb'] / peer['peak_rss_gb']:.2f}× the peer's")
-        print(f"ours_s={ours['seconds']:.2f} peer_s={peer['seconds']:.2f} "
-              f"ours_peak_gb={ours['peak_rss_gb']:.2f} peer_peak_gb={peer['peak_rss_gb']:.2f}")
+        print_comparison(ours, peer, root / "ours.tif", root / "peer.tif")
 
 
 if __name__ == "__main__":
