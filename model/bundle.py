@@ -9,6 +9,7 @@ package versions, metrics and the SHA-256 of the weights. :func:`load_bundle` ch
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -48,6 +49,12 @@ class ModelBundle:
     features: list[str]
     meta: dict[str, Any]
     path: Path | None = None
+    json_sha256: str = ""
+
+    @functools.cached_property
+    def _feature_spec(self) -> FeatureSpec:
+        where = f"bundle {self.path}" if self.path else "the bundle"
+        return artifact_spec(self.meta.get("spec", {}), self.features, where).subset(self.features)
 
     def feature_spec(self) -> FeatureSpec:
         """The spec of the bundle's features, in its order (embedded in ``bundle.json``; for a
@@ -56,8 +63,7 @@ class ModelBundle:
         Raises:
             ContractError: the embedded spec is invalid or was edited, or the named spec changed.
         """
-        where = f"bundle {self.path}" if self.path else "the bundle"
-        return artifact_spec(self.meta.get("spec", {}), self.features, where).subset(self.features)
+        return self._feature_spec
 
     @property
     def features_digest(self) -> str:
@@ -69,7 +75,7 @@ class ModelBundle:
         """SHA-256 (first 16 hex) of ``bundle.json`` and the weights together: the model hash in
         map tags and resume keys (an edit of either file changes it).
         """
-        blob = f"{self.meta['weights_sha256']}:{self.meta.get('_json_sha256', '')}".encode()
+        blob = f"{self.meta['weights_sha256']}:{self.json_sha256}".encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -251,7 +257,6 @@ def load_bundle(path: Path) -> ModelBundle:
                           "The bundle was modified or truncated; re-train or restore it", path=wpath)
     if not isinstance(meta, dict):
         raise BundleError("is not a JSON object", "Re-train or restore the bundle", path=mpath)
-    meta["_json_sha256"] = file_sha256(mpath)
     cfg = _check_architecture(meta.get("architecture"), mpath)  # bounds first: no huge allocation
     try:
         features = list(meta["features"])
@@ -277,6 +282,6 @@ def load_bundle(path: Path) -> ModelBundle:
         raise BundleError(f"weights do not fit the architecture ({str(e).splitlines()[0]})",
                           "Re-train the bundle", path=wpath) from None
     net.eval()
-    out = ModelBundle(net, norm, legend, features, meta, path)
+    out = ModelBundle(net, norm, legend, features, meta, path, file_sha256(mpath))
     out.feature_spec()  # the contract is checked at load: an edited or foreign spec is refused here
     return out

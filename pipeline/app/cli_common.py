@@ -79,7 +79,6 @@ def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: 
                            year: int, out: Path, level: str, keep_going: bool = False,
                            cloud_mask: Any = "auto", allow_roots: tuple[Path, ...] = ()) -> None:
     from pipeline.core.aoi import parse_tiles
-    from pipeline.core.featurecog import is_up_to_date
     from tiles.engine.run import features_from_stac
 
     sub = sp.subset(sel.names)
@@ -96,7 +95,7 @@ def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: 
             dest = out / f"{cell}_{year}.tif"
             key = input_key("features", features_digest(sub), year, str(cloud_mask), level, source, str(cell))
             # resume: the same request on the same inputs, and the file as written (SHA-256)
-            if dest.is_file() and log.done(dest.name, key) and is_up_to_date(dest, sub, year, cloud_mask):
+            if dest.is_file() and log.done(dest.name, key):
                 prog.update(task, advance=1, info=f"{cell} up to date")
                 continue
             try:

@@ -27,7 +27,6 @@ from pipeline.app.cli_common import (
 from pipeline.core.atomic import remove_leftovers
 from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError
-from pipeline.core.featurecog import is_up_to_date
 from pipeline.core.names import safe_name
 from pipeline.core.resume import StepLog, input_key
 
@@ -78,7 +77,7 @@ def features(
     inputs = [root / it.path for it in man.items if (root / it.path).is_file()]
     key = input_key("features", features_digest(sub), year, cloud_mask, str(files), *inputs)
     log = StepLog(out, FEATURES_LOG)
-    if dest.is_file() and log.done(dest.name, key) and is_up_to_date(dest, sub, year, _cloud_mask(cloud_mask)):
+    if dest.is_file() and log.done(dest.name, key):
         out_console.print(f"{dest} is up to date")
         return
     with _progress() as prog:

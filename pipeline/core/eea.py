@@ -18,8 +18,9 @@ def cell_index(coord_m: np.ndarray, size_m: int) -> np.ndarray:
 
 
 def cell_code(e: int, n: int, size_m: int) -> str:
-    """The EEA reference-grid code of cell (e, n) of ``size_m``: ``10kmE432N321``; sizes below 1 km
-    (or not whole km) in metres, ``250mE18698N10155`` (EEA reference grid naming).
+    """The EEA reference-grid code of cell (e, n) of ``size_m`` metres (EPSG:3035; e, n = the
+    lower-left corner in metres divided by ``size_m``): ``10kmE432N321``; sizes below 1 km (or
+    not whole km) in metres, ``250mE18698N10155`` (EEA reference grid naming, SOURCES.md).
     """
     unit = f"{size_m // 1000}km" if size_m % 1000 == 0 else f"{size_m}m"
     return f"{unit}E{e}N{n}"

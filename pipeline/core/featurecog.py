@@ -43,8 +43,8 @@ def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window:
         level: the inputs' processing level (``L1C``/``L2A``).
         sources: the files or items read.
         extra_tags: more dataset tags (``cloud_mask``: what was masked).
-        requested: the features as asked for (default ``spec``): its digest is the resume key
-            (``request_digest``).
+        requested: the features as asked for (default ``spec``), recorded as the tag
+            ``request_digest`` (the resume log of ``eulc features`` keys on the same digest).
         spec_hash: the full spec's digest (the ``spec_hash`` of selections, tables and bundles).
 
     Each band carries the tags ``scale``, ``stat``, ``sensor`` and ``nodata_pixels`` (pixels
@@ -101,25 +101,6 @@ def check_replaceable(dest: Path) -> None:
         raise EulcError("exists and was not written by `eulc features`",
                         "Move it away or choose another --out; eulc never overwrites files it did not write",
                         path=dest)
-
-
-def is_up_to_date(path: Path, spec: FeatureSpec, year: int, cloud_mask: str | None = None) -> bool:
-    """Whether ``path`` is a feature COG written for exactly these features and year (a rerun
-    skips it): its tags ``features``, ``request_digest`` (the requested features' contract) and
-    ``year`` match, and, when
-    ``cloud_mask`` is ``none``/``auto``, whether it was computed without/with a cloud mask.
-    An unreadable file is not up to date (it is recomputed and replaced atomically).
-    """
-    try:
-        with rasterio.open(path) as src:
-            tags = src.tags()
-    except rasterio.errors.RasterioIOError:
-        return False
-    same = (tags.get("features") == json.dumps(spec.names) and tags.get("request_digest") == features_digest(spec)
-            and tags.get("year") == str(year))
-    if same and cloud_mask is not None:
-        same = ("--cloud-mask none" in tags.get("cloud_mask", "")) == (cloud_mask == "none")
-    return same
 
 
 def sidecar(path: Path) -> tuple[Path, dict[str, Any]] | None:
