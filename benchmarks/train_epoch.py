@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from model.bridge import BridgeConfig, BridgeLC
 from model.losses import supcon_loss
-from model.normalize import MinMaxNormalizer
+from model.normalize import fit_normalizer
 from model.train import TrainConfig, train_bridge, training_arrays
 from pipeline.core.config import data_dir
 from pipeline.core.spec import load_spec
@@ -91,7 +91,7 @@ def main() -> None:
 
     train_bridge(sub, 7, cfg, tick)
     ours = float(np.median(times[1:] if len(times) > 1 else times))
-    x = MinMaxNormalizer.fit(sub.x).transform(sub.x)
+    x = fit_normalizer(sub.x).transform(sub.x)
     peer = float(np.median([_peer_epoch(x, sub.lonlat, sub.y, sub.region, args.device) for _ in range(args.epochs)]))
     steps = n // 128
     print(f"device {args.device}, {n:,} rows, {steps} steps of 128 per epoch, torch {torch.__version__}, "

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from model.augment import PhysicalAugmentation
 from model.bundle import check_bundle_dest, save_bundle
 from model.train import TrainConfig, train_bridge, training_arrays
 from pipeline.core.contract import compare_features, embed, features_digest
@@ -45,7 +46,8 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
                      "the feature selection")
     data = training_arrays(table, selection.names, cfg.level)
     legend = legend_for(cfg.level)
-    res = train_bridge(data, len(legend), cfg, on_epoch)
+    aug = PhysicalAugmentation.from_spec(tspec, selection.names) if cfg.augment == "physical" else None
+    res = train_bridge(data, len(legend), cfg, on_epoch, aug)
     save_bundle(out_dir, res.model, res.normalizer, legend, selection.names,
                 spec={"name": tspec.name, "hash": tspec.digest(), "table_spec_hash": str(meta.get("spec_hash", "")),
                       "features_digest": features_digest(tspec, selection.names),

@@ -24,7 +24,21 @@ SVM_MAX_TRAIN = 15_000
 
 def fit_predict_baseline(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
                          seed: int) -> np.ndarray:
-    """Fit baseline ``name`` on float32 (N, F) features and int labels; predict the test rows.
+    """Fit baseline ``name`` on float32 (N, F) features and int labels; predict the test rows'
+    classes (N_test,) int.
+
+    Raises:
+        ValueError: unknown baseline name.
+    """
+    n_classes = int(max(y_train.max(initial=0), 0)) + 1
+    return fit_predict_proba_baseline(name, x_train, y_train, x_test, seed, n_classes)[0]
+
+
+def fit_predict_proba_baseline(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                               seed: int, n_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fit baseline ``name``; return the test rows' classes (N_test,) int and class
+    probabilities (N_test, n_classes) float64 (None for the SVM, which has none without Platt
+    scaling).
 
     Raises:
         ValueError: unknown baseline name.
@@ -40,14 +54,22 @@ def fit_predict_baseline(name: str, x_train: np.ndarray, y_train: np.ndarray, x_
         lut = {c: i for i, c in enumerate(classes)}
         m = XGBClassifier(tree_method="hist", n_estimators=300, random_state=seed, n_jobs=-1)
         m.fit(x_train, np.array([lut[c] for c in y_train]))
-        return np.asarray(classes[m.predict(x_test)])
+        p = np.asarray(m.predict_proba(x_test), np.float64)
+        prob = np.zeros((len(x_test), n_classes))
+        prob[:, classes] = p
+        return np.asarray(classes[p.argmax(1)]), prob
     elif name == "svm":
         if len(y_train) > SVM_MAX_TRAIN:
             keep, _ = train_test_split(np.arange(len(y_train)), train_size=SVM_MAX_TRAIN,
                                        random_state=seed, stratify=y_train)
             x_train, y_train = x_train[keep], y_train[keep]
         model = make_pipeline(MinMaxScaler(), SVC(C=1.0, kernel="rbf", gamma="scale", random_state=seed))
+        model.fit(x_train, y_train)
+        return np.asarray(model.predict(x_test)), None
     else:
         raise ValueError(f"unknown baseline {name!r}; use one of {BASELINES}")
     model.fit(x_train, y_train)
-    return np.asarray(model.predict(x_test))
+    p = np.asarray(model.predict_proba(x_test), np.float64)
+    prob = np.zeros((len(x_test), n_classes))
+    prob[:, model.classes_] = p
+    return np.asarray(model.classes_[p.argmax(1)]), prob

@@ -25,7 +25,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 from model.bridge import BridgeConfig, BridgeLC
-from model.normalize import MinMaxNormalizer
+from model.normalize import AffineNormalizer
 from pipeline.core.atomic import current_umask, remove_leftovers, temp_prefix
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.contract import artifact_spec, features_digest
@@ -44,7 +44,7 @@ class ModelBundle:
     """A loaded bundle: the network (eval mode), its normaliser, legend and metadata."""
 
     model: BridgeLC
-    normalizer: MinMaxNormalizer
+    normalizer: AffineNormalizer
     legend: Legend
     features: list[str]
     meta: dict[str, Any]
@@ -129,7 +129,7 @@ def check_bundle_dest(dest: Path, overwrite: bool = False) -> None:
                           path=dest)
 
 
-def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legend: Legend,
+def save_bundle(dest: Path, model: BridgeLC, normalizer: AffineNormalizer, legend: Legend,
                 features: list[str], spec: dict[str, Any], train_config: dict[str, Any],
                 train_config_hash: str, data_hash: str, metrics: dict[str, Any], overwrite: bool = False) -> Path:
     """Write a bundle directory atomically (built in a temporary sibling, then renamed).
@@ -137,7 +137,7 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
     Args:
         dest: the bundle directory; replaced if it exists.
         model: the trained network.
-        normalizer: min–max statistics, (F,) each, in the spec's stored units.
+        normalizer: the fitted normaliser, (F,) statistics in the spec's stored units.
         legend: the class legend (Level-1 or Level-2).
         features: the F ordered feature names the network takes.
         spec: ``{"name", "hash", "features_digest", "feature_spec"}``: the spec name and full
@@ -172,7 +172,7 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: MinMaxNormalizer, legen
             "architecture": model.cfg.to_json(),
             "features": list(features),
             "spec": spec,
-            "normalizer": {"method": "minmax", **normalizer.to_json()},
+            "normalizer": normalizer.to_json(),
             "legend": {"level": legend.level, "classes": legend.to_json()},
             "regions": list(_regions()),
             "encoding": {"type": model.cfg.encoding, "location": model.cfg.location,
@@ -260,14 +260,17 @@ def load_bundle(path: Path) -> ModelBundle:
     cfg = _check_architecture(meta.get("architecture"), mpath)  # bounds first: no huge allocation
     try:
         features = list(meta["features"])
-        norm = MinMaxNormalizer.from_json(meta["normalizer"])
+        norm = AffineNormalizer.from_json(meta["normalizer"])
         legend = Legend.from_json(meta["legend"]["level"], meta["legend"]["classes"])
     except (KeyError, TypeError) as e:
         raise BundleError(f"lacks or mangles the key {e}", "Re-train the bundle", path=mpath) from None
-    if not (cfg.n_features == len(features) == len(norm.minimum) == len(norm.maximum)):
+    except ValueError as e:
+        raise BundleError(f"normalizer: {e}", "Restore bundle.json as eulc wrote it", path=mpath) from None
+    sizes = {len(a) for a in (norm.center, norm.scale, norm.lo, norm.hi)}
+    if not (cfg.n_features == len(features)) or sizes != {cfg.n_features}:
         raise BundleError(
             f"inconsistent: {cfg.n_features} network inputs, {len(features)} feature names, "
-            f"{len(norm.minimum)} normaliser entries", "Re-train the bundle", path=mpath)
+            f"{sorted(sizes)} normaliser entries", "Re-train the bundle", path=mpath)
     if cfg.n_classes != len(legend):
         raise BundleError(f"{cfg.n_classes} network classes but {len(legend)} legend classes",
                           "Re-train the bundle", path=mpath)

@@ -22,15 +22,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model.baselines import BASELINES, fit_predict_baseline
+from model.augment import PhysicalAugmentation
+from model.baselines import BASELINES, fit_predict_proba_baseline
 from model.bundle import load_bundle
 from model.calibration import expected_calibration_error
+from model.importance import rf_importance
 from model.infer import predict_proba
 from model.metrics import classification_metrics, mean_ci95
 from model.plots import confusion_png
-from model.presets import ABLATION, PRESETS, preset_config
-from model.scenarios import Split, extrap_blocked, extrap_random, loro
+from model.presets import ABLATION, CANDIDATES, PRESETS, preset_config
+from model.priors import adapt
+from model.scenarios import MIN_TEST_SAMPLES, Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, train_bridge, training_arrays
+from model.tuning import choose_preset, load_choices, write_choice
 from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.confusion import class_accuracies
@@ -39,8 +43,11 @@ from pipeline.core.errors import SchemaError
 from pipeline.core.legend import legend_for
 from pipeline.table import read_feature_table, table_spec
 
-MODELS = (*PRESETS, *BASELINES)
-"""Models of ``--models``: the neural presets (bridge-lc, eulc, mlp) and the baselines."""
+MODELS = (*PRESETS, "nested", *BASELINES)
+"""Models of ``--models``: the neural presets, ``nested`` (the best of the candidate presets,
+chosen per split on training-side data) and the baselines."""
+PROTOCOL = 2
+"""Bumped when the protocol changes (2: per-seed subsamples, train-side selection, EM variants)."""
 DEFAULT_MODELS = ("bridge-lc", "eulc", "mlp", "rf", "xgboost", "svm")
 SCENARIOS = ("extrap", "extrap-blocked", "loro", "ablation")
 
@@ -75,23 +82,31 @@ def _subset(d: TrainingData, idx: np.ndarray) -> TrainingData:
     return TrainingData(d.x[idx], d.lonlat[idx], d.y[idx], d.region[idx], d.dropped, d.cells[idx])
 
 
+def _columns(d: TrainingData, cols: np.ndarray) -> TrainingData:
+    return TrainingData(d.x[:, cols], d.lonlat, d.y, d.region, d.dropped, d.cells)
+
+
 def model_config(model: str, cfg: TrainConfig, seed: int) -> TrainConfig:
     """The training settings of neural model ``model`` (a preset or an ablation row) for one seed:
-    ``cfg``'s schedule and level, the preset's overrides, and no internal hold-out unless the
-    preset selects or calibrates on one (carved from the split's training side, never its test).
+    ``cfg``'s schedule, level and device, the preset's overrides, and no internal hold-out unless
+    the preset selects or calibrates on one (carved from the split's training side, never its test).
     """
     c = preset_config(model, cfg, seed=seed)
     return c if c.needs_holdout else c.model_copy(update={"val_fraction": 0.0})
 
 
-def _fit_predict(model: str, d: TrainingData, split: Split, n_classes: int, cfg: TrainConfig,
-                 seed: int) -> tuple[np.ndarray, float]:
-    """Predicted classes of the test rows and the ECE (NaN for models without probabilities)."""
+def _fit_proba(model: str, d: TrainingData, split: Split, n_classes: int, cfg: TrainConfig, seed: int,
+               aug: PhysicalAugmentation | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted classes of the test rows and their probabilities (N, C), or None for a model
+    without probabilities (SVM).
+    """
     if model in BASELINES:
-        return fit_predict_baseline(model, d.x[split.train], d.y[split.train], d.x[split.test], seed), float("nan")
-    res = train_bridge(_subset(d, split.train), n_classes, model_config(model, cfg, seed))
-    prob = predict_proba(res.model, res.normalizer.transform(d.x[split.test]), d.lonlat[split.test])
-    return np.asarray(prob.argmax(1)), expected_calibration_error(prob, d.y[split.test])
+        pred, prob = fit_predict_proba_baseline(model, d.x[split.train], d.y[split.train], d.x[split.test],
+                                                seed, n_classes)
+        return pred, prob
+    res = train_bridge(_subset(d, split.train), n_classes, model_config(model, cfg, seed), augmentation=aug)
+    prob = predict_proba(res.model, res.normalizer.transform(d.x[split.test]), d.lonlat[split.test], cfg.device)
+    return np.asarray(prob.argmax(1)), prob
 
 
 def scenario_splits(scenario: str, d: TrainingData, seed: int,
@@ -112,11 +127,21 @@ def _load_done(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else pd.DataFrame()
 
 
+def seed_rows(n: int, max_rows: int | None, seed: int) -> np.ndarray:
+    """The rows a seed uses: all of them, or a random subsample of ``max_rows`` drawn with
+    this seed (so the seeds' confidence interval covers the subsample too).
+    """
+    if not max_rows or n <= max_rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+
+
 def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: Path,
                  models: tuple[str, ...] = DEFAULT_MODELS, seeds: tuple[int, ...] = (0,),
                  cfg: TrainConfig | None = None, regions: list[str] | None = None,
                  max_rows: int | None = None,
-                 on_result: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+                 on_result: Callable[[dict[str, Any]], None] | None = None,
+                 adapt_priors: bool = False, select_k: int | None = None) -> pd.DataFrame:
     """Run every model on every split and seed and write the tables (module docstring).
 
     Args:
@@ -127,12 +152,19 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
         out_dir: where the tables go. Runs already in ``<scenario>_runs.csv`` with the same
             settings are kept, not redone (an interrupted run resumes); runs with other settings
             stay in the file (the summaries report this run's settings only).
-        models: any of :data:`MODELS`.
+        models: any of :data:`MODELS`; ``nested`` chooses among :data:`model.presets.CANDIDATES`
+            per split on a blocked hold-out inside the split's training side
+            (:mod:`model.tuning`; recorded in ``<scenario>_selection.csv``).
         seeds: seeds (the paper-style report uses ≥ 5).
-        cfg: schedule and level for the neural models (default: the paper's, 500 epochs).
+        cfg: schedule, level and device of the neural models (default: the paper's, 500 epochs).
         regions: LORO regions (default: all present).
-        max_rows: seeded random subsample of the usable rows (quick runs); None = all rows.
+        max_rows: a random subsample of the usable rows, drawn per seed (quick runs); None = all.
         on_result: called with each result row (progress).
+        adapt_priors: also report ``<model>+em`` for every model with probabilities: its test
+            posteriors adapted to the test area's class priors, estimated by EM on the test rows'
+            features alone (:mod:`model.priors`; labels unused).
+        select_k: fit RF importance on each split's training rows and keep the top k features
+            for every model of that split (feature selection never sees the test rows).
 
     Returns:
         One row per (split, model, seed).
@@ -146,15 +178,16 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
     unknown = [m for m in models if m not in MODELS and m not in ABLATION]
     if unknown:
         raise SchemaError(f"unknown model(s) {unknown}", f"Use any of {MODELS}")
-    table, _ = read_feature_table(table_path)
-    d = training_arrays(table, features, cfg.level)
-    if max_rows and len(d.y) > max_rows:
-        d = _subset(d, np.sort(np.random.default_rng(0).choice(len(d.y), max_rows, replace=False)))
+    table, meta = read_feature_table(table_path)
+    d_all = training_arrays(table, features, cfg.level)
+    tspec = table_spec(meta, f"table {table_path}")
     names = legend_for(cfg.level).names
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_path = out_dir / f"{scenario}_runs.csv"
+    sel_path = out_dir / f"{scenario}_selection.csv"
     settings = json.dumps({"features": features, "level": cfg.level, "epochs": cfg.epochs, "lr": cfg.lr,
-                           "ema": cfg.ema_momentum, "max_rows": max_rows, "n_rows": len(d.y)}, sort_keys=True)
+                           "ema": cfg.ema_momentum, "max_rows": max_rows, "n_rows": len(d_all.y),
+                           "select_k": select_k, "protocol": PROTOCOL}, sort_keys=True)
     done = _load_done(runs_path)
     rows: list[dict[str, Any]] = []
     other: list[dict[str, Any]] = []  # runs of other settings: kept in the file, never dropped
@@ -163,29 +196,82 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
         rows = [{str(k): v for k, v in r.items()} for r in done[same].to_dict("records")]
         other = [{str(k): v for k, v in r.items()} for r in done[~same].to_dict("records")]
     have = {(r["split"], r["model"], int(r["seed"])) for r in rows}
+    chosen = load_choices(sel_path, settings)
+    deterministic: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}
     for seed in seeds:
+        d = _subset(d_all, seed_rows(len(d_all.y), max_rows, seed))
         for split in scenario_splits(scenario, d, seed, regions):
-            for model in models:
-                if (split.name, model, seed) in have:
-                    continue
-                pred, ece = _fit_predict(model, d, split, len(names), cfg, seed)
-                m = classification_metrics(d.y[split.test], pred, names)
-                row = {"scenario": scenario, "level": cfg.level, "split": split.name, "model": model,
-                       "seed": seed, "accuracy": m["overall_accuracy"], "weighted_f1": m["weighted_f1"],
-                       "ece": ece, "n_train": len(split.train), "n_test": len(split.test),
-                       "flags": "; ".join(split.flags), "confusion": json.dumps(m["confusion"]["matrix"]),
-                       "settings": settings}
-                rows.append(row)
-                _write_runs(runs_path, other + rows)
-                if on_result:
-                    on_result(row)
+            todo = [m for m in models if (split.name, m, seed) not in have
+                    or (adapt_priors and m != "svm" and (split.name, f"{m}+em", seed) not in have)]
+            if not todo:
+                continue
+            ds, feats = d, features
+            if select_k:
+                cols = train_side_selection(ds, split, select_k, seed)
+                ds, feats = _columns(ds, cols), [features[i] for i in cols]
+            aug = PhysicalAugmentation.from_spec(tspec, feats)
+            for model in todo:
+                key = (split.name, model)
+                if model == "xgboost" and not max_rows and not select_k and key in deterministic:
+                    pred, prob = deterministic[key]  # same rows, no sampling: the same trees
+                elif model == "nested":
+                    if split.name not in chosen:
+                        winner, scores = choose_preset(_subset(ds, split.train), CANDIDATES, cfg,
+                                                       seed, len(names), aug)
+                        chosen[split.name] = winner
+                        write_choice(sel_path, settings, split.name, seed, winner, scores)
+                    pred, prob = _fit_proba(chosen[split.name], ds, split, len(names), cfg, seed, aug)
+                else:
+                    pred, prob = _fit_proba(model, ds, split, len(names), cfg, seed, aug)
+                    if model == "xgboost":
+                        deterministic[key] = (pred, prob)
+                variants = [(model, pred, prob)]
+                if adapt_priors and prob is not None:
+                    prior = np.bincount(ds.y[split.train], minlength=len(names)) / len(split.train)
+                    ad = adapt(prob, prior)
+                    variants.append((f"{model}+em", ad.argmax(1), ad))
+                for name, p, pb in variants:
+                    if (split.name, name, seed) in have:
+                        continue
+                    m = classification_metrics(ds.y[split.test], p, names)
+                    row = {"scenario": scenario, "level": cfg.level, "split": split.name, "model": name,
+                           "seed": seed, "accuracy": m["overall_accuracy"], "weighted_f1": m["weighted_f1"],
+                           "ece": expected_calibration_error(pb, ds.y[split.test]) if pb is not None else float("nan"),
+                           "n_train": len(split.train), "n_test": len(split.test),
+                           "flags": "; ".join(split.flags), "confusion": json.dumps(m["confusion"]["matrix"]),
+                           "chosen": chosen.get(split.name, "") if model == "nested" else "",
+                           "settings": settings}
+                    rows.append(row)
+                    have.add((split.name, name, seed))
+                    _write_runs(runs_path, other + rows)
+                    if on_result:
+                        on_result(row)
+    wanted = set(models) | ({f"{m}+em" for m in models} if adapt_priors else set())
     df = pd.DataFrame(rows)
-    df = df[df["seed"].isin(seeds) & df["model"].isin(models)].reset_index(drop=True)
-    left_out = {k: v for k, v in d.dropped.items() if v}
-    write_reports(df, scenario, names, out_dir,
-                  notes=[f"{len(d.y):,} usable rows" + (f"; rows left out (dropped, not imputed): {left_out}"
-                                                       if left_out else "; no rows left out")])
+    df = df[df["seed"].isin(seeds) & df["model"].isin(wanted)].reset_index(drop=True)
+    left_out = {k: v for k, v in d_all.dropped.items() if v}
+    notes = [f"{len(d_all.y):,} usable rows" + (f"; rows left out (dropped, not imputed): {left_out}"
+                                                if left_out else "; no rows left out"),
+             (f"each seed uses its own random subsample of {max_rows:,} rows" if max_rows and len(d_all.y) > max_rows
+              else "every seed uses all usable rows; XGBoost (no row or column sampling) is deterministic, "
+                   "so its seeds repeat one fit per split and its CI is 0")]
+    if select_k:
+        notes.append(f"features: top {select_k} by RF importance fitted on each split's training rows")
+    if "nested" in models:
+        notes.append(f"nested: per split, the best of {list(CANDIDATES)} on a blocked hold-out of whole "
+                     f"EEA 100 km cells inside the training side ({sel_path.name}); chosen: "
+                     + ", ".join(f"{k}: {v}" for k, v in sorted(chosen.items())))
+    write_reports(df, scenario, names, out_dir, notes=notes)
     return df
+
+
+def train_side_selection(d: TrainingData, split: Split, k: int, seed: int) -> np.ndarray:
+    """Column indices of the top-k features by RF importance (MDI, one seed) fitted on the
+    split's training rows only, in importance order.
+    """
+    names = [str(i) for i in range(d.x.shape[1])]
+    imp = rf_importance(d.x[split.train], d.y[split.train], d.cells[split.train], names, "mdi", (seed,))
+    return np.asarray([int(n) for n in imp.ranking()[:k]], np.int64)
 
 
 def _write_runs(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -234,9 +320,35 @@ def per_class_table(df: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+LORO_AGGREGATES = {
+    "mean": "mean of the held-out regions",
+    f"mean (n ≥ {MIN_TEST_SAMPLES})": f"mean of the regions with at least {MIN_TEST_SAMPLES} test points",
+    "pooled": "mean weighted by the regions' test points",
+}
+"""The three LORO figures (issue #15): every region counts once; only regions with enough test
+points to trust; every test point counts once."""
+
+
+def _loro_aggregate(per_split: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Per seed, one LORO aggregate of weighted F1, accuracy and ECE over the regions."""
+    g = per_split
+    if name.startswith("mean (n"):
+        g = g[g["n_test"] >= MIN_TEST_SAMPLES]
+    out = []
+    for seed, s in g.groupby("seed"):
+        w = s["n_test"].to_numpy(float) if name == "pooled" else np.ones(len(s))
+        row: dict[str, Any] = {"seed": seed, "n_test": int(s["n_test"].sum())}
+        for k in ("weighted_f1", "accuracy", "ece"):
+            v = s[k].to_numpy(float)
+            ok = ~np.isnan(v)
+            row[k] = float(np.average(v[ok], weights=w[ok])) if ok.any() else float("nan")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per split and model (and ``mean`` over LORO regions): mean and 95 % CI half-width over
-    seeds of weighted F1, accuracy and ECE, in %.
+    """Per split and model (and, for LORO, the three aggregates of :data:`LORO_AGGREGATES`):
+    mean and 95 % CI half-width over seeds of weighted F1, accuracy and ECE, in %.
     """
     out = []
 
@@ -245,16 +357,17 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         for k in ("weighted_f1", "accuracy", "ece"):
             m, h = mean_ci95(g[k].to_numpy(dtype=float) * 100)
             row[k], row[f"{k}_ci95"] = m, h
-        row["n_test"] = int(g["n_test"].iloc[0]) if split != "mean" else int(g["n_test"].sum() / max(row["seeds"], 1))
+        row["n_test"] = int(g["n_test"].iloc[0]) if len(g) else 0
         return row
 
     for (split, model), g in df.groupby(["split", "model"], sort=False):
         out.append(stats(str(split), str(model), g))
     if df["split"].str.startswith("loro-").any():
-        for model, g in df.groupby("model", sort=False):
-            per_seed = g.groupby("seed")[["weighted_f1", "accuracy", "ece"]].mean().reset_index()
-            per_seed["n_test"] = g.groupby("seed")["n_test"].sum().to_numpy()
-            out.append(stats("mean", str(model), per_seed))
+        for name in LORO_AGGREGATES:
+            for model, g in df.groupby("model", sort=False):
+                agg = _loro_aggregate(g, name)
+                if len(agg):
+                    out.append(stats(name, str(model), agg))
     return pd.DataFrame(out)
 
 

@@ -2,8 +2,9 @@
 Linear layers (paper §3.5: coordinates + invariant branch only; issue #5).
 
 For a Linear ``W, b`` followed by an eval-mode BatchNorm (γ, β, running mean μ, variance σ²):
-``W' = s·W``, ``b' = s·(b − μ) + β`` with ``s = γ / sqrt(σ² + ε)``. The min–max normaliser
-``(x − min) / span`` is folded into the feature columns of the first Linear, and the
+``W' = s·W``, ``b' = s·(b − μ) + β`` with ``s = γ / sqrt(σ² + ε)``. The affine normaliser
+``(clip(x, lo, hi) − center) / scale`` is folded into the feature columns of the first Linear
+(its clip, when the normaliser has one, is a ``clamp`` of the raw input), and the
 calibration temperature T into the class head (``W / T``, ``b / T``). The result computes the
 same logits as :meth:`model.bridge.BridgeLC.predict_logits` on normalised inputs (to float32
 rounding), with three matrix products and no BatchNorm or concatenation.
@@ -17,7 +18,7 @@ from torch import nn
 
 from model.bridge import BridgeLC
 from model.encoding import MULTISCALE_MAX_WAVELENGTH_DEG, MULTISCALE_MIN_WAVELENGTH_DEG
-from model.normalize import MinMaxNormalizer
+from model.normalize import AffineNormalizer
 
 
 def _frequencies(encoding: str, pe_dim: int) -> torch.Tensor:
@@ -74,10 +75,10 @@ class FusedClassifier(nn.Module):
     calibration temperature.
 
     Built from a trained :class:`~model.bridge.BridgeLC` and its
-    :class:`~model.normalize.MinMaxNormalizer`; holds plain tensors (no BatchNorm, no dropout).
+    :class:`~model.normalize.AffineNormalizer`; holds plain tensors (no BatchNorm, no dropout).
     """
 
-    def __init__(self, net: BridgeLC, normalizer: MinMaxNormalizer) -> None:
+    def __init__(self, net: BridgeLC, normalizer: AffineNormalizer) -> None:
         super().__init__()
         cfg = net.cfg
         self.location = cfg.location
@@ -100,12 +101,18 @@ class FusedClassifier(nn.Module):
             ws, bs = zip(*(_fold_bn(lin, bn) for lin, bn in pairs), strict=True)
             w0, b0 = ws[0], bs[0]
             f = cfg.n_features
-            span = np.where(normalizer.maximum > normalizer.minimum,
-                            normalizer.maximum - normalizer.minimum, 1.0).astype(np.float32)
-            inv_span = torch.from_numpy(1.0 / span)
-            shift = torch.from_numpy(normalizer.minimum.astype(np.float32) / span)
-            wx = w0[:, :f] * inv_span[None, :]
+            scale = normalizer.scale.astype(np.float32)
+            inv_scale = torch.from_numpy(1.0 / scale)
+            shift = torch.from_numpy(normalizer.center.astype(np.float32) / scale)
+            wx = w0[:, :f] * inv_scale[None, :]
             b0 = b0 - w0[:, :f] @ shift
+            self.clip_lo: torch.Tensor | None
+            self.clip_hi: torch.Tensor | None
+            if normalizer.clips:
+                self.register_buffer("clip_lo", torch.from_numpy(normalizer.lo.astype(np.float32)))
+                self.register_buffer("clip_hi", torch.from_numpy(normalizer.hi.astype(np.float32)))
+            else:
+                self.clip_lo = self.clip_hi = None
             self.wx = nn.Parameter(wx.contiguous())
             self.wl = nn.Parameter(w0[:, f:].contiguous()) if cfg.location == "learnt" else None
             self.pe_ws: nn.Parameter | None = None
@@ -127,6 +134,8 @@ class FusedClassifier(nn.Module):
         The angles and their sin/cos are computed in float32 even under bf16 autocast (lon ·
         ω needs the mantissa); the matrix products follow the autocast dtype.
         """
+        if self.clip_lo is not None and self.clip_hi is not None:
+            x = torch.clamp(x, self.clip_lo.to(x.dtype), self.clip_hi.to(x.dtype))
         h = torch.addmm(self.b0, x, self.wx.t())
         if self.location != "none":
             ang = (lonlat_deg.float()[:, :, None] * self.omega.float()).reshape(len(x), -1)

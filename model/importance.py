@@ -139,25 +139,32 @@ def select_top_k(spec: FeatureSpec, imp: Importance, k: int) -> FeatureSelection
     return sel.with_scores(imp.seeds[0], {n: float(imp.scores[imp.names.index(n)]) for n in top})
 
 
-def accuracy_vs_k(x: np.ndarray, y: np.ndarray, cells: np.ndarray, imp: Importance,
-                  ks: list[int] | None = None, seed: int = 0,
+def accuracy_vs_k(x: np.ndarray, y: np.ndarray, cells: np.ndarray, names: list[str],
+                  method: Method = "mdi", ks: list[int] | None = None, seed: int = 0,
                   on_k: Callable[[int, float], None] | None = None) -> pd.DataFrame:
     """Weighted F1 and accuracy of the paper's RF on the top-k features, for each k, on a
     spatially blocked 75/25 split (whole EEA 100 km cells held out).
 
+    The ranking is fitted on the split's training rows only (one RF seed), never on the rows
+    the curve is scored on; it may therefore differ slightly from the ranking of the selection
+    itself, which uses every row.
+
     Args:
+        x: float32 (N, F); y: int (N,); cells: (N,) EEA 100 km cell codes; names: the F names.
+        method: the importance method of the ranking.
         ks: the k values (default: about 8 values from 5 to F, always including F and the
             default k).
 
     Returns:
         Columns ``k, weighted_f1, accuracy``.
     """
-    n = len(imp.names)
+    n = len(names)
     if ks is None:
         grid = np.unique(np.round(np.geomspace(min(5, n), n, 8)).astype(int)).tolist()
         ks = sorted(set(grid) | {n, default_k(n)})
     tr, te = _blocked(y, cells, seed)
-    rank = [imp.names.index(f) for f in imp.ranking()]
+    imp = rf_importance(x[tr], y[tr], cells[tr], names, method, (seed,))
+    rank = [names.index(f) for f in imp.ranking()]
     rows = []
     for k in ks:
         cols = rank[:k]

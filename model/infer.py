@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 
 from model.bridge import BridgeLC
+from pipeline.core.errors import EulcError
 
 BATCH = 16_384
 """Sub-batch size in pixels/samples (≤ 16k on CPU: measured ~2× faster than 65k; issue #5)."""
@@ -48,3 +51,20 @@ def predict_logits_np(net: BridgeLC, x_normalized: np.ndarray, lonlat_deg: np.nd
             lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i:i + BATCH], dtype=np.float32)).to(device)
             out.append(net.predict_logits(xb, lb).float().cpu().numpy())
     return np.concatenate(out) if out else np.empty((0, net.cfg.n_classes), np.float32)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` as given.
+
+    Raises:
+        EulcError: not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, or CUDA asked for while torch
+            sees no GPU.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise EulcError(f"--device {device!r} is not a device", "Use auto, cpu, cuda or cuda:N")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise EulcError("--device cuda was given but torch sees no CUDA GPU",
+                        "Use --device cpu or auto, or install a CUDA build of torch")
+    return torch.device(device)

@@ -30,9 +30,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # −0.1 without it; +9 on Alpine, −2 to −5 on Mediterranean and Boreal).
     DEFAULT: {"location": "none", "region_branch": True, "val_fraction": 0.1, "val_split": "blocked",
               "select_best": True, "calibrate": True},
+    # The issue #4 default, kept for comparison (min–max inputs, the authors' per-epoch EMA).
+    "eulc-v1": {"location": "none", "region_branch": True, "val_fraction": 0.1, "val_split": "blocked",
+                "select_best": True, "calibrate": True},
     # A plain MLP with the same encoder, no coordinates, no region branch.
     "mlp": {"location": "none", "region_branch": False},
 }
+
+CANDIDATES: tuple[str, ...] = ("eulc-v1", "eulc")
+"""The presets ``nested`` evaluation chooses among, per split, on training-side data."""
 
 ABLATION: dict[str, dict[str, Any]] = {
     "no geographic information": {"location": "none", "region_branch": False},

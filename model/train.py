@@ -37,11 +37,12 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from torch import nn
 
+from model.augment import PhysicalAugmentation
 from model.bridge import BridgeConfig, BridgeLC
 from model.calibration import expected_calibration_error, fit_temperature
 from model.infer import predict_logits_np, predict_proba, softmax
 from model.losses import supcon_loss
-from model.normalize import MinMaxNormalizer
+from model.normalize import AffineNormalizer, fit_normalizer
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.errors import EulcError, SchemaError
 
@@ -66,11 +67,28 @@ class TrainConfig(BaseModel):
         0.95, ge=0, lt=1,
         description="EMA of the weights, updated once per epoch from the halfway epoch on "
                     "(authors' code: 0.95); the EMA weights are the final model. None = off")
+    ema_mode: Literal["epoch", "step"] = Field(
+        "epoch", description="epoch: the authors' per-epoch EMA of the parameters (ema_momentum); "
+                             "step: an EMA of the whole state, BatchNorm statistics included, "
+                             "updated every optimizer step with a horizon of ema_horizon of the schedule")
+    ema_horizon: float = Field(0.1, gt=0, le=1, description="step EMA: horizon as a share of all steps")
+    scaling: Literal["minmax", "robust"] = Field(
+        "minmax", description="input normaliser: min–max (paper) or median/IQR with clipping to the "
+                              "training 0.5–99.5 percentiles (model.normalize)")
+    augment: Literal["none", "physical"] = Field(
+        "none", description="physical augmentation (model.augment): S2 gain, S1 dB offset, month shift")
+    distill: float = Field(
+        0.0, ge=0, le=1, description="weight α of knowledge distillation from an XGBoost teacher fitted "
+                                     "on the same training rows (model.distill); 0 = off")
+    logit_adjust: float = Field(
+        0.0, ge=0, description="τ of the logit-adjusted loss (Menon et al. 2021): CE on z + τ·log π "
+                               "(training class priors π); balances classes for label shift. 0 = off")
     location: Literal["learnt", "fixed", "none"] = Field(
         "learnt", description="lat/lon input: learnt PE (paper), fixed PE or none (Table 12)")
     encoding: Literal["paper", "multiscale"] = Field(
         "paper", description="positional encoding: the paper's (§3.2) or multi-scale (11 km … 360°)")
     region_branch: bool = Field(True, description="region-specific branch + region CE + SupCon")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout after every hidden layer (paper: 0.5)")
     class_balanced: bool = Field(False, description="CE weighted by 1/sqrt(class frequency)")
     augment_sigma: float = Field(
         0.0, ge=0, description="per-sample reflectance-shift gain N(1, σ) on the normalised "
@@ -78,6 +96,10 @@ class TrainConfig(BaseModel):
     val_fraction: float = Field(0.1, ge=0, lt=0.5, description="hold-out for metrics/selection")
     val_split: Literal["random", "blocked"] = Field(
         "random", description="stratified random hold-out, or whole EEA 100 km cells")
+    test_fraction: float = Field(
+        0.0, ge=0, lt=0.5, description="untouched blocked rows (whole EEA 100 km cells) for the model "
+                                       "card: used neither for training nor for epoch selection or "
+                                       "calibration; 0 = none")
     select_best: bool = Field(False, description="keep the epoch with the best hold-out weighted F1")
     calibrate: bool = Field(False, description="fit a softmax temperature on the hold-out (Guo 2017)")
     seed: int = 0
@@ -156,7 +178,7 @@ class TrainResult:
     """A trained network with its normaliser and hold-out metrics."""
 
     model: BridgeLC
-    normalizer: MinMaxNormalizer
+    normalizer: AffineNormalizer
     metrics: dict[str, Any]
 
 
@@ -178,28 +200,54 @@ def _update_ema(ema: dict[str, torch.Tensor] | None, net: nn.Module, momentum: f
     return {k: momentum * ema[k] + (1.0 - momentum) * v for k, v in params.items()}
 
 
-def holdout_split(data: TrainingData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Training and hold-out row indices: stratified random, or whole EEA 100 km cells
-    (``val_split="blocked"``, falls back to random when the table has no cell codes).
+def _blocked_or_random(idx: np.ndarray, data: TrainingData, fraction: float, seed: int,
+                       blocked: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``idx`` into (kept, held): whole EEA 100 km cells when ``blocked`` and the rows have
+    cell codes (more than 10 cells), else stratified random.
     """
-    idx = np.arange(len(data.y))
-    if cfg.val_fraction <= 0:
+    if fraction <= 0 or len(idx) == 0:
         return idx, idx[:0]
-    if cfg.val_split == "blocked" and len(data.cells) == len(idx) and len(set(data.cells.tolist())) > 10:
-        gss = GroupShuffleSplit(n_splits=1, test_size=cfg.val_fraction, random_state=cfg.seed)
-        tr, va = next(gss.split(idx, data.y, groups=data.cells))
-        return np.sort(tr), np.sort(va)
-    counts = np.bincount(data.y)
-    strat = data.y if counts[counts > 0].min() >= 2 else None
-    tr, va = train_test_split(idx, test_size=cfg.val_fraction, random_state=cfg.seed, stratify=strat)
-    return np.sort(tr), np.sort(va)
+    cells = data.cells[idx] if len(data.cells) == len(data.y) else np.empty(0, dtype=object)
+    if blocked and len(cells) == len(idx) and len(set(cells.tolist())) > 10:
+        gss = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        a, b = next(gss.split(idx, data.y[idx], groups=cells))
+        return np.sort(idx[a]), np.sort(idx[b])
+    y = data.y[idx]
+    counts = np.bincount(y)
+    strat = y if counts[counts > 0].min() >= 2 else None
+    a, b = train_test_split(np.arange(len(idx)), test_size=fraction, random_state=seed, stratify=strat)
+    return np.sort(idx[a]), np.sort(idx[b])
+
+
+TEST_SEED_OFFSET = 7919
+"""Added to the seed of the untouched test cells, so they differ from the hold-out's draw."""
+
+
+def split_rows(data: TrainingData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training, hold-out and untouched test row indices.
+
+    The test rows (``test_fraction``, whole EEA 100 km cells) are drawn first and used for
+    nothing but the reported metrics; the hold-out (``val_fraction``, stratified random or whole
+    cells) is then carved from the rest and used for epoch selection and calibration.
+    """
+    rest, te = _blocked_or_random(np.arange(len(data.y)), data, cfg.test_fraction,
+                                  cfg.seed + TEST_SEED_OFFSET, True)
+    frac = cfg.val_fraction / (1 - cfg.test_fraction)  # val_fraction stays a share of all rows
+    tr, va = _blocked_or_random(rest, data, frac, cfg.seed, cfg.val_split == "blocked")
+    return tr, va, te
+
+
+def holdout_split(data: TrainingData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Training and hold-out row indices (:func:`split_rows` without the test rows)."""
+    tr, va, _ = split_rows(data, cfg)
+    return tr, va
 
 
 def build_network(n_features: int, n_classes: int, cfg: TrainConfig) -> BridgeLC:
     """The network a training config asks for (architecture sizes are the paper's)."""
     return BridgeLC(BridgeConfig(n_features=n_features, n_classes=n_classes, n_regions=len(REGIONS),
                                  location=cfg.location, encoding=cfg.encoding,
-                                 region_branch=cfg.region_branch))
+                                 region_branch=cfg.region_branch, dropout=cfg.dropout))
 
 
 def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -210,7 +258,8 @@ def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
 
 
 def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
-                 on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
+                 on_epoch: Callable[[int, float], None] | None = None,
+                 augmentation: PhysicalAugmentation | None = None) -> TrainResult:
     """Train BRIDGE-LC (or an ablation/eulc variant, see :class:`TrainConfig`).
 
     Args:
@@ -218,25 +267,32 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
         n_classes: C, from the legend (7 or 19).
         cfg: training settings.
         on_epoch: called after each epoch with (epoch index from 1, mean training loss).
+        augmentation: the columns :class:`~model.augment.PhysicalAugmentation` touches
+            (from the table's spec); needed when ``cfg.augment == "physical"``.
 
     Returns:
         The trained network (eval mode, on CPU, calibration temperature set when
-        ``cfg.calibrate``), the fitted normaliser and metrics (train/hold-out accuracy, weighted
-        F1 and ECE, row counts, the selected epoch, the temperature).
+        ``cfg.calibrate``), the fitted normaliser and metrics: train/hold-out/test accuracy,
+        weighted F1 and ECE, row counts, the selected epoch, the temperature. ``test_*`` come
+        from rows used for nothing else (``cfg.test_fraction``).
 
     Raises:
-        SchemaError: fewer than two batches of usable rows, or selection/calibration asked for
-            without a hold-out.
+        SchemaError: fewer than two batches of usable rows, selection/calibration asked for
+            without a hold-out, or physical augmentation without its column map.
+        EulcError: the loss became non-finite (training diverged).
     """
     if len(data.y) < 2 * cfg.batch_size:
         raise SchemaError(f"only {len(data.y)} usable training rows",
                           f"Need at least {2 * cfg.batch_size}; check labels and missing values")
     if cfg.needs_holdout and cfg.val_fraction <= 0:
         raise SchemaError("select_best/calibrate need a hold-out", "Set val_fraction > 0")
+    if cfg.augment == "physical" and augmentation is None:
+        raise SchemaError("physical augmentation needs the feature spec's column map",
+                          "Train through `eulc train` / model.api, which pass it")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    tr, va = holdout_split(data, cfg)
-    norm = MinMaxNormalizer.fit(data.x[tr])
+    tr, va, te = split_rows(data, cfg)
+    norm = fit_normalizer(data.x[tr], cfg.scaling)
     x = norm.transform(data.x)
     dev = torch.device(cfg.device)
     net = build_network(x.shape[1], n_classes, cfg).to(dev)
@@ -244,15 +300,30 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=fused or None, foreach=None if fused else True)
     steps_per_epoch = len(tr) // cfg.batch_size
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch,
-                                                       eta_min=0.0)
+    total_steps = cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=0.0)
     weight = _class_weights(data.y[tr], n_classes).to(dev) if cfg.class_balanced else None
     ce_class, ce_region = nn.CrossEntropyLoss(weight=weight), nn.CrossEntropyLoss()
+    prior = np.bincount(data.y[tr], minlength=n_classes).astype(np.float64)
+    log_prior = torch.tensor(np.log(np.maximum(prior / prior.sum(), 1e-8)), dtype=torch.float32, device=dev)
+    teacher = None
+    if cfg.distill > 0:
+        from model.distill import teacher_probabilities
+
+        tp = np.zeros((len(data.y), n_classes), np.float32)
+        tp[tr] = teacher_probabilities(data.x[tr], data.y[tr], n_classes, cfg.seed)
+        teacher = torch.from_numpy(tp).to(dev)
+    aug = augmentation if cfg.augment == "physical" and augmentation is not None and not augmentation.empty else None
     xt = torch.from_numpy(x).to(dev)
+    xraw = torch.from_numpy(data.x).to(dev) if aug is not None else None
+    center, scale, lo, hi = (torch.from_numpy(a.astype(np.float32)).to(dev)
+                             for a in (norm.center, norm.scale, norm.lo, norm.hi))
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     lt = torch.from_numpy(data.lonlat).to(dev)
     yt = torch.from_numpy(data.y).to(dev)
     rt = torch.from_numpy(data.region).to(dev)
     ema: dict[str, torch.Tensor] | None = None
+    step_momentum = 1.0 - 1.0 / max(1.0, cfg.ema_horizon * total_steps)
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     for epoch in range(1, cfg.epochs + 1):
         net.train()
@@ -260,11 +331,19 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
         total = torch.zeros((), device=dev)
         for s in range(steps_per_epoch):
             b = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            xb = xt[b]
+            if xraw is not None and aug is not None:  # augment in physical units, then normalise
+                xb = (torch.clamp(aug.apply(xraw[b], gen), lo, hi) - center) / scale
+            else:
+                xb = xt[b]
             if cfg.augment_sigma > 0:
                 xb = xb * (1.0 + cfg.augment_sigma * torch.randn(len(b), 1, device=dev))
             logits_c, logits_r, z_inv, z_spec = net(xb, lt[b])
+            if cfg.logit_adjust > 0:
+                logits_c = logits_c + cfg.logit_adjust * log_prior
             loss = ce_class(logits_c, yt[b])
+            if teacher is not None:  # soft-target cross-entropy against the teacher's probabilities
+                soft = -(teacher[b] * torch.log_softmax(logits_c, dim=1)).sum(1).mean()
+                loss = (1.0 - cfg.distill) * loss + cfg.distill * soft
             if logits_r is not None and z_spec is not None:
                 labels = torch.cat([yt[b], n_classes + rt[b]])
                 loss = loss + ce_region(logits_r, rt[b]) + supcon_loss(
@@ -274,10 +353,12 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
             opt.step()
             sched.step()
             total += loss.detach()
+            if cfg.ema_momentum is not None and cfg.ema_mode == "step":
+                ema = _update_state_ema(ema, net, step_momentum)
         if not bool(torch.isfinite(total)):  # checked once per epoch: no sync per step
             raise EulcError(f"training diverged: the loss is {float(total)} in epoch {epoch}",
                             "Lower --lr, or check the table for extreme feature values")
-        if cfg.ema_momentum is not None and epoch > cfg.epochs // 2:
+        if cfg.ema_momentum is not None and cfg.ema_mode == "epoch" and epoch > cfg.epochs // 2:
             ema = _update_ema(ema, net, cfg.ema_momentum)
         if cfg.select_best and len(va):
             state = _final_state(net, ema)
@@ -289,8 +370,11 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
             on_epoch(epoch, float(total) / max(steps_per_epoch, 1))
     net.load_state_dict(best[2] if best is not None else _final_state(net, ema))
     net.eval()
-    metrics: dict[str, Any] = {"n_train": len(tr), "n_val": len(va), "dropped": data.dropped,
-                               "holdout": cfg.val_split if len(va) else "none"}
+    metrics: dict[str, Any] = {"n_train": len(tr), "n_val": len(va), "n_test": len(te), "dropped": data.dropped,
+                               "holdout": cfg.val_split if len(va) else "none",
+                               "test_split": "blocked" if len(te) else "none"}
+    if aug is not None:
+        metrics["augmentation"] = aug.describe()
     if best is not None:
         metrics["selected_epoch"] = best[1]
     if len(tr):
@@ -305,7 +389,25 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
             net.cfg = replace(net.cfg, temperature=t)
             metrics["temperature"] = t
             metrics["val_ece_calibrated"] = expected_calibration_error(softmax(logits / t), data.y[va])
+    if len(te):  # after calibration: the card reports the model as shipped, on untouched rows
+        for k, v in _scores(predict_proba(net, x[te], data.lonlat[te], cfg.device), data.y[te]).items():
+            metrics[f"test_{k}"] = v
     return TrainResult(net.cpu(), norm, metrics)
+
+
+def _update_state_ema(ema: dict[str, torch.Tensor] | None, net: nn.Module, momentum: float
+                      ) -> dict[str, torch.Tensor]:
+    """Per-step EMA of the whole float state, BatchNorm running statistics included (as the
+    authors' code averages the whole state); integer buffers (``num_batches_tracked``) follow
+    the live model. In place after the first call, which copies the state.
+    """
+    state = net.state_dict()
+    if ema is None:
+        return {k: v.detach().clone() for k, v in state.items() if v.is_floating_point()}
+    with torch.no_grad():
+        for k, v in ema.items():
+            v.mul_(momentum).add_(state[k].detach(), alpha=1.0 - momentum)
+    return ema
 
 
 def _final_state(net: nn.Module, ema: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:

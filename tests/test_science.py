@@ -146,8 +146,8 @@ def test_interrupted_scenario_resumes_without_redoing_runs(full_table: Path, tmp
     first = run_scenario(full_table, NDVI_FEATURES, "extrap", tmp_path, models=("mlp", "rf"), seeds=(0,),
                          cfg=cfg, max_rows=3000)
     calls: list[str] = []
-    real = ev._fit_predict
-    monkeypatch.setattr(ev, "_fit_predict", lambda m, *a: calls.append(m) or real(m, *a))
+    real = ev._fit_proba
+    monkeypatch.setattr(ev, "_fit_proba", lambda m, *a: calls.append(m) or real(m, *a))
     again = run_scenario(full_table, NDVI_FEATURES, "extrap", tmp_path, models=("mlp", "rf"), seeds=(0, 1),
                          cfg=cfg, max_rows=3000)
     assert calls == ["mlp", "rf"]  # only seed 1 ran

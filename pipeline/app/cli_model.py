@@ -54,11 +54,13 @@ def train(
         help="eulc (default: blocked hold-out selection + calibration), bridge-lc (faithful) or mlp")] = "eulc",
     overwrite: Annotated[bool, typer.Option(
         help="replace an existing bundle in --out (never a folder holding other files)")] = False,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")] = "auto",
 ) -> None:
     """Train a model (eulc's default, faithful BRIDGE-LC or a plain MLP) and write a ModelBundle
     (safetensors + JSON).
     """
     from model.api import train_from_table
+    from model.infer import resolve_device
     from pipeline.core.selection import parse_selection
     from pipeline.core.spec import load_spec
     from pipeline.table import table_metadata, table_spec
@@ -72,6 +74,7 @@ def train(
     if preset not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset!r}; use one of {list(PRESETS)}")
     cfg = preset_config(preset, None, level=level, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                        device=str(resolve_device(device)),
                         **({} if ema else {"ema_momentum": None}))  # validated: --epochs -3 is refused
     with _progress() as prog:
         task = prog.add_task("training", total=epochs, info="")
@@ -95,15 +98,24 @@ def evaluate(
         help="extrap, extrap-blocked, loro or ablation (Table 12 variants on LORO)")] = None,
     features: Annotated[str | None, typer.Option(help="selection JSON or names (default: all)")] = None,
     models: Annotated[str, typer.Option(
-        help="comma-separated: bridge-lc (faithful), eulc (default), mlp, rf, xgboost, svm")
+        help="comma-separated: bridge-lc (faithful), eulc (default), eulc-v1, mlp, nested (the best "
+             "candidate preset per split, chosen on training-side data), rf, xgboost, svm")
     ] = "bridge-lc,eulc,mlp,rf,xgboost,svm",
     seeds: Annotated[int, typer.Option(help="number of seeds (paper-style: >= 5)")] = 5,
     epochs: Annotated[int, typer.Option(help="neural-model epochs (paper: 500)")] = 500,
     lr: Annotated[float, typer.Option(help="neural-model learning rate (paper: 1e-4)")] = 1e-4,
     level: Annotated[str, typer.Option(help="level1 or level2")] = "level1",
     regions: Annotated[str | None, typer.Option(help="LORO regions, comma-separated (default: all 8)")] = None,
-    max_rows: Annotated[int | None, typer.Option(help="subsample the table (quick runs)")] = None,
-    ema: Annotated[bool, typer.Option(help="BRIDGE-LC weight EMA (0.95) from the halfway epoch")] = True,
+    max_rows: Annotated[int | None, typer.Option(
+        help="quick runs: a random subsample of this many rows, drawn anew for each seed")] = None,
+    ema: Annotated[bool, typer.Option(help="weight EMA of the neural models (off: --no-ema)")] = True,
+    adapt_priors: Annotated[bool, typer.Option(
+        help="also report <model>+em: test posteriors adapted to the test area's class priors, "
+             "estimated by EM on its unlabelled features (Saerens et al. 2002)")] = False,
+    select_k: Annotated[int | None, typer.Option(
+        help="keep the top k features by RF importance fitted on each split's training rows")] = None,
+    device: Annotated[str, typer.Option(
+        help="neural models: auto (CUDA when present), cpu, cuda or cuda:N")] = "auto",
 ) -> None:
     """Evaluate a bundle on a table (metrics.json), or run a paper scenario (CSV + Markdown)."""
     from pipeline.core.atomic import write_json
@@ -127,16 +139,19 @@ def evaluate(
 
     chosen = tuple(m.strip() for m in models.split(",") if m.strip())
     sel = parse_selection(table_spec(table_metadata(table_path), f"table {table_path}"), features)
+    from model.infer import resolve_device
     from model.presets import FAITHFUL, preset_config
 
     # the base schedule of every neural model, through the validators (--epochs 0 is refused)
-    cfg = preset_config(FAITHFUL, None, level=level, epochs=epochs, lr=lr, **({} if ema else {"ema_momentum": None}))
+    cfg = preset_config(FAITHFUL, None, level=level, epochs=epochs, lr=lr, device=str(resolve_device(device)),
+                        **({} if ema else {"ema_momentum": None}))
     with _progress() as prog:
         task = prog.add_task(scenario, total=None, info="")
         df = run_scenario(table_path, sel.names, scenario, out, chosen, tuple(range(seeds)), cfg,
                           [r.strip() for r in regions.split(",")] if regions else None, max_rows,
                           lambda r: prog.update(task, advance=1, info=f"{r['split']} {r['model']}: "
-                                                                       f"F1 {r['weighted_f1']:.3f}"))
+                                                                       f"F1 {r['weighted_f1']:.3f}"),
+                          adapt_priors=adapt_priors, select_k=select_k)
     out_console.print((out / f"{scenario}_summary.md").read_text())
     out_console.print(f"{len(df)} runs; wrote {out / f'{scenario}_runs.csv'}")
 
@@ -178,7 +193,7 @@ def select(
 
         with _progress() as prog:
             task = prog.add_task("accuracy vs k", total=None, info="")
-            df = accuracy_vs_k(d.x, d.y, d.cells, imp,
+            df = accuracy_vs_k(d.x, d.y, d.cells, names, method,  # type: ignore[arg-type]
                                on_k=lambda kv, f1: prog.update(task, advance=1, info=f"k={kv}: F1 {f1:.3f}"))
         with atomic_path(curve / "accuracy_vs_k.csv") as tmp:
             df.to_csv(tmp, index=False)

@@ -17,12 +17,10 @@ Level-2) COGs for one tile (paper §3.5 inference; issue #5).
 from __future__ import annotations
 
 import queue
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import rasterio
@@ -31,9 +29,10 @@ from affine import Affine
 
 from model.bundle import ModelBundle
 from model.fused import FusedClassifier
+from model.infer import resolve_device
 from pipeline.core.cog import write_cog
 from pipeline.core.contract import artifact_spec, compare_features
-from pipeline.core.errors import EulcError, RasterError
+from pipeline.core.errors import RasterError
 from pipeline.core.featurecog import feature_contract
 from pipeline.core.grid import GridWindow, TileId, pixel_centres_lonlat
 from pipeline.core.reader import Block, FeatureReader
@@ -74,23 +73,6 @@ class TileResult:
     def outputs(self) -> list[Path]:
         """Every file written for the tile."""
         return [self.class_path, self.confidence_path, *self.extra_paths]
-
-
-def resolve_device(device: Literal["auto", "cpu", "cuda"] | str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU.
-
-    Raises:
-        EulcError: not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        RasterError: ``cuda`` asked for but torch sees no GPU.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
-        raise EulcError(f"--device {device!r} is not a device", "Use auto, cpu, cuda or cuda:N")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RasterError("--device cuda was given but torch sees no CUDA GPU",
-                          "Use --device cpu or auto, or install a CUDA build of torch")
-    return torch.device(device)
 
 
 class Predictor:

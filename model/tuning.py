@@ -1,0 +1,81 @@
+"""Choosing a preset on training-side data only (issue #15's protocol).
+
+Inside one evaluation split, the training side is split again: whole EEA 100 km cells
+(:data:`INNER_FRACTION` of them, seeded) form an inner hold-out; each candidate preset is
+trained on the rest and scored (weighted F1) on the inner hold-out; the best one is then trained
+on the whole training side and tested. The split's test rows are never read. Each choice is
+appended to ``<scenario>_selection.csv`` (split, seed, the candidates' inner scores, the winner)
+so a rerun reuses it and a reader can reproduce it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+
+from model.augment import PhysicalAugmentation
+from model.infer import predict_proba
+from model.presets import preset_config
+from model.train import TrainConfig, TrainingData, _blocked_or_random, train_bridge
+from pipeline.core.atomic import atomic_path
+
+INNER_FRACTION = 0.15
+"""Share of the training side's 100 km cells held out to score the candidates."""
+
+
+def _rows(d: TrainingData, idx: np.ndarray) -> TrainingData:
+    return TrainingData(d.x[idx], d.lonlat[idx], d.y[idx], d.region[idx], d.dropped, d.cells[idx])
+
+
+def choose_preset(train_side: TrainingData, candidates: Sequence[str], cfg: TrainConfig, seed: int,
+                  n_classes: int, augmentation: PhysicalAugmentation | None = None
+                  ) -> tuple[str, dict[str, float]]:
+    """The candidate with the best weighted F1 on an inner blocked hold-out of ``train_side``.
+
+    Args:
+        train_side: the evaluation split's training rows (never its test rows).
+        candidates: preset names (:data:`model.presets.PRESETS`).
+        cfg: schedule, level and device shared by the candidates.
+        seed: the inner split's and the candidates' seed.
+        n_classes: C.
+        augmentation: the column map for presets with physical augmentation.
+
+    Returns:
+        (winner, {candidate: inner weighted F1 in 0–1}); ties go to the earlier candidate.
+    """
+    inner_tr, inner_va = _blocked_or_random(np.arange(len(train_side.y)), train_side, INNER_FRACTION, seed, True)
+    fit_rows, val = _rows(train_side, inner_tr), _rows(train_side, inner_va)
+    scores: dict[str, float] = {}
+    for name in candidates:
+        c = preset_config(name, cfg, seed=seed)
+        if not c.needs_holdout:
+            c = c.model_copy(update={"val_fraction": 0.0})
+        res = train_bridge(fit_rows, n_classes, c, augmentation=augmentation)
+        prob = predict_proba(res.model, res.normalizer.transform(val.x), val.lonlat, cfg.device)
+        scores[name] = float(f1_score(val.y, prob.argmax(1), average="weighted", zero_division=0))
+    winner = max(candidates, key=lambda n: (scores[n], -list(candidates).index(n)))
+    return winner, scores
+
+
+def load_choices(path: Path, settings: str) -> dict[str, str]:
+    """Choices already made for these settings: split name → winning preset."""
+    if not path.is_file():
+        return {}
+    df = pd.read_csv(path, keep_default_na=False)
+    df = df[df["settings"] == settings] if "settings" in df.columns else df.iloc[:0]
+    return dict(zip(df["split"].astype(str), df["winner"].astype(str), strict=True))
+
+
+def write_choice(path: Path, settings: str, split: str, seed: int, winner: str, scores: dict[str, float]) -> None:
+    """Append one choice (atomically: the file is rewritten whole)."""
+    old = pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame()
+    row = pd.DataFrame([{"split": split, "seed": seed, "winner": winner,
+                         **{f"inner_wf1_{k}": round(v, 5) for k, v in scores.items()},
+                         "inner_fraction": INNER_FRACTION, "scores": json.dumps(scores), "settings": settings}])
+    with atomic_path(path) as tmp:
+        pd.concat([old, row], ignore_index=True).to_csv(tmp, index=False)

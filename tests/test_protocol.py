@@ -1,0 +1,189 @@
+"""Issue #15: the evaluation protocol (per-seed subsamples, LORO aggregates, nested choice on
+training-side data only, train-side feature selection, untouched test rows) and the training
+fixes (robust scaling folded into the fused network, per-step EMA with BatchNorm statistics,
+physical augmentation, distillation, EM prior adaptation), on the real ELC10 table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import model.evaluate as ev
+import model.tuning as tuning
+from model.augment import PhysicalAugmentation
+from model.bridge import BridgeConfig, BridgeLC
+from model.normalize import AffineNormalizer, fit_normalizer
+from model.priors import adapt, em_priors, prior_bias
+from model.train import TrainConfig, split_rows, training_arrays
+from pipeline.core.bioregion import REGIONS
+from pipeline.core.spec import load_spec
+from pipeline.table import read_feature_table
+
+from .conftest import NDVI_FEATURES
+
+ELC10_S1 = ["asc_vv_median", "asc_vv_stDev", "asc_vh_median", "asc_vh_stDev", "asc_dpol_median"]
+
+
+@pytest.fixture(scope="module")
+def arrays(full_table: Path):
+    spec = load_spec("elc10")
+    table, _ = read_feature_table(full_table)
+    return training_arrays(table, spec.names), spec
+
+
+def test_em_recovers_the_target_priors() -> None:
+    """Two 1-D Gaussian classes; posteriors exact under the training prior (0.5/0.5); target
+    samples drawn with prior 0.8/0.2: EM must find 0.8 (Saerens et al. 2002), the plain mean of
+    the posteriors does not. Mutation caught: an E-step without the π'/π reweighting stays
+    near the posterior mean."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    y = (rng.random(n) < 0.2).astype(int)
+    x = rng.normal(np.where(y == 1, 1.0, -1.0), 1.0)
+    lik = np.stack([np.exp(-(x + 1) ** 2 / 2), np.exp(-(x - 1) ** 2 / 2)], 1)
+    post = lik / lik.sum(1, keepdims=True)  # training prior 0.5/0.5
+    pi = em_priors(post, np.array([0.5, 0.5]))
+    assert pi[0] == pytest.approx(0.8, abs=0.02)
+    assert abs(post.mean(0)[0] - 0.8) > 0.05  # the naive estimate is biased
+    adapted = adapt(post, np.array([0.5, 0.5]))
+    assert (adapted.argmax(1) == y).mean() > (post.argmax(1) == y).mean()
+    np.testing.assert_allclose(prior_bias(pi, np.array([0.5, 0.5])), np.log(pi / 0.5), rtol=1e-5)
+
+
+def test_robust_normaliser_clips_and_folds_into_the_fused_network(arrays) -> None:
+    """Fitted on 3,000 real rows, applied to rows outside that range: the fused network (clamp +
+    first Linear) equals the unfused one on transform()'s output, the bundle JSON round-trips,
+    and the heavy-tailed dpol ratio gets a spread it does not have under min–max."""
+    from model.fused import FusedClassifier
+
+    d, spec = arrays
+    fit, other = d.x[:3000], d.x[3000:6000]
+    rob = fit_normalizer(fit, "robust")
+    mm = fit_normalizer(fit, "minmax")
+    z = rob.transform(other)
+    assert (other < rob.lo).any() and (z >= (rob.lo - rob.center) / rob.scale - 1e-4).all()  # clipped
+    dpol = spec.names.index("asc_dpol_median")
+    assert np.subtract(*np.percentile(mm.transform(fit)[:, dpol], [75, 25])) < 0.01
+    assert np.subtract(*np.percentile(rob.transform(fit)[:, dpol], [75, 25])) == pytest.approx(1.349, rel=0.05)
+    again = AffineNormalizer.from_json(rob.to_json())
+    np.testing.assert_array_equal(again.transform(other), z)
+    torch.manual_seed(0)
+    net = BridgeLC(BridgeConfig(n_features=d.x.shape[1], n_classes=7, location="none", temperature=1.3)).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    ll = torch.from_numpy(d.lonlat[3000:6000])
+    with torch.inference_mode():
+        ref = net.predict_logits(torch.from_numpy(z), ll)
+        got = FusedClassifier(net, rob)(torch.from_numpy(other), ll)
+        unclipped = FusedClassifier(net, AffineNormalizer(rob.center, rob.scale, rob.lo * -np.inf,
+                                                          rob.hi * np.inf, "robust"))(torch.from_numpy(other), ll)
+    assert torch.allclose(ref, got, atol=1e-3, rtol=1e-4)
+    assert not torch.allclose(ref, unclipped, atol=1e-3)  # the clamp matters on these rows
+
+
+def test_physical_augmentation_is_physical(arrays) -> None:
+    """On real rows: the S2 bands get one gain per row, indices are untouched, VV and VH get
+    one dB offset, the dpol ratio is recomputed from them, standard deviations are untouched."""
+    d, spec = arrays
+    aug = PhysicalAugmentation.from_spec(spec, spec.names, gain_sigma=0.1, db_sigma=1.0)
+    x = torch.from_numpy(d.x[:500])
+    out = aug.apply(x, torch.Generator().manual_seed(0)).numpy()
+    col = {n: i for i, n in enumerate(spec.names)}
+    bands = ["blue_median", "nir_median", "swir2_median"]
+    gains = np.stack([out[:, col[b]] / d.x[:500, col[b]] for b in bands])
+    assert np.allclose(gains, gains[0], rtol=1e-4) and gains.std() > 0.05  # one gain per row, varied
+    for n in NDVI_FEATURES + ["asc_vv_stDev", "desc_vh_stDev"]:
+        np.testing.assert_array_equal(out[:, col[n]], d.x[:500, col[n]])
+    off_vv = out[:, col["asc_vv_median"]] - d.x[:500, col["asc_vv_median"]]
+    off_vh = out[:, col["asc_vh_median"]] - d.x[:500, col["asc_vh_median"]]
+    np.testing.assert_allclose(off_vv, off_vh, atol=0.05)  # dB x 1000 stored: same offset
+    assert 500 < off_vv.std() < 2000  # about 1 dB = 1000 stored units
+    ratio = out[:, col["asc_vh_median"]] / out[:, col["asc_vv_median"]] * 1000
+    np.testing.assert_allclose(out[:, col["asc_dpol_median"]], ratio, rtol=1e-4)
+    # monthly groups of the 196-feature spec are rolled by one month, as whole groups
+    big = load_spec("bridge-lc-196")
+    aug196 = PhysicalAugmentation.from_spec(big, big.names, shift_prob=1.0)
+    assert len(aug196.monthly) >= 7
+    m = torch.arange(len(big.names), dtype=torch.float32).repeat(64, 1)
+    rolled = aug196.apply(m, torch.Generator().manual_seed(1))[:, torch.as_tensor(aug196.monthly[0])]
+    first = torch.as_tensor(aug196.monthly[0], dtype=torch.float32)
+    assert all(torch.equal(r, first.roll(1)) or torch.equal(r, first.roll(-1)) or torch.equal(r, first)
+               for r in rolled)
+    assert sum(not torch.equal(r, first) for r in rolled) > 32
+
+
+def test_step_ema_includes_batchnorm_statistics() -> None:
+    from model.train import _update_state_ema
+
+    net = BridgeLC(BridgeConfig(n_features=3, n_classes=2))
+    ema = _update_state_ema(None, net, 0.9)
+    with torch.no_grad():
+        net.invariant[1].running_mean.add_(1.0)
+    ema = _update_state_ema(ema, net, 0.9)
+    assert torch.allclose(ema["invariant.1.running_mean"], torch.full((256,), 0.1))
+
+
+def test_untouched_test_rows_are_whole_cells_used_for_nothing_else(arrays) -> None:
+    d, _ = arrays
+    cfg = TrainConfig(val_fraction=0.1, val_split="blocked", test_fraction=0.1)
+    tr, va, te = split_rows(d, cfg)
+    assert len(set(tr) | set(va) | set(te)) == len(tr) + len(va) + len(te) == len(d.y)
+    assert not set(d.cells[te]) & (set(d.cells[tr]) | set(d.cells[va]))
+    assert 0.05 < len(te) / len(d.y) < 0.15 and 0.05 < len(va) / len(d.y) < 0.15
+    tr0, va0 = split_rows(d, TrainConfig(val_fraction=0.1, val_split="blocked"))[:2]
+    assert not set(d.cells[va0]) & set(d.cells[tr0])
+
+
+def test_loro_aggregates_by_hand() -> None:
+    runs = pd.DataFrame({"split": ["loro-A", "loro-B", "loro-C"] * 2, "model": "m", "seed": [0] * 3 + [1] * 3,
+                         "weighted_f1": [0.9, 0.6, 0.3, 0.8, 0.6, 0.4], "accuracy": 0.5, "ece": np.nan,
+                         "n_test": [1000, 3000, 20] * 2})
+    s = ev.summary_table(runs).set_index("split")
+    assert s.loc["mean", "weighted_f1"] == pytest.approx(100 * (0.6 + 0.6) / 2)
+    assert s.loc["mean (n ≥ 100)", "weighted_f1"] == pytest.approx(100 * (0.75 + 0.7) / 2)
+    pooled = [(0.9 * 1000 + 0.6 * 3000 + 0.3 * 20) / 4020, (0.8 * 1000 + 0.6 * 3000 + 0.4 * 20) / 4020]
+    assert s.loc["pooled", "weighted_f1"] == pytest.approx(100 * np.mean(pooled))
+    assert s.loc["pooled", "weighted_f1_ci95"] > 0
+
+
+def test_nested_choice_and_train_side_selection_never_see_the_test_region(
+        full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LORO Pannonian with the nested model, EM variants, train-side feature selection and
+    per-seed subsamples: every training and importance fit sees no Pannonian row."""
+    seen_regions: list[set[int]] = []
+    real_train, real_imp = tuning.train_bridge, ev.rf_importance
+    pann = REGIONS.index("Pannonian")
+
+    def spy_train(data, *a, **k):
+        seen_regions.append(set(data.region.tolist()))
+        return real_train(data, *a, **k)
+
+    sizes: list[int] = []
+
+    def spy_imp(x, *a, **k):
+        sizes.append(len(x))
+        return real_imp(x, *a, **k)
+
+    monkeypatch.setattr(tuning, "train_bridge", spy_train)
+    monkeypatch.setattr(ev, "train_bridge", spy_train)
+    monkeypatch.setattr(ev, "rf_importance", spy_imp)
+    cfg = TrainConfig(epochs=1, lr=1e-3)
+    df = ev.run_scenario(full_table, load_spec("elc10").names, "loro", tmp_path, models=("nested", "xgboost"),
+                         seeds=(0, 1), cfg=cfg, regions=["Pannonian"], max_rows=6000, adapt_priors=True,
+                         select_k=12)
+    assert set(df["model"]) == {"nested", "nested+em", "xgboost", "xgboost+em"}
+    assert seen_regions and all(pann not in r for r in seen_regions)
+    sel = pd.read_csv(tmp_path / "loro_selection.csv")
+    assert len(sel) == 1 and sel["winner"].iloc[0] in ev.CANDIDATES  # chosen once, reused by seed 1
+    assert len(seen_regions) == len(ev.CANDIDATES) + 2
+    n_train = df.groupby("seed")["n_train"].first()
+    assert sizes == n_train.tolist()  # importance fitted on each split's training rows only
+    assert df.groupby("seed")["n_test"].first().nunique() == 2  # each seed its own subsample
+    md = (tmp_path / "loro_summary.md").read_text()
+    assert "pooled" in md and "mean (n ≥ 100)" in md and "nested:" in md and "top 12" in md
