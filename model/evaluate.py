@@ -198,6 +198,7 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
     have = {(r["split"], r["model"], int(r["seed"])) for r in rows}
     chosen = load_choices(sel_path, settings)
     deterministic: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}
+    fitted: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray | None]] = {}  # for nested reuse
     for seed in seeds:
         d = _subset(d_all, seed_rows(len(d_all.y), max_rows, seed))
         for split in scenario_splits(scenario, d, seed, regions):
@@ -220,9 +221,13 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                                                        seed, len(names), aug)
                         chosen[split.name] = winner
                         write_choice(sel_path, settings, split.name, seed, winner, scores)
-                    pred, prob = _fit_proba(chosen[split.name], ds, split, len(names), cfg, seed, aug)
+                    win = (split.name, chosen[split.name], seed)
+                    # the winner may have run as a model of its own: the same training, reused
+                    pred, prob = fitted[win] if win in fitted else _fit_proba(
+                        chosen[split.name], ds, split, len(names), cfg, seed, aug)
                 else:
                     pred, prob = _fit_proba(model, ds, split, len(names), cfg, seed, aug)
+                    fitted[(split.name, model, seed)] = (pred, prob)
                     if model == "xgboost":
                         deterministic[key] = (pred, prob)
                 variants = [(model, pred, prob)]

@@ -373,6 +373,7 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     metrics: dict[str, Any] = {"n_train": len(tr), "n_val": len(va), "n_test": len(te), "dropped": data.dropped,
                                "holdout": cfg.val_split if len(va) else "none",
                                "test_split": "blocked" if len(te) else "none"}
+    metrics["class_prior"] = (prior / prior.sum()).tolist()  # for EM prior adaptation at map time
     if aug is not None:
         metrics["augmentation"] = aug.describe()
     if best is not None:

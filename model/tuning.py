@@ -26,6 +26,9 @@ from pipeline.core.atomic import atomic_path
 
 INNER_FRACTION = 0.15
 """Share of the training side's 100 km cells held out to score the candidates."""
+INNER_MAX_ROWS = 20_000
+"""The candidates train on at most this many rows of the inner training part (a seeded random
+subsample; the CPU budget of a nested run), and are scored on the whole inner hold-out."""
 
 
 def _rows(d: TrainingData, idx: np.ndarray) -> TrainingData:
@@ -49,6 +52,8 @@ def choose_preset(train_side: TrainingData, candidates: Sequence[str], cfg: Trai
         (winner, {candidate: inner weighted F1 in 0–1}); ties go to the earlier candidate.
     """
     inner_tr, inner_va = _blocked_or_random(np.arange(len(train_side.y)), train_side, INNER_FRACTION, seed, True)
+    if len(inner_tr) > INNER_MAX_ROWS:
+        inner_tr = np.sort(np.random.default_rng(seed).choice(inner_tr, INNER_MAX_ROWS, replace=False))
     fit_rows, val = _rows(train_side, inner_tr), _rows(train_side, inner_va)
     scores: dict[str, float] = {}
     for name in candidates:

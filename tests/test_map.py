@@ -132,3 +132,36 @@ def test_mode_overviews_keep_class_values(data: Path, tmp_path: Path) -> None:
     # the mode of a 2x2 block is one of its values; check one block independently
     block = cls[:2, :2].ravel()
     assert ov[0, 0] in block
+
+
+def test_prior_adaptation_shifts_the_map_toward_the_tiles_priors(tile, small_bundle: Path, slovenia_features: Path,
+                                                                 tmp_path: Path) -> None:
+    """--adapt-priors on the real Slovenia tile: the EM tile priors are tagged, and the class
+    whose prior rose most gains pixels while the one that fell most loses them (Saerens et al.
+    2002). A bundle without training priors is refused with a message naming the option.
+    Mutation caught: a bias with the wrong sign moves the shares the other way."""
+    import shutil
+
+    from model.bundle import META
+    from pipeline.core.errors import EulcError
+
+    plain, _ = tile
+    res = predict_tile(load_bundle(small_bundle), slovenia_features, tmp_path, "slo", adapt_priors=True)
+    with rasterio.open(res.class_path) as c, rasterio.open(plain.class_path) as p:
+        tags = json.loads(c.tags()["prior_adaptation"])
+        adapted, before = c.read(1), p.read(1)
+    names = level1_legend().names
+    train = np.array([tags["train_prior"][n] for n in names])
+    target = np.array([tags["tile_prior"][n] for n in names])
+    assert target.sum() == pytest.approx(1, abs=1e-3) and tags["pixels"] > 5_000
+    ok = before != NODATA
+    share = lambda a, k: float((a[ok] == k).mean())  # noqa: E731
+    up, down = int(np.argmax(target / train)), int(np.argmin(target / train))
+    assert share(adapted, up) > share(before, up) and share(adapted, down) <= share(before, down)
+    old = tmp_path / "old"
+    shutil.copytree(small_bundle, old)
+    meta = json.loads((old / META).read_text())
+    del meta["metrics"]["class_prior"]
+    (old / META).write_text(json.dumps(meta))
+    with pytest.raises(EulcError, match="training class priors"):
+        predict_tile(load_bundle(old), slovenia_features, tmp_path / "o", "slo", adapt_priors=True)

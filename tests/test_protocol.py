@@ -187,3 +187,24 @@ def test_nested_choice_and_train_side_selection_never_see_the_test_region(
     assert df.groupby("seed")["n_test"].first().nunique() == 2  # each seed its own subsample
     md = (tmp_path / "loro_summary.md").read_text()
     assert "pooled" in md and "mean (n ≥ 100)" in md and "nested:" in md and "top 12" in md
+
+
+def test_training_paths_of_the_candidates_run_on_real_rows(sample_table: Path, tmp_path: Path) -> None:
+    """Physical augmentation, distillation and logit adjustment train through `model.api` (which
+    builds the augmentation's column map from the table's spec) and ship a loadable bundle whose
+    card metrics come from untouched test cells."""
+    from model.api import train_from_table
+    from model.bundle import load_bundle
+    from model.presets import preset_config
+    from pipeline.core.selection import FeatureSelection
+
+    spec = load_spec("elc10")
+    sel = FeatureSelection.of(spec, spec.names, "names")
+    cfg = preset_config("eulc", TrainConfig(epochs=2, lr=1e-3, batch_size=64), augment="physical",
+                        logit_adjust=1.0, test_fraction=0.15)
+    m = train_from_table(sample_table, tmp_path / "b", sel, cfg)
+    assert "S2 gain" in m["augmentation"] and "4 features (2 derived recomputed)" in m["augmentation"]
+    assert m["n_test"] > 100 and 0 < m["test_weighted_f1"] <= 1 and m["test_split"] == "blocked"
+    b = load_bundle(tmp_path / "b")
+    assert b.normalizer.method == "robust" and b.normalizer.clips
+    assert b.meta["train_config"]["distill"] == 0.5

@@ -128,7 +128,7 @@ def test_short_level2_scenarios_on_real_crops(l2_table: Path, tmp_path: Path) ->
     df = run_scenario(l2_table, NDVI_FEATURES, "extrap-blocked", tmp_path, models=("eulc", "mlp", "rf"),
                       seeds=(0,), cfg=cfg)
     assert (df["n_train"] + df["n_test"] <= n_crop).all() and (df["n_train"] + df["n_test"] > 0.95 * n_crop).all()
-    assert df.loc[df["model"] == "eulc", "ece"].notna().all() and df.loc[df["model"] == "rf", "ece"].isna().all()
+    assert df["ece"].notna().all()  # RF has class probabilities too (only the SVM has none)
     per_class = pd.read_csv(tmp_path / "extrap-blocked_per_class.csv")
     assert len(per_class) == 3 * 19 and "Common wheat" in set(per_class["class"])
     wheat_rf = per_class[(per_class["model"] == "rf") & (per_class["class"] == "Common wheat")]

@@ -47,6 +47,10 @@ def map_(
     workers: Annotated[int | None, typer.Option(help="workers for local/threads (default: CPU count)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     probabilities: Annotated[bool, typer.Option(help="also write per-class probabilities")] = False,
+    adapt_priors: Annotated[bool, typer.Option(
+        help="adapt each tile's class priors by EM on its own pixels (Saerens et al. 2002): helps "
+             "where the class mix differs much from the training data (LORO Alpine), costs a little "
+             "elsewhere (docs/results.md); reads each tile twice")] = False,
     compress: Annotated[str, typer.Option(help="DEFLATE or ZSTD")] = "DEFLATE",
     stac: Annotated[str | None, typer.Option(
         help="compute the bundle's features first from this STAC API (into OUT/features)")] = None,
@@ -108,7 +112,8 @@ def map_(
         summary = run_map(cells, bundle, out, features_dir=features_dir, features_files=files or None,
                           level2_dir=level2, scheduler=scheduler, workers=workers, device=device,
                           probabilities=probabilities, compress=compress.upper(), on_event=on_event,
-                          accept=tuple(accepted), dashboard=dashboard, overwrite=overwrite)
+                          accept=tuple(accepted), dashboard=dashboard, overwrite=overwrite,
+                          adapt_priors=adapt_priors)
     px = summary.pixels - summary.nodata
     rate = f", {summary.pixels / summary.seconds / 1e6:.2f} Mpx/s" if summary.done and summary.seconds else ""
     out_console.print(f"{out}: {summary.done} tile(s) mapped, {summary.skipped} up to date, "

@@ -16,6 +16,8 @@ Level-2) COGs for one tile (paper §3.5 inference; issue #5).
 
 from __future__ import annotations
 
+import copy
+import json
 import queue
 import threading
 from collections.abc import Iterator
@@ -30,9 +32,10 @@ from affine import Affine
 from model.bundle import ModelBundle
 from model.fused import FusedClassifier
 from model.infer import resolve_device
+from model.priors import em_priors, prior_bias
 from pipeline.core.cog import write_cog
 from pipeline.core.contract import artifact_spec, compare_features
-from pipeline.core.errors import RasterError
+from pipeline.core.errors import EulcError, RasterError
 from pipeline.core.featurecog import feature_contract
 from pipeline.core.grid import GridWindow, TileId, pixel_centres_lonlat
 from pipeline.core.reader import Block, FeatureReader
@@ -158,6 +161,29 @@ class Predictor:
         """The model hash written into the tags (``l1hash+l2hash`` with a Level-2 bundle)."""
         return self.bundle.digest + (f"+{self.level2.digest}" if self.level2 else "")
 
+    def train_prior(self) -> np.ndarray:
+        """The Level-1 bundle's training class shares (C,) float64 (``metrics.class_prior``).
+
+        Raises:
+            EulcError: the bundle predates eulc 0.3 and does not record them.
+        """
+        prior = self.bundle.meta.get("metrics", {}).get("class_prior")
+        if not isinstance(prior, list) or len(prior) != len(self.bundle.legend):
+            where = f"bundle {self.bundle.path}" if self.bundle.path else "the bundle"
+            raise EulcError(f"{where} does not record its training class priors",
+                            "Retrain it with this eulc (`eulc train`), or map without --adapt-priors")
+        return np.asarray(prior, np.float64)
+
+    def with_prior_bias(self, bias: np.ndarray) -> Predictor:
+        """A copy whose Level-1 logits get ``bias`` (C,) added (:func:`model.priors.prior_bias`):
+        the same fused network with a shifted class-head bias (Saerens et al. 2002).
+        """
+        other = copy.copy(self)
+        other.net = copy.deepcopy(self.net)
+        with torch.no_grad():
+            other.net.head_b.add_(torch.as_tensor(bias, dtype=other.net.head_b.dtype, device=other.net.head_b.device))
+        return other
+
     def run(self, net: FusedClassifier, x: np.ndarray, lonlat_deg: np.ndarray, proba: bool = False
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Class id uint8 (N,), max probability float32 (N,) and, with ``proba``, the
@@ -268,9 +294,38 @@ def _prefetch(blocks: Iterator[Prepared], depth: int = 2) -> Iterator[Prepared]:
                 t.join(0.05)
 
 
+ADAPT_SAMPLE_PX = 100_000
+"""Pixels of a tile (a regular sample of the valid ones) that EM prior adaptation reads."""
+
+
+def _adapt_to_tile(pred: Predictor, reader: FeatureReader, win: GridWindow) -> tuple[Predictor, dict[str, object]]:
+    """The predictor with the tile's EM prior bias, and what was estimated (for the tags)."""
+    train = pred.train_prior()
+    stride = max(1, -(-win.shape[0] * win.shape[1] // ADAPT_SAMPLE_PX))
+    probs: list[np.ndarray] = []
+    for blk, lonlat in _with_lonlat(reader.blocks(win), win, pred.uses_coordinates):
+        f = blk.values.shape[0]
+        x = blk.values.reshape(f, -1).T
+        pick = np.flatnonzero(np.isfinite(x[:, pred._idx1]).all(1))
+        pick = pick[(pick + blk.row0 * win.shape[1]) % stride == 0]
+        if len(pick):
+            probs.append(pred.run(pred.net, x[pick][:, pred._idx1], lonlat[pick], proba=True)[2])  # type: ignore[arg-type]
+    if not probs:
+        return pred, {}
+    p = np.concatenate(probs)
+    target = em_priors(p, train)
+    bias = prior_bias(target, train)
+    names = pred.bundle.legend.names
+    return pred.with_prior_bias(bias), {
+        "method": "EM class-prior re-estimation (Saerens et al. 2002)", "pixels": int(len(p)),
+        "train_prior": {n: round(float(v), 4) for n, v in zip(names, train, strict=True)},
+        "tile_prior": {n: round(float(v), 4) for n, v in zip(names, target, strict=True)}}
+
+
 def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Path, tile_id: str,
                  tile: TileId | None = None, probabilities: bool = False, compress: str = "DEFLATE",
-                 prefetch: bool | None = None, accept: tuple[str, ...] = ()) -> TileResult:
+                 prefetch: bool | None = None, accept: tuple[str, ...] = (),
+                 adapt_priors: bool = False) -> TileResult:
     """Predict one tile and write its COGs (each written to a temporary file, then renamed).
 
     Writes ``<tile_id>_class.tif`` (uint8, nodata 255, legend colormap, mode overviews),
@@ -290,9 +345,14 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
         prefetch: read blocks in a thread ahead of the model (default: on CUDA only; on a
             CPU the model already uses every core, and the thread measured 0–20 % slower here).
         accept: contract fields whose difference is tolerated (``cloud_mask``, ``level``).
+        adapt_priors: first estimate the tile's class priors by EM on a regular sample of its
+            valid pixels (at most :data:`ADAPT_SAMPLE_PX`; Saerens et al. 2002) and add
+            ``log(π_tile / π_train)`` to the Level-1 logits (tag ``prior_adaptation``). The
+            tile is read twice.
 
     Raises:
         ContractError: the file's features are not the bundle's (see :meth:`Predictor.check_features`).
+        EulcError: ``adapt_priors`` with a bundle that does not record its training priors.
         RasterError: unreadable file, wrong CRS or grid, a missing band, or a tile whose every
             pixel is nodata (the message names the file, the tile and the empty bands).
     """
@@ -309,6 +369,9 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
             outs["level2"] = np.full(h * w, NODATA, np.uint8)
         proba = np.full((len(legend), h * w), NODATA, np.uint8) if probabilities else None
         n_valid_by_feature = np.zeros(len(pred.features), np.int64)
+        adaptation: dict[str, object] = {}
+        if adapt_priors:
+            pred, adaptation = _adapt_to_tile(pred, reader, win)
         blocks = _with_lonlat(reader.blocks(win), win, pred.uses_coordinates)
         if prefetch is None:
             prefetch = pred.device.type == "cuda"
@@ -338,7 +401,8 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
     common = {"model_hash": pred.digest, "spec_hash": tags_in.get("spec_hash", ""),
               "features_digest": pred.bundle.features_digest, "contract": contract,
               "spec": tags_in.get("spec", ""), "tile_id": tile_id, "features_file": Path(feature_cog).name,
-              "year": tags_in.get("year", "")}
+              "year": tags_in.get("year", ""),
+              **({"prior_adaptation": json.dumps(adaptation)} if adaptation else {})}
     t, crs = win.transform, win.grid.crs
     cpath = write_cog(out_dir / f"{tile_id}_class.tif", cls.reshape(h, w), t, crs, NODATA,
                       descriptions=[legend.level], tags={**common, "legend": legend.to_json()},

@@ -67,6 +67,7 @@ class MapJob:
         threads: torch threads in the worker.
         inputs_hash: the manifest key of these inputs.
         accept: feature-contract fields whose difference is tolerated (``cloud_mask``, ``level``).
+        adapt_priors: EM class-prior adaptation per tile (:func:`~tiles.mapping.predict.predict_tile`).
     """
 
     tile_id: str
@@ -81,6 +82,7 @@ class MapJob:
     threads: int = 1
     inputs_hash: str = ""
     accept: tuple[str, ...] = ()
+    adapt_priors: bool = False
 
 
 @dataclass
@@ -126,7 +128,7 @@ def run_tile(job: MapJob) -> dict[str, Any]:
             _PREDICTORS[key] = Predictor(load_bundle(Path(job.bundle_dir)), l2, device=job.device)
         res = predict_tile(_PREDICTORS[key], Path(job.features_file), Path(job.out_dir), job.tile_id,
                            tile=job.tile, probabilities=job.probabilities, compress=job.compress,
-                           accept=job.accept)
+                           accept=job.accept, adapt_priors=job.adapt_priors)
         tags = res.tags
         return {"status": "done", "outputs": {p.name: file_sha256(p) for p in res.outputs},
                 "seconds": time.perf_counter() - t0, "n_pixels": res.n_pixels, "n_nodata": res.n_nodata,
@@ -194,11 +196,12 @@ def find_features(features_dir: Path, tile_id: str) -> Path:
 
 
 def inputs_hash(features_sha256: str, tile_id: str, tile: TileId | None, model_hash: str,
-                probabilities: bool, compress: str, accept: tuple[str, ...] = ()) -> str:
+                probabilities: bool, compress: str, accept: tuple[str, ...] = (), adapt_priors: bool = False) -> str:
     """SHA-256 of everything a tile's outputs depend on (feature bytes, cell, models, options)."""
     key = {"format": FORMAT, "features": features_sha256, "tile_id": tile_id,
            "cell": str(tile) if tile else None, "model": model_hash, "probabilities": probabilities,
-           "compress": compress, **({"accept": sorted(accept)} if accept else {})}
+           "compress": compress, **({"accept": sorted(accept)} if accept else {}),
+           **({"adapt_priors": True} if adapt_priors else {})}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -209,7 +212,8 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             features_files: list[Path] | None = None, level2_dir: Path | None = None, scheduler: str = "local",
             workers: int | None = None, device: str = "auto", probabilities: bool = False,
             compress: str = "DEFLATE", on_event: Event | None = None, accept: tuple[str, ...] = (),
-            dashboard: str = "127.0.0.1:8787", overwrite: bool = False) -> MapSummary:
+            dashboard: str = "127.0.0.1:8787", overwrite: bool = False,
+            adapt_priors: bool = False) -> MapSummary:
     """Map tiles, resumably. See the module docstring for the files written.
 
     Args:
@@ -233,6 +237,8 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             ``0.0.0.0:8787`` exposes it on every interface).
         overwrite: write into an ``out_dir`` that holds files this run did not write (they are
             never replaced: a tile whose output name is taken by one fails).
+        adapt_priors: adapt each tile's Level-1 class priors by EM on its own pixels (Saerens
+            et al. 2002; the bundle must record its training priors).
 
     Returns:
         The :class:`MapSummary` (``ok`` is False when any tile failed).
@@ -259,6 +265,8 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
     emit = on_event or (lambda kind, info: None)
     b1 = load_bundle(bundle_dir)
     b2 = load_bundle(level2_dir) if level2_dir else None
+    if adapt_priors:  # refused before any tile runs, with the bundle named
+        Predictor(b1, device="cpu").train_prior()
     model_hash = b1.digest + (f"+{b2.digest}" if b2 else "")
     legends = {"class": b1.legend, **({"level2": b2.legend} if b2 else {})}
     dev = str(resolve_device(device))
@@ -278,7 +286,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
                             "Give a new or empty folder, or pass --overwrite to write beside them "
                             "(eulc never replaces a file it did not write)")
         jobs, planned_failures = _plan(tiles, features_dir, features_files, bundle_dir, level2_dir, out_dir,
-                                       dev, probabilities, compress, threads, model_hash, accept)
+                                       dev, probabilities, compress, threads, model_hash, accept, adapt_priors)
         manifest = Manifest(out_dir / MANIFEST)  # created only once the inputs are known to be usable
         try:
             for j in list(jobs):  # with --overwrite: a foreign file named like an output fails its tile
@@ -336,7 +344,7 @@ def _output_names(job: MapJob, level2: bool) -> list[str]:
 
 def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files: list[Path] | None, bundle_dir: Path,
           level2_dir: Path | None, out_dir: Path, device: str, probabilities: bool, compress: str,
-          threads: int, model_hash: str, accept: tuple[str, ...] = ()
+          threads: int, model_hash: str, accept: tuple[str, ...] = (), adapt_priors: bool = False
           ) -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
     jobs: list[MapJob] = []
     failed: dict[str, tuple[str | None, str]] = {}
@@ -357,9 +365,9 @@ def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files:
             continue
         if ffile not in hashes:
             hashes[ffile] = file_sha256(ffile)
-        ih = inputs_hash(hashes[ffile], tid, cell, model_hash, probabilities, compress, accept)
+        ih = inputs_hash(hashes[ffile], tid, cell, model_hash, probabilities, compress, accept, adapt_priors)
         jobs.append(MapJob(tid, cell, str(ffile), str(bundle_dir), str(level2_dir) if level2_dir else None,
-                           str(out_dir), device, probabilities, compress, threads, ih, accept))
+                           str(out_dir), device, probabilities, compress, threads, ih, accept, adapt_priors))
     return jobs, failed
 
 
