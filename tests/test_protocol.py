@@ -208,3 +208,24 @@ def test_training_paths_of_the_candidates_run_on_real_rows(sample_table: Path, t
     b = load_bundle(tmp_path / "b")
     assert b.normalizer.method == "robust" and b.normalizer.clips
     assert b.meta["train_config"]["distill"] == 0.5
+
+
+def test_evaluate_and_train_cli_take_the_protocol_options(full_table: Path, sample_table: Path,
+                                                          tmp_path: Path) -> None:
+    """`eulc evaluate --adapt-priors --select-k --device` and `eulc train --test-fraction` through
+    the CLI on the real sample: EM rows, train-side selection noted, untouched-row metrics printed."""
+    from .test_cli import eulc
+
+    p = eulc("evaluate", "--table", str(full_table), "--scenario", "extrap", "--models", "xgboost",
+             "--seeds", "2", "--max-rows", "4000", "--adapt-priors", "--select-k", "6", "--device", "cpu", "--out", str(tmp_path / "e"))
+    assert p.returncode == 0, p.stderr
+    runs = pd.read_csv(tmp_path / "e" / "extrap_runs.csv")
+    assert set(runs["model"]) == {"xgboost", "xgboost+em"} and len(runs) == 4
+    assert "top 6 by RF importance fitted on each split's training rows" in (
+        tmp_path / "e" / "extrap_summary.md").read_text()
+    p = eulc("train", str(sample_table), "--out", str(tmp_path / "b"), "--features", ",".join(NDVI_FEATURES),
+             "--epochs", "2", "--lr", "1e-3", "--test-fraction", "0.2", "--device", "cpu")
+    assert p.returncode == 0, p.stderr
+    assert "untouched rows" in " ".join(p.stdout.split())
+    p = eulc("train", str(sample_table), "--out", str(tmp_path / "c"), "--device", "tpu")
+    assert p.returncode == 2 and "tpu" in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,62 @@
+"""Markdown tables of issue #15's LORO runs for docs/results.md.
+
+    python scripts/results_protocol.py RUN_DIR [RUN_DIR ...]
+
+Each RUN_DIR holds a ``loro_runs.csv`` written by ``eulc evaluate --scenario loro`` (runs split
+over several folders, e.g. one per group of regions, are pooled; their settings must agree) and
+optionally ``loro_selection.csv``. Prints: the three LORO aggregates per model (mean ± 95 % CI
+over seeds), the per-region table, and the nested choices.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from model.evaluate import LORO_AGGREGATES, summary_table
+
+
+def _fmt(m: float, h: float) -> str:
+    return "–" if pd.isna(m) else f"{m:.2f}" + ("" if pd.isna(h) else f" ± {h:.2f}")
+
+
+def main(dirs: list[Path]) -> None:
+    """Print the tables (module docstring)."""
+    runs = pd.concat([pd.read_csv(d / "loro_runs.csv", keep_default_na=False, na_values=[""]) for d in dirs])
+    if runs["settings"].nunique() != 1:
+        raise SystemExit("the runs were made with different settings; give folders of one configuration")
+    s = summary_table(runs)
+    models = list(dict.fromkeys(runs["model"]))
+    seeds = runs["seed"].nunique()
+    print(f"LORO, {runs['level'].iloc[0]}: weighted F1 / accuracy / ECE (%), mean ± 95 % CI over {seeds} seeds\n")
+    print("| model | " + " | ".join(f"{a} wF1" for a in LORO_AGGREGATES) + " | pooled acc | pooled ECE |")
+    print("|---|" + "---|" * (len(LORO_AGGREGATES) + 2))
+    for m in models:
+        g = s[s["model"] == m].set_index("split")
+        cells = [_fmt(g.loc[a, "weighted_f1"], g.loc[a, "weighted_f1_ci95"]) if a in g.index else "–"
+                 for a in LORO_AGGREGATES]
+        print(f"| {m} | " + " | ".join(cells) + f" | {_fmt(g.loc['pooled', 'accuracy'], g.loc['pooled', 'accuracy_ci95'])}"
+              f" | {_fmt(g.loc['pooled', 'ece'], g.loc['pooled', 'ece_ci95'])} |")
+    per = s[s["split"].str.startswith("loro-")]
+    print("\nPer held-out region (weighted F1 %, mean over seeds; ECE % in brackets)\n")
+    print("| region (test n) | " + " | ".join(models) + " |")
+    print("|---|" + "---|" * len(models))
+    for split, g in per.groupby("split", sort=False):
+        g = g.set_index("model")
+        cells = [f"{g.loc[m, 'weighted_f1']:.2f} ({g.loc[m, 'ece']:.1f})" if m in g.index else "–" for m in models]
+        print(f"| {str(split)[5:]} ({int(g['n_test'].iloc[0]):,}) | " + " | ".join(cells) + " |")
+    sel = [d / "loro_selection.csv" for d in dirs if (d / "loro_selection.csv").is_file()]
+    if sel:
+        df = pd.concat([pd.read_csv(p) for p in sel])
+        cols = [c for c in df.columns if c.startswith("inner_wf1_")]
+        print("\nNested choice (inner blocked hold-out inside each split's training side, seed 0)\n")
+        print("| split | " + " | ".join(c[10:] for c in cols) + " | chosen |")
+        print("|---|" + "---|" * (len(cols) + 1))
+        for r in df.to_dict("records"):
+            print(f"| {str(r['split'])[5:]} | " + " | ".join(f"{100 * r[c]:.2f}" for c in cols) + f" | {r['winner']} |")
+
+
+if __name__ == "__main__":
+    main([Path(a) for a in sys.argv[1:]])
