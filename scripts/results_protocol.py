@@ -37,8 +37,9 @@ def main(dirs: list[Path]) -> None:
         g = s[s["model"] == m].set_index("split")
         cells = [_fmt(g.loc[a, "weighted_f1"], g.loc[a, "weighted_f1_ci95"]) if a in g.index else "–"
                  for a in LORO_AGGREGATES]
-        print(f"| {m} | " + " | ".join(cells) + f" | {_fmt(g.loc['pooled', 'accuracy'], g.loc['pooled', 'accuracy_ci95'])}"
-              f" | {_fmt(g.loc['pooled', 'ece'], g.loc['pooled', 'ece_ci95'])} |")
+        acc = _fmt(g.loc["pooled", "accuracy"], g.loc["pooled", "accuracy_ci95"])
+        ece = _fmt(g.loc["pooled", "ece"], g.loc["pooled", "ece_ci95"])
+        print(f"| {m} | " + " | ".join(cells) + f" | {acc} | {ece} |")
     per = s[s["split"].str.startswith("loro-")]
     print("\nPer held-out region (weighted F1 %, mean over seeds; ECE % in brackets)\n")
     print("| region (test n) | " + " | ".join(models) + " |")

@@ -217,7 +217,8 @@ def test_evaluate_and_train_cli_take_the_protocol_options(full_table: Path, samp
     from .test_cli import eulc
 
     p = eulc("evaluate", "--table", str(full_table), "--scenario", "extrap", "--models", "xgboost",
-             "--seeds", "2", "--max-rows", "4000", "--adapt-priors", "--select-k", "6", "--device", "cpu", "--out", str(tmp_path / "e"))
+             "--seeds", "2", "--max-rows", "4000", "--adapt-priors", "--select-k", "6", "--device", "cpu",
+             "--out", str(tmp_path / "e"))
     assert p.returncode == 0, p.stderr
     runs = pd.read_csv(tmp_path / "e" / "extrap_runs.csv")
     assert set(runs["model"]) == {"xgboost", "xgboost+em"} and len(runs) == 4
