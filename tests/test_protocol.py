@@ -230,3 +230,25 @@ def test_evaluate_and_train_cli_take_the_protocol_options(full_table: Path, samp
     assert "untouched rows" in " ".join(p.stdout.split())
     p = eulc("train", str(sample_table), "--out", str(tmp_path / "c"), "--device", "tpu")
     assert p.returncode == 2 and "tpu" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_accuracy_vs_k_ranks_on_its_training_rows_only(sample_table: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The curve's RF ranking is fitted on the blocked split's training rows, never on the rows
+    it scores (the issue #15 finding: `eulc select` ranked on every row, then scored a hold-out
+    of the same rows)."""
+    import model.importance as imp
+
+    d = training_arrays(read_feature_table(sample_table)[0], NDVI_FEATURES)
+    seen: list[np.ndarray] = []
+    real = imp.rf_importance
+
+    def spy(x, *a, **k):
+        seen.append(x)
+        return real(x, *a, **k)
+
+    monkeypatch.setattr(imp, "rf_importance", spy)
+    curve = imp.accuracy_vs_k(d.x, d.y, d.cells, NDVI_FEATURES, ks=[3, 10])
+    tr, te = imp._blocked(d.y, d.cells, 0)
+    assert len(seen) == 1 and len(seen[0]) == len(tr) < len(d.y)
+    np.testing.assert_array_equal(seen[0], d.x[tr])
+    assert not set(d.cells[te]) & set(d.cells[tr]) and list(curve["k"]) == [3, 10]
