@@ -17,8 +17,9 @@ Each default and where it comes from:
   halfway epoch on, gives the final weights (authors' code; not in the paper's text).
 
 The other fields of :class:`TrainConfig` (multi-scale encoding, class balance, augmentation,
-blocked hold-out, best-epoch selection, temperature scaling) are eulc's additions, off by
-default; :mod:`model.presets` combines them into eulc's default model.
+robust input scaling, per-step EMA, distillation, logit adjustment, dropout, blocked hold-out and
+untouched test cells, best-epoch selection, temperature scaling) are eulc's additions, off by
+default; :mod:`model.presets` combines them into eulc's default model (issue #15).
 """
 
 from __future__ import annotations
