@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 PRIOR_FLOOR = 1e-6
-"""Smallest prior kept (a class absent from training keeps prior 0 and bias −inf is avoided)."""
+"""Smallest prior of a class present in training (keeps the logarithms finite)."""
 
 
 def em_priors(prob: np.ndarray, train_prior: np.ndarray, max_iter: int = 100, tol: float = 1e-6
@@ -27,21 +27,27 @@ def em_priors(prob: np.ndarray, train_prior: np.ndarray, max_iter: int = 100, to
         max_iter, tol: EM stops after ``max_iter`` steps or when no prior moves by more than ``tol``.
 
     Returns:
-        float64 (C,) estimated target priors (sum 1).
+        float64 (C,) estimated target priors (sum 1). A class absent from the training rows
+        (prior 0) keeps prior 0: the network's output for a class it never saw carries no
+        evidence, and EM would otherwise inflate it without bound.
 
     Raises:
         ValueError: shapes disagree or no sample is given.
     """
     p = np.asarray(prob, np.float64)
-    pi0 = np.maximum(np.asarray(train_prior, np.float64), PRIOR_FLOOR)
+    raw = np.asarray(train_prior, np.float64)
+    if p.ndim != 2 or p.shape[1] != len(raw) or len(p) == 0:
+        raise ValueError(f"posteriors {p.shape} do not fit {len(raw)} training priors")
+    seen = raw > 0
+    p = np.where(seen[None, :], p, 0.0)
+    pi0 = np.where(seen, np.maximum(raw, PRIOR_FLOOR), 0.0)
     pi0 = pi0 / pi0.sum()
-    if p.ndim != 2 or p.shape[1] != len(pi0) or len(p) == 0:
-        raise ValueError(f"posteriors {p.shape} do not fit {len(pi0)} training priors")
+    ratio0 = np.where(seen, 1.0 / np.where(seen, pi0, 1.0), 0.0)
     pi = pi0.copy()
     for _ in range(max_iter):
-        w = p * (pi / pi0)[None, :]
+        w = p * (pi * ratio0)[None, :]
         w /= np.maximum(w.sum(1, keepdims=True), 1e-300)
-        new = np.maximum(w.mean(0), PRIOR_FLOOR)
+        new = np.where(seen, np.maximum(w.mean(0), PRIOR_FLOOR), 0.0)
         new /= new.sum()
         done = np.abs(new - pi).max() < tol
         pi = new
@@ -51,14 +57,19 @@ def em_priors(prob: np.ndarray, train_prior: np.ndarray, max_iter: int = 100, to
 
 
 def prior_bias(target_prior: np.ndarray, train_prior: np.ndarray) -> np.ndarray:
-    """Logit bias ``log(π' / π)`` (C,) float32 to add to a model's (temperature-scaled) logits."""
+    """Logit bias ``log(π' / π)`` (C,) float32 to add to a model's (temperature-scaled) logits;
+    0 for a class absent from training (its output is left as the network gives it).
+    """
+    s = np.asarray(train_prior, np.float64)
     t = np.maximum(np.asarray(target_prior, np.float64), PRIOR_FLOOR)
-    s = np.maximum(np.asarray(train_prior, np.float64), PRIOR_FLOOR)
-    return np.log(t / s).astype(np.float32)
+    return np.where(s > 0, np.log(t / np.maximum(s, PRIOR_FLOOR)), 0.0).astype(np.float32)
 
 
 def adapt(prob: np.ndarray, train_prior: np.ndarray) -> np.ndarray:
-    """Posteriors (N, C) adapted to the priors EM estimates on these same samples."""
+    """Posteriors (N, C) adapted to the priors EM estimates on these same samples (classes absent
+    from training get posterior 0).
+    """
     pi = em_priors(prob, train_prior)
-    w = np.asarray(prob, np.float64) * np.exp(prior_bias(pi, train_prior))[None, :]
+    seen = np.asarray(train_prior) > 0
+    w = np.where(seen[None, :], np.asarray(prob, np.float64), 0.0) * np.exp(prior_bias(pi, train_prior))[None, :]
     return w / np.maximum(w.sum(1, keepdims=True), 1e-300)

@@ -252,3 +252,16 @@ def test_accuracy_vs_k_ranks_on_its_training_rows_only(sample_table: Path, monke
     assert len(seen) == 1 and len(seen[0]) == len(tr) < len(d.y)
     np.testing.assert_array_equal(seen[0], d.x[tr])
     assert not set(d.cells[te]) & set(d.cells[tr]) and list(curve["k"]) == [3, 10]
+
+
+def test_em_leaves_classes_absent_from_training_at_zero() -> None:
+    """Level-2 LORO: a crop class can be absent from the training regions; the network still
+    gives it a small probability. EM must not inflate it (it did: weighted F1 0 at Level-2)."""
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet([5, 3, 0.05], size=5000)  # class 2 absent from training, small outputs
+    train = np.array([0.6, 0.4, 0.0])
+    pi = em_priors(p, train)
+    assert pi[2] == 0 and pi.sum() == pytest.approx(1)
+    adapted = adapt(p, train)
+    assert (adapted[:, 2] == 0).all() and (adapted.argmax(1) != 2).all()
+    assert np.isfinite(prior_bias(pi, train)).all() and prior_bias(pi, train)[2] == 0
