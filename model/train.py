@@ -41,6 +41,7 @@ from torch import nn
 from model.augment import PhysicalAugmentation
 from model.bridge import BridgeConfig, BridgeLC
 from model.calibration import expected_calibration_error, fit_temperature
+from model.distill import teacher_probabilities
 from model.infer import predict_logits_np, predict_proba, softmax
 from model.losses import supcon_loss
 from model.normalize import AffineNormalizer, fit_normalizer
@@ -309,8 +310,6 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     log_prior = torch.tensor(np.log(np.maximum(prior / prior.sum(), 1e-8)), dtype=torch.float32, device=dev)
     teacher = None
     if cfg.distill > 0:
-        from model.distill import teacher_probabilities
-
         tp = np.zeros((len(data.y), n_classes), np.float32)
         tp[tr] = teacher_probabilities(data.x[tr], data.y[tr], n_classes, cfg.seed)
         teacher = torch.from_numpy(tp).to(dev)

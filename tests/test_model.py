@@ -135,7 +135,7 @@ def test_ema_averages_weights_from_the_halfway_epoch() -> None:
 def test_fused_network_equals_the_trained_one(location: str, encoding: str, elc10_frame) -> None:
     """BatchNorm, min–max normaliser and temperature folded into Linear: same logits."""
     from model.fused import FusedClassifier
-    from model.normalize import MinMaxNormalizer
+    from model.normalize import fit_normalizer
 
     torch.manual_seed(0)
     cols = list(elc10_frame.columns)
@@ -151,7 +151,7 @@ def test_fused_network_equals_the_trained_one(location: str, encoding: str, elc1
             m.running_var.uniform_(0.5, 2)
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.5, 0.5)
-    norm = MinMaxNormalizer.fit(x)
+    norm = fit_normalizer(x, "minmax")
     net.eval()
     with torch.inference_mode():
         ref = net.predict_logits(torch.from_numpy(norm.transform(x)), torch.from_numpy(lonlat))
