@@ -137,7 +137,8 @@ def test_mode_overviews_keep_class_values(data: Path, tmp_path: Path) -> None:
 def test_prior_adaptation_shifts_the_map_toward_the_tiles_priors(tile, small_bundle: Path, slovenia_features: Path,
                                                                  tmp_path: Path) -> None:
     """--adapt-priors on the real Slovenia tile: the EM tile priors are tagged, and the classes
-    whose priors rose gain pixels while those whose priors fell lose them (Saerens et al. 2002). A bundle without training priors is refused with a message naming the option.
+    whose priors rose gain pixels while those whose priors fell lose them (Saerens et al. 2002).
+    A bundle without training priors is refused with a message naming the option.
     Mutation caught: a bias with the wrong sign moves the shares the other way."""
     import shutil
 
