@@ -186,6 +186,8 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: AffineNormalizer, legen
             "weights_sha256": file_sha256(tmp / WEIGHTS),
         }
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        for f in (tmp / WEIGHTS, tmp / META):  # safetensors writes 0600: honour the umask like any file
+            os.chmod(f, 0o666 & ~current_umask())
         if dest.exists():  # an eulc bundle (checked above): swap, then drop the old one
             old = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name + "-old"), dir=dest.parent))
             os.replace(dest, old / dest.name)
