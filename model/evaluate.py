@@ -14,6 +14,7 @@ A scenario run writes, in ``out_dir``:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -197,7 +198,7 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
         other = [{str(k): v for k, v in r.items()} for r in done[~same].to_dict("records")]
     have = {(r["split"], r["model"], int(r["seed"])) for r in rows}
     chosen = load_choices(sel_path, settings)
-    deterministic: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}
+    deterministic: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}  # XGBoost: no sampling
     fitted: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray | None]] = {}  # for nested reuse
     for seed in seeds:
         d = _subset(d_all, seed_rows(len(d_all.y), max_rows, seed))
@@ -211,10 +212,13 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                 cols = train_side_selection(ds, split, select_k, seed)
                 ds, feats = _columns(ds, cols), [features[i] for i in cols]
             aug = PhysicalAugmentation.from_spec(tspec, feats)
+            # the same training and test rows (LORO on all rows: every seed): the same XGBoost trees
+            rows_key = hashlib.sha256(split.train.tobytes() + b"|" + split.test.tobytes()
+                                      + ",".join(feats).encode()).hexdigest()
             for model in todo:
-                key = (split.name, model)
-                if model == "xgboost" and not max_rows and not select_k and key in deterministic:
-                    pred, prob = deterministic[key]  # same rows, no sampling: the same trees
+                key = (rows_key, model)
+                if model == "xgboost" and key in deterministic:
+                    pred, prob = deterministic[key]
                 elif model == "nested":
                     if split.name not in chosen:
                         winner, scores = choose_preset(_subset(ds, split.train), CANDIDATES, cfg,
@@ -258,8 +262,8 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
     notes = [f"{len(d_all.y):,} usable rows" + (f"; rows left out (dropped, not imputed): {left_out}"
                                                 if left_out else "; no rows left out"),
              (f"each seed uses its own random subsample of {max_rows:,} rows" if max_rows and len(d_all.y) > max_rows
-              else "every seed uses all usable rows; XGBoost (no row or column sampling) is deterministic, "
-                   "so its seeds repeat one fit per split and its CI is 0")]
+              else "every seed uses all usable rows; XGBoost (no row or column sampling) is deterministic: "
+                   "where a split's rows are the same for every seed (LORO), its seeds repeat one fit and its CI is 0")]
     if select_k:
         notes.append(f"features: top {select_k} by RF importance fitted on each split's training rows")
     if "nested" in models:

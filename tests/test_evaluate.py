@@ -79,6 +79,8 @@ def test_scenario_runs_all_models_on_real_data(full_table: Path, tmp_path: Path)
                       cfg=TrainConfig(epochs=3, lr=1e-3), max_rows=4000)
     assert set(df["model"]) == {"bridge-lc", "rf", "xgboost", "svm"} and len(df) == 8
     assert (df["n_train"] + df["n_test"] == 4000).all()
+    xgb = df[df["model"] == "xgboost"]  # each seed its own rows and split: its own fit (never a cached one)
+    assert xgb["accuracy"].nunique() == 2 and (xgb["accuracy"] > 0.75).all()
     table, _ = read_feature_table(full_table)
     majority = table["level1"].value_counts(normalize=True).max()
     assert (df.groupby("model")["accuracy"].mean() > majority).all()
