@@ -76,9 +76,7 @@ def main() -> None:
         d = training_arrays(read_feature_table(table)[0], spec.names)
     n = int(0.75 * len(d.y))
     idx = np.random.default_rng(0).permutation(len(d.y))[:n]
-    from model.evaluate import _subset
-
-    sub = _subset(d, np.sort(idx))
+    sub = d.take(np.sort(idx))
     cfg = TrainConfig(epochs=args.epochs, val_fraction=0.0, device=args.device, ema_momentum=None)
     t0 = time.perf_counter()
     times: list[float] = []

@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from safetensors.torch import load_file, save_file
 
 from model.bridge import BridgeConfig, BridgeLC
@@ -64,6 +65,20 @@ class ModelBundle:
             ContractError: the embedded spec is invalid or was edited, or the named spec changed.
         """
         return self._feature_spec
+
+    def class_prior(self) -> np.ndarray:
+        """The training rows' class shares (C,) float64, legend order (``metrics.class_prior``),
+        for EM prior adaptation at map time (:mod:`model.priors`).
+
+        Raises:
+            BundleError: the bundle was trained before eulc recorded them (issue #15).
+        """
+        prior = self.meta.get("metrics", {}).get("class_prior")
+        if not isinstance(prior, list) or len(prior) != len(self.legend):
+            raise BundleError("does not record its training class priors",
+                              "Retrain it with this eulc (`eulc train`), or map without --adapt-priors",
+                              path=self.path)
+        return np.asarray(prior, np.float64)
 
     @property
     def features_digest(self) -> str:

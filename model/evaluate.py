@@ -31,7 +31,7 @@ from model.importance import rf_importance
 from model.infer import predict_proba
 from model.metrics import classification_metrics, mean_ci95
 from model.plots import confusion_png
-from model.presets import ABLATION, CANDIDATES, PRESETS, preset_config
+from model.presets import ABLATION, CANDIDATES, PRESETS, run_config
 from model.priors import adapt
 from model.scenarios import MIN_TEST_SAMPLES, Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, train_bridge, training_arrays
@@ -79,21 +79,8 @@ def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
             "ece": expected_calibration_error(prob, data.y), "dropped": data.dropped}
 
 
-def _subset(d: TrainingData, idx: np.ndarray) -> TrainingData:
-    return TrainingData(d.x[idx], d.lonlat[idx], d.y[idx], d.region[idx], d.dropped, d.cells[idx])
-
-
 def _columns(d: TrainingData, cols: np.ndarray) -> TrainingData:
     return TrainingData(d.x[:, cols], d.lonlat, d.y, d.region, d.dropped, d.cells)
-
-
-def model_config(model: str, cfg: TrainConfig, seed: int) -> TrainConfig:
-    """The training settings of neural model ``model`` (a preset or an ablation row) for one seed:
-    ``cfg``'s schedule, level and device, the preset's overrides, and no internal hold-out unless
-    the preset selects or calibrates on one (carved from the split's training side, never its test).
-    """
-    c = preset_config(model, cfg, seed=seed)
-    return c if c.needs_holdout else c.model_copy(update={"val_fraction": 0.0})
 
 
 def _fit_proba(model: str, d: TrainingData, split: Split, n_classes: int, cfg: TrainConfig, seed: int,
@@ -105,7 +92,7 @@ def _fit_proba(model: str, d: TrainingData, split: Split, n_classes: int, cfg: T
         pred, prob = fit_predict_proba_baseline(model, d.x[split.train], d.y[split.train], d.x[split.test],
                                                 seed, n_classes)
         return pred, prob
-    res = train_bridge(_subset(d, split.train), n_classes, model_config(model, cfg, seed), augmentation=aug)
+    res = train_bridge(d.take(split.train), n_classes, run_config(model, cfg, seed), augmentation=aug)
     prob = predict_proba(res.model, res.normalizer.transform(d.x[split.test]), d.lonlat[split.test], cfg.device)
     return np.asarray(prob.argmax(1)), prob
 
@@ -198,10 +185,11 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
         other = [{str(k): v for k, v in r.items()} for r in done[~same].to_dict("records")]
     have = {(r["split"], r["model"], int(r["seed"])) for r in rows}
     chosen = load_choices(sel_path, settings)
-    deterministic: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = {}  # XGBoost: no sampling
-    fitted: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray | None]] = {}  # for nested reuse
+    # XGBoost has no row or column sampling: the same split (LORO on all rows, every seed) gives the
+    # same trees, so it is fitted once per split key
+    xgb_done: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for seed in seeds:
-        d = _subset(d_all, seed_rows(len(d_all.y), max_rows, seed))
+        d = d_all.take(seed_rows(len(d_all.y), max_rows, seed))
         for split in scenario_splits(scenario, d, seed, regions):
             todo = [m for m in models if (split.name, m, seed) not in have
                     or (adapt_priors and m != "svm" and (split.name, f"{m}+em", seed) not in have)]
@@ -212,28 +200,26 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                 cols = train_side_selection(ds, split, select_k, seed)
                 ds, feats = _columns(ds, cols), [features[i] for i in cols]
             aug = PhysicalAugmentation.from_spec(tspec, feats)
-            # the same training and test rows (LORO on all rows: every seed): the same XGBoost trees
-            rows_key = hashlib.sha256(split.train.tobytes() + b"|" + split.test.tobytes()
-                                      + ",".join(feats).encode()).hexdigest()
+            # the split's identity: its training and test rows and features (names repeat across seeds)
+            key = hashlib.sha256(split.train.tobytes() + b"|" + split.test.tobytes()
+                                 + ",".join(feats).encode()).hexdigest()[:16]
+            fitted: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # this split's models, for nested
             for model in todo:
-                key = (rows_key, model)
-                if model == "xgboost" and key in deterministic:
-                    pred, prob = deterministic[key]
-                elif model == "nested":
-                    if split.name not in chosen:
-                        winner, scores = choose_preset(_subset(ds, split.train), CANDIDATES, cfg,
-                                                       seed, len(names), aug)
-                        chosen[split.name] = winner
-                        write_choice(sel_path, settings, split.name, seed, winner, scores)
-                    win = (split.name, chosen[split.name], seed)
+                if model == "nested":
+                    if key not in chosen:  # chosen once per split, on its training side only
+                        winner, scores = choose_preset(ds.take(split.train), CANDIDATES, cfg, seed, len(names), aug)
+                        chosen[key] = winner
+                        write_choice(sel_path, settings, split.name, key, seed, winner, scores)
                     # the winner may have run as a model of its own: the same training, reused
-                    pred, prob = fitted[win] if win in fitted else _fit_proba(
-                        chosen[split.name], ds, split, len(names), cfg, seed, aug)
+                    pred, prob = fitted.get(chosen[key]) or _fit_proba(chosen[key], ds, split, len(names), cfg,
+                                                                        seed, aug)
+                elif model == "xgboost" and key in xgb_done:
+                    pred, prob = xgb_done[key]
                 else:
                     pred, prob = _fit_proba(model, ds, split, len(names), cfg, seed, aug)
-                    fitted[(split.name, model, seed)] = (pred, prob)
                     if model == "xgboost":
-                        deterministic[key] = (pred, prob)
+                        xgb_done[key] = (pred, prob)
+                fitted[model] = (pred, prob)
                 variants = [(model, pred, prob)]
                 if adapt_priors and prob is not None:
                     prior = np.bincount(ds.y[split.train], minlength=len(names)) / len(split.train)
@@ -248,7 +234,7 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                            "ece": expected_calibration_error(pb, ds.y[split.test]) if pb is not None else float("nan"),
                            "n_train": len(split.train), "n_test": len(split.test),
                            "flags": "; ".join(split.flags), "confusion": json.dumps(m["confusion"]["matrix"]),
-                           "chosen": chosen.get(split.name, "") if model == "nested" else "",
+                           "chosen": chosen.get(key, "") if model == "nested" else "",
                            "settings": settings}
                     rows.append(row)
                     have.add((split.name, name, seed))
@@ -268,8 +254,7 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
         notes.append(f"features: top {select_k} by RF importance fitted on each split's training rows")
     if "nested" in models:
         notes.append(f"nested: per split, the best of {list(CANDIDATES)} on a blocked hold-out of whole "
-                     f"EEA 100 km cells inside the training side ({sel_path.name}); chosen: "
-                     + ", ".join(f"{k}: {v}" for k, v in sorted(chosen.items())))
+                     f"EEA 100 km cells inside the training side ({sel_path.name})")
     write_reports(df, scenario, names, out_dir, notes=notes)
     return df
 

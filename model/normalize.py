@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 ROBUST_CLIP_PERCENTILES = (0.5, 99.5)
 """Training percentiles the robust normaliser clips to (both tails, 1 % in all)."""
@@ -59,6 +60,15 @@ class AffineNormalizer:
         if self.clips:
             x = np.clip(x, self.lo, self.hi)
         return ((x - self.center) / self.scale).astype(np.float32)
+
+    def transform_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`transform` for a float32 tensor (N, F) on any device (training batches)."""
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a).to(device=x.device, dtype=x.dtype)
+
+        if self.clips:
+            x = torch.clamp(x, t(self.lo), t(self.hi))
+        return (x - t(self.center)) / t(self.scale)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able statistics (``method`` plus the arrays as lists; ±inf as None)."""

@@ -59,6 +59,18 @@ ABLATION: dict[str, dict[str, Any]] = {
 """Paper Table 12 rows, in its order (LORO)."""
 
 
+def run_config(name: str, base: TrainConfig, seed: int) -> TrainConfig:
+    """The settings of preset ``name`` for one evaluation run: ``base``'s schedule, level and
+    device, the preset's overrides, ``seed``, and no internal hold-out unless the preset selects
+    or calibrates on one (carved from the run's training rows, never its test rows).
+
+    Raises:
+        KeyError, EulcError: as :func:`preset_config`.
+    """
+    c = preset_config(name, base, seed=seed)
+    return c if c.needs_holdout else c.model_copy(update={"val_fraction": 0.0})
+
+
 def preset_config(name: str, base: TrainConfig | None = None, **overrides: Any) -> TrainConfig:
     """The TrainConfig of preset ``name`` (or an ablation row), on top of ``base``'s schedule.
 

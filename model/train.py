@@ -135,6 +135,11 @@ class TrainingData:
     dropped: dict[str, int]
     cells: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
+    def take(self, idx: np.ndarray) -> TrainingData:
+        """The rows ``idx`` (int indices) of every array; ``dropped`` is shared."""
+        return TrainingData(self.x[idx], self.lonlat[idx], self.y[idx], self.region[idx], self.dropped,
+                            self.cells[idx])
+
 
 def training_arrays(table: pd.DataFrame, features: list[str], level: str = "level1"
                     ) -> TrainingData:
@@ -202,10 +207,13 @@ def _update_ema(ema: dict[str, torch.Tensor] | None, net: nn.Module, momentum: f
     return {k: momentum * ema[k] + (1.0 - momentum) * v for k, v in params.items()}
 
 
-def _blocked_or_random(idx: np.ndarray, data: TrainingData, fraction: float, seed: int,
-                       blocked: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``idx`` into (kept, held): whole EEA 100 km cells when ``blocked`` and the rows have
-    cell codes (more than 10 cells), else stratified random.
+def split_off(idx: np.ndarray, data: TrainingData, fraction: float, seed: int,
+              blocked: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Split the rows ``idx`` (int64 indices into ``data``) into (kept, held), both sorted.
+
+    ``held`` is about ``fraction`` of the rows: whole EEA 100 km cells when ``blocked`` and the
+    rows carry cell codes (more than 10 cells), else a stratified random draw (unstratified when
+    a class has a single row). ``fraction <= 0`` holds nothing out.
     """
     if fraction <= 0 or len(idx) == 0:
         return idx, idx[:0]
@@ -226,16 +234,15 @@ TEST_SEED_OFFSET = 7919
 
 
 def split_rows(data: TrainingData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Training, hold-out and untouched test row indices.
+    """Training, hold-out and untouched test row indices (int64, sorted, disjoint).
 
     The test rows (``test_fraction``, whole EEA 100 km cells) are drawn first and used for
     nothing but the reported metrics; the hold-out (``val_fraction``, stratified random or whole
     cells) is then carved from the rest and used for epoch selection and calibration.
     """
-    rest, te = _blocked_or_random(np.arange(len(data.y)), data, cfg.test_fraction,
-                                  cfg.seed + TEST_SEED_OFFSET, True)
+    rest, te = split_off(np.arange(len(data.y)), data, cfg.test_fraction, cfg.seed + TEST_SEED_OFFSET, True)
     frac = cfg.val_fraction / (1 - cfg.test_fraction)  # val_fraction stays a share of all rows
-    tr, va = _blocked_or_random(rest, data, frac, cfg.seed, cfg.val_split == "blocked")
+    tr, va = split_off(rest, data, frac, cfg.seed, cfg.val_split == "blocked")
     return tr, va, te
 
 
@@ -316,8 +323,6 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     aug = augmentation if cfg.augment == "physical" and augmentation is not None and not augmentation.empty else None
     xt = torch.from_numpy(x).to(dev)
     xraw = torch.from_numpy(data.x).to(dev) if aug is not None else None
-    center, scale, lo, hi = (torch.from_numpy(a.astype(np.float32)).to(dev)
-                             for a in (norm.center, norm.scale, norm.lo, norm.hi))
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     lt = torch.from_numpy(data.lonlat).to(dev)
     yt = torch.from_numpy(data.y).to(dev)
@@ -332,7 +337,7 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
         for s in range(steps_per_epoch):
             b = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             if xraw is not None and aug is not None:  # augment in physical units, then normalise
-                xb = (torch.clamp(aug.apply(xraw[b], gen), lo, hi) - center) / scale
+                xb = norm.transform_tensor(aug.apply(xraw[b], gen))
             else:
                 xb = xt[b]
             if cfg.augment_sigma > 0:

@@ -20,8 +20,8 @@ from sklearn.metrics import f1_score
 
 from model.augment import PhysicalAugmentation
 from model.infer import predict_proba
-from model.presets import preset_config
-from model.train import TrainConfig, TrainingData, _blocked_or_random, train_bridge
+from model.presets import run_config
+from model.train import TrainConfig, TrainingData, split_off, train_bridge
 from pipeline.core.atomic import atomic_path
 
 INNER_FRACTION = 0.15
@@ -29,10 +29,6 @@ INNER_FRACTION = 0.15
 INNER_MAX_ROWS = 20_000
 """The candidates train on at most this many rows of the inner training part (a seeded random
 subsample; the CPU budget of a nested run), and are scored on the whole inner hold-out."""
-
-
-def _rows(d: TrainingData, idx: np.ndarray) -> TrainingData:
-    return TrainingData(d.x[idx], d.lonlat[idx], d.y[idx], d.region[idx], d.dropped, d.cells[idx])
 
 
 def choose_preset(train_side: TrainingData, candidates: Sequence[str], cfg: TrainConfig, seed: int,
@@ -51,16 +47,13 @@ def choose_preset(train_side: TrainingData, candidates: Sequence[str], cfg: Trai
     Returns:
         (winner, {candidate: inner weighted F1 in 0–1}); ties go to the earlier candidate.
     """
-    inner_tr, inner_va = _blocked_or_random(np.arange(len(train_side.y)), train_side, INNER_FRACTION, seed, True)
+    inner_tr, inner_va = split_off(np.arange(len(train_side.y)), train_side, INNER_FRACTION, seed, True)
     if len(inner_tr) > INNER_MAX_ROWS:
         inner_tr = np.sort(np.random.default_rng(seed).choice(inner_tr, INNER_MAX_ROWS, replace=False))
-    fit_rows, val = _rows(train_side, inner_tr), _rows(train_side, inner_va)
+    fit_rows, val = train_side.take(inner_tr), train_side.take(inner_va)
     scores: dict[str, float] = {}
     for name in candidates:
-        c = preset_config(name, cfg, seed=seed)
-        if not c.needs_holdout:
-            c = c.model_copy(update={"val_fraction": 0.0})
-        res = train_bridge(fit_rows, n_classes, c, augmentation=augmentation)
+        res = train_bridge(fit_rows, n_classes, run_config(name, cfg, seed), augmentation=augmentation)
         prob = predict_proba(res.model, res.normalizer.transform(val.x), val.lonlat, cfg.device)
         scores[name] = float(f1_score(val.y, prob.argmax(1), average="weighted", zero_division=0))
     winner = max(candidates, key=lambda n: (scores[n], -list(candidates).index(n)))
@@ -68,18 +61,22 @@ def choose_preset(train_side: TrainingData, candidates: Sequence[str], cfg: Trai
 
 
 def load_choices(path: Path, settings: str) -> dict[str, str]:
-    """Choices already made for these settings: split name → winning preset."""
+    """Choices already made for these settings: split key (the hash of its training and test
+    rows, so a choice is reused only for the very same split) → winning preset.
+    """
     if not path.is_file():
         return {}
     df = pd.read_csv(path, keep_default_na=False)
-    df = df[df["settings"] == settings] if "settings" in df.columns else df.iloc[:0]
-    return dict(zip(df["split"].astype(str), df["winner"].astype(str), strict=True))
+    ok = {"settings", "split_key"} <= set(df.columns)
+    df = df[df["settings"] == settings] if ok else df.iloc[:0]
+    return dict(zip(df["split_key"].astype(str), df["winner"].astype(str), strict=True))
 
 
-def write_choice(path: Path, settings: str, split: str, seed: int, winner: str, scores: dict[str, float]) -> None:
+def write_choice(path: Path, settings: str, split: str, split_key: str, seed: int, winner: str,
+                 scores: dict[str, float]) -> None:
     """Append one choice (atomically: the file is rewritten whole)."""
     old = pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame()
-    row = pd.DataFrame([{"split": split, "seed": seed, "winner": winner,
+    row = pd.DataFrame([{"split": split, "split_key": split_key, "seed": seed, "winner": winner,
                          **{f"inner_wf1_{k}": round(v, 5) for k, v in scores.items()},
                          "inner_fraction": INNER_FRACTION, "scores": json.dumps(scores), "settings": settings}])
     with atomic_path(path) as tmp:

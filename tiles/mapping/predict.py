@@ -35,7 +35,7 @@ from model.infer import resolve_device
 from model.priors import em_priors, prior_bias
 from pipeline.core.cog import write_cog
 from pipeline.core.contract import artifact_spec, compare_features
-from pipeline.core.errors import EulcError, RasterError
+from pipeline.core.errors import RasterError
 from pipeline.core.featurecog import feature_contract
 from pipeline.core.grid import GridWindow, TileId, pixel_centres_lonlat
 from pipeline.core.reader import Block, FeatureReader
@@ -160,19 +160,6 @@ class Predictor:
     def digest(self) -> str:
         """The model hash written into the tags (``l1hash+l2hash`` with a Level-2 bundle)."""
         return self.bundle.digest + (f"+{self.level2.digest}" if self.level2 else "")
-
-    def train_prior(self) -> np.ndarray:
-        """The Level-1 bundle's training class shares (C,) float64 (``metrics.class_prior``).
-
-        Raises:
-            EulcError: the bundle predates eulc 0.3 and does not record them.
-        """
-        prior = self.bundle.meta.get("metrics", {}).get("class_prior")
-        if not isinstance(prior, list) or len(prior) != len(self.bundle.legend):
-            where = f"bundle {self.bundle.path}" if self.bundle.path else "the bundle"
-            raise EulcError(f"{where} does not record its training class priors",
-                            "Retrain it with this eulc (`eulc train`), or map without --adapt-priors")
-        return np.asarray(prior, np.float64)
 
     def with_prior_bias(self, bias: np.ndarray) -> Predictor:
         """A copy whose Level-1 logits get ``bias`` (C,) added (:func:`model.priors.prior_bias`):
@@ -300,7 +287,7 @@ ADAPT_SAMPLE_PX = 100_000
 
 def _adapt_to_tile(pred: Predictor, reader: FeatureReader, win: GridWindow) -> tuple[Predictor, dict[str, object]]:
     """The predictor with the tile's EM prior bias, and what was estimated (for the tags)."""
-    train = pred.train_prior()
+    train = pred.bundle.class_prior()
     stride = max(1, -(-win.shape[0] * win.shape[1] // ADAPT_SAMPLE_PX))
     probs: list[np.ndarray] = []
     for blk, lonlat in _with_lonlat(reader.blocks(win), win, pred.uses_coordinates):
@@ -352,7 +339,7 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
 
     Raises:
         ContractError: the file's features are not the bundle's (see :meth:`Predictor.check_features`).
-        EulcError: ``adapt_priors`` with a bundle that does not record its training priors.
+        BundleError: ``adapt_priors`` with a bundle that does not record its training priors.
         RasterError: unreadable file, wrong CRS or grid, a missing band, or a tile whose every
             pixel is nodata (the message names the file, the tile and the empty bands).
     """

@@ -266,7 +266,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
     b1 = load_bundle(bundle_dir)
     b2 = load_bundle(level2_dir) if level2_dir else None
     if adapt_priors:  # refused before any tile runs, with the bundle named
-        Predictor(b1, device="cpu").train_prior()
+        b1.class_prior()
     model_hash = b1.digest + (f"+{b2.digest}" if b2 else "")
     legends = {"class": b1.legend, **({"level2": b2.legend} if b2 else {})}
     dev = str(resolve_device(device))
