@@ -63,11 +63,13 @@ def test_eu_crop_map_level2(data: Path) -> None:
 METHOD = {"osm_clcplus": "mode", "corine_l3": "nearest", "eucropmap": "mode", "eolearn_lulc": "nearest"}
 
 
-def _aligned_l1(ref: Path, crosswalk: str, dest_crs: str = "EPSG:3035", res_m: float = 10.0
+def _aligned_l1(ref: Path, crosswalk: str, dest_crs: str = "EPSG:3035", res_m: float = 10.0, pad: int = 0
                 ) -> tuple[np.ndarray, object]:
-    """The reference on a 10 m EPSG:3035 grid, crosswalked: an independent rasterio pipeline."""
+    """The reference on a 10 m EPSG:3035 grid (widened by ``pad`` pixels on every side),
+    crosswalked: an independent rasterio pipeline reading the whole reference at once."""
     with rasterio.open(ref) as s:
         t, w, h = calculate_default_transform(s.crs, dest_crs, s.width, s.height, *s.bounds, resolution=res_m)
+        t, w, h = t @ t.translation(-pad, -pad), w + 2 * pad, h + 2 * pad
         codes = s.read(1).astype(np.float64)
         if s.nodata is not None:
             codes[codes == s.nodata] = np.nan
@@ -100,14 +102,17 @@ def test_agreement_with_a_perturbed_copy_is_known(name: str, data: Path, tmp_pat
     c = compare(_write_map(pert, t, tmp_path / "map.tif"), ref, Crosswalk.shipped(name), level1_legend())
     assert c.resampling == METHOD[name]
     s = summary(c, level1_legend())
-    assert s["n_pixels"] == int(valid.sum())
-    assert s["overall_agreement"] == pytest.approx(1 - flip.sum() / valid.sum(), abs=1e-12)
+    # exact where no reprojection approximates; the oracle's GDAL approximate transformer (0.125 px)
+    # picks another source pixel than eulc's exact one for a few pixels per thousand otherwise
+    tol = 1e-12 if name in ("osm_clcplus", "eolearn_lulc") else 3e-3
+    assert abs(s["n_pixels"] - int(valid.sum())) <= tol * valid.sum()
+    assert s["overall_agreement"] == pytest.approx(1 - flip.sum() / valid.sum(), abs=tol)
     # shifted by one pixel east: agreement = share of pixels equal to their west neighbour
     shifted = np.full_like(ids, 255)
     shifted[:, 1:] = ids[:, :-1]
     c2 = compare(_write_map(shifted, t, tmp_path / "shift.tif"), ref, Crosswalk.shipped(name), level1_legend())
     both = (shifted != 255) & valid
-    assert summary(c2, level1_legend())["overall_agreement"] == pytest.approx((shifted == ids)[both].mean())
+    assert summary(c2, level1_legend())["overall_agreement"] == pytest.approx((shifted == ids)[both].mean(), abs=tol)
 
 
 def test_report_on_the_netherlands_tile(data: Path, tmp_path: Path) -> None:

@@ -139,7 +139,10 @@ def agreement_(
     from pipeline.core.atomic import write_json
     from pipeline.core.legend import Crosswalk, level1_legend
 
-    res = agreement(class_map, reference, Crosswalk.shipped(crosswalk), level1_legend())
+    with _progress() as prog:
+        task = prog.add_task("comparing", total=None, info="windows of the map")
+        res = agreement(class_map, reference, Crosswalk.shipped(crosswalk), level1_legend(),
+                        on_window=lambda i, n: prog.update(task, completed=i, total=n, info=""))
     if out:
         write_json(out, res)
     _print_agreement(res)
@@ -162,9 +165,12 @@ def report(
     """Compare a map with a reference map: report.html (self-contained), metrics.json, CSVs."""
     from pipeline.assess.report import write_report
 
-    with console.status("comparing and drawing"):
+    with _progress() as prog:
+        task = prog.add_task("comparing", total=None, info="windows of the map")
         m = write_report(map_path, reference, crosswalk, out, points=points, zones=zones, previous=previous,
-                         bundle=bundle, title=title)
+                         bundle=bundle, title=title,
+                         on_window=lambda i, n: prog.update(task, completed=i, total=n,
+                                                            info="" if i < n else "drawing the report"))
     oa = m["overall_agreement"]
     msg = f"wrote {out / 'report.html'}: overall agreement {oa * 100:.1f} % over {m['area_compared_ha']:,.1f} ha"
     if "reference_sample" in m and m["reference_sample"]["overall"] is not None:

@@ -1,6 +1,8 @@
 """Map-versus-reference agreement on the map's pixel grid.
 
-The reference raster is reprojected onto the class map's grid with rasterio: **mode** when
+The comparison reads window by window (:func:`pipeline.assess.compare.compare`), so the
+reference may be pan-European and the map a VRT mosaic of many tiles. The reference raster is
+reprojected onto the class map's grid with GDAL's warper: **mode** when
 the reference is finer than the map (e.g. 2 m → 10 m), **nearest** otherwise; the method is
 recorded. Reference codes are crosswalked to Level-1 (``pipeline/legends/*.csv``). Pixels that
 are nodata on either side are left out and counted.
@@ -12,6 +14,7 @@ diagonal / column total (reference), F1 their harmonic mean; overall accuracy = 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,8 @@ from pipeline.core.legend import Crosswalk, Legend
 __all__ = ["agreement", "align_reference"]
 
 
-def agreement(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legend
-              ) -> dict[str, Any]:
+def agreement(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legend,
+              on_window: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Agreement of a class COG with a reference raster (:func:`pipeline.assess.compare.compare`).
 
     Args:
@@ -32,6 +35,7 @@ def agreement(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Leg
         reference: reference raster in any CRS.
         crosswalk: reference codes → Level-1 ids.
         legend: the map's legend (Level-1).
+        on_window: progress, called with (windows done, windows in all).
 
     Returns:
         A JSON-able dict with ``overall_accuracy``, ``per_class`` (name → user's, producer's,
@@ -42,7 +46,7 @@ def agreement(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Leg
         RasterError: unreadable rasters, no CRS/transform, no overlap, or reference codes
             missing from the crosswalk (listed).
     """
-    c = compare(map_path, reference, crosswalk, legend)
+    c = compare(map_path, reference, crosswalk, legend, on_window=on_window)
     s = summary(c, legend)
     return {
         "overall_accuracy": s["overall_agreement"],

@@ -16,6 +16,7 @@ import base64
 import datetime as dt
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import rasterio
 
 from pipeline.assess import report_figures as fig
 from pipeline.assess.change import transition_matrix, zone_table
-from pipeline.assess.compare import BLOCK_M, agreement_by, block_agreement, compare, disagreement_cog, summary
+from pipeline.assess.compare import agreement_by, block_agreement, compare, summary
 from pipeline.assess.refpoints import read_points, sample_accuracy
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.errors import RasterError
@@ -84,7 +85,7 @@ def _model_card(bundle: Path | None, map_path: Path) -> str:
 
 def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, points: Path | None = None,
                  zones: Path | None = None, previous: Path | None = None, bundle: Path | None = None,
-                 title: str | None = None) -> dict[str, Any]:
+                 title: str | None = None, on_window: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Compare ``map_path`` with ``reference`` and write the report files into ``out``.
 
     Args:
@@ -98,6 +99,7 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         previous: an earlier class map of the same legend, for the transition matrix.
         bundle: the model bundle that made the map (its model card goes in the report).
         title: report title.
+        on_window: progress of the comparison, called with (windows done, windows in all).
 
     Returns:
         The metrics dict also written to ``metrics.json``.
@@ -112,11 +114,10 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
             raise RasterError(f"{what} does not exist", "Check the path", path=path)
     legend = _legend_of(map_path)
     cw = Crosswalk.shipped(crosswalk)
-    comp = compare(map_path, reference, cw, legend)
+    out.mkdir(parents=True, exist_ok=True)
+    comp = compare(map_path, reference, cw, legend, disagreement=out / "disagreement.tif", on_window=on_window)
     metrics = summary(comp, legend)
     blocks = block_agreement(comp)
-    out.mkdir(parents=True, exist_ok=True)
-    disagreement_cog(comp, out / "disagreement.tif")
     names = legend.names
     with rasterio.open(map_path) as s:
         extent = (s.bounds.left, s.bounds.right, s.bounds.bottom, s.bounds.top)
@@ -125,7 +126,7 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
     tables["confusion_ha"] = pd.DataFrame(cm_ha, columns=names).assign(**{"map \\ reference": names})[
         ["map \\ reference", *names]]
     tables["per_class"] = pd.DataFrame([{"class": n, **v} for n, v in metrics["per_class"].items()])
-    tables["blocks"] = pd.DataFrame(blocks)
+    tables["blocks"] = blocks
     tables["by_tile"] = pd.DataFrame(agreement_by(blocks, "tile", comp.pixel_ha))
     tables["by_bioregion"] = pd.DataFrame(agreement_by(blocks, "bioregion", comp.pixel_ha))
     metrics["by_tile"] = tables["by_tile"].to_dict("records")
@@ -175,11 +176,11 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
     rep = comp.crosswalk_report
     body = [
         ("Summary", f"<div class='kpis'>{kpi_html}</div>"),
-        ("Map, reference and disagreement", _img(fig.quicklooks(comp.map_ids, comp.ref_ids, extent, legend, comp.crs),
-                                                 "quicklooks")),
+        ("Map, reference and disagreement",
+         _img(fig.quicklooks(comp.thumb_map, comp.thumb_ref, extent, legend, comp.crs), "quicklooks")),
         ("Agreement per class", "<div class='row'>" + _img(fig.confusion_heatmap(cm_ha, names), "confusion")
          + _img(fig.class_bars(metrics["per_class"]), "per class") + "</div>" + _table(tables["per_class"], "{:,.3f}")),
-        ("Where the maps disagree", (_img(fig.block_map(blocks, extent, BLOCK_M), "blocks") if blocks else "")
+        ("Where the maps disagree", (_img(fig.block_map(blocks, extent, comp.block_m), "blocks") if len(blocks) else "")
          + "<p class='note'>The ten blocks with the lowest agreement (hotspots):</p>" + _table(worst, "{:,.3f}")
          + "<div class='row'><div><p class='note'>Per EEA 10 km tile:</p>" + _table(tables["by_tile"], "{:,.3f}")
          + "</div><div><p class='note'>Per biogeographical region:</p>"
@@ -210,7 +211,7 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
     for name, df in tables.items():
         with atomic_path(out / f"{name}.csv") as tmp:
             df.to_csv(tmp, index=False)
-    metrics["hotspots"] = blocks[:10]
+    metrics["hotspots"] = blocks.head(10).to_dict("records")
     metrics["files"] = sorted(["report.html", "metrics.json", "disagreement.tif", *(f"{n}.csv" for n in tables)])
     write_json(out / "metrics.json", metrics)
     return metrics

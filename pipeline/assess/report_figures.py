@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
@@ -124,27 +125,36 @@ def area_bars(names: list[str], mapped_ha: np.ndarray, est_ha: np.ndarray, ci_ha
     return _png(fig)
 
 
-def block_map(blocks: list[dict[str, Any]], extent: tuple[float, float, float, float], block_m: float) -> bytes:
+def block_map(blocks: pd.DataFrame, extent: tuple[float, float, float, float], block_m: float,
+              max_cells: int = 800) -> bytes:
     """Agreement per block as a raster (red = low), with the five worst blocks numbered.
 
     Args:
-        blocks: from :func:`pipeline.assess.compare.block_agreement` (``x_m``, ``y_m`` block centres).
+        blocks: from :func:`pipeline.assess.compare.block_agreement` (``x_m``, ``y_m`` block
+            centres, ``n_pixels``, ``n_agree``), worst first.
         extent: (left, right, bottom, top) of the map in its CRS (metres).
         block_m: the block side.
+        max_cells: the longest side of the drawn raster; larger maps pool blocks into cells of
+            several blocks (agreement = agreeing / compared pixels of the cell).
     """
     left, right, bottom, top = extent
-    nc = max(1, int(np.ceil((right - left) / block_m - 1e-9)))
-    nr = max(1, int(np.ceil((top - bottom) / block_m - 1e-9)))
-    img = np.full((nr, nc), np.nan)
-    for b in blocks:
-        c = min(nc - 1, int((b["x_m"] - left) // block_m))
-        r = min(nr - 1, int((top - b["y_m"]) // block_m))
-        img[r, c] = b["agreement"]
+    f = max(1, int(np.ceil(max(right - left, top - bottom) / block_m / max_cells)))
+    cell = block_m * f
+    nc = max(1, int(np.ceil((right - left) / cell - 1e-9)))
+    nr = max(1, int(np.ceil((top - bottom) / cell - 1e-9)))
+    c = np.minimum(nc - 1, ((blocks["x_m"].to_numpy() - left) // cell).astype(np.int64))
+    r = np.minimum(nr - 1, ((top - blocks["y_m"].to_numpy()) // cell).astype(np.int64))
+    agree = np.zeros(nr * nc)
+    n = np.zeros(nr * nc)
+    np.add.at(agree, r * nc + c, blocks["n_agree"].to_numpy(float))
+    np.add.at(n, r * nc + c, blocks["n_pixels"].to_numpy(float))
+    img = np.divide(agree, n, out=np.full(nr * nc, np.nan), where=n > 0).reshape(nr, nc)
+    block_m = cell
     fig, ax = plt.subplots(figsize=(5.6, 4.8))
     im = ax.imshow(img, cmap="RdYlGn", vmin=0, vmax=1, extent=(left, left + nc * block_m, top - nr * block_m, top),
                    interpolation="nearest")
-    for i, b in enumerate(blocks[:5], start=1):
-        ax.annotate(str(i), (b["x_m"], b["y_m"]), ha="center", va="center", fontsize=9, weight="bold")
+    for i, b in enumerate(blocks.head(5).itertuples(), start=1):
+        ax.annotate(str(i), (b.x_m, b.y_m), ha="center", va="center", fontsize=9, weight="bold")
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
     ax.set_xticks([])

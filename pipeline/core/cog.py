@@ -4,21 +4,27 @@ The array is first written to an in-memory GeoTIFF (band descriptions, tags, col
 copied with the ``COG`` driver, which builds the overviews (``mode`` for classes, ``average``
 for continuous bands), to a temporary file that is renamed into place. Nothing goes through
 dask (dask-written COGs get empty overviews; DESIGN.md pitfalls).
+
+:func:`cog_writer` is the same for rasters too large for memory: windows are written to a
+tiled GeoTIFF staged on disk beside the destination, which the ``COG`` driver then copies.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
-from rasterio.io import MemoryFile
+from rasterio.io import DatasetWriter, MemoryFile
 
-from pipeline.core.atomic import atomic_path
+from pipeline.core.atomic import atomic_path, temp_prefix
 
 
 def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata: float | int,
@@ -68,9 +74,59 @@ def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata:
                 ds.scales = tuple(float(s) for s in scales)
             if offsets is not None:
                 ds.offsets = tuple(float(o) for o in offsets)
-        with mem.open() as src, atomic_path(dest) as tmp:
-            extra = {"PREDICTOR": "2"} if np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize > 1 else {}
-            rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS=compress,
-                                 OVERVIEW_RESAMPLING=resampling.upper(), BLOCKSIZE=blocksize,
-                                 OVERVIEWS="AUTO", **extra)
+        with mem.open() as src:
+            _copy_as_cog(src, dest, arr.dtype, resampling, compress, blocksize)
     return Path(dest)
+
+
+def _copy_as_cog(src: rasterio.DatasetReader, dest: Path, dtype: np.dtype, resampling: str, compress: str,
+                 blocksize: int) -> None:
+    with atomic_path(dest) as tmp:
+        extra = {"PREDICTOR": "2"} if np.issubdtype(dtype, np.integer) and dtype.itemsize > 1 else {}
+        rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS=compress, OVERVIEW_RESAMPLING=resampling.upper(),
+                             BLOCKSIZE=blocksize, OVERVIEWS="AUTO", **extra)
+
+
+@contextmanager
+def cog_writer(dest: Path, shape: tuple[int, int], dtype: str | np.dtype, transform: Affine, crs: str,
+               nodata: float | int, description: str | None = None, tags: Mapping[str, object] | None = None,
+               colormap: Mapping[int, tuple[int, int, int, int]] | None = None, resampling: str = "average",
+               compress: str = "DEFLATE", blocksize: int = 256) -> Iterator[DatasetWriter]:
+    """A one-band COG written window by window, for rasters larger than memory.
+
+    Yields an open tiled GeoTIFF staged beside ``dest`` (eulc's temporary prefix); the caller
+    writes windows (``ds.write(block, 1, window=w)``), pixels never written stay ``nodata``. When the
+    block ends without an error the stage is copied to ``dest`` with the ``COG`` driver
+    (overviews by ``resampling``), atomically; the stage is always removed.
+
+    Args:
+        dest: output path (``.tif``).
+        shape: (H, W) in pixels.
+        dtype, transform, crs, nodata, description, tags, colormap, resampling, compress,
+            blocksize: as for :func:`write_cog` (one band).
+
+    Raises:
+        Whatever the body raises; nothing is left at ``dest`` then.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, stage_name = tempfile.mkstemp(prefix=temp_prefix(dest.name), suffix=".stage.tif", dir=dest.parent)
+    os.close(fd)
+    stage = Path(stage_name)
+    dt = np.dtype(dtype)
+    try:
+        with rasterio.open(stage, "w", driver="GTiff", height=shape[0], width=shape[1], count=1, dtype=dt.name,
+                           crs=crs, transform=transform, nodata=nodata, tiled=True, blockxsize=blocksize,
+                           blockysize=blocksize, compress="DEFLATE", zlevel=1, BIGTIFF="IF_SAFER",
+                           SPARSE_OK=True) as ds:
+            if description:
+                ds.set_band_description(1, description)
+            ds.update_tags(**{k: v if isinstance(v, str) else json.dumps(v)
+                              for k, v in {**(tags or {}), "overview_resampling": resampling}.items()})
+            if colormap:
+                ds.write_colormap(1, dict(colormap))
+            yield ds
+        with rasterio.open(stage) as src:
+            _copy_as_cog(src, dest, dt, resampling, compress, blocksize)
+    finally:
+        stage.unlink(missing_ok=True)

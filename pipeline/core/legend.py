@@ -184,12 +184,16 @@ class Crosswalk:
             raise SpecError(f"unknown crosswalk {name!r}", f"Use one of {', '.join(CROSSWALKS)}")
         return cls(name, _read_csv(f"{name}.csv"))
 
-    def apply(self, codes: pd.Series | np.ndarray, level: str = "level1") -> tuple[np.ndarray, MappingReport]:
+    def apply(self, codes: pd.Series | np.ndarray, level: str = "level1", counts: np.ndarray | None = None
+              ) -> tuple[np.ndarray, MappingReport]:
         """Map codes to Level-1 (or, for crosswalks with a ``level2`` column, Level-2) ids.
 
         Args:
             codes: any-shape array or Series of source codes (ints or strings).
             level: ``level1`` or ``level2``.
+            counts: how many rows (pixels) each element of ``codes`` stands for, same shape
+                (default 1 each): a raster's code histogram gets a report in pixels without
+                converting every pixel.
 
         Returns:
             ``(ids, report)``: int16 array of the same shape, -1 where unmapped, and the report
@@ -200,20 +204,21 @@ class Crosswalk:
         flat = arr.ravel()
         uniq, inv = np.unique(flat.astype(str), return_inverse=True)
         lut = np.full(len(uniq), -1, dtype=np.int16)
-        rep = MappingReport(self.name, n_in=flat.size)
-        counts = np.bincount(inv, minlength=len(uniq))
+        weights = None if counts is None else np.asarray(counts, np.int64).ravel()
+        rep = MappingReport(self.name, n_in=flat.size if weights is None else int(weights.sum()))
+        per_code = np.bincount(inv, weights=weights, minlength=len(uniq)).astype(np.int64)
         for i, u in enumerate(uniq):
             key = u[:-2] if u.endswith(".0") else u
             if key in ("nan", "", "None", "<NA>"):
-                rep.missing += int(counts[i])
+                rep.missing += int(per_code[i])
             elif key not in self.mapping:
-                rep.unknown[key] += int(counts[i])
+                rep.unknown[key] += int(per_code[i])
             elif mapping.get(key) is None:
-                rep.dropped[key] += int(counts[i])
+                rep.dropped[key] += int(per_code[i])
             else:
                 lut[i] = int(mapping[key] or 0)
         out = lut[inv].reshape(arr.shape)
-        rep.n_mapped = int((out >= 0).sum())
+        rep.n_mapped = int((out >= 0).sum()) if weights is None else int(weights[out.ravel() >= 0].sum())
         return out, rep
 
 
