@@ -68,3 +68,33 @@ def resolve_device(device: str) -> torch.device:
         raise EulcError("--device cuda was given but torch sees no CUDA GPU",
                         "Use --device cpu or auto, or install a CUDA build of torch")
     return torch.device(device)
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX-BF16 tiles), where
+    bf16 autocast is ~2× faster than float32 (``benchmarks/RESULTS.md``); elsewhere oneDNN
+    emulates it, slower than float32.
+    """
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check()) if check is not None else False
+
+
+def resolve_precision(precision: str, device: torch.device) -> bool:
+    """Whether inference uses bf16 autocast: ``auto`` → on CUDA only (float32 on CPU, bit-for-bit
+    the same maps on every CPU); ``bf16`` or ``fp32`` as given.
+
+    bf16 changes a few pixels' class against float32 (0.10 % of 10⁶ real ELC10 pixels with the
+    shipped ``elc10-l1``; confidence within 4 points), so it is recorded in the map's tags and
+    resume key.
+
+    Raises:
+        EulcError: an unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise EulcError(f"--precision {precision!r} is not a choice", f"Use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return device.type == "cuda"
+    return precision == "bf16"

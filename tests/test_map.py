@@ -167,3 +167,36 @@ def test_prior_adaptation_shifts_the_map_toward_the_tiles_priors(tile, small_bun
     (old / META).write_text(json.dumps(meta))
     with pytest.raises(EulcError, match="training class priors"):
         predict_tile(load_bundle(old), slovenia_features, tmp_path / "o", "slo", adapt_priors=True)
+
+
+def test_tile_pixels_equal_a_direct_prediction(small_bundle: Path, slovenia_features: Path, tmp_path: Path) -> None:
+    """The tile path (row blocks, band-major views for whole-valid blocks, gathers for the rest)
+    gives each pixel what :meth:`Predictor.predict` gives its feature row directly."""
+    from pipeline.core.grid import pixel_centres_lonlat
+    from tiles.mapping.predict import Predictor
+
+    pred = Predictor(load_bundle(small_bundle), device="cpu")
+    with rasterio.open(slovenia_features) as s:
+        vals = s.read()
+        prof = {k: s.profile[k] for k in ("transform", "crs")}
+        tags, names = s.tags(), list(s.descriptions)
+        band_tags = [s.tags(i) for i in range(1, s.count + 1)]
+    vals = np.where(np.isfinite(vals), vals, np.nanmedian(vals, axis=(1, 2), keepdims=True))  # real edges had NaN
+    big = np.tile(vals, (1, 3, 3))  # 324 × 324 px: two row blocks of the reader (256 + 68 rows)
+    big[:, 300:310, 10:20] = np.nan  # the second block has nodata, the first none
+    big[0, 5, 5] = 1e20  # a huge but finite value stays a pixel
+    path = write_cog(tmp_path / "big.tif", big.astype(np.float32), prof["transform"], str(prof["crs"]), np.nan,
+                     descriptions=names, tags=tags, band_tags=band_tags)
+    assert np.isfinite(big[:, :256]).all() and not np.isfinite(big[:, 256:]).all()
+    res = predict_tile(pred, path, tmp_path, "big")
+    with rasterio.open(res.class_path) as c, rasterio.open(res.confidence_path) as q:
+        cls, conf = c.read(1).ravel(), q.read(1).ravel()
+    x = big[[names.index(n) for n in pred.features]].reshape(len(pred.features), -1).T
+    ok = np.isfinite(x).all(1)
+    lon, lat = pixel_centres_lonlat(prof["transform"], 324, 324, "EPSG:3035")
+    ll = np.stack([lon.ravel(), lat.ravel()], 1).astype(np.float32)
+    want = pred.predict(np.ascontiguousarray(x[ok]), ll[ok])
+    assert (~ok).sum() == 100 and (cls == NODATA).sum() == 100
+    np.testing.assert_array_equal(cls[ok], want["class"])
+    np.testing.assert_array_equal(conf[ok], want["confidence"])
+    assert len(np.unique(want["class"])) >= 3

@@ -209,3 +209,35 @@ def test_bad_tiles_are_recorded_and_the_rest_is_mapped(slovenia_features: Path, 
         tile = g.name.removesuffix("_2017.tif")
         assert cog_validate(str(out / f"{tile}_class.tif"))[0]
     assert not list(out.glob(f"{cells[3]}_*"))
+
+
+def test_bf16_precision_is_recorded_keyed_and_close_to_float32(tiled_run, slovenia_features: Path,
+                                                               tmp_path: Path) -> None:
+    from model.infer import resolve_precision
+    from pipeline.core.errors import EulcError
+
+    cells, out, _ = tiled_run
+    cpu = __import__("torch").device("cpu")
+    assert (resolve_precision("auto", cpu), resolve_precision("bf16", cpu), resolve_precision("fp32", cpu)) == \
+        (False, True, False)
+    with pytest.raises(EulcError, match="--precision 'half'"):
+        resolve_precision("half", cpu)
+    events: list[tuple[str, dict]] = []
+    b = run_map(cells, BUNDLE, tmp_path, features_files=[slovenia_features], scheduler="sync",
+                precision="bf16", on_event=lambda k, i: events.append((k, i)))
+    assert b.ok and b.done == len(cells)
+    agree, n = 0, 0
+    for c in cells:
+        with rasterio.open(tmp_path / f"{c}_class.tif") as s16, rasterio.open(out / f"{c}_class.tif") as s32:
+            assert (s16.tags()["precision"], s32.tags()["precision"]) == ("bf16", "fp32")
+            a16, a32 = s16.read(1), s32.read(1)
+        ok = a32 != NODATA
+        agree += int((a16[ok] == a32[ok]).sum())
+        n += int(ok.sum())
+    assert n > 1000 and agree / n >= 0.99  # bf16 matrix products move few pixels' class
+    # the precision is part of the resume key: the same run in float32 redoes every tile
+    again = run_map(cells, BUNDLE, tmp_path, features_files=[slovenia_features], scheduler="sync",
+                    precision="fp32")
+    assert again.done == len(cells) and again.skipped == 0
+    with rasterio.open(tmp_path / f"{cells[0]}_class.tif") as s:
+        assert s.tags()["precision"] == "fp32"

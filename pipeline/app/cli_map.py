@@ -46,6 +46,9 @@ def map_(
         help="local (LocalCluster), threads, sync, or a dask scheduler address tcp://host:8786")] = "local",
     workers: Annotated[int | None, typer.Option(help="workers for local/threads (default: CPU count)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    precision: Annotated[str, typer.Option(
+        help="auto (bf16 on CUDA, float32 on CPU), fp32, or bf16: ~2x faster on CPUs with AMX-BF16, "
+             "0.1 % of pixels change class against float32; recorded in the tags")] = "auto",
     probabilities: Annotated[bool, typer.Option(help="also write per-class probabilities")] = False,
     adapt_priors: Annotated[bool, typer.Option(
         help="adapt each tile's class priors by EM on its own pixels (Saerens et al. 2002): in LORO "
@@ -108,12 +111,14 @@ def map_(
                 out_console.print(f"dask dashboard: {info['link']}")
             elif kind == "tile":
                 prog.update(task, advance=1, info=f"{info['tile_id']} {info['status']}")
+            elif kind == "warning":
+                console.print(f"[yellow]warning:[/yellow] {info['message']}", highlight=False)
 
         summary = run_map(cells, bundle, out, features_dir=features_dir, features_files=files or None,
                           level2_dir=level2, scheduler=scheduler, workers=workers, device=device,
                           probabilities=probabilities, compress=compress.upper(), on_event=on_event,
                           accept=tuple(accepted), dashboard=dashboard, overwrite=overwrite,
-                          adapt_priors=adapt_priors)
+                          adapt_priors=adapt_priors, precision=precision)
     px = summary.pixels - summary.nodata
     rate = f", {summary.pixels / summary.seconds / 1e6:.2f} Mpx/s" if summary.done and summary.seconds else ""
     out_console.print(f"{out}: {summary.done} tile(s) mapped, {summary.skipped} up to date, "

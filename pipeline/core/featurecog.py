@@ -3,7 +3,10 @@
 A feature COG is EPSG:3035 on the 10 m grid, in the spec's ``export_dtype``: ``int16`` (the GEE
 export's layout: the stored value physical × scale, rounded, nodata −32768, with GDAL band
 scale metadata 1/scale so GIS tools show physical values) or ``float32`` (NaN = nodata; specs
-whose stored values do not fit 16 bits, such as ``elc10``'s reflectance × 10⁷). Band names are the
+whose stored values do not fit 16 bits, such as ``elc10``'s reflectance × 10⁷). int16 files are
+DEFLATE with predictor 2 as GEE writes them; float32 files are ZSTD (level 9), which on real ELC10
+values is 0.64× the bytes of DEFLATE and decodes in 0.58× the time (the map step reads every band
+of every tile: ``benchmarks/RESULTS.md``). Band names are the
 spec's feature names, stored in the band descriptions **and** in the ``features`` tag
 (DESIGN.md §2), with the spec name/hash, the year, the processing level and the sources.
 """
@@ -74,7 +77,7 @@ def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window:
               "units": "physical value x scale (see band tag 'scale')", **(extra_tags or {})},
         band_tags=[{"scale": f.scale, "stat": f.stat, "sensor": f.sensor, "nodata_pixels": int(n), **x}
                    for f, n, x in zip(spec.features, nodata, band_extra, strict=True)],
-        resampling="average",
+        resampling="average", compress="DEFLATE" if spec.export_dtype == "int16" else "ZSTD",
     )
 
 

@@ -192,14 +192,22 @@ class FeatureReader:
             yield Block(r0, self._read(row_w0 + r0, col0, h, window.width))
 
     def _read(self, row: int, col: int, h: int, w: int) -> np.ndarray:
-        out = np.full((len(self.names), h, w), np.nan, np.float32)
         r_lo, r_hi = max(row, 0), min(row + h, self._src.height)
         c_lo, c_hi = max(col, 0), min(col + w, self._src.width)
+        inside = (r_lo, r_hi, c_lo, c_hi) == (row, row + h, col, col + w)
+        # a window inside the file (the usual case) is decoded straight into the output array,
+        # pixel-major in memory ((h, w, F) seen as (F, h, w)): a pixel's features are adjacent,
+        # which is the row layout the model reads, so no transpose is ever made
+        out = np.empty((h, w, len(self.names)), np.float32).transpose(2, 0, 1) if inside else \
+            np.full((len(self.names), h, w), np.nan, np.float32)
         if r_lo >= r_hi or c_lo >= c_hi:
             return out
         try:
-            vals = self._src.read(self._index, window=Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo),
-                                  out_dtype=np.float32)
+            win = Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo)
+            if inside:
+                vals = self._src.read(self._index, window=win, out=out)
+            else:
+                vals = self._src.read(self._index, window=win, out_dtype=np.float32)
         except RasterioIOError as e:
             raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
                               "Re-create it with `eulc features` or re-export it", path=self.path) from None
@@ -207,8 +215,10 @@ class FeatureReader:
         if nod is not None and not np.isnan(nod):
             vals[vals == np.float32(nod)] = np.nan
         if (self._scale != 1).any() or (self._offset != 0).any():
-            vals = vals * self._scale[:, None, None] + self._offset[:, None, None]
-        out[:, r_lo - row:r_hi - row, c_lo - col:c_hi - col] = vals
+            vals *= self._scale[:, None, None]
+            vals += self._offset[:, None, None]
+        if not inside:
+            out[:, r_lo - row:r_hi - row, c_lo - col:c_hi - col] = vals
         return out
 
     def read(self, window: GridWindow | None = None) -> np.ndarray:

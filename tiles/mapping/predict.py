@@ -175,7 +175,8 @@ class Predictor:
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Class id uint8 (N,), max probability float32 (N,) and, with ``proba``, the
         probabilities float32 (N, C) of raw features (N, F) and lon/lat (N, 2), in sub-batches
-        (softmax of the temperature-scaled logits; paper §3.5).
+        (softmax of the temperature-scaled logits; paper §3.5). ``x`` may be any strided view,
+        such as the transpose of a band-major (F, N) block.
         """
         n, n_cls = len(x), net.head_b.shape[0]
         cls = np.empty(n, np.uint8)
@@ -184,11 +185,14 @@ class Predictor:
         cuda = self.device.type == "cuda"
         with torch.inference_mode():
             for i in range(0, n, self.batch_px):
-                xb = torch.from_numpy(np.ascontiguousarray(x[i:i + self.batch_px]))
-                lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i:i + self.batch_px]))
                 if cuda:
+                    xb = torch.from_numpy(np.ascontiguousarray(x[i:i + self.batch_px]))
+                    lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i:i + self.batch_px]))
                     xb = xb.pin_memory().to(self.device, non_blocking=True)
                     lb = lb.pin_memory().to(self.device, non_blocking=True)
+                else:  # a band-major view (x = values.T) goes to BLAS as a transposed operand, not copied
+                    xb = torch.from_numpy(x[i:i + self.batch_px])
+                    lb = torch.from_numpy(lonlat_deg[i:i + self.batch_px])
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     z = net(xb, lb).float()
                 top, arg = z.max(1)
@@ -345,9 +349,10 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
     """
     pred = model if isinstance(model, Predictor) else Predictor(model, device="cpu")
     legend = pred.bundle.legend
+    gdal_threads = torch.get_num_threads()  # GDAL decodes and compresses with the model's threads
     # blocks are read once, row band by row band: a small GDAL cache keeps the RSS down
     with (rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024),
-          FeatureReader(feature_cog, pred.features, pred.scales, threads=torch.get_num_threads()) as reader):
+          FeatureReader(feature_cog, pred.features, pred.scales, threads=gdal_threads) as reader):
         contract = pred.check_features(reader, accept)
         win: GridWindow = tile.window(reader.grid) if tile is not None else reader.window
         h, w = win.shape
@@ -362,16 +367,25 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
         blocks = _with_lonlat(reader.blocks(win), win, pred.uses_coordinates)
         if prefetch is None:
             prefetch = pred.device.type == "cuda"
+        whole = pred._idx1 == list(range(len(pred.features)))
         for blk, lonlat in (_prefetch(blocks) if prefetch else blocks):
             f, bh, _ = blk.values.shape
-            finite = np.isfinite(blk.values)
-            n_valid_by_feature += finite.sum((1, 2))
-            valid = finite[pred._idx1].all(0).ravel()
+            flat = blk.values.reshape(f, -1)
+            # NaN or ±inf in any model feature makes the band sum non-finite: one pass, no (F, N) mask
+            valid = np.isfinite(np.add.reduce(flat if whole else flat[pred._idx1], axis=0))
+            sl = slice(blk.row0 * w, (blk.row0 + bh) * w)
+            if valid.all():  # the usual block: the band-major values go to the model as a view
+                n_valid_by_feature += flat.shape[1]
+                res = pred.predict(flat.T, lonlat, proba=proba is not None)
+                for k, arr in outs.items():
+                    arr[sl] = res[k]
+                if proba is not None:
+                    proba[:, sl] = np.rint(res["proba"].T * 100).astype(np.uint8)
+                continue
+            n_valid_by_feature += np.isfinite(flat).sum(1)
             if not valid.any():
                 continue
-            x = blk.values.reshape(f, -1).T[valid]  # (n, F), one copy
-            res = pred.predict(x, lonlat[valid], proba=proba is not None)
-            sl = slice(blk.row0 * w, (blk.row0 + bh) * w)
+            res = pred.predict(flat.T[valid], lonlat[valid], proba=proba is not None)  # (n, F), one copy
             for k, arr in outs.items():
                 arr[sl][valid] = res[k]
             if proba is not None:
@@ -385,7 +399,8 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
                           + (f" (no value at all in {empty[:6]}{'...' if len(empty) > 6 else ''})" if empty else ""),
                           "Check that the features cover this tile (cloud-free observations, the right year)",
                           path=feature_cog)
-    common = {"model_hash": pred.digest, "spec_hash": tags_in.get("spec_hash", ""),
+    common = {"model_hash": pred.digest, "precision": "bf16" if pred.bf16 else "fp32",
+              "spec_hash": tags_in.get("spec_hash", ""),
               "features_digest": pred.bundle.features_digest, "contract": contract,
               "spec": tags_in.get("spec", ""), "tile_id": tile_id, "features_file": Path(feature_cog).name,
               "year": tags_in.get("year", ""),
@@ -393,21 +408,21 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
     t, crs = win.transform, win.grid.crs
     cpath = write_cog(out_dir / f"{tile_id}_class.tif", cls.reshape(h, w), t, crs, NODATA,
                       descriptions=[legend.level], tags={**common, "legend": legend.to_json()},
-                      colormap=legend.colormap(), resampling="mode", compress=compress)
+                      colormap=legend.colormap(), resampling="mode", compress=compress, threads=gdal_threads)
     qpath = write_cog(out_dir / f"{tile_id}_confidence.tif", outs["confidence"].reshape(h, w), t, crs,
                       NODATA, descriptions=["confidence_pct"],
                       tags={**common, "units": "percent (max class probability x 100)"},
-                      resampling="average", compress=compress)
+                      resampling="average", compress=compress, threads=gdal_threads)
     extra: list[Path] = []
     if proba is not None:
         extra.append(write_cog(out_dir / f"{tile_id}_proba.tif", proba.reshape(-1, h, w), t, crs, NODATA,
                                descriptions=legend.names, tags={**common, "units": "percent"},
-                               resampling="average", compress=compress))
+                               resampling="average", compress=compress, threads=gdal_threads))
     if pred.level2 is not None:
         l2 = pred.level2.legend
         extra.append(write_cog(out_dir / f"{tile_id}_level2.tif", outs["level2"].reshape(h, w), t, crs,
                                NODATA, descriptions=[l2.level], tags={**common, "legend": l2.to_json()},
-                               colormap=l2.colormap(), resampling="mode", compress=compress))
+                               colormap=l2.colormap(), resampling="mode", compress=compress, threads=gdal_threads))
     counts = np.bincount(cls[cls != NODATA], minlength=len(legend))
     return TileResult(cpath, qpath, h * w, n_nodata,
                       {n: int(counts[i]) for i, n in enumerate(legend.names)}, extra, common)

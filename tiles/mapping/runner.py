@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from model.bundle import load_bundle
+from model.infer import cpu_has_fast_bf16, resolve_precision
 from pipeline.core.atomic import PREFIX, remove_leftovers
 from pipeline.core.errors import EulcError, RasterError
 from pipeline.core.featurecog import dataset_window
@@ -68,6 +69,7 @@ class MapJob:
         inputs_hash: the manifest key of these inputs.
         accept: feature-contract fields whose difference is tolerated (``cloud_mask``, ``level``).
         adapt_priors: EM class-prior adaptation per tile (:func:`~tiles.mapping.predict.predict_tile`).
+        bf16: bfloat16 autocast for the model (:func:`model.infer.resolve_precision`).
     """
 
     tile_id: str
@@ -83,6 +85,7 @@ class MapJob:
     inputs_hash: str = ""
     accept: tuple[str, ...] = ()
     adapt_priors: bool = False
+    bf16: bool = False
 
 
 @dataclass
@@ -105,7 +108,7 @@ class MapSummary:
         return not self.failures
 
 
-_PREDICTORS: dict[tuple[str, str | None, str], Any] = {}
+_PREDICTORS: dict[tuple[str, str | None, str, bool], Any] = {}
 
 
 def run_tile(job: MapJob) -> dict[str, Any]:
@@ -122,10 +125,10 @@ def run_tile(job: MapJob) -> dict[str, Any]:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
         torch.set_num_threads(max(1, job.threads))
-        key = (job.bundle_dir, job.level2_dir, job.device)
+        key = (job.bundle_dir, job.level2_dir, job.device, job.bf16)
         if key not in _PREDICTORS:
             l2 = load_bundle(Path(job.level2_dir)) if job.level2_dir else None
-            _PREDICTORS[key] = Predictor(load_bundle(Path(job.bundle_dir)), l2, device=job.device)
+            _PREDICTORS[key] = Predictor(load_bundle(Path(job.bundle_dir)), l2, device=job.device, bf16=job.bf16)
         res = predict_tile(_PREDICTORS[key], Path(job.features_file), Path(job.out_dir), job.tile_id,
                            tile=job.tile, probabilities=job.probabilities, compress=job.compress,
                            accept=job.accept, adapt_priors=job.adapt_priors)
@@ -196,12 +199,13 @@ def find_features(features_dir: Path, tile_id: str) -> Path:
 
 
 def inputs_hash(features_sha256: str, tile_id: str, tile: TileId | None, model_hash: str,
-                probabilities: bool, compress: str, accept: tuple[str, ...] = (), adapt_priors: bool = False) -> str:
+                probabilities: bool, compress: str, accept: tuple[str, ...] = (), adapt_priors: bool = False,
+                bf16: bool = False) -> str:
     """SHA-256 of everything a tile's outputs depend on (feature bytes, cell, models, options)."""
     key = {"format": FORMAT, "features": features_sha256, "tile_id": tile_id,
            "cell": str(tile) if tile else None, "model": model_hash, "probabilities": probabilities,
            "compress": compress, **({"accept": sorted(accept)} if accept else {}),
-           **({"adapt_priors": True} if adapt_priors else {})}
+           **({"adapt_priors": True} if adapt_priors else {}), **({"precision": "bf16"} if bf16 else {})}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -213,7 +217,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             workers: int | None = None, device: str = "auto", probabilities: bool = False,
             compress: str = "DEFLATE", on_event: Event | None = None, accept: tuple[str, ...] = (),
             dashboard: str = "127.0.0.1:8787", overwrite: bool = False,
-            adapt_priors: bool = False) -> MapSummary:
+            adapt_priors: bool = False, precision: str = "auto") -> MapSummary:
     """Map tiles, resumably. See the module docstring for the files written.
 
     Args:
@@ -239,6 +243,8 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             never replaced: a tile whose output name is taken by one fails).
         adapt_priors: adapt each tile's Level-1 class priors by EM on its own pixels (Saerens
             et al. 2002; the bundle must record its training priors).
+        precision: ``auto`` (bf16 on CUDA, float32 on CPU), ``fp32`` or ``bf16``
+            (:func:`model.infer.resolve_precision`; recorded in the tags and the resume key).
 
     Returns:
         The :class:`MapSummary` (``ok`` is False when any tile failed).
@@ -269,7 +275,12 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
         b1.class_prior()
     model_hash = b1.digest + (f"+{b2.digest}" if b2 else "")
     legends = {"class": b1.legend, **({"level2": b2.legend} if b2 else {})}
-    dev = str(resolve_device(device))
+    dev_t = resolve_device(device)
+    dev = str(dev_t)
+    bf16 = resolve_precision(precision, dev_t)
+    if bf16 and dev_t.type == "cpu" and not cpu_has_fast_bf16():
+        emit("warning", {"message": "--precision bf16 on a CPU without AMX-BF16: oneDNN emulates it, "
+                                    "slower than float32"})
     ncpu = os.cpu_count() or 1
     n_workers = workers or (1 if dev.startswith("cuda") else ncpu)
     threads = max(1, ncpu // n_workers) if scheduler in ("local", "threads", "sync") else 1
@@ -286,7 +297,8 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
                             "Give a new or empty folder, or pass --overwrite to write beside them "
                             "(eulc never replaces a file it did not write)")
         jobs, planned_failures = _plan(tiles, features_dir, features_files, bundle_dir, level2_dir, out_dir,
-                                       dev, probabilities, compress, threads, model_hash, accept, adapt_priors)
+                                       dev, probabilities, compress, threads, model_hash, accept, adapt_priors,
+                                       bf16)
         manifest = Manifest(out_dir / MANIFEST)  # created only once the inputs are known to be usable
         try:
             for j in list(jobs):  # with --overwrite: a foreign file named like an output fails its tile
@@ -344,8 +356,8 @@ def _output_names(job: MapJob, level2: bool) -> list[str]:
 
 def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files: list[Path] | None, bundle_dir: Path,
           level2_dir: Path | None, out_dir: Path, device: str, probabilities: bool, compress: str,
-          threads: int, model_hash: str, accept: tuple[str, ...] = (), adapt_priors: bool = False
-          ) -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
+          threads: int, model_hash: str, accept: tuple[str, ...] = (), adapt_priors: bool = False,
+          bf16: bool = False) -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
     jobs: list[MapJob] = []
     failed: dict[str, tuple[str | None, str]] = {}
     hashes: dict[Path, str] = {}
@@ -365,9 +377,9 @@ def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files:
             continue
         if ffile not in hashes:
             hashes[ffile] = file_sha256(ffile)
-        ih = inputs_hash(hashes[ffile], tid, cell, model_hash, probabilities, compress, accept, adapt_priors)
+        ih = inputs_hash(hashes[ffile], tid, cell, model_hash, probabilities, compress, accept, adapt_priors, bf16)
         jobs.append(MapJob(tid, cell, str(ffile), str(bundle_dir), str(level2_dir) if level2_dir else None,
-                           str(out_dir), device, probabilities, compress, threads, ih, accept, adapt_priors))
+                           str(out_dir), device, probabilities, compress, threads, ih, accept, adapt_priors, bf16))
     return jobs, failed
 
 
