@@ -4,9 +4,9 @@ A feature COG is EPSG:3035 on the 10 m grid, in the spec's ``export_dtype``: ``i
 export's layout: the stored value physical × scale, rounded, nodata −32768, with GDAL band
 scale metadata 1/scale so GIS tools show physical values) or ``float32`` (NaN = nodata; specs
 whose stored values do not fit 16 bits, such as ``elc10``'s reflectance × 10⁷). int16 files are
-DEFLATE with predictor 2 as GEE writes them; float32 files are ZSTD (level 9), which on real ELC10
-values is 0.64× the bytes of DEFLATE and decodes in 0.58× the time (the map step reads every band
-of every tile: ``benchmarks/RESULTS.md``). Band names are the
+DEFLATE with predictor 2 as GEE writes them; float32 files are ZSTD (level 9): against DEFLATE
+0.64× the bytes and 0.59× the decode time for the 35 ELC10 bands of real rows (the map step reads
+every band of every tile; ``benchmarks/bench_featurecog.py``, ``benchmarks/RESULTS.md``). Band names are the
 spec's feature names, stored in the band descriptions **and** in the ``features`` tag
 (DESIGN.md §2), with the spec name/hash, the year, the processing level and the sources.
 """
