@@ -415,7 +415,8 @@ CASES += [
     Case("gee tiles: before S2 L2A", ["gee", "export-tiles", "--tiles", "10kmE467N253", "--year", "2015", "--out",
                                       "out"], ["2015"]),
     Case("gee status: no job table", ["gee", "status", "--out", "out"], ["job table"]),
-    Case("demo: data folder missing", ["demo", "--out", "out"], ["EULC_DATA"], env={"EULC_DATA": "/nonexistent"}),
+    Case("demo --train: data folder missing", ["demo", "--out", "out", "--train"], ["EULC_DATA"],
+         env={"EULC_DATA": "/nonexistent"}),
     Case("demo: epochs 0 with --train", ["demo", "--out", "out", "--train", "--epochs", "0"], ["epochs"]),
 ]
 

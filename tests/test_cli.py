@@ -68,8 +68,10 @@ def test_missing_band_in_feature_cog(tmp_path: Path, small_bundle: Path, sloveni
     assert not list((tmp_path / "maps").glob("*.tif"))
 
 
-def test_demo_without_data_says_how_to_point_to_it(tmp_path: Path) -> None:
-    p = eulc("demo", "--out", str(tmp_path / "d"), env={"EULC_DATA": str(tmp_path / "none")})
+def test_demo_training_without_data_says_how_to_point_to_it(tmp_path: Path) -> None:
+    """The demo's own inputs ship with the package (tests/test_packaging.py runs it with no data);
+    training reads the ELC10 table from EULC_DATA and says how to point to it."""
+    p = eulc("demo", "--train", "--out", str(tmp_path / "d"), env={"EULC_DATA": str(tmp_path / "none")})
     _one_line_error(p, "EULC_DATA", str(tmp_path / "none"))
 
 

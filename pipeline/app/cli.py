@@ -41,6 +41,43 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
     state["debug"] = debug
 
 
+@app.command()
+def info() -> None:
+    """Versions (eulc, Python, GDAL, rasterio, torch), the device a map would run on, and where
+    eulc reads data, bundles and demo inputs from.
+    """
+    import platform
+
+    import numpy
+    import rasterio
+    import torch
+
+    from model.infer import cpu_has_fast_bf16, resolve_device
+    from pipeline import __version__
+    from pipeline.app.pretrained import ENV_VAR as MODELS_VAR
+    from pipeline.app.pretrained import models_dir, shipped_bundles
+    from pipeline.core.config import DEFAULT_DATA_DIR, demo_data_dir
+    from pipeline.core.config import ENV_VAR as DATA_VAR
+
+    dev = resolve_device("auto")
+    gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
+    raw = os.environ.get(DATA_VAR)
+    data = Path(raw) if raw else DEFAULT_DATA_DIR
+    missing = "missing: the tests and training read it; demo and map do not"
+    rows = [
+        ("eulc", __version__), ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("numpy", numpy.__version__), ("rasterio", rasterio.__version__), ("GDAL", rasterio.__gdal_version__),
+        ("torch", f"{torch.__version__}, {torch.get_num_threads()} threads"),
+        ("device (auto)", f"{dev}{gpu}; CPU bf16 in hardware (AMX): {'yes' if cpu_has_fast_bf16() else 'no'}"),
+        (f"data (${DATA_VAR})", f"{data.resolve()} ({'found' if data.is_dir() else missing})"),
+        (f"bundles (${MODELS_VAR})", f"{models_dir()}: {', '.join(shipped_bundles()) or 'none'}"),
+        ("demo inputs", str(demo_data_dir())),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        typer.echo(f"{k:<{width}}  {v}")
+
+
 def _usage_error(e: BaseException) -> bool:
     """Click's usage/parameter errors, whether from click or typer's vendored copy of it."""
     return any(c.__name__ == "ClickException" for c in type(e).__mro__)

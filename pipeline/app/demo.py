@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.atomic import write_json
-from pipeline.core.config import data_dir
+from pipeline.core.config import data_dir, demo_data_dir
 from pipeline.core.legend import Crosswalk, level1_legend
 from pipeline.core.resume import StepLog, input_key
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import load_spec
 
 ELC10_EXPORT = Path("elc10_lucas2018") / "lucas2018_elc10_s2_s1_features.csv.gz"
-SLOVENIA = Path("eolearn_testeopatch_slovenia")
-STACK = "eolearn_slovenia"
+SLOVENIA = Path("eolearn_slovenia")
+"""The demo's inputs, under :func:`pipeline.core.config.demo_data_dir` (shipped in the package)."""
+STACK = "eolearn_slovenia_demo"
 TILE_ID = "eolearn_slovenia"
 
 Reporter = Callable[[str, str], None]
@@ -44,8 +45,11 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
     ``out/features/eolearn_slovenia_<year>.tif``, ``out/maps/eolearn_slovenia_{class,confidence}.tif``,
     ``out/agreement.json`` and ``out/maps/eolearn_slovenia_quicklook.png``.
 
+    The stack and the reference map come with the package (``pipeline/demo_data``); only
+    training (``train``, or no shipped bundle fitting) reads ``EULC_DATA`` (the ELC10 table).
+
     Raises:
-        DataDirError: ``EULC_DATA`` does not point at the real data.
+        DataDirError: training was asked for and ``EULC_DATA`` does not point at the real data.
         EulcError: any stage's bad-input error.
     """
     from model.api import train_from_table
@@ -58,7 +62,9 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
     from tiles.mapping.predict import predict_tile
 
     say = report or (lambda step, msg: None)
-    root = data_dir((str(ELC10_EXPORT), str(SLOVENIA)))
+    root = demo_data_dir()
+    # training reads the ELC10 table from EULC_DATA: checked before anything is written
+    export = data_dir((str(ELC10_EXPORT),)) / ELC10_EXPORT if train else None
     # the short schedule is validated before anything is written (--epochs 0 is refused here)
     cfg = preset_config(FAITHFUL, None, epochs=epochs, lr=lr, seed=seed, ema_momentum=None)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,11 +100,12 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
                                         note=f"features of the shipped bundle {model_dir.name}")
     else:
         table = out / "table.parquet"
-        key = input_key("table", root / ELC10_EXPORT, spec.digest())
+        export = export or data_dir((str(ELC10_EXPORT),)) / ELC10_EXPORT
+        key = input_key("table", export, spec.digest())
         if log.done("table", key):
             say("table", f"up to date: {table}")
         else:
-            gdf, rep = build_feature_table([root / ELC10_EXPORT], spec)
+            gdf, rep = build_feature_table([export], spec)
             write_feature_table(gdf, table)
             log.mark("table", key, [table], rep.lines())
             for line in rep.lines():

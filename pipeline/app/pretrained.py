@@ -1,15 +1,16 @@
-"""The pretrained Level-1 bundles shipped in the repository's ``models/`` folder.
+"""The pretrained bundles shipped as package data in ``pipeline/bundles/`` (the repository's
+``models/`` is a link to it, so ``--bundle models/elc10-l1`` works in a clone).
 
 Each sub-folder is a ModelBundle (``weights.safetensors`` + ``bundle.json``) with a
 ``MODEL_CARD.md``; ``scripts/train_pretrained.py`` rebuilds them from the real ELC10 LUCAS 2018
-table. The folder is found beside the installed package (editable install, as the README's) or
-through ``EULC_MODELS``.
+table. ``EULC_MODELS`` names another folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 from pipeline.core.errors import BundleError
@@ -18,9 +19,9 @@ ENV_VAR = "EULC_MODELS"
 
 
 def models_dir() -> Path:
-    """``$EULC_MODELS`` or ``<repo>/models``."""
+    """``$EULC_MODELS``, or the bundles installed with the package (``pipeline/bundles``)."""
     env = os.environ.get(ENV_VAR)
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+    return Path(env) if env else Path(str(resources.files("pipeline") / "bundles"))
 
 
 def shipped_bundles(root: Path | None = None) -> dict[str, list[str]]:

@@ -43,6 +43,8 @@ from pipeline.core.warp import open_on_grid, read_on_grid
 NODATA = 255
 BLOCK_M = 250.0
 """Side of the blocks over which agreement is summarised and hotspots are ranked (metres)."""
+DISAGREE_RGB = (0, 0, 0)
+"""Colour of disagreeing pixels (black: no class of the Level-1 or Level-2 legends uses it)."""
 WINDOW_PX = 2048
 """Target side of the windows the comparison reads (rounded to whole blocks): ~4 Mpx, ~60 MB."""
 THUMB_PX = 1200
@@ -296,7 +298,7 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
         dis = stack.enter_context(cog_writer(
             disagreement, shape, "uint8", transform, crs, NODATA, description="disagreement",
             tags={"values": "0 agree, 1 disagree, 255 nodata", "resampling": method},
-            colormap={0: (26, 150, 65, 255), 1: (215, 25, 28, 255)}, resampling="mode")) if disagreement else None
+            colormap={0: (26, 150, 65, 255), 1: (*DISAGREE_RGB, 255)}, resampling="mode")) if disagreement else None
         mapper = _CodeMapper(crosswalk, ref.dtype)
         for i, win in enumerate(wins):
             mp = msrc.read(1, window=win)

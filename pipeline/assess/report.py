@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import markdown
 import numpy as np
 import pandas as pd
 import rasterio
@@ -47,6 +48,7 @@ th{background:#eef2fa}td:first-child,th:first-child{text-align:left}img{max-widt
 .note{font-size:12px;color:#555}pre{background:#f7f7f7;padding:10px;font-size:12px;white-space:pre-wrap}
 footer{font-size:11px;color:#777;text-align:center;padding:10px}
 .row{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}.row img{max-width:48%}
+.card{font-size:13px}.card h1{font-size:17px}.card h2{font-size:15px;border:0}.card table{font-size:12px}
 """
 
 
@@ -54,8 +56,20 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+HEADERS = {
+    "users_accuracy": "user's accuracy", "producers_accuracy": "producer's accuracy", "f1": "F1",
+    "map_pixels": "map pixels", "reference_pixels": "reference pixels", "x_m": "x (m)", "y_m": "y (m)",
+    "lon": "lon (°)", "lat": "lat (°)", "n_pixels": "pixels compared", "n_agree": "pixels agreeing",
+    "area_ha": "area (ha)", "tile": "EEA 10 km cell", "mapped_ha": "mapped (ha)", "estimated_ha": "estimated (ha)",
+    "ci95_ha": "± 95 % CI (ha)", "users": "user's accuracy", "users_ci95": "± 95 % CI", "producers": "producer's "
+    "accuracy", "producers_ci95": "± 95 % CI ", "bioregion": "biogeographical region",
+}
+"""Readable column names of the report's HTML tables (the CSVs keep the field names)."""
+
+
 def _table(df: pd.DataFrame, floatfmt: str = "{:,.2f}") -> str:
-    return df.to_html(index=False, border=0, na_rep="–", float_format=lambda v: floatfmt.format(v))
+    shown = df.rename(columns=lambda c: HEADERS.get(str(c), str(c).replace("_ha", " (ha)").replace("_", " ")))
+    return shown.to_html(index=False, border=0, na_rep="–", float_format=lambda v: floatfmt.format(v))
 
 
 def _legend_of(map_path: Path) -> Legend:
@@ -72,15 +86,37 @@ def _legend_of(map_path: Path) -> Legend:
 def _model_card(bundle: Path | None, map_path: Path) -> str:
     if bundle is not None:
         card = bundle / "MODEL_CARD.md"
-        if card.is_file():
-            return f"<pre>{html.escape(card.read_text(encoding='utf-8'))}</pre>"
+        if card.is_file():  # rendered (tables, lists, headings), its raw HTML escaped first
+            text = html.escape(card.read_text(encoding="utf-8"), quote=False)
+            return f"<div class='card'>{markdown.markdown(text, extensions=['tables'])}</div>"
         meta = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))
-        keep = {k: meta.get(k) for k in ("features", "spec", "metrics", "architecture", "versions")}
-        return f"<pre>{html.escape(json.dumps(keep, indent=1)[:6000])}</pre>"
+        return _bundle_summary(bundle, meta)
     with rasterio.open(map_path) as s:
         tags = {k: v for k, v in s.tags().items() if k != "legend"}
     return ("<p class='note'>No --bundle given; the map's tags name the model:</p>"
             f"<pre>{html.escape(json.dumps(tags, indent=1))}</pre>")
+
+
+def _dropped(dropped: dict[str, int]) -> str:
+    """``none``, or ``code (n px)`` for each code the crosswalk drops on purpose."""
+    return ", ".join(f"{c} ({n:,} px)" for c, n in sorted(dropped.items())) or "none"
+
+
+def _bundle_summary(bundle: Path, meta: dict[str, Any]) -> str:
+    """A self-trained bundle (no model card): its metrics and settings as tables."""
+    metrics = {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, int | float)}
+    arch = {k: v for k, v in (meta.get("architecture") or {}).items() if isinstance(v, int | float | str | bool)}
+    feats = meta.get("features") or []
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" if isinstance(v, float)
+                   else f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in metrics.items())
+    arows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in arch.items())
+    spec = meta.get("spec")
+    spec_name = str(spec.get("name", "") if isinstance(spec, dict) else spec or "")
+    listed = html.escape(", ".join(map(str, feats[:12]))) + (" …" if len(feats) > 12 else "")
+    return (f"<p>Bundle <code>{html.escape(bundle.name)}</code> (no MODEL_CARD.md): spec "
+            f"<code>{html.escape(spec_name)}</code>, {len(feats)} features ({listed}).</p>"
+            "<div class='row'><table><tr><th>metric</th><th>value</th></tr>" + rows + "</table>"
+            "<table><tr><th>architecture</th><th>value</th></tr>" + arows + "</table></div>")
 
 
 def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, points: Path | None = None,
@@ -194,8 +230,8 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
             f"<b>{html.escape(cw.name)}</b> (<code>pipeline/legends/{html.escape(cw.name)}.csv</code>). "
             f"{metrics['excluded']['map_nodata']:,} map-nodata pixels and "
             f"{metrics['excluded']['reference_nodata_or_dropped']:,} "
-            f"reference nodata or dropped pixels were left out; codes dropped on purpose: "
-            f"{html.escape(json.dumps(rep.get('dropped', {})))}. Confusion rows are map classes, columns reference "
+            "reference nodata or dropped pixels were left out; codes dropped on purpose: "
+            f"{html.escape(_dropped(rep.get('dropped') or {}))}. Confusion rows are map classes, columns reference "
             "classes; user's accuracy = diagonal / row, producer's = diagonal / column.</p>")),
         ("Model card", _model_card(bundle, map_path)),
     ]

@@ -19,9 +19,13 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E402
 
+from pipeline.assess.compare import DISAGREE_RGB  # noqa: E402
 from pipeline.core.legend import Legend  # noqa: E402
 
 DPI = 110
+DISAGREE = "#{:02x}{:02x}{:02x}".format(*DISAGREE_RGB)
+"""Colour of disagreeing pixels: black, which no Level-1 or Level-2 class uses (Artificial
+land is red), as in ``disagreement.tif``'s colour table."""
 
 
 def _png(fig: Figure) -> bytes:
@@ -57,7 +61,7 @@ def quicklooks(map_ids: np.ndarray, ref_ids: np.ndarray, extent: tuple[float, fl
     for ax, arr, title in ((axes[0], m, "map"), (axes[1], r, "reference (crosswalked to Level-1)")):
         ax.imshow(arr, cmap=cmap, vmin=-0.5, vmax=k - 0.5, extent=extent, interpolation="nearest")
         ax.set_title(title, fontsize=10)
-    axes[2].imshow(dis, cmap=ListedColormap(["#dddddd", "#d7191c"]), vmin=0, vmax=1, extent=extent,
+    axes[2].imshow(dis, cmap=ListedColormap(["#dddddd", DISAGREE]), vmin=0, vmax=1, extent=extent,
                    interpolation="nearest")
     axes[2].set_title(f"disagreement ({np.nanmean(dis) * 100:.1f} % of compared pixels)", fontsize=10)
     for ax in axes:
@@ -66,7 +70,7 @@ def quicklooks(map_ids: np.ndarray, ref_ids: np.ndarray, extent: tuple[float, fl
         _scale_bar(ax, extent[1] - extent[0])
     present = {int(v) for a in (m, r) for v in np.unique(a[np.isfinite(a)])}
     handles = [Patch(color=c.colour, label=c.name) for c in legend.classes if c.id in present]
-    handles += [Patch(color="#dddddd", label="agree"), Patch(color="#d7191c", label="disagree")]
+    handles += [Patch(color="#dddddd", label="agree"), Patch(color=DISAGREE, label="disagree")]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
     fig.text(0.99, 0.01, crs, ha="right", fontsize=7, color="#555")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
@@ -127,7 +131,8 @@ def area_bars(names: list[str], mapped_ha: np.ndarray, est_ha: np.ndarray, ci_ha
 
 def block_map(blocks: pd.DataFrame, extent: tuple[float, float, float, float], block_m: float,
               max_cells: int = 800) -> bytes:
-    """Agreement per block as a raster (red = low), with the five worst blocks numbered.
+    """Agreement per block as a raster (red = low), with the ten worst blocks numbered as in the
+    report's hotspot table.
 
     Args:
         blocks: from :func:`pipeline.assess.compare.block_agreement` (``x_m``, ``y_m`` block
@@ -153,7 +158,7 @@ def block_map(blocks: pd.DataFrame, extent: tuple[float, float, float, float], b
     fig, ax = plt.subplots(figsize=(5.6, 4.8))
     im = ax.imshow(img, cmap="RdYlGn", vmin=0, vmax=1, extent=(left, left + nc * block_m, top - nr * block_m, top),
                    interpolation="nearest")
-    for i, b in enumerate(blocks.head(5).itertuples(), start=1):
+    for i, b in enumerate(blocks.head(10).itertuples(), start=1):  # the hotspot table's ten
         ax.annotate(str(i), (b.x_m, b.y_m), ha="center", va="center", fontsize=9, weight="bold")
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)

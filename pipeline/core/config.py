@@ -8,6 +8,7 @@ sits beside a checkout of the repository.
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from pipeline.core.errors import DataDirError
@@ -42,3 +43,11 @@ def data_dir(required: tuple[str, ...] = ()) -> Path:
         if not (root / sub).exists():
             raise DataDirError(f"{root / sub} is missing from the real-data directory", hint)
     return root.resolve()
+
+
+def demo_data_dir() -> Path:
+    """The demo's own inputs shipped inside the package (``pipeline/demo_data``: the Slovenia
+    Sentinel-2 stack and its reference map, a few MB; ``pipeline/demo_data/SOURCES.md``), so
+    ``eulc demo`` runs from an installed wheel with no ``EULC_DATA``.
+    """
+    return Path(str(resources.files("pipeline") / "demo_data"))

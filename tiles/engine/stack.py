@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rasterio.errors import RasterioIOError
 
-from pipeline.core.config import data_dir
+from pipeline.core.config import data_dir, demo_data_dir
 from pipeline.core.errors import RasterError, SpecError
 from pipeline.core.grid import EEA_10M, Grid, GridWindow, window_for_bounds
 from pipeline.core.warp import read_on_grid
@@ -68,7 +68,8 @@ class StackManifest(BaseModel):
         name: a label for messages and metadata.
         sensor: the spec sensor key the stack feeds (``s2``).
         level: ``L1C`` or ``L2A``; recorded in the feature COG metadata.
-        root: folder the item paths are relative to; ``${EULC_DATA}`` expands to the data dir.
+        root: folder the item paths are relative to; ``${EULC_DATA}`` expands to the data dir,
+            ``${EULC_DEMO_DATA}`` to the package's demo data (:func:`pipeline.core.config.demo_data_dir`).
         items: the files.
     """
 
@@ -130,6 +131,8 @@ def load_manifest(name_or_path: str | Path) -> tuple[StackManifest, Path]:
     root = man.root
     if "${EULC_DATA}" in root:
         root = root.replace("${EULC_DATA}", str(data_dir()))
+    if "${EULC_DEMO_DATA}" in root:
+        root = root.replace("${EULC_DEMO_DATA}", str(demo_data_dir()))
     root_path = Path(os.path.expandvars(root))
     return man, (root_path if root_path.is_absolute() else base / root_path)
 
