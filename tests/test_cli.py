@@ -170,3 +170,33 @@ def test_stage_commands_chain_as_in_the_readme(data: Path, tmp_path: Path) -> No
     assert p.returncode == 0, p.stderr
     a = json.loads((tmp_path / "a.json").read_text())
     assert a["n_pixels"] > 9000 and "overall accuracy" in p.stdout
+
+
+def test_threads_quiet_info_and_usage_errors(tmp_path: Path, data: Path) -> None:
+    p = eulc("--threads", "1", "info")
+    assert p.returncode == 0 and "1 threads" in p.stdout and "GDAL" in p.stdout
+    _one_line_error(eulc("--threads", "0", "info"), "--threads")
+    _one_line_error(eulc("info", env={"EULC_THREADS": "many"}), "EULC_THREADS")
+    _one_line_error(eulc("--no-such-option"), "--no-such-option")
+    _one_line_error(eulc("map", "--no-such-option"), "--no-such-option")
+    # --quiet: the result on stdout, nothing on stderr (no progress, no notes); errors still show
+    src = data / "elc10_lucas2018" / "lucas2018_elc10_s2_s1_features.csv.gz"
+    q = eulc("-q", "table", str(src), "--out", str(tmp_path / "t.parquet"))
+    assert q.returncode == 0 and q.stderr == "" and q.stdout.strip()
+    _one_line_error(eulc("-q", "table", str(tmp_path / "none.csv"), "--out", str(tmp_path / "u.parquet")),
+                    "none.csv")
+
+
+def test_openmp_threads_sleep_when_other_work_loads_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.core import config
+
+    for var in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "EULC_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("EULC_THREADS", "4")
+    monkeypatch.setattr(config.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    assert not config.calm_openmp_under_load() and "GOMP_SPINCOUNT" not in os.environ  # 1 of 4 busy
+    monkeypatch.setattr(config.os, "getloadavg", lambda: (2.5, 1.0, 1.0))
+    assert config.calm_openmp_under_load() and os.environ["GOMP_SPINCOUNT"] == config.SPIN_UNDER_LOAD
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is kept
+    assert not config.calm_openmp_under_load() and "GOMP_SPINCOUNT" not in os.environ

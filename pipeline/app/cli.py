@@ -21,6 +21,7 @@ from pipeline.app import cli_model, cli_features, cli_map  # noqa: F401
 # isort: on
 from pipeline.app.cli_common import app, console, state
 from pipeline.app.cli_gee import gee_app
+from pipeline.core.config import THREADS_VAR, calm_openmp_under_load
 from pipeline.core.errors import EulcError
 
 app.add_typer(gee_app, name="gee")
@@ -37,8 +38,21 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
           version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Print the version and exit.")] = False) -> None:
+                                                help="Print the version and exit.")] = False,
+          threads: Annotated[int | None, typer.Option(
+              "--threads", min=1, envvar=THREADS_VAR,
+              help="CPU threads for every command (torch, GDAL, map workers); default: the cores this "
+                   "process may use. Results are bit-identical for a given number of threads.")] = None,
+          quiet: Annotated[bool, typer.Option(
+              "--quiet", "-q", help="No progress bars or notes: only results and errors.")] = False) -> None:
+    """eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS."""
     state["debug"] = debug
+    if threads is not None:  # before torch is loaded, so its OpenMP pool takes this size; workers inherit it
+        os.environ[THREADS_VAR] = str(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    calm_openmp_under_load()
+    if quiet:
+        console.quiet = True
 
 
 @app.command()
@@ -84,6 +98,7 @@ def _usage_error(e: BaseException) -> bool:
 
 
 def _fail(message: str, code: int = 2) -> None:
+    console.quiet = False  # errors show under --quiet too
     console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
     sys.exit(code)
 

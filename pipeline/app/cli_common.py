@@ -16,8 +16,12 @@ from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError
 from pipeline.core.resume import StepLog, content_sha256, input_key
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS.")
+app = typer.Typer(add_completion=True, no_args_is_help=True,
+                  help="eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS.",
+                  epilog="Examples: `eulc demo --out demo` (the main job, shipped data); `eulc info`; "
+                         "`eulc --threads 4 map --features-dir feats --bundle models/elc10-l1 --out maps`; "
+                         "`eulc report --map maps.vrt --reference clcplus.tif --crosswalk clcplus_backbone "
+                         "--out report`. Shell completion: `eulc --install-completion`.")
 console = Console(stderr=True)
 out_console = Console()
 state = {"debug": False}

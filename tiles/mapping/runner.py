@@ -36,6 +36,7 @@ from typing import Any
 from model.bundle import load_bundle
 from model.infer import cpu_has_fast_bf16, resolve_precision
 from pipeline.core.atomic import PREFIX, remove_leftovers
+from pipeline.core.config import cpu_threads
 from pipeline.core.errors import EulcError, RasterError
 from pipeline.core.featurecog import dataset_window
 from pipeline.core.grid import TileId
@@ -229,7 +230,8 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
         features_files: one feature COG/VRT holding every tile (read windowed), or without
             ``tiles`` the files to map whole.
         scheduler: ``local``, ``threads``, ``sync`` or a scheduler address.
-        workers: worker count for ``local``/``threads`` (default: the CPU count).
+        workers: worker count for ``local``/``threads`` (default: :func:`~pipeline.core.config.cpu_threads`,
+            the cores this process may use or ``--threads``).
         device: ``auto``, ``cpu`` or ``cuda`` (``auto`` picks CUDA when torch sees a GPU).
         probabilities: also write per-class probabilities.
         compress: ``DEFLATE`` or ``ZSTD``.
@@ -281,7 +283,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
     if bf16 and dev_t.type == "cpu" and not cpu_has_fast_bf16():
         emit("warning", {"message": "--precision bf16 on a CPU without AMX-BF16: oneDNN emulates it, "
                                     "slower than float32"})
-    ncpu = os.cpu_count() or 1
+    ncpu = cpu_threads()  # --threads / EULC_THREADS, else the cores this process may use
     n_workers = workers or (1 if dev.startswith("cuda") else ncpu)
     threads = max(1, ncpu // n_workers) if scheduler in ("local", "threads", "sync") else 1
     if scheduler == "sync":
