@@ -425,9 +425,20 @@ def _execute(jobs: list[MapJob], scheduler: str, n_workers: int, emit: Event, ma
                 res = {"status": "failed", "error": f"{j.features_file}: the worker failed ({type(e).__name__}: {e})"}
             yield j, res
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        # shutdown races inside dask (a batched send on a comm the scheduler just closed) log
+        # tracebacks that are not the run's errors: the tiles' own results are recorded above
+        quiet = [logging.getLogger(n) for n in ("distributed", "distributed.batched", "distributed.core",
+                                                 "distributed.comm", "distributed.worker", "distributed.scheduler")]
+        levels = [lg.level for lg in quiet]
+        for lg in quiet:
+            lg.setLevel(logging.CRITICAL)
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            for lg, lv in zip(quiet, levels, strict=True):
+                lg.setLevel(lv)
 
 
 def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path, legends: dict[str, Any],
