@@ -37,8 +37,8 @@ from pipeline.core.cog import cog_writer
 from pipeline.core.confusion import class_accuracies
 from pipeline.core.eea import cell_codes
 from pipeline.core.errors import RasterError
-from pipeline.core.legend import Crosswalk, Legend, MappingReport
-from pipeline.core.warp import open_on_grid, read_on_grid
+from pipeline.core.legend import Crosswalk, Legend, MappingReport, code_key
+from pipeline.core.warp import open_on_grid
 
 NODATA = 255
 BLOCK_M = 250.0
@@ -69,7 +69,7 @@ def _open(path: Path) -> rasterio.DatasetReader:
 
 def align_reference(reference: Path, map_path: Path) -> tuple[np.ndarray, str]:
     """Reproject band 1 of ``reference`` onto the grid of ``map_path``, whole (one tile, e.g. for
-    a quicklook; :func:`compare` reads window by window instead).
+    a quicklook), with the same exact warp as :func:`compare`, which reads window by window.
 
     Returns:
         ``(codes, method)``: float64 (H, W) reference codes (NaN = nodata or outside) and the
@@ -80,9 +80,12 @@ def align_reference(reference: Path, map_path: Path) -> tuple[np.ndarray, str]:
     """
     method = _method(reference, map_path)
     with _open(map_path) as m:
-        grid = (m.transform, m.crs, (m.height, m.width))
-    dst = read_on_grid(reference, *grid, resampling=Resampling[method], dtype=np.float64, fill=np.nan)
-    return dst, method
+        transform, crs, shape = m.transform, m.crs, (m.height, m.width)
+    with open_on_grid(reference, transform, crs, shape, resampling=Resampling[method]) as ref:
+        values, valid = ref.read(Window(0, 0, shape[1], shape[0]))
+    codes = values.astype(np.float64)
+    codes[~valid] = np.nan
+    return codes, method
 
 
 def _method(reference: Path, map_path: Path) -> str:
@@ -133,6 +136,13 @@ class Comparison:
     thumb_step: int
     disagreement: Path | None = None
 
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """(left, right, bottom, top) of the map grid in its CRS (metres), as matplotlib takes it."""
+        h, w = self.shape
+        t = self.transform
+        return (t.c, t.c + w * t.a, t.f + h * t.e, t.f)
+
 
 @dataclass
 class _CodeMapper:
@@ -158,7 +168,7 @@ class _CodeMapper:
 
     def _lookup(self, codes: np.ndarray) -> np.ndarray:
         ids, rep = self.crosswalk.apply(codes)
-        self.unknown.update(c for c in codes.tolist() if _key(c) in rep.unknown)
+        self.unknown.update(c for c in codes.tolist() if code_key(c) in rep.unknown)
         return ids
 
     def map(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -203,15 +213,10 @@ class _CodeMapper:
             return
         codes, n = self.histogram()
         per = dict(zip(codes.tolist(), n.tolist(), strict=True))
-        listed = ", ".join(f"{_key(c)} ({per.get(c, 0)} px)" for c in sorted(self.unknown))
+        listed = ", ".join(f"{code_key(c)} ({per.get(c, 0)} px)" for c in sorted(self.unknown))
         raise RasterError(f"has codes missing from the crosswalk {self.crosswalk.name!r}: {listed} "
                           "(pixel counts over the part read before the comparison stopped)",
                           "Add them to the crosswalk CSV (or choose the crosswalk of this product)", path=reference)
-
-
-def _key(code: Any) -> str:
-    s = str(code)
-    return s[:-2] if s.endswith(".0") else s
 
 
 def _block_sums(a: np.ndarray, step: int) -> np.ndarray:

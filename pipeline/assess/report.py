@@ -155,8 +155,7 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
     metrics = summary(comp, legend)
     blocks = block_agreement(comp)
     names = legend.names
-    with rasterio.open(map_path) as s:
-        extent = (s.bounds.left, s.bounds.right, s.bounds.bottom, s.bounds.top)
+    extent = comp.extent
     tables: dict[str, pd.DataFrame] = {}
     cm_ha = comp.confusion * comp.pixel_ha
     tables["confusion_ha"] = pd.DataFrame(cm_ha, columns=names).assign(**{"map \\ reference": names})[

@@ -143,8 +143,7 @@ def block_map(blocks: pd.DataFrame, extent: tuple[float, float, float, float], b
             several blocks (agreement = agreeing / compared pixels of the cell).
     """
     left, right, bottom, top = extent
-    f = max(1, int(np.ceil(max(right - left, top - bottom) / block_m / max_cells)))
-    cell = block_m * f
+    cell = block_m * max(1, int(np.ceil(max(right - left, top - bottom) / block_m / max_cells)))
     nc = max(1, int(np.ceil((right - left) / cell - 1e-9)))
     nr = max(1, int(np.ceil((top - bottom) / cell - 1e-9)))
     c = np.minimum(nc - 1, ((blocks["x_m"].to_numpy() - left) // cell).astype(np.int64))
@@ -154,9 +153,8 @@ def block_map(blocks: pd.DataFrame, extent: tuple[float, float, float, float], b
     np.add.at(agree, r * nc + c, blocks["n_agree"].to_numpy(float))
     np.add.at(n, r * nc + c, blocks["n_pixels"].to_numpy(float))
     img = np.divide(agree, n, out=np.full(nr * nc, np.nan), where=n > 0).reshape(nr, nc)
-    block_m = cell
     fig, ax = plt.subplots(figsize=(5.6, 4.8))
-    im = ax.imshow(img, cmap="RdYlGn", vmin=0, vmax=1, extent=(left, left + nc * block_m, top - nr * block_m, top),
+    im = ax.imshow(img, cmap="RdYlGn", vmin=0, vmax=1, extent=(left, left + nc * cell, top - nr * cell, top),
                    interpolation="nearest")
     for i, b in enumerate(blocks.head(10).itertuples(), start=1):  # the hotspot table's ten
         ax.annotate(str(i), (b.x_m, b.y_m), ha="center", va="center", fontsize=9, weight="bold")
@@ -165,7 +163,7 @@ def block_map(blocks: pd.DataFrame, extent: tuple[float, float, float, float], b
     ax.set_xticks([])
     ax.set_yticks([])
     _scale_bar(ax, right - left)
-    fig.colorbar(im, ax=ax, fraction=0.046, label=f"agreement per {block_m:g} m block")
+    fig.colorbar(im, ax=ax, fraction=0.046, label=f"agreement per {cell:g} m block")
     return _png(fig)
 
 

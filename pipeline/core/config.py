@@ -80,9 +80,10 @@ def calm_openmp_under_load() -> bool:
     """Before torch is loaded: when other work already keeps at least half of :func:`cpu_threads`
     busy (1-minute load average), make idle OpenMP threads sleep after a short spin
     (``GOMP_SPINCOUNT``). With the default long spin, torch's threads fight the other work:
-    a training run took 130 s instead of 1.2 s with two busy processes on 2 cores, and 4.3 s
-    with the short spin (``benchmarks/bench_threads.py``). The thread count, hence every number
-    computed, is unchanged; a user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is kept.
+    150 training steps beside two busy processes on 2 cores took 133 s with the long spin and
+    7.8 s with the short one (``benchmarks/bench_threads.py``, ``benchmarks/RESULTS.md``). The
+    thread count, hence every number computed, is unchanged; a user's own ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` is kept.
 
     Returns:
         Whether the short spin was set.

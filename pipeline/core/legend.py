@@ -76,6 +76,14 @@ class Legend:
                                 for i in items))
 
 
+
+def code_key(code: object) -> str:
+    """A source code as the crosswalk tables spell it: its text, without the ``.0`` a float
+    raster or a float column gives whole codes (``211.0`` → ``211``).
+    """
+    text = str(code)
+    return text[:-2] if text.endswith(".0") else text
+
 @dataclass
 class MappingReport:
     """What a crosswalk did: rows mapped, codes dropped on purpose, codes unknown.
@@ -208,7 +216,7 @@ class Crosswalk:
         rep = MappingReport(self.name, n_in=flat.size if weights is None else int(weights.sum()))
         per_code = np.bincount(inv, weights=weights, minlength=len(uniq)).astype(np.int64)
         for i, u in enumerate(uniq):
-            key = u[:-2] if u.endswith(".0") else u
+            key = code_key(u)
             if key in ("nan", "", "None", "<NA>"):
                 rep.missing += int(per_code[i])
             elif key not in self.mapping:

@@ -2,13 +2,14 @@
 Level-2) COGs for one tile (paper §3.5 inference; issue #5).
 
 - Bands are read by name in the bundle's order (:class:`pipeline.core.reader.FeatureReader`), in row
-  blocks (GDAL decodes with as many threads as torch uses). On CUDA a reader thread runs two
+  blocks decoded pixel-major (a pixel's features adjacent: the rows the model reads, no
+  transpose), by GDAL with as many threads as torch uses. On CUDA a reader thread runs two
   blocks ahead of the model, so disk reads, decompression and lon/lat overlap GPU compute.
 - Pixel-centre lon/lat come from the transform via pyproj (EPSG:3035 → EPSG:4326,
   ``always_xy=True``).
 - The network is :class:`model.fused.FusedClassifier` (normaliser, BatchNorm and temperature
   folded into the Linear layers), run under ``torch.inference_mode`` in sub-batches of
-  ``batch_px`` pixels (16,384 on CPU, ~2× faster than 65k here). On CUDA: pinned host
+  ``batch_px`` pixels (:data:`CPU_BATCH_PX` on CPU). On CUDA: pinned host
   buffers, non-blocking copies and bf16 autocast.
 - Pixels where any model feature is NaN become nodata (255) and are counted.
 - With a Level-2 bundle, crop types are predicted inside the pixels mapped as Cropland.
@@ -176,7 +177,7 @@ class Predictor:
         """Class id uint8 (N,), max probability float32 (N,) and, with ``proba``, the
         probabilities float32 (N, C) of raw features (N, F) and lon/lat (N, 2), in sub-batches
         (softmax of the temperature-scaled logits; paper §3.5). ``x`` may be any strided view,
-        such as the transpose of a band-major (F, N) block.
+        such as the pixel rows ``values.reshape(F, -1).T`` of a reader block.
         """
         n, n_cls = len(x), net.head_b.shape[0]
         cls = np.empty(n, np.uint8)
@@ -190,7 +191,7 @@ class Predictor:
                     lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i:i + self.batch_px]))
                     xb = xb.pin_memory().to(self.device, non_blocking=True)
                     lb = lb.pin_memory().to(self.device, non_blocking=True)
-                else:  # a band-major view (x = values.T) goes to BLAS as a transposed operand, not copied
+                else:  # any strided view works as it is (a transposed one goes to BLAS transposed)
                     xb = torch.from_numpy(x[i:i + self.batch_px])
                     lb = torch.from_numpy(lonlat_deg[i:i + self.batch_px])
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -374,22 +375,19 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
             # NaN or ±inf in any model feature makes the band sum non-finite: one pass, no (F, N) mask
             valid = np.isfinite(np.add.reduce(flat if whole else flat[pred._idx1], axis=0))
             sl = slice(blk.row0 * w, (blk.row0 + bh) * w)
-            if valid.all():  # the usual block: the band-major values go to the model as a view
+            if valid.all():  # the usual block: its pixel rows (flat.T, pixel-major in memory) as they are
                 n_valid_by_feature += flat.shape[1]
-                res = pred.predict(flat.T, lonlat, proba=proba is not None)
-                for k, arr in outs.items():
-                    arr[sl] = res[k]
-                if proba is not None:
-                    proba[:, sl] = np.rint(res["proba"].T * 100).astype(np.uint8)
-                continue
-            n_valid_by_feature += np.isfinite(flat).sum(1)
-            if not valid.any():
-                continue
-            res = pred.predict(flat.T[valid], lonlat[valid], proba=proba is not None)  # (n, F), one copy
+                pick: slice | np.ndarray = slice(None)
+            else:
+                n_valid_by_feature += np.isfinite(flat).sum(1)
+                if not valid.any():
+                    continue
+                pick = valid  # gathers the (n, F) valid rows: one copy
+            res = pred.predict(flat.T[pick], lonlat[pick], proba=proba is not None)
             for k, arr in outs.items():
-                arr[sl][valid] = res[k]
+                arr[sl][pick] = res[k]
             if proba is not None:
-                proba[:, sl][:, valid] = np.rint(res["proba"].T * 100).astype(np.uint8)
+                proba[:, sl][:, pick] = np.rint(res["proba"].T * 100).astype(np.uint8)
         tags_in = reader.tags
     cls = outs["class"]
     n_nodata = int((cls == NODATA).sum())
