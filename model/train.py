@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -47,6 +48,8 @@ from model.losses import supcon_loss
 from model.normalize import AffineNormalizer, fit_normalizer
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.errors import EulcError, SchemaError
+
+log = logging.getLogger(__name__)
 
 
 class TrainConfig(BaseModel):
@@ -371,6 +374,8 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
                 f1 = _scores(predict_proba(net, x[va], data.lonlat[va], cfg.device), data.y[va])["weighted_f1"]
             if best is None or f1 > best[0]:
                 best = (f1, epoch, {k: v.clone() for k, v in state.items()})
+        log.debug("epoch %d/%d: loss %.4f%s", epoch, cfg.epochs, float(total) / max(steps_per_epoch, 1),
+                  f", hold-out weighted F1 {best[0]:.4f} (best epoch {best[1]})" if best is not None else "")
         if on_epoch is not None:
             on_epoch(epoch, float(total) / max(steps_per_epoch, 1))
     net.load_state_dict(best[2] if best is not None else _final_state(net, ema))

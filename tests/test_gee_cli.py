@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +19,7 @@ from pipeline.table import build_feature_table
 from .conftest import ELC10, SURVEY
 from .test_cli import _one_line_error, eulc
 
-
-def test_export_table_for_real_lucas_2018_points_2022(data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "gx"
-    p = eulc("gee", "export-table", "--points", str(data / SURVEY), "--year", "2022", "--out", str(out))
-    assert p.returncode == 0, p.stderr[-2000:]
-    raw = pd.read_csv(data / SURVEY)
-    cells = (raw["POINT_ID"] // 10_000 // 100).astype(str) + "_" + (raw["POINT_ID"] % 10_000 // 100).astype(str)
-    expected_tasks = sum(math.ceil(n / 2000) for n in cells.value_counts())
-    with (out / "tasks.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == expected_tasks == len(list((out / "graphs").glob("*.json")))
-    assert sum(json.loads(r["detail"])["n_points"] for r in rows) == len(raw)
-    bands = json.loads((out / "bands.json").read_text())
-    assert bands["bands"] == load_spec("bridge-lc-196").names and bands["dtype"] == "int16"
-    g = json.loads((out / "graphs" / f"{rows[0]['key']}.json").read_text())
-    assert g["task_type"] == "Type.EXPORT_TABLE" and g["config"]["fileExportOptions"]["fileFormat"] == "CSV"
-    assert "Image.sampleRegions" in json.dumps(g["expression"])
+# the README's `eulc gee export-table` on the real LUCAS 2018 points: tests/test_readme.py::test_the_gee_plans
 
 
 def test_export_tiles_offline_with_a_selection(tmp_path: Path) -> None:
@@ -46,7 +28,7 @@ def test_export_tiles_offline_with_a_selection(tmp_path: Path) -> None:
     names = [spec.names[i] for i in range(0, 196, 2)] + ["dem_elevation"]
     sel.write_text(json.dumps({"spec": spec.name, "spec_hash": spec.digest(), "names": names,
                                "method": "names"}))
-    p = eulc("gee", "export-tiles", "--tiles", "10kmE467N253,10kmE468N253", "--selection", str(sel),
+    p = eulc("gee", "export-tiles", "--tiles", "10kmE467N253,10kmE468N253", "--features", str(sel),
              "--year", "2022", "--out", str(tmp_path / "t"))
     assert p.returncode == 0, p.stderr[-2000:]
     assert sorted(x.name for x in (tmp_path / "t" / "graphs").iterdir()) == ["10kmE467N253.json", "10kmE468N253.json"]
@@ -65,7 +47,7 @@ def test_bad_inputs_fail_before_anything_is_submitted(data: Path, tmp_path: Path
     far.write_text("POINT_ID,TH_LAT,TH_LONG\n7,-33.9,151.2\n")
     _one_line_error(eulc("gee", "export-table", "--points", str(far), "--year", "2022", "--out", str(tmp_path / "c")),
                     "far.csv", "outside the EEA grid")
-    _one_line_error(eulc("gee", "export-tiles", "--tiles", "10kmE467N253", "--selection", "s2_ndvi_p99",
+    _one_line_error(eulc("gee", "export-tiles", "--tiles", "10kmE467N253", "--features", "s2_ndvi_p99",
                          "--year", "2022", "--out", str(tmp_path / "d")), "s2_ndvi_p99")
     env = {"HOME": str(tmp_path), "GOOGLE_APPLICATION_CREDENTIALS": ""}
     _one_line_error(eulc("gee", "export-tiles", "--tiles", "10kmE467N253", "--year", "2022",

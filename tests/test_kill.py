@@ -47,7 +47,7 @@ def test_kill_then_rerun_is_byte_identical(command: str, data: Path, tmp_path: P
         assert p.wait(300) == 0, p.stderr.read() if p.stderr else ""
     args = {
         "table": ["table", str(sample), "--spec", "elc10", "--out", "out/t.parquet"],
-        "features": ["features", "--files", "eolearn_slovenia", "--year", "2017", "--select",
+        "features": ["features", "--files", "eolearn_slovenia", "--year", "2017", "--features",
                      "ndvi_p5,ndvi_p50,ndvi_p95,ndvi_texture_sd", "--out", "out"],
         "train": ["train", str(setup / "t.parquet"), "--out", "out/m", "--epochs", "3", "--features",
                   "ndvi_p5,ndvi_p50,ndvi_p95", "--overwrite"],

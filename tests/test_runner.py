@@ -117,7 +117,7 @@ def test_rerun_skips_done_tiles_and_redoes_a_deleted_one(tiled_run, slovenia_fea
 def test_kill_minus_9_then_resume_is_byte_identical(slovenia_features: Path, tmp_path: Path) -> None:
     cells = _cells(slovenia_features)[:20]
     codes = ",".join(map(str, cells))
-    common = ["--tiles", codes, "--features", str(slovenia_features), "--bundle", str(BUNDLE),
+    common = ["--tiles", codes, "--mosaic", str(slovenia_features), "--bundle", str(BUNDLE),
               "--workers", "1", "--device", "cpu"]
     ref_dir, run_dir = tmp_path / "uninterrupted", tmp_path / "killed"
     ref = _eulc("map", *common, "--out", str(ref_dir), "--scheduler", "sync")

@@ -54,7 +54,7 @@ def _tags(path: Path) -> dict[str, str]:
 def cli_features(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`eulc features --files` with a bundle's selection and no --spec: the folder it writes."""
     out = tmp_path_factory.mktemp("feats")
-    _ok(eulc("features", "--files", "eolearn_slovenia", "--year", "2017", "--select", "models/elc10-ndvi-l1",
+    _ok(eulc("features", "--files", "eolearn_slovenia", "--year", "2017", "--features", "models/elc10-ndvi-l1",
              "--out", str(out)))
     return out
 
@@ -66,7 +66,7 @@ def test_gee_tile_export_is_found_and_mapped(cli_features: Path, tmp_path: Path)
     sel = FeatureSelection.of(load_spec("elc10"), NDVI_FEATURES, "names")
     sel.save(tmp_path / "sel.json")
     plan = tmp_path / "plan"
-    _ok(eulc("gee", "export-tiles", "--tiles", SLO_CELL, "--selection", str(tmp_path / "sel.json"),
+    _ok(eulc("gee", "export-tiles", "--tiles", SLO_CELL, "--features", str(tmp_path / "sel.json"),
              "--year", "2017", "--out", str(plan)))
     with (plan / "tasks.csv").open() as f:
         (task,) = list(csv.DictReader(f))
@@ -261,12 +261,12 @@ def test_select_feeds_the_gee_export(data: Path, tmp_path: Path) -> None:
     _ok(eulc("select", "--table", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "sel.json"), "--k", "12",
              "--seeds", "1"))
     sel = json.loads((tmp_path / "sel.json").read_text())
-    _ok(eulc("gee", "export-tiles", "--tiles", SLO_CELL, "--selection", str(tmp_path / "sel.json"), "--year", "2018",
+    _ok(eulc("gee", "export-tiles", "--tiles", SLO_CELL, "--features", str(tmp_path / "sel.json"), "--year", "2018",
              "--out", str(tmp_path / "plan")))
     bands = json.loads((tmp_path / "plan" / "bands.json").read_text())
     assert bands["bands"] == sel["names"] and bands["features_digest"] == sel["features_digest"]
     # and a spec that disagrees with the selection is refused, naming the feature
-    p = eulc("gee", "export-tiles", "--tiles", SLO_CELL, "--selection", str(tmp_path / "sel.json"), "--year", "2018",
+    p = eulc("gee", "export-tiles", "--tiles", SLO_CELL, "--features", str(tmp_path / "sel.json"), "--year", "2018",
              "--spec", "bridge-lc-196", "--out", str(tmp_path / "plan2"))
     assert p.returncode == 2 and not (tmp_path / "plan2").exists()
 
@@ -326,7 +326,7 @@ def test_feature_resume_checks_the_file_and_the_inputs(cli_features: Path, tmp_p
     shutil.copytree(cli_features, out)
     (cog,) = list(out.glob("*.tif"))
     good = cog.read_bytes()
-    args = ["features", "--files", "eolearn_slovenia", "--year", "2017", "--select", "models/elc10-ndvi-l1",
+    args = ["features", "--files", "eolearn_slovenia", "--year", "2017", "--features", "models/elc10-ndvi-l1",
             "--out", str(out)]
     p = eulc(*args)
     assert p.returncode == 0 and "up to date" in p.stdout, p.stdout + p.stderr

@@ -241,7 +241,7 @@ def test_features_command_against_the_api(api: tuple[str, dict], tmp_path: Path)
     url, _ = api
     args = ["features", "--stac", url, "--s1-collection", "sentinel-1-rtc", "--dem-collection", "cop-dem-glo-30",
             "--tiles", "1kmE4674N2539", "--tile-size", "1km", "--year", "2019", "--spec", "bridge-lc-196",
-            "--select", "s1_vv_p50,dem_elevation", "--out", str(tmp_path / "f")]
+            "--features", "s1_vv_p50,dem_elevation", "--out", str(tmp_path / "f")]
     p = eulc(*args)
     assert p.returncode == 0, p.stderr[-2000:]
     with rasterio.open(tmp_path / "f" / "1kmE4674N2539_2019.tif") as s:
@@ -273,7 +273,7 @@ def test_the_readme_one_command_maps_from_a_stac_api(api: tuple[str, dict], tmp_
     url, _ = api
     out = tmp_path / "maps"
     bundle = models_dir() / "elc10-ndvi-l1"
-    p = eulc("map", "--stac", url, "--collection", "slovenia-ndvi", "--level", "L1C", "--year", "2017",
+    p = eulc("map", "--stac", url, "--collection", "slovenia-ndvi", "--processing-level", "L1C", "--year", "2017",
              "--tiles", "1kmE4674N2539", "--tile-size", "1km", "--bundle", str(bundle), "--out", str(out),
              "--scheduler", "sync")
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]

@@ -139,7 +139,8 @@ def test_features_command_from_the_catalogue(data: Path, tmp_path: Path) -> None
     names = ["ndvi_p50", "ndvi_p95"]
     out = tmp_path / "feat"
     args = ["features", "--catalog", str(cat), "--tiles", "1kmE4674N2539", "--tile-size", "1km", "--year", "2015",
-            "--level", "L1C", "--spec", "elc10", "--select", ",".join(names), "--out", str(out), "--cloud-mask", "none"]
+            "--processing-level", "L1C", "--spec", "elc10", "--features", ",".join(names), "--out", str(out),
+            "--cloud-mask", "none"]
     p = eulc(*args)
     assert p.returncode == 0, p.stderr[-2000:]
     cog = out / "1kmE4674N2539_2015.tif"
@@ -181,7 +182,7 @@ def test_stac_api_errors_and_common_names(tmp_path: Path) -> None:
     assert [canonical_band(k) for k in ("red", "nir", "nir08", "swir16", "scl", "B04", "B8A")] == [
         "B4", "B8", "B8A", "B11", "SCL", "B4", "B8A"]  # Earth Search asset keys → band names
     p = eulc("features", "--stac", "http://127.0.0.1:9/v1", "--tiles", "1kmE4674N2539", "--tile-size", "1km",
-             "--year", "2021", "--spec", "elc10", "--select", "ndvi_p50", "--out", str(tmp_path / "f"))
+             "--year", "2021", "--spec", "elc10", "--features", "ndvi_p50", "--out", str(tmp_path / "f"))
     _one_line_error(p, "http://127.0.0.1:9/v1", "could not be searched")
     both = eulc("features", "--stac", "http://x", "--files", "eolearn_slovenia", "--year", "2017",
                 "--out", str(tmp_path / "g"))

@@ -44,15 +44,41 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
               help="CPU threads for every command (torch, GDAL, map workers); default: the cores this "
                    "process may use. Results are bit-identical for a given number of threads.")] = None,
           quiet: Annotated[bool, typer.Option(
-              "--quiet", "-q", help="No progress bars or notes: only results and errors.")] = False) -> None:
+              "--quiet", "-q", help="No progress bars or notes: only results and errors.")] = False,
+          verbose: Annotated[bool, typer.Option(
+              "--verbose", "-v", help="Also log each step's details to stderr: per tile (time, pixels, memory), "
+                                      "per epoch (loss, hold-out F1), per STAC search, per comparison.")] = False,
+          ) -> None:
     """eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS."""
+    if quiet and verbose:
+        raise EulcError("--quiet and --verbose contradict each other", "Give one of them")
     state["debug"] = debug
+    if verbose:
+        _log_to_stderr()
     if threads is not None:  # before torch is loaded, so its OpenMP pool takes this size; workers inherit it
         os.environ[THREADS_VAR] = str(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
     calm_openmp_under_load()
     if quiet:
         console.quiet = True
+
+
+EULC_LOGGERS = ("pipeline", "model", "tiles", "gee_scripts")
+"""The packages whose loggers ``--verbose`` shows."""
+
+
+def _log_to_stderr() -> None:
+    """Send eulc's log records (DEBUG and up) to stderr, timestamped, through rich."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False,
+                          log_time_format="%H:%M:%S")
+    for name in EULC_LOGGERS:
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.DEBUG)
+        lg.addHandler(handler)
 
 
 @app.command()

@@ -5,12 +5,21 @@ the same in every command, progress bars and the small parsers of option values.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError
@@ -19,7 +28,7 @@ from pipeline.core.resume import StepLog, content_sha256, input_key
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS.",
                   epilog="Examples: `eulc demo --out demo` (the main job, shipped data); `eulc info`; "
-                         "`eulc --threads 4 map --features-dir feats --bundle models/elc10-l1 --out maps`; "
+                         "`eulc --threads 4 map --features-dir feats --bundle elc10-l1 --out maps`; "
                          "`eulc report --map maps.vrt --reference clcplus.tif --crosswalk clcplus_backbone "
                          "--out report`. Shell completion: `eulc --install-completion`.")
 console = Console(stderr=True)
@@ -35,8 +44,40 @@ DemCollection = Annotated[str | None, typer.Option(
     "--dem-collection", help="with --stac: the DEM collection (e.g. cop-dem-glo-30); needed for DEM features")]
 CloudMaskOpt = Annotated[str, typer.Option(
     "--cloud-mask", help="auto: the spec's S2 mask, SCL when the items lack s2cloudless CLP; none: no cloud mask")]
-S2Level = Annotated[str, typer.Option("--level", help="with --stac/--catalog: S2 level, L2A (harmonization "
-                                      "offset) or L1C")]
+ProcessingLevelOpt = Annotated[str, typer.Option(
+    "--processing-level", help="with --stac/--catalog: the Sentinel-2 processing level of the items, L2A "
+    "(harmonization offset applied) or L1C")]
+
+# Options that mean the same in every command that has them (tests/test_cli_options.py checks
+# that an option name keeps one help text across commands, or is listed there with the reason)
+FeaturesOpt = Annotated[str | None, typer.Option(
+    "--features", help="which features: a selection JSON (`eulc select`), a model bundle (folder or "
+    "shipped name, e.g. elc10-ndvi-l1) or comma-separated names; default: every feature of the spec")]
+LevelOpt = Annotated[str, typer.Option(
+    "--level", help="the class legend: level1 (7 land-cover classes) or level2 (19 crop types)")]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")]
+CrosswalkOpt = Annotated[str, typer.Option(
+    "--crosswalk", help="reference legend to Level-1: clcplus_backbone, corine_l3, osm_clcplus, eucropmap, "
+    "eolearn_lulc, elc10 or eulc_level1 (pipeline/legends/)")]
+_TILES = typer.Option("--tiles", help="EEA grid cells: codes (10kmE467N253,...), a .txt list, bbox:W,S,E,N "
+                      "(EPSG:4326 degrees) or a vector file")
+TilesOpt = Annotated[str | None, _TILES]
+RequiredTilesOpt = Annotated[str, _TILES]
+TileSizeOpt = Annotated[str, typer.Option(
+    "--tile-size", help="cell size for a bbox or vector --tiles: 100km, 10km, 1km, 250m")]
+SpecOpt = Annotated[str | None, typer.Option(
+    "--spec", help="feature spec: a shipped name (elc10, bridge-lc-196) or a YAML path; default: the spec "
+    "that --features carries (a selection or bundle), else elc10")]
+StacOpt = Annotated[str | None, typer.Option(
+    "--stac", help="STAC API URL to compute the features from, e.g. https://earth-search.aws.element84.com/v1")]
+EmaOpt = Annotated[bool, typer.Option(
+    "--ema/--no-ema", help="weight EMA of the neural model(s), as the authors (each preset sets its momentum)")]
+_FEATURES_DIR_HELP = ("folder of feature COGs (*.tif): with --tiles one per tile, named <tile>.tif, <tile>_<year>.tif "
+                      "or <spec>_<year>_<tile>.tif; without, every file")
+FeaturesDirOpt = Annotated[Path, typer.Option("--features-dir", help=_FEATURES_DIR_HELP)]
+OptionalFeaturesDirOpt = Annotated[Path | None, typer.Option("--features-dir", help=_FEATURES_DIR_HELP)]
+BUNDLE_HELP = "model bundle: a folder, or the name of a shipped bundle (elc10-l1, elc10-ndvi-l1, ... `eulc info`)"
 
 
 def _stac_source(stac: str | None, catalog: Path | None, collection: str, s1_collection: str | None,
@@ -51,26 +92,89 @@ def _stac_source(stac: str | None, catalog: Path | None, collection: str, s1_col
     return StacApi(stac, cols)
 
 
+PROGRESS_EVERY_VAR = "EULC_PROGRESS_S"
+"""Seconds between the plain progress lines printed when stderr is not a terminal (default 10)."""
+
+
+class PlainProgress(Progress):
+    """Progress for a stderr that is not a terminal (a log file, a pipe, CI, a batch job), where
+    rich draws no bar: each visible task prints one plain line at most every ``every_s`` seconds
+    and one when it completes, with done/total, the share, the time elapsed and the estimated
+    time left (rich's speed estimate over the last updates).
+
+    The same calls as :class:`rich.progress.Progress` (``add_task``, ``update``, ``advance``).
+    """
+
+    def __init__(self, every_s: float) -> None:
+        super().__init__(console=console, disable=True)
+        self.every_s = every_s
+        self._printed: dict[TaskID, float] = {}
+        self._finished: set[TaskID] = set()
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        """As :meth:`rich.progress.Progress.update`, then a line when one is due."""
+        super().update(task_id, **kwargs)
+        self._line(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        """As :meth:`rich.progress.Progress.advance`, then a line when one is due."""
+        super().advance(task_id, advance)
+        self._line(task_id)
+
+    def _line(self, task_id: TaskID) -> None:
+        task = self._tasks[task_id]
+        done = task.total is not None and task.completed >= task.total
+        now = self.get_time()
+        last = self._printed.get(task_id, task.start_time or now)
+        if not task.visible or task_id in self._finished or (not done and now - last < self.every_s):
+            return
+        self._printed[task_id] = now
+        if done:
+            self._finished.add(task_id)
+        info = str(task.fields.get("info", ""))
+        elapsed = _duration(task.elapsed or 0.0)
+        if task.total:
+            eta = "" if done or task.time_remaining is None else f", about {_duration(task.time_remaining)} left"
+            head = (f"{task.description}: {task.completed:,.0f}/{task.total:,.0f} "
+                    f"({100 * task.completed / task.total:.0f} %) in {elapsed}{eta}")
+        else:
+            head = f"{task.description}: {task.completed:,.0f} done in {elapsed}"
+        console.print(head + (f"; {info}" if info else ""), highlight=False, markup=False, soft_wrap=True)
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 def _progress() -> Progress:
+    """A progress display on stderr: rich bars with the time left in a terminal, else plain
+    lines every ``$EULC_PROGRESS_S`` seconds (:class:`PlainProgress`).
+    """
+    if not console.is_terminal:
+        try:
+            every_s = float(os.environ.get(PROGRESS_EVERY_VAR, "10"))
+        except ValueError:
+            raise EulcError(f"${PROGRESS_EVERY_VAR}={os.environ[PROGRESS_EVERY_VAR]!r} is not a number of seconds",
+                            f"Set it to e.g. 10, or unset {PROGRESS_EVERY_VAR}") from None
+        return PlainProgress(every_s)
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console)
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                    console=console)
 
 
-def _spec_and_selection(spec: str | None, select: str | None) -> tuple[Any, Any]:
-    """``--spec``/``--select`` → (spec, selection); a bundle directory brings its own spec."""
-    from pipeline.core.selection import FeatureSelection, resolve_selection
+def _spec_and_selection(spec: str | None, features: str | None, default_spec: str = "elc10") -> tuple[Any, Any]:
+    """:func:`pipeline.app.resolve.spec_and_selection`, imported when a command runs (it loads torch)."""
+    from pipeline.app.resolve import spec_and_selection
 
-    if select and Path(select).is_dir():
-        from model.bundle import load_bundle
-        from pipeline.core.spec import load_spec
+    return spec_and_selection(spec, features, default_spec)
 
-        b = load_bundle(Path(select))
-        sp = b.feature_spec()
-        sel = FeatureSelection.of(sp, b.features, "bundle")
-        if spec:
-            sel.check_against(load_spec(spec), f"bundle {select}")
-        return sp, sel
-    return resolve_selection(spec, select, "elc10")
+
+def _table_selection(spec: Any, features: str | None) -> Any:
+    """:func:`pipeline.app.resolve.table_selection`, imported when a command runs."""
+    from pipeline.app.resolve import table_selection
+
+    return table_selection(spec, features)
 
 
 def _cloud_mask(choice: str) -> Any:
@@ -80,7 +184,7 @@ def _cloud_mask(choice: str) -> Any:
 
 
 def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: Any, sel: Any,
-                           year: int, out: Path, level: str, keep_going: bool = False,
+                           year: int, out: Path, processing_level: str, keep_going: bool = False,
                            cloud_mask: Any = "auto", allow_roots: tuple[Path, ...] = ()) -> None:
     from pipeline.core.aoi import parse_tiles
     from tiles.engine.run import features_from_stac
@@ -97,13 +201,14 @@ def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: 
         task = prog.add_task("features", total=len(cells), info="")
         for cell in cells:
             dest = out / f"{cell}_{year}.tif"
-            key = input_key("features", features_digest(sub), year, str(cloud_mask), level, source, str(cell))
+            key = input_key("features", features_digest(sub), year, str(cloud_mask), processing_level, source,
+                            str(cell))
             # resume: the same request on the same inputs, and the file as written (SHA-256)
             if dest.is_file() and log.done(dest.name, key):
                 prog.update(task, advance=1, info=f"{cell} up to date")
                 continue
             try:
-                features_from_stac(catalog, sp, sel, year, cell.window(), dest, level, cloud_mask,
+                features_from_stac(catalog, sp, sel, year, cell.window(), dest, processing_level, cloud_mask,
                                    allow_roots=allow_roots)
                 log.mark(dest.name, key, [dest])
             except EulcError as e:

@@ -12,9 +12,15 @@ from pipeline.app.cli_common import (
     FEATURES_LOG,
     CloudMaskOpt,
     DemCollection,
+    FeaturesDirOpt,
+    FeaturesOpt,
+    ProcessingLevelOpt,
     S1Collection,
     S2Collection,
-    S2Level,
+    SpecOpt,
+    StacOpt,
+    TileSizeOpt,
+    TilesOpt,
     _cloud_mask,
     _features_from_catalog,
     _progress,
@@ -37,20 +43,16 @@ def features(
     year: Annotated[int, typer.Option(help="map year")],
     files: Annotated[str | None, typer.Option("--files", help="stack manifest (YAML) or shipped name")] = None,
     catalog: Annotated[Path | None, typer.Option(help="static STAC catalogue (catalog.json) of S2 items")] = None,
-    stac: Annotated[str | None, typer.Option(
-        help="STAC API URL, e.g. https://earth-search.aws.element84.com/v1")] = None,
+    stac: StacOpt = None,
     collection: S2Collection = "sentinel-2-l2a",
     s1_collection: S1Collection = None,
     dem_collection: DemCollection = None,
     cloud_mask: CloudMaskOpt = "auto",
-    tiles: Annotated[str | None, typer.Option(
-        help="with --catalog/--stac: EEA cells (codes, bbox:W,S,E,N or a file)")] = None,
-    tile_size: Annotated[str, typer.Option(help="cell size for a bbox or vector AOI")] = "10km",
-    level: S2Level = "L2A",
-    spec: Annotated[str | None, typer.Option(
-        help="feature spec name or YAML path (default: the selection's or bundle's own, else elc10)")] = None,
-    select: Annotated[str | None, typer.Option(
-        help="selection JSON, comma-separated names, or a model bundle dir")] = None,
+    tiles: TilesOpt = None,
+    tile_size: TileSizeOpt = "10km",
+    processing_level: ProcessingLevelOpt = "L2A",
+    spec: SpecOpt = None,
+    features: FeaturesOpt = None,
     tile_id: Annotated[str | None, typer.Option(help="output name (default: manifest name)")] = None,
     allow_root: Annotated[list[Path] | None, typer.Option(
         "--allow-root", help="with --catalog: a folder outside the catalogue's own its assets may lie in")] = None,
@@ -59,14 +61,14 @@ def features(
     from tiles.engine.run import features_from_stack
     from tiles.engine.stack import load_manifest
 
-    sp, sel = _spec_and_selection(spec, select)
+    sp, sel = _spec_and_selection(spec, features)
     remove_leftovers(out)  # temporaries of a killed earlier run, even when everything is up to date
     if sum(v is not None for v in (files, catalog, stac)) != 1:
         raise EulcError("give one of --files (a local stack manifest), --catalog (a static STAC catalogue) "
                         "or --stac (a STAC API URL)")
     if catalog is not None or stac is not None:
         _features_from_catalog(_stac_source(stac, catalog, collection, s1_collection, dem_collection), tiles,
-                               tile_size, sp, sel, year, out, level, cloud_mask=_cloud_mask(cloud_mask),
+                               tile_size, sp, sel, year, out, processing_level, cloud_mask=_cloud_mask(cloud_mask),
                                allow_roots=tuple(allow_root or ()))
         return
     assert files is not None
@@ -92,7 +94,7 @@ def features(
 def sample(
     points: Annotated[Path, typer.Option(
         help="LUCAS points: CSV with POINT_ID and TH_LAT/TH_LONG or lat/lon (EPSG:4326), or polygons; LC1/LU1 kept")],
-    features_dir: Annotated[Path, typer.Option("--features-dir", help="feature COGs (*.tif) covering the points")],
+    features_dir: FeaturesDirOpt,
     out: Annotated[Path, typer.Option("--out", help="export CSV for `eulc table` (GEE sampleRegions layout)")],
 ) -> None:
     """Sample feature COGs at points: the local engine's table export (then `eulc table`)."""
@@ -112,8 +114,8 @@ def sample(
 
 @app.command()
 def drift(
-    table_path: Annotated[Path, typer.Option("--table", help="training FeatureTable (eulc table)")],
-    features_dir: Annotated[Path, typer.Option("--features-dir", help="feature COGs to check (*.tif)")],
+    table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
+    features_dir: FeaturesDirOpt,
     out: Annotated[Path | None, typer.Option(help="write every (tile, feature) row to this CSV")] = None,
     threshold: Annotated[float, typer.Option(help="PSI above which a feature is flagged as shifted")] = 0.25,
     fail_on_shift: Annotated[bool, typer.Option(help="exit 1 when any feature is flagged")] = False,

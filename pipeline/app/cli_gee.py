@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.app.cli_common import FeaturesOpt, RequiredTilesOpt, TileSizeOpt, _size_m, _spec_and_selection
 from pipeline.core.errors import EulcError
 
 console = Console(stderr=True)
@@ -29,10 +30,9 @@ def _gee_common(spec: str | None, selection: str | None, dem_asset: str | None =
     except ImportError as e:
         raise EulcError(f"Earth Engine support is not installed ({e})", 'Run pip install -e ".[gee]"') from None
     from gee_scripts.images import with_dem_asset
-    from pipeline.core.selection import resolve_selection
-
-    # a selection JSON brings its own spec (the select -> export seam); else --spec, default bridge-lc-196
-    sp, sel = resolve_selection(spec, selection, "bridge-lc-196")
+    # a selection JSON or a bundle brings its own spec (the select -> export seam); else --spec,
+    # default bridge-lc-196
+    sp, sel = _spec_and_selection(spec, selection, "bridge-lc-196")
     return with_dem_asset(sp, dem_asset, dem_band).subset(sel.names)
 
 
@@ -59,8 +59,8 @@ def _report_plan(out: Path, n: int, started: Any = None) -> None:
 
 # Options shared by both export commands.
 SpecOpt = Annotated[str | None, typer.Option(
-    help="feature spec name or YAML path (default: the --selection's own, else bridge-lc-196)")]
-SelectionOpt = Annotated[str | None, typer.Option(help="selection JSON or names (default: all)")]
+    "--spec", help="feature spec: a shipped name (elc10, bridge-lc-196) or a YAML path; default: the spec "
+    "that --features carries (a selection or bundle), else bridge-lc-196")]
 DestOpt = Annotated[str, typer.Option(help="drive, gcs or asset")]
 FolderOpt = Annotated[str, typer.Option(help="Drive folder / path prefix in the bucket")]
 BucketOpt = Annotated[str | None, typer.Option(help="Cloud Storage bucket (--dest gcs)")]
@@ -77,7 +77,7 @@ def gee_export_table(
     year: Annotated[int, typer.Option(help="feature year")],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     spec: SpecOpt = None,
-    selection: SelectionOpt = None,
+    features: FeaturesOpt = None,
     shard_size: Annotated[int, typer.Option(help="max points per task (GEE limits)")] = 2000,
     dest: DestOpt = "drive",
     folder: FolderOpt = "eulc",
@@ -89,7 +89,7 @@ def gee_export_table(
     dem_band: DemBandOpt = None,
 ) -> None:
     """Sample the feature image at LUCAS points: one Export.table task per shard."""
-    sp = _gee_common(spec, selection, dem_asset, dem_band)
+    sp = _gee_common(spec, features, dem_asset, dem_band)
     from gee_scripts.run import plan_table_exports
 
     d = _destination(dest, folder, bucket, asset_root)
@@ -98,10 +98,11 @@ def gee_export_table(
 
 @gee_app.command("export-tiles")
 def gee_export_tiles(
-    tiles: Annotated[str, typer.Option(help="EEA cell codes (comma-separated) or a file, one per line")],
+    tiles: RequiredTilesOpt,
     year: Annotated[int, typer.Option(help="feature year")],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
-    selection: SelectionOpt = None,
+    tile_size: TileSizeOpt = "10km",
+    features: FeaturesOpt = None,
     spec: SpecOpt = None,
     dest: DestOpt = "drive",
     folder: FolderOpt = "eulc",
@@ -113,13 +114,12 @@ def gee_export_tiles(
     dem_band: DemBandOpt = None,
 ) -> None:
     """Export the selected features per EEA tile as COGs on the 10 m grid (EPSG:3035)."""
-    sp = _gee_common(spec, selection, dem_asset, dem_band)
-    from gee_scripts.run import plan_tile_exports
-    from pipeline.core.grid import TileId
+    from pipeline.core.aoi import parse_tiles
 
-    p = Path(tiles)
-    codes = p.read_text().split() if p.is_file() else [t for t in tiles.split(",") if t.strip()]
-    ids = [TileId.parse(c) for c in codes]
+    ids = parse_tiles(tiles, _size_m(tile_size))
+    sp = _gee_common(spec, features, dem_asset, dem_band)
+    from gee_scripts.run import plan_tile_exports
+
     d = _destination(dest, folder, bucket, asset_root)
     _plan_or_start(out, lambda: plan_tile_exports(ids, sp, year, d), sp, year, project, start)
 

@@ -9,11 +9,18 @@ import typer
 from rich.table import Table
 
 from pipeline.app.cli_common import (
+    BUNDLE_HELP,
     CloudMaskOpt,
+    CrosswalkOpt,
     DemCollection,
+    DeviceOpt,
+    OptionalFeaturesDirOpt,
+    ProcessingLevelOpt,
     S1Collection,
     S2Collection,
-    S2Level,
+    StacOpt,
+    TileSizeOpt,
+    TilesOpt,
     _cloud_mask,
     _features_from_catalog,
     _progress,
@@ -29,23 +36,21 @@ from pipeline.core.errors import EulcError
 
 @app.command("map")
 def map_(
+    out: Annotated[Path, typer.Option("--out", help="run folder: COGs, STAC, manifest.sqlite")],
     feature_cogs: Annotated[list[Path] | None, typer.Argument(
         help="feature COG(s) to map whole (without --tiles)", show_default=False)] = None,
-    bundle: Annotated[Path, typer.Option("--bundle", help="model bundle directory")] = Path("models/elc10-l1"),
-    out: Annotated[Path, typer.Option("--out", help="run folder: COGs, STAC, manifest.sqlite")] = Path("maps"),
-    tiles: Annotated[str | None, typer.Option(
-        help="cells: codes (10kmE467N253,...), a .txt list, bbox:W,S,E,N (EPSG:4326) or a vector file")] = None,
-    tile_size: Annotated[str, typer.Option(help="cell size for a bbox or vector AOI: 100km, 10km, 1km, 250m")] = "10km",
-    features_dir: Annotated[Path | None, typer.Option(
-        "--features-dir", help="feature COGs: with --tiles one per tile (<tile>.tif, <tile>_<year>.tif, "
-        "<spec>_<year>_<tile>.tif); without, every file mapped whole")] = None,
-    features: Annotated[Path | None, typer.Option(
-        "--features", help="one feature COG/VRT holding all --tiles (read windowed)")] = None,
-    level2: Annotated[Path | None, typer.Option(help="Level-2 crop bundle: crop types inside Cropland")] = None,
+    bundle: Annotated[str, typer.Option("--bundle", help=BUNDLE_HELP)] = "elc10-l1",
+    tiles: TilesOpt = None,
+    tile_size: TileSizeOpt = "10km",
+    features_dir: OptionalFeaturesDirOpt = None,
+    mosaic: Annotated[Path | None, typer.Option(
+        "--mosaic", help="one feature COG or VRT mosaic holding all --tiles (read window by window)")] = None,
+    level2: Annotated[str | None, typer.Option(
+        help="Level-2 crop bundle (folder or shipped name, e.g. elc10-l2): crop types inside Cropland")] = None,
     scheduler: Annotated[str, typer.Option(
         help="local (LocalCluster), threads, sync, or a dask scheduler address tcp://host:8786")] = "local",
     workers: Annotated[int | None, typer.Option(help="workers for local/threads (default: CPU count)")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option(
         help="auto (bf16 on CUDA, float32 on CPU), fp32, or bf16: ~2x faster on CPUs with AMX-BF16, "
              "0.1 % of pixels change class against float32; recorded in the tags")] = "auto",
@@ -55,14 +60,13 @@ def map_(
              "+2.5 on Alpine but -10.8 on Mediterranean, and unstable for rare classes "
              "(docs/results.md); check against reference data; reads each tile twice")] = False,
     compress: Annotated[str, typer.Option(help="DEFLATE or ZSTD")] = "DEFLATE",
-    stac: Annotated[str | None, typer.Option(
-        help="compute the bundle's features first from this STAC API (into OUT/features)")] = None,
+    stac: StacOpt = None,
     collection: S2Collection = "sentinel-2-l2a",
     s1_collection: S1Collection = None,
     dem_collection: DemCollection = None,
     cloud_mask: CloudMaskOpt = "auto",
     year: Annotated[int | None, typer.Option(help="with --stac: the map year")] = None,
-    level: S2Level = "L2A",
+    processing_level: ProcessingLevelOpt = "L2A",
     overwrite: Annotated[bool, typer.Option(
         help="write into an --out holding other files (never replacing them)")] = False,
     dashboard: Annotated[str, typer.Option(
@@ -76,8 +80,12 @@ def map_(
     A rerun skips tiles that are done and unchanged; failed tiles are listed and the exit
     status is 1.
     """
+    from pipeline.app.pretrained import resolve_bundle
     from pipeline.core.aoi import parse_tiles
     from tiles.mapping.runner import run_map
+
+    bundle_dir = resolve_bundle(bundle)
+    level2_dir = resolve_bundle(level2) if level2 else None
 
     size_m = _size_m(tile_size)
     cells = parse_tiles(tiles, size_m) if tiles else None
@@ -86,11 +94,11 @@ def map_(
     if bad:
         raise EulcError(f"--accept {','.join(bad)}: only cloud_mask and level differences can be accepted",
                         "Recompute the features with the bundle's spec instead")
-    files = ([features] if features else []) + list(feature_cogs or [])
+    files = ([mosaic] if mosaic else []) + list(feature_cogs or [])
     if stac is not None:  # one command from a public STAC API: features, then the map
         if year is None or not tiles or files or features_dir is not None:
             raise EulcError("--stac needs --year and --tiles, and no other feature source")
-        sp, sel = _spec_and_selection(None, str(bundle))  # the bundle's own spec: YAML-path specs work too
+        sp, sel = _spec_and_selection(None, str(bundle_dir))  # the bundle's own spec: YAML-path specs work too
         features_dir = out / "features"
         # the features come from items this command searched: the cloud mask the items allow and
         # their processing level are what there is (printed per tile; README "How the STAC path reads items")
@@ -98,7 +106,7 @@ def map_(
         out_console.print(f"--stac: differences from the bundle's features in {', '.join(accepted)} are "
                           "accepted and recorded in each class COG's `contract` tag")
         _features_from_catalog(_stac_source(stac, None, collection, s1_collection, dem_collection), tiles,
-                               tile_size, sp, sel, year, features_dir, level, keep_going=True,
+                               tile_size, sp, sel, year, features_dir, processing_level, keep_going=True,
                                cloud_mask=_cloud_mask(cloud_mask))
     with _progress() as prog:
         task = prog.add_task("mapping", total=None, info="")
@@ -114,8 +122,8 @@ def map_(
             elif kind == "warning":
                 console.print(f"[yellow]warning:[/yellow] {info['message']}", highlight=False)
 
-        summary = run_map(cells, bundle, out, features_dir=features_dir, features_files=files or None,
-                          level2_dir=level2, scheduler=scheduler, workers=workers, device=device,
+        summary = run_map(cells, bundle_dir, out, features_dir=features_dir, features_files=files or None,
+                          level2_dir=level2_dir, scheduler=scheduler, workers=workers, device=device,
                           probabilities=probabilities, compress=compress.upper(), on_event=on_event,
                           accept=tuple(accepted), dashboard=dashboard, overwrite=overwrite,
                           adapt_priors=adapt_priors, precision=precision)
@@ -135,8 +143,8 @@ def map_(
 @app.command("agreement")
 def agreement_(
     class_map: Annotated[Path, typer.Argument(help="class COG from `eulc map`")],
-    reference: Annotated[Path, typer.Option(help="reference raster")],
-    crosswalk: Annotated[str, typer.Option(help="crosswalk: eolearn_lulc or elc10")] = "eolearn_lulc",
+    reference: Annotated[Path, typer.Option(help="reference raster (CLC+ Backbone, CORINE, ...), any CRS")],
+    crosswalk: CrosswalkOpt,
     out: Annotated[Path | None, typer.Option(help="write the JSON here")] = None,
 ) -> None:
     """Agreement of a class map with a reference map (confusion, user's/producer's accuracy)."""
@@ -157,23 +165,23 @@ def agreement_(
 def report(
     map_path: Annotated[Path, typer.Option("--map", help="class COG from `eulc map` (Level-1)")],
     reference: Annotated[Path, typer.Option(help="reference raster (CLC+ Backbone, CORINE, ...), any CRS")],
-    crosswalk: Annotated[str, typer.Option(
-        help="clcplus_backbone, corine_l3, osm_clcplus, eucropmap, eolearn_lulc, elc10 or eulc_level1")],
+    crosswalk: CrosswalkOpt,
     out: Annotated[Path, typer.Option("--out", help="output folder")],
     points: Annotated[Path | None, typer.Option(
         help="reference points: FeatureTable or LUCAS LC1 points (accuracy + area with 95 % CI)")] = None,
     zones: Annotated[Path | None, typer.Option(help="zones (e.g. NUTS polygons): composition per zone")] = None,
     previous: Annotated[Path | None, typer.Option(help="an earlier class map: transition matrix (ha)")] = None,
-    bundle: Annotated[Path | None, typer.Option(help="the model bundle (its model card goes in the report)")] = None,
+    bundle: Annotated[str | None, typer.Option(help=f"its model card goes in the report; {BUNDLE_HELP}")] = None,
     title: Annotated[str | None, typer.Option(help="report title")] = None,
 ) -> None:
     """Compare a map with a reference map: report.html (self-contained), metrics.json, CSVs."""
+    from pipeline.app.pretrained import resolve_bundle
     from pipeline.assess.report import write_report
 
     with _progress() as prog:
         task = prog.add_task("comparing", total=None, info="windows of the map")
         m = write_report(map_path, reference, crosswalk, out, points=points, zones=zones, previous=previous,
-                         bundle=bundle, title=title,
+                         bundle=resolve_bundle(bundle) if bundle else None, title=title,
                          on_window=lambda i, n: prog.update(task, completed=i, total=n,
                                                             info="" if i < n else "drawing the report"))
     oa = m["overall_agreement"]

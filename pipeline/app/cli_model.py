@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from pipeline.app.cli_common import (
+    BUNDLE_HELP,
+    DeviceOpt,
+    EmaOpt,
+    FeaturesOpt,
+    LevelOpt,
     _progress,
+    _table_selection,
     app,
     console,
     out_console,
@@ -40,21 +46,20 @@ def table(
 def train(
     table_path: Annotated[Path, typer.Argument(help="FeatureTable from `eulc table`")],
     out: Annotated[Path, typer.Option("--out", help="bundle directory")],
-    features: Annotated[str | None, typer.Option(
-        help="selection JSON, or comma-separated names (default: every spec feature)")] = None,
+    features: FeaturesOpt = None,
     spec: Annotated[str | None, typer.Option(
         help="feature spec name or YAML path (default: the table's)")] = None,
-    level: Annotated[str, typer.Option(help="level1 or level2")] = "level1",
+    level: LevelOpt = "level1",
     epochs: Annotated[int, typer.Option(help="training epochs (paper: 500)")] = 500,
     lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 1e-4)")] = 1e-4,
     batch_size: Annotated[int, typer.Option(help="batch size (authors' code: 128)")] = 128,
     seed: Annotated[int, typer.Option()] = 0,
-    ema: Annotated[bool, typer.Option(help="weight EMA (0.95) from the halfway epoch, as the authors")] = True,
+    ema: EmaOpt = True,
     preset: Annotated[str, typer.Option(
         help="eulc (default: blocked hold-out selection + calibration), bridge-lc (faithful) or mlp")] = "eulc",
     overwrite: Annotated[bool, typer.Option(
         help="replace an existing bundle in --out (never a folder holding other files)")] = False,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")] = "auto",
+    device: DeviceOpt = "auto",
     test_fraction: Annotated[float, typer.Option(
         help="share of rows (whole EEA 100 km cells) kept untouched for the bundle's reported metrics")] = 0.1,
 ) -> None:
@@ -63,12 +68,11 @@ def train(
     """
     from model.api import train_from_table
     from model.infer import resolve_device
-    from pipeline.core.selection import parse_selection
     from pipeline.core.spec import load_spec
     from pipeline.table import table_metadata, table_spec
 
-    sel = parse_selection(load_spec(spec) if spec else table_spec(table_metadata(table_path), f"table {table_path}"),
-                          features)
+    sel = _table_selection(load_spec(spec) if spec else table_spec(table_metadata(table_path), f"table {table_path}"),
+                           features)
     if level not in ("level1", "level2"):
         raise typer.BadParameter(f"--level must be level1 or level2, not {level!r}")
     from model.presets import PRESETS, preset_config
@@ -99,10 +103,10 @@ def train(
 def evaluate(
     table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
-    bundle: Annotated[Path | None, typer.Option(help="evaluate this bundle on the table")] = None,
+    bundle: Annotated[Path | None, typer.Option(help=f"evaluate this bundle on the table; {BUNDLE_HELP}")] = None,
     scenario: Annotated[str | None, typer.Option(
         help="extrap, extrap-blocked, loro or ablation (Table 12 variants on LORO)")] = None,
-    features: Annotated[str | None, typer.Option(help="selection JSON or names (default: all)")] = None,
+    features: FeaturesOpt = None,
     models: Annotated[str, typer.Option(
         help="comma-separated: bridge-lc (faithful), eulc (default), eulc-v1, mlp, nested (the best "
              "candidate preset per split, chosen on training-side data), rf, xgboost, svm")
@@ -110,26 +114,26 @@ def evaluate(
     seeds: Annotated[int, typer.Option(help="number of seeds (paper-style: >= 5)")] = 5,
     epochs: Annotated[int, typer.Option(help="neural-model epochs (paper: 500)")] = 500,
     lr: Annotated[float, typer.Option(help="neural-model learning rate (paper: 1e-4)")] = 1e-4,
-    level: Annotated[str, typer.Option(help="level1 or level2")] = "level1",
+    level: LevelOpt = "level1",
     regions: Annotated[str | None, typer.Option(help="LORO regions, comma-separated (default: all 8)")] = None,
     max_rows: Annotated[int | None, typer.Option(
         help="quick runs: a random subsample of this many rows, drawn anew for each seed")] = None,
-    ema: Annotated[bool, typer.Option(help="weight EMA of the neural models (off: --no-ema)")] = True,
+    ema: EmaOpt = True,
     adapt_priors: Annotated[bool, typer.Option(
         help="also report <model>+em: test posteriors adapted to the test area's class priors, "
              "estimated by EM on its unlabelled features (Saerens et al. 2002)")] = False,
     select_k: Annotated[int | None, typer.Option(
         help="keep the top k features by RF importance fitted on each split's training rows")] = None,
-    device: Annotated[str, typer.Option(
-        help="neural models: auto (CUDA when present), cpu, cuda or cuda:N")] = "auto",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Evaluate a bundle on a table (metrics.json), or run a paper scenario (CSV + Markdown)."""
     from pipeline.core.atomic import write_json
 
     if bundle is not None:
         from model.evaluate import evaluate_bundle
+        from pipeline.app.pretrained import resolve_bundle
 
-        m = evaluate_bundle(bundle, table_path)
+        m = evaluate_bundle(resolve_bundle(bundle), table_path)
         write_json(out / "metrics.json", m)
         left_out = {k: v for k, v in m["dropped"].items() if v}
         out_console.print(f"overall accuracy {m['overall_accuracy']:.4f}, weighted F1 {m['weighted_f1']:.4f}, "
@@ -140,11 +144,10 @@ def evaluate(
     if scenario is None:
         raise typer.BadParameter("give --bundle or --scenario")
     from model.evaluate import run_scenario
-    from pipeline.core.selection import parse_selection
     from pipeline.table import table_metadata, table_spec
 
     chosen = tuple(m.strip() for m in models.split(",") if m.strip())
-    sel = parse_selection(table_spec(table_metadata(table_path), f"table {table_path}"), features)
+    sel = _table_selection(table_spec(table_metadata(table_path), f"table {table_path}"), features)
     from model.infer import resolve_device
     from model.presets import FAITHFUL, preset_config
 
@@ -169,7 +172,7 @@ def select(
     k: Annotated[int | None, typer.Option(help="features to keep (default: 109 of 196, else the same share)")] = None,
     method: Annotated[str, typer.Option(help="mdi (impurity) or permutation (blocked hold-out)")] = "mdi",
     seeds: Annotated[int, typer.Option(help="RF seeds to average (stability is reported)")] = 3,
-    level: Annotated[str, typer.Option(help="labels to rank for: level1 or level2")] = "level1",
+    level: LevelOpt = "level1",
     curve: Annotated[Path | None, typer.Option(help="also write the accuracy-vs-k curve (CSV + PNG) here")] = None,
 ) -> None:
     """Rank features by Random-Forest importance and keep the top k (paper §2, after Ghassemi et al. 2024)."""

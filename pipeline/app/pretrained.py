@@ -24,6 +24,19 @@ def models_dir() -> Path:
     return Path(env) if env else Path(str(resources.files("pipeline") / "bundles"))
 
 
+def resolve_bundle(value: Path | str) -> Path:
+    """A ``--bundle`` value → its folder: an existing path as given, else the shipped (or
+    ``$EULC_MODELS``) bundle of that name, so ``--bundle elc10-l1`` works from any folder.
+
+    A value that is neither is returned unchanged, for the bundle loader to name in its error.
+    """
+    path = Path(value)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    shipped = models_dir() / path.name
+    return shipped if (shipped / "bundle.json").is_file() else path
+
+
 def shipped_bundles(root: Path | None = None) -> dict[str, list[str]]:
     """Name → ordered feature names of every bundle under ``root`` (default :func:`models_dir`)."""
     root = root or models_dir()

@@ -16,6 +16,7 @@ reference (a 10⁸-pixel map against a pan-European reference stays under 2 GB).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from pipeline.core.eea import cell_codes
 from pipeline.core.errors import RasterError
 from pipeline.core.legend import Crosswalk, Legend, MappingReport, code_key
 from pipeline.core.warp import open_on_grid
+
+log = logging.getLogger(__name__)
 
 NODATA = 255
 BLOCK_M = 250.0
@@ -291,6 +294,8 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
     res = abs(transform.a)
     step = max(1, int(round(block_m / res)))
     wins = windows(shape, step, window_px)
+    log.info("comparing %s (%d x %d px, %s) with %s: %d window(s), reference warped with %s resampling",
+             map_path, shape[1], shape[0], crs, reference, len(wins), method)
     ts = max(1, int(np.ceil(max(shape) / thumb_px)))
     thumb_map = np.full((-(-shape[0] // ts), -(-shape[1] // ts)), NODATA, np.uint8)
     thumb_ref = np.full(thumb_map.shape, -1, np.int16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from tiles.engine.features import compute_features_blocked, feature_inputs
 from tiles.engine.stac_load import DEM_ASSETS, DEM_VARIABLE, items_from_catalog, load_stac_stack
 from tiles.engine.stac_search import StacApi, search_items
 from tiles.engine.stack import Stack, canonical_band, load_manifest, load_stack, manifest_variables, manifest_window
+
+log = logging.getLogger(__name__)
 
 
 def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: FeatureSelection,
@@ -131,6 +134,7 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
         for k in kinds:
             cloud = s2.scene_cloud_max_pct if k == "s2" and s2 is not None else None
             per_kind[k] = search_items(source, k, window, year, cloud)
+            log.info("%s: %d %s item(s) from %s", dest.name, len(per_kind[k]), k, source.url)
             if not per_kind[k]:
                 raise NoSceneError(f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
                                   f"{'' if k == 'dem' else f' in {year}'} in the collection "
