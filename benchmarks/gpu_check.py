@@ -85,30 +85,31 @@ def model_only(dev: torch.device, lines: list[str]) -> None:
                   px_per_s=rate, gpx_per_s=rate / 1e9)
 
 
-def feature_tile(out: Path) -> tuple[Path, ModelBundle]:
-    """A 10 km feature COG of the elc10-l1 features: real ELC10 rows drawn with replacement."""
+def feature_tile(out: Path, tile: TileId) -> tuple[Path, ModelBundle]:
+    """A feature COG of the elc10-l1 features over ``tile``: real ELC10 rows drawn with replacement."""
     bundle = load_bundle(models_dir() / "elc10-l1")
     spec = embedded_spec(bundle.meta["spec"]["feature_spec"], "elc10-l1")
     df = pd.read_csv(data_dir() / ELC10_CSV, usecols=bundle.features).dropna()
     rng = np.random.default_rng(1)
-    w = TILE.window()
+    w = tile.window()
     vals = df.to_numpy(np.float32)[rng.integers(0, len(df), w.height * w.width)].T.reshape(-1, *w.shape)
-    return write_feature_cog(out / f"{TILE}.tif", vals, spec, w, 2018, "L1C", ["synthetic: real ELC10 rows"]), bundle
+    return write_feature_cog(out / f"{tile}.tif", vals, spec, w, 2018, "L1C", ["synthetic: real ELC10 rows"]), bundle
 
 
-def end_to_end(dev: torch.device, path: Path, bundle: ModelBundle, out: Path, lines: list[str]) -> None:
+def end_to_end(dev: torch.device, path: Path, bundle: ModelBundle, out: Path, lines: list[str],
+               tile: TileId) -> None:
     pred = Predictor(bundle, device=str(dev))
     predict_tile(pred, path, out / "warm", "warm", tile=TileId.parse("1kmE4670N2530"))  # warm-up
     _sync(dev)
     t = time.perf_counter()
-    res = predict_tile(pred, path, out / "e2e", str(TILE))
+    res = predict_tile(pred, path, out / "e2e", str(tile))
     _sync(dev)
     s = time.perf_counter() - t
-    _line(lines, "end_to_end", tile=str(TILE), px=res.n_pixels, seconds=s, px_per_s=res.n_pixels / s)
+    _line(lines, "end_to_end", tile=str(tile), px=res.n_pixels, seconds=s, px_per_s=res.n_pixels / s)
 
 
-def map_tiles(dev: torch.device, path: Path, out: Path, lines: list[str]) -> None:
-    cells = [TileId(5000, 2 * TILE.e + i, 2 * TILE.n + j) for i in (0, 1) for j in (0, 1)]
+def map_tiles(dev: torch.device, path: Path, out: Path, lines: list[str], tile: TileId) -> None:
+    cells = [TileId(tile.size_m // 2, 2 * tile.e + i, 2 * tile.n + j) for i in (0, 1) for j in (0, 1)]
     t = time.perf_counter()
     s = run_map(cells, models_dir() / "elc10-l1", out / "map", features_files=[path], scheduler="sync",
                 device=str(dev))
@@ -117,9 +118,11 @@ def map_tiles(dev: torch.device, path: Path, out: Path, lines: list[str]) -> Non
           px_per_s=s.pixels / secs)
 
 
-def train_epoch(dev: torch.device, out: Path, lines: list[str]) -> None:
+def train_epoch(dev: torch.device, out: Path, lines: list[str], max_rows: int | None = None) -> None:
     spec = load_spec("elc10")
     table, _ = build_feature_table([data_dir() / ELC10_CSV], spec)
+    if max_rows is not None:
+        table = table.sample(n=min(max_rows, len(table)), random_state=0)
     data = training_arrays(table, spec.names)
     cfg = TrainConfig(epochs=1, ema_momentum=None, device=str(dev))
     t = time.perf_counter()
@@ -134,7 +137,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--smoke", action="store_true",
+                    help="a 2 km tile and 8,000 training rows: checks that every step runs (CI, on a CPU), "
+                         "not a figure to report")
     args = ap.parse_args()
+    tile = TileId(2000, TILE.e * 5, TILE.n * 5) if args.smoke else TILE
     t0 = time.perf_counter()
     gpu = torch.cuda.is_available()
     dev = torch.device("cuda" if gpu else "cpu")
@@ -146,10 +153,10 @@ def main() -> None:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         model_only(dev, lines)
-        path, bundle = feature_tile(out)
-        end_to_end(dev, path, bundle, out, lines)
-        map_tiles(dev, path, out, lines)
-        train_epoch(dev, out, lines)
+        path, bundle = feature_tile(out, tile)
+        end_to_end(dev, path, bundle, out, lines, tile)
+        map_tiles(dev, path, out, lines, tile)
+        train_epoch(dev, out, lines, 8000 if args.smoke else None)
     _line(lines, "total", seconds=time.perf_counter() - t0)
     with args.results.open("a", encoding="utf-8") as fh:
         fh.write(f"\n### gpu_check.py, {dt.date.today().isoformat()}: {name}\n\n```\n" + "\n".join(lines) + "\n```\n")

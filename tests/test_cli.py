@@ -144,34 +144,6 @@ def test_demo_end_to_end_and_resume(tmp_path: Path, data: Path) -> None:
     assert (out / "model" / "weights.safetensors").stat().st_mtime_ns == mtime
 
 
-def test_stage_commands_chain_as_in_the_readme(data: Path, tmp_path: Path) -> None:
-    from .conftest import SAMPLE, SURVEY
-
-    t = tmp_path / "t.parquet"
-    p = eulc("table", str(data / SAMPLE), "--out", str(t), "--lucas", str(data / SURVEY))
-    assert p.returncode == 0, p.stderr
-    assert "LUCAS LC1+LU1: 1,440 of 1,440 rows mapped" in " ".join(p.stderr.split())
-    p = eulc("train", str(t), "--out", str(tmp_path / "model"), "--epochs", "2", "--batch-size", "64",
-             "--lr", "1e-3", "--features", "ndvi_p5,ndvi_p50,ndvi_p95")
-    assert p.returncode == 0, p.stderr
-    bundle = json.loads((tmp_path / "model" / "bundle.json").read_text())
-    assert bundle["features"] == ["ndvi_p5", "ndvi_p50", "ndvi_p95"] and bundle["spec"]["name"] == "elc10"
-    p = eulc("features", "--files", "eolearn_slovenia", "--year", "2017", "--select",
-             str(tmp_path / "model"), "--out", str(tmp_path / "features"))
-    assert p.returncode == 0, p.stderr
-    feat = tmp_path / "features" / "eolearn_slovenia_2017.tif"
-    with rasterio.open(feat) as s:
-        assert list(s.descriptions) == ["ndvi_p5", "ndvi_p50", "ndvi_p95"]
-    p = eulc("map", str(feat), "--bundle", str(tmp_path / "model"), "--out", str(tmp_path / "maps"))
-    assert p.returncode == 0, p.stderr
-    cls = tmp_path / "maps" / "eolearn_slovenia_2017_class.tif"
-    p = eulc("agreement", str(cls), "--reference", str(data / "eolearn_testeopatch_slovenia" / "lulc_reference.tif"),
-             "--out", str(tmp_path / "a.json"))
-    assert p.returncode == 0, p.stderr
-    a = json.loads((tmp_path / "a.json").read_text())
-    assert a["n_pixels"] > 9000 and "overall accuracy" in p.stdout
-
-
 def test_threads_quiet_info_and_usage_errors(tmp_path: Path, data: Path) -> None:
     p = eulc("--threads", "1", "info")
     assert p.returncode == 0 and "1 threads" in p.stdout and "GDAL" in p.stdout

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from rasterio.enums import Resampling
@@ -18,6 +19,8 @@ from pipeline.assess.compare import compare, summary
 from pipeline.core.cog import write_cog
 from pipeline.core.errors import RasterError
 from pipeline.core.legend import Crosswalk, level1_legend, level2_legend
+
+from .conftest import SURVEY
 
 TILES = {  # real reference tiles (SOURCES.md §4, §5, §7, §8) and their crosswalks
     "osm_clcplus": "osm_clcplus_netherlands/netherlands_osm_clcplus_14580_sample.tif",
@@ -186,3 +189,19 @@ def test_bad_inputs(data: Path, tmp_path: Path) -> None:
     far.geometry = far.geometry.translate(50_000, 0)
     with pytest.raises(RasterError, match="none of the 1 reference points"):
         sample_accuracy(m, far, level1_legend())
+
+
+def test_lucas_survey_points_are_reference_points(data: Path) -> None:
+    """The LUCAS 2018 topsoil survey CSV (TH_LONG/TH_LAT, LC/LU codes), as `eulc sample` and
+    `eulc gee export-table` read it, is also a reference sample for `eulc report --points`."""
+    from pipeline.assess.refpoints import read_points
+    from pipeline.core.legend import lucas_to_levels
+
+    raw = pd.read_csv(data / SURVEY)
+    pts = read_points(data / SURVEY)
+    assert len(pts) == len(raw) and pts.crs.to_epsg() == 4326
+    np.testing.assert_allclose(pts.geometry.x, raw["TH_LONG"])
+    np.testing.assert_allclose(pts.geometry.y, raw["TH_LAT"])
+    want, _, _ = lucas_to_levels(raw["LC"].astype("string"), raw["LU"])
+    assert (pts["level1"].astype("Int64") == pd.array(want, dtype="Int64")).all()
+    assert pts["level1"].notna().mean() > 0.95

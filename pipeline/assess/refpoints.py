@@ -2,8 +2,10 @@
 stratified accuracy and area estimates of Olofsson et al. (2014) with the map classes as strata.
 
 A reference file is a FeatureTable (GeoParquet with ``level1``), or any vector/CSV file with
-LUCAS ``lc1`` codes (and ``lu1`` when present; crosswalked by :func:`pipeline.core.legend.lucas_to_levels`).
-CSV files need ``lon``/``lat`` columns (EPSG:4326, lon first).
+LUCAS LC1 codes (and LU1 when present; crosswalked by :func:`pipeline.core.legend.lucas_to_levels`)
+under any of the LUCAS column names (``LC1``, the topsoil survey's ``LC``, ``lc1``:
+:data:`pipeline.core.lucas.LABEL_COLUMNS`). CSV files need ``TH_LONG``/``TH_LAT`` (the LUCAS
+theoretical point) or ``lon``/``lat`` columns (EPSG:4326 degrees).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import rasterio
 from pipeline.assess.accuracy import StratifiedEstimates, stratified_estimates
 from pipeline.core.errors import RasterError, SchemaError
 from pipeline.core.legend import Legend, lucas_to_levels
+from pipeline.core.lucas import label_column
 
 NODATA = 255
 
@@ -28,7 +31,7 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
     """Reference points with a ``level1`` column (Int8) in their own CRS.
 
     Raises:
-        SchemaError: no ``level1`` or ``lc1`` column, or a CSV without ``lon``/``lat``.
+        SchemaError: no ``level1`` or LC1 column, or a CSV without ``TH_LONG``/``TH_LAT`` or ``lon``/``lat``.
         RasterError: the file cannot be read.
     """
     try:
@@ -37,9 +40,12 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
         elif path.suffix in (".csv", ".gz"):
             df = pd.read_csv(path)
             cols = {c.lower(): c for c in df.columns}
-            if "lon" not in cols or "lat" not in cols:
-                raise SchemaError("has no lon/lat columns", "Add lon and lat (EPSG:4326 degrees)", path=path)
-            gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df[cols["lon"]], df[cols["lat"]]), crs="EPSG:4326")
+            lon = next((cols[c] for c in ("th_long", "lon") if c in cols), None)
+            lat = next((cols[c] for c in ("th_lat", "lat") if c in cols), None)
+            if lon is None or lat is None:
+                raise SchemaError("has no TH_LONG/TH_LAT or lon/lat columns",
+                                  "Add the point coordinates as lon and lat (EPSG:4326 degrees)", path=path)
+            gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df[lon], df[lat]), crs="EPSG:4326")
         else:
             gdf = gpd.read_file(path)
     except (OSError, ValueError) as e:
@@ -48,11 +54,12 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
     cols = {c.lower(): c for c in gdf.columns}
     if "level1" in cols:
         gdf["level1"] = gdf[cols["level1"]].astype("Int8")
-    elif "lc1" in cols:
-        l1, _, _ = lucas_to_levels(gdf[cols["lc1"]].astype("string"), gdf[cols["lu1"]] if "lu1" in cols else None)
+    elif (lc1 := label_column(gdf, "LC1")) is not None:
+        lu1 = label_column(gdf, "LU1")
+        l1, _, _ = lucas_to_levels(gdf[lc1].astype("string"), gdf[lu1] if lu1 else None)
         gdf["level1"] = l1
     else:
-        raise SchemaError("has neither a level1 nor an lc1 column",
+        raise SchemaError("has neither a level1 nor an LC1 column (LC1, LC or lc1 with LUCAS codes)",
                           "Give a FeatureTable (eulc table) or LUCAS points with LC1 codes", path=path)
     return gdf
 

@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import resource
@@ -45,6 +46,8 @@ from pipeline.core.names import safe_name, unique_names
 from tiles.mapping.manifest import Manifest
 from tiles.mapping.predict import Predictor, predict_tile, resolve_device
 from tiles.mapping.stac import tile_item, write_catalog, write_item
+
+log = logging.getLogger(__name__)
 
 FORMAT = "eulc-map/1"
 LOCK = ".eulc-map.lock"
@@ -395,14 +398,17 @@ def _execute(jobs: list[MapJob], scheduler: str, n_workers: int, emit: Event, ma
         for j in jobs:
             yield j, run_tile(j)
         return
-    import logging
-
     from dask.distributed import Client, LocalCluster, as_completed
 
     if scheduler in ("local", "threads"):
         # scheduler and dashboard on loopback unless told otherwise: a map run is not a public service
         procs = scheduler == "local"  # threads: an in-process scheduler, no TCP listener at all
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=procs, silence_logs=logging.ERROR,
+        # the workers' own logs stay silent: a tile's error comes back as its result (recorded in
+        # the manifest) and a dead worker as the future's exception; what the worker processes
+        # log at ERROR are dask's shutdown races ("Failed to communicate with scheduler during
+        # heartbeat" once the scheduler has closed), printed as tracebacks into the run's output
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=procs,
+                               silence_logs=logging.CRITICAL,
                                dashboard_address=dashboard, **({"host": "127.0.0.1"} if procs else {}))
         client = Client(cluster)
     else:
@@ -462,5 +468,10 @@ def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path,
     else:
         summary.failures[job.tile_id] = str(res.get("error"))
     manifest.finish(job.tile_id, res)
+    if res["status"] == "done":
+        log.info("%s: mapped in %.1f s, %s pixels (%s nodata), peak RSS %.0f MB", job.tile_id, res.get("seconds", 0.0),
+                 f"{int(res['n_pixels']):,}", f"{int(res['n_nodata']):,}", res.get("peak_rss_mb"))
+    else:
+        log.info("%s: %s after %.1f s: %s", job.tile_id, res["status"], res.get("seconds", 0.0), res.get("error"))
     emit("tile", {"tile_id": job.tile_id, **{k: res.get(k) for k in ("status", "error", "seconds", "peak_rss_mb")}})
 

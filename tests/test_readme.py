@@ -1,0 +1,228 @@
+"""Every command block of the README runs as written (issue #17).
+
+The README's ``bash`` blocks are read from README.md itself, in order:
+
+- a block preceded by ``<!-- readme-test: not run (REASON) -->`` is not executed (it needs the
+  internet, a cluster, a Google account, or hours); each of its ``eulc`` commands is parsed by the
+  CLI itself (every option exists, every value converts, required options are there), and every
+  other program it names must be installed;
+- every other block is executed, command by command, in one scratch folder that stands for the
+  repository root: ``../shared/data`` is the real data (``EULC_DATA``), and each command reads
+  what the ones before it wrote, as a reader following the README would. ``pip install`` and the
+  test suite itself are not rerun (``.ci/run`` installs exactly that way); the extras they name
+  must exist.
+
+The outputs are then checked against what the README says they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import rasterio
+import typer
+
+from pipeline.app.cli import app
+from pipeline.core.spec import load_spec
+
+from .conftest import SURVEY
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+MARK = re.compile(r"<!--\s*readme-test:\s*not run\s*\((?P<reason>[^)]+)\)\s*-->")
+
+
+@dataclass
+class Block:
+    """One ``bash`` block: its first line number, its commands, and why it is not run (if so)."""
+
+    line: int
+    commands: list[list[str]]
+    not_run: str | None
+
+    @property
+    def name(self) -> str:
+        return f"README.md:{self.line} {' '.join(self.commands[0][:3])}"
+
+
+def _blocks() -> list[Block]:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() == "```bash":
+            start, body = i + 1, []
+            i += 1
+            while lines[i].strip() != "```":
+                body.append(lines[i].strip())
+                i += 1
+            mark = MARK.search(lines[start - 2]) if start >= 2 else None
+            text = "\n".join(body).replace("\\\n", " ")
+            commands = []
+            for line in text.splitlines():
+                for part in line.split("&&"):
+                    argv = shlex.split(part, comments=True)
+                    if argv:
+                        commands.append(argv)
+            blocks.append(Block(start, commands, mark.group("reason") if mark else None))
+        i += 1
+    return blocks
+
+
+BLOCKS = _blocks()
+
+
+def _extras() -> set[str]:
+    return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+
+
+def _check_not_executed(argv: list[str]) -> bool:
+    """Commands the test does not execute anywhere: checked here; True when handled."""
+    if argv[:2] == ["pip", "install"]:
+        extras = re.findall(r"\[([\w,]+)\]", argv[-1])
+        assert extras and set(extras[0].split(",")) <= _extras(), argv
+        return True
+    if argv[:3] == ["python", "-m", "pytest"]:
+        if "-m" in argv[3:]:
+            marker = argv[argv.index("-m", 3) + 1]
+            assert marker in (ROOT / "pyproject.toml").read_text(), marker
+        return True
+    if argv[0] in ("ruff", "mypy", "lint-imports", "earthengine"):
+        assert shutil.which(argv[0]), f"{argv[0]} is not installed by the README's install command"
+        return True
+    return False
+
+
+def _parse(argv: list[str]) -> None:
+    """Parse an ``eulc`` command line with the CLI itself, without running it."""
+    assert argv[0] == "eulc", argv
+    cmd, args, path = typer.main.get_command(app), argv[1:], ["eulc"]
+    while hasattr(cmd, "commands"):  # eulc, eulc gee: down to the command named
+        assert args and args[0] in cmd.commands, f"{' '.join(path)}: no command {args[:1]}"
+        path.append(args[0])
+        cmd, args = cmd.commands[args[0]], args[1:]
+    cmd.make_context(" ".join(path), list(args))  # raises on an unknown option, a bad value, a missing one
+
+
+def test_the_readme_blocks_are_found() -> None:
+    assert len(BLOCKS) >= 10
+    assert sum(b.not_run is None for b in BLOCKS) >= 6  # most blocks run
+    for b in BLOCKS:
+        assert b.commands, b.name
+        if b.not_run:  # a block that is not run says so to the reader too
+            assert "not run in the tests" in README.read_text().splitlines()[b.line] or all(
+                c[0] != "eulc" for c in b.commands), b.name
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.not_run], ids=lambda b: b.name)
+def test_blocks_not_run_parse(block: Block) -> None:
+    for argv in block.commands:
+        if not _check_not_executed(argv):
+            _parse(argv)
+
+
+def test_parse_catches_a_wrong_option() -> None:
+    """The parse check can fail: an option that does not exist, a value that does not convert."""
+    with pytest.raises(Exception, match="--select"):
+        _parse(["eulc", "features", "--files", "x", "--year", "2017", "--select", "m", "--out", "f"])
+    with pytest.raises(Exception, match="integer"):
+        _parse(["eulc", "train", "t.parquet", "--out", "m", "--epochs", "many"])
+
+
+@pytest.fixture(scope="module")
+def ran(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Execute the blocks that run, in README order, in one folder; fail at the first command
+    that does not exit 0 or prints a traceback.
+    """
+    root = tmp_path_factory.mktemp("readme")
+    env = {**os.environ, "EULC_DATA": str(data), "EULC_PROGRESS_S": "30"}
+    for block in BLOCKS:
+        if block.not_run:
+            continue
+        for argv in block.commands:
+            if _check_not_executed(argv):
+                continue
+            assert argv[0] == "eulc", f"{block.name}: {argv[0]} is neither eulc nor a known tool"
+            args = [a.replace("../shared/data", str(data)) for a in argv[1:]]
+            t0 = time.perf_counter()
+            p = subprocess.run([sys.executable, "-m", "pipeline.app.cli", *args], cwd=root, env=env,
+                               capture_output=True, text=True, timeout=900)
+            print(f"{time.perf_counter() - t0:6.1f} s  {shlex.join(argv)[:110]}")  # pytest -s: the README's times
+            assert p.returncode == 0, f"{block.name}: `{shlex.join(argv)}` exit {p.returncode}:\n{p.stderr[-3000:]}"
+            assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    return root
+
+
+def test_the_main_job(ran: Path) -> None:
+    agreement = json.loads((ran / "out" / "demo" / "agreement.json").read_text())
+    assert agreement["overall_accuracy"] > 0.85  # the README's figure: 0.90
+    assert (ran / "out" / "demo" / "report" / "report.html").is_file()
+
+
+def test_the_stage_commands(ran: Path) -> None:
+    sel = json.loads((ran / "selection.json").read_text())
+    assert len(sel["names"]) == 19  # "19 of 35"
+    bundle = json.loads((ran / "model" / "bundle.json").read_text())
+    assert bundle["features"] == [f"ndvi_{s}" for s in ("p5", "p25", "p50", "p75", "p95", "summer", "winter",
+                                                          "spring", "fall", "texture_sd")]
+    with rasterio.open(ran / "features" / "eolearn_slovenia_2017.tif") as src:
+        assert list(src.descriptions) == bundle["features"]
+    with rasterio.open(ran / "maps" / "eolearn_slovenia_2017_class.tif") as src:
+        assert src.crs.to_epsg() == 3035 and src.res == (10.0, 10.0) and src.colormap(1)
+    a = json.loads((ran / "agreement.json").read_text())
+    assert a["n_pixels"] > 9000 and a["overall_accuracy"] > 0.7
+    m = json.loads((ran / "eval" / "metrics.json").read_text())
+    assert m["n"] > 50_000 and 0.5 < m["weighted_f1"] <= 1
+    runs = pd.read_csv(ran / "eval-quick" / "loro_runs.csv")
+    assert set(runs["model"]) == {"eulc-plain", "rf"} and set(runs["split"]) == {"loro-Pannonian", "loro-Steppic"}
+
+
+def test_the_feature_drift_and_tile_commands(ran: Path) -> None:
+    assert (ran / "feats" / "eolearn_slovenia_2017.tif").is_file()
+    drift = pd.read_csv(ran / "drift.csv")
+    assert len(drift) == 10 and {"psi", "ks"} <= set(drift.columns)
+    classes = sorted((ran / "maps-tiles").glob("1kmE*_class.tif"))
+    assert len(classes) >= 2  # the bbox spans more than one 1 km cell
+    assert all(c.with_name(c.name.replace("_class", "_proba")).is_file() for c in classes)
+
+
+def test_the_report(ran: Path) -> None:
+    m = json.loads((ran / "report" / "metrics.json").read_text())
+    assert 0.7 < m["overall_agreement"] <= 1
+    assert "transitions_ha" in json.dumps(m) or (ran / "report" / "transitions_ha.csv").is_file()
+    html = (ran / "report" / "report.html").read_text()
+    assert "Continental" in html or "Alpine" in html  # the bioregion zones
+
+
+def test_the_gee_plans(ran: Path, data: Path) -> None:
+    """The offline Earth Engine plans of the README, on the real LUCAS 2018 points."""
+    out = ran / "gee_table"
+    raw = pd.read_csv(data / SURVEY)
+    cells = (raw["POINT_ID"] // 10_000 // 100).astype(str) + "_" + (raw["POINT_ID"] % 10_000 // 100).astype(str)
+    expected_tasks = sum(math.ceil(n / 2000) for n in cells.value_counts())
+    with (out / "tasks.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == expected_tasks == len(list((out / "graphs").glob("*.json")))
+    assert sum(json.loads(r["detail"])["n_points"] for r in rows) == len(raw)
+    bands = json.loads((out / "bands.json").read_text())
+    assert bands["bands"] == load_spec("bridge-lc-196").names and bands["dtype"] == "int16"
+    g = json.loads((out / "graphs" / f"{rows[0]['key']}.json").read_text())
+    assert g["task_type"] == "Type.EXPORT_TABLE" and g["config"]["fileExportOptions"]["fileFormat"] == "CSV"
+    assert "Image.sampleRegions" in json.dumps(g["expression"])
+    tiles = json.loads((ran / "gee_tiles" / "bands.json").read_text())
+    assert tiles["bands"] == json.loads((ran / "selection.json").read_text())["names"]
+    assert sorted(p.name for p in (ran / "gee_tiles" / "graphs").iterdir()) == ["10kmE467N253.json",
+                                                                              "10kmE468N253.json"]
