@@ -172,3 +172,67 @@ def test_openmp_threads_sleep_when_other_work_loads_the_cpu(monkeypatch: pytest.
     monkeypatch.delenv("GOMP_SPINCOUNT")
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is kept
     assert not config.calm_openmp_under_load() and "GOMP_SPINCOUNT" not in os.environ
+
+
+def test_progress_lines_and_verbose_logs_when_not_a_terminal(tmp_path: Path, small_bundle: Path,
+                                                            slovenia_features: Path) -> None:
+    """Under a pipe (CI, a batch job) rich draws no bar: plain progress lines with done/total
+    come instead; -v adds eulc's own log records (per tile), and -q with -v is refused."""
+    p = eulc("-v", "map", str(slovenia_features), "--bundle", str(small_bundle), "--out", str(tmp_path / "m"),
+             "--scheduler", "sync", env={"EULC_PROGRESS_S": "0"})
+    assert p.returncode == 0, p.stderr
+    err = " ".join(p.stderr.split())
+    assert "mapping: 1/1 (100 %) in 0:0" in err  # the last line of the plain progress
+    assert f"{slovenia_features.stem}: mapped in" in err and "pixels" in err  # -v: the runner's record
+    q = eulc("map", str(slovenia_features), "--bundle", str(small_bundle), "--out", str(tmp_path / "q"),
+             "--scheduler", "sync", env={"EULC_PROGRESS_S": "0"})
+    assert q.returncode == 0 and "mapped in" not in q.stderr  # no log records without -v
+    _one_line_error(eulc("-q", "-v", "info"), "--quiet", "--verbose")
+    _one_line_error(eulc("map", str(slovenia_features), "--bundle", str(small_bundle), "--out", str(tmp_path / "x"),
+                         env={"EULC_PROGRESS_S": "soon"}), "EULC_PROGRESS_S")
+
+
+def test_plain_progress_says_the_time_left() -> None:
+    from rich.console import Console
+
+    from pipeline.app import cli_common
+
+    cli_common.console.file, saved = __import__("io").StringIO(), cli_common.console.file
+    try:
+        prog = cli_common.PlainProgress(every_s=0)
+        now = [0.0]
+        prog.get_time = lambda: now[0]  # type: ignore[method-assign]
+        task = prog.add_task("features", total=4, info="")
+        now[0] = 10.0
+        prog.advance(task)  # 1/4 after 10 s: 30 s to go
+        now[0] = 20.0
+        prog.update(task, advance=1, info="ndvi_p50")
+        text = cli_common.console.file.getvalue()
+    finally:
+        cli_common.console.file = saved
+    assert "features: 1/4 (25 %) in 0:10, about 0:30 left" in text, text
+    assert "features: 2/4 (50 %) in 0:20, about 0:20 left; ndvi_p50" in text, text
+    assert isinstance(cli_common.console, Console)
+
+
+def test_python_api_table_and_train(data: Path, tmp_path: Path) -> None:
+    """pipeline.api's table and training functions on the real LUCAS sample (the notebook
+    covers features, map and report)."""
+    import pipeline.api as api
+
+    from .conftest import SAMPLE, SURVEY
+
+    table = api.build_table(data / SAMPLE, tmp_path / "t.parquet", lucas=data / SURVEY)
+    assert len(table) == 1440 and table.crs.to_epsg() == 4326  # the rows with features
+    assert api.read_table(tmp_path / "t.parquet").attrs["eulc"]["features_digest"]
+    metrics = api.train(tmp_path / "t.parquet", tmp_path / "m", features="elc10-ndvi-l1", preset="mlp", epochs=2,
+                        lr=1e-3)
+    bundle = json.loads((tmp_path / "m" / "bundle.json").read_text())
+    assert bundle["features"] == api.bundles()["elc10-ndvi-l1"]
+    acc = metrics.get("test_accuracy", metrics.get("val_accuracy"))
+    assert acc is not None and 0.2 < acc <= 1, metrics
+    assert len(api.legend("level1").classes) == 7 and len(api.legend("level2").classes) == 19
+    with pytest.raises(Exception, match="level3"):
+        api.legend("level3")
+    with pytest.raises(Exception, match="presets"):
+        api.train(tmp_path / "t.parquet", tmp_path / "m2", preset="presets")

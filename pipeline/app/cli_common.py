@@ -100,7 +100,7 @@ class PlainProgress(Progress):
     """Progress for a stderr that is not a terminal (a log file, a pipe, CI, a batch job), where
     rich draws no bar: each visible task prints one plain line at most every ``every_s`` seconds
     and one when it completes, with done/total, the share, the time elapsed and the estimated
-    time left (rich's speed estimate over the last updates).
+    time left (rich's speed estimate over the last updates, else the mean rate so far).
 
     The same calls as :class:`rich.progress.Progress` (``add_task``, ``update``, ``advance``).
     """
@@ -134,7 +134,10 @@ class PlainProgress(Progress):
         info = str(task.fields.get("info", ""))
         elapsed = _duration(task.elapsed or 0.0)
         if task.total:
-            eta = "" if done or task.time_remaining is None else f", about {_duration(task.time_remaining)} left"
+            left = task.time_remaining  # rich's estimate from the recent speed; the mean rate until it has one
+            if left is None and task.completed and task.elapsed:
+                left = task.elapsed * (task.total - task.completed) / task.completed
+            eta = "" if done or left is None else f", about {_duration(left)} left"
             head = (f"{task.description}: {task.completed:,.0f}/{task.total:,.0f} "
                     f"({100 * task.completed / task.total:.0f} %) in {elapsed}{eta}")
         else:
