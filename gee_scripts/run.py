@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing as mp
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from gee_scripts.images import check_year
 from gee_scripts.jobs import EETaskRunner, JobSpec, JobTable, SubmitReport, poll, submit
 from gee_scripts.session import initialize_live, offline
 from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.config import cpu_threads
 from pipeline.core.contract import embed, features_digest
 from pipeline.core.errors import EulcError
 from pipeline.core.grid import TileId
@@ -43,21 +47,43 @@ def plan_table_exports(points_file: Path, spec: FeatureSpec, year: int, dest: De
     check_year(spec, year)
     dest.check()
     pts = read_points(points_file)
+    parts = [(key, grp, TileId.parse(key.rsplit("_", 1)[0])) for key, grp in shards(pts, shard_size)]
+    built = _in_processes(_table_graph, [(spec, year, key, grp, dest, cell) for key, grp, cell in parts])
     jobs, graphs, info = [], {}, {}
-    for key, grp in shards(pts, shard_size):
-        cell = TileId.parse(key.rsplit("_", 1)[0])
+    for (key, grp, cell), (g, desc) in zip(parts, built, strict=True):
 
         def build(grp: Any = grp, key: str = key, cell: TileId = cell) -> Any:
             return table_task(spec, year, key, grp, dest, cell)
 
-        task = build()
-        g = task_graph(task)
-        desc = str(task.config["description"])
         prefix = f"{spec.name}_{year}_{key}"
         jobs.append(JobSpec(key, "table", desc, graph_hash(g), dest.uri(prefix, "csv"), build))
         graphs[key] = g
         info[key] = {"n_points": len(grp), "cell": str(cell)}
     return Plan(jobs, graphs, info, spec.names)
+
+
+def _table_graph(args: tuple[Any, ...]) -> tuple[dict[str, Any], str]:
+    """One shard's task graph and description (runs in a worker process)."""
+    task = table_task(*args)
+    return task_graph(task), str((task.config or {})["description"])
+
+
+PARALLEL_MIN_TASKS = 32
+"""Below this many tasks the graphs are built in this process (a worker pool costs more)."""
+
+
+def _in_processes(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``[fn(x) for x in items]``, over forked worker processes when there are many items.
+
+    Building and encoding an expression graph is pure Python (about 0.1 s per task), so a plan
+    for every LUCAS point (584 tasks) is CPU-bound in one interpreter; forked workers inherit
+    the ee session (offline or live) the parent initialised. Results keep the order of ``items``.
+    """
+    n = min(cpu_threads(), len(items))
+    if n < 2 or len(items) < PARALLEL_MIN_TASKS or "fork" not in mp.get_all_start_methods():
+        return [fn(x) for x in items]
+    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("fork")) as pool:
+        return list(pool.map(fn, items, chunksize=max(1, len(items) // (4 * n))))
 
 
 def plan_tile_exports(tiles: list[TileId], spec: FeatureSpec, year: int, dest: Destination) -> Plan:

@@ -129,7 +129,8 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                  cfg: TrainConfig | None = None, regions: list[str] | None = None,
                  max_rows: int | None = None,
                  on_result: Callable[[dict[str, Any]], None] | None = None,
-                 adapt_priors: bool = False, select_k: int | None = None) -> pd.DataFrame:
+                 adapt_priors: bool = False, select_k: int | None = None,
+                 on_plan: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Run every model on every split and seed and write the tables (module docstring).
 
     Args:
@@ -153,6 +154,8 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
             features alone (:mod:`model.priors`; labels unused).
         select_k: fit RF importance on each split's training rows and keep the top k features
             for every model of that split (feature selection never sees the test rows).
+        on_plan: called once, before the first run, with the number of result rows still to
+            compute (for a progress bar with the time left).
 
     Returns:
         One row per (split, model, seed).
@@ -188,6 +191,11 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
     # XGBoost has no row or column sampling: the same split (LORO on all rows, every seed) gives the
     # same trees, so it is fitted once per split key
     xgb_done: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    if on_plan is not None and seeds:
+        n_splits = len(list(scenario_splits(scenario, d_all.take(seed_rows(len(d_all.y), max_rows, seeds[0])),
+                                            seeds[0], regions)))
+        per_split = len(models) + (sum(m != "svm" for m in models) if adapt_priors else 0)
+        on_plan(max(len(seeds) * n_splits * per_split - len(rows), 0))
     for seed in seeds:
         d = d_all.take(seed_rows(len(d_all.y), max_rows, seed))
         for split in scenario_splits(scenario, d, seed, regions):

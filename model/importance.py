@@ -139,6 +139,14 @@ def select_top_k(spec: FeatureSpec, imp: Importance, k: int) -> FeatureSelection
     return sel.with_scores(imp.seeds[0], {n: float(imp.scores[imp.names.index(n)]) for n in top})
 
 
+def default_ks(n: int) -> list[int]:
+    """The k values of :func:`accuracy_vs_k` for ``n`` features: about 8 from 5 to n on a
+    geometric grid, always with n and :func:`default_k`.
+    """
+    grid = np.unique(np.round(np.geomspace(min(5, n), n, 8)).astype(int)).tolist()
+    return sorted(set(grid) | {n, default_k(n)})
+
+
 def accuracy_vs_k(x: np.ndarray, y: np.ndarray, cells: np.ndarray, names: list[str],
                   method: Method = "mdi", ks: list[int] | None = None, seed: int = 0,
                   on_k: Callable[[int, float], None] | None = None) -> pd.DataFrame:
@@ -160,8 +168,7 @@ def accuracy_vs_k(x: np.ndarray, y: np.ndarray, cells: np.ndarray, names: list[s
     """
     n = len(names)
     if ks is None:
-        grid = np.unique(np.round(np.geomspace(min(5, n), n, 8)).astype(int)).tolist()
-        ks = sorted(set(grid) | {n, default_k(n)})
+        ks = default_ks(n)
     tr, te = _blocked(y, cells, seed)
     imp = rf_importance(x[tr], y[tr], cells[tr], names, method, (seed,))
     rank = [names.index(f) for f in imp.ranking()]

@@ -75,24 +75,7 @@ def test_demo_training_without_data_says_how_to_point_to_it(tmp_path: Path) -> N
     _one_line_error(p, "EULC_DATA", str(tmp_path / "none"))
 
 
-def test_demo_with_the_shipped_bundle(tmp_path: Path, data: Path) -> None:
-    out = tmp_path / "demo"
-    p = eulc("demo", "--out", str(out))
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "pretrained bundle elc10-ndvi-l1" in " ".join((p.stdout + p.stderr).split())
-    assert not (out / "model").exists() and not (out / "table.parquet").exists()  # nothing trained
-    agree = json.loads((out / "agreement.json").read_text())
-    assert agree["overall_accuracy"] > 0.85  # the eo-learn reference, 9,943 labelled pixels
-    rep = json.loads((out / "report" / "metrics.json").read_text())  # the demo ends with the report
-    assert rep["overall_agreement"] == pytest.approx(agree["overall_accuracy"])
-    assert "elc10-ndvi-l1" in (out / "report" / "report.html").read_text()  # its model card
-    # resume checks content (issue #14): a truncated map is redone, not trusted (it used to fail with "no CRS")
-    cls = next((out / "maps").glob("*_class.tif"))
-    good = cls.read_bytes()
-    cls.write_bytes(good[: len(good) // 3])
-    p = eulc("demo", "--out", str(out))
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert cls.read_bytes() == good
+# `eulc demo` with the shipped bundle, and its resume after damage: tests/test_readme.py::test_the_main_job
 
 
 def test_report_command_on_the_demo_map(tmp_path: Path, data: Path, small_bundle: Path,

@@ -274,3 +274,22 @@ def test_dem_asset_is_configurable(gee, spec, tmp_path: Path) -> None:
     default = json.dumps(ee.serializer.encode(feature_image(spec.subset(["dem_elevation"]), 2022, _region()),
                                               for_cloud_api=True))
     assert "projects/sat-io/open-datasets/ASTER/GDEM" in default
+
+
+def test_a_plan_built_in_worker_processes_equals_one_built_here(data: Path, tmp_path: Path, gee: None,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many shards are planned in forked workers: the same graphs, hashes and order as in-process."""
+    from gee_scripts import run
+
+    pts = pd.read_csv(data / SURVEY)
+    pts = pts[pts["NUTS_0"].isin(["SI", "HR", "AT", "HU"])]  # about 40 EEA 100 km cells
+    pts.to_csv(tmp_path / "p.csv", index=False)
+    dest = Destination("drive", "eulc")
+    spec = load_spec("elc10")
+    forked = run.plan_table_exports(tmp_path / "p.csv", spec, 2018, dest)
+    assert len(forked.jobs) > run.PARALLEL_MIN_TASKS
+    monkeypatch.setattr(run, "PARALLEL_MIN_TASKS", 10**9)
+    here = run.plan_table_exports(tmp_path / "p.csv", spec, 2018, dest)
+    assert [j.key for j in forked.jobs] == [j.key for j in here.jobs]
+    assert [j.params_hash for j in forked.jobs] == [j.params_hash for j in here.jobs]
+    assert forked.graphs == here.graphs

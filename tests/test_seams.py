@@ -255,20 +255,8 @@ def test_an_orbit_swap_is_refused_at_map_time(tmp_path: Path) -> None:
     assert p.returncode == 1 and "asc_vv_median" in p.stdout + p.stderr and "orbit" in p.stdout + p.stderr
 
 
-def test_select_feeds_the_gee_export(data: Path, tmp_path: Path) -> None:
-    """`eulc select` on an elc10 table → `eulc gee export-tiles --selection` with no --spec."""
-    _ok(eulc("table", str(data / SAMPLE), "--spec", "elc10", "--out", str(tmp_path / "t.parquet")))
-    _ok(eulc("select", "--table", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "sel.json"), "--k", "12",
-             "--seeds", "1"))
-    sel = json.loads((tmp_path / "sel.json").read_text())
-    _ok(eulc("gee", "export-tiles", "--tiles", SLO_CELL, "--features", str(tmp_path / "sel.json"), "--year", "2018",
-             "--out", str(tmp_path / "plan")))
-    bands = json.loads((tmp_path / "plan" / "bands.json").read_text())
-    assert bands["bands"] == sel["names"] and bands["features_digest"] == sel["features_digest"]
-    # and a spec that disagrees with the selection is refused, naming the feature
-    p = eulc("gee", "export-tiles", "--tiles", SLO_CELL, "--features", str(tmp_path / "sel.json"), "--year", "2018",
-             "--spec", "bridge-lc-196", "--out", str(tmp_path / "plan2"))
-    assert p.returncode == 2 and not (tmp_path / "plan2").exists()
+# `eulc select` -> `eulc gee export-tiles --features selection.json` (no --spec; a disagreeing --spec refused):
+# tests/test_readme.py::test_the_gee_plans, on the README's own commands
 
 
 def test_gee_table_export_to_table_to_train(data: Path, tmp_path: Path) -> None:

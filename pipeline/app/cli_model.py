@@ -156,11 +156,15 @@ def evaluate(
                         **({} if ema else {"ema_momentum": None}))
     with _progress() as prog:
         task = prog.add_task(scenario, total=None, info="")
+
+        def on_plan(n: int) -> None:
+            prog.update(task, total=n)
+
         df = run_scenario(table_path, sel.names, scenario, out, chosen, tuple(range(seeds)), cfg,
                           [r.strip() for r in regions.split(",")] if regions else None, max_rows,
                           lambda r: prog.update(task, advance=1, info=f"{r['split']} {r['model']}: "
                                                                        f"F1 {r['weighted_f1']:.3f}"),
-                          adapt_priors=adapt_priors, select_k=select_k)
+                          adapt_priors=adapt_priors, select_k=select_k, on_plan=on_plan)
     out_console.print((out / f"{scenario}_summary.md").read_text())
     out_console.print(f"{len(df)} runs; wrote {out / f'{scenario}_runs.csv'}")
 
@@ -176,7 +180,7 @@ def select(
     curve: Annotated[Path | None, typer.Option(help="also write the accuracy-vs-k curve (CSV + PNG) here")] = None,
 ) -> None:
     """Rank features by Random-Forest importance and keep the top k (paper §2, after Ghassemi et al. 2024)."""
-    from model.importance import accuracy_vs_k, curve_png, default_k, rf_importance, select_top_k
+    from model.importance import accuracy_vs_k, curve_png, default_k, default_ks, rf_importance, select_top_k
     from model.train import training_arrays
     from pipeline.table import read_feature_table, table_metadata, table_spec
 
@@ -201,7 +205,7 @@ def select(
         from pipeline.core.atomic import atomic_path
 
         with _progress() as prog:
-            task = prog.add_task("accuracy vs k", total=None, info="")
+            task = prog.add_task("accuracy vs k", total=len(default_ks(len(names))), info="")
             df = accuracy_vs_k(d.x, d.y, d.cells, names, method,  # type: ignore[arg-type]
                                on_k=lambda kv, f1: prog.update(task, advance=1, info=f"k={kv}: F1 {f1:.3f}"))
         with atomic_path(curve / "accuracy_vs_k.csv") as tmp:
