@@ -78,7 +78,7 @@ def map_(
     """Map tiles with a model bundle: class + confidence COGs, STAC items, a resumable manifest.
 
     A rerun skips tiles that are done and unchanged; failed tiles are listed and the exit
-    status is 1.
+    status is 1. With --stac, the bundle's features are computed first, into OUT/features.
     """
     from pipeline.app.pretrained import resolve_bundle
     from pipeline.core.aoi import parse_tiles

@@ -102,7 +102,7 @@ def parse_selection(spec: FeatureSpec, value: str | None) -> FeatureSelection:
 
 def resolve_selection(spec_name: str | None, value: str | None, default_spec: str
                       ) -> tuple[FeatureSpec, FeatureSelection]:
-    """The spec and selection a command works on, from its ``--spec`` and ``--features``/``--select``.
+    """The spec and selection a command works on, from its ``--spec`` and ``--features``.
 
     A selection JSON carries its own spec, so ``--spec`` may be left out; given, it must compute
     the selected features as the selection's spec does. Otherwise ``--spec`` (default

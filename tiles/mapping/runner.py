@@ -260,7 +260,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
     """
     if (features_dir is None) == (not features_files):
         raise EulcError("give either --features-dir (one COG per tile) or feature file(s)",
-                        "Use --features-dir DIR with --tiles, or --features FILE (one mosaic for all --tiles)")
+                        "Use --features-dir DIR with --tiles, or --mosaic FILE (one mosaic for all --tiles)")
     if tiles is None and features_dir is not None:  # every feature file of the folder, each whole
         features_files = sorted(p for p in features_dir.glob("*") if p.suffix in (".tif", ".vrt")
                                 and not p.name.startswith(".") and p.is_file())
@@ -376,7 +376,7 @@ def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files:
         try:
             ffile = given if given is not None else find_features(Path(str(features_dir)), tid)
             if not ffile.is_file():
-                raise RasterError("does not exist", "Check the --features path", path=ffile)
+                raise RasterError("does not exist", "Check the feature file or --mosaic path", path=ffile)
         except RasterError as e:
             failed[tid] = (None, str(e))
             continue
