@@ -35,7 +35,7 @@ from pipeline.core.errors import EulcError
 from pipeline.core.legend import Legend, level1_legend, level2_legend
 from pipeline.core.spec import load_spec
 from pipeline.table import build_feature_table, read_feature_table, table_metadata, table_spec, write_feature_table
-from tiles.engine.run import features_from_stack
+from tiles.engine.run import features_from_stack, stack_features_path
 from tiles.engine.stack import load_manifest
 from tiles.mapping.runner import MapSummary, run_map
 
@@ -71,12 +71,13 @@ def legend(level: str = "level1") -> Legend:
     raise EulcError(f"level {level!r} is not a legend", "Use level1 or level2")
 
 
-def demo_inputs() -> dict[str, Path | str]:
+def demo_inputs() -> dict[str, Any]:
     """The demo's shipped inputs: ``stack`` (the Slovenia Sentinel-2 stack manifest name for
-    :func:`compute_features`, 2017, 1 km² near Ljubljana) and ``reference`` (its eo-learn LULC
-    reference raster, crosswalk ``eolearn_lulc``). Sources: ``pipeline/demo_data/SOURCES.md``.
+    :func:`compute_features`, 1 km² near Ljubljana, EPSG:3035 10 m output), its ``year`` (int,
+    2017), ``reference`` (its eo-learn LULC reference raster, a Path) and that reference's
+    ``crosswalk`` (``eolearn_lulc``). Sources: ``pipeline/demo_data/SOURCES.md``.
     """
-    return {"stack": "eolearn_slovenia_demo", "year": "2017",
+    return {"stack": "eolearn_slovenia_demo", "year": 2017, "crosswalk": "eolearn_lulc",
             "reference": demo_data_dir() / "eolearn_slovenia" / "lulc_reference.tif"}
 
 
@@ -171,12 +172,13 @@ def compute_features(stack: PathLike, year: int, out_dir: PathLike, features: st
 
     Raises:
         EulcError: a feature the stack cannot compute (e.g. Sentinel-1 from an S2-only stack),
-            an unreadable stack.
+            an unreadable stack, a manifest name that cannot name a file inside ``out_dir``.
+
+    Unlike ``eulc features``, this always computes (no resume log).
     """
     sp, sel = spec_and_selection(spec, features)
     man, _ = load_manifest(stack)
-    dest = Path(out_dir) / f"{man.name}_{year}.tif"
-    return features_from_stack(stack, sp, sel, year, dest, on_feature)
+    return features_from_stack(stack, sp, sel, year, stack_features_path(Path(out_dir), man.name, year), on_feature)
 
 
 def map_features(feature_cogs: Sequence[PathLike], out: PathLike, bundle: PathLike = "elc10-l1",

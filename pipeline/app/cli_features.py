@@ -33,7 +33,6 @@ from pipeline.app.cli_common import (
 from pipeline.core.atomic import remove_leftovers
 from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError
-from pipeline.core.names import safe_name
 from pipeline.core.resume import StepLog, input_key
 
 
@@ -58,7 +57,7 @@ def features(
         "--allow-root", help="with --catalog: a folder outside the catalogue's own its assets may lie in")] = None,
 ) -> None:
     """Compute spec features from a local Sentinel stack and write a feature COG."""
-    from tiles.engine.run import features_from_stack
+    from tiles.engine.run import features_from_stack, stack_features_path
     from tiles.engine.stack import load_manifest
 
     sp, sel = _spec_and_selection(spec, features)
@@ -73,8 +72,7 @@ def features(
         return
     assert files is not None
     man, root = load_manifest(files)
-    name = safe_name(tile_id, "--tile-id") if tile_id else safe_name(man.name, "manifest name")
-    dest = out / f"{name}_{year}.tif"
+    dest = stack_features_path(out, man.name, year, tile_id)
     sub = sp.subset(sel.names)
     inputs = [root / it.path for it in man.items if (root / it.path).is_file()]
     key = input_key("features", features_digest(sub), year, cloud_mask, str(files), *inputs)

@@ -57,7 +57,7 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
     from model.presets import FAITHFUL, preset_config
     from pipeline.assess.agreement import agreement
     from pipeline.table import build_feature_table, write_feature_table
-    from tiles.engine.run import features_from_stack
+    from tiles.engine.run import features_from_stack, stack_features_path
     from tiles.engine.stack import load_manifest, load_stack
     from tiles.mapping.predict import predict_tile
 
@@ -123,7 +123,7 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
             say("train", f"validation accuracy {metrics.get('val_accuracy', float('nan')):.3f}, "
                          f"weighted F1 {metrics.get('val_weighted_f1', float('nan')):.3f}")
 
-    feat = out / "features" / f"{TILE_ID}_{year}.tif"
+    feat = stack_features_path(out / "features", TILE_ID, year)
     key = input_key("features", selection.names, year, spec.digest(),
                     root / SLOVENIA / "ndvi_68dates.tif")
     if log.done("features", key):

@@ -22,7 +22,7 @@ import rasterio
 from pipeline.assess.accuracy import StratifiedEstimates, stratified_estimates
 from pipeline.core.errors import RasterError, SchemaError
 from pipeline.core.legend import Legend, lucas_to_levels
-from pipeline.core.lucas import label_column
+from pipeline.core.lucas import LAT_COLUMNS, LON_COLUMNS, label_column
 
 NODATA = 255
 
@@ -39,9 +39,9 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
             gdf = gpd.read_parquet(path)
         elif path.suffix in (".csv", ".gz"):
             df = pd.read_csv(path)
-            cols = {c.lower(): c for c in df.columns}
-            lon = next((cols[c] for c in ("th_long", "lon") if c in cols), None)
-            lat = next((cols[c] for c in ("th_lat", "lat") if c in cols), None)
+            cols = {c.lower(): c for c in df.columns}  # any case, as label_column
+            lon = next((cols[c.lower()] for c in LON_COLUMNS if c.lower() in cols), None)
+            lat = next((cols[c.lower()] for c in LAT_COLUMNS if c.lower() in cols), None)
             if lon is None or lat is None:
                 raise SchemaError("has no TH_LONG/TH_LAT or lon/lat columns",
                                   "Add the point coordinates as lon and lat (EPSG:4326 degrees)", path=path)

@@ -27,6 +27,12 @@ LABEL_COLUMNS = {"LC1": ("LC1", "LC", "lc1", "LUCAS_LC1"), "LU1": ("LU1", "LU", 
 LUCAS microdata ``LC1``/``LU1``, the topsoil survey ``LC``/``LU``, eulc tables ``lc1``/``lu1``."""
 
 
+LON_COLUMNS = ("TH_LONG", "lon", "LON")
+LAT_COLUMNS = ("TH_LAT", "lat", "LAT")
+"""Point coordinate columns (EPSG:4326 degrees) in order of preference: the LUCAS theoretical
+point (``TH_LONG``/``TH_LAT``), then plain ``lon``/``lat``."""
+
+
 CODE_PATTERNS = {"LC1": r"[A-H]\d{2}", "LU1": r"U\d{3}"}
 """LUCAS nomenclature: LC1 codes are a letter A–H and two digits (``C21``), LU1 codes ``U`` and
 three digits (``U120``) (LUCAS 2018 C1 instructions)."""
@@ -84,7 +90,7 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
         pts = df.geometry.to_crs(3035).representative_point()
         x, y = pts.x.to_numpy(), pts.y.to_numpy()
     else:
-        lon_c, lat_c = _pick(df, ("TH_LONG", "lon", "LON")), _pick(df, ("TH_LAT", "lat", "LAT"))
+        lon_c, lat_c = _pick(df, LON_COLUMNS), _pick(df, LAT_COLUMNS)
         if lon_c and lat_c:
             x, y = Transformer.from_crs(4326, 3035, always_xy=True).transform(
                 df[lon_c].to_numpy(float), df[lat_c].to_numpy(float))

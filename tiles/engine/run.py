@@ -11,6 +11,7 @@ from pipeline.core.atomic import remove_leftovers
 from pipeline.core.errors import NoSceneError, RasterError
 from pipeline.core.featurecog import check_replaceable, write_feature_cog
 from pipeline.core.grid import GridWindow
+from pipeline.core.names import safe_name
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
 from tiles.engine.cloud_mask import CloudMaskChoice, resolve_cloud_mask
@@ -57,6 +58,17 @@ def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: Feat
     return write_feature_cog(dest, values, as_computed(compute_spec, stack.level), window, year, stack.level,
                              stack.sources, {"cloud_mask": mask_said} if mask_said else None, requested=sub,
                              spec_hash=spec.digest())
+
+
+def stack_features_path(out_dir: Path, manifest_name: str, year: int, tile_id: str | None = None) -> Path:
+    """Where the feature COG of a stack goes: ``out_dir/<name>_<year>.tif``, the name being
+    ``tile_id`` or the manifest's own name, checked to stay inside ``out_dir``.
+
+    Raises:
+        EulcError: a name with ``/``, ``..`` or a reserved word (:func:`pipeline.core.names.safe_name`).
+    """
+    name = safe_name(tile_id, "--tile-id") if tile_id else safe_name(manifest_name, "manifest name")
+    return out_dir / f"{name}_{year}.tif"
 
 
 def as_computed(spec: FeatureSpec, level: str) -> FeatureSpec:
