@@ -7,9 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from model.augment import PhysicalAugmentation
-from model.bundle import check_bundle_dest, save_bundle
-from model.train import TrainConfig, train_bridge, training_arrays
+from model.bundle import check_bundle_dest, load_bundle, save_bundle
+from model.fused import FusedClassifier
+from model.ood import DEFAULT_K, OODReference, fit_ood, save_ood
+from model.train import TrainConfig, TrainingData, split_rows, train_bridge, training_arrays
+from pipeline.core.bioregion import REGIONS
 from pipeline.core.contract import compare_features, embed, features_digest
+from pipeline.core.errors import BundleError
 from pipeline.core.hashing import file_sha256
 from pipeline.core.legend import legend_for
 from pipeline.core.selection import FeatureSelection
@@ -18,7 +22,7 @@ from pipeline.table import read_feature_table, table_spec
 
 def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelection,
                      cfg: TrainConfig, on_epoch: Callable[[int, float], None] | None = None,
-                     overwrite: bool = False) -> dict[str, Any]:
+                     overwrite: bool = False, landscapes: int = DEFAULT_K) -> dict[str, Any]:
     """Train BRIDGE-LC on a FeatureTable file and write the bundle to ``out_dir``.
 
     Args:
@@ -28,6 +32,8 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
         cfg: training settings (Level-1 or Level-2, epochs, ...).
         on_epoch: progress callback (epoch, mean loss).
         overwrite: replace an existing eulc bundle in ``out_dir`` (never other files).
+        landscapes: K of the OOD reference fitted on the training rows and stored in the
+            bundle (:mod:`model.ood`); 0 stores none.
 
     Returns:
         The metrics stored in the bundle.
@@ -48,10 +54,45 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
     legend = legend_for(cfg.level)
     aug = PhysicalAugmentation.from_spec(tspec, selection.names) if cfg.augment == "physical" else None
     res = train_bridge(data, len(legend), cfg, on_epoch, aug)
+    ood = (_fit_reference(res.model, res.normalizer, selection.names, tspec.subset(selection.names),
+                          data.take(res.train_rows), landscapes, cfg.seed) if landscapes > 0 else None)
     save_bundle(out_dir, res.model, res.normalizer, legend, selection.names,
                 spec={"name": tspec.name, "hash": tspec.digest(), "table_spec_hash": str(meta.get("spec_hash", "")),
                       "features_digest": features_digest(tspec, selection.names),
                       "feature_spec": embed(tspec, selection.names)},
                 train_config=cfg.model_dump(), train_config_hash=cfg.digest(),
-                data_hash=file_sha256(table_path)[:16], metrics=res.metrics, overwrite=overwrite)
+                data_hash=file_sha256(table_path)[:16], metrics=res.metrics, overwrite=overwrite, ood=ood)
     return res.metrics
+
+
+def _fit_reference(net: Any, normalizer: Any, names: list[str], spec: Any, rows: TrainingData, k: int,
+                   seed: int) -> OODReference:
+    return fit_ood(FusedClassifier(net, normalizer), names, spec, rows.x, rows.lonlat, rows.y, rows.region,
+                   list(REGIONS), k=k, seed=seed)
+
+
+def fit_ood_for_bundle(bundle_dir: Path, table_path: Path, landscapes: int = DEFAULT_K) -> OODReference:
+    """Add an OOD reference to an existing bundle (one trained without it), fitted on the very
+    rows it was trained on: the table must be the one it was trained on (its hash is checked)
+    and the training rows are re-drawn by :func:`model.train.split_rows` with the bundle's
+    stored training settings. Writes ``ood.safetensors`` and ``ood.json`` into ``bundle_dir``
+    (each atomically; the weights and ``bundle.json`` are not touched).
+
+    Raises:
+        BundleError: not a bundle, or the table is not its training table.
+        SchemaError: the table lacks a feature of the bundle.
+    """
+    bundle = load_bundle(bundle_dir)
+    recorded, actual = bundle.meta.get("data_hash", ""), file_sha256(table_path)[:16]
+    if recorded != actual:
+        raise BundleError(f"was trained on a table with hash {recorded!r}, and {table_path} has {actual!r}",
+                          "Give --table the very table file `eulc train` read for this bundle", path=bundle_dir)
+    cfg = TrainConfig(**bundle.meta["train_config"])
+    table, _ = read_feature_table(table_path)
+    data = training_arrays(table, bundle.features, cfg.level)
+    tr, _, _ = split_rows(data, cfg)
+    ref = _fit_reference(bundle.model, bundle.normalizer, bundle.features, bundle.feature_spec(), data.take(tr),
+                         landscapes, cfg.seed)
+    ref.info["fitted_on"] = "the bundle's training rows, re-drawn from its table (eulc ood)"
+    save_ood(Path(bundle_dir), ref, bundle.digest)
+    return ref

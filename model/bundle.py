@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from model.bridge import BridgeConfig, BridgeLC
 from model.normalize import AffineNormalizer
+from model.ood import OOD_META, OOD_WEIGHTS, OODReference, load_ood, save_ood
 from pipeline.core.atomic import current_umask, remove_leftovers, temp_prefix
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.contract import artifact_spec, features_digest
@@ -90,8 +91,39 @@ class ModelBundle:
         """SHA-256 (first 16 hex) of ``bundle.json`` and the weights together: the model hash in
         map tags and resume keys (an edit of either file changes it).
         """
-        blob = f"{self.meta['weights_sha256']}:{self.json_sha256}".encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return _digest(self.meta["weights_sha256"], self.json_sha256)
+
+    @functools.cached_property
+    def _ood(self) -> OODReference | None:
+        if self.path is None:
+            return None
+        return load_ood(self.path, self.digest, self.features, self.model.cfg.hidden, self.model.cfg.n_classes)
+
+    def ood(self) -> OODReference | None:
+        """The training-data reference for OOD map layers (:mod:`model.ood`), or None for a
+        bundle without one (trained before eulc fitted them, or with ``--landscapes 0``).
+
+        Raises:
+            BundleError: the reference files are incomplete, altered, or fitted for another model.
+        """
+        return self._ood
+
+    def require_ood(self) -> OODReference:
+        """:meth:`ood`, or a clear error for a bundle without a reference.
+
+        Raises:
+            BundleError: no reference (saying how to add one), or one that does not load.
+        """
+        ref = self.ood()
+        if ref is None:
+            raise BundleError("has no OOD reference (ood.json, ood.safetensors): it was trained before eulc "
+                              "fitted one", "Add one with `eulc ood BUNDLE --table TABLE` (the table it was "
+                              "trained on), or map without --ood", path=self.path)
+        return ref
+
+
+def _digest(weights_sha256: str, json_sha256: str) -> str:
+    return hashlib.sha256(f"{weights_sha256}:{json_sha256}".encode()).hexdigest()[:16]
 
 
 
@@ -106,7 +138,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-BUNDLE_FILES = frozenset({META, WEIGHTS, "MODEL_CARD.md"})
+BUNDLE_FILES = frozenset({META, WEIGHTS, "MODEL_CARD.md", OOD_META, OOD_WEIGHTS})
 """The files a bundle directory may hold; any other file makes it someone else's folder."""
 
 
@@ -146,7 +178,8 @@ def check_bundle_dest(dest: Path, overwrite: bool = False) -> None:
 
 def save_bundle(dest: Path, model: BridgeLC, normalizer: AffineNormalizer, legend: Legend,
                 features: list[str], spec: dict[str, Any], train_config: dict[str, Any],
-                train_config_hash: str, data_hash: str, metrics: dict[str, Any], overwrite: bool = False) -> Path:
+                train_config_hash: str, data_hash: str, metrics: dict[str, Any], overwrite: bool = False,
+                ood: OODReference | None = None) -> Path:
     """Write a bundle directory atomically (built in a temporary sibling, then renamed).
 
     Args:
@@ -161,6 +194,8 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: AffineNormalizer, legen
         data_hash: hash of the training table.
         metrics: training / validation metrics.
         overwrite: replace an existing eulc bundle at ``dest`` (see :func:`check_bundle_dest`).
+        ood: the OOD reference (:func:`model.ood.fit_ood`), written with the rest and tied to
+            this bundle's digest.
 
     Returns:
         ``dest``.
@@ -203,6 +238,8 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: AffineNormalizer, legen
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         for f in (tmp / WEIGHTS, tmp / META):  # safetensors writes 0600: honour the umask like any file
             os.chmod(f, 0o666 & ~current_umask())
+        if ood is not None:
+            save_ood(tmp, ood, _digest(file_sha256(tmp / WEIGHTS), file_sha256(tmp / META)))
         if dest.exists():  # an eulc bundle (checked above): swap, then drop the old one
             old = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name + "-old"), dir=dest.parent))
             os.replace(dest, old / dest.name)

@@ -134,6 +134,17 @@ class FusedClassifier(nn.Module):
         The angles and their sin/cos are computed in float32 even under bf16 autocast (lon ·
         ω needs the mantissa); the matrix products follow the autocast dtype.
         """
+        return self.head(self.embed(x, lonlat_deg))
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, C), divided by the calibration temperature, of embeddings ``h`` (N, H)."""
+        return torch.addmm(self.head_b, h, self.head_w.t())
+
+    def embed(self, x: torch.Tensor, lonlat_deg: torch.Tensor) -> torch.Tensor:
+        """The invariant encoder's last hidden layer (N, H) (after ReLU; the class head's input,
+        the "penultimate" embedding of :mod:`model.ood`) for the inputs of :meth:`forward`.
+        Equals ``BridgeLC.invariant(BridgeLC._input(normalised x, lonlat))`` in eval mode.
+        """
         if self.clip_lo is not None and self.clip_hi is not None:
             x = torch.clamp(x, self.clip_lo.to(x.dtype), self.clip_hi.to(x.dtype))
         h = torch.addmm(self.b0, x, self.wx.t())
@@ -149,4 +160,4 @@ class FusedClassifier(nn.Module):
         h = h.relu_()
         for w, b in zip(self.hidden_w, self.hidden_b, strict=True):
             h = torch.addmm(b, h, w.t()).relu_()
-        return torch.addmm(self.head_b, h, self.head_w.t())
+        return h

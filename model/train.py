@@ -185,11 +185,14 @@ def training_arrays(table: pd.DataFrame, features: list[str], level: str = "leve
 
 @dataclass
 class TrainResult:
-    """A trained network with its normaliser and hold-out metrics."""
+    """A trained network with its normaliser, hold-out metrics and the indices (int64) of the
+    rows it was fitted on (into the :class:`TrainingData` given).
+    """
 
     model: BridgeLC
     normalizer: AffineNormalizer
     metrics: dict[str, Any]
+    train_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 def _scores(prob: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -403,7 +406,7 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     if len(te):  # after calibration: the card reports the model as shipped, on untouched rows
         for k, v in _scores(predict_proba(net, x[te], data.lonlat[te], cfg.device), data.y[te]).items():
             metrics[f"test_{k}"] = v
-    return TrainResult(net.cpu(), norm, metrics)
+    return TrainResult(net.cpu(), norm, metrics, np.asarray(tr, np.int64))
 
 
 def _update_state_ema(ema: dict[str, torch.Tensor] | None, net: nn.Module, momentum: float

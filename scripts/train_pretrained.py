@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from model.api import train_from_table
+from model.api import fit_ood_for_bundle, train_from_table
 from model.presets import DEFAULT, preset_config
 from model.train import TrainConfig
 from pipeline.app.pretrained import models_dir
@@ -136,6 +136,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", help="bundle name(s) to rebuild")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--cards-only", action="store_true", help="rewrite MODEL_CARD.md of existing bundles")
+    ap.add_argument("--ood-only", action="store_true",
+                    help="add the OOD reference (issue #18) to existing bundles, fitted on their training rows")
     args = ap.parse_args()
     if args.cards_only:
         for name, (features, desc, level) in bundles().items():
@@ -156,6 +158,10 @@ def main() -> None:
             write_feature_table(gdf, tables[level])
         for name, (features, desc, level) in bundles().items():
             if args.only and name not in args.only:
+                continue
+            if args.ood_only:
+                ref = fit_ood_for_bundle(models_dir() / name, tables[level])
+                print(f"{name}: OOD reference, K = {ref.k}, {ref.info['n_rows']} training rows", flush=True)
                 continue
             src = ELC10 if level == "level1" else ELC10_L2
             epochs = args.epochs if level == "level1" else L2_EPOCHS

@@ -71,6 +71,9 @@ SpecOpt = Annotated[str | None, typer.Option(
     "that --features carries (a selection or bundle), else elc10")]
 StacOpt = Annotated[str | None, typer.Option(
     "--stac", help="STAC API URL to compute the features from, e.g. https://earth-search.aws.element84.com/v1")]
+LandscapesOpt = Annotated[int, typer.Option(
+    "--landscapes", help="K of the OOD reference's landscape clusters (K-Means on the S2 band medians of the "
+    "training rows; seed paper 002: 16); 0 stores no reference (then `eulc map --ood` is refused)")]
 EmaOpt = Annotated[bool, typer.Option(
     "--ema/--no-ema", help="weight EMA of the neural model(s), as the authors (each preset sets its momentum)")]
 _FEATURES_DIR_HELP = ("folder of feature COGs (*.tif): with --tiles one per tile, named <tile>.tif, <tile>_<year>.tif "

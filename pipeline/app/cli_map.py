@@ -60,6 +60,9 @@ def map_(
              "+2.5 on Alpine but -10.8 on Mediterranean, and unstable for rare classes "
              "(docs/results.md); check against reference data; reads each tile twice")] = False,
     compress: Annotated[str, typer.Option(help="DEFLATE or ZSTD")] = "DEFLATE",
+    ood: Annotated[bool, typer.Option(
+        "--ood", help="also write <tile>_ood.tif: 0 in distribution, 1 rare landscape, 2 far from the training "
+        "data in feature space, 3 both (the bundle's OOD reference; docs/outputs.md)")] = False,
     stac: StacOpt = None,
     collection: S2Collection = "sentinel-2-l2a",
     s1_collection: S1Collection = None,
@@ -126,12 +129,14 @@ def map_(
                           level2_dir=level2_dir, scheduler=scheduler, workers=workers, device=device,
                           probabilities=probabilities, compress=compress.upper(), on_event=on_event,
                           accept=tuple(accepted), dashboard=dashboard, overwrite=overwrite,
-                          adapt_priors=adapt_priors, precision=precision)
+                          adapt_priors=adapt_priors, precision=precision, ood=ood)
     px = summary.pixels - summary.nodata
     rate = f", {summary.pixels / summary.seconds / 1e6:.2f} Mpx/s" if summary.done and summary.seconds else ""
     out_console.print(f"{out}: {summary.done} tile(s) mapped, {summary.skipped} up to date, "
                       f"{len(summary.failures)} failed; {px:,} pixels classified, {summary.nodata:,} nodata"
                       f" in {summary.seconds:.1f} s{rate}")
+    if ood:
+        _print_ood(out)
     if summary.failures:
         console.print(f"[bold red]{len(summary.failures)} failed tile(s)[/bold red] (recorded in "
                       f"{out / 'manifest.sqlite'}; fix them and rerun: done tiles are kept):")
@@ -173,15 +178,20 @@ def report(
     previous: Annotated[Path | None, typer.Option(help="an earlier class map: transition matrix (ha)")] = None,
     bundle: Annotated[str | None, typer.Option(help=f"its model card goes in the report; {BUNDLE_HELP}")] = None,
     title: Annotated[str | None, typer.Option(help="report title")] = None,
+    ood_layer: Annotated[Path | None, typer.Option(
+        help="the map's OOD layer from `eulc map --ood` (default: the <tile>_ood.tif beside --map, if any)")] = None,
 ) -> None:
     """Compare a map with a reference map: report.html (self-contained), metrics.json, CSVs."""
     from pipeline.app.pretrained import resolve_bundle
-    from pipeline.assess.report import write_report
+    from pipeline.assess.report import ood_beside, write_report
+
+    if ood_layer is None and (ood_layer := ood_beside(map_path)) is not None:
+        out_console.print(f"OOD layer: {ood_layer} (found beside --map)")
 
     with _progress() as prog:
         task = prog.add_task("comparing", total=None, info="windows of the map")
         m = write_report(map_path, reference, crosswalk, out, points=points, zones=zones, previous=previous,
-                         bundle=resolve_bundle(bundle) if bundle else None, title=title,
+                         bundle=resolve_bundle(bundle) if bundle else None, title=title, ood=ood_layer,
                          on_window=lambda i, n: prog.update(task, completed=i, total=n,
                                                             info="" if i < n else "drawing the report"))
     oa = m["overall_agreement"]
@@ -189,7 +199,32 @@ def report(
     if "reference_sample" in m and m["reference_sample"]["overall"] is not None:
         rs = m["reference_sample"]
         msg += f"; accuracy from {rs['n_points']} points {rs['overall'] * 100:.1f} ± {rs['overall_ci95'] * 100:.1f} %"
+    if "ood" in m:
+        o = m["ood"]
+        msg += (f"; {o['share'] * 100:.1f} % of the map flagged out of distribution (agreement "
+                f"{_pct(o['agreement_flagged'])} there, {_pct(o['agreement_in_distribution'])} elsewhere)")
     out_console.print(msg)
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v * 100:.1f} %"
+
+
+def _print_ood(out: Path) -> None:
+    """The OOD share of each tile, from the run's manifest."""
+    from tiles.mapping.manifest import Manifest
+
+    m = Manifest(out / "manifest.sqlite")
+    try:
+        rows = [r for r in m.rows() if r.status == "done" and r.ood_share is not None]
+    finally:
+        m.close()
+    if not rows:
+        return
+    t = Table("tile", "flagged out of distribution", title="OOD layer (<tile>_ood.tif)")
+    for r in sorted(rows, key=lambda r: -(r.ood_share or 0))[:15]:
+        t.add_row(r.tile_id, f"{(r.ood_share or 0) * 100:.1f} %")
+    out_console.print(t)
 
 
 @app.command()

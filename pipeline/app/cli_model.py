@@ -12,6 +12,7 @@ from pipeline.app.cli_common import (
     DeviceOpt,
     EmaOpt,
     FeaturesOpt,
+    LandscapesOpt,
     LevelOpt,
     _progress,
     _table_selection,
@@ -19,6 +20,7 @@ from pipeline.app.cli_common import (
     console,
     out_console,
 )
+from pipeline.core.errors import EulcError
 
 
 @app.command()
@@ -62,9 +64,10 @@ def train(
     device: DeviceOpt = "auto",
     test_fraction: Annotated[float, typer.Option(
         help="share of rows (whole EEA 100 km cells) kept untouched for the bundle's reported metrics")] = 0.1,
+    landscapes: LandscapesOpt = 16,
 ) -> None:
     """Train a model (eulc's default, faithful BRIDGE-LC or a plain MLP) and write a ModelBundle
-    (safetensors + JSON).
+    (safetensors + JSON), with the OOD reference of its training rows (`eulc map --ood`).
     """
     from model.api import train_from_table
     from model.infer import resolve_device
@@ -75,6 +78,8 @@ def train(
                            features)
     if level not in ("level1", "level2"):
         raise typer.BadParameter(f"--level must be level1 or level2, not {level!r}")
+    if landscapes < 0:
+        raise typer.BadParameter(f"--landscapes must be 0 (no OOD reference) or more, not {landscapes}")
     from model.presets import PRESETS, preset_config
 
     if preset not in PRESETS:
@@ -86,7 +91,8 @@ def train(
         task = prog.add_task("training", total=epochs, info="")
         metrics = train_from_table(
             table_path, out, sel, cfg,
-            lambda e, loss: prog.update(task, completed=e, info=f"loss {loss:.3f}"), overwrite=overwrite)
+            lambda e, loss: prog.update(task, completed=e, info=f"loss {loss:.3f}"), overwrite=overwrite,
+            landscapes=landscapes)
     if "test_weighted_f1" in metrics:
         msg = (f"wrote {out}: on {metrics['n_test']:,} untouched rows (whole 100 km cells) accuracy "
                f"{metrics['test_accuracy']:.3f}, weighted F1 {metrics['test_weighted_f1']:.3f}, "
@@ -213,3 +219,28 @@ def select(
         curve_png(df, str(curve / "accuracy_vs_k.png"), f"{spec.name}: RF on top-k features ({method})", kk)
         out_console.print(df.to_string(index=False))
         out_console.print(f"wrote {curve / 'accuracy_vs_k.csv'} and .png")
+
+
+@app.command("ood")
+def ood_(
+    bundle: Annotated[Path, typer.Argument(help="a bundle folder written by `eulc train`")],
+    table_path: Annotated[Path, typer.Option("--table", help="the FeatureTable the bundle was trained on")],
+    landscapes: LandscapesOpt = 16,
+) -> None:
+    """Add the OOD reference (landscape clusters and feature-space distance of the training rows)
+    to a bundle trained without one, for `eulc map --ood`. The weights are not touched.
+    """
+    from model.api import fit_ood_for_bundle
+    from pipeline.app.pretrained import models_dir
+
+    if landscapes < 1:
+        raise typer.BadParameter("--landscapes must be at least 1 here")
+    if bundle.resolve().parent == models_dir().resolve():
+        raise EulcError(f"{bundle} is a bundle shipped with eulc", "Shipped bundles carry their OOD reference; "
+                        "give a bundle folder you trained")
+    with console.status(f"fitting the OOD reference of {bundle} on its training rows"):
+        ref = fit_ood_for_bundle(bundle, table_path, landscapes)
+    rare = int((ref.share < ref.rare_share).sum())
+    out_console.print(f"wrote {bundle / 'ood.json'} and ood.safetensors: K = {ref.k} landscapes "
+                      f"({rare} hold under {ref.rare_share:.0%} of the {ref.info['n_rows']:,} training rows), "
+                      f"thresholds at the training {ref.info['quantile']:.0%} quantile")

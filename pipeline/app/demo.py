@@ -59,7 +59,7 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
     from pipeline.table import build_feature_table, write_feature_table
     from tiles.engine.run import features_from_stack, stack_features_path
     from tiles.engine.stack import load_manifest, load_stack
-    from tiles.mapping.predict import predict_tile
+    from tiles.mapping.predict import Predictor, predict_tile
 
     say = report or (lambda step, msg: None)
     root = demo_data_dir()
@@ -135,15 +135,17 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
 
     bundle = load_bundle(model_dir)
     maps = out / "maps"
-    key = input_key("map", feat, bundle.digest)
+    has_ood = bundle.ood() is not None  # the OOD layer wherever the bundle carries a reference
+    key = input_key("map", feat, bundle.digest, has_ood)
     if log.done("map", key):
         say("map", f"up to date: {maps}")
     else:
-        res = predict_tile(bundle, feat, maps, TILE_ID)
-        log.mark("map", key, [res.class_path, res.confidence_path],
-                 {"n_nodata": res.n_nodata, "class_counts": res.class_counts})
-        say("map", f"wrote {res.class_path.name} and {res.confidence_path.name} "
-                   f"({res.n_pixels - res.n_nodata:,} pixels, {res.n_nodata:,} nodata)")
+        res = predict_tile(Predictor(bundle, device="cpu", ood=has_ood), feat, maps, TILE_ID)
+        log.mark("map", key, res.outputs, {"n_nodata": res.n_nodata, "class_counts": res.class_counts})
+        say("map", f"wrote {', '.join(p.name for p in res.outputs)} "
+                   f"({res.n_pixels - res.n_nodata:,} pixels, {res.n_nodata:,} nodata"
+                   + (f"; {res.ood_share:.1%} flagged out of distribution" if res.ood_share is not None else "")
+                   + ")")
 
     result = agreement(maps / f"{TILE_ID}_class.tif", root / SLOVENIA / "lulc_reference.tif",
                        Crosswalk.shipped("eolearn_lulc"), level1_legend())
@@ -156,10 +158,10 @@ def run_demo(out: Path, epochs: int = 10, lr: float = 1e-3, year: int = 2017, se
                     title=f"{model_dir.name} Level-1, Slovenia {year}: overall agreement "
                           f"{result['overall_accuracy']:.3f}")
     say("quicklook", f"wrote {png}")
-    from pipeline.assess.report import write_report
+    from pipeline.assess.report import ood_beside, write_report
 
     write_report(maps / f"{TILE_ID}_class.tif", root / SLOVENIA / "lulc_reference.tif", "eolearn_lulc",
-                 out / "report", bundle=model_dir,
+                 out / "report", bundle=model_dir, ood=ood_beside(maps / f"{TILE_ID}_class.tif") if has_ood else None,
                  title=f"eulc demo: {model_dir.name} Level-1 map of the Slovenia patch ({year}) vs eo-learn LULC")
     say("report", f"wrote {out / 'report' / 'report.html'} (no LUCAS 2018 point falls in this 1 km² patch, "
                   "so the report has no sample-based area estimate)")

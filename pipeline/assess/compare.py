@@ -121,6 +121,10 @@ class Comparison:
         thumb_ref: int16 (h, w) crosswalked reference classes at the same pixels (-1 = none).
         thumb_step: the decimation step of the thumbnails (1 = every pixel).
         disagreement: the disagreement COG written, or None.
+        confusion_ood: with an OOD layer, int64 (K, K) like ``confusion`` over the compared
+            pixels the layer flags (code > 0); ``confusion - confusion_ood`` is the rest.
+        thumb_ood: with an OOD layer, uint8 (h, w) codes at the thumbnail pixels (255 = none).
+        ood_counts: with an OOD layer, mapped pixels per code (0–3), compared or not.
     """
 
     confusion: np.ndarray
@@ -138,6 +142,9 @@ class Comparison:
     thumb_ref: np.ndarray
     thumb_step: int
     disagreement: Path | None = None
+    confusion_ood: np.ndarray | None = None
+    thumb_ood: np.ndarray | None = None
+    ood_counts: np.ndarray | None = None
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
@@ -260,7 +267,8 @@ def windows(shape: tuple[int, int], step: int, window_px: int = WINDOW_PX) -> li
 
 def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legend, *,
             disagreement: Path | None = None, block_m: float = BLOCK_M, window_px: int = WINDOW_PX,
-            thumb_px: int = THUMB_PX, on_window: Callable[[int, int], None] | None = None) -> Comparison:
+            thumb_px: int = THUMB_PX, on_window: Callable[[int, int], None] | None = None,
+            ood: Path | None = None) -> Comparison:
     """Align, crosswalk and cross-tabulate a class map and a reference raster, window by window.
 
     Each window of the map's grid reads the map and the reference warped onto it (GDAL reads
@@ -279,13 +287,18 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
         window_px: target side of the windows read (pixels; rounded to whole blocks).
         thumb_px: longest side of the decimated quicklook arrays.
         on_window: called with (windows done, windows in all) after each window (progress).
+        ood: the map's OOD layer (``<tile>_ood.tif`` of ``eulc map --ood``: codes 0–3, 255
+            nodata), on the map's very grid: adds agreement inside and outside the flagged
+            pixels and an ``n_ood`` (flagged compared pixels) column to the blocks.
 
     Raises:
         RasterError: unreadable rasters, a missing CRS or transform, rasters that do not
-            overlap, or reference codes missing from the crosswalk (listed with their pixel
-            counts; the comparison stops at the first window that has one).
+            overlap, an OOD layer on another grid, or reference codes missing from the crosswalk
+            (listed with their pixel counts; the comparison stops at the first window that has one).
     """
     _check_overlap(map_path, reference)
+    if ood is not None:
+        _check_same_grid(ood, map_path)
     method = _method(reference, map_path)
     k = len(legend)
     with _open(map_path) as m:
@@ -300,6 +313,9 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
     thumb_map = np.full((-(-shape[0] // ts), -(-shape[1] // ts)), NODATA, np.uint8)
     thumb_ref = np.full(thumb_map.shape, -1, np.int16)
     cm = np.zeros(k * k, np.int64)
+    cm_ood = np.zeros(k * k, np.int64)
+    ood_counts = np.zeros(4, np.int64)
+    thumb_ood = np.full(thumb_map.shape, NODATA, np.uint8) if ood is not None else None
     map_nodata = ref_excluded = 0
     block_parts: list[np.ndarray] = []
     with ExitStack() as stack:
@@ -309,6 +325,7 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
             disagreement, shape, "uint8", transform, crs, NODATA, description="disagreement",
             tags={"values": "0 agree, 1 disagree, 255 nodata", "resampling": method},
             colormap={0: (26, 150, 65, 255), 1: (*DISAGREE_RGB, 255)}, resampling="mode")) if disagreement else None
+        osrc = stack.enter_context(_open(ood)) if ood is not None else None
         mapper = _CodeMapper(crosswalk, ref.dtype)
         for i, win in enumerate(wins):
             mp = msrc.read(1, window=win)
@@ -324,9 +341,20 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
             agree = valid & (mp == ids)
             n_v, n_a = _block_sums(valid, step), _block_sums(agree, step)
             br, bc = np.nonzero(n_v)
-            block_parts.append(np.stack([br + win.row_off // step, bc + win.col_off // step,
-                                         n_v[br, bc], n_a[br, bc]], 1).astype(np.int64))
             a, b = (-win.row_off) % ts, (-win.col_off) % ts
+            n_o = np.zeros_like(n_v)
+            if osrc is not None and thumb_ood is not None:
+                codes = osrc.read(1, window=win)
+                flagged = has_map & (codes > 0) & (codes < 4)
+                ood_counts += np.bincount(codes[has_map & (codes < 4)], minlength=4)[:4]
+                fv = valid & flagged
+                cm_ood += np.bincount(mp[fv].astype(np.int64) * k + ids[fv], minlength=k * k)
+                n_o = _block_sums(fv, step)
+                to = np.where(has_map, codes, NODATA)[a::ts, b::ts]
+                thumb_ood[(win.row_off + a) // ts:(win.row_off + a) // ts + to.shape[0],
+                          (win.col_off + b) // ts:(win.col_off + b) // ts + to.shape[1]] = to
+            block_parts.append(np.stack([br + win.row_off // step, bc + win.col_off // step,
+                                         n_v[br, bc], n_a[br, bc], n_o[br, bc]], 1).astype(np.int64))
             tm, tr = mp[a::ts, b::ts], ids[a::ts, b::ts]
             r0, c0 = (win.row_off + a) // ts, (win.col_off + b) // ts
             thumb_map[r0:r0 + tm.shape[0], c0:c0 + tm.shape[1]] = tm
@@ -337,23 +365,41 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
                 dis.write(out, 1, window=win)
             if on_window is not None:
                 on_window(i + 1, len(wins))
-    blocks = _blocks_table(np.concatenate(block_parts) if block_parts else np.zeros((0, 4), np.int64),
-                           transform, shape, step)
+    blocks = _blocks_table(np.concatenate(block_parts) if block_parts else np.zeros((0, 5), np.int64),
+                           transform, shape, step, with_ood=ood is not None)
     pixel_ha = abs(transform.a * transform.e) / 1e4
     return Comparison(cm.reshape(k, k), pixel_ha, transform, crs, shape, method,
                       {"name": crosswalk.name, **mapper.report().to_json()}, map_nodata, ref_excluded, blocks,
-                      step * res, thumb_map, thumb_ref, ts, disagreement)
+                      step * res, thumb_map, thumb_ref, ts, disagreement,
+                      cm_ood.reshape(k, k) if ood is not None else None, thumb_ood,
+                      ood_counts if ood is not None else None)
 
 
-def _blocks_table(parts: np.ndarray, transform: Any, shape: tuple[int, int], step: int) -> pd.DataFrame:
-    """Block rows (block row, block col, n_pixels, n_agree) → x_m, y_m (centres), counts, agreement."""
+def _check_same_grid(layer: Path, map_path: Path) -> None:
+    """Refuse a layer (the OOD COG) that is not on the map's grid (CRS, transform, size)."""
+    with _open(layer) as o, _open(map_path) as m:
+        same = (o.crs == m.crs and o.transform.almost_equals(m.transform) and o.shape == m.shape)
+        if not same:
+            raise RasterError(f"is not on the grid of {map_path.name} ({o.crs}, {o.width}x{o.height} px vs "
+                              f"{m.crs}, {m.width}x{m.height} px)",
+                              "Give the _ood.tif that `eulc map --ood` wrote beside this class map", path=layer)
+
+
+def _blocks_table(parts: np.ndarray, transform: Any, shape: tuple[int, int], step: int,
+                  with_ood: bool = False) -> pd.DataFrame:
+    """Block rows (block row, block col, n_pixels, n_agree, n_ood) → x_m, y_m (centres), counts,
+    agreement (and ``n_ood`` with an OOD layer).
+    """
     h, w = shape
     res = abs(transform.a)
     r0, c0 = parts[:, 0] * step, parts[:, 1] * step
     x = transform.c + (c0 + np.minimum(step, w - c0) / 2) * res
     y = transform.f - (r0 + np.minimum(step, h - r0) / 2) * res
     n, a = parts[:, 2], parts[:, 3]
-    return pd.DataFrame({"x_m": x, "y_m": y, "agreement": a / np.maximum(n, 1), "n_pixels": n, "n_agree": a})
+    df = pd.DataFrame({"x_m": x, "y_m": y, "agreement": a / np.maximum(n, 1), "n_pixels": n, "n_agree": a})
+    if with_ood:
+        df["n_ood"] = parts[:, 4]
+    return df
 
 
 def class_metrics(cm: np.ndarray, names: list[str]) -> dict[str, dict[str, float | int | None]]:
@@ -381,7 +427,8 @@ def block_agreement(c: Comparison) -> pd.DataFrame:
     Returns:
         One row per block with any compared pixel: ``x_m``, ``y_m`` (block centre, map CRS),
         ``lon``, ``lat`` (EPSG:4326), ``agreement``, ``n_pixels``, ``n_agree``, ``bioregion``,
-        ``tile`` (the EEA 10 km cell, e.g. ``10kmE467N253``); ties by more pixels first.
+        ``tile`` (the EEA 10 km cell, e.g. ``10kmE467N253``), and with an OOD layer ``ood_share``
+        (flagged share of the compared pixels) and ``n_ood``; ties by more pixels first.
     """
     from pyproj import Transformer
 
@@ -398,7 +445,10 @@ def block_agreement(c: Comparison) -> pd.DataFrame:
     except Exception:  # noqa: BLE001 - the region table is optional context
         df["bioregion"] = ""
         df["tile"] = ""
-    df = df[["x_m", "y_m", "lon", "lat", "agreement", "n_pixels", "n_agree", "bioregion", "tile"]]
+    ood = ["ood_share", "n_ood"] if "n_ood" in df.columns else []
+    if ood:
+        df["ood_share"] = df["n_ood"] / df["n_pixels"].clip(lower=1)
+    df = df[["x_m", "y_m", "lon", "lat", "agreement", "n_pixels", "n_agree", *ood, "bioregion", "tile"]]
     return df.sort_values(["agreement", "n_pixels"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
@@ -406,14 +456,18 @@ def agreement_by(blocks: pd.DataFrame, key: str, pixel_ha: float) -> list[dict[s
     """Agreement aggregated over blocks by ``key`` (``tile`` = EEA 10 km cell, or ``bioregion``).
 
     Returns:
-        One dict per group: ``key``, ``agreement``, ``n_pixels``, ``area_ha``; lowest agreement first.
+        One dict per group: ``key``, ``agreement``, ``n_pixels``, ``area_ha`` (and ``ood_share``,
+        the flagged share of the compared pixels, when the blocks have ``n_ood``); lowest
+        agreement first.
     """
     if blocks.empty:
         return []
-    g = blocks.assign(**{key: blocks[key].astype(str).replace("", "unknown")}).groupby(key, sort=True)[
-        ["n_agree", "n_pixels"]].sum()
+    cols = ["n_agree", "n_pixels", *(["n_ood"] if "n_ood" in blocks.columns else [])]
+    g = blocks.assign(**{key: blocks[key].astype(str).replace("", "unknown")}).groupby(key, sort=True)[cols].sum()
     out = [{key: str(name), "agreement": int(r.n_agree) / int(r.n_pixels), "n_pixels": int(r.n_pixels),
-            "area_ha": int(r.n_pixels) * pixel_ha} for name, r in g.iterrows() if r.n_pixels]
+            "area_ha": int(r.n_pixels) * pixel_ha,
+            **({"ood_share": int(r.n_ood) / int(r.n_pixels)} if "n_ood" in cols else {})}
+           for name, r in g.iterrows() if r.n_pixels]
     return sorted(out, key=lambda r: r["agreement"])
 
 

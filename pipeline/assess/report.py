@@ -32,6 +32,7 @@ from pipeline.assess.refpoints import read_points, sample_accuracy
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.errors import RasterError
 from pipeline.core.legend import Crosswalk, Legend, level1_legend
+from pipeline.core.ood_codes import OOD_CODES
 
 CSS = """
 body{font-family:'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#1d2733;background:#f4f6f8}
@@ -119,9 +120,61 @@ def _bundle_summary(bundle: Path, meta: dict[str, Any]) -> str:
             "<table><tr><th>architecture</th><th>value</th></tr>" + arows + "</table></div>")
 
 
+def ood_beside(map_path: Path) -> Path | None:
+    """The OOD layer ``eulc map --ood`` wrote beside a class map (``<tile>_class.tif`` →
+    ``<tile>_ood.tif``), or None when there is none.
+    """
+    name = Path(map_path).name
+    if not name.endswith("_class.tif"):
+        return None
+    cand = Path(map_path).with_name(name.removesuffix("_class.tif") + "_ood.tif")
+    return cand if cand.is_file() else None
+
+
+def _ood_section(comp: Any, ood: Path, legend: Legend) -> tuple[str, pd.DataFrame, dict[str, Any]]:
+    """The OOD section's HTML, its table (agreement inside / outside the flagged pixels) and metrics."""
+    assert comp.confusion_ood is not None and comp.ood_counts is not None and comp.thumb_ood is not None
+    counts = comp.ood_counts
+    mapped = int(counts.sum())
+    rows = []
+    for label, cm in (("in distribution (code 0)", comp.confusion - comp.confusion_ood),
+                      ("flagged (codes 1-3)", comp.confusion_ood)):
+        n = int(cm.sum())
+        rows.append({"pixels": label, "n_pixels": n, "area_ha": n * comp.pixel_ha,
+                     "agreement": float(np.trace(cm) / n) if n else None})
+    table = pd.DataFrame(rows)
+    with rasterio.open(ood) as src:
+        tags = src.tags()
+    metrics = {"file": ood.name, "share": float((mapped - counts[0]) / mapped) if mapped else 0.0,
+               "counts": {OOD_CODES[c]: int(counts[c]) for c in range(4)},
+               "agreement_in_distribution": rows[0]["agreement"], "agreement_flagged": rows[1]["agreement"],
+               "compared_flagged": rows[1]["n_pixels"], "compared_in_distribution": rows[0]["n_pixels"],
+               "thresholds": {k: tags.get(k, "") for k in ("landscape_threshold", "distance_threshold", "k",
+                                                            "quantile", "rare_share", "ood_hash")}}
+    code_rows = "".join(f"<tr><td>{c}: {html.escape(OOD_CODES[c])}</td><td>{int(counts[c]):,}</td>"
+                        f"<td>{(counts[c] / mapped * 100 if mapped else 0):.2f} %</td></tr>" for c in range(4))
+    note = (f"<p>The OOD layer <code>{html.escape(ood.name)}</code> flags pixels unlike the model's training "
+            "data (thresholds at the training rows' "
+            f"{html.escape(str(tags.get('quantile', '0.99')))} quantile): <b>1</b> a rare landscape (its nearest of "
+            f"K = {html.escape(str(tags.get('k', '16')))} K-Means landscape clusters of the Sentinel-2 band medians "
+            "holds under "
+            f"{float(tags.get('rare_share', 0.01)) * 100:g} % of the training rows, or it lies beyond the "
+            "clusters), <b>2</b> far from the training data in the network's penultimate embedding "
+            "(class-conditional Mahalanobis distance, Lee et al. 2018), <b>3</b> both. Expect lower accuracy where "
+            "it flags; a low share does not prove the map right (docs/results.md, issue #18).</p>")
+    html_ = (note + _img(fig.ood_quicklook(comp.thumb_map, comp.thumb_ood, comp.extent, legend, comp.crs),
+                         "OOD layer")
+             + "<div class='row'><table><tr><th>OOD code</th><th>mapped pixels</th><th>share</th></tr>"
+             + code_rows + "</table>" + _table(table, "{:,.3f}") + "</div>"
+             + "<p class='note'>The share of flagged pixels per EEA 10 km tile and per biogeographical region is in "
+             "the tables of the previous section (column <i>ood share</i>).</p>")
+    return html_, table, metrics
+
+
 def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, points: Path | None = None,
                  zones: Path | None = None, previous: Path | None = None, bundle: Path | None = None,
-                 title: str | None = None, on_window: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                 title: str | None = None, on_window: Callable[[int, int], None] | None = None,
+                 ood: Path | None = None) -> dict[str, Any]:
     """Compare ``map_path`` with ``reference`` and write the report files into ``out``.
 
     Args:
@@ -136,6 +189,9 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         bundle: the model bundle that made the map (its model card goes in the report).
         title: report title.
         on_window: progress of the comparison, called with (windows done, windows in all).
+        ood: the map's OOD layer (``eulc map --ood``; :func:`ood_beside` finds it): the report
+            shows it beside the map, its share per tile and bioregion, and agreement inside and
+            outside the flagged pixels (``metrics["ood"]``, ``ood.csv``).
 
     Returns:
         The metrics dict also written to ``metrics.json``.
@@ -145,13 +201,14 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
             :func:`pipeline.assess.compare.compare`, :func:`pipeline.assess.refpoints.sample_accuracy`).
     """
     for what, path in (("--map", map_path), ("--reference", reference), ("--points", points), ("--zones", zones),
-                       ("--previous", previous), ("--bundle", bundle)):
+                       ("--previous", previous), ("--bundle", bundle), ("--ood-layer", ood)):
         if path is not None and not Path(path).exists():  # every input checked before anything is written
             raise RasterError(f"{what} does not exist", "Check the path", path=path)
     legend = _legend_of(map_path)
     cw = Crosswalk.shipped(crosswalk)
     out.mkdir(parents=True, exist_ok=True)
-    comp = compare(map_path, reference, cw, legend, disagreement=out / "disagreement.tif", on_window=on_window)
+    comp = compare(map_path, reference, cw, legend, disagreement=out / "disagreement.tif", on_window=on_window,
+                   ood=ood)
     metrics = summary(comp, legend)
     blocks = block_agreement(comp)
     names = legend.names
@@ -189,6 +246,11 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
             + (f"<ul class='note'>{warn}</ul>" if warn else "")
             + _img(fig.area_bars(names, ps.mapped_ha, e.area, e.area_ci95), "area estimates")
             + _table(tables["area_estimates"]))))
+    if ood is not None:
+        section, ood_table, metrics["ood"] = _ood_section(comp, ood, legend)
+        tables["ood"] = ood_table
+        kpis.append(("flagged out of distribution", f"{metrics['ood']['share'] * 100:.1f} %"))
+        sections.append(("Where the model is out of its depth", section))
     if previous is not None:
 
         trans, _ = transition_matrix(previous, map_path, legend)

@@ -21,6 +21,7 @@ from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E4
 
 from pipeline.assess.compare import DISAGREE_RGB  # noqa: E402
 from pipeline.core.legend import Legend  # noqa: E402
+from pipeline.core.ood_codes import OOD_CODES, OOD_COLORS  # noqa: E402
 
 DPI = 110
 DISAGREE = "#{:02x}{:02x}{:02x}".format(*DISAGREE_RGB)
@@ -74,6 +75,40 @@ def quicklooks(map_ids: np.ndarray, ref_ids: np.ndarray, extent: tuple[float, fl
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
     fig.text(0.99, 0.01, crs, ha="right", fontsize=7, color="#555")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return _png(fig)
+
+
+def ood_quicklook(map_ids: np.ndarray, ood_codes: np.ndarray, extent: tuple[float, float, float, float],
+                  legend: Legend, crs: str) -> bytes:
+    """The map beside its OOD layer (``eulc map --ood``), with both legends and a scale bar.
+
+    Args:
+        map_ids: uint8 (H, W) map classes (255 = nodata).
+        ood_codes: uint8 (H, W) codes of :data:`pipeline.core.ood_codes.OOD_CODES` (255 = none).
+        extent: (left, right, bottom, top) in ``crs`` metres.
+    """
+    k = len(legend)
+    m = np.where(map_ids < k, map_ids, np.nan).astype(float)
+    o = np.where(ood_codes < 4, ood_codes, np.nan).astype(float)
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.1))
+    axes[0].imshow(m, cmap=ListedColormap([c.colour for c in legend.classes]), vmin=-0.5, vmax=k - 0.5,
+                   extent=extent, interpolation="nearest")
+    axes[0].set_title("map", fontsize=10)
+    colours = ["#{:02x}{:02x}{:02x}".format(*OOD_COLORS[c][:3]) for c in range(4)]
+    axes[1].imshow(o, cmap=ListedColormap(colours), vmin=-0.5, vmax=3.5, extent=extent, interpolation="nearest")
+    n = np.isfinite(o).sum()
+    flagged = float((o > 0).sum() / n * 100) if n else 0.0
+    axes[1].set_title(f"out of distribution ({flagged:.1f} % of mapped pixels flagged)", fontsize=10)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        _scale_bar(ax, extent[1] - extent[0])
+    present = {int(v) for v in np.unique(m[np.isfinite(m)])}
+    handles = [Patch(color=c.colour, label=c.name) for c in legend.classes if c.id in present]
+    handles += [Patch(color=colours[c], label=f"{c}: {OOD_CODES[c]}") for c in range(4)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
+    fig.text(0.99, 0.01, crs, ha="right", fontsize=7, color="#555")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return _png(fig)
 
 

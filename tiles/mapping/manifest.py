@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS tiles (
     seconds REAL,
     n_pixels INTEGER,
     n_nodata INTEGER,
-    worker TEXT
+    worker TEXT,
+    ood_share REAL
 )
 """
 
@@ -50,6 +51,7 @@ class TileRow:
     seconds: float | None
     n_pixels: int | None
     n_nodata: int | None
+    ood_share: float | None = None
 
 
 class Manifest:
@@ -66,6 +68,9 @@ class Manifest:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(SCHEMA)
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(tiles)")}
+        if "ood_share" not in cols:  # a manifest of an eulc before the OOD layer (issue #18)
+            self._db.execute("ALTER TABLE tiles ADD COLUMN ood_share REAL")
 
     def close(self) -> None:
         """Close the database."""
@@ -74,12 +79,12 @@ class Manifest:
     def get(self, tile_id: str) -> TileRow | None:
         """The row of ``tile_id``, or None."""
         cur = self._db.execute(
-            "SELECT tile_id, inputs_hash, status, features_file, outputs, error, seconds, n_pixels, n_nodata "
-            "FROM tiles WHERE tile_id = ?", (tile_id,))
+            "SELECT tile_id, inputs_hash, status, features_file, outputs, error, seconds, n_pixels, n_nodata, "
+            "ood_share FROM tiles WHERE tile_id = ?", (tile_id,))
         r = cur.fetchone()
         if r is None:
             return None
-        return TileRow(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7], r[8])
+        return TileRow(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7], r[8], r[9])
 
     def rows(self) -> list[TileRow]:
         """Every row, sorted by tile id."""
@@ -109,11 +114,12 @@ class Manifest:
 
     def finish(self, tile_id: str, result: dict[str, Any]) -> None:
         """Record a worker's result: ``status``, ``outputs`` (name → SHA-256), ``error``,
-        ``seconds``, ``n_pixels``, ``n_nodata``, ``worker``.
+        ``seconds``, ``n_pixels``, ``n_nodata``, ``worker`` and, with the OOD layer, ``ood_share``
+        (share of the mapped pixels flagged out of distribution).
         """
         self._db.execute(
-            "UPDATE tiles SET status=?, outputs=?, error=?, finished=?, seconds=?, n_pixels=?, n_nodata=?, worker=? "
-            "WHERE tile_id=?",
+            "UPDATE tiles SET status=?, outputs=?, error=?, finished=?, seconds=?, n_pixels=?, n_nodata=?, worker=?, "
+            "ood_share=? WHERE tile_id=?",
             (result["status"], json.dumps(result.get("outputs", {}), sort_keys=True), result.get("error"),
              time.time(), result.get("seconds"), result.get("n_pixels"), result.get("n_nodata"),
-             result.get("worker"), tile_id))
+             result.get("worker"), result.get("ood_share"), tile_id))

@@ -33,12 +33,14 @@ from affine import Affine
 from model.bundle import ModelBundle
 from model.fused import FusedClassifier
 from model.infer import resolve_device
+from model.ood import OODReference
 from model.priors import em_priors, prior_bias
 from pipeline.core.cog import write_cog
 from pipeline.core.contract import artifact_spec, compare_features
 from pipeline.core.errors import RasterError
 from pipeline.core.featurecog import feature_contract
 from pipeline.core.grid import GridWindow, TileId, pixel_centres_lonlat
+from pipeline.core.ood_codes import OOD_CODES, OOD_COLORS, OOD_NODATA
 from pipeline.core.reader import Block, FeatureReader
 from pipeline.core.spec import FeatureSpec
 
@@ -63,6 +65,7 @@ class TileResult:
         class_counts: pixels per class name.
         extra_paths: the probability and Level-2 COGs when asked for.
         tags: the tags written into every output (model/spec hash, tile id, year).
+        ood_counts: with the OOD layer, mapped pixels per OOD code (``"0"`` … ``"3"``).
     """
 
     class_path: Path
@@ -72,6 +75,15 @@ class TileResult:
     class_counts: dict[str, int]
     extra_paths: list[Path] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    ood_counts: dict[str, int] | None = None
+
+    @property
+    def ood_share(self) -> float | None:
+        """Share of the mapped pixels flagged out of distribution (any code > 0), or None without the layer."""
+        if self.ood_counts is None:
+            return None
+        total = sum(self.ood_counts.values())
+        return (total - self.ood_counts.get("0", 0)) / total if total else 0.0
 
     @property
     def outputs(self) -> list[Path]:
@@ -88,13 +100,15 @@ class Predictor:
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         batch_px: pixels per forward pass (default :data:`CPU_BATCH_PX` or :data:`CUDA_BATCH_PX`).
         bf16: bfloat16 autocast for the matrix products (default: on CUDA only).
+        ood: also compute the OOD codes of the Level-1 bundle's reference (:mod:`model.ood`).
 
     Raises:
         RasterError: a Level-2 bundle with a Level-1 bundle that has no Cropland class.
+        BundleError: ``ood`` with a bundle without an OOD reference (or a damaged one).
     """
 
     def __init__(self, bundle: ModelBundle, level2: ModelBundle | None = None, device: str = "auto",
-                 batch_px: int | None = None, bf16: bool | None = None) -> None:
+                 batch_px: int | None = None, bf16: bool | None = None, ood: bool = False) -> None:
         self.bundle = bundle
         self.level2 = level2
         self.device = resolve_device(device)
@@ -103,6 +117,7 @@ class Predictor:
         self.net = FusedClassifier(bundle.model, bundle.normalizer).to(self.device).eval()
         self.net2 = (FusedClassifier(level2.model, level2.normalizer).to(self.device).eval()
                      if level2 else None)
+        self.ood: OODReference | None = bundle.require_ood() if ood else None
         self.crop_id = -1
         if level2 is not None:
             if CROPLAND not in bundle.legend.names:
@@ -162,6 +177,11 @@ class Predictor:
         """The model hash written into the tags (``l1hash+l2hash`` with a Level-2 bundle)."""
         return self.bundle.digest + (f"+{self.level2.digest}" if self.level2 else "")
 
+    @property
+    def ood_digest(self) -> str:
+        """SHA-256 of the OOD reference's arrays used (first 16 hex), or ``""`` without ``ood``."""
+        return str(self.ood.info.get("arrays_sha256", ""))[:16] if self.ood is not None else ""
+
     def with_prior_bias(self, bias: np.ndarray) -> Predictor:
         """A copy whose Level-1 logits get ``bias`` (C,) added (:func:`model.priors.prior_bias`):
         the same fused network with a shifted class-head bias (Saerens et al. 2002).
@@ -172,17 +192,19 @@ class Predictor:
             other.net.head_b.add_(torch.as_tensor(bias, dtype=other.net.head_b.dtype, device=other.net.head_b.device))
         return other
 
-    def run(self, net: FusedClassifier, x: np.ndarray, lonlat_deg: np.ndarray, proba: bool = False
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Class id uint8 (N,), max probability float32 (N,) and, with ``proba``, the
-        probabilities float32 (N, C) of raw features (N, F) and lon/lat (N, 2), in sub-batches
-        (softmax of the temperature-scaled logits; paper §3.5). ``x`` may be any strided view,
-        such as the pixel rows ``values.reshape(F, -1).T`` of a reader block.
+    def run(self, net: FusedClassifier, x: np.ndarray, lonlat_deg: np.ndarray, proba: bool = False,
+            ood: OODReference | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Class id uint8 (N,), max probability float32 (N,), with ``proba`` the probabilities
+        float32 (N, C), and with ``ood`` the OOD codes uint8 (N,) (:data:`model.ood.OOD_CODES`) of
+        raw features (N, F) and lon/lat (N, 2), in sub-batches (softmax of the
+        temperature-scaled logits; paper §3.5). ``x`` may be any strided view, such as the
+        pixel rows ``values.reshape(F, -1).T`` of a reader block.
         """
         n, n_cls = len(x), net.head_b.shape[0]
         cls = np.empty(n, np.uint8)
         pmax = np.empty(n, np.float32)
         prob = np.empty((n, n_cls), np.float32) if proba else None
+        codes = np.empty(n, np.uint8) if ood is not None else None
         cuda = self.device.type == "cuda"
         with torch.inference_mode():
             for i in range(0, n, self.batch_px):
@@ -195,7 +217,10 @@ class Predictor:
                     xb = torch.from_numpy(x[i:i + self.batch_px])
                     lb = torch.from_numpy(lonlat_deg[i:i + self.batch_px])
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    z = net(xb, lb).float()
+                    h = net.embed(xb, lb)
+                    z = net.head(h).float()
+                if ood is not None and codes is not None:  # the embedding the logits came from
+                    codes[i:i + len(z)] = ood.codes(xb, h).cpu().numpy()
                 top, arg = z.max(1)
                 e = torch.exp(z - top[:, None])
                 tot = e.sum(1)
@@ -204,7 +229,7 @@ class Predictor:
                 pmax[i:j] = (1.0 / tot).cpu().numpy()
                 if prob is not None:
                     prob[i:j] = (e / tot[:, None]).cpu().numpy()
-        return cls, pmax, prob
+        return cls, pmax, prob, codes
 
     def predict(self, x: np.ndarray, lonlat_deg: np.ndarray, proba: bool = False) -> dict[str, np.ndarray]:
         """Predict N pixels with every feature of :attr:`features` present.
@@ -217,13 +242,16 @@ class Predictor:
         Returns:
             ``class`` uint8 (N,), ``confidence`` uint8 (N,) = round(100 · max probability),
             with ``proba`` also ``proba`` float32 (N, C); with Level-2 also ``level2`` uint8
-            (N,) (255 outside Cropland or where a Level-2 feature is missing).
+            (N,) (255 outside Cropland or where a Level-2 feature is missing); with the
+            predictor's ``ood`` also ``ood`` uint8 (N,) codes.
         """
         x1 = x if self._idx1 == list(range(x.shape[1])) else x[:, self._idx1]
-        cls, pmax, prob = self.run(self.net, x1, lonlat_deg, proba)
+        cls, pmax, prob, codes = self.run(self.net, x1, lonlat_deg, proba, self.ood)
         res = {"class": cls, "confidence": np.rint(pmax * 100).astype(np.uint8)}
         if prob is not None:
             res["proba"] = prob
+        if codes is not None:
+            res["ood"] = codes
         if self.net2 is not None:
             l2 = np.full(len(x), NODATA, np.uint8)
             crop = np.flatnonzero(cls == self.crop_id)
@@ -323,8 +351,9 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
     Writes ``<tile_id>_class.tif`` (uint8, nodata 255, legend colormap, mode overviews),
     ``<tile_id>_confidence.tif`` (uint8 0–100, nodata 255), with ``probabilities``
     ``<tile_id>_proba.tif`` (uint8 percent, one band per class), and with a Level-2 bundle
-    ``<tile_id>_level2.tif`` (crop classes inside Cropland, else 255). All EPSG:3035 on the
-    10 m grid, tagged with the model hash, spec hash and tile id.
+    ``<tile_id>_level2.tif`` (crop classes inside Cropland, else 255), and with a predictor
+    made with ``ood`` ``<tile_id>_ood.tif`` (uint8 codes of :data:`model.ood.OOD_CODES`, nodata
+    255, colormap). All EPSG:3035 on the 10 m grid, tagged with the model hash, spec hash and tile id.
 
     Args:
         model: a bundle, or a :class:`Predictor` (reused across tiles).
@@ -360,6 +389,8 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
         outs = {k: np.full(h * w, NODATA, np.uint8) for k in ("class", "confidence")}
         if pred.level2 is not None:
             outs["level2"] = np.full(h * w, NODATA, np.uint8)
+        if pred.ood is not None:
+            outs["ood"] = np.full(h * w, OOD_NODATA, np.uint8)
         proba = np.full((len(legend), h * w), NODATA, np.uint8) if probabilities else None
         n_valid_by_feature = np.zeros(len(pred.features), np.int64)
         adaptation: dict[str, object] = {}
@@ -421,6 +452,18 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
         extra.append(write_cog(out_dir / f"{tile_id}_level2.tif", outs["level2"].reshape(h, w), t, crs,
                                NODATA, descriptions=[l2.level], tags={**common, "legend": l2.to_json()},
                                colormap=l2.colormap(), resampling="mode", compress=compress, threads=gdal_threads))
+    ood_counts = None
+    if pred.ood is not None:
+        ref = pred.ood
+        codes = outs["ood"]
+        ood_counts = {str(c): int(n) for c, n in enumerate(np.bincount(codes[codes != OOD_NODATA], minlength=4))}
+        extra.append(write_cog(
+            out_dir / f"{tile_id}_ood.tif", codes.reshape(h, w), t, crs, OOD_NODATA, descriptions=["ood_code"],
+            tags={**common, "ood_hash": pred.ood_digest, "codes": json.dumps(OOD_CODES),
+                  "landscape_threshold": f"{ref.landscape_threshold:.6g}",
+                  "distance_threshold": f"{ref.distance_threshold:.6g}", "k": str(ref.k),
+                  "quantile": str(ref.info.get("quantile", "")), "rare_share": str(ref.rare_share)},
+            colormap=dict(OOD_COLORS), resampling="mode", compress=compress, threads=gdal_threads))
     counts = np.bincount(cls[cls != NODATA], minlength=len(legend))
     return TileResult(cpath, qpath, h * w, n_nodata,
-                      {n: int(counts[i]) for i, n in enumerate(legend.names)}, extra, common)
+                      {n: int(counts[i]) for i, n in enumerate(legend.names)}, extra, common, ood_counts)

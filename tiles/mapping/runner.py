@@ -74,6 +74,7 @@ class MapJob:
         accept: feature-contract fields whose difference is tolerated (``cloud_mask``, ``level``).
         adapt_priors: EM class-prior adaptation per tile (:func:`~tiles.mapping.predict.predict_tile`).
         bf16: bfloat16 autocast for the model (:func:`model.infer.resolve_precision`).
+        ood: also write ``<tile>_ood.tif`` from the bundle's OOD reference (:mod:`model.ood`).
     """
 
     tile_id: str
@@ -90,6 +91,7 @@ class MapJob:
     accept: tuple[str, ...] = ()
     adapt_priors: bool = False
     bf16: bool = False
+    ood: bool = False
 
 
 @dataclass
@@ -112,7 +114,7 @@ class MapSummary:
         return not self.failures
 
 
-_PREDICTORS: dict[tuple[str, str | None, str, bool], Any] = {}
+_PREDICTORS: dict[tuple[str, str | None, str, bool, bool], Any] = {}
 
 
 def run_tile(job: MapJob) -> dict[str, Any]:
@@ -120,7 +122,8 @@ def run_tile(job: MapJob) -> dict[str, Any]:
 
     Returns:
         ``{"status", "outputs": {file name: SHA-256}, "error", "seconds", "n_pixels",
-        "n_nodata", "class_counts", "year", "spec_hash", "worker", "peak_rss_mb"}``.
+        "n_nodata", "class_counts", "year", "spec_hash", "worker", "peak_rss_mb"}``, with the
+        OOD layer also ``"ood_counts"`` (pixels per code) and ``"ood_share"``.
     """
     import torch
 
@@ -129,10 +132,11 @@ def run_tile(job: MapJob) -> dict[str, Any]:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
         torch.set_num_threads(max(1, job.threads))
-        key = (job.bundle_dir, job.level2_dir, job.device, job.bf16)
+        key = (job.bundle_dir, job.level2_dir, job.device, job.bf16, job.ood)
         if key not in _PREDICTORS:
             l2 = load_bundle(Path(job.level2_dir)) if job.level2_dir else None
-            _PREDICTORS[key] = Predictor(load_bundle(Path(job.bundle_dir)), l2, device=job.device, bf16=job.bf16)
+            _PREDICTORS[key] = Predictor(load_bundle(Path(job.bundle_dir)), l2, device=job.device, bf16=job.bf16,
+                                         ood=job.ood)
         res = predict_tile(_PREDICTORS[key], Path(job.features_file), Path(job.out_dir), job.tile_id,
                            tile=job.tile, probabilities=job.probabilities, compress=job.compress,
                            accept=job.accept, adapt_priors=job.adapt_priors)
@@ -141,7 +145,8 @@ def run_tile(job: MapJob) -> dict[str, Any]:
                 "seconds": time.perf_counter() - t0, "n_pixels": res.n_pixels, "n_nodata": res.n_nodata,
                 "class_counts": res.class_counts, "year": tags.get("year", ""),
                 "spec_hash": tags.get("spec_hash", ""), "features_digest": tags.get("features_digest", ""),
-                "contract": tags.get("contract", ""), "worker": worker, "peak_rss_mb": _peak_rss_mb()}
+                "contract": tags.get("contract", ""), "worker": worker, "peak_rss_mb": _peak_rss_mb(),
+                **({"ood_counts": res.ood_counts, "ood_share": res.ood_share} if res.ood_counts is not None else {})}
     except EulcError as e:
         return {"status": "failed", "error": str(e), "seconds": time.perf_counter() - t0, "worker": worker}
     except Exception as e:  # noqa: BLE001 - any other failure is recorded, the run goes on
@@ -204,12 +209,15 @@ def find_features(features_dir: Path, tile_id: str) -> Path:
 
 def inputs_hash(features_sha256: str, tile_id: str, tile: TileId | None, model_hash: str,
                 probabilities: bool, compress: str, accept: tuple[str, ...] = (), adapt_priors: bool = False,
-                bf16: bool = False) -> str:
-    """SHA-256 of everything a tile's outputs depend on (feature bytes, cell, models, options)."""
+                bf16: bool = False, ood_hash: str = "") -> str:
+    """SHA-256 of everything a tile's outputs depend on (feature bytes, cell, models, options,
+    and the OOD reference's hash when its layer is asked for).
+    """
     key = {"format": FORMAT, "features": features_sha256, "tile_id": tile_id,
            "cell": str(tile) if tile else None, "model": model_hash, "probabilities": probabilities,
            "compress": compress, **({"accept": sorted(accept)} if accept else {}),
-           **({"adapt_priors": True} if adapt_priors else {}), **({"precision": "bf16"} if bf16 else {})}
+           **({"adapt_priors": True} if adapt_priors else {}), **({"precision": "bf16"} if bf16 else {}),
+           **({"ood": ood_hash} if ood_hash else {})}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -221,7 +229,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             workers: int | None = None, device: str = "auto", probabilities: bool = False,
             compress: str = "DEFLATE", on_event: Event | None = None, accept: tuple[str, ...] = (),
             dashboard: str = "127.0.0.1:8787", overwrite: bool = False,
-            adapt_priors: bool = False, precision: str = "auto") -> MapSummary:
+            adapt_priors: bool = False, precision: str = "auto", ood: bool = False) -> MapSummary:
     """Map tiles, resumably. See the module docstring for the files written.
 
     Args:
@@ -250,6 +258,8 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             et al. 2002; the bundle must record its training priors).
         precision: ``auto`` (bf16 on CUDA, float32 on CPU), ``fp32`` or ``bf16``
             (:func:`model.infer.resolve_precision`; recorded in the tags and the resume key).
+        ood: also write ``<tile>_ood.tif`` (:mod:`model.ood`) and record each tile's OOD share
+            in the manifest and its STAC item; the bundle must carry an OOD reference.
 
     Returns:
         The :class:`MapSummary` (``ok`` is False when any tile failed).
@@ -278,6 +288,9 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
     b2 = load_bundle(level2_dir) if level2_dir else None
     if adapt_priors:  # refused before any tile runs, with the bundle named
         b1.class_prior()
+    ood_hash = ""
+    if ood:  # refused before any tile runs: a bundle without a reference, or a damaged one
+        ood_hash = str(b1.require_ood().info.get("arrays_sha256", ""))[:16] or "unknown"
     model_hash = b1.digest + (f"+{b2.digest}" if b2 else "")
     legends = {"class": b1.legend, **({"level2": b2.legend} if b2 else {})}
     dev_t = resolve_device(device)
@@ -303,7 +316,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
                             "(eulc never replaces a file it did not write)")
         jobs, planned_failures = _plan(tiles, features_dir, features_files, bundle_dir, level2_dir, out_dir,
                                        dev, probabilities, compress, threads, model_hash, accept, adapt_priors,
-                                       bf16)
+                                       bf16, ood_hash)
         manifest = Manifest(out_dir / MANIFEST)  # created only once the inputs are known to be usable
         try:
             for j in list(jobs):  # with --overwrite: a foreign file named like an output fails its tile
@@ -348,7 +361,7 @@ def _own_files(manifest_path: Path) -> set[str]:
     return own
 
 
-OUTPUT_SUFFIXES = ("_class.tif", "_confidence.tif", "_proba.tif", "_level2.tif", ".json")
+OUTPUT_SUFFIXES = ("_class.tif", "_confidence.tif", "_proba.tif", "_level2.tif", "_ood.tif", ".json")
 """What a tile writes into the run folder: ``<tile><suffix>``."""
 
 
@@ -356,13 +369,13 @@ def _output_names(job: MapJob, level2: bool) -> list[str]:
     """The files a tile's job writes into the run folder."""
     names = [f"{job.tile_id}_class.tif", f"{job.tile_id}_confidence.tif", f"{job.tile_id}.json"]
     return names + ([f"{job.tile_id}_proba.tif"] if job.probabilities else []) + (
-        [f"{job.tile_id}_level2.tif"] if level2 else [])
+        [f"{job.tile_id}_level2.tif"] if level2 else []) + ([f"{job.tile_id}_ood.tif"] if job.ood else [])
 
 
 def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files: list[Path] | None, bundle_dir: Path,
           level2_dir: Path | None, out_dir: Path, device: str, probabilities: bool, compress: str,
           threads: int, model_hash: str, accept: tuple[str, ...] = (), adapt_priors: bool = False,
-          bf16: bool = False) -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
+          bf16: bool = False, ood_hash: str = "") -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
     jobs: list[MapJob] = []
     failed: dict[str, tuple[str | None, str]] = {}
     hashes: dict[Path, str] = {}
@@ -382,9 +395,11 @@ def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files:
             continue
         if ffile not in hashes:
             hashes[ffile] = file_sha256(ffile)
-        ih = inputs_hash(hashes[ffile], tid, cell, model_hash, probabilities, compress, accept, adapt_priors, bf16)
+        ih = inputs_hash(hashes[ffile], tid, cell, model_hash, probabilities, compress, accept, adapt_priors, bf16,
+                         ood_hash)
         jobs.append(MapJob(tid, cell, str(ffile), str(bundle_dir), str(level2_dir) if level2_dir else None,
-                           str(out_dir), device, probabilities, compress, threads, ih, accept, adapt_priors, bf16))
+                           str(out_dir), device, probabilities, compress, threads, ih, accept, adapt_priors, bf16,
+                           bool(ood_hash)))
     return jobs, failed
 
 
@@ -458,6 +473,8 @@ def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path,
                  "eulc:features_digest": res.get("features_digest", ""), "eulc:contract": res.get("contract", ""),
                  "eulc:n_pixels": res["n_pixels"], "eulc:n_nodata": res["n_nodata"],
                  "eulc:class_counts": res["class_counts"]}
+        if res.get("ood_counts") is not None:
+            props |= {"eulc:ood_share": round(float(res["ood_share"]), 6), "eulc:ood_counts": res["ood_counts"]}
         item = tile_item(job.tile_id, window, str(res.get("year", "")), files,
                          {k: v for k, v in legends.items() if k in files}, props)
         ipath = write_item(item, out_dir)

@@ -22,7 +22,7 @@ from pipeline.core.grid import GridWindow, footprint_lonlat
 from pipeline.core.legend import Legend
 
 ASSET_ROLES = {"class": ["data"], "level2": ["data"], "confidence": ["metadata", "quality"],
-               "proba": ["data", "probability"]}
+               "proba": ["data", "probability"], "ood": ["metadata", "quality"]}
 
 
 def _classes(legend: Legend) -> list[Classification]:
@@ -43,7 +43,7 @@ def tile_item(tile_id: str, window: GridWindow, year: str, files: dict[str, str]
         tile_id: the item id (the cell code).
         window: the tile's grid window (EPSG:3035).
         year: the map year (``""`` if unknown: the item then has no time range).
-        files: asset key (``class``, ``confidence``, ``proba``, ``level2``) → file name in the
+        files: asset key (``class``, ``confidence``, ``proba``, ``level2``, ``ood``) → file name in the
             output folder.
         legends: asset key → legend, for the classification extension.
         properties: extra properties (``eulc:model_hash``, ``eulc:spec_hash``, ...).

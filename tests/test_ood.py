@@ -1,0 +1,220 @@
+"""The OOD layer (issue #18): the reference stored in bundles, ``eulc map --ood``, the report.
+
+Real data: the shipped bundles' references, the real Slovenia feature COG, the real LUCAS sample.
+"""
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rio_cogeo.cogeo import cog_validate
+
+from model.bundle import load_bundle
+from model.fused import FusedClassifier
+from model.ood import OOD_META, OOD_WEIGHTS
+from pipeline.app.pretrained import models_dir
+from pipeline.core.errors import BundleError
+from pipeline.core.ood_codes import OOD_NODATA
+from tiles.mapping.manifest import Manifest
+from tiles.mapping.predict import NODATA, Predictor, predict_tile
+from tiles.mapping.runner import run_map
+
+
+def _eulc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.app.cli", *args], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def ndvi_bundle() -> Path:
+    """The shipped bundle of the 10 NDVI features of the Slovenia feature COG."""
+    return models_dir() / "elc10-ndvi-l1"
+
+
+@pytest.mark.parametrize("name", ["elc10-l1", "elc10-l2", "elc10-s2-l1", "elc10-ndvi-l1"])
+def test_every_shipped_bundle_carries_a_reference_for_its_own_model(name: str) -> None:
+    b = load_bundle(models_dir() / name)
+    ref = b.ood()
+    assert ref is not None and ref.k == 16
+    assert ref.whitener.shape == (b.model.cfg.hidden,) * 2
+    meta = json.loads((b.path / OOD_META).read_text())
+    assert meta["bundle_digest"] == b.digest
+    # fitted on the training rows: ~1 % of them beyond each 99 % threshold, by construction
+    assert meta["n_rows"] == b.meta["metrics"]["n_train"]
+    if name in ("elc10-l1", "elc10-s2-l1"):  # the landscapes are the nine S2 band medians
+        assert meta["landscape_features"] == ["blue_median", "green_median", "red_median", "R1_median", "R2_median",
+                                              "R3_median", "nir_median", "swir1_median", "swir2_median"]
+
+
+def test_fused_embedding_is_the_networks_penultimate_layer(ndvi_bundle: Path) -> None:
+    b = load_bundle(ndvi_bundle)
+    rng = np.random.default_rng(0)
+    x = (b.normalizer.center + rng.normal(size=(64, len(b.features))) * b.normalizer.scale).astype(np.float32)
+    ll = np.tile(np.float32([14.5, 46.0]), (64, 1))
+    fused = FusedClassifier(b.model, b.normalizer)
+    with torch.inference_mode():
+        h = fused.embed(torch.from_numpy(x), torch.from_numpy(ll))
+        xn = b.normalizer.transform_tensor(torch.from_numpy(x))
+        ref = b.model.invariant(b.model._input(xn, torch.from_numpy(ll)))
+    np.testing.assert_allclose(h.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def ood_tile(ndvi_bundle: Path, slovenia_features: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("ood")
+    return predict_tile(Predictor(load_bundle(ndvi_bundle), device="cpu", ood=True), slovenia_features, out, "slo")
+
+
+def test_map_writes_a_valid_ood_cog_aligned_with_the_class_map(ood_tile) -> None:
+    res = ood_tile
+    ood = res.class_path.with_name("slo_ood.tif")
+    assert ood in res.outputs
+    valid, errors, _ = cog_validate(str(ood))
+    assert valid, errors
+    with rasterio.open(res.class_path) as c, rasterio.open(ood) as o:
+        cls, codes = c.read(1), o.read(1)
+        assert o.transform == c.transform and o.crs == c.crs and o.nodata == OOD_NODATA
+        assert o.colormap(1)[2][:3] == (200, 0, 160)
+        tags = o.tags()
+    np.testing.assert_array_equal(codes == OOD_NODATA, cls == NODATA)
+    assert set(np.unique(codes[codes != OOD_NODATA])) <= {0, 1, 2, 3}
+    assert json.loads(tags["codes"])["3"] == "both" and tags["k"] == "16"
+    # a Slovenian forest/grassland patch is well inside the LUCAS training data
+    assert res.ood_share is not None and res.ood_share < 0.05
+    assert sum(res.ood_counts.values()) == int((cls != NODATA).sum())
+
+
+def test_features_unlike_any_training_row_are_flagged(ndvi_bundle: Path, slovenia_features: Path,
+                                                      tmp_path: Path) -> None:
+    """The same real tile with every NDVI statistic pushed to 2.5x (NDVI far above 1): flagged."""
+    shifted = tmp_path / "shifted.tif"
+    shutil.copy(slovenia_features, shifted)
+    with rasterio.open(shifted, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as f:
+        f.write(f.read() * 2.5)
+    pred = Predictor(load_bundle(ndvi_bundle), device="cpu", ood=True)
+    res = predict_tile(pred, shifted, tmp_path, "shifted")
+    assert res.ood_share is not None and res.ood_share > 0.9
+    assert res.ood_counts["3"] > res.ood_counts["0"]  # both tests fire
+
+
+def test_a_bundle_without_reference_maps_but_refuses_ood(small_bundle: Path, slovenia_features: Path,
+                                                        tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(small_bundle, old)
+    for n in (OOD_META, OOD_WEIGHTS):
+        (old / n).unlink()  # a bundle of an eulc before issue #18
+    b = load_bundle(old)
+    assert b.ood() is None
+    assert predict_tile(b, slovenia_features, tmp_path / "m", "slo").class_path.is_file()
+    p = _eulc("map", str(slovenia_features), "--bundle", str(old), "--out", str(tmp_path / "m2"), "--ood",
+              "--scheduler", "sync")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "has no OOD reference" in p.stderr and "eulc ood" in p.stderr
+    assert not (tmp_path / "m2" / "manifest.sqlite").exists()
+
+
+def test_a_tampered_or_foreign_reference_is_refused(small_bundle: Path, tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    shutil.copytree(small_bundle, b)
+    meta = json.loads((b / OOD_META).read_text())
+    meta["distance_threshold"] = 1e9  # silences the distance test
+    meta["bundle_digest"] = "0" * 16
+    (b / OOD_META).write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="fitted for the model"):
+        load_bundle(b).require_ood()
+    shutil.copy(small_bundle / OOD_META, b / OOD_META)
+    arrays = bytearray((b / OOD_WEIGHTS).read_bytes())
+    arrays[-8:] = b"\x00" * 8
+    (b / OOD_WEIGHTS).write_bytes(bytes(arrays))
+    with pytest.raises(BundleError, match="SHA-256"):
+        load_bundle(b).require_ood()
+
+
+def test_eulc_ood_adds_a_reference_from_the_training_table_only(small_bundle: Path, sample_table: Path,
+                                                                full_table: Path, tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    shutil.copytree(small_bundle, b)
+    fitted = json.loads((b / OOD_META).read_text())
+    for n in (OOD_META, OOD_WEIGHTS):
+        (b / n).unlink()
+    p = _eulc("ood", str(b), "--table", str(full_table))
+    assert p.returncode == 2 and "was trained on a table with hash" in p.stderr
+    assert not (b / OOD_META).exists()
+    p = _eulc("ood", str(b), "--table", str(sample_table), "--landscapes", "8")
+    assert p.returncode == 0, p.stderr
+    again = json.loads((b / OOD_META).read_text())
+    # the very training rows `eulc train` fitted on, re-drawn from the table
+    assert again["n_rows"] == fitted["n_rows"] == load_bundle(b).meta["metrics"]["n_train"]
+    assert again["k"] == 8 and load_bundle(b).require_ood().k == 8
+    p = _eulc("ood", str(models_dir() / "elc10-l1"), "--table", str(full_table))
+    assert p.returncode == 2 and "shipped" in p.stderr
+
+
+def test_run_records_the_ood_share_and_resumes(ndvi_bundle: Path, slovenia_features: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    s = run_map(None, ndvi_bundle, out, features_files=[slovenia_features], scheduler="sync", ood=True)
+    assert s.ok and s.done == 1
+    m = Manifest(out / "manifest.sqlite")
+    row = m.rows()[0]
+    m.close()
+    assert row.ood_share is not None and 0 <= row.ood_share < 0.05
+    assert f"{row.tile_id}_ood.tif" in row.outputs
+    item = json.loads((out / f"{row.tile_id}.json").read_text())
+    assert item["assets"]["ood"]["href"] == f"./{row.tile_id}_ood.tif"
+    assert item["properties"]["eulc:ood_share"] == pytest.approx(row.ood_share, abs=1e-6)
+    again = run_map(None, ndvi_bundle, out, features_files=[slovenia_features], scheduler="sync", ood=True)
+    assert again.skipped == 1 and again.done == 0
+    plain = run_map(None, ndvi_bundle, out, features_files=[slovenia_features], scheduler="sync")
+    assert plain.done == 1  # another layer set: the tile is redone
+
+
+def test_a_manifest_of_an_earlier_eulc_gains_the_column(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "manifest.sqlite")
+    db.execute("CREATE TABLE tiles (tile_id TEXT PRIMARY KEY, inputs_hash TEXT NOT NULL, status TEXT NOT NULL, "
+               "features_file TEXT, outputs TEXT, error TEXT, started REAL, finished REAL, seconds REAL, "
+               "n_pixels INTEGER, n_nodata INTEGER, worker TEXT)")
+    db.execute("INSERT INTO tiles (tile_id, inputs_hash, status, outputs) VALUES ('a', 'h', 'done', '{}')")
+    db.commit()
+    db.close()
+    m = Manifest(tmp_path / "manifest.sqlite")
+    assert m.get("a").ood_share is None
+    m.close()
+
+
+def test_report_shows_the_layer_and_agreement_inside_and_outside(ndvi_bundle: Path, slovenia_features: Path,
+                                                                 data: Path, tmp_path: Path) -> None:
+    """The seam map --ood -> report: the files `eulc map` writes, found by name beside --map."""
+    shifted = tmp_path / "half.tif"
+    shutil.copy(slovenia_features, shifted)
+    with rasterio.open(shifted, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as f:  # the left half unlike the training data
+        v = f.read()
+        v[:, :, : v.shape[2] // 2] *= 2.5
+        f.write(v)
+    out = tmp_path / "run"
+    p = _eulc("map", str(shifted), "--bundle", str(ndvi_bundle), "--out", str(out), "--ood", "--scheduler", "sync")
+    assert p.returncode == 0, p.stderr
+    assert "OOD layer" in p.stdout and "half" in p.stdout  # the per-tile share table
+    rep = tmp_path / "rep"
+    p = _eulc("report", "--map", str(out / "half_class.tif"), "--reference",
+              str(data / "eolearn_testeopatch_slovenia" / "lulc_reference.tif"), "--crosswalk", "eolearn_lulc",
+              "--out", str(rep))
+    assert p.returncode == 0, p.stderr
+    said = " ".join(p.stdout.split())  # rich wraps lines at the terminal width
+    assert "(found beside --map)" in said and "% of the map flagged out of distribution" in said
+    m = json.loads((rep / "metrics.json").read_text())
+    o = m["ood"]
+    assert 0.4 < o["share"] < 0.6
+    # the shifted half is mapped worse: lower agreement where the layer flags
+    assert o["agreement_flagged"] < o["agreement_in_distribution"]
+    assert o["compared_flagged"] + o["compared_in_distribution"] == m["n_pixels"]
+    assert 0.4 < m["by_tile"][0]["ood_share"] < 0.6 and "ood_share" in m["by_bioregion"][0]
+    page = (rep / "report.html").read_text()
+    assert "Where the model is out of its depth" in page and "far in feature space" in page
+    assert "ood.csv" in m["files"]
