@@ -29,7 +29,7 @@ from model.infer import resolve_device
 from model.presets import PRESETS, preset_config
 from pipeline.app.pretrained import resolve_bundle, shipped_bundles
 from pipeline.app.resolve import spec_and_selection, table_selection
-from pipeline.assess.report import write_report
+from pipeline.assess.report import ood_beside, write_report
 from pipeline.core.config import demo_data_dir
 from pipeline.core.errors import EulcError
 from pipeline.core.legend import Legend, level1_legend, level2_legend
@@ -118,7 +118,8 @@ def read_table(path: PathLike) -> gpd.GeoDataFrame:
 
 def train(table: PathLike, out: PathLike, features: str | None = None, preset: str = "eulc", epochs: int = 500,
           lr: float = 1e-4, level: str = "level1", device: str = "auto", seed: int = 0,
-          on_epoch: Callable[[int, float], None] | None = None, overwrite: bool = False) -> dict[str, Any]:
+          on_epoch: Callable[[int, float], None] | None = None, overwrite: bool = False,
+          landscapes: int = 16) -> dict[str, Any]:
     """Train a model on a FeatureTable file and write its bundle (safetensors + JSON), as
     ``eulc train``.
 
@@ -133,6 +134,7 @@ def train(table: PathLike, out: PathLike, features: str | None = None, preset: s
         seed: the random seed (same seed and threads: identical weights).
         on_epoch: called with (epoch, mean training loss) after each epoch.
         overwrite: replace an existing bundle in ``out``.
+        landscapes: K of the OOD reference stored with the bundle (0: none; ``map_features(ood=True)``).
 
     Returns:
         The bundle's metrics: ``test_accuracy``, ``test_weighted_f1``, ``test_ece`` on the
@@ -149,7 +151,9 @@ def train(table: PathLike, out: PathLike, features: str | None = None, preset: s
     sel = table_selection(table_spec(table_metadata(table_path), f"table {table_path}"), features)
     cfg = preset_config(preset, None, level=level, epochs=epochs, lr=lr, seed=seed,
                         device=str(resolve_device(device)))
-    return train_from_table(table_path, Path(out), sel, cfg, on_epoch, overwrite=overwrite)
+    if landscapes < 0:
+        raise EulcError(f"landscapes = {landscapes}", "Use 0 (no OOD reference) or more (default 16)")
+    return train_from_table(table_path, Path(out), sel, cfg, on_epoch, overwrite=overwrite, landscapes=landscapes)
 
 
 def compute_features(stack: PathLike, year: int, out_dir: PathLike, features: str | None = None,
@@ -183,7 +187,7 @@ def compute_features(stack: PathLike, year: int, out_dir: PathLike, features: st
 
 def map_features(feature_cogs: Sequence[PathLike], out: PathLike, bundle: PathLike = "elc10-l1",
                  device: str = "auto", precision: str = "auto", probabilities: bool = False,
-                 level2: PathLike | None = None) -> list[Path]:
+                 level2: PathLike | None = None, ood: bool = False) -> list[Path]:
     """Map feature COGs with a model bundle, as ``eulc map FILE...`` (in this process; use the
     CLI for many tiles on a dask cluster).
 
@@ -194,26 +198,29 @@ def map_features(feature_cogs: Sequence[PathLike], out: PathLike, bundle: PathLi
         device: ``auto``, ``cpu`` or ``cuda``; precision: ``auto``, ``fp32`` or ``bf16``.
         probabilities: also write ``<name>_proba.tif``.
         level2: a Level-2 crop bundle for crop types inside Cropland.
+        ood: also write ``<name>_ood.tif`` (0 in distribution, 1 rare landscape, 2 far in
+            feature space, 3 both; nodata 255) from the bundle's OOD reference.
 
     Returns:
         The class COGs (uint8 Level-1 ids, nodata 255, legend colormap); beside each,
         ``<name>_confidence.tif`` (0–100 %).
 
     Raises:
-        EulcError: any file failed (the message lists each file and why).
+        EulcError: any file failed (the message lists each file and why); ``ood`` with a
+            bundle without an OOD reference.
     """
     summary: MapSummary = run_map(None, resolve_bundle(bundle), Path(out),
                                   features_files=[Path(f) for f in feature_cogs], scheduler="sync",
                                   device=device, precision=precision, probabilities=probabilities,
-                                  level2_dir=resolve_bundle(level2) if level2 else None)
+                                  level2_dir=resolve_bundle(level2) if level2 else None, ood=ood)
     if summary.failures:
         raise EulcError("; ".join(f"{k}: {v}" for k, v in summary.failures.items()))
     return [Path(out) / f"{Path(f).stem}_class.tif" for f in feature_cogs]
 
 
 def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLike,
-           points: PathLike | None = None, bundle: PathLike | None = None, title: str | None = None
-           ) -> dict[str, Any]:
+           points: PathLike | None = None, bundle: PathLike | None = None, title: str | None = None,
+           ood: PathLike | None = None) -> dict[str, Any]:
     """Compare a class map with a reference map and write ``report.html``, ``metrics.json``,
     CSVs and ``disagreement.tif`` into ``out``, as ``eulc report``.
 
@@ -226,6 +233,7 @@ def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLi
         points: reference points for accuracy and area estimates with 95 % CI (Olofsson et al. 2014).
         bundle: the model bundle whose card goes into the report.
         title: the report title.
+        ood: the map's OOD layer (default: the ``_ood.tif`` beside ``class_map``, if any).
 
     Returns:
         ``metrics.json`` as a dict: ``overall_agreement`` (0–1), ``per_class`` (user's and
@@ -236,4 +244,5 @@ def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLi
     """
     return write_report(Path(class_map), Path(reference), crosswalk, Path(out),
                         points=Path(points) if points else None,
-                        bundle=resolve_bundle(bundle) if bundle else None, title=title)
+                        bundle=resolve_bundle(bundle) if bundle else None, title=title,
+                        ood=Path(ood) if ood else ood_beside(Path(class_map)))

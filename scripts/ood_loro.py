@@ -15,7 +15,8 @@ Reported per region and pooled over every held-out point: the share flagged (lan
 distance, either), accuracy on flagged vs unflagged points, and the AUROC for the model's
 errors of the Mahalanobis distance, of the landscape distance, of 1 − confidence, and of
 "flag first, then 1 − confidence" (a flagged point ranks above every unflagged one; no weight
-to tune).
+to tune). The distance is eulc's partial one (the 32 smallest-variance directions); the
+full-rank distance of the same network is reported beside it (``full_rank``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sklearn.metrics import roc_auc_score
 
 from model.evaluate import scenario_splits
 from model.fused import FusedClassifier
-from model.ood import fit_ood
+from model.ood import DEFAULT_RANK, fit_ood
 from model.presets import DEFAULT, preset_config
 from model.train import TrainConfig, train_bridge, training_arrays
 from pipeline.core.bioregion import REGIONS
@@ -75,7 +76,8 @@ def main() -> None:
     cfg = preset_config(DEFAULT, TrainConfig(epochs=args.epochs, lr=1e-3, seed=args.seed), test_fraction=0.0)
     n_cls = len(legend_for("level1"))
     done = json.loads(args.out.read_text()) if args.out.is_file() else {"regions": {}, "pool": {}}
-    pool: dict[str, list[np.ndarray]] = {k: [] for k in ("err", "conf", "land", "far", "dl", "df")}
+    pool: dict[str, list[np.ndarray]] = {k: [] for k in ("err", "conf", "land", "far", "dl", "df", "farfull",
+                                                         "dffull")}
     cache = args.out.with_suffix(".npz")
     arrays = dict(np.load(cache)) if cache.is_file() else {}
     wanted = [r.strip() for r in args.regions.split(",") if r.strip()] or None
@@ -88,6 +90,8 @@ def main() -> None:
             tr = split.train[res.train_rows]
             ref = fit_ood(net, feats, spec, d.x[tr], d.lonlat[tr], d.y[tr], d.region[tr], list(REGIONS),
                           seed=args.seed)
+            full = fit_ood(net, feats, spec, d.x[tr], d.lonlat[tr], d.y[tr], d.region[tr], list(REGIONS),
+                           seed=args.seed, rank=10_000)
             te = split.test
             with torch.inference_mode():
                 x = torch.from_numpy(d.x[te])
@@ -95,19 +99,24 @@ def main() -> None:
                 p = torch.softmax(net.head(h), 1).numpy()
                 cl, dl = ref.landscape(x)
                 df = ref.distance(h).numpy()
+                df_full = full.distance(h).numpy()
             land = (ref.share[cl.numpy()] < ref.rare_share) | (dl.numpy() > ref.landscape_threshold)
             arrays |= {f"{name}_err": p.argmax(1) != d.y[te], f"{name}_conf": p.max(1), f"{name}_land": land,
-                       f"{name}_far": df > ref.distance_threshold, f"{name}_dl": dl.numpy(), f"{name}_df": df}
+                       f"{name}_far": df > ref.distance_threshold, f"{name}_dl": dl.numpy(), f"{name}_df": df,
+                       f"{name}_farfull": df_full > full.distance_threshold, f"{name}_dffull": df_full}
             np.savez(cache, **arrays)
             print(f"{name}: trained and scored in {time.time() - t0:.0f} s", flush=True)
-        a = [arrays[f"{name}_{k}"] for k in ("err", "conf", "land", "far", "dl", "df")]
-        done["regions"][name] = scores(*a)
+        a = [arrays[f"{name}_{k}"] for k in ("err", "conf", "land", "far", "dl", "df", "farfull", "dffull")]
+        done["regions"][name] = scores(*a[:6])
+        done["regions"][name]["full_rank"] = scores(*a[:3], a[6], a[4], a[7])
         for k, v in zip(pool, a, strict=True):
             pool[k].append(v)
         print(name, json.dumps(done["regions"][name]), flush=True)
-    done["pool"] = scores(*[np.concatenate(pool[k]) for k in pool])
+    cat = [np.concatenate(pool[k]) for k in pool]
+    done["pool"] = scores(*cat[:6])
+    done["pool"]["full_rank"] = scores(*cat[:3], cat[6], cat[4], cat[7])
     done["settings"] = {"preset": DEFAULT, "epochs": args.epochs, "lr": 1e-3, "seed": args.seed, "k": 16,
-                        "quantile": 0.99, "rare_share": 0.01, "table": str(args.table)}
+                        "rank": DEFAULT_RANK, "quantile": 0.99, "rare_share": 0.01, "table": str(args.table)}
     args.out.write_text(json.dumps(done, indent=1) + "\n")
     print("pooled", json.dumps(done["pool"]), flush=True)
 

@@ -24,7 +24,7 @@ VARIANTS = {
               "bridge-lc-196 for the Earth Engine exports)",
     "--epochs": "the demo's short schedule (10) against the paper's (500)",
     "--lr": "the demo's short schedule (1e-3) against the paper's (1e-4)",
-    "--bundle": "map needs one (default: the shipped elc10-l1); evaluate and report take one optionally",
+    "--bundle": "map needs one (default: the shipped elc10-l1); evaluate, report and drift take one optionally",
     "--year": "the survey year of a table, the map year of features and maps",
     "--points": "points to sample features at (sample, gee export-table) or reference points (report)",
     "--seeds": "Random-Forest seeds of the importance (select) or model seeds (evaluate)",
@@ -82,7 +82,7 @@ def test_map_defaults_to_the_installed_bundle(tmp_path: Any, monkeypatch: pytest
     """
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EULC_MODELS", raising=False)
-    ((_, default, _),) = _options()["--bundle"][1:2]
+    default = next(d for cmd, d, _ in _options()["--bundle"] if cmd == "map")
     assert default == "elc10-l1"
     assert resolve_bundle(default) == models_dir() / "elc10-l1"
     assert (resolve_bundle(default) / "bundle.json").is_file()

@@ -43,7 +43,8 @@ def test_every_shipped_bundle_carries_a_reference_for_its_own_model(name: str) -
     b = load_bundle(models_dir() / name)
     ref = b.ood()
     assert ref is not None and ref.k == 16
-    assert ref.whitener.shape == (b.model.cfg.hidden,) * 2
+    # the 32 smallest-variance directions of the embedding's tied covariance (partial Mahalanobis)
+    assert ref.whitener.shape == (b.model.cfg.hidden, 32) and ref.class_means.shape == (len(b.legend), 32)
     meta = json.loads((b.path / OOD_META).read_text())
     assert meta["bundle_digest"] == b.digest
     # fitted on the training rows: ~1 % of them beyond each 99 % threshold, by construction
@@ -218,3 +219,43 @@ def test_report_shows_the_layer_and_agreement_inside_and_outside(ndvi_bundle: Pa
     page = (rep / "report.html").read_text()
     assert "Where the model is out of its depth" in page and "far in feature space" in page
     assert "ood.csv" in m["files"]
+
+
+def test_drift_compares_the_tiles_landscapes_with_the_training_ones(ndvi_bundle: Path, slovenia_features: Path,
+                                                                    sample_table: Path, tmp_path: Path) -> None:
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    shutil.copy(slovenia_features, tiles / "slo.tif")
+    shutil.copy(slovenia_features, tiles / "shifted.tif")
+    with rasterio.open(tiles / "shifted.tif", "r+", IGNORE_COG_LAYOUT_BREAK="YES") as f:
+        f.write(f.read() * 2.5)
+    csv, png = tmp_path / "land.csv", tmp_path / "land.png"
+    p = _eulc("drift", "--table", str(sample_table), "--features-dir", str(tiles), "--bundle", str(ndvi_bundle),
+              "--landscapes-csv", str(csv), "--landscapes-png", str(png))
+    assert p.returncode == 0, p.stderr
+    assert "landscape PSI" in " ".join(p.stdout.split())
+    import pandas as pd
+
+    hist = pd.read_csv(csv)
+    assert sorted(hist["tile"].unique()) == ["all tiles", "shifted", "slo"]
+    ref = load_bundle(ndvi_bundle).require_ood()
+    for _, g in hist.groupby("tile"):
+        assert len(g) == 16 and g["tile_share"].sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(g.sort_values("cluster")["train_share"], ref.share, atol=1e-9)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    p = _eulc("drift", "--table", str(sample_table), "--features-dir", str(tiles), "--landscapes-csv", str(csv))
+    assert p.returncode == 2 and "--bundle" in p.stderr
+
+
+def test_landscape_drift_counts_unseen_landscapes(ndvi_bundle: Path, slovenia_features: Path, tmp_path: Path) -> None:
+    from tiles.mapping.landscapes import landscape_drift
+
+    shifted = tmp_path / "shifted.tif"
+    shutil.copy(slovenia_features, shifted)
+    with rasterio.open(shifted, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as f:
+        f.write(f.read() * 2.5)
+    ref = load_bundle(ndvi_bundle).require_ood()
+    _, summ = landscape_drift(ref, [slovenia_features, shifted])
+    by = summ.set_index("tile")
+    assert by.loc["slo_2017", "rare_share"] < 0.05 < 0.9 < by.loc["shifted", "rare_share"]
+    assert by.loc["shifted", "pixels"] == by.loc["slo_2017", "pixels"]

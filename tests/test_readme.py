@@ -222,6 +222,8 @@ def test_the_stage_commands(ran: Path) -> None:
         assert list(src.descriptions) == bundle["features"]
     with rasterio.open(ran / "maps" / "eolearn_slovenia_2017_class.tif") as src:
         assert src.crs.to_epsg() == 3035 and src.res == (10.0, 10.0) and src.colormap(1)
+    with rasterio.open(ran / "maps" / "eolearn_slovenia_2017_ood.tif") as src:  # --ood
+        assert src.nodata == 255 and src.colormap(1)[3][:3] == (120, 0, 0)
     a = json.loads((ran / "agreement.json").read_text())
     assert a["n_pixels"] > 9000 and a["overall_accuracy"] > 0.7
     m = json.loads((ran / "eval" / "metrics.json").read_text())
@@ -236,6 +238,7 @@ def test_the_feature_drift_and_tile_commands(ran: Path) -> None:
     assert (ran / "feats" / "eolearn_slovenia_2017.tif").is_file()
     drift = pd.read_csv(ran / "drift.csv")
     assert len(drift) == 10 and {"psi", "ks"} <= set(drift.columns)
+    assert (ran / "landscapes.png").read_bytes()[:4] == b"\x89PNG"
     classes = sorted((ran / "maps-tiles").glob("1kmE*_class.tif"))
     assert len(classes) >= 2  # the bbox spans more than one 1 km cell
     assert all(c.with_name(c.name.replace("_class", "_proba")).is_file() for c in classes)
@@ -247,6 +250,8 @@ def test_the_report(ran: Path) -> None:
     assert "transitions_ha" in json.dumps(m) or (ran / "report" / "transitions_ha.csv").is_file()
     html = (ran / "report" / "report.html").read_text()
     assert "Continental" in html or "Alpine" in html  # the bioregion zones
+    assert m["ood"]["file"] == "eolearn_slovenia_2017_ood.tif"  # the layer beside --map
+    assert "Where the model is out of its depth" in html
 
 
 def test_the_gee_plans(ran: Path, data: Path) -> None:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from pipeline.app.cli_common import (
+    BUNDLE_HELP,
     FEATURES_LOG,
     CloudMaskOpt,
     DemCollection,
@@ -117,8 +118,17 @@ def drift(
     out: Annotated[Path | None, typer.Option(help="write every (tile, feature) row to this CSV")] = None,
     threshold: Annotated[float, typer.Option(help="PSI above which a feature is flagged as shifted")] = 0.25,
     fail_on_shift: Annotated[bool, typer.Option(help="exit 1 when any feature is flagged")] = False,
+    bundle: Annotated[str | None, typer.Option(
+        help="also compare the tiles' landscape histogram with this bundle's training landscapes "
+             f"(its OOD reference); {BUNDLE_HELP}")] = None,
+    landscapes_csv: Annotated[Path | None, typer.Option(
+        help="with --bundle: write the (tile, landscape cluster) shares to this CSV")] = None,
+    landscapes_png: Annotated[Path | None, typer.Option(
+        help="with --bundle: draw the training vs tile landscape histograms into this PNG")] = None,
 ) -> None:
-    """Flag features whose distribution over the tiles differs from the training table (PSI, KS)."""
+    """Flag features whose distribution over the tiles differs from the training table (PSI, KS),
+    and with --bundle landscapes the training data did not have (seed paper 002's histograms).
+    """
     from pipeline.assess.drift import PSI_MODERATE, drift_table
     from pipeline.core.atomic import atomic_path
     from pipeline.core.errors import RasterError
@@ -143,5 +153,38 @@ def drift(
     shifted = df[df["flag"] == "shift"]
     out_console.print(f"{len(shifted)} of {len(df)} (tile, feature) pairs shifted in {shifted['tile'].nunique()} "
                       f"of {len(tiles)} tile(s)" + (f"; all rows in {out}" if out else ""))
+    if bundle is not None:
+        _landscape_drift(bundle, tiles, landscapes_csv, landscapes_png)
+    elif landscapes_csv or landscapes_png:
+        raise typer.BadParameter("--landscapes-csv and --landscapes-png need --bundle")
     if fail_on_shift and len(shifted):
         raise typer.Exit(1)
+
+
+def _landscape_drift(bundle: str, tiles: list[Path], csv: Path | None, png: Path | None) -> None:
+    """The landscape part of ``eulc drift`` (:func:`tiles.mapping.landscapes.landscape_drift`)."""
+    from model.bundle import load_bundle
+    from pipeline.app.pretrained import resolve_bundle
+    from pipeline.assess.drift import PSI_MODERATE, PSI_SIGNIFICANT
+    from pipeline.assess.report_figures import landscape_bars
+    from pipeline.core.atomic import atomic_path
+    from tiles.mapping.landscapes import landscape_drift
+
+    ref = load_bundle(resolve_bundle(bundle)).require_ood()
+    with console.status(f"assigning the tiles' pixels to {ref.k} training landscapes"):
+        hist, summ = landscape_drift(ref, tiles)
+    tab = Table("tile", "pixels", "landscape PSI", "rare or unseen landscape", "flag",
+                title=f"landscapes of {bundle} (K = {ref.k}; PSI > {PSI_SIGNIFICANT:g} = shift)")
+    for r in summ.head(15).to_dict("records"):
+        v = float(r["psi"])
+        flag = "shift" if v > PSI_SIGNIFICANT else ("moderate" if v > PSI_MODERATE else "stable")
+        tab.add_row(str(r["tile"]), f"{int(r['pixels']):,}", f"{v:.3f}", f"{float(r['rare_share']):.1%}", flag)
+    out_console.print(tab)
+    if csv:
+        with atomic_path(csv) as tmp:
+            hist.to_csv(tmp, index=False)
+    if png:
+        with atomic_path(png) as tmp:
+            tmp.write_bytes(landscape_bars(hist))
+    if csv or png:
+        out_console.print("wrote " + " and ".join(str(p) for p in (csv, png) if p))

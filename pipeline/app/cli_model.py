@@ -224,11 +224,12 @@ def select(
 @app.command("ood")
 def ood_(
     bundle: Annotated[Path, typer.Argument(help="a bundle folder written by `eulc train`")],
-    table_path: Annotated[Path, typer.Option("--table", help="the FeatureTable the bundle was trained on")],
+    table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
     landscapes: LandscapesOpt = 16,
 ) -> None:
     """Add the OOD reference (landscape clusters and feature-space distance of the training rows)
-    to a bundle trained without one, for `eulc map --ood`. The weights are not touched.
+    to a bundle trained without one, for `eulc map --ood`. --table must be the very table the
+    bundle was trained on (its hash is checked); the weights are not touched.
     """
     from model.api import fit_ood_for_bundle
     from pipeline.app.pretrained import models_dir

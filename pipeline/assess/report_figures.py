@@ -112,6 +112,30 @@ def ood_quicklook(map_ids: np.ndarray, ood_codes: np.ndarray, extent: tuple[floa
     return _png(fig)
 
 
+def landscape_bars(hist: pd.DataFrame, max_tiles: int = 6) -> bytes:
+    """Training vs tile landscape histograms (``tiles.mapping.landscapes.landscape_drift``'s
+    first table: ``tile``, ``cluster``, ``train_share``, ``tile_share``): the training share as
+    grey bars, the pooled tiles and up to ``max_tiles`` single tiles as markers.
+    """
+    k = int(hist["cluster"].max()) + 1
+    train = hist[hist["tile"] == "all tiles"].sort_values("cluster")["train_share"].to_numpy()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * k + 2), 3.6))
+    x = np.arange(k)
+    ax.bar(x, train * 100, color="#c9ced6", label="training rows")
+    tiles = [t for t in hist["tile"].unique() if t != "all tiles"]
+    for t in tiles[:max_tiles] if len(tiles) > 1 else []:
+        ax.plot(x, hist[hist["tile"] == t].sort_values("cluster")["tile_share"] * 100, "o", ms=3.5, alpha=0.7,
+                label=str(t))
+    ax.plot(x, hist[hist["tile"] == "all tiles"].sort_values("cluster")["tile_share"] * 100, "D", color="#003399",
+            ms=5, label="all tiles" if len(tiles) > 1 else str(tiles[0]) if tiles else "tiles")
+    ax.set_xticks(x)
+    ax.set_xlabel("landscape cluster (K-Means on the S2 band medians of the training rows)")
+    ax.set_ylabel("share (%)")
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
 def confusion_heatmap(cm_ha: np.ndarray, names: list[str]) -> bytes:
     """Area-weighted confusion (ha), coloured by the share of each reference class (column)."""
     k = len(names)
