@@ -50,6 +50,19 @@ def bundles() -> dict[str, tuple[list[str], str, str]]:
     }
 
 
+def ood_line(name: str) -> str:
+    """The model card's bullet on the bundle's OOD reference (``eulc map --ood``, issue #18)."""
+    path = models_dir() / name / "ood.json"
+    if not path.is_file():
+        return "- **OOD reference:** none (`eulc map --ood` is refused)."
+    o = json.loads(path.read_text(encoding="utf-8"))
+    rare = sum(s < o["rare_share"] for s in o["cluster_share"])
+    return (f"- **OOD reference** (`ood.json`, `ood.safetensors`; `eulc map --ood`): K = {o['k']} K-Means landscapes "
+            f"of {len(o['landscape_features'])} Sentinel-2 features ({rare} hold under {o['rare_share']:.0%} of the "
+            f"{o['n_rows']:,} training rows) and a partial Mahalanobis distance of the penultimate embedding "
+            f"({o['rank']} directions); thresholds at the training {o['quantile']:.0%} quantile.")
+
+
 def card(name: str, desc: str, features: list[str], meta: dict, data_file: Path, sha: str,
          seconds: float) -> str:
     """MODEL_CARD.md text."""
@@ -104,6 +117,7 @@ cells){'; ' + '; '.join(extra) if extra else ''}. Inputs: {desc}; {coords}.
 - **Weights:** `weights.safetensors`, SHA-256 `{meta['weights_sha256'][:16]}…`; no pickle.
 - **Reproduce:** `python scripts/train_pretrained.py --only {name}` (CPU training is not
   bit-reproducible across machines; expect the metrics within about ±0.5 points).
+{ood_line(name)}
 - **Limits:** trained on LUCAS 2018 points with 2018 features (ELC10's L1C composites); the
   Sentinel-1 features are ELC10's. Maps of other years or L2A inputs shift the feature
   distributions. 12 % of the EEA 100 km cells were withheld from the shared data (SOURCES.md).
@@ -161,6 +175,11 @@ def main() -> None:
                 continue
             if args.ood_only:
                 ref = fit_ood_for_bundle(models_dir() / name, tables[level])
+                cpath = models_dir() / name / "MODEL_CARD.md"
+                text = re.sub(r"- \*\*OOD reference.*?\n(?=- \*\*Limits)", "", cpath.read_text(encoding="utf-8"),
+                              flags=re.S)
+                with atomic_path(cpath) as t:
+                    t.write_text(text.replace("- **Limits:**", ood_line(name) + "\n- **Limits:**"), encoding="utf-8")
                 print(f"{name}: OOD reference, K = {ref.k}, {ref.info['n_rows']} training rows", flush=True)
                 continue
             src = ELC10 if level == "level1" else ELC10_L2

@@ -35,6 +35,7 @@ import pandas as pd
 import pytest
 import rasterio
 import typer
+from rio_cogeo.cogeo import cog_validate
 
 from pipeline.app.cli import app
 from pipeline.core.spec import load_spec
@@ -203,6 +204,10 @@ def test_the_main_job(ran: Path, data: Path) -> None:
     rep = json.loads((out / "report" / "metrics.json").read_text())  # the demo ends with the report
     assert rep["overall_agreement"] == pytest.approx(agree["overall_accuracy"])
     assert "elc10-ndvi-l1" in (out / "report" / "report.html").read_text()  # its model card
+    # the shipped bundle carries an OOD reference: the demo maps the layer and reports it
+    ood = out / "maps" / "eolearn_slovenia_ood.tif"
+    assert cog_validate(str(ood))[0] and rep["ood"]["file"] == ood.name
+    assert rep["ood"]["share"] < 0.05  # a Slovenian forest patch is well inside the LUCAS training data
     cls = next((out / "maps").glob("*_class.tif"))
     good = cls.read_bytes()
     cls.write_bytes(good[: len(good) // 3])
