@@ -140,10 +140,11 @@ class FusedClassifier(nn.Module):
         """Class logits (N, C), divided by the calibration temperature, of embeddings ``h`` (N, H)."""
         return torch.addmm(self.head_b, h, self.head_w.t())
 
-    def embed(self, x: torch.Tensor, lonlat_deg: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, lonlat_deg: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """The invariant encoder's last hidden layer (N, H) (after ReLU; the class head's input,
         the "penultimate" embedding of :mod:`model.ood`) for the inputs of :meth:`forward`.
         Equals ``BridgeLC.invariant(BridgeLC._input(normalised x, lonlat))`` in eval mode.
+        ``out``: a float32 (N, H) tensor to write it into (float32 only, not under autocast).
         """
         if self.clip_lo is not None and self.clip_hi is not None:
             x = torch.clamp(x, self.clip_lo.to(x.dtype), self.clip_hi.to(x.dtype))
@@ -158,6 +159,8 @@ class FusedClassifier(nn.Module):
             elif self.pe_ws is not None and self.pe_wc is not None:
                 h = _acc(_acc(h, s, self.pe_ws), c, self.pe_wc)
         h = h.relu_()
-        for w, b in zip(self.hidden_w, self.hidden_b, strict=True):
-            h = torch.addmm(b, h, w.t()).relu_()
+        last = len(self.hidden_w) - 1
+        for i, (w, b) in enumerate(zip(self.hidden_w, self.hidden_b, strict=True)):
+            h = (torch.addmm(b, h, w.t(), out=out) if i == last and out is not None
+                 else torch.addmm(b, h, w.t())).relu_()
         return h

