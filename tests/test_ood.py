@@ -282,3 +282,25 @@ def test_the_map_time_scores_equal_a_float64_reference(ndvi_bundle: Path) -> Non
     rare = (ref.share[full.argmin(1)] < ref.rare_share) | (full.min(1) > ref.landscape_threshold)
     codes = ref.codes(torch.from_numpy(x), h).numpy()
     np.testing.assert_array_equal(codes, rare.astype(np.uint8) + 2 * (want > ref.distance_threshold))
+
+
+@pytest.mark.parametrize("batch_px", [1000, 4096])
+def test_grouped_map_time_codes_equal_the_reference_on_every_pixel(ndvi_bundle: Path, slovenia_features: Path,
+                                                                   batch_px: int) -> None:
+    """Sub-batches, groups of sub-batches and a last partial group give each pixel its own code."""
+    from pipeline.core.reader import FeatureReader
+
+    b = load_bundle(ndvi_bundle)
+    pred = Predictor(b, device="cpu", ood=True, batch_px=batch_px)
+    with FeatureReader(slovenia_features, pred.features) as r:
+        x = r.read().reshape(len(pred.features), -1).T
+    x = np.ascontiguousarray(x[np.isfinite(x).all(1)])
+    x[::7] *= 2.5  # some pixels out of distribution, spread over every group
+    ll = np.zeros((len(x), 2), np.float32)
+    got = pred.predict(x, ll)["ood"]
+    with torch.inference_mode():
+        xt = torch.from_numpy(x)
+        want = pred.ood.codes(xt, FusedClassifier(b.model, b.normalizer).embed(xt, torch.from_numpy(ll))).numpy()
+    assert len(x) > 4 * batch_px or batch_px == 4096
+    np.testing.assert_array_equal(got, want)
+    assert (got[::7] > 0).mean() > 0.9 and (got > 0).mean() < 0.3
