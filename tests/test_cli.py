@@ -100,10 +100,12 @@ def test_demo_end_to_end_and_resume(tmp_path: Path, data: Path) -> None:
     assert p.returncode == 0, p.stderr[-3000:]
     assert (out / "table.parquet").is_file()
     assert len(pd.read_parquet(out / "table.parquet")) == len(pd.read_csv(data / ELC10, usecols=["POINT_ID"]))
-    assert sorted(x.name for x in (out / "model").iterdir()) == ["bundle.json", "weights.safetensors"]
+    assert sorted(x.name for x in (out / "model").iterdir()) == ["bundle.json", "ood.json", "ood.safetensors",
+                                                                  "weights.safetensors"]
     feats = list((out / "features").glob("*.tif"))
     maps = sorted(x.name for x in (out / "maps").glob("*.tif"))
-    assert len(feats) == 1 and maps == ["eolearn_slovenia_class.tif", "eolearn_slovenia_confidence.tif"]
+    assert len(feats) == 1 and maps == ["eolearn_slovenia_class.tif", "eolearn_slovenia_confidence.tif",
+                                        "eolearn_slovenia_ood.tif"]  # the trained bundle has an OOD reference
     for f in [*feats, *(out / "maps").glob("*.tif")]:
         assert cog_validate(str(f))[0]
         with rasterio.open(f) as s:

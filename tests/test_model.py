@@ -87,10 +87,11 @@ def test_training_beats_majority_class_on_real_data(small_bundle: Path, sample_t
 def test_bundle_round_trip_without_pickle(small_bundle: Path, sample_table: Path) -> None:
     import os
 
-    assert sorted(p.name for p in small_bundle.iterdir()) == ["bundle.json", "weights.safetensors"]
+    assert sorted(p.name for p in small_bundle.iterdir()) == ["bundle.json", "ood.json", "ood.safetensors",
+                                                              "weights.safetensors"]
     umask = os.umask(0)
     os.umask(umask)
-    for p in small_bundle.iterdir():  # both files honour the umask (safetensors alone writes 0600)
+    for p in small_bundle.iterdir():  # every file honours the umask (safetensors alone writes 0600)
         assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p.name
     b = load_bundle(small_bundle)
     table, _ = read_feature_table(sample_table)

@@ -106,6 +106,8 @@ def _check_not_executed(argv: list[str]) -> bool:
         if "-m" in argv[3:]:
             marker = argv[argv.index("-m", 3) + 1]
             assert marker in (ROOT / "pyproject.toml").read_text(), marker
+        if "-n" in argv[3:]:  # pytest-xdist, from the dev extra
+            import xdist  # noqa: F401
         return True
     if argv[0] in ("ruff", "mypy", "lint-imports", "earthengine"):
         assert shutil.which(argv[0]), f"{argv[0]} is not installed by the README's install command"
@@ -284,3 +286,10 @@ def test_the_gee_plans(ran: Path, data: Path) -> None:
     assert p.returncode == 2 and "error:" in p.stderr and not (ran / "plan2").exists()
     assert sorted(p.name for p in (ran / "gee_tiles" / "graphs").iterdir()) == ["10kmE467N253.json",
                                                                               "10kmE468N253.json"]
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    """`.ci/run` runs the test command of the README's quick start, as written there."""
+    quick = next(b for b in BLOCKS if any(c[:3] == ["python", "-m", "pytest"] for c in b.commands))
+    (cmd,) = [c for c in quick.commands if c[:3] == ["python", "-m", "pytest"]]
+    assert shlex.join(cmd) in (ROOT / ".ci" / "run").read_text()

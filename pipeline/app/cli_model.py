@@ -102,6 +102,8 @@ def train(
                f"weighted F1 {metrics.get('val_weighted_f1', 0):.3f} (also used for selection: optimistic)")
     if "temperature" in metrics:
         msg += f"; temperature T = {metrics['temperature']:.2f} fitted on the hold-out"
+    if landscapes:
+        msg += f"; OOD reference of the training rows stored (K = {landscapes}; `eulc map --ood`)"
     out_console.print(msg)
 
 
