@@ -221,6 +221,17 @@ def test_report_shows_the_layer_and_agreement_inside_and_outside(ndvi_bundle: Pa
     page = (rep / "report.html").read_text()
     assert "Where the model is out of its depth" in page and "far in feature space" in page
     assert "ood.csv" in m["files"]
+    # a layer of another tile is refused, in one line
+    moved = tmp_path / "moved_ood.tif"
+    with rasterio.open(out / "half_ood.tif") as src:
+        prof, codes = src.profile, src.read(1)
+    prof.update(transform=src.transform * src.transform.translation(100, 0), driver="GTiff")
+    with rasterio.open(moved, "w", **prof) as dst:
+        dst.write(codes, 1)
+    p = _eulc("report", "--map", str(out / "half_class.tif"), "--reference",
+              str(data / "eolearn_testeopatch_slovenia" / "lulc_reference.tif"), "--crosswalk", "eolearn_lulc",
+              "--out", str(tmp_path / "rep2"), "--ood-layer", str(moved))
+    assert p.returncode == 2 and "is not on the grid of half_class.tif" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_drift_compares_the_tiles_landscapes_with_the_training_ones(ndvi_bundle: Path, slovenia_features: Path,
