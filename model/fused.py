@@ -144,7 +144,8 @@ class FusedClassifier(nn.Module):
         """The invariant encoder's last hidden layer (N, H) (after ReLU; the class head's input,
         the "penultimate" embedding of :mod:`model.ood`) for the inputs of :meth:`forward`.
         Equals ``BridgeLC.invariant(BridgeLC._input(normalised x, lonlat))`` in eval mode.
-        ``out``: a float32 (N, H) tensor to write it into (float32 only, not under autocast).
+        ``out``: a float32 (N, H) tensor to write it into (float32 only, not under autocast);
+        the result is then ``out`` itself, whatever the depth.
         """
         if self.clip_lo is not None and self.clip_hi is not None:
             x = torch.clamp(x, self.clip_lo.to(x.dtype), self.clip_hi.to(x.dtype))
@@ -163,4 +164,6 @@ class FusedClassifier(nn.Module):
         for i, (w, b) in enumerate(zip(self.hidden_w, self.hidden_b, strict=True)):
             h = (torch.addmm(b, h, w.t(), out=out) if i == last and out is not None
                  else torch.addmm(b, h, w.t())).relu_()
+        if out is not None and last < 0:  # a one-layer encoder: no hidden product to write into out
+            h = out.copy_(h)
         return h

@@ -60,7 +60,8 @@ _BAND = re.compile(r"B\d+A?")
 def landscape_features(spec: FeatureSpec) -> list[str]:
     """The features a landscape is described by: the annual Sentinel-2 band medians (``median``
     or ``p50`` of a band ``B2`` … ``B12``, no index, no texture) among ``spec``'s features; else
-    every Sentinel-2 feature; else every feature (a bundle without Sentinel-2).
+    every Sentinel-2 feature; else every feature (a bundle without Sentinel-2). Seed paper
+    002 clusters the per-patch band means; the bundle's band medians are their per-pixel analogue.
     """
     s2 = [f for f in spec.features if spec.sensors[f.sensor].kind == "s2"]
     bands = [f.name for f in s2 if f.derived is None and f.kernel_radius_px is None
@@ -111,6 +112,13 @@ class OODReference:
         return len(self.centroids)
 
     @property
+    def digest(self) -> str:
+        """SHA-256 of the stored arrays (first 16 hex): the ``ood_hash`` of map tags and resume
+        keys; ``unsaved`` for a reference fitted here and not yet written.
+        """
+        return str(self.info.get("arrays_sha256", ""))[:16] or "unsaved"
+
+    @property
     def rare_share(self) -> float:
         """Training share below which a cluster counts as a rare landscape."""
         return float(self.info.get("rare_share", DEFAULT_RARE_SHARE))
@@ -135,25 +143,23 @@ class OODReference:
                 "whitener": w, "means_t": m.t(), "means_sq": (m * m).sum(1)}.items()}
         return cache[key]
 
-    def landscape(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def landscape(self, x: torch.Tensor, selected: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest cluster (N,) int64 and its squared standardised distance (N,) float32 of raw
-        features ``x`` (N, F) float32 in the bundle's order and stored units.
+        features ``x`` (N, F) float32 in the bundle's order and stored units, or with
+        ``selected`` of ``x`` (N, B) holding only :attr:`landscape_features`, in that order.
         """
         t = self._tensors(x.device)
-        xs = (x.float().index_select(1, t["idx"]) - t["mean"]).mul_(t["inv_std"])
+        xs = (x.float() if selected else x.float().index_select(1, t["idx"])) - t["mean"]
+        xs.mul_(t["inv_std"])
         best, arg = torch.addmm(t["cent_sq"], xs, t["cent_w"]).min(1)
         return arg, best.add_((xs * xs).sum(1)).clamp_min_(0.0)
 
-    def landscape_np(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`landscape` on numpy: raw landscape features ``x`` (N, B) float (in
-        :attr:`landscape_features` order, stored units, no NaN) → nearest cluster (N,) int64
-        and squared standardised distance (N,) float64.
+    def is_rare(self, cluster: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+        """The rare-landscape test (N,) bool of :meth:`landscape`'s output: the nearest cluster
+        holds under :attr:`rare_share` of the training rows, or the pixel lies beyond the
+        training ``quantile`` distance (module docstring; seed paper 002).
         """
-        xs = (np.asarray(x, np.float64) - self.mean) / self.std
-        c = self.centroids.astype(np.float64)
-        d2 = (xs * xs).sum(1, keepdims=True) - 2.0 * xs @ c.T + (c * c).sum(1)
-        arg = d2.argmin(1)
-        return arg, np.maximum(d2[np.arange(len(xs)), arg], 0.0)
+        return self._tensors(cluster.device)["rare"][cluster] | (d2 > self.landscape_threshold)
 
     def distance(self, h: torch.Tensor) -> torch.Tensor:
         """Squared Mahalanobis distance (N,) float32 of embeddings ``h`` (N, H) to the nearest
@@ -169,11 +175,9 @@ class OODReference:
         batches of ``batch`` rows (the landscape test is cheap per pixel and costly per call:
         measured 30 % faster at 64k rows than at 4k on CPU).
         """
-        t = self._tensors(x.device)
         out = torch.empty(len(x), dtype=torch.bool, device=x.device)
         for i in range(0, len(x), batch):
-            cl, d2 = self.landscape(x[i:i + batch])
-            out[i:i + batch] = t["rare"][cl] | (d2 > self.landscape_threshold)
+            out[i:i + batch] = self.is_rare(*self.landscape(x[i:i + batch]))
         return out
 
     def far(self, h: torch.Tensor) -> torch.Tensor:
@@ -196,7 +200,8 @@ class OODReference:
 
 def embeddings(net: FusedClassifier, x: np.ndarray, lonlat_deg: np.ndarray) -> np.ndarray:
     """Penultimate embeddings float32 (N, H) of raw features ``x`` (N, F) float32 and lon/lat
-    ``lonlat_deg`` (N, 2) float32 (EPSG:4326 degrees, lon first), in batches on the CPU.
+    ``lonlat_deg`` (N, 2) float32 (EPSG:4326 degrees, lon first), in batches on the CPU: the
+    inputs of the class head (paper §3.5, the invariant branch), by :meth:`FusedClassifier.embed`.
     """
     out = []
     with torch.inference_mode():
@@ -274,6 +279,9 @@ def fit_ood(net: FusedClassifier, features: list[str], spec: FeatureSpec, x: np.
 def save_ood(folder: Path, ref: OODReference, bundle_digest: str) -> None:
     """Write ``ood.safetensors`` then ``ood.json`` into a bundle folder, each atomically (a
     temporary file renamed); ``ood.json`` records ``bundle_digest`` and the arrays' SHA-256.
+
+    Raises:
+        OSError: the folder cannot be written (the files already there are left whole).
     """
     folder = Path(folder)
     arrays = {"mean": ref.mean, "std": ref.std, "centroids": ref.centroids, "share": ref.share,

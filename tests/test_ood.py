@@ -315,3 +315,20 @@ def test_grouped_map_time_codes_equal_the_reference_on_every_pixel(ndvi_bundle: 
     assert len(x) > 4 * batch_px or batch_px == 4096
     np.testing.assert_array_equal(got, want)
     assert (got[::7] > 0).mean() > 0.9 and (got > 0).mean() < 0.3
+
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_embed_writes_into_the_buffer_it_is_given_at_any_depth(depth: int) -> None:
+    """`eulc map --ood` gathers embeddings in one buffer: `embed(out=)` returns that buffer, equal to a plain call."""
+    from model.bridge import BridgeConfig, BridgeLC
+    from model.normalize import fit_normalizer
+
+    net = BridgeLC(BridgeConfig(n_features=5, n_classes=3, depth=depth, location="none", region_branch=False)).eval()
+    norm = fit_normalizer(np.random.default_rng(0).random((50, 5)).astype(np.float32), "robust")
+    fused = FusedClassifier(net, norm)
+    x, ll, buf = torch.rand(10, 5), torch.zeros(10, 2), torch.empty(10, net.cfg.hidden)
+    with torch.inference_mode():
+        plain, into = fused.embed(x, ll), fused.embed(x, ll, out=buf)
+    assert into.data_ptr() == buf.data_ptr()
+    torch.testing.assert_close(into, plain)

@@ -342,6 +342,7 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
             n_v, n_a = _block_sums(valid, step), _block_sums(agree, step)
             br, bc = np.nonzero(n_v)
             a, b = (-win.row_off) % ts, (-win.col_off) % ts
+            r0, c0 = (win.row_off + a) // ts, (win.col_off + b) // ts  # this window's thumbnail pixels
             n_o = np.zeros_like(n_v)
             if osrc is not None and thumb_ood is not None:
                 codes = osrc.read(1, window=win)
@@ -351,12 +352,10 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
                 cm_ood += np.bincount(mp[fv].astype(np.int64) * k + ids[fv], minlength=k * k)
                 n_o = _block_sums(fv, step)
                 to = np.where(has_map, codes, NODATA)[a::ts, b::ts]
-                thumb_ood[(win.row_off + a) // ts:(win.row_off + a) // ts + to.shape[0],
-                          (win.col_off + b) // ts:(win.col_off + b) // ts + to.shape[1]] = to
+                thumb_ood[r0:r0 + to.shape[0], c0:c0 + to.shape[1]] = to
             block_parts.append(np.stack([br + win.row_off // step, bc + win.col_off // step,
                                          n_v[br, bc], n_a[br, bc], n_o[br, bc]], 1).astype(np.int64))
             tm, tr = mp[a::ts, b::ts], ids[a::ts, b::ts]
-            r0, c0 = (win.row_off + a) // ts, (win.col_off + b) // ts
             thumb_map[r0:r0 + tm.shape[0], c0:c0 + tm.shape[1]] = tm
             thumb_ref[r0:r0 + tr.shape[0], c0:c0 + tr.shape[1]] = tr
             if dis is not None:

@@ -151,8 +151,9 @@ def _ood_section(comp: Any, ood: Path, legend: Legend) -> tuple[str, pd.DataFram
                "compared_flagged": rows[1]["n_pixels"], "compared_in_distribution": rows[0]["n_pixels"],
                "thresholds": {k: tags.get(k, "") for k in ("landscape_threshold", "distance_threshold", "k",
                                                             "quantile", "rare_share", "ood_hash")}}
-    code_rows = "".join(f"<tr><td>{c}: {html.escape(OOD_CODES[c])}</td><td>{int(counts[c]):,}</td>"
-                        f"<td>{(counts[c] / mapped * 100 if mapped else 0):.2f} %</td></tr>" for c in range(4))
+    by_code = pd.DataFrame({"OOD code": [f"{c}: {OOD_CODES[c]}" for c in range(4)],
+                            "mapped pixels": [int(counts[c]) for c in range(4)],
+                            "share (%)": [counts[c] / mapped * 100 if mapped else 0.0 for c in range(4)]})
     note = (f"<p>The OOD layer <code>{html.escape(ood.name)}</code> flags pixels unlike the model's training "
             "data (thresholds at the training rows' "
             f"{html.escape(str(tags.get('quantile', '0.99')))} quantile): <b>1</b> a rare landscape (its nearest of "
@@ -164,8 +165,7 @@ def _ood_section(comp: Any, ood: Path, legend: Legend) -> tuple[str, pd.DataFram
             "it flags; a low share does not prove the map right (docs/results.md, issue #18).</p>")
     html_ = (note + _img(fig.ood_quicklook(comp.thumb_map, comp.thumb_ood, comp.extent, legend, comp.crs),
                          "OOD layer")
-             + "<div class='row'><table><tr><th>OOD code</th><th>mapped pixels</th><th>share</th></tr>"
-             + code_rows + "</table>" + _table(table, "{:,.3f}") + "</div>"
+             + "<div class='row'>" + _table(by_code) + _table(table, "{:,.3f}") + "</div>"
              + "<p class='note'>The share of flagged pixels per EEA 10 km tile and per biogeographical region is in "
              "the tables of the previous section (column <i>ood share</i>).</p>")
     return html_, table, metrics

@@ -3,7 +3,7 @@ the cross-continent paper, seed 002, which compares per-continent histograms of 
 landscape clusters with the training one).
 
 Every valid pixel of each tile (a uniform seeded sample of at most ``max_pixels``) is assigned
-to its nearest training landscape (:meth:`model.ood.OODReference.landscape_np`); the histogram
+to its nearest training landscape (:meth:`model.ood.OODReference.landscape`); the histogram
 of a tile is compared with the training rows' by the population stability index over the K
 clusters, and the share of pixels in rare or distant landscapes (code 1 of the OOD layer) is
 counted.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from model.ood import OODReference
 from pipeline.core.reader import FeatureReader
@@ -51,10 +52,11 @@ def landscape_drift(ref: OODReference, tiles: list[Path], max_pixels: int = 200_
         v = v[np.isfinite(v).all(1)]
         if len(v) > max_pixels:
             v = v[rng.choice(len(v), max_pixels, replace=False)]
-        cl, d2 = ref.landscape_np(v)
-        counts = np.bincount(cl, minlength=ref.k)
+        with torch.inference_mode():
+            cl_t, d2 = ref.landscape(torch.from_numpy(np.ascontiguousarray(v, np.float32)), selected=True)
+            rare = int(ref.is_rare(cl_t, d2).sum())
+        counts = np.bincount(cl_t.numpy(), minlength=ref.k)
         pooled += counts
-        rare = int(((ref.share[cl] < ref.rare_share) | (d2 > ref.landscape_threshold)).sum())
         rare_all, n_all = rare_all + rare, n_all + len(v)
         hist += _rows(path.stem, ref.share, counts)
         summary.append({"tile": path.stem, "pixels": len(v), "psi": _psi(ref.share, counts),

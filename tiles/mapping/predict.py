@@ -182,7 +182,7 @@ class Predictor:
     @property
     def ood_digest(self) -> str:
         """SHA-256 of the OOD reference's arrays used (first 16 hex), or ``""`` without ``ood``."""
-        return str(self.ood.info.get("arrays_sha256", ""))[:16] if self.ood is not None else ""
+        return self.ood.digest if self.ood is not None else ""
 
     def with_prior_bias(self, bias: np.ndarray) -> Predictor:
         """A copy whose Level-1 logits get ``bias`` (C,) added (:func:`model.priors.prior_bias`):
@@ -197,7 +197,7 @@ class Predictor:
     def run(self, net: FusedClassifier, x: np.ndarray, lonlat_deg: np.ndarray, proba: bool = False,
             ood: OODReference | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Class id uint8 (N,), max probability float32 (N,), with ``proba`` the probabilities
-        float32 (N, C), and with ``ood`` the OOD codes uint8 (N,) (:data:`model.ood.OOD_CODES`) of
+        float32 (N, C), and with ``ood`` the OOD codes uint8 (N,) (:data:`pipeline.core.ood_codes.OOD_CODES`) of
         raw features (N, F) and lon/lat (N, 2), in sub-batches (softmax of the
         temperature-scaled logits; paper §3.5). ``x`` may be any strided view, such as the
         pixel rows ``values.reshape(F, -1).T`` of a reader block.
@@ -227,8 +227,6 @@ class Predictor:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     slot = hbuf[i - g0:i - g0 + len(xb)] if hbuf is not None else None
                     h = net.embed(xb, lb, out=slot)
-                    if slot is not None and h.data_ptr() != slot.data_ptr():  # a one-layer encoder
-                        slot.copy_(h)
                     z = net.head(h).float()
                 if ood is not None and far is not None:  # the embedding the logits came from
                     if hbuf is None:

@@ -290,7 +290,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
         b1.class_prior()
     ood_hash = ""
     if ood:  # refused before any tile runs: a bundle without a reference, or a damaged one
-        ood_hash = str(b1.require_ood().info.get("arrays_sha256", ""))[:16] or "unknown"
+        ood_hash = b1.require_ood().digest
     model_hash = b1.digest + (f"+{b2.digest}" if b2 else "")
     legends = {"class": b1.legend, **({"level2": b2.legend} if b2 else {})}
     dev_t = resolve_device(device)
