@@ -46,10 +46,10 @@ from model.bridge import BridgeConfig, BridgeLC
 from model.bundle import ModelBundle, load_bundle
 from model.infer import cpu_has_fast_bf16
 from model.normalize import MinMaxNormalizer
-from pipeline.app.pretrained import models_dir
 from pipeline.core.config import data_dir
 from pipeline.core.grid import TileId
 from pipeline.core.legend import level1_legend
+from pipeline.stages.pretrained import models_dir
 from tiles.mapping.predict import CPU_BATCH_PX, Predictor
 
 N_SIDE = 1000

@@ -41,7 +41,7 @@ from pathlib import Path
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import load_spec
 from model.bundle import load_bundle
-from pipeline.app.pretrained import models_dir
+from pipeline.stages.pretrained import models_dir
 from pipeline.core.grid import TileId
 from tiles.engine.run import features_from_stac
 

@@ -31,7 +31,7 @@ import numpy as np
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import load_spec
 from model.bundle import load_bundle
-from pipeline.app.pretrained import models_dir
+from pipeline.stages.pretrained import models_dir
 import tiles.engine.stack as stack
 from tiles.engine.run import features_from_stack
 

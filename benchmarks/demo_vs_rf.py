@@ -21,13 +21,13 @@ import rasterio
 from sklearn.ensemble import RandomForestClassifier
 
 from model.train import training_arrays
-from pipeline.app.demo import SLOVENIA, run_demo
 from pipeline.assess.agreement import agreement
 from pipeline.core.cog import write_cog
 from pipeline.core.config import data_dir
 from pipeline.core.grid import pixel_centres_lonlat
 from pipeline.core.legend import Crosswalk, level1_legend
 from pipeline.core.reader import read_feature_cog
+from pipeline.stages.demo import SLOVENIA, DemoRequest, run_demo
 from pipeline.table import read_feature_table
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     out: Path = args.out
     t0 = time.perf_counter()
-    ours = run_demo(out, epochs=args.epochs, train=True)  # train here: the peer trains on the same rows
+    ours = run_demo(DemoRequest(out, epochs=args.epochs, train=True))  # train here: the peer trains on the same rows
     t_ours = time.perf_counter() - t0
     steps = json.loads((out / ".eulc_steps.json").read_text())
     names = steps["selection"]["info"]

@@ -36,13 +36,13 @@ from model.bridge import BridgeConfig, BridgeLC
 from model.bundle import ModelBundle, load_bundle
 from model.normalize import MinMaxNormalizer
 from model.train import TrainConfig, train_bridge, training_arrays
-from pipeline.app.pretrained import models_dir
 from pipeline.core.config import data_dir
 from pipeline.core.contract import embedded_spec
 from pipeline.core.featurecog import write_feature_cog
 from pipeline.core.grid import TileId
 from pipeline.core.legend import level1_legend
 from pipeline.core.spec import load_spec
+from pipeline.stages.pretrained import models_dir
 from pipeline.table import build_feature_table
 from tiles.mapping.predict import Predictor, predict_tile
 from tiles.mapping.runner import run_map

@@ -43,10 +43,10 @@ class Destination:
     def check(self) -> None:
         """Raise :class:`EulcError` if the destination lacks its bucket or asset root."""
         if self.kind == "gcs" and not self.bucket:
-            raise EulcError("a Cloud Storage destination needs a bucket", "Pass --bucket NAME")
+            raise EulcError("a Cloud Storage destination needs a bucket", "Pass `bucket` NAME")
         if self.kind == "asset" and not self.asset_root:
             raise EulcError("an asset destination needs an asset folder",
-                            "Pass --asset-root projects/PROJECT/assets/FOLDER")
+                            "Pass `asset_root` projects/PROJECT/assets/FOLDER")
 
     def uri(self, prefix: str, ext: str) -> str:
         """Where the output will be, for the job table."""

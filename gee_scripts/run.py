@@ -153,7 +153,7 @@ def run_live(out: Path, make_plan: Any, spec: FeatureSpec, year: int, project: s
 def status(out: Path, project: str | None) -> list[dict[str, Any]]:
     """Poll the tasks recorded in ``out/jobs.sqlite`` and return the rows."""
     if not (out / JOBS_DB).is_file():
-        raise EulcError(f"no job table in {out}", "Run `eulc gee export-... --start --out DIR` first")
+        raise EulcError(f"no job table in {out}", "Start the exports first (`start`, with this `out` folder)")
     initialize_live(project)
     table = JobTable(out / JOBS_DB)
     try:

@@ -78,10 +78,10 @@ def initialize_live(project: str | None) -> None:
             "no Earth Engine credentials found (neither GOOGLE_APPLICATION_CREDENTIALS nor "
             f"{ee.oauth.get_credentials_path()})",
             "Run `earthengine authenticate` (or set GOOGLE_APPLICATION_CREDENTIALS to a service "
-            "account key), then pass --project YOUR_CLOUD_PROJECT")
+            "account key), then pass `project` YOUR_CLOUD_PROJECT")
     if not project:
         raise EulcError("no Google Cloud project given for Earth Engine",
-                        "Pass --project YOUR_CLOUD_PROJECT (a project registered for Earth Engine)")
+                        "Pass `project` YOUR_CLOUD_PROJECT (a project registered for Earth Engine)")
     try:
         ee.Initialize(project=project)
     except Exception as e:  # ee raises EEException or google.auth errors

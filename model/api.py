@@ -86,7 +86,7 @@ def fit_ood_for_bundle(bundle_dir: Path, table_path: Path, landscapes: int = DEF
     recorded, actual = bundle.meta.get("data_hash", ""), file_sha256(table_path)[:16]
     if recorded != actual:
         raise BundleError(f"was trained on a table with hash {recorded!r}, and {table_path} has {actual!r}",
-                          "Give --table the very table file `eulc train` read for this bundle", path=bundle_dir)
+                          "Give `table` the very table file `eulc train` read for this bundle", path=bundle_dir)
     cfg = TrainConfig(**bundle.meta["train_config"])
     table, _ = read_feature_table(table_path)
     data = training_arrays(table, bundle.features, cfg.level)

@@ -77,7 +77,7 @@ class ModelBundle:
         prior = self.meta.get("metrics", {}).get("class_prior")
         if not isinstance(prior, list) or len(prior) != len(self.legend):
             raise BundleError("does not record its training class priors",
-                              "Retrain it with this eulc (`eulc train`), or map without --adapt-priors",
+                              "Retrain it with this eulc (`eulc train`), or map without `adapt_priors`",
                               path=self.path)
         return np.asarray(prior, np.float64)
 
@@ -117,8 +117,8 @@ class ModelBundle:
         ref = self.ood()
         if ref is None:
             raise BundleError("has no OOD reference (ood.json, ood.safetensors): it was trained before eulc "
-                              "fitted one", "Add one with `eulc ood BUNDLE --table TABLE` (the table it was "
-                              "trained on), or map without --ood", path=self.path)
+                              "fitted one", "Add one with `eulc ood` from the table it was trained on (`table`), "
+                              "or map without `ood`", path=self.path)
         return ref
 
 
@@ -138,7 +138,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-BUNDLE_FILES = frozenset({META, WEIGHTS, "MODEL_CARD.md", OOD_META, OOD_WEIGHTS})
+TRAIN_LEDGER = ".eulc-train.json"
+"""The train stage's ledger in a bundle folder (:mod:`pipeline.core.ledger`): what the bundle was trained from."""
+BUNDLE_FILES = frozenset({META, WEIGHTS, "MODEL_CARD.md", OOD_META, OOD_WEIGHTS, TRAIN_LEDGER})
 """The files a bundle directory may hold; any other file makes it someone else's folder."""
 
 
@@ -156,7 +158,7 @@ def check_bundle_dest(dest: Path, overwrite: bool = False) -> None:
     if not dest.exists():
         return
     if not dest.is_dir():
-        raise BundleError("exists and is not a folder", "Give --out a new folder name", path=dest)
+        raise BundleError("exists and is not a folder", "Give `out` a new folder name", path=dest)
     names = sorted(p.name for p in dest.iterdir())
     if not names:
         return
@@ -170,9 +172,9 @@ def check_bundle_dest(dest: Path, overwrite: bool = False) -> None:
     if foreign or fmt != FORMAT:
         shown = (foreign or names)[:5]
         raise BundleError(f"holds files eulc did not write ({', '.join(shown)}{' ...' if len(names) > 5 else ''})",
-                          "Give --out a new or empty folder; eulc never deletes files it did not write", path=dest)
+                          "Give `out` a new or empty folder; eulc never deletes files it did not write", path=dest)
     if not overwrite:
-        raise BundleError("already holds a model bundle", "Pass --overwrite to replace it, or give another --out",
+        raise BundleError("already holds a model bundle", "Pass `overwrite` to replace it, or give another `out`",
                           path=dest)
 
 
@@ -208,7 +210,7 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: AffineNormalizer, legen
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
         raise BundleError(f"training produced non-finite weights ({bad[:3]}{' ...' if len(bad) > 3 else ''})",
-                          "Check the table for extreme values and lower --lr", path=dest)
+                          "Check the table for extreme values and lower `lr`", path=dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(dest.parent)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), dir=dest.parent))
@@ -342,3 +344,37 @@ def load_bundle(path: Path) -> ModelBundle:
     out = ModelBundle(net, norm, legend, features, meta, path, file_sha256(mpath))
     out.feature_spec()  # the contract is checked at load: an edited or foreign spec is refused here
     return out
+
+
+_LOADED: dict[tuple[Any, ...], ModelBundle] = {}
+
+
+def load_bundle_cached(path: Path, digest: str | None = None) -> ModelBundle:
+    """:func:`load_bundle` once per process: a bundle is read and its weights hashed once, then
+    reused while its folder's files keep their size and modification time (the CLI's checks,
+    the map runner and, with the ``sync`` scheduler, its tiles share one load).
+
+    Args:
+        path: the bundle folder.
+        digest: when given, the :attr:`ModelBundle.digest` the caller planned with; a bundle that
+            no longer has it (edited during the run) is refused.
+
+    Raises:
+        BundleError: as :func:`load_bundle`, and a digest other than ``digest``.
+    """
+    path = Path(path)
+    try:
+        stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                             for p in path.iterdir() if p.is_file()))
+    except OSError:
+        stamp = ()
+    ident = (str(path.resolve()), stamp)
+    bundle = _LOADED.get(ident)
+    if bundle is None:
+        bundle = load_bundle(path)
+        if stamp:
+            _LOADED[ident] = bundle
+    if digest is not None and bundle.digest != digest:
+        raise BundleError(f"changed during the run (digest {bundle.digest}, planned with {digest})",
+                          "Leave the bundle unchanged while it maps, then rerun", path=path)
+    return bundle

@@ -126,7 +126,7 @@ def select_top_k(spec: FeatureSpec, imp: Importance, k: int) -> FeatureSelection
     """
     if not 1 <= k <= len(imp.names):
         raise SchemaError(f"k = {k} but the table has {len(imp.names)} features",
-                          f"Give --k between 1 and {len(imp.names)}")
+                          f"Give `k` between 1 and {len(imp.names)}")
     top = imp.ranking()[:k]
     added = [n for f in top for n in spec.derived_inputs(spec.feature(f)) if n not in top]
     top += list(dict.fromkeys(added))  # a derived feature is computed from its inputs: keep them

@@ -63,10 +63,10 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
-        raise EulcError(f"--device {device!r} is not a device", "Use auto, cpu, cuda or cuda:N")
+        raise EulcError(f"`device` {device!r} is not a device", "Use auto, cpu, cuda or cuda:N")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise EulcError("--device cuda was given but torch sees no CUDA GPU",
-                        "Use --device cpu or auto, or install a CUDA build of torch")
+        raise EulcError("`device` cuda was given but torch sees no CUDA GPU",
+                        "Use `device` cpu or auto, or install a CUDA build of torch")
     return torch.device(device)
 
 
@@ -94,7 +94,7 @@ def resolve_precision(precision: str, device: torch.device) -> bool:
         EulcError: an unknown precision.
     """
     if precision not in PRECISIONS:
-        raise EulcError(f"--precision {precision!r} is not a choice", f"Use one of {', '.join(PRECISIONS)}")
+        raise EulcError(f"`precision` {precision!r} is not a choice", f"Use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return device.type == "cuda"
     return precision == "bf16"

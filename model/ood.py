@@ -232,7 +232,7 @@ def fit_ood(net: FusedClassifier, features: list[str], spec: FeatureSpec, x: np.
     """
     if k < 1 or len(x) < 4 * k:
         raise BundleError(f"an OOD reference with K = {k} landscapes needs at least {4 * max(k, 1)} training rows "
-                          f"(has {len(x)})", "Lower --landscapes, or train on more rows")
+                          f"(has {len(x)})", "Lower `landscapes`, or train on more rows")
     if not 0 < quantile < 1:
         raise BundleError(f"the OOD quantile {quantile} is outside (0, 1)", "Use e.g. 0.99")
     names = landscape_features(spec)
@@ -308,7 +308,7 @@ def load_ood(folder: Path, bundle_digest: str, features: list[str], hidden: int,
     w, m = folder / OOD_WEIGHTS, folder / OOD_META
     if not w.is_file() and not m.is_file():
         return None
-    refit = "Refit it with `eulc ood BUNDLE --table TABLE`"
+    refit = "Refit it with `eulc ood` from the table it was trained on (`table`)"
     if not (w.is_file() and m.is_file()):
         raise BundleError(f"holds {m.name if m.is_file() else w.name} without "
                           f"{w.name if m.is_file() else m.name}", refit, path=folder)

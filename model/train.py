@@ -368,7 +368,7 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
                 ema = _update_state_ema(ema, net, step_momentum)
         if not bool(torch.isfinite(total)):  # checked once per epoch: no sync per step
             raise EulcError(f"training diverged: the loss is {float(total)} in epoch {epoch}",
-                            "Lower --lr, or check the table for extreme feature values")
+                            "Lower `lr`, or check the table for extreme feature values")
         if cfg.ema_momentum is not None and cfg.ema_mode == "epoch" and epoch > cfg.epochs // 2:
             ema = _update_ema(ema, net, cfg.ema_momentum)
         if cfg.select_best and len(va):

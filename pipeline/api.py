@@ -1,8 +1,8 @@
 """eulc's Python API: the pipeline's stages as functions, for notebooks and scripts.
 
-Each function does what one ``eulc`` command does, with the same checks and outputs (the CLI
-adds progress bars and exit codes); ``docs/quickstart.ipynb`` runs them end to end on the
-demo data::
+Each function builds the typed request of a stage (:mod:`pipeline.stages`) and runs it, as the
+matching ``eulc`` command does (the CLI adds progress bars and exit codes; both check the same
+things, in the stage). ``docs/quickstart.ipynb`` runs them end to end on the demo data::
 
     import pipeline.api as eulc
 
@@ -10,10 +10,14 @@ demo data::
     maps = eulc.map_features([feats], "out/maps", bundle="elc10-ndvi-l1")
     metrics = eulc.report(maps[0], eulc.demo_inputs()["reference"], "eolearn_lulc", "out/report")
 
+Many tiles, from a stack cut into cells, a static STAC catalogue or a STAC API, resumably and on
+a dask scheduler: :func:`features_for_tiles` and :func:`map_tiles` (features computed on the
+worker that maps each tile). Any stage's request can also be run directly with :func:`run`.
+
 Conventions: rasters are on the EEA grid (EPSG:3035, 10 m) unless said otherwise; coordinates
 are lon/lat (EPSG:4326) in that order; paths may be ``str`` or :class:`~pathlib.Path`. Errors are
-:class:`pipeline.core.errors.EulcError` subclasses whose message names the file, band or column
-and what to change.
+:class:`pipeline.core.errors.EulcError` subclasses whose message names the file, band or column,
+or the parameter in backticks (```tile_size```), and what to change.
 """
 
 from __future__ import annotations
@@ -24,25 +28,56 @@ from typing import Any
 
 import geopandas as gpd
 
-from model.api import train_from_table
-from model.infer import resolve_device
-from model.presets import PRESETS, preset_config
-from pipeline.app.pretrained import resolve_bundle, shipped_bundles
-from pipeline.app.resolve import spec_and_selection, table_selection
-from pipeline.assess.report import ood_beside, write_report
 from pipeline.core.config import demo_data_dir
 from pipeline.core.errors import EulcError
 from pipeline.core.legend import Legend, level1_legend, level2_legend
 from pipeline.core.spec import load_spec
-from pipeline.table import build_feature_table, read_feature_table, table_metadata, table_spec, write_feature_table
-from tiles.engine.run import features_from_stack, stack_features_path
-from tiles.engine.stack import load_manifest
-from tiles.mapping.runner import MapSummary, run_map
+from pipeline.stages import assess, demo, evaluate, mapping, ood, select, table
+from pipeline.stages import features as features_stage
+from pipeline.stages import train as train_stage
+from pipeline.stages.assess import AgreementRequest, DriftRequest, ReportRequest
+from pipeline.stages.demo import DemoRequest
+from pipeline.stages.evaluate import EvaluateRequest
+from pipeline.stages.events import Event, ignore
+from pipeline.stages.features import FeaturesRequest
+from pipeline.stages.mapping import MapRequest
+from pipeline.stages.ood import OodRequest
+from pipeline.stages.pretrained import resolve_bundle, shipped_bundles
+from pipeline.stages.select import SelectRequest
+from pipeline.stages.table import TableRequest
+from pipeline.stages.train import TrainRequest
+from pipeline.table import build_feature_table, read_feature_table
+from tiles.engine.runner import FeaturesSummary
+from tiles.mapping.runner import MapSummary
 
-__all__ = ["bundle", "bundles", "build_table", "compute_features", "demo_inputs", "legend", "load_spec",
-           "map_features", "read_table", "report", "train"]
+__all__ = ["AgreementRequest", "DemoRequest", "DriftRequest", "EvaluateRequest", "FeaturesRequest", "MapRequest",
+           "OodRequest", "ReportRequest", "SelectRequest", "TableRequest", "TrainRequest", "bundle", "bundles",
+           "build_table", "compute_features", "demo_inputs", "features_for_tiles", "legend", "load_spec",
+           "map_features", "map_tiles", "read_table", "report", "run", "train"]
 
 PathLike = str | Path
+
+_STAGES: dict[type, Callable[..., Any]] = {
+    TableRequest: table.build_table, SelectRequest: select.select, TrainRequest: train_stage.train,
+    EvaluateRequest: evaluate.evaluate, FeaturesRequest: features_stage.features, MapRequest: mapping.map_tiles,
+    AgreementRequest: assess.agreement, ReportRequest: assess.report, DriftRequest: assess.drift,
+    OodRequest: ood.add_ood, DemoRequest: demo.run_demo,
+}
+
+
+def run(request: Any, on_event: Event = ignore) -> Any:
+    """Run the stage a request is for (``TableRequest`` → the table stage, ``MapRequest`` → the
+    map stage, ...) and return its typed result; ``on_event(kind, info)`` receives its progress
+    (:mod:`pipeline.stages.events`).
+
+    Raises:
+        EulcError: not a stage request, and whatever the stage raises.
+    """
+    stage = _STAGES.get(type(request))
+    if stage is None:
+        raise EulcError(f"{type(request).__name__} is not a stage request",
+                        f"Give one of {', '.join(t.__name__ for t in _STAGES)}")
+    return stage(request, on_event)
 
 
 def bundle(name: PathLike) -> Path:
@@ -89,7 +124,8 @@ def build_table(exports: PathLike | Sequence[PathLike], out: PathLike | None = N
 
     Args:
         exports: one CSV (``.csv`` or ``.csv.gz``) or several shards.
-        out: write the table here too (GeoParquet, atomic); None to only return it.
+        out: write the table here too (GeoParquet, atomic; a rerun on the same exports reads it
+            back instead of building it again); None to only return it.
         spec: the feature spec the exports were made with (name or YAML path).
         lucas: a LUCAS point CSV with LC1/LU1 when the exports lack them.
         year: the survey year (default: the spec's).
@@ -101,10 +137,10 @@ def build_table(exports: PathLike | Sequence[PathLike], out: PathLike | None = N
         SchemaError: a missing column or feature, no labelled row, a CSV cut mid-row.
     """
     paths = [Path(exports)] if isinstance(exports, (str, Path)) else [Path(p) for p in exports]
-    table, _ = build_feature_table(paths, load_spec(spec), Path(lucas) if lucas else None, year)
-    if out is not None:
-        write_feature_table(table, Path(out))
-    return table
+    if out is None:
+        gdf, _ = build_feature_table(paths, load_spec(spec), Path(lucas) if lucas else None, year)
+        return gdf
+    return table.build_table(TableRequest(tuple(paths), Path(out), spec, Path(lucas) if lucas else None, year)).read()
 
 
 def read_table(path: PathLike) -> gpd.GeoDataFrame:
@@ -143,17 +179,22 @@ def train(table: PathLike, out: PathLike, features: str | None = None, preset: s
     Raises:
         EulcError: an unknown preset, level or feature; a bad table; training that diverges.
     """
-    if preset not in PRESETS:
-        raise EulcError(f"unknown preset {preset!r}", f"Use one of {list(PRESETS)}")
-    if level not in ("level1", "level2"):
-        raise EulcError(f"level {level!r} is not a legend", "Use level1 or level2")
-    table_path = Path(table)
-    sel = table_selection(table_spec(table_metadata(table_path), f"table {table_path}"), features)
-    cfg = preset_config(preset, None, level=level, epochs=epochs, lr=lr, seed=seed,
-                        device=str(resolve_device(device)))
-    if landscapes < 0:
-        raise EulcError(f"landscapes = {landscapes}", "Use 0 (no OOD reference) or more (default 16)")
-    return train_from_table(table_path, Path(out), sel, cfg, on_epoch, overwrite=overwrite, landscapes=landscapes)
+    return train_stage.train(TrainRequest(Path(table), Path(out), features, None, level, epochs, lr, seed=seed,
+                                          preset=preset, overwrite=overwrite, device=device,
+                                          landscapes=landscapes),
+                             _epochs(on_epoch)).metrics
+
+
+def _epochs(on_epoch: Callable[[int, float], None] | None) -> Event:
+    """The train stage's ``progress`` events as ``on_epoch(epoch, loss)`` calls."""
+    if on_epoch is None:
+        return ignore
+
+    def emit(kind: str, info: dict[str, Any]) -> None:
+        if kind == "progress" and info.get("stage") == "train":
+            on_epoch(int(info["done"]), float(info["loss"]))
+
+    return emit
 
 
 def compute_features(stack: PathLike, year: int, out_dir: PathLike, features: str | None = None,
@@ -178,11 +219,54 @@ def compute_features(stack: PathLike, year: int, out_dir: PathLike, features: st
         EulcError: a feature the stack cannot compute (e.g. Sentinel-1 from an S2-only stack),
             an unreadable stack, a manifest name that cannot name a file inside ``out_dir``.
 
-    Unlike ``eulc features``, this always computes (no resume log).
+    Like ``eulc features``, a rerun finds the COG current (``out_dir/.eulc-features.json``) and
+    does not compute it again.
     """
-    sp, sel = spec_and_selection(spec, features)
-    man, _ = load_manifest(stack)
-    return features_from_stack(stack, sp, sel, year, stack_features_path(Path(out_dir), man.name, year), on_feature)
+    on_event = ignore if on_feature is None else (
+        lambda kind, info: on_feature(str(info["name"])) if kind == "feature" else None)
+    res = features_stage.features(FeaturesRequest(Path(out_dir), year, files=str(stack), spec=spec,
+                                                  features=features, scheduler="sync"), on_event)
+    return res.outputs[0]
+
+
+def features_for_tiles(out_dir: PathLike, year: int, tiles: str, *, files: str | None = None,
+                       catalog: PathLike | None = None, stac: str | None = None, tile_size: str = "10km",
+                       features: str | None = None, spec: str | None = None, cloud_mask: str = "auto",
+                       processing_level: str = "L2A", collection: str = "sentinel-2-l2a",
+                       s1_collection: str | None = None, dem_collection: str | None = None,
+                       scheduler: str = "sync", workers: int | None = None,
+                       on_event: Event = ignore) -> FeaturesSummary:
+    """Feature COGs for many EEA cells, as ``eulc features --tiles``: one ``<cell>_<year>.tif`` per
+    cell, resumably (cells current in ``out_dir/.eulc-features.json`` are skipped), a failed cell
+    recorded with its reason while the others go on.
+
+    Args:
+        out_dir: the output folder.
+        year: the year composited.
+        tiles: EEA cells: codes (``1kmE4674N2539,...``), ``bbox:W,S,E,N`` (lon/lat degrees), a
+            ``.txt`` list or a vector file.
+        files, catalog, stac: the source, exactly one: a stack manifest (cut into the cells), a
+            static STAC catalogue, or a STAC API URL (with ``collection``, ``s1_collection``,
+            ``dem_collection``).
+        tile_size: cell size for a bbox or vector ``tiles`` (``10km``, ``1km``, ``250m``).
+        features, spec: which features (a bundle, a selection JSON or names) and their spec.
+        cloud_mask: ``auto`` or ``none``; processing_level: ``L2A`` or ``L1C`` (STAC items).
+        scheduler: ``sync`` (this process, default here), ``threads``, ``local`` or a scheduler
+            address; workers: their number.
+        on_event: progress callback (``plan``, ``tile``, ...).
+
+    Returns:
+        The summary: ``outputs`` (COG paths), ``done``, ``skipped``, ``failures`` (name → reason).
+
+    Raises:
+        EulcError: bad parameters (named in backticks), an unreadable source, another run on
+            ``out_dir``; a single cell's own error when it fails.
+    """
+    return features_stage.features(FeaturesRequest(
+        Path(out_dir), year, files=files, catalog=Path(catalog) if catalog else None, stac=stac,
+        collection=collection, s1_collection=s1_collection, dem_collection=dem_collection, cloud_mask=cloud_mask,
+        tiles=tiles, tile_size=tile_size, processing_level=processing_level, spec=spec, features=features,
+        scheduler=scheduler, workers=workers), on_event)
 
 
 def map_features(feature_cogs: Sequence[PathLike], out: PathLike, bundle: PathLike = "elc10-l1",
@@ -209,13 +293,50 @@ def map_features(feature_cogs: Sequence[PathLike], out: PathLike, bundle: PathLi
         EulcError: any file failed (the message lists each file and why); ``ood`` with a
             bundle without an OOD reference.
     """
-    summary: MapSummary = run_map(None, resolve_bundle(bundle), Path(out),
-                                  features_files=[Path(f) for f in feature_cogs], scheduler="sync",
-                                  device=device, precision=precision, probabilities=probabilities,
-                                  level2_dir=resolve_bundle(level2) if level2 else None, ood=ood)
+    summary = mapping.map_tiles(MapRequest(Path(out), tuple(Path(f) for f in feature_cogs), str(bundle),
+                                           scheduler="sync", device=device, precision=precision,
+                                           probabilities=probabilities, level2=str(level2) if level2 else None,
+                                           ood=ood))
     if summary.failures:
         raise EulcError("; ".join(f"{k}: {v}" for k, v in summary.failures.items()))
     return [Path(out) / f"{Path(f).stem}_class.tif" for f in feature_cogs]
+
+
+def map_tiles(out: PathLike, tiles: str, *, bundle: PathLike = "elc10-l1", features_dir: PathLike | None = None,
+              mosaic: PathLike | None = None, stac: str | None = None, catalog: PathLike | None = None,
+              year: int | None = None, tile_size: str = "10km", level2: PathLike | None = None,
+              cloud_mask: str = "auto", processing_level: str = "L2A", collection: str = "sentinel-2-l2a",
+              device: str = "auto", precision: str = "auto", ood: bool = False, scheduler: str = "sync",
+              workers: int | None = None, overwrite: bool = False, on_event: Event = ignore) -> MapSummary:
+    """Map EEA cells, as ``eulc map --tiles``: from per-tile feature COGs (``features_dir``), one
+    mosaic, or a STAC API / static catalogue whose features (the bundle's own) are computed on the
+    worker that then maps each tile, into ``out/features``.
+
+    Args:
+        out: the run folder (COGs, STAC items, ``manifest.sqlite``; a rerun skips current tiles).
+        tiles: EEA cells (codes, ``bbox:W,S,E,N`` lon/lat degrees, a ``.txt`` list, a vector file).
+        bundle: a bundle folder or shipped name.
+        features_dir, mosaic, stac, catalog: the feature source, exactly one; ``stac`` and
+            ``catalog`` need ``year``.
+        tile_size: cell size for a bbox or vector ``tiles``.
+        level2: a Level-2 crop bundle; cloud_mask, processing_level, collection: for a STAC source.
+        device, precision, ood: as :func:`map_features`.
+        scheduler: ``sync`` (default here), ``threads``, ``local`` or a scheduler address.
+        workers: their number; overwrite: write beside files eulc did not write (never over them).
+        on_event: progress callback.
+
+    Returns:
+        The summary: ``done``, ``skipped``, ``failures`` (tile → reason), pixel counts.
+
+    Raises:
+        EulcError: bad parameters (named), bundles that do not load, sources that do not fit.
+    """
+    return mapping.map_tiles(MapRequest(
+        Path(out), bundle=str(bundle), tiles=tiles, tile_size=tile_size,
+        features_dir=Path(features_dir) if features_dir else None, mosaic=Path(mosaic) if mosaic else None,
+        level2=str(level2) if level2 else None, scheduler=scheduler, workers=workers, device=device,
+        precision=precision, ood=ood, stac=stac, catalog=Path(catalog) if catalog else None, collection=collection,
+        cloud_mask=cloud_mask, year=year, processing_level=processing_level, overwrite=overwrite), on_event)
 
 
 def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLike,
@@ -242,7 +363,7 @@ def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLi
     Raises:
         EulcError: unknown reference codes, no overlap, an unknown crosswalk.
     """
-    return write_report(Path(class_map), Path(reference), crosswalk, Path(out),
-                        points=Path(points) if points else None,
-                        bundle=resolve_bundle(bundle) if bundle else None, title=title,
-                        ood=Path(ood) if ood else ood_beside(Path(class_map)))
+    return assess.report(ReportRequest(Path(class_map), Path(reference), crosswalk, Path(out),
+                                       points=Path(points) if points else None,
+                                       bundle=str(bundle) if bundle else None, title=title,
+                                       ood_layer=Path(ood) if ood else None))

@@ -104,7 +104,7 @@ def _read_export(path: Path, needed: list[str]) -> pd.DataFrame:
         if col not in df.columns:
             raise SchemaError(
                 f"column {col!r} is missing",
-                "Export it from GEE (the spec names it) or pass --spec with a spec that "
+                "Export it from GEE (the spec names it) or pass `spec` with a spec that "
                 "matches this export",
                 path=path,
             )
@@ -153,7 +153,7 @@ def _labels(df: pd.DataFrame, lucas: pd.DataFrame | None
         return out, rep
     raise SchemaError(
         "the export has no label column (LC1, LUCAS_LC1 or ELC10's LC_num)",
-        "Pass --lucas FILE with POINT_ID, LC1 (or LC) and LU1 (or LU) columns",
+        "Pass `lucas` FILE with POINT_ID, LC1 (or LC) and LU1 (or LU) columns",
         path=str(df["_file"].iloc[0]),
     )
 
@@ -279,7 +279,7 @@ def check_table_dest(dest: Path) -> None:
         table_metadata(dest)
     except SchemaError:
         raise SchemaError("exists and is not a FeatureTable eulc wrote",
-                          "Choose another --out; eulc never overwrites files it did not write", path=dest) from None
+                          "Choose another `out`; eulc never overwrites files it did not write", path=dest) from None
 
 
 def write_feature_table(gdf: gpd.GeoDataFrame, dest: Path) -> None:

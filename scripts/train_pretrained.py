@@ -21,12 +21,12 @@ from pathlib import Path
 from model.api import fit_ood_for_bundle, train_from_table
 from model.presets import DEFAULT, preset_config
 from model.train import TrainConfig
-from pipeline.app.pretrained import models_dir
 from pipeline.core.atomic import atomic_path
 from pipeline.core.config import data_dir
 from pipeline.core.hashing import file_sha256
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import load_spec
+from pipeline.stages.pretrained import models_dir
 from pipeline.table import build_feature_table, write_feature_table
 
 ELC10 = Path("elc10_lucas2018") / "lucas2018_elc10_s2_s1_features.csv.gz"

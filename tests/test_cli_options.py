@@ -14,7 +14,7 @@ import pytest
 import typer
 
 from pipeline.app.cli import app
-from pipeline.app.pretrained import models_dir, resolve_bundle
+from pipeline.stages.pretrained import models_dir, resolve_bundle
 
 pytestmark = pytest.mark.fast
 

@@ -19,9 +19,9 @@ from rio_cogeo.cogeo import cog_validate
 from model.bundle import load_bundle
 from model.fused import FusedClassifier
 from model.ood import OOD_META, OOD_WEIGHTS
-from pipeline.app.pretrained import models_dir
 from pipeline.core.errors import BundleError
 from pipeline.core.ood_codes import OOD_NODATA
+from pipeline.stages.pretrained import models_dir
 from tiles.mapping.manifest import Manifest
 from tiles.mapping.predict import NODATA, Predictor, predict_tile
 from tiles.mapping.runner import run_map

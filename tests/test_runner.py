@@ -21,11 +21,11 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from pipeline.app.pretrained import models_dir
 from pipeline.core.aoi import tiles_for_bounds_3035
 from pipeline.core.cog import write_cog
 from pipeline.core.grid import TileId
 from pipeline.core.reader import FeatureReader
+from pipeline.stages.pretrained import models_dir
 from tiles.mapping.predict import NODATA, predict_tile
 from tiles.mapping.runner import run_map
 

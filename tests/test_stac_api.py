@@ -263,9 +263,9 @@ def test_the_readme_one_command_maps_from_a_stac_api(api: tuple[str, dict], tmp_
     """`eulc map --stac URL --year --tiles --bundle` (the README's command without a GEE account)
     on the real 68-date Slovenia NDVI series with its s2cloudless CLP: the features equal the
     local engine's on the same real data (the demo's path), and the map is written."""
-    from pipeline.app.pretrained import models_dir
     from pipeline.core.grid import TileId
     from pipeline.core.reader import FeatureReader
+    from pipeline.stages.pretrained import models_dir
     from tiles.engine.run import features_from_stack
 
     from .test_cli import eulc

@@ -192,7 +192,7 @@ def test_stac_api_errors_and_common_names(tmp_path: Path) -> None:
 def test_map_from_a_stac_api_in_one_command_records_unreachable_tiles(tmp_path: Path) -> None:
     """`eulc map --stac`: features first (into OUT/features), then the map; offline the API is
     unreachable, so each tile is reported and recorded as failed, and the exit status is 1."""
-    from pipeline.app.pretrained import models_dir
+    from pipeline.stages.pretrained import models_dir
 
     from .test_cli import eulc
 

@@ -94,10 +94,10 @@ def info() -> None:
 
     from model.infer import cpu_has_fast_bf16, resolve_device
     from pipeline import __version__
-    from pipeline.app.pretrained import ENV_VAR as MODELS_VAR
-    from pipeline.app.pretrained import models_dir, shipped_bundles
     from pipeline.core.config import DEFAULT_DATA_DIR, demo_data_dir
     from pipeline.core.config import ENV_VAR as DATA_VAR
+    from pipeline.stages.pretrained import ENV_VAR as MODELS_VAR
+    from pipeline.stages.pretrained import models_dir, shipped_bundles
 
     dev = resolve_device("auto")
     gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
@@ -124,8 +124,15 @@ def _usage_error(e: BaseException) -> bool:
 
 
 def _fail(message: str, code: int = 2) -> None:
+    """One line on stderr, the request fields spelt as flags (:mod:`pipeline.app.flags`), the
+    message printed verbatim (file names with ``[`` ``]`` are not rich markup), then exit.
+    """
+    from rich.text import Text
+
+    from pipeline.app.flags import to_flags
+
     console.quiet = False  # errors show under --quiet too
-    console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    console.print(Text.assemble(("error:", "bold red"), " ", to_flags(message)), highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

@@ -4,7 +4,6 @@ the same in every command, progress bars and the small parsers of option values.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,10 +19,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError
-from pipeline.core.resume import StepLog, content_sha256, input_key
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS.",
@@ -80,19 +78,13 @@ _FEATURES_DIR_HELP = ("folder of feature COGs (*.tif): with --tiles one per tile
                       "or <spec>_<year>_<tile>.tif; without, every file")
 FeaturesDirOpt = Annotated[Path, typer.Option("--features-dir", help=_FEATURES_DIR_HELP)]
 OptionalFeaturesDirOpt = Annotated[Path | None, typer.Option("--features-dir", help=_FEATURES_DIR_HELP)]
+SchedulerOpt = Annotated[str, typer.Option(
+    "--scheduler", help="local (LocalCluster of worker processes), threads, sync (this process), or a dask "
+    "scheduler address tcp://host:8786 (dask-jobqueue, Kubernetes)")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="workers for local/threads (default: CPU count)")]
+DashboardOpt = Annotated[str, typer.Option(
+    "--dashboard", help="host:port of the local cluster's dask dashboard (loopback by default)")]
 BUNDLE_HELP = "model bundle: a folder, or the name of a shipped bundle (elc10-l1, elc10-ndvi-l1, ... `eulc info`)"
-
-
-def _stac_source(stac: str | None, catalog: Path | None, collection: str, s1_collection: str | None,
-                 dem_collection: str | None) -> Any:
-    """A static catalogue path, or the STAC API with a collection per sensor kind."""
-    from tiles.engine.stac_search import StacApi
-
-    if stac is None:
-        return catalog
-    cols = {"s2": collection} | ({"s1": s1_collection} if s1_collection else {}) | (
-        {"dem": dem_collection} if dem_collection else {})
-    return StacApi(stac, cols)
 
 
 PROGRESS_EVERY_VAR = "EULC_PROGRESS_S"
@@ -170,91 +162,78 @@ def _progress() -> Progress:
 
 
 def _spec_and_selection(spec: str | None, features: str | None, default_spec: str = "elc10") -> tuple[Any, Any]:
-    """:func:`pipeline.app.resolve.spec_and_selection`, imported when a command runs (it loads torch)."""
-    from pipeline.app.resolve import spec_and_selection
+    """:func:`pipeline.stages.resolve.spec_and_selection`, imported when a command runs (it loads torch)."""
+    from pipeline.stages.resolve import spec_and_selection
 
     return spec_and_selection(spec, features, default_spec)
 
 
-def _table_selection(spec: Any, features: str | None) -> Any:
-    """:func:`pipeline.app.resolve.table_selection`, imported when a command runs."""
-    from pipeline.app.resolve import table_selection
-
-    return table_selection(spec, features)
-
-
-def _cloud_mask(choice: str) -> Any:
-    if choice not in ("auto", "none"):
-        raise EulcError(f"--cloud-mask {choice!r} is not a choice", "Use auto or none")
-    return choice
-
-
-def _features_from_catalog(catalog: Any, tiles: str | None, tile_size: str, sp: Any, sel: Any,
-                           year: int, out: Path, processing_level: str, keep_going: bool = False,
-                           cloud_mask: Any = "auto", allow_roots: tuple[Path, ...] = ()) -> None:
-    from pipeline.core.aoi import parse_tiles
-    from tiles.engine.run import features_from_stac
-
-    sub = sp.subset(sel.names)
-    if not tiles:
-        raise EulcError("--catalog/--stac need --tiles",
-                        "Name the EEA cells to compute (codes, bbox:W,S,E,N or a file)")
-    cells = parse_tiles(tiles, _size_m(tile_size))
-    log = StepLog(out, FEATURES_LOG)
-    source = _source_key(catalog, allow_roots)
-    done = failed = 0
-    with _progress() as prog:
-        task = prog.add_task("features", total=len(cells), info="")
-        for cell in cells:
-            dest = out / f"{cell}_{year}.tif"
-            key = input_key("features", features_digest(sub), year, str(cloud_mask), processing_level, source,
-                            str(cell))
-            # resume: the same request on the same inputs, and the file as written (SHA-256)
-            if dest.is_file() and log.done(dest.name, key):
-                prog.update(task, advance=1, info=f"{cell} up to date")
-                continue
-            try:
-                features_from_stac(catalog, sp, sel, year, cell.window(), dest, processing_level, cloud_mask,
-                                   allow_roots=allow_roots)
-                log.mark(dest.name, key, [dest])
-            except EulcError as e:
-                if not keep_going:
-                    raise
-                console.print(f"[yellow]{cell}: no features[/yellow] ({e})", highlight=False, soft_wrap=True)
-                prog.update(task, advance=1, info=f"{cell} failed")
-                failed += 1
-                continue
-            done += 1
-            prog.update(task, advance=1, info=str(cell))
-    out_console.print(f"wrote {done} feature COG(s) to {out} ({len(cells) - done - failed} up to date"
-                      + (f", {failed} without features" if failed else "") + ")")
-
-
-FEATURES_LOG = ".eulc-features.json"
-"""The resume log of a feature folder: per COG, its request and input key and its SHA-256."""
-
-
-def _source_key(source: Any, allow_roots: tuple[Path, ...] = ()) -> str:
-    """What the features are computed from, for the resume key: a static catalogue by the content
-    of its JSON files (items, hrefs, dates), a STAC API by its URL and collections.
-    """
-    from tiles.engine.stac_load import items_from_catalog
-    from tiles.engine.stac_search import StacApi
-
-    if isinstance(source, StacApi):
-        return json.dumps({"url": source.url, "collections": source.collections}, sort_keys=True)
-    items = sorted((it.to_dict(include_self_link=False) for it in items_from_catalog(Path(source), allow_roots)),
-                   key=lambda d: str(d.get("id")))
-    return input_key(content_sha256(Path(source)), json.dumps(items, sort_keys=True, default=str))
-
-
 def _size_m(text: str) -> int:
-    t = text.strip().lower()
-    try:
-        size = int(float(t[:-2]) * 1000) if t.endswith("km") else int(t.removesuffix("m"))
-    except ValueError:
-        raise EulcError(f"--tile-size {text!r} is not a size", "Write the cell size like 10km or 250m") from None
-    if size < 100 or size % 10:
-        raise EulcError(f"--tile-size {text!r} is not an EEA grid cell size",
-                        "Use a whole number of 10 m pixels from 100m up, e.g. 100km, 10km, 1km or 250m")
-    return size
+    """:func:`pipeline.core.aoi.parse_tile_size`."""
+    from pipeline.core.aoi import parse_tile_size
+
+    return parse_tile_size(text)
+
+
+class EventView:
+    """Renders a stage's events (:mod:`pipeline.stages.events`) on the terminal: one progress bar
+    per counted phase (``plan``/``tile``, ``feature``, ``progress``), steps and warnings as lines,
+    the dashboard link on stdout. Use as a context manager; pass the instance as ``on_event``.
+
+    Args:
+        label: the bar of ``plan``/``tile`` events (``features``, ``mapping``).
+        feature_total: the number of features of a single-tile features run (its bar counts them).
+    """
+
+    def __init__(self, label: str = "tiles", feature_total: int | None = None) -> None:
+        self.label = label
+        self.feature_total = feature_total
+        self.prog = _progress()
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> EventView:
+        self.prog.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.prog.__exit__(None, None, None)
+
+    def _task(self, name: str, total: float | None = None) -> TaskID:
+        if name not in self.tasks:
+            self.tasks[name] = self.prog.add_task(name, total=total, info="")
+        return self.tasks[name]
+
+    def __call__(self, kind: str, info: dict[str, Any]) -> None:
+        """Render one event."""
+        if kind == "plan":
+            t = self._task(self.label)
+            self.prog.update(t, total=info["total"], completed=info["skipped"],
+                             info=f"{info['skipped']} up to date" if info["skipped"] else "")
+        elif kind == "tile":
+            t = self._task(self.label)
+            self.prog.update(t, advance=1, info=f"{info['tile_id']} {info['status']}")
+            if info.get("status") == "failed" and info.get("stage") == "features":
+                console.print(Text(f"{info['tile_id']}: no features ({_flags(str(info.get('error')))})", "yellow"),
+                              highlight=False, soft_wrap=True)
+        elif kind == "feature":
+            t = self._task("features", self.feature_total)
+            self.prog.update(t, advance=1, info=str(info["name"]))
+        elif kind == "progress":
+            t = self._task(str(info.get("stage") or "progress"), info.get("total"))
+            self.prog.update(t, completed=info["done"], total=info.get("total"), info=str(info.get("info", "")))
+        elif kind == "step":
+            self.prog.console.print(Text.assemble((f"{info['step']:>9}", "cyan"), "  ", _flags(str(info["message"]))),
+                                    highlight=False, soft_wrap=True)
+        elif kind == "status":
+            self.prog.console.print(Text(str(info["message"]), "dim"), highlight=False, soft_wrap=True)
+        elif kind == "dashboard":
+            out_console.print(f"dask dashboard: {info['link']}", highlight=False, markup=False)
+        elif kind == "warning":
+            console.print(Text.assemble(("warning:", "yellow"), " ", _flags(str(info["message"]))), highlight=False,
+                          soft_wrap=True)
+
+
+def _flags(message: str) -> str:
+    from pipeline.app.flags import to_flags
+
+    return to_flags(message)

@@ -7,34 +7,30 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.app.cli_common import (
     BUNDLE_HELP,
-    FEATURES_LOG,
     CloudMaskOpt,
+    DashboardOpt,
     DemCollection,
+    EventView,
     FeaturesDirOpt,
     FeaturesOpt,
     ProcessingLevelOpt,
     S1Collection,
     S2Collection,
+    SchedulerOpt,
     SpecOpt,
     StacOpt,
     TileSizeOpt,
     TilesOpt,
-    _cloud_mask,
-    _features_from_catalog,
-    _progress,
-    _spec_and_selection,
-    _stac_source,
+    WorkersOpt,
     app,
     console,
     out_console,
 )
-from pipeline.core.atomic import remove_leftovers
-from pipeline.core.contract import features_digest
-from pipeline.core.errors import EulcError
-from pipeline.core.resume import StepLog, input_key
+from pipeline.app.flags import to_flags
 
 
 @app.command()
@@ -56,37 +52,41 @@ def features(
     tile_id: Annotated[str | None, typer.Option(help="output name (default: manifest name)")] = None,
     allow_root: Annotated[list[Path] | None, typer.Option(
         "--allow-root", help="with --catalog: a folder outside the catalogue's own its assets may lie in")] = None,
+    scheduler: SchedulerOpt = "local",
+    workers: WorkersOpt = None,
+    dashboard: DashboardOpt = "127.0.0.1:8787",
 ) -> None:
-    """Compute spec features from a local Sentinel stack and write a feature COG."""
-    from tiles.engine.run import features_from_stack, stack_features_path
-    from tiles.engine.stack import load_manifest
+    """Compute spec features from a local stack (whole, or cut into --tiles), a static STAC
+    catalogue or a STAC API: one feature COG per tile, on the same schedulers as `eulc map`.
 
-    sp, sel = _spec_and_selection(spec, features)
-    remove_leftovers(out)  # temporaries of a killed earlier run, even when everything is up to date
-    if sum(v is not None for v in (files, catalog, stac)) != 1:
-        raise EulcError("give one of --files (a local stack manifest), --catalog (a static STAC catalogue) "
-                        "or --stac (a STAC API URL)")
-    if catalog is not None or stac is not None:
-        _features_from_catalog(_stac_source(stac, catalog, collection, s1_collection, dem_collection), tiles,
-                               tile_size, sp, sel, year, out, processing_level, cloud_mask=_cloud_mask(cloud_mask),
-                               allow_roots=tuple(allow_root or ()))
+    A rerun skips tiles that are current (.eulc-features.json); a tile that fails is recorded
+    with its reason and the others go on (exit 1, listed).
+    """
+    from pipeline.stages.features import FeaturesRequest
+    from pipeline.stages.features import features as run
+
+    req = FeaturesRequest(out, year, files=files, catalog=catalog, stac=stac, collection=collection,
+                          s1_collection=s1_collection, dem_collection=dem_collection, cloud_mask=cloud_mask,
+                          tiles=tiles, tile_size=tile_size, processing_level=processing_level, spec=spec,
+                          features=features, tile_id=tile_id, allow_root=tuple(allow_root or ()),
+                          scheduler=scheduler, workers=workers, dashboard=dashboard)
+    with EventView("features") as view:
+        summary = run(req, view)
+    if summary.tiles == 1 and not summary.done and not summary.failures:
+        out_console.print(f"{summary.outputs[0]} is up to date")
         return
-    assert files is not None
-    man, root = load_manifest(files)
-    dest = stack_features_path(out, man.name, year, tile_id)
-    sub = sp.subset(sel.names)
-    inputs = [root / it.path for it in man.items if (root / it.path).is_file()]
-    key = input_key("features", features_digest(sub), year, cloud_mask, str(files), *inputs)
-    log = StepLog(out, FEATURES_LOG)
-    if dest.is_file() and log.done(dest.name, key):
-        out_console.print(f"{dest} is up to date")
+    if summary.tiles == 1 and summary.done:
+        out_console.print(f"wrote {summary.outputs[0]}")
         return
-    with _progress() as prog:
-        task = prog.add_task("features", total=len(sel.names), info="")
-        features_from_stack(files, sp, sel, year, dest,
-                            lambda n: prog.update(task, advance=1, info=n), cloud_mask=_cloud_mask(cloud_mask))
-    log.mark(dest.name, key, [dest])
-    out_console.print(f"wrote {dest}")
+    out_console.print(f"wrote {summary.done} feature COG(s) to {out} ({summary.skipped} up to date"
+                      + (f", {len(summary.failures)} without features" if summary.failures else "")
+                      + f") in {summary.seconds:.1f} s")
+    if summary.failures:
+        console.print(f"[bold red]{len(summary.failures)} tile(s) without features[/bold red] (recorded in "
+                      f"{out / '.eulc-features.json'}; rerun to retry them: done tiles are kept):")
+        for name, err in summary.failures.items():
+            console.print(Text(f"  {name}: {to_flags(err)}"), highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -129,21 +129,14 @@ def drift(
     """Flag features whose distribution over the tiles differs from the training table (PSI, KS),
     and with --bundle landscapes the training data did not have (seed paper 002's histograms).
     """
-    from pipeline.assess.drift import PSI_MODERATE, drift_table
-    from pipeline.core.atomic import atomic_path
-    from pipeline.core.errors import RasterError
-    from pipeline.table import read_feature_table
+    from pipeline.assess.drift import PSI_MODERATE, PSI_SIGNIFICANT
+    from pipeline.stages.assess import DriftRequest
+    from pipeline.stages.assess import drift as run
 
-    tiles = sorted(p for p in features_dir.glob("*.tif") if not p.name.startswith("."))
-    if not tiles:
-        raise RasterError("has no feature COG (*.tif)", "Point --features-dir at `eulc features` outputs",
-                          path=features_dir)
-    train, _ = read_feature_table(table_path)
-    with console.status(f"comparing {len(tiles)} tile(s) with {len(train):,} training rows"):
-        df = drift_table(train, tiles, psi_threshold=threshold)
-    if out:
-        with atomic_path(out) as tmp:
-            df.to_csv(tmp, index=False)
+    req = DriftRequest(table_path, features_dir, out, threshold, bundle, landscapes_csv, landscapes_png)
+    with EventView("drift") as view:
+        res = run(req, view)
+    df = res.rows
     tab = Table("tile", "feature", "PSI", "KS", "median train", "median tile", "nodata", "flag",
                 title=f"drift (PSI > {threshold:g} = shift, > {PSI_MODERATE:g} = moderate)")
     for r in df.head(15).itertuples():
@@ -152,39 +145,17 @@ def drift(
     out_console.print(tab)
     shifted = df[df["flag"] == "shift"]
     out_console.print(f"{len(shifted)} of {len(df)} (tile, feature) pairs shifted in {shifted['tile'].nunique()} "
-                      f"of {len(tiles)} tile(s)" + (f"; all rows in {out}" if out else ""))
-    if bundle is not None:
-        _landscape_drift(bundle, tiles, landscapes_csv, landscapes_png)
-    elif landscapes_csv or landscapes_png:
-        raise typer.BadParameter("--landscapes-csv and --landscapes-png need --bundle")
+                      f"of {len(res.tiles)} tile(s)" + (f"; all rows in {out}" if out else ""))
+    if res.landscape_summary is not None:
+        ltab = Table("tile", "pixels", "landscape PSI", "rare or unseen landscape", "flag",
+                     title=f"landscapes of {bundle} (K = {res.k}; PSI > {PSI_SIGNIFICANT:g} = shift)")
+        for rec in res.landscape_summary.head(15).to_dict("records"):
+            v = float(rec["psi"])
+            flag = "shift" if v > PSI_SIGNIFICANT else ("moderate" if v > PSI_MODERATE else "stable")
+            ltab.add_row(str(rec["tile"]), f"{int(rec['pixels']):,}", f"{v:.3f}", f"{float(rec['rare_share']):.1%}",
+                         flag)
+        out_console.print(ltab)
+        if landscapes_csv or landscapes_png:
+            out_console.print("wrote " + " and ".join(str(p) for p in (landscapes_csv, landscapes_png) if p))
     if fail_on_shift and len(shifted):
         raise typer.Exit(1)
-
-
-def _landscape_drift(bundle: str, tiles: list[Path], csv: Path | None, png: Path | None) -> None:
-    """The landscape part of ``eulc drift`` (:func:`tiles.mapping.landscapes.landscape_drift`)."""
-    from model.bundle import load_bundle
-    from pipeline.app.pretrained import resolve_bundle
-    from pipeline.assess.drift import PSI_MODERATE, PSI_SIGNIFICANT
-    from pipeline.assess.report_figures import landscape_bars
-    from pipeline.core.atomic import atomic_path
-    from tiles.mapping.landscapes import landscape_drift
-
-    ref = load_bundle(resolve_bundle(bundle)).require_ood()
-    with console.status(f"assigning the tiles' pixels to {ref.k} training landscapes"):
-        hist, summ = landscape_drift(ref, tiles)
-    tab = Table("tile", "pixels", "landscape PSI", "rare or unseen landscape", "flag",
-                title=f"landscapes of {bundle} (K = {ref.k}; PSI > {PSI_SIGNIFICANT:g} = shift)")
-    for r in summ.head(15).to_dict("records"):
-        v = float(r["psi"])
-        flag = "shift" if v > PSI_SIGNIFICANT else ("moderate" if v > PSI_MODERATE else "stable")
-        tab.add_row(str(r["tile"]), f"{int(r['pixels']):,}", f"{v:.3f}", f"{float(r['rare_share']):.1%}", flag)
-    out_console.print(tab)
-    if csv:
-        with atomic_path(csv) as tmp:
-            hist.to_csv(tmp, index=False)
-    if png:
-        with atomic_path(png) as tmp:
-            tmp.write_bytes(landscape_bars(hist))
-    if csv or png:
-        out_console.print("wrote " + " and ".join(str(p) for p in (csv, png) if p))

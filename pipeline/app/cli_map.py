@@ -7,31 +7,30 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.app.cli_common import (
     BUNDLE_HELP,
     CloudMaskOpt,
     CrosswalkOpt,
+    DashboardOpt,
     DemCollection,
     DeviceOpt,
+    EventView,
     OptionalFeaturesDirOpt,
     ProcessingLevelOpt,
     S1Collection,
     S2Collection,
+    SchedulerOpt,
     StacOpt,
     TileSizeOpt,
     TilesOpt,
-    _cloud_mask,
-    _features_from_catalog,
-    _progress,
-    _size_m,
-    _spec_and_selection,
-    _stac_source,
+    WorkersOpt,
     app,
     console,
     out_console,
 )
-from pipeline.core.errors import EulcError
+from pipeline.app.flags import to_flags
 
 
 @app.command("map")
@@ -47,9 +46,8 @@ def map_(
         "--mosaic", help="one feature COG or VRT mosaic holding all --tiles (read window by window)")] = None,
     level2: Annotated[str | None, typer.Option(
         help="Level-2 crop bundle (folder or shipped name, e.g. elc10-l2): crop types inside Cropland")] = None,
-    scheduler: Annotated[str, typer.Option(
-        help="local (LocalCluster), threads, sync, or a dask scheduler address tcp://host:8786")] = "local",
-    workers: Annotated[int | None, typer.Option(help="workers for local/threads (default: CPU count)")] = None,
+    scheduler: SchedulerOpt = "local",
+    workers: WorkersOpt = None,
     device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option(
         help="auto (bf16 on CUDA, float32 on CPU), fp32, or bf16: ~2x faster on CPUs with AMX-BF16, "
@@ -64,6 +62,10 @@ def map_(
         "--ood", help="also write <tile>_ood.tif: 0 in distribution, 1 rare landscape, 2 far from the training "
         "data in feature space, 3 both (the bundle's OOD reference; docs/outputs.md)")] = False,
     stac: StacOpt = None,
+    catalog: Annotated[Path | None, typer.Option(
+        help="static STAC catalogue (catalog.json) to compute the features from (with --year and --tiles)")] = None,
+    allow_root: Annotated[list[Path] | None, typer.Option(
+        "--allow-root", help="with --catalog: a folder outside the catalogue's own its assets may lie in")] = None,
     collection: S2Collection = "sentinel-2-l2a",
     s1_collection: S1Collection = None,
     dem_collection: DemCollection = None,
@@ -72,8 +74,7 @@ def map_(
     processing_level: ProcessingLevelOpt = "L2A",
     overwrite: Annotated[bool, typer.Option(
         help="write into an --out holding other files (never replacing them)")] = False,
-    dashboard: Annotated[str, typer.Option(
-        help="host:port of the local cluster's dask dashboard (loopback by default)")] = "127.0.0.1:8787",
+    dashboard: DashboardOpt = "127.0.0.1:8787",
     accept: Annotated[str | None, typer.Option(
         help="feature-contract differences to tolerate: cloud_mask, level (comma-separated); "
              "any other difference from the bundle's features fails the tile")] = None,
@@ -81,55 +82,18 @@ def map_(
     """Map tiles with a model bundle: class + confidence COGs, STAC items, a resumable manifest.
 
     A rerun skips tiles that are done and unchanged; failed tiles are listed and the exit
-    status is 1. With --stac, the bundle's features are computed first, into OUT/features.
+    status is 1. With --stac or --catalog, each tile's features are computed first, into
+    OUT/features, on the worker that then maps it.
     """
-    from pipeline.app.pretrained import resolve_bundle
-    from pipeline.core.aoi import parse_tiles
-    from tiles.mapping.runner import run_map
+    from pipeline.stages.mapping import MapRequest, map_tiles
 
-    bundle_dir = resolve_bundle(bundle)
-    level2_dir = resolve_bundle(level2) if level2 else None
-
-    size_m = _size_m(tile_size)
-    cells = parse_tiles(tiles, size_m) if tiles else None
-    accepted = [a.strip() for a in (accept or "").split(",") if a.strip()]
-    bad = [a for a in accepted if a not in ("cloud_mask", "level")]
-    if bad:
-        raise EulcError(f"--accept {','.join(bad)}: only cloud_mask and level differences can be accepted",
-                        "Recompute the features with the bundle's spec instead")
-    files = ([mosaic] if mosaic else []) + list(feature_cogs or [])
-    if stac is not None:  # one command from a public STAC API: features, then the map
-        if year is None or not tiles or files or features_dir is not None:
-            raise EulcError("--stac needs --year and --tiles, and no other feature source")
-        sp, sel = _spec_and_selection(None, str(bundle_dir))  # the bundle's own spec: YAML-path specs work too
-        features_dir = out / "features"
-        # the features come from items this command searched: the cloud mask the items allow and
-        # their processing level are what there is (printed per tile; README "How the STAC path reads items")
-        accepted = sorted({*accepted, "cloud_mask", "level"})
-        out_console.print(f"--stac: differences from the bundle's features in {', '.join(accepted)} are "
-                          "accepted and recorded in each class COG's `contract` tag")
-        _features_from_catalog(_stac_source(stac, None, collection, s1_collection, dem_collection), tiles,
-                               tile_size, sp, sel, year, features_dir, processing_level, keep_going=True,
-                               cloud_mask=_cloud_mask(cloud_mask))
-    with _progress() as prog:
-        task = prog.add_task("mapping", total=None, info="")
-
-        def on_event(kind: str, info: dict[str, Any]) -> None:
-            if kind == "plan":
-                prog.update(task, total=info["total"], completed=info["skipped"],
-                            info=f"{info['skipped']} up to date" if info["skipped"] else "")
-            elif kind == "dashboard":
-                out_console.print(f"dask dashboard: {info['link']}")
-            elif kind == "tile":
-                prog.update(task, advance=1, info=f"{info['tile_id']} {info['status']}")
-            elif kind == "warning":
-                console.print(f"[yellow]warning:[/yellow] {info['message']}", highlight=False)
-
-        summary = run_map(cells, bundle_dir, out, features_dir=features_dir, features_files=files or None,
-                          level2_dir=level2_dir, scheduler=scheduler, workers=workers, device=device,
-                          probabilities=probabilities, compress=compress.upper(), on_event=on_event,
-                          accept=tuple(accepted), dashboard=dashboard, overwrite=overwrite,
-                          adapt_priors=adapt_priors, precision=precision, ood=ood)
+    req = MapRequest(out, tuple(feature_cogs or ()), bundle, tiles, tile_size, features_dir, mosaic, level2,
+                     scheduler, workers, device, precision, probabilities, adapt_priors, compress, ood, stac, catalog,
+                     collection, s1_collection, dem_collection, cloud_mask, year, processing_level,
+                     tuple(allow_root or ()), overwrite, dashboard,
+                     tuple(a.strip() for a in (accept or "").split(",") if a.strip()))
+    with EventView("mapping") as view:
+        summary = map_tiles(req, view)
     px = summary.pixels - summary.nodata
     rate = f", {summary.pixels / summary.seconds / 1e6:.2f} Mpx/s" if summary.done and summary.seconds else ""
     out_console.print(f"{out}: {summary.done} tile(s) mapped, {summary.skipped} up to date, "
@@ -137,11 +101,15 @@ def map_(
                       f" in {summary.seconds:.1f} s{rate}")
     if ood:
         _print_ood(out)
+    if summary.features_done or summary.features_failed:
+        out_console.print(f"features computed on the mapping workers: {summary.features_done} tile(s)"
+                          + (f", {summary.features_failed} without features" if summary.features_failed else "")
+                          + f" (in {out / 'features'})")
     if summary.failures:
         console.print(f"[bold red]{len(summary.failures)} failed tile(s)[/bold red] (recorded in "
                       f"{out / 'manifest.sqlite'}; fix them and rerun: done tiles are kept):")
         for tid, err in summary.failures.items():
-            console.print(f"  {tid}: {err}", highlight=False, soft_wrap=True)
+            console.print(Text(f"  {tid}: {to_flags(err)}"), highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -153,16 +121,10 @@ def agreement_(
     out: Annotated[Path | None, typer.Option(help="write the JSON here")] = None,
 ) -> None:
     """Agreement of a class map with a reference map (confusion, user's/producer's accuracy)."""
-    from pipeline.assess.agreement import agreement
-    from pipeline.core.atomic import write_json
-    from pipeline.core.legend import Crosswalk, level1_legend
+    from pipeline.stages.assess import AgreementRequest, agreement
 
-    with _progress() as prog:
-        task = prog.add_task("comparing", total=None, info="windows of the map")
-        res = agreement(class_map, reference, Crosswalk.shipped(crosswalk), level1_legend(),
-                        on_window=lambda i, n: prog.update(task, completed=i, total=n, info=""))
-    if out:
-        write_json(out, res)
+    with EventView("comparing") as view:
+        res = agreement(AgreementRequest(class_map, reference, crosswalk, out), view)
     _print_agreement(res)
 
 
@@ -182,18 +144,12 @@ def report(
         help="the map's OOD layer from `eulc map --ood` (default: the <tile>_ood.tif beside --map, if any)")] = None,
 ) -> None:
     """Compare a map with a reference map: report.html (self-contained), metrics.json, CSVs."""
-    from pipeline.app.pretrained import resolve_bundle
-    from pipeline.assess.report import ood_beside, write_report
+    from pipeline.stages.assess import ReportRequest
+    from pipeline.stages.assess import report as run
 
-    if ood_layer is None and (ood_layer := ood_beside(map_path)) is not None:
-        out_console.print(f"OOD layer: {ood_layer} (found beside --map)")
-
-    with _progress() as prog:
-        task = prog.add_task("comparing", total=None, info="windows of the map")
-        m = write_report(map_path, reference, crosswalk, out, points=points, zones=zones, previous=previous,
-                         bundle=resolve_bundle(bundle) if bundle else None, title=title, ood=ood_layer,
-                         on_window=lambda i, n: prog.update(task, completed=i, total=n,
-                                                            info="" if i < n else "drawing the report"))
+    req = ReportRequest(map_path, reference, crosswalk, out, points, zones, previous, bundle, title, ood_layer)
+    with EventView("comparing") as view:
+        m = run(req, view)
     oa = m["overall_agreement"]
     msg = f"wrote {out / 'report.html'}: overall agreement {oa * 100:.1f} % over {m['area_compared_ha']:,.1f} ha"
     if "reference_sample" in m and m["reference_sample"]["overall"] is not None:
@@ -235,21 +191,13 @@ def demo(
     year: Annotated[int, typer.Option(help="map year of the Slovenia stack")] = 2017,
     train: Annotated[bool, typer.Option("--train", help="train a model here instead of using the shipped one")] = False,
 ) -> None:
-    """The main job on the real data: table → train → features → map → agreement."""
-    from pipeline.app.demo import run_demo
+    """The main job on the real data: table → train → features → map → agreement → report."""
+    from pipeline.stages.demo import DemoRequest, run_demo
 
-    with _progress() as prog:
-        task = prog.add_task("training", total=epochs, info="", visible=False)
-
-        def on_epoch(e: int, loss: float) -> None:
-            prog.update(task, visible=True, completed=e, info=f"loss {loss:.3f}")
-
-        def report(step: str, msg: str) -> None:
-            prog.console.print(f"[cyan]{step:>9}[/cyan]  {msg}")
-
-        res = run_demo(out, epochs=epochs, lr=lr, year=year, train=train, report=report, on_epoch=on_epoch)
+    with EventView("demo") as view:
+        res = run_demo(DemoRequest(out, epochs=epochs, lr=lr, year=year, train=train), view)
     _print_agreement(res)
-    out_console.print(f"outputs in {out} (agreement.json, maps/, features/"
+    out_console.print(f"outputs in {out} (report/report.html, agreement.json, maps/, features/"
                       f"{', model/, table.parquet' if train else ''})")
 
 

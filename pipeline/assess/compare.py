@@ -381,7 +381,7 @@ def _check_same_grid(layer: Path, map_path: Path) -> None:
         if not same:
             raise RasterError(f"is not on the grid of {map_path.name} ({o.crs}, {o.width}x{o.height} px vs "
                               f"{m.crs}, {m.width}x{m.height} px)",
-                              "Give the _ood.tif that `eulc map --ood` wrote beside this class map", path=layer)
+                              "Give the _ood.tif that `eulc map` wrote beside this class map with `ood`", path=layer)
 
 
 def _blocks_table(parts: np.ndarray, transform: Any, shape: tuple[int, int], step: int,

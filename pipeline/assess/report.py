@@ -94,7 +94,7 @@ def _model_card(bundle: Path | None, map_path: Path) -> str:
         return _bundle_summary(bundle, meta)
     with rasterio.open(map_path) as s:
         tags = {k: v for k, v in s.tags().items() if k != "legend"}
-    return ("<p class='note'>No --bundle given; the map's tags name the model:</p>"
+    return ("<p class='note'>No bundle given; the map's tags name the model:</p>"
             f"<pre>{html.escape(json.dumps(tags, indent=1))}</pre>")
 
 
@@ -200,8 +200,8 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         RasterError, SchemaError, SpecError: bad rasters, crosswalk, points or zones (see
             :func:`pipeline.assess.compare.compare`, :func:`pipeline.assess.refpoints.sample_accuracy`).
     """
-    for what, path in (("--map", map_path), ("--reference", reference), ("--points", points), ("--zones", zones),
-                       ("--previous", previous), ("--bundle", bundle), ("--ood-layer", ood)):
+    for what, path in (("`map`", map_path), ("`reference`", reference), ("`points`", points), ("`zones`", zones),
+                       ("`previous`", previous), ("`bundle`", bundle), ("`ood_layer`", ood)):
         if path is not None and not Path(path).exists():  # every input checked before anything is written
             raise RasterError(f"{what} does not exist", "Check the path", path=path)
     legend = _legend_of(map_path)

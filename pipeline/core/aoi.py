@@ -16,7 +16,7 @@ import shapely
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.core.errors import RasterError
+from pipeline.core.errors import EulcError, RasterError
 from pipeline.core.grid import TileId
 
 VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".parquet")
@@ -96,7 +96,7 @@ def bbox_lonlat_to_3035(bbox: tuple[float, float, float, float]) -> BaseGeometry
     w, s, e, n = bbox
     if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
         raise RasterError(f"the bbox {bbox} is not west,south,east,north in degrees",
-                          "Write it as lon/lat, e.g. --tiles bbox:14.5,46.0,14.6,46.1")
+                          "Write it as lon/lat, e.g. `tiles` bbox:14.5,46.0,14.6,46.1")
     poly = shapely.segmentize(box(w, s, e, n), 0.01)
     return gpd.GeoSeries([poly], crs="EPSG:4326").to_crs("EPSG:3035").iloc[0]
 
@@ -124,20 +124,37 @@ def parse_tiles(text: str, size_m: int = 10_000) -> list[TileId]:
         except ValueError:
             vals = ()
         if len(vals) != 4:
-            raise RasterError(f"--tiles {text!r}: a bbox needs four numbers",
+            raise RasterError(f"`tiles` {text!r}: a bbox needs four numbers",
                               "Write bbox:W,S,E,N in degrees, e.g. bbox:14.5,46.0,14.6,46.1")
         return tiles_for_geometry(bbox_lonlat_to_3035(vals), size_m)
     if path.suffix.lower() in VECTOR_SUFFIXES:
         if not path.is_file():
-            raise RasterError("does not exist", "Check the --tiles path", path=path)
+            raise RasterError("does not exist", "Check the `tiles` path", path=path)
         return tiles_for_geometry(read_aoi(path), size_m)
     if path.suffix.lower() == ".txt":
         if not path.is_file():
-            raise RasterError("does not exist", "Check the --tiles path", path=path)
+            raise RasterError("does not exist", "Check the `tiles` path", path=path)
         codes = [ln.split("#")[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
     else:
         codes = [c.strip() for c in text.split(",")]
     out = [TileId.parse(c) for c in codes if c]
     if not out:
-        raise RasterError(f"--tiles {text!r} names no cells", "Give cell codes, a bbox or a vector file")
+        raise RasterError(f"`tiles` {text!r} names no cells", "Give cell codes, a bbox or a vector file")
     return list(dict.fromkeys(out))
+
+
+def parse_tile_size(text: str) -> int:
+    """A cell size such as ``10km`` or ``250m`` → metres (a whole number of 10 m pixels, ≥ 100 m).
+
+    Raises:
+        EulcError: naming ``tile_size``: not a size, or not an EEA grid cell size.
+    """
+    t = text.strip().lower()
+    try:
+        size = int(float(t[:-2]) * 1000) if t.endswith("km") else int(t.removesuffix("m"))
+    except ValueError:
+        raise EulcError(f"`tile_size` {text!r} is not a size", "Write the cell size like 10km or 250m") from None
+    if size < 100 or size % 10:
+        raise EulcError(f"`tile_size` {text!r} is not an EEA grid cell size",
+                        "Use a whole number of 10 m pixels from 100m up, e.g. 100km, 10km, 1km or 250m")
+    return size

@@ -71,7 +71,7 @@ def cpu_threads() -> int:
     if raw:
         if not raw.isdigit() or int(raw) < 1:
             raise EulcError(f"{THREADS_VAR}={raw!r} is not a positive number of threads",
-                            f"Set {THREADS_VAR} (or --threads) to 1 or more")
+                            f"Set {THREADS_VAR} (or `threads`) to 1 or more")
         return int(raw)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

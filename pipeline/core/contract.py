@@ -135,7 +135,7 @@ def compare_features(expected: FeatureSpec, actual: FeatureSpec, names: Iterable
             raise ContractError(
                 f"feature {n!r} differs: {expected_what} has {path}={want!r}, {actual_what} has {got!r}",
                 "Recompute the features with the spec embedded in the consumer"
-                + (f", or accept the difference explicitly (--accept {_group(path)})"
+                + (f", or accept the difference explicitly (`accept` {_group(path)})"
                    if _group(path) in ("cloud_mask", "level") else ""))
     return tolerated
 

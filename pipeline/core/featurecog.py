@@ -102,7 +102,7 @@ def check_replaceable(dest: Path) -> None:
         ours = False
     if not ours or dest.is_symlink() or not dest.is_file():
         raise EulcError("exists and was not written by `eulc features`",
-                        "Move it away or choose another --out; eulc never overwrites files it did not write",
+                        "Move it away or choose another `out`; eulc never overwrites files it did not write",
                         path=dest)
 
 

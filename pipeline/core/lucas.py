@@ -126,7 +126,7 @@ def shards(points: gpd.GeoDataFrame, max_points: int) -> list[tuple[str, gpd.Geo
         ``[(key, points)]`` with keys like ``100kmE43N32_000``, sorted.
     """
     if max_points < 1:
-        raise SchemaError(f"shard size {max_points} must be at least 1", "Pass --shard-size >= 1")
+        raise SchemaError(f"shard size {max_points} must be at least 1", "Pass `shard_size` >= 1")
     out = []
     for cell, grp in sorted(points.groupby("eea_cell_100km"), key=lambda kv: str(kv[0])):
         grp = grp.sort_values("POINT_ID")

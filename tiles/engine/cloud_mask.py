@@ -80,7 +80,7 @@ def resolve_cloud_mask(spec: FeatureSpec, assets: set[str], choice: CloudMaskCho
             raise RasterError(
                 f"the spec {spec.name!r} masks clouds by {need}, and the S2 items carry neither a CLP nor an "
                 "SCL asset",
-                "Use L2A items (they carry SCL), add a CLP asset, or pass --cloud-mask none to compute "
+                "Use L2A items (they carry SCL), add a CLP asset, or pass `cloud_mask` none to compute "
                 "without a cloud mask (recorded in the feature COG)")
         elif scl:
             said.append(f"{key}: SCL {','.join(map(str, scl))}")

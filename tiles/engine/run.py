@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: FeatureSelection,
                         year: int, dest: Path,
-                        on_feature: Callable[[str], None] | None = None, cloud_mask: CloudMaskChoice = "auto") -> Path:
+                        on_feature: Callable[[str], None] | None = None, cloud_mask: CloudMaskChoice = "auto",
+                        window: GridWindow | None = None) -> Path:
     """Compute the selected features of ``spec`` from a stack manifest and write a feature COG.
 
     Args:
@@ -37,6 +38,8 @@ def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: Feat
         on_feature: progress callback per finished feature.
         cloud_mask: ``auto`` (the spec's mask where the stack carries its layers, the rules of
             :mod:`tiles.engine.cloud_mask`) or ``none``; recorded in the COG.
+        window: compute this grid window (an EEA cell; outside the stack's files = nodata);
+            default: the window covering the stack's files.
 
     Raises:
         RasterError: unreadable stack files, missing bands, no acquisitions in the window, a
@@ -52,7 +55,7 @@ def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: Feat
     for f in sub.features:
         needed |= feature_inputs(sub, f, {*sub.indices})
         needed |= spec.inputs(f)
-    window = manifest_window(man, root)
+    window = window or manifest_window(man, root)
     values, stack = compute_features_blocked(compute_spec, lambda w: load_stack(man, root, variables=needed, window=w),
                                              window, year, on_block=_progress(on_feature, sub))
     return write_feature_cog(dest, values, as_computed(compute_spec, stack.level), window, year, stack.level,
@@ -67,7 +70,7 @@ def stack_features_path(out_dir: Path, manifest_name: str, year: int, tile_id: s
     Raises:
         EulcError: a name with ``/``, ``..`` or a reserved word (:func:`pipeline.core.names.safe_name`).
     """
-    name = safe_name(tile_id, "--tile-id") if tile_id else safe_name(manifest_name, "manifest name")
+    name = safe_name(tile_id, "`tile_id`") if tile_id else safe_name(manifest_name, "manifest name")
     return out_dir / f"{name}_{year}.tif"
 
 
@@ -131,7 +134,7 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
         kind = spec.sensors[f.sensor].kind
         if kind == "lst":
             raise RasterError(f"feature {f.name!r} needs MODIS MOD21C3 LST, which no public STAC collection carries",
-                              "Give LST rasters in a stack manifest (--files), or select features without LST")
+                              "Give LST rasters in a stack manifest (`files`), or select features without LST")
         kinds.setdefault(kind, []).append(f)
 
     def assets(items: list[Any]) -> set[str]:

@@ -91,11 +91,11 @@ def _check_href(href: str, roots: tuple[Path, ...], what: str, catalogue: Path) 
         return
     if u.scheme not in ("", "file") and len(u.scheme) > 1:  # s3://, gs://, ... (a drive letter is 1 char)
         raise RasterError(f"{what} names {href!r}, a {u.scheme}:// href", "Use files inside the catalogue's folder "
-                          "or http(s) URLs (a STAC API with --stac signs and serves cloud assets)", path=catalogue)
+                          "or http(s) URLs (a STAC API with `stac` signs and serves cloud assets)", path=catalogue)
     target = Path(u.path if u.scheme == "file" else href).resolve()
     if not any(target.is_relative_to(r) for r in roots):
         raise RasterError(f"{what} names {href!r}, outside the catalogue's folder tree",
-                          "Move the files under the catalogue's folder, or allow their folder with --allow-root DIR",
+                          "Move the files under the catalogue's folder, or allow their folder with `allow_root` DIR",
                           path=catalogue)
 
 

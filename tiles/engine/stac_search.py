@@ -52,7 +52,7 @@ class StacApi:
             RasterError: no collection was given for it (the message names the option).
         """
         if kind not in self.collections:
-            option = {"s2": "--collection", "s1": "--s1-collection", "dem": "--dem-collection"}.get(kind, kind)
+            option = {"s2": "`collection`", "s1": "`s1_collection`", "dem": "`dem_collection`"}.get(kind, kind)
             example = {"s1": " (e.g. sentinel-1-rtc on Planetary Computer)",
                        "dem": " (e.g. cop-dem-glo-30 on Earth Search or Planetary Computer)"}.get(kind, "")
             raise RasterError(f"the selected features need {kind.upper()} items from the STAC API {self.url}",
@@ -84,7 +84,7 @@ def open_api(url: str) -> Any:
         return Client.open(url, modifier=modifier, timeout=60)
     except Exception as e:  # noqa: BLE001 - network and API errors of many kinds
         raise RasterError(f"the STAC API {url} could not be searched ({type(e).__name__}: {e})",
-                          "Check the URL and the network, or use --catalog with a static catalogue") from None
+                          "Check the URL and the network, or use `catalog` with a static catalogue") from None
 
 
 def search_items(api: StacApi, kind: str, window: GridWindow, year: int,
@@ -143,5 +143,5 @@ def check_s1_calibrated(collection: str, url: str) -> None:
         raise RasterError(
             f"the S1 collection {collection!r} of {url} holds GRD scenes: uncalibrated amplitude digital numbers, "
             "not backscatter σ⁰",
-            "Use a calibrated collection (Planetary Computer: --s1-collection sentinel-1-rtc), or calibrated σ⁰ "
+            "Use a calibrated collection (Planetary Computer: `s1_collection` sentinel-1-rtc), or calibrated σ⁰ "
             "files in a stack manifest")

@@ -6,6 +6,9 @@ the error message of a failed tile, timings and pixel counts. Only the client pr
 it, one transaction per tile, so a run killed at any point leaves a consistent table (SQLite's
 journal): a rerun skips the tiles that are ``done`` with an unchanged inputs hash and whose
 outputs still exist with the recorded checksums, and redoes the rest.
+
+It is the SQLite backend of :class:`pipeline.core.ledger.Ledger`: "is this tile current" is
+:func:`pipeline.core.ledger.is_current`, the rule every resuming stage uses.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.hashing import file_sha256
+from pipeline.core.ledger import DONE, FAILED, Entry, is_current, output_sums
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tiles (
@@ -55,7 +59,8 @@ class TileRow:
 
 
 class Manifest:
-    """The SQLite manifest at ``path`` (created if missing).
+    """The SQLite manifest at ``path`` (created if missing); output names are relative to its
+    folder (:attr:`root`).
 
     Raises:
         sqlite3.DatabaseError: the file exists but is not a manifest database.
@@ -63,6 +68,7 @@ class Manifest:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.root = self.path.parent
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -91,32 +97,47 @@ class Manifest:
         ids = [r[0] for r in self._db.execute("SELECT tile_id FROM tiles ORDER BY tile_id")]
         return [row for i in ids if (row := self.get(i)) is not None]
 
-    def is_current(self, tile_id: str, inputs_hash: str, out_dir: Path) -> bool:
-        """True if the tile is ``done`` for these inputs and every output file is present with
-        its recorded SHA-256 (a deleted or altered output makes the tile run again).
-        """
+    def entry(self, tile_id: str) -> Entry | None:
+        """The tile's row as a ledger :class:`~pipeline.core.ledger.Entry`."""
         row = self.get(tile_id)
-        if row is None or row.status != "done" or row.inputs_hash != inputs_hash or not row.outputs:
-            return False
-        for name, sha in row.outputs.items():
-            p = out_dir / name
-            if not p.is_file() or file_sha256(p) != sha:
-                return False
-        return True
+        return None if row is None else Entry(row.tile_id, row.inputs_hash, row.status, row.outputs, row.error)
 
-    def start(self, tile_id: str, inputs_hash: str, features_file: str | None) -> None:
-        """Record that the tile was handed to a worker."""
+    def current(self, tile_id: str, inputs_hash: str) -> bool:
+        """True if the tile is ``done`` for these inputs and every output file is present with
+        its recorded SHA-256 (:func:`pipeline.core.ledger.is_current`).
+        """
+        return is_current(self.entry(tile_id), inputs_hash, self.root)
+
+    def start(self, name: str, key: str) -> None:
+        """Ledger protocol: record that work on tile ``name`` began."""
+        self.begin(name, key, None)
+
+    def finish(self, name: str, key: str, outputs: list[Path] | Mapping[str, str], info: Any = None) -> None:
+        """Ledger protocol: record tile ``name`` as done with these outputs (``info``: ignored)."""
+        self.begin(name, key, None)
+        self.record(name, {"status": DONE, "outputs": output_sums(self.root, outputs)})
+
+    def fail(self, name: str, key: str, error: str) -> None:
+        """Ledger protocol: record tile ``name`` as failed with its one-line reason."""
+        self.begin(name, key, None)
+        self.record(name, {"status": FAILED, "error": error})
+
+    def begin(self, tile_id: str, inputs_hash: str, features_file: str | None) -> None:
+        """Record that the tile was handed to a worker, reading ``features_file``."""
         self._db.execute(
             "INSERT INTO tiles (tile_id, inputs_hash, status, features_file, started) VALUES (?, ?, 'running', ?, ?) "
             "ON CONFLICT(tile_id) DO UPDATE SET inputs_hash=excluded.inputs_hash, status='running', "
             "features_file=excluded.features_file, started=excluded.started, error=NULL, finished=NULL",
             (tile_id, inputs_hash, features_file, time.time()))
 
-    def finish(self, tile_id: str, result: dict[str, Any]) -> None:
+    def record(self, tile_id: str, result: dict[str, Any]) -> None:
         """Record a worker's result: ``status``, ``outputs`` (name → SHA-256), ``error``,
         ``seconds``, ``n_pixels``, ``n_nodata``, ``worker`` and, with the OOD layer, ``ood_share``
-        (share of the mapped pixels flagged out of distribution).
+        (share of the mapped pixels flagged out of distribution); an ``inputs_hash`` in the result
+        replaces the one recorded at start (a tile whose features its worker computed first).
         """
+        if result.get("inputs_hash"):
+            self._db.execute("UPDATE tiles SET inputs_hash=? WHERE tile_id=?", (result["inputs_hash"], tile_id))
         self._db.execute(
             "UPDATE tiles SET status=?, outputs=?, error=?, finished=?, seconds=?, n_pixels=?, n_nodata=?, worker=?, "
             "ood_share=? WHERE tile_id=?",

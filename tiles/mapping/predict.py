@@ -124,7 +124,7 @@ class Predictor:
         if level2 is not None:
             if CROPLAND not in bundle.legend.names:
                 raise RasterError(f"the map bundle has no {CROPLAND!r} class to fill with crop types",
-                                  "Give a Level-1 bundle with --bundle and the crop bundle with --level2")
+                                  "Give a Level-1 bundle with `bundle` and the crop bundle with `level2`")
             self.crop_id = bundle.legend.names.index(CROPLAND)
         names = list(bundle.features)
         names += [n for n in (level2.features if level2 else []) if n not in names]

@@ -19,7 +19,7 @@ Kubernetes, Coiled). Only this client process writes the manifest.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import dataclasses
 import hashlib
 import json
 import logging
@@ -34,15 +34,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.bundle import load_bundle
+from model.bundle import load_bundle_cached
 from model.infer import cpu_has_fast_bf16, resolve_precision
-from pipeline.core.atomic import PREFIX, remove_leftovers
+from pipeline.core.atomic import PREFIX
 from pipeline.core.config import cpu_threads
 from pipeline.core.errors import EulcError, RasterError
 from pipeline.core.featurecog import dataset_window
 from pipeline.core.grid import TileId
 from pipeline.core.hashing import file_sha256
+from pipeline.core.ledger import JsonLedger, folder_lock
 from pipeline.core.names import safe_name, unique_names
+from tiles.engine.cluster import check_scheduler, execute
+from tiles.engine.runner import FEATURES_LEDGER, FeatureJob, feature_tile, record_feature_result
 from tiles.mapping.manifest import Manifest
 from tiles.mapping.predict import Predictor, predict_tile, resolve_device
 from tiles.mapping.stac import tile_item, write_catalog, write_item
@@ -66,7 +69,7 @@ class MapJob:
         features_file: the feature COG/VRT holding the tile.
         bundle_dir, level2_dir: model bundle folders (Level-2 optional).
         out_dir: the run folder.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu`` or ``cuda``, resolved on the worker that runs the tile.
         probabilities: also write ``<tile>_proba.tif``.
         compress: ``DEFLATE`` or ``ZSTD``.
         threads: torch threads in the worker.
@@ -75,6 +78,11 @@ class MapJob:
         adapt_priors: EM class-prior adaptation per tile (:func:`~tiles.mapping.predict.predict_tile`).
         bf16: bfloat16 autocast for the model (:func:`model.infer.resolve_precision`).
         ood: also write ``<tile>_ood.tif`` from the bundle's OOD reference (:mod:`model.ood`).
+        model_hash: the bundles' digests (``<level1>[+<level2>]``): the worker's predictor cache
+            key, checked against the bundles it loads.
+        ood_hash: the OOD reference's digest (with ``ood``).
+        features: the tile's features to compute first on the same worker (``eulc map --stac``);
+            ``inputs_hash`` is then computed there from the COG written.
     """
 
     tile_id: str
@@ -92,6 +100,14 @@ class MapJob:
     adapt_priors: bool = False
     bf16: bool = False
     ood: bool = False
+    model_hash: str = ""
+    ood_hash: str = ""
+    features: FeatureJob | None = None
+
+    def key(self, features_sha256: str) -> str:
+        """The manifest key of this tile for a feature file with this SHA-256 (:func:`inputs_hash`)."""
+        return inputs_hash(features_sha256, self.tile_id, self.tile, self.model_hash, self.probabilities,
+                           self.compress, self.accept, self.adapt_priors, self.bf16, self.ood_hash)
 
 
 @dataclass
@@ -107,6 +123,8 @@ class MapSummary:
     nodata: int = 0
     seconds: float = 0.0
     dashboard: str | None = None
+    features_done: int = 0
+    features_failed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -114,30 +132,48 @@ class MapSummary:
         return not self.failures
 
 
-_PREDICTORS: dict[tuple[str, str | None, str, bool, bool], Any] = {}
+_PREDICTORS: dict[tuple[str, str, bool, bool], Any] = {}
+
+
+def _predictor(job: MapJob) -> Any:
+    """The worker's predictor for a job: one per (bundles' digest, device, precision, OOD) and
+    process; the bundles come from :func:`model.bundle.load_bundle_cached`, checked against the
+    digests the client planned with, and the device is resolved here, where the tile runs.
+    """
+    key = (job.model_hash, job.device, job.bf16, job.ood)
+    if key not in _PREDICTORS or not job.model_hash:
+        d1, _, d2 = job.model_hash.partition("+")
+        b1 = load_bundle_cached(Path(job.bundle_dir), d1 or None)
+        b2 = load_bundle_cached(Path(job.level2_dir), d2 or None) if job.level2_dir else None
+        _PREDICTORS[key] = Predictor(b1, b2, device=str(resolve_device(job.device)), bf16=job.bf16, ood=job.ood)
+    return _PREDICTORS[key]
 
 
 def run_tile(job: MapJob) -> dict[str, Any]:
-    """Map one tile on a worker. Never raises: errors come back as ``status: failed``.
+    """Map one tile on a worker (computing its features first when the job carries them). Never
+    raises: errors come back as ``status: failed``.
 
     Returns:
         ``{"status", "outputs": {file name: SHA-256}, "error", "seconds", "n_pixels",
         "n_nodata", "class_counts", "year", "spec_hash", "worker", "peak_rss_mb"}``, with the
-        OOD layer also ``"ood_counts"`` (pixels per code) and ``"ood_share"``.
+        OOD layer also ``"ood_counts"`` (pixels per code) and ``"ood_share"``; with features
+        computed here also ``"features"`` (their result) and ``"inputs_hash"``.
     """
     import torch
 
-
     t0 = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    chained: dict[str, Any] = {}
+    if job.features is not None:
+        fres = feature_tile(job.features)
+        chained = {"features": fres}
+        if fres["status"] != "done":
+            return {"status": "failed", "error": fres.get("error"), "seconds": time.perf_counter() - t0,
+                    "worker": worker, **chained}
+        chained["inputs_hash"] = job.key(fres["outputs"][job.features.name])
     try:
         torch.set_num_threads(max(1, job.threads))
-        key = (job.bundle_dir, job.level2_dir, job.device, job.bf16, job.ood)
-        if key not in _PREDICTORS:
-            l2 = load_bundle(Path(job.level2_dir)) if job.level2_dir else None
-            _PREDICTORS[key] = Predictor(load_bundle(Path(job.bundle_dir)), l2, device=job.device, bf16=job.bf16,
-                                         ood=job.ood)
-        res = predict_tile(_PREDICTORS[key], Path(job.features_file), Path(job.out_dir), job.tile_id,
+        res = predict_tile(_predictor(job), Path(job.features_file), Path(job.out_dir), job.tile_id,
                            tile=job.tile, probabilities=job.probabilities, compress=job.compress,
                            accept=job.accept, adapt_priors=job.adapt_priors)
         tags = res.tags
@@ -146,13 +182,14 @@ def run_tile(job: MapJob) -> dict[str, Any]:
                 "class_counts": res.class_counts, "year": tags.get("year", ""),
                 "spec_hash": tags.get("spec_hash", ""), "features_digest": tags.get("features_digest", ""),
                 "contract": tags.get("contract", ""), "worker": worker, "peak_rss_mb": _peak_rss_mb(),
-                **({"ood_counts": res.ood_counts, "ood_share": res.ood_share} if res.ood_counts is not None else {})}
+                **({"ood_counts": res.ood_counts, "ood_share": res.ood_share} if res.ood_counts is not None else {}),
+                **chained}
     except EulcError as e:
-        return {"status": "failed", "error": str(e), "seconds": time.perf_counter() - t0, "worker": worker}
+        return {"status": "failed", "error": str(e), "seconds": time.perf_counter() - t0, "worker": worker, **chained}
     except Exception as e:  # noqa: BLE001 - any other failure is recorded, the run goes on
         tb = traceback.format_exception_only(type(e), e)[-1].strip()
         return {"status": "failed", "error": f"{job.features_file}: unexpected error: {tb}",
-                "seconds": time.perf_counter() - t0, "worker": worker}
+                "seconds": time.perf_counter() - t0, "worker": worker, **chained}
 
 
 def _peak_rss_mb() -> float:
@@ -166,19 +203,13 @@ def _peak_rss_mb() -> float:
 
 @contextlib.contextmanager
 def run_lock(out_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run folder; remove temporaries left by a killed run.
+    """Hold an exclusive lock on the run folder; remove temporaries left by a killed run
+    (:func:`pipeline.core.ledger.folder_lock`).
 
     Raises:
         EulcError: another ``eulc map`` holds the folder.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / LOCK).open("w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EulcError(f"another `eulc map` is writing to {out_dir}",
-                            "Wait for it to finish, or use another --out folder") from None
-        remove_leftovers(out_dir, all_hosts=True)  # eulc's own temporaries only (pipeline.core.atomic)
+    with folder_lock(out_dir, LOCK, "eulc map"):
         yield
 
 
@@ -229,7 +260,8 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             workers: int | None = None, device: str = "auto", probabilities: bool = False,
             compress: str = "DEFLATE", on_event: Event | None = None, accept: tuple[str, ...] = (),
             dashboard: str = "127.0.0.1:8787", overwrite: bool = False,
-            adapt_priors: bool = False, precision: str = "auto", ood: bool = False) -> MapSummary:
+            adapt_priors: bool = False, precision: str = "auto", ood: bool = False,
+            feature_jobs: list[FeatureJob] | None = None, tile_ids: list[str] | None = None) -> MapSummary:
     """Map tiles, resumably. See the module docstring for the files written.
 
     Args:
@@ -260,6 +292,11 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             (:func:`model.infer.resolve_precision`; recorded in the tags and the resume key).
         ood: also write ``<tile>_ood.tif`` (:mod:`model.ood`) and record each tile's OOD share
             in the manifest and its STAC item; the bundle must carry an OOD reference.
+        feature_jobs: the tiles' features (:func:`tiles.engine.runner.plan_features`, into
+            ``features_dir``): a tile whose feature COG is not current in that folder's ledger has
+            it computed first on the worker that maps it, and recorded in that ledger.
+        tile_ids: without ``tiles``, the tile ids (output names) of ``features_files`` (default:
+            each file's stem).
 
     Returns:
         The :class:`MapSummary` (``ok`` is False when any tile failed).
@@ -269,23 +306,24 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             ``out_dir`` holding other files without ``overwrite``, an unknown ``compress``.
     """
     if (features_dir is None) == (not features_files):
-        raise EulcError("give either --features-dir (one COG per tile) or feature file(s)",
-                        "Use --features-dir DIR with --tiles, or --mosaic FILE (one mosaic for all --tiles)")
+        raise EulcError("give either `features_dir` (one COG per tile) or feature file(s)",
+                        "Use `features_dir` DIR with `tiles`, or `mosaic` FILE (one mosaic for all `tiles`)")
     if tiles is None and features_dir is not None:  # every feature file of the folder, each whole
         features_files = sorted(p for p in features_dir.glob("*") if p.suffix in (".tif", ".vrt")
                                 and not p.name.startswith(".") and p.is_file())
         if not features_files:
             raise RasterError("has no feature file (*.tif, *.vrt)",
-                              "Compute features with `eulc features`, or give --tiles", path=features_dir)
+                              "Compute features with `eulc features`, or give `tiles`", path=features_dir)
         features_dir = None
     if tiles is not None and features_files and len(features_files) > 1:
-        raise EulcError(f"--tiles with {len(features_files)} feature files",
-                        "Give one mosaic (a COG or a VRT: `gdalbuildvrt all.vrt *.tif`) or --features-dir")
+        raise EulcError(f"`tiles` with {len(features_files)} feature files",
+                        "Give one mosaic (a COG or a VRT: `gdalbuildvrt all.vrt *.tif`) or `features_dir`")
     if compress not in COMPRESSIONS:
-        raise EulcError(f"--compress {compress!r} is not supported", f"Use one of {', '.join(COMPRESSIONS)}")
+        raise EulcError(f"`compress` {compress!r} is not supported", f"Use one of {', '.join(COMPRESSIONS)}")
+    check_scheduler(scheduler, workers)
     emit = on_event or (lambda kind, info: None)
-    b1 = load_bundle(bundle_dir)
-    b2 = load_bundle(level2_dir) if level2_dir else None
+    b1 = load_bundle_cached(bundle_dir)
+    b2 = load_bundle_cached(level2_dir) if level2_dir else None
     if adapt_priors:  # refused before any tile runs, with the bundle named
         b1.class_prior()
     ood_hash = ""
@@ -297,7 +335,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
     dev = str(dev_t)
     bf16 = resolve_precision(precision, dev_t)
     if bf16 and dev_t.type == "cpu" and not cpu_has_fast_bf16():
-        emit("warning", {"message": "--precision bf16 on a CPU without AMX-BF16: oneDNN emulates it, "
+        emit("warning", {"message": "`precision` bf16 on a CPU without AMX-BF16: oneDNN emulates it, "
                                     "slower than float32"})
     ncpu = cpu_threads()  # --threads / EULC_THREADS, else the cores this process may use
     n_workers = workers or (1 if dev.startswith("cuda") else ncpu)
@@ -306,17 +344,26 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
         threads = ncpu
     summary = MapSummary(out_dir=out_dir)
     t_run = time.perf_counter()
-    with run_lock(out_dir):
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(run_lock(out_dir))
+        fledger = None
+        if feature_jobs:
+            from tiles.engine.runner import FEATURES_LOCK
+
+            locks.enter_context(folder_lock(Path(str(features_dir)), FEATURES_LOCK, "eulc features"))
+            fledger = JsonLedger(Path(str(features_dir)), FEATURES_LEDGER)
         own = _own_files(out_dir / MANIFEST)
         foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in own and not p.name.startswith(PREFIX))
         if foreign and not overwrite:
-            raise EulcError(f"--out {out_dir} holds files this map run did not write "
+            raise EulcError(f"`out` {out_dir} holds files this map run did not write "
                             f"({', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''})",
-                            "Give a new or empty folder, or pass --overwrite to write beside them "
+                            "Give a new or empty folder, or pass `overwrite` to write beside them "
                             "(eulc never replaces a file it did not write)")
+        chained = {fj.tile_id: fj for fj in feature_jobs or []
+                   if fledger is not None and not fledger.current(fj.name, fj.key)}
         jobs, planned_failures = _plan(tiles, features_dir, features_files, bundle_dir, level2_dir, out_dir,
-                                       dev, probabilities, compress, threads, model_hash, accept, adapt_priors,
-                                       bf16, ood_hash)
+                                       device, probabilities, compress, threads, model_hash, accept, adapt_priors,
+                                       bf16, ood_hash, chained, tile_ids)
         manifest = Manifest(out_dir / MANIFEST)  # created only once the inputs are known to be usable
         try:
             for j in list(jobs):  # with --overwrite: a foreign file named like an output fails its tile
@@ -326,15 +373,30 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
                     planned_failures[j.tile_id] = (j.features_file, f"{out_dir}: {clash} exist and were not "
                                                    "written by eulc; move them away (they are never overwritten)")
             summary.tiles = len(jobs) + len(planned_failures)
-            todo = [j for j in jobs if not manifest.is_current(j.tile_id, j.inputs_hash, out_dir)]
+            todo = [j for j in jobs if not manifest.current(j.tile_id, j.inputs_hash)]
             summary.skipped = len(jobs) - len(todo)
             emit("plan", {"total": summary.tiles, "skipped": summary.skipped, "todo": len(todo)})
             for tid, (ffile, err) in planned_failures.items():
-                manifest.start(tid, "", ffile)
-                manifest.finish(tid, {"status": "failed", "error": err})
+                manifest.begin(tid, "", ffile)
+                manifest.record(tid, {"status": "failed", "error": err})
                 summary.failures[tid] = err
                 emit("tile", {"tile_id": tid, "status": "failed", "error": err})
-            for job, res in _execute(todo, scheduler, n_workers, emit, manifest, summary, dashboard):
+            for j in todo:
+                manifest.begin(j.tile_id, j.inputs_hash, j.features_file)
+            def on_cluster(kind: str, info: dict[str, Any]) -> None:
+                if kind == "dashboard" and scheduler != "threads":  # threads: nothing listens on the link
+                    summary.dashboard = info["link"]
+                    emit(kind, info)
+
+            for job, res in execute(run_tile, todo, scheduler=scheduler, workers=n_workers,
+                                    key=lambda j: f"eulc-map-{j.tile_id}-{(j.inputs_hash or 'chained')[:12]}",
+                                    failure=_dead_worker, emit=on_cluster, dashboard=dashboard):
+                if job.features is not None and "features" in res and fledger is not None:
+                    record_feature_result(fledger, job.features, res["features"])
+                    if res["features"]["status"] == "done":
+                        summary.features_done += 1
+                    else:
+                        summary.features_failed += 1
                 _record(job, res, manifest, out_dir, legends, model_hash, summary, emit)
             done_rows = [r for r in manifest.rows() if r.status == "done"]
 
@@ -375,91 +437,43 @@ def _output_names(job: MapJob, level2: bool) -> list[str]:
 def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files: list[Path] | None, bundle_dir: Path,
           level2_dir: Path | None, out_dir: Path, device: str, probabilities: bool, compress: str,
           threads: int, model_hash: str, accept: tuple[str, ...] = (), adapt_priors: bool = False,
-          bf16: bool = False, ood_hash: str = "") -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
+          bf16: bool = False, ood_hash: str = "", chained: dict[str, FeatureJob] | None = None,
+          tile_ids: list[str] | None = None) -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
     jobs: list[MapJob] = []
     failed: dict[str, tuple[str | None, str]] = {}
     hashes: dict[Path, str] = {}
     cells: list[tuple[str, TileId | None, Path | None]] = (
         [(str(t), t, features_files[0] if features_files else None) for t in tiles] if tiles is not None
-        else [(f.stem, None, f) for f in features_files or []])
+        else [(tid, None, f) for tid, f in zip(tile_ids or [f.stem for f in features_files or []],
+                                                features_files or [], strict=True)])
     for tid, _, given in cells:  # every output stays inside --out, and no two inputs share one
         safe_name(tid, "feature file" if given is not None and tiles is None else "tile id")
     unique_names(((tid, str(given or tid)) for tid, _, given in cells), "the feature files")
     for tid, cell, given in cells:
+        fjob = (chained or {}).get(tid)
+        if fjob is not None:  # features computed on the worker that maps the tile; its key there
+            jobs.append(MapJob(tid, cell, str(fjob.dest), str(bundle_dir), str(level2_dir) if level2_dir else None,
+                               str(out_dir), device, probabilities, compress, threads, "", accept, adapt_priors,
+                               bf16, bool(ood_hash), model_hash, ood_hash, fjob))
+            continue
         try:
             ffile = given if given is not None else find_features(Path(str(features_dir)), tid)
             if not ffile.is_file():
-                raise RasterError("does not exist", "Check the feature file or --mosaic path", path=ffile)
+                raise RasterError("does not exist", "Check the feature file or `mosaic` path", path=ffile)
         except RasterError as e:
             failed[tid] = (None, str(e))
             continue
         if ffile not in hashes:
             hashes[ffile] = file_sha256(ffile)
-        ih = inputs_hash(hashes[ffile], tid, cell, model_hash, probabilities, compress, accept, adapt_priors, bf16,
-                         ood_hash)
-        jobs.append(MapJob(tid, cell, str(ffile), str(bundle_dir), str(level2_dir) if level2_dir else None,
-                           str(out_dir), device, probabilities, compress, threads, ih, accept, adapt_priors, bf16,
-                           bool(ood_hash)))
+        job = MapJob(tid, cell, str(ffile), str(bundle_dir), str(level2_dir) if level2_dir else None,
+                     str(out_dir), device, probabilities, compress, threads, "", accept, adapt_priors, bf16,
+                     bool(ood_hash), model_hash, ood_hash)
+        jobs.append(dataclasses.replace(job, inputs_hash=job.key(hashes[ffile])))
     return jobs, failed
 
 
-def _execute(jobs: list[MapJob], scheduler: str, n_workers: int, emit: Event, manifest: Manifest,
-             summary: MapSummary, dashboard: str = DASHBOARD) -> Iterator[tuple[MapJob, dict[str, Any]]]:
-    for j in jobs:
-        manifest.start(j.tile_id, j.inputs_hash, j.features_file)
-    if not jobs:
-        return
-    if scheduler == "sync":
-        for j in jobs:
-            yield j, run_tile(j)
-        return
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    if scheduler in ("local", "threads"):
-        # scheduler and dashboard on loopback unless told otherwise: a map run is not a public service
-        procs = scheduler == "local"  # threads: an in-process scheduler, no TCP listener at all
-        # the workers' own logs stay silent: a tile's error comes back as its result (recorded in
-        # the manifest) and a dead worker as the future's exception; what the worker processes
-        # log at ERROR are dask's shutdown races ("Failed to communicate with scheduler during
-        # heartbeat" once the scheduler has closed), printed as tracebacks into the run's output
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=procs,
-                               silence_logs=logging.CRITICAL,
-                               dashboard_address=dashboard, **({"host": "127.0.0.1"} if procs else {}))
-        client = Client(cluster)
-    else:
-        cluster = None
-        try:
-            client = Client(scheduler, timeout="30s")
-        except OSError as e:
-            raise EulcError(f"cannot reach the dask scheduler at {scheduler} ({e})",
-                            "Check the address (tcp://host:8786) or leave --scheduler out") from None
-    try:
-        summary.dashboard = client.dashboard_link
-        emit("dashboard", {"link": client.dashboard_link})
-        futures = {client.submit(run_tile, j, key=f"eulc-map-{j.tile_id}-{j.inputs_hash[:12]}", pure=False): j
-                   for j in jobs}
-        for fut in as_completed(futures):
-            j = futures[fut]
-            try:
-                res = fut.result()
-            except Exception as e:  # noqa: BLE001 - a dead worker fails that tile only
-                res = {"status": "failed", "error": f"{j.features_file}: the worker failed ({type(e).__name__}: {e})"}
-            yield j, res
-    finally:
-        # shutdown races inside dask (a batched send on a comm the scheduler just closed) log
-        # tracebacks that are not the run's errors: the tiles' own results are recorded above
-        quiet = [logging.getLogger(n) for n in ("distributed", "distributed.batched", "distributed.core",
-                                                 "distributed.comm", "distributed.worker", "distributed.scheduler")]
-        levels = [lg.level for lg in quiet]
-        for lg in quiet:
-            lg.setLevel(logging.CRITICAL)
-        try:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-        finally:
-            for lg, lv in zip(quiet, levels, strict=True):
-                lg.setLevel(lv)
+def _dead_worker(job: MapJob, e: BaseException) -> dict[str, Any]:
+    return {"status": "failed", "error": f"{job.features_file}: the worker failed ({type(e).__name__}: {e})"}
 
 
 def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path, legends: dict[str, Any],
@@ -484,7 +498,7 @@ def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path,
         summary.nodata += int(res["n_nodata"])
     else:
         summary.failures[job.tile_id] = str(res.get("error"))
-    manifest.finish(job.tile_id, res)
+    manifest.record(job.tile_id, res)
     if res["status"] == "done":
         log.info("%s: mapped in %.1f s, %s pixels (%s nodata), peak RSS %.0f MB", job.tile_id, res.get("seconds", 0.0),
                  f"{int(res['n_pixels']):,}", f"{int(res['n_nodata']):,}", res.get("peak_rss_mb"))

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from model.bundle import load_bundle
-from pipeline.app.pretrained import resolve_bundle
 from pipeline.core.selection import FeatureSelection, parse_selection, resolve_selection
 from pipeline.core.spec import FeatureSpec, load_spec
+from pipeline.stages.pretrained import resolve_bundle
 
 
 def bundle_features(value: str | None) -> Path | None:
