@@ -307,7 +307,8 @@ def map_tiles(out: PathLike, tiles: str, *, bundle: PathLike = "elc10-l1", featu
               year: int | None = None, tile_size: str = "10km", level2: PathLike | None = None,
               cloud_mask: str = "auto", processing_level: str = "L2A", collection: str = "sentinel-2-l2a",
               device: str = "auto", precision: str = "auto", ood: bool = False, scheduler: str = "sync",
-              workers: int | None = None, overwrite: bool = False, on_event: Event = ignore) -> MapSummary:
+              workers: int | None = None, overwrite: bool = False, accept: Sequence[str] = (),
+              on_event: Event = ignore) -> MapSummary:
     """Map EEA cells, as ``eulc map --tiles``: from per-tile feature COGs (``features_dir``), one
     mosaic, or a STAC API / static catalogue whose features (the bundle's own) are computed on the
     worker that then maps each tile, into ``out/features``.
@@ -323,6 +324,8 @@ def map_tiles(out: PathLike, tiles: str, *, bundle: PathLike = "elc10-l1", featu
         device, precision, ood: as :func:`map_features`.
         scheduler: ``sync`` (default here), ``threads``, ``local`` or a scheduler address.
         workers: their number; overwrite: write beside files eulc did not write (never over them).
+        accept: feature-contract differences to tolerate (``cloud_mask``, ``level``; a STAC source
+            accepts both itself).
         on_event: progress callback.
 
     Returns:
@@ -336,7 +339,8 @@ def map_tiles(out: PathLike, tiles: str, *, bundle: PathLike = "elc10-l1", featu
         features_dir=Path(features_dir) if features_dir else None, mosaic=Path(mosaic) if mosaic else None,
         level2=str(level2) if level2 else None, scheduler=scheduler, workers=workers, device=device,
         precision=precision, ood=ood, stac=stac, catalog=Path(catalog) if catalog else None, collection=collection,
-        cloud_mask=cloud_mask, year=year, processing_level=processing_level, overwrite=overwrite), on_event)
+        cloud_mask=cloud_mask, year=year, processing_level=processing_level, overwrite=overwrite,
+        accept=tuple(accept)), on_event)
 
 
 def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLike,

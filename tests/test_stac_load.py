@@ -203,7 +203,7 @@ def test_map_from_a_stac_api_in_one_command_records_unreachable_tiles(tmp_path: 
     said = " ".join((p.stdout + p.stderr).split())
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "could not be searched" in said and "2 failed tile(s)" in said
-    assert "no feature COG for tile 1kmE4674N2539" in said
+    assert said.count("could not be searched") >= 2  # each tile's own reason, from the worker that tried
 
 
 def test_a_spec_that_masks_by_scl_needs_the_scl_asset(data: Path, tmp_path: Path) -> None:

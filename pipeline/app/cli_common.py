@@ -78,6 +78,10 @@ _FEATURES_DIR_HELP = ("folder of feature COGs (*.tif): with --tiles one per tile
                       "or <spec>_<year>_<tile>.tif; without, every file")
 FeaturesDirOpt = Annotated[Path, typer.Option("--features-dir", help=_FEATURES_DIR_HELP)]
 OptionalFeaturesDirOpt = Annotated[Path | None, typer.Option("--features-dir", help=_FEATURES_DIR_HELP)]
+CatalogOpt = Annotated[Path | None, typer.Option(
+    "--catalog", help="static STAC catalogue (catalog.json) of S2 items to compute the features from")]
+AllowRootOpt = Annotated[list[Path] | None, typer.Option(
+    "--allow-root", help="with --catalog: a folder outside the catalogue's own its assets may lie in")]
 SchedulerOpt = Annotated[str, typer.Option(
     "--scheduler", help="local (LocalCluster of worker processes), threads, sync (this process), or a dask "
     "scheduler address tcp://host:8786 (dask-jobqueue, Kubernetes)")]

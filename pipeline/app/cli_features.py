@@ -11,6 +11,8 @@ from rich.text import Text
 
 from pipeline.app.cli_common import (
     BUNDLE_HELP,
+    AllowRootOpt,
+    CatalogOpt,
     CloudMaskOpt,
     DashboardOpt,
     DemCollection,
@@ -38,7 +40,7 @@ def features(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     year: Annotated[int, typer.Option(help="map year")],
     files: Annotated[str | None, typer.Option("--files", help="stack manifest (YAML) or shipped name")] = None,
-    catalog: Annotated[Path | None, typer.Option(help="static STAC catalogue (catalog.json) of S2 items")] = None,
+    catalog: CatalogOpt = None,
     stac: StacOpt = None,
     collection: S2Collection = "sentinel-2-l2a",
     s1_collection: S1Collection = None,
@@ -50,8 +52,7 @@ def features(
     spec: SpecOpt = None,
     features: FeaturesOpt = None,
     tile_id: Annotated[str | None, typer.Option(help="output name (default: manifest name)")] = None,
-    allow_root: Annotated[list[Path] | None, typer.Option(
-        "--allow-root", help="with --catalog: a folder outside the catalogue's own its assets may lie in")] = None,
+    allow_root: AllowRootOpt = None,
     scheduler: SchedulerOpt = "local",
     workers: WorkersOpt = None,
     dashboard: DashboardOpt = "127.0.0.1:8787",

@@ -11,6 +11,8 @@ from rich.text import Text
 
 from pipeline.app.cli_common import (
     BUNDLE_HELP,
+    AllowRootOpt,
+    CatalogOpt,
     CloudMaskOpt,
     CrosswalkOpt,
     DashboardOpt,
@@ -62,10 +64,8 @@ def map_(
         "--ood", help="also write <tile>_ood.tif: 0 in distribution, 1 rare landscape, 2 far from the training "
         "data in feature space, 3 both (the bundle's OOD reference; docs/outputs.md)")] = False,
     stac: StacOpt = None,
-    catalog: Annotated[Path | None, typer.Option(
-        help="static STAC catalogue (catalog.json) to compute the features from (with --year and --tiles)")] = None,
-    allow_root: Annotated[list[Path] | None, typer.Option(
-        "--allow-root", help="with --catalog: a folder outside the catalogue's own its assets may lie in")] = None,
+    catalog: CatalogOpt = None,
+    allow_root: AllowRootOpt = None,
     collection: S2Collection = "sentinel-2-l2a",
     s1_collection: S1Collection = None,
     dem_collection: DemCollection = None,

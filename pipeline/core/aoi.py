@@ -137,7 +137,10 @@ def parse_tiles(text: str, size_m: int = 10_000) -> list[TileId]:
         codes = [ln.split("#")[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
     else:
         codes = [c.strip() for c in text.split(",")]
-    out = [TileId.parse(c) for c in codes if c]
+    try:
+        out = [TileId.parse(c) for c in codes if c]
+    except EulcError as e:  # the code's own message, with the parameter it came from
+        raise RasterError(f"`tiles`: {e.what}", e.fix, path=e.path) from None
     if not out:
         raise RasterError(f"`tiles` {text!r} names no cells", "Give cell codes, a bbox or a vector file")
     return list(dict.fromkeys(out))

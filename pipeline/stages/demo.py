@@ -44,6 +44,7 @@ from pipeline.stages.train import TrainRequest, train
 from tiles.engine.features import computable_features
 from tiles.engine.runner import FeatureSource, plan_features, run_features
 from tiles.engine.stack import load_manifest, load_stack
+from tiles.mapping.manifest import Manifest
 from tiles.mapping.runner import run_map
 
 ELC10_EXPORT = Path("elc10_lucas2018") / "lucas2018_elc10_s2_s1_features.csv.gz"
@@ -186,8 +187,6 @@ def run_demo(req: DemoRequest, on_event: Event = ignore) -> dict[str, Any]:
 
 def _ood_share(manifest: Path) -> float | None:
     """The demo tile's OOD share, from the map manifest."""
-    from tiles.mapping.manifest import Manifest
-
     m = Manifest(manifest)
     try:
         row = m.get(TILE_ID)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model.bundle import load_bundle_cached
 from pipeline.core.aoi import parse_tile_size, parse_tiles
 from pipeline.core.errors import EulcError
 from pipeline.core.selection import FeatureSelection
@@ -118,8 +119,6 @@ def map_tiles(req: MapRequest, on_event: Event = ignore) -> MapSummary:
         EulcError: bad request fields (named), a bundle that does not load, feature sources
             that do not fit, another run on ``out``.
     """
-    from model.bundle import load_bundle_cached
-
     emit = tagged(on_event, "map")
     bundle_dir = resolve_bundle(req.bundle)
     level2_dir = resolve_bundle(req.level2) if req.level2 else None

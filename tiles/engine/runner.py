@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.config import cpu_threads
 from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError
 from pipeline.core.grid import TileId
@@ -251,8 +252,6 @@ def run_features(jobs: list[FeatureJob], out_dir: Path, *, scheduler: str = "loc
     Raises:
         EulcError: a bad scheduler or worker count, another run holding ``out_dir``.
     """
-    from pipeline.core.config import cpu_threads
-
     check_scheduler(scheduler, workers)
     say = emit or (lambda kind, info: None)
     t0 = time.perf_counter()

@@ -45,7 +45,7 @@ from pipeline.core.hashing import file_sha256
 from pipeline.core.ledger import JsonLedger, folder_lock
 from pipeline.core.names import safe_name, unique_names
 from tiles.engine.cluster import check_scheduler, execute
-from tiles.engine.runner import FEATURES_LEDGER, FeatureJob, feature_tile, record_feature_result
+from tiles.engine.runner import FEATURES_LEDGER, FEATURES_LOCK, FeatureJob, feature_tile, record_feature_result
 from tiles.mapping.manifest import Manifest
 from tiles.mapping.predict import Predictor, predict_tile, resolve_device
 from tiles.mapping.stac import tile_item, write_catalog, write_item
@@ -348,8 +348,6 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
         locks.enter_context(run_lock(out_dir))
         fledger = None
         if feature_jobs:
-            from tiles.engine.runner import FEATURES_LOCK
-
             locks.enter_context(folder_lock(Path(str(features_dir)), FEATURES_LOCK, "eulc features"))
             fledger = JsonLedger(Path(str(features_dir)), FEATURES_LEDGER)
         own = _own_files(out_dir / MANIFEST)
