@@ -220,7 +220,7 @@ def test_bf16_precision_is_recorded_keyed_and_close_to_float32(tiled_run, sloven
     cpu = __import__("torch").device("cpu")
     assert (resolve_precision("auto", cpu), resolve_precision("bf16", cpu), resolve_precision("fp32", cpu)) == \
         (False, True, False)
-    with pytest.raises(EulcError, match="--precision 'half'"):
+    with pytest.raises(EulcError, match="`precision` 'half'"):
         resolve_precision("half", cpu)
     events: list[tuple[str, dict]] = []
     b = run_map(cells, BUNDLE, tmp_path, features_files=[slovenia_features], scheduler="sync",

@@ -216,7 +216,7 @@ def test_api_errors_name_the_collection_and_the_option(api: tuple[str, dict], tm
     url, ctx = api
     sp = load_spec("bridge-lc-196")
     sel = FeatureSelection.of(sp, ["s1_vv_p50"], "names")
-    with pytest.raises(RasterError, match="need S1 items .* Give --s1-collection"):
+    with pytest.raises(RasterError, match="need S1 items .* Give `s1_collection`"):
         features_from_stac(StacApi(url, {"s2": "sentinel-2-l1c"}), sp, sel, 2019, ctx["window"], tmp_path / "x.tif")
     with pytest.raises(RasterError, match="'sentinel-1-grd' .* uncalibrated amplitude digital numbers"):
         features_from_stac(StacApi(url, {"s2": "sentinel-2-l1c", "s1": "sentinel-1-grd"}), sp, sel, 2019,

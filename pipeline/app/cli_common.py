@@ -228,6 +228,8 @@ class EventView:
         elif kind == "step":
             self.prog.console.print(Text.assemble((f"{info['step']:>9}", "cyan"), "  ", _flags(str(info["message"]))),
                                     highlight=False, soft_wrap=True)
+        elif kind == "note":
+            out_console.print(_flags(str(info["message"])), highlight=False, markup=False, soft_wrap=True)
         elif kind == "status":
             self.prog.console.print(Text(str(info["message"]), "dim"), highlight=False, soft_wrap=True)
         elif kind == "dashboard":

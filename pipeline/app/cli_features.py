@@ -73,10 +73,10 @@ def features(
                           scheduler=scheduler, workers=workers, dashboard=dashboard)
     with EventView("features") as view:
         summary = run(req, view)
-    if summary.tiles == 1 and not summary.done and not summary.failures:
+    if tiles is None and not summary.done and not summary.failures:  # a whole stack: one COG
         out_console.print(f"{summary.outputs[0]} is up to date")
         return
-    if summary.tiles == 1 and summary.done:
+    if tiles is None and summary.done:
         out_console.print(f"wrote {summary.outputs[0]}")
         return
     out_console.print(f"wrote {summary.done} feature COG(s) to {out} ({summary.skipped} up to date"

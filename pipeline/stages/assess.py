@@ -101,7 +101,7 @@ def report(req: ReportRequest, on_event: Event = ignore) -> dict[str, Any]:
     """
     ood = req.ood_layer
     if ood is None and (ood := ood_beside(Path(req.map))) is not None:
-        on_event("step", {"step": "report", "message": f"OOD layer: {ood} (found beside the map)"})
+        on_event("note", {"message": f"OOD layer: {ood} (found beside `map`)"})
     return write_report(Path(req.map), Path(req.reference), req.crosswalk, Path(req.out), points=req.points,
                         zones=req.zones, previous=req.previous,
                         bundle=resolve_bundle(req.bundle) if req.bundle else None, title=req.title, ood=ood,

@@ -7,6 +7,8 @@ the Python API ignores them unless given a callback. Kinds, with their ``info`` 
 - ``tile``: ``stage``, ``tile_id``, ``status`` (``done``/``failed``), ``error``, ``seconds``;
 - ``feature``: ``name``, a feature of a single-tile run finished;
 - ``step``: ``step``, ``message``, a step of a multi-step stage (the demo);
+- ``note``: ``message``, something the stage found out that belongs with its results (the CLI
+  prints it on stdout), e.g. the OOD layer the report took from beside the map;
 - ``progress``: ``stage``, ``done``, ``total`` (None when unknown), ``info``: windows of a
   report, epochs of training, runs of an evaluation, seeds of a selection;
 - ``status``: ``message``, a phase without a count (a spinner);

@@ -90,7 +90,8 @@ class MapRequest:
             raise EulcError(f"`accept` {','.join(bad)}: only cloud_mask and level differences can be accepted",
                             "Recompute the features with the bundle's spec instead")
         if self.compress.upper() not in COMPRESSIONS:
-            raise EulcError(f"`compress` {self.compress!r} is not supported", f"Use one of {', '.join(COMPRESSIONS)}")
+            raise EulcError(f"`compress` {self.compress.upper()!r} is not supported",
+                            f"Use one of {', '.join(COMPRESSIONS)}")
         if self.precision not in PRECISIONS:
             raise EulcError(f"`precision` {self.precision!r} is not a precision", "Use auto, fp32 or bf16")
         if self.cloud_mask not in CLOUD_MASKS:

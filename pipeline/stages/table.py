@@ -9,6 +9,7 @@ from pathlib import Path
 
 import geopandas as gpd
 
+from pipeline.core.atomic import remove_leftovers
 from pipeline.core.ledger import JsonLedger, Ledger, input_key
 from pipeline.core.spec import load_spec
 from pipeline.stages.events import Event, ignore
@@ -76,6 +77,7 @@ def build_table(req: TableRequest, on_event: Event = ignore, ledger: Ledger | No
     """
     out = Path(req.out)
     check_table_dest(out)  # before reading anything
+    remove_leftovers(out.parent)  # temporaries of killed eulc runs beside it, even when it is current
     spec = load_spec(req.spec)
     key = input_key("table", [file_key(Path(e)) for e in req.exports], spec.digest(),
                     file_key(Path(req.lucas)) if req.lucas else None, req.year)

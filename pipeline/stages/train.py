@@ -12,6 +12,7 @@ from model.api import train_from_table
 from model.bundle import TRAIN_LEDGER
 from model.infer import resolve_device
 from model.presets import PRESETS, preset_config
+from pipeline.core.atomic import remove_leftovers
 from pipeline.core.errors import EulcError
 from pipeline.core.ledger import JsonLedger, Ledger, input_key
 from pipeline.core.spec import load_spec
@@ -104,6 +105,7 @@ def train(req: TrainRequest, on_event: Event = ignore, ledger: Ledger | None = N
                         test_fraction=req.test_fraction,
                         **({} if req.ema else {"ema_momentum": None}))  # validated: epochs -3 is refused
     out = Path(req.out)
+    remove_leftovers(out.parent)  # a killed run's temporary bundle folder beside it, even when it is current
     key = input_key("train", file_key(table), sel.names, cfg.model_dump(mode="json"), req.landscapes)
     own = ledger is None
     book: Ledger = ledger if ledger is not None else JsonLedger(out, TRAIN_LEDGER)
