@@ -87,11 +87,13 @@ def map_(
     """
     from pipeline.stages.mapping import MapRequest, map_tiles
 
-    req = MapRequest(out, tuple(feature_cogs or ()), bundle, tiles, tile_size, features_dir, mosaic, level2,
-                     scheduler, workers, device, precision, probabilities, adapt_priors, compress, ood, stac, catalog,
-                     collection, s1_collection, dem_collection, cloud_mask, year, processing_level,
-                     tuple(allow_root or ()), overwrite, dashboard,
-                     tuple(a.strip() for a in (accept or "").split(",") if a.strip()))
+    req = MapRequest(out=out, feature_files=tuple(feature_cogs or ()), bundle=bundle, tiles=tiles, tile_size=tile_size,
+                     features_dir=features_dir, mosaic=mosaic, level2=level2, scheduler=scheduler, workers=workers,
+                     device=device, precision=precision, probabilities=probabilities, adapt_priors=adapt_priors,
+                     compress=compress, ood=ood, stac=stac, catalog=catalog, collection=collection,
+                     s1_collection=s1_collection, dem_collection=dem_collection, cloud_mask=cloud_mask, year=year,
+                     processing_level=processing_level, allow_root=tuple(allow_root or ()), overwrite=overwrite,
+                     dashboard=dashboard, accept=tuple(a.strip() for a in (accept or "").split(",") if a.strip()))
     with EventView("mapping") as view:
         summary = map_tiles(req, view)
     px = summary.pixels - summary.nodata

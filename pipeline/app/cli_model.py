@@ -73,8 +73,9 @@ def train(
     from pipeline.stages.train import TrainRequest
     from pipeline.stages.train import train as run
 
-    req = TrainRequest(table_path, out, features, spec, level, epochs, lr, batch_size, seed, ema, preset, overwrite,
-                       device, test_fraction, landscapes)
+    req = TrainRequest(table=table_path, out=out, features=features, spec=spec, level=level, epochs=epochs, lr=lr,
+                       batch_size=batch_size, seed=seed, ema=ema, preset=preset, overwrite=overwrite, device=device,
+                       test_fraction=test_fraction, landscapes=landscapes)
     with EventView("training") as view:
         res = run(req, view)
     metrics = res.metrics
@@ -126,10 +127,11 @@ def evaluate(
     from pipeline.stages.evaluate import EvaluateRequest
     from pipeline.stages.evaluate import evaluate as run
 
-    req = EvaluateRequest(table_path, out, None if bundle is None else str(bundle), scenario, features,
-                          tuple(m.strip() for m in models.split(",") if m.strip()), seeds, epochs, lr, level,
-                          tuple(r.strip() for r in regions.split(",")) if regions else None, max_rows, ema,
-                          adapt_priors, select_k, device)
+    req = EvaluateRequest(table=table_path, out=out, bundle=None if bundle is None else str(bundle),
+                          scenario=scenario, features=features,
+                          models=tuple(m.strip() for m in models.split(",") if m.strip()), seeds=seeds, epochs=epochs,
+                          lr=lr, level=level, regions=tuple(r.strip() for r in regions.split(",")) if regions else None,
+                          max_rows=max_rows, ema=ema, adapt_priors=adapt_priors, select_k=select_k, device=device)
     with EventView(scenario or "evaluate") as view:
         res = run(req, view)
     if res.metrics is not None:

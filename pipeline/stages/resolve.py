@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model.bundle import load_bundle
+from model.bundle import load_bundle_cached
 from pipeline.core.selection import FeatureSelection, parse_selection, resolve_selection
 from pipeline.core.spec import FeatureSpec, load_spec
 from pipeline.stages.pretrained import resolve_bundle
@@ -31,7 +31,7 @@ def spec_and_selection(spec: str | None, features: str | None, default_spec: str
     """
     folder = bundle_features(features)
     if folder is not None:
-        b = load_bundle(folder)
+        b = load_bundle_cached(folder)
         sp = b.feature_spec()
         sel = FeatureSelection.of(sp, b.features, "bundle")
         if spec:
@@ -47,7 +47,7 @@ def table_selection(spec: FeatureSpec, features: str | None) -> FeatureSelection
     folder = bundle_features(features)
     if folder is None:
         return parse_selection(spec, features)
-    b = load_bundle(folder)
+    b = load_bundle_cached(folder)
     sel = FeatureSelection.of(b.feature_spec(), b.features, "bundle")
     sel.check_against(spec, f"bundle {features}")
     return sel
