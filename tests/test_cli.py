@@ -182,7 +182,11 @@ def test_plain_progress_says_the_time_left() -> None:
 
     from pipeline.app import cli_common
 
-    cli_common.console.file, saved = __import__("io").StringIO(), cli_common.console.file
+    # rich's own attribute: None follows sys.stderr. Saving `console.file` would save the stream this
+    # test's capture installed, and "restoring" it would pin the CLI's error console to that dead
+    # stream for every later test in the process (seen: their `error:` lines vanished)
+    saved = cli_common.console._file
+    cli_common.console.file = __import__("io").StringIO()
     try:
         prog = cli_common.PlainProgress(every_s=0)
         now = [0.0]
@@ -194,7 +198,7 @@ def test_plain_progress_says_the_time_left() -> None:
         prog.update(task, advance=1, info="ndvi_p50")
         text = cli_common.console.file.getvalue()
     finally:
-        cli_common.console.file = saved
+        cli_common.console._file = saved
     assert "features: 1/4 (25 %) in 0:10, about 0:30 left" in text, text
     assert "features: 2/4 (50 %) in 0:20, about 0:20 left; ndvi_p50" in text, text
     assert isinstance(cli_common.console, Console)
