@@ -14,6 +14,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the README's command runs 2 xdist workers on 2 cores: one compute thread each (torch, OpenMP,
+    # numexpr, GDAL via EULC_THREADS, inherited by the CLI subprocesses), set before anything loads
+    # torch; 2 threads per worker on 2 cores made them spin against each other. A user's own
+    # setting is kept.
+    for _var in ("EULC_THREADS", "OMP_NUM_THREADS", "NUMEXPR_MAX_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import pandas as pd
 import pytest
 
@@ -34,35 +42,13 @@ REAL_DATA_MODULES = {"test_seams", "test_cli", "test_demo", "test_runner", "test
 bundles through the CLI, the EEA region table): checked by running ``-m fast`` with no data."""
 
 
-LONGEST_FIRST = ("test_readme", "test_protocol", "test_cli", "test_kill", "test_seams", "test_stages",
-                 "test_science", "test_ood", "test_stac_api", "test_stac_load", "test_runner")
-"""Under pytest-xdist, these modules (the longest, measured: the README's blocks alone take 3–5
-minutes) are handed out first, so that no long module starts last and becomes the tail of the
-run (longest-processing-time-first); the remaining modules fill in behind them."""
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """With pytest-xdist: hand out whole files in the order collected (below), not by their
-    number of tests (xdist's default ``loadscopereorder`` started the 16-test README module last)."""
-    if hasattr(config.option, "loadscopereorder"):
-        config.option.loadscopereorder = False
-
-
-def _module(item: pytest.Item) -> str:
-    return item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test ``realdata`` or ``fast``; in one process run the fast tier first, under
-    pytest-xdist the longest modules first (:data:`LONGEST_FIRST`)."""
+    """Mark each test ``realdata`` or ``fast`` and run the fast tier first."""
     for item in items:
-        real = "data" in getattr(item, "fixturenames", ()) or _module(item) in REAL_DATA_MODULES
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        real = "data" in getattr(item, "fixturenames", ()) or module in REAL_DATA_MODULES
         item.add_marker(pytest.mark.realdata if real else pytest.mark.fast)
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        rank = {m: i for i, m in enumerate(LONGEST_FIRST)}
-        items.sort(key=lambda it: (rank.get(_module(it), len(rank)), it.get_closest_marker("realdata") is not None))
-    else:
-        items.sort(key=lambda it: it.get_closest_marker("realdata") is not None)
+    items.sort(key=lambda it: it.get_closest_marker("realdata") is not None)
 
 
 @pytest.fixture(scope="session")

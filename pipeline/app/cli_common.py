@@ -239,6 +239,24 @@ class EventView:
                           soft_wrap=True)
 
 
+def fail_tiles(failures: dict[str, str], what: str, ledger: Path, retry: str) -> None:
+    """List the tiles that failed (each with its reason, fields spelt as flags) and exit 1.
+
+    Args:
+        failures: tile or file name → its one-line reason.
+        what: how the tiles failed (``failed tile(s)``, ``tile(s) without features``).
+        ledger: where they are recorded.
+        retry: what a rerun does.
+    """
+    if not failures:
+        return
+    console.print(Text.assemble((f"{len(failures)} {what}", "bold red"), f" (recorded in {ledger}; {retry}):"),
+                  highlight=False, soft_wrap=True)
+    for name, err in failures.items():
+        console.print(Text(f"  {name}: {_flags(err)}"), highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
 def _flags(message: str) -> str:
     from pipeline.app.flags import to_flags
 

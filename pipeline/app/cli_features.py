@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from pipeline.app.cli_common import (
     BUNDLE_HELP,
@@ -29,10 +28,9 @@ from pipeline.app.cli_common import (
     TilesOpt,
     WorkersOpt,
     app,
-    console,
+    fail_tiles,
     out_console,
 )
-from pipeline.app.flags import to_flags
 
 
 @app.command()
@@ -82,12 +80,8 @@ def features(
     out_console.print(f"wrote {summary.done} feature COG(s) to {out} ({summary.skipped} up to date"
                       + (f", {len(summary.failures)} without features" if summary.failures else "")
                       + f") in {summary.seconds:.1f} s")
-    if summary.failures:
-        console.print(f"[bold red]{len(summary.failures)} tile(s) without features[/bold red] (recorded in "
-                      f"{out / '.eulc-features.json'}; rerun to retry them: done tiles are kept):")
-        for name, err in summary.failures.items():
-            console.print(Text(f"  {name}: {to_flags(err)}"), highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+    fail_tiles(summary.failures, "tile(s) without features", out / ".eulc-features.json",
+               "rerun to retry them: done tiles are kept")
 
 
 @app.command()

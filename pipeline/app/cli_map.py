@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from pipeline.app.cli_common import (
     BUNDLE_HELP,
@@ -29,10 +28,9 @@ from pipeline.app.cli_common import (
     TilesOpt,
     WorkersOpt,
     app,
-    console,
+    fail_tiles,
     out_console,
 )
-from pipeline.app.flags import to_flags
 
 
 @app.command("map")
@@ -107,12 +105,7 @@ def map_(
         out_console.print(f"features computed on the mapping workers: {summary.features_done} tile(s)"
                           + (f", {summary.features_failed} without features" if summary.features_failed else "")
                           + f" (in {out / 'features'})")
-    if summary.failures:
-        console.print(f"[bold red]{len(summary.failures)} failed tile(s)[/bold red] (recorded in "
-                      f"{out / 'manifest.sqlite'}; fix them and rerun: done tiles are kept):")
-        for tid, err in summary.failures.items():
-            console.print(Text(f"  {tid}: {to_flags(err)}"), highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+    fail_tiles(summary.failures, "failed tile(s)", out / "manifest.sqlite", "fix them and rerun: done tiles are kept")
 
 
 @app.command("agreement")

@@ -67,9 +67,7 @@ class FeaturesRequest:
     dashboard: str = DASHBOARD
 
     def __post_init__(self) -> None:
-        if self.cloud_mask not in CLOUD_MASKS:
-            raise EulcError(f"`cloud_mask` {self.cloud_mask!r} is not a choice", "Use auto or none")
-        check_scheduler(self.scheduler, self.workers)
+        check_run_fields(self.cloud_mask, self.scheduler, self.workers)
 
     def source(self) -> FeatureSource:
         """The :class:`~tiles.engine.runner.FeatureSource` this request names.
@@ -87,6 +85,17 @@ class FeaturesRequest:
             EulcError: a bad ``tiles`` or ``tile_size``.
         """
         return parse_tiles(self.tiles, parse_tile_size(self.tile_size)) if self.tiles else None
+
+
+def check_run_fields(cloud_mask: str, scheduler: str, workers: int | None) -> None:
+    """The fields the features and map requests share: ``cloud_mask`` and the scheduler.
+
+    Raises:
+        EulcError: naming ``cloud_mask``, ``scheduler`` or ``workers``.
+    """
+    if cloud_mask not in CLOUD_MASKS:
+        raise EulcError(f"`cloud_mask` {cloud_mask!r} is not a choice", "Use auto or none")
+    check_scheduler(scheduler, workers)
 
 
 def source_of(files: str | None, catalog: Path | None, stac: str | None, collection: str,

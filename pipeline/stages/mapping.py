@@ -13,9 +13,9 @@ from pipeline.core.aoi import parse_tile_size, parse_tiles
 from pipeline.core.errors import EulcError
 from pipeline.core.selection import FeatureSelection
 from pipeline.stages.events import Event, ignore, tagged
-from pipeline.stages.features import CLOUD_MASKS, source_of
+from pipeline.stages.features import check_run_fields, source_of
 from pipeline.stages.pretrained import resolve_bundle
-from tiles.engine.cluster import DASHBOARD, check_scheduler
+from tiles.engine.cluster import DASHBOARD
 from tiles.engine.runner import plan_features
 from tiles.mapping.runner import COMPRESSIONS, MapSummary, run_map
 
@@ -94,9 +94,7 @@ class MapRequest:
                             f"Use one of {', '.join(COMPRESSIONS)}")
         if self.precision not in PRECISIONS:
             raise EulcError(f"`precision` {self.precision!r} is not a precision", "Use auto, fp32 or bf16")
-        if self.cloud_mask not in CLOUD_MASKS:
-            raise EulcError(f"`cloud_mask` {self.cloud_mask!r} is not a choice", "Use auto or none")
-        check_scheduler(self.scheduler, self.workers)
+        check_run_fields(self.cloud_mask, self.scheduler, self.workers)
         if self.stac is not None or self.catalog is not None:
             if self.stac is not None and self.catalog is not None:
                 raise EulcError("`stac` and `catalog` both given", "Compute the features from one of them")
