@@ -94,22 +94,22 @@ def info() -> None:
 
     from model.infer import cpu_has_fast_bf16, resolve_device
     from pipeline import __version__
-    from pipeline.core.config import DEFAULT_DATA_DIR, demo_data_dir
     from pipeline.core.config import ENV_VAR as DATA_VAR
+    from pipeline.core.config import data_dir_setting, demo_data_dir
     from pipeline.stages.pretrained import ENV_VAR as MODELS_VAR
     from pipeline.stages.pretrained import models_dir, shipped_bundles
 
     dev = resolve_device("auto")
     gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
-    raw = os.environ.get(DATA_VAR)
-    data = Path(raw) if raw else DEFAULT_DATA_DIR
+    data, origin = data_dir_setting()
     missing = "missing: the tests and training read it; demo and map do not"
     rows = [
         ("eulc", __version__), ("python", f"{platform.python_version()} ({sys.executable})"),
         ("numpy", numpy.__version__), ("rasterio", rasterio.__version__), ("GDAL", rasterio.__gdal_version__),
         ("torch", f"{torch.__version__}, {torch.get_num_threads()} threads"),
         ("device (auto)", f"{dev}{gpu}; CPU bf16 in hardware (AMX): {'yes' if cpu_has_fast_bf16() else 'no'}"),
-        (f"data (${DATA_VAR})", f"{data.resolve()} ({'found' if data.is_dir() else missing})"),
+        (f"data (${DATA_VAR})", f"{origin}: set {DATA_VAR}" if data is None else
+         f"{data.resolve()}, {origin} ({'found' if data.is_dir() else missing})"),
         (f"bundles (${MODELS_VAR})", f"{models_dir()}: {', '.join(shipped_bundles()) or 'none'}"),
         ("demo inputs", str(demo_data_dir())),
     ]

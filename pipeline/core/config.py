@@ -1,9 +1,11 @@
 """Process-wide settings: where the real data lives (the one setting ``EULC_DATA``), the demo's
 shipped inputs, and how many CPU threads eulc uses (``EULC_THREADS``).
 
-Tests read every real file through :func:`data_dir`. The default is ``../shared/data``
-relative to the current working directory, which is where the data sits beside a checkout of
-the repository.
+Tests read every real file through :func:`data_dir`. Without ``EULC_DATA`` the data folder is
+``shared/data`` beside the checkout eulc runs from (the folder holding ``pyproject.toml`` and
+``pipeline/``), found from this file's location: never from the current folder, so a test or a
+command that changes folder reads the same data. An eulc installed outside a checkout (a wheel
+in site-packages) has no default and says to set ``EULC_DATA``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,35 @@ from pathlib import Path
 from pipeline.core.errors import DataDirError, EulcError
 
 ENV_VAR = "EULC_DATA"
-DEFAULT_DATA_DIR = Path("..") / "shared" / "data"
+CHECKOUT_DATA = Path("shared") / "data"
+"""The data folder's place beside a checkout: ``<checkout>/../shared/data``."""
+
+
+def checkout_root() -> Path | None:
+    """The repository checkout this eulc runs from (an editable install or ``python -m`` in a
+    clone: the folder with ``pyproject.toml`` and ``pipeline/``), or None for an installed package.
+    """
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / "pipeline").is_dir() else None
+
+
+def data_dir_setting() -> tuple[Path | None, str]:
+    """The data folder in force and where it comes from: ``EULC_DATA`` when set (a relative value
+    is taken from the current folder, as the user typed it), else ``shared/data`` beside the
+    checkout; None when neither exists as a setting (an installed package without ``EULC_DATA``).
+    """
+    raw = os.environ.get(ENV_VAR)
+    if raw:
+        return Path(raw), f"${ENV_VAR}"
+    root = checkout_root()
+    if root is None:
+        return None, f"no default: this eulc is installed outside a checkout ({Path(__file__).parents[1]})"
+    return root.parent / CHECKOUT_DATA, f"beside the checkout {root}"
 
 
 def data_dir(required: tuple[str, ...] = ()) -> Path:
-    """Return the real-data directory named by ``EULC_DATA`` (default ``../shared/data``).
+    """Return the real-data directory: ``EULC_DATA``, else ``shared/data`` beside the checkout
+    (:func:`data_dir_setting`; never relative to the current folder).
 
     Args:
         required: sub-paths (files or folders) that must exist below the directory.
@@ -28,18 +54,20 @@ def data_dir(required: tuple[str, ...] = ()) -> Path:
         The resolved directory path.
 
     Raises:
-        DataDirError: the directory, or one of ``required``, does not exist. The message
-            says how to point ``EULC_DATA`` at the data.
+        DataDirError: no setting (an installed package without ``EULC_DATA``), or the directory,
+            or one of ``required``, does not exist. The message says how to point ``EULC_DATA``
+            at the data.
     """
-    raw = os.environ.get(ENV_VAR)
-    root = Path(raw) if raw else DEFAULT_DATA_DIR
+    root, origin = data_dir_setting()
     hint = (
         f"Set {ENV_VAR} to the folder that holds the eulc real data "
-        f"(e.g. `export {ENV_VAR}=/path/to/shared/data`); "
-        f"the default is {DEFAULT_DATA_DIR} relative to the current directory"
+        f"(e.g. `export {ENV_VAR}=/path/to/shared/data`); without it eulc reads ../shared/data beside "
+        "the checkout it runs from"
     )
+    if root is None:
+        raise DataDirError(f"the real-data directory is not set ({origin})", hint)
     if not root.is_dir():
-        raise DataDirError(f"the real-data directory {root} does not exist", hint)
+        raise DataDirError(f"the real-data directory {root} ({origin}) does not exist", hint)
     for sub in required:
         if not (root / sub).exists():
             raise DataDirError(f"{root / sub} is missing from the real-data directory", hint)
