@@ -15,6 +15,10 @@ writes the run's ledger.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -27,6 +31,24 @@ SCHEDULERS = ("local", "threads", "sync")
 DASHBOARD = "127.0.0.1:8787"
 MAX_WORKERS = 512
 """More local workers than this is a typing error, not a machine."""
+
+
+def worker_result(work: Callable[[], dict[str, Any]], where: str) -> dict[str, Any]:
+    """Run a job's ``work`` on a worker and return its result, never raising: ``work``'s dict
+    (``status: done`` and its fields) with ``seconds`` and ``worker`` (host:pid) added, or
+    ``status: failed`` with the one-line ``error`` (an :class:`~pipeline.core.errors.EulcError` as
+    it reads, anything else as an unexpected error of ``where``).
+    """
+    t0 = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        res = work()
+    except EulcError as e:
+        res = {"status": "failed", "error": str(e)}
+    except Exception as e:  # noqa: BLE001 - any other failure is recorded, the run goes on
+        tb = traceback.format_exception_only(type(e), e)[-1].strip()
+        res = {"status": "failed", "error": f"{where}: unexpected error: {tb}"}
+    return {**res, "seconds": time.perf_counter() - t0, "worker": worker}
 
 
 def check_scheduler(scheduler: str, workers: int | None) -> None:

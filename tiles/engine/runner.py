@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import socket
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +37,7 @@ from pipeline.core.ledger import JsonLedger, content_sha256, folder_lock, input_
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
 from tiles.engine.cloud_mask import CloudMaskChoice
-from tiles.engine.cluster import DASHBOARD, Emit, check_scheduler, execute
+from tiles.engine.cluster import DASHBOARD, Emit, check_scheduler, execute, worker_result
 from tiles.engine.run import features_from_stac, features_from_stack, stack_features_path
 from tiles.engine.stac_load import items_from_catalog
 from tiles.engine.stac_search import StacApi
@@ -164,9 +161,7 @@ def feature_tile(job: FeatureJob, on_feature: Callable[[str], None] | None = Non
     Returns:
         ``{"status", "outputs": {COG name: SHA-256}, "error", "seconds", "worker"}``.
     """
-    t0 = time.perf_counter()
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    try:
+    def work() -> dict[str, Any]:
         sel = FeatureSelection.of(job.spec, list(job.names), "names")
         src = job.source
         if src.files is not None:
@@ -177,14 +172,9 @@ def feature_tile(job: FeatureJob, on_feature: Callable[[str], None] | None = Non
             features_from_stac(src.stac if src.stac is not None else Path(str(src.catalog)), job.spec, sel, job.year,
                                job.cell.window(), job.dest, src.processing_level, job.cloud_mask,
                                on_feature=on_feature, allow_roots=tuple(Path(r) for r in src.allow_roots))
-        return {"status": "done", "outputs": {job.name: file_sha256(job.dest)}, "seconds": time.perf_counter() - t0,
-                "worker": worker}
-    except EulcError as e:
-        return {"status": "failed", "error": str(e), "seconds": time.perf_counter() - t0, "worker": worker}
-    except Exception as e:  # noqa: BLE001 - any other failure is recorded, the run goes on
-        tb = traceback.format_exception_only(type(e), e)[-1].strip()
-        return {"status": "failed", "error": f"{job.dest}: unexpected error: {tb}",
-                "seconds": time.perf_counter() - t0, "worker": worker}
+        return {"status": "done", "outputs": {job.name: file_sha256(job.dest)}}
+
+    return worker_result(work, str(job.dest))
 
 
 def plan_features(cells: list[TileId] | None, source: FeatureSource, spec: FeatureSpec, selection: FeatureSelection,

@@ -23,12 +23,9 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
 import resource
-import socket
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +41,7 @@ from pipeline.core.grid import TileId
 from pipeline.core.hashing import file_sha256
 from pipeline.core.ledger import JsonLedger, folder_lock
 from pipeline.core.names import safe_name, unique_names
-from tiles.engine.cluster import check_scheduler, execute
+from tiles.engine.cluster import check_scheduler, execute, worker_result
 from tiles.engine.runner import FEATURES_LEDGER, FEATURES_LOCK, FeatureJob, feature_tile, record_feature_result
 from tiles.mapping.manifest import Manifest
 from tiles.mapping.predict import Predictor, predict_tile, resolve_device
@@ -161,35 +158,31 @@ def run_tile(job: MapJob) -> dict[str, Any]:
     """
     import torch
 
-    t0 = time.perf_counter()
-    worker = f"{socket.gethostname()}:{os.getpid()}"
     chained: dict[str, Any] = {}
     if job.features is not None:
         fres = feature_tile(job.features)
         chained = {"features": fres}
         if fres["status"] != "done":
-            return {"status": "failed", "error": fres.get("error"), "seconds": time.perf_counter() - t0,
-                    "worker": worker, **chained}
+            return {**fres, **chained}
         chained["inputs_hash"] = job.key(fres["outputs"][job.features.name])
-    try:
+
+    def work() -> dict[str, Any]:
         torch.set_num_threads(max(1, job.threads))
         res = predict_tile(_predictor(job), Path(job.features_file), Path(job.out_dir), job.tile_id,
                            tile=job.tile, probabilities=job.probabilities, compress=job.compress,
                            accept=job.accept, adapt_priors=job.adapt_priors)
         tags = res.tags
         return {"status": "done", "outputs": {p.name: file_sha256(p) for p in res.outputs},
-                "seconds": time.perf_counter() - t0, "n_pixels": res.n_pixels, "n_nodata": res.n_nodata,
+                "n_pixels": res.n_pixels, "n_nodata": res.n_nodata,
                 "class_counts": res.class_counts, "year": tags.get("year", ""),
                 "spec_hash": tags.get("spec_hash", ""), "features_digest": tags.get("features_digest", ""),
-                "contract": tags.get("contract", ""), "worker": worker, "peak_rss_mb": _peak_rss_mb(),
-                **({"ood_counts": res.ood_counts, "ood_share": res.ood_share} if res.ood_counts is not None else {}),
-                **chained}
-    except EulcError as e:
-        return {"status": "failed", "error": str(e), "seconds": time.perf_counter() - t0, "worker": worker, **chained}
-    except Exception as e:  # noqa: BLE001 - any other failure is recorded, the run goes on
-        tb = traceback.format_exception_only(type(e), e)[-1].strip()
-        return {"status": "failed", "error": f"{job.features_file}: unexpected error: {tb}",
-                "seconds": time.perf_counter() - t0, "worker": worker, **chained}
+                "contract": tags.get("contract", ""), "peak_rss_mb": _peak_rss_mb(),
+                **({"ood_counts": res.ood_counts, "ood_share": res.ood_share} if res.ood_counts is not None else {})}
+
+    res = worker_result(work, job.features_file)
+    if "features" in chained:  # the tile's time includes its features'
+        res["seconds"] += chained["features"]["seconds"]
+    return {**res, **chained}
 
 
 def _peak_rss_mb() -> float:
@@ -357,11 +350,17 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
                             f"({', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''})",
                             "Give a new or empty folder, or pass `overwrite` to write beside them "
                             "(eulc never replaces a file it did not write)")
-        chained = {fj.tile_id: fj for fj in feature_jobs or []
-                   if fledger is not None and not fledger.current(fj.name, fj.key)}
+        chained: dict[str, FeatureJob] = {}
+        known: dict[Path, str] = {}  # current feature COGs: the SHA-256 the ledger just verified
+        for fj in feature_jobs or []:
+            entry = fledger.entry(fj.name) if fledger is not None else None
+            if fledger is not None and fledger.current(fj.name, fj.key) and entry is not None:
+                known[fj.dest] = entry.outputs[fj.name]
+            else:
+                chained[fj.tile_id] = fj
         jobs, planned_failures = _plan(tiles, features_dir, features_files, bundle_dir, level2_dir, out_dir,
                                        device, probabilities, compress, threads, model_hash, accept, adapt_priors,
-                                       bf16, ood_hash, chained, tile_ids)
+                                       bf16, ood_hash, chained, tile_ids, known)
         manifest = Manifest(out_dir / MANIFEST)  # created only once the inputs are known to be usable
         try:
             for j in list(jobs):  # with --overwrite: a foreign file named like an output fails its tile
@@ -436,10 +435,11 @@ def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files:
           level2_dir: Path | None, out_dir: Path, device: str, probabilities: bool, compress: str,
           threads: int, model_hash: str, accept: tuple[str, ...] = (), adapt_priors: bool = False,
           bf16: bool = False, ood_hash: str = "", chained: dict[str, FeatureJob] | None = None,
-          tile_ids: list[str] | None = None) -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
+          tile_ids: list[str] | None = None, known: dict[Path, str] | None = None
+          ) -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
     jobs: list[MapJob] = []
     failed: dict[str, tuple[str | None, str]] = {}
-    hashes: dict[Path, str] = {}
+    hashes: dict[Path, str] = dict(known or {})  # each feature file hashed once
     cells: list[tuple[str, TileId | None, Path | None]] = (
         [(str(t), t, features_files[0] if features_files else None) for t in tiles] if tiles is not None
         else [(tid, None, f) for tid, f in zip(tile_ids or [f.stem for f in features_files or []],
