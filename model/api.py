@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from model.augment import PhysicalAugmentation
 from model.bundle import check_bundle_dest, load_bundle, save_bundle
 from model.fused import FusedClassifier
@@ -13,7 +15,7 @@ from model.ood import DEFAULT_K, OODReference, fit_ood, save_ood
 from model.train import TrainConfig, TrainingData, split_rows, train_bridge, training_arrays
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.contract import compare_features, embed, features_digest
-from pipeline.core.errors import BundleError
+from pipeline.core.errors import BundleError, SchemaError
 from pipeline.core.hashing import file_sha256
 from pipeline.core.legend import legend_for
 from pipeline.core.selection import FeatureSelection
@@ -52,6 +54,11 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
                      "the feature selection")
     data = training_arrays(table, selection.names, cfg.level)
     legend = legend_for(cfg.level)
+    present = np.unique(data.y)
+    if len(present) < 2:
+        only = legend.names[int(present[0])] if len(present) else "none"
+        raise SchemaError(f"its labelled rows hold {len(present)} {cfg.level} class ({only}): a classifier needs "
+                          "at least two", "Give a table with rows of several land-cover classes", path=table_path)
     aug = PhysicalAugmentation.from_spec(tspec, selection.names) if cfg.augment == "physical" else None
     res = train_bridge(data, len(legend), cfg, on_epoch, aug)
     ood = (_fit_reference(res.model, res.normalizer, selection.names, tspec.subset(selection.names),

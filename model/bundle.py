@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
 import platform
 import shutil
@@ -23,16 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from safetensors.torch import load_file, save_file
 
+from model import bounds
 from model.bridge import BridgeConfig, BridgeLC
 from model.normalize import AffineNormalizer
 from model.ood import OOD_META, OOD_WEIGHTS, OODReference, load_ood, save_ood
-from pipeline.core.atomic import current_umask, remove_leftovers, temp_prefix
+from pipeline.core.atomic import WRITTEN, current_umask, remove_leftovers, temp_prefix
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.contract import artifact_spec, features_digest
 from pipeline.core.errors import BundleError
 from pipeline.core.hashing import file_sha256
+from pipeline.core.ledger import OUT_LOCK
 from pipeline.core.legend import Legend
 from pipeline.core.spec import FeatureSpec
 
@@ -75,11 +77,11 @@ class ModelBundle:
             BundleError: the bundle was trained before eulc recorded them (issue #15).
         """
         prior = self.meta.get("metrics", {}).get("class_prior")
-        if not isinstance(prior, list) or len(prior) != len(self.legend):
+        if prior is None:
             raise BundleError("does not record its training class priors",
                               "Retrain it with this eulc (`eulc train`), or map without `adapt_priors`",
                               path=self.path)
-        return np.asarray(prior, np.float64)
+        return bounds.check_prior(prior, len(self.legend), (self.path or Path(".")) / META)
 
     @property
     def features_digest(self) -> str:
@@ -140,7 +142,7 @@ def _versions() -> dict[str, str]:
 
 TRAIN_LEDGER = ".eulc-train.json"
 """The train stage's ledger in a bundle folder (:mod:`pipeline.core.ledger`): what the bundle was trained from."""
-BUNDLE_FILES = frozenset({META, WEIGHTS, "MODEL_CARD.md", OOD_META, OOD_WEIGHTS, TRAIN_LEDGER})
+BUNDLE_FILES = frozenset({META, WEIGHTS, "MODEL_CARD.md", OOD_META, OOD_WEIGHTS, TRAIN_LEDGER, WRITTEN, OUT_LOCK})
 """The files a bundle directory may hold; any other file makes it someone else's folder."""
 
 
@@ -273,10 +275,7 @@ def _check_architecture(arch: Any, mpath: Path) -> BridgeConfig:
         if key in arch and (not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi):
             raise BundleError(f"architecture.{key} = {v!r} is outside {lo}..{hi}",
                               "Restore bundle.json as eulc wrote it", path=mpath)
-    t = arch.get("temperature", 1.0)
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t <= 0:
-        raise BundleError(f"architecture.temperature = {t!r} must be a positive number",
-                          "Restore bundle.json as eulc wrote it (calibration never gives T <= 0)", path=mpath)
+    bounds.check_temperature(arch.get("temperature", 1.0), mpath)
     d = arch.get("dropout", 0.5)
     if not isinstance(d, (int, float)) or not 0 <= d < 1:
         raise BundleError(f"architecture.dropout = {d!r} must be in [0, 1)", "Restore bundle.json", path=mpath)
@@ -302,9 +301,11 @@ def load_bundle(path: Path) -> ModelBundle:
                               path=path)
     try:
         meta = json.loads(mpath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise BundleError(f"is not valid JSON ({e})", "Re-train or restore the bundle",
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"is not valid UTF-8 JSON ({e})", "Re-train or restore the bundle",
                           path=mpath) from None
+    if not isinstance(meta, dict):
+        raise BundleError("is not a JSON object", "Re-train or restore the bundle", path=mpath)
     if meta.get("format") != FORMAT:
         raise BundleError(f"format is {meta.get('format')!r}, expected {FORMAT!r}",
                           "Re-train with this version of eulc", path=mpath)
@@ -318,7 +319,7 @@ def load_bundle(path: Path) -> ModelBundle:
         features = list(meta["features"])
         norm = AffineNormalizer.from_json(meta["normalizer"])
         legend = Legend.from_json(meta["legend"]["level"], meta["legend"]["classes"])
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, AttributeError) as e:
         raise BundleError(f"lacks or mangles the key {e}", "Re-train the bundle", path=mpath) from None
     except ValueError as e:
         raise BundleError(f"normalizer: {e}", "Restore bundle.json as eulc wrote it", path=mpath) from None
@@ -330,6 +331,12 @@ def load_bundle(path: Path) -> ModelBundle:
     if cfg.n_classes != len(legend):
         raise BundleError(f"{cfg.n_classes} network classes but {len(legend)} legend classes",
                           "Re-train the bundle", path=mpath)
+    bounds.check_classes(cfg.n_classes, [c.id for c in legend.classes], mpath)
+    bounds.check_normaliser(norm.center, norm.scale, norm.lo, norm.hi, features, mpath)
+    if "class_prior" in (meta.get("metrics") or {}):
+        bounds.check_prior(meta["metrics"]["class_prior"], cfg.n_classes, mpath)
+    with torch.device("meta"):  # count the parameters before allocating any
+        bounds.check_parameters(sum(p.numel() for p in BridgeLC(cfg).parameters()), mpath)
     net = BridgeLC(cfg)
     state = load_file(str(wpath))
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]

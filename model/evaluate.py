@@ -34,13 +34,14 @@ from model.plots import confusion_png
 from model.presets import ABLATION, CANDIDATES, PRESETS, run_config
 from model.priors import adapt
 from model.scenarios import MIN_TEST_SAMPLES, Split, extrap_blocked, extrap_random, loro
-from model.train import TrainConfig, TrainingData, train_bridge, training_arrays
+from model.train import TrainConfig, TrainingData, split_rows, train_bridge, training_arrays
 from model.tuning import choose_preset, load_choices, write_choice
 from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.confusion import class_accuracies
 from pipeline.core.contract import compare_features
 from pipeline.core.errors import SchemaError
+from pipeline.core.hashing import file_sha256
 from pipeline.core.legend import legend_for
 from pipeline.table import read_feature_table, table_spec
 
@@ -54,11 +55,20 @@ SCENARIOS = ("extrap", "extrap-blocked", "loro", "ablation")
 
 
 def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
-    """Metrics of a saved bundle on every labelled row of a FeatureTable.
+    """Metrics of a saved bundle on the labelled rows of a FeatureTable it did not learn from.
+
+    When ``table_path`` is the bundle's own training table (its SHA-256 is the bundle's
+    ``data_hash``), the rows are split again as training did (:func:`model.train.split_rows` with
+    the bundle's stored settings): the top-level metrics are those of the untouched test rows
+    only, ``by_split`` has the training, hold-out and untouched rows separately, and ``warning``
+    says so; scoring a model on its own training rows would overstate it. For another table every
+    labelled row is scored (``warning`` says that rows shared with the training table cannot be
+    told apart).
 
     Returns:
-        :func:`model.metrics.classification_metrics` plus ``ece`` (expected calibration error,
-        15 bins) and ``dropped`` (rows left out and why).
+        :func:`model.metrics.classification_metrics` (confusion rows = map, columns = reference)
+        plus ``ece`` (expected calibration error, 15 bins), ``dropped`` (rows left out and why),
+        ``rows_scored`` and ``warning``; ``by_split`` for the training table.
 
     Raises:
         SchemaError: the table lacks features the bundle needs (all are named).
@@ -75,8 +85,28 @@ def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
                           "Evaluate on a table built with the bundle's spec", path=table_path)
     data = training_arrays(table, b.features, b.legend.level)
     prob = predict_proba(b.model, b.normalizer.transform(data.x), data.lonlat)
-    return {**classification_metrics(data.y, prob.argmax(1), b.legend.names),
-            "ece": expected_calibration_error(prob, data.y), "dropped": data.dropped}
+
+    def scores(rows: np.ndarray) -> dict[str, Any]:
+        return {**classification_metrics(data.y[rows], prob[rows].argmax(1), b.legend.names),
+                "ece": expected_calibration_error(prob[rows], data.y[rows])}
+
+    every = np.arange(len(data.y))
+    own = b.meta.get("data_hash") == file_sha256(table_path)[:16] and isinstance(b.meta.get("train_config"), dict)
+    if not own:
+        return {**scores(every), "dropped": data.dropped, "rows_scored": "every labelled row",
+                "warning": "this table is not the bundle's training table (data_hash differs): every row is "
+                           "scored; rows it shares with the training table cannot be told apart"}
+    tr, va, te = split_rows(data, TrainConfig(**b.meta["train_config"]))
+    by_split = {name: ({**scores(rows), "n_rows": len(rows)} if len(rows) else {"n_rows": 0})
+                for name, rows in (("training", tr), ("hold_out", va), ("untouched", te))}
+    if not len(te):
+        raise SchemaError(f"is the bundle's own training table and it kept no untouched rows ({len(tr):,} "
+                          f"training, {len(va):,} hold-out)", "Evaluate on another table (e.g. another year or "
+                          "country), or retrain with `test_fraction` > 0", path=table_path)
+    return {**scores(te), "dropped": data.dropped, "by_split": by_split,
+            "rows_scored": f"the {len(te):,} untouched test rows of the bundle's own training table",
+            "warning": f"this is the bundle's training table: its {len(tr):,} training and {len(va):,} hold-out "
+                       f"rows are scored apart (by_split); the metrics are of the {len(te):,} untouched rows"}
 
 
 def _columns(d: TrainingData, cols: np.ndarray) -> TrainingData:
@@ -241,7 +271,8 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                            "seed": seed, "accuracy": m["overall_accuracy"], "weighted_f1": m["weighted_f1"],
                            "ece": expected_calibration_error(pb, ds.y[split.test]) if pb is not None else float("nan"),
                            "n_train": len(split.train), "n_test": len(split.test),
-                           "flags": "; ".join(split.flags), "confusion": json.dumps(m["confusion"]["matrix"]),
+                           "flags": "; ".join(split.flags),
+                           "confusion": json.dumps({"rows": "map", "matrix": m["confusion"]["matrix"]}),
                            "chosen": chosen.get(key, "") if model == "nested" else "",
                            "settings": settings}
                     rows.append(row)
@@ -304,7 +335,13 @@ def write_reports(df: pd.DataFrame, scenario: str, class_names: list[str], out_d
 
 
 def _summed_confusion(g: pd.DataFrame) -> np.ndarray:
-    return np.sum([np.asarray(json.loads(c)) for c in g["confusion"]], axis=0)
+    """The runs' confusion matrices summed, rows = map, columns = reference (a run recorded by an
+    eulc before issue #26 stored a bare matrix with rows = reference: it is transposed).
+    """
+    def one(c: str) -> np.ndarray:
+        v = json.loads(c)
+        return np.asarray(v["matrix"]) if isinstance(v, dict) else np.asarray(v).T
+    return np.sum([one(c) for c in g["confusion"]], axis=0)
 
 
 def per_class_table(df: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:

@@ -22,19 +22,21 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[s
 
     Returns:
         ``{"overall_accuracy", "weighted_f1", "n", "per_class": {name: {"users_accuracy",
-        "producers_accuracy", "f1", "support"}}, "confusion": {"rows": "reference", ...}}``.
-        User's accuracy = precision (of the predicted class), producer's = recall.
+        "producers_accuracy", "f1", "support"}}, "confusion": {"rows": "map", "columns": "reference",
+        ...}}``: one orientation everywhere in eulc (rows = map/predicted class, columns = reference,
+        as in Olofsson et al. 2014 and ``eulc agreement``/``report``). User's accuracy = precision
+        (of the predicted class), producer's = recall.
     """
     labels = list(range(len(names)))
-    cm = confusion_matrix(y_true, y_pred, labels=labels)
-    acc = class_accuracies(cm, names, rows="reference", undefined=0.0)  # sklearn's zero_division=0
+    cm = confusion_matrix(y_true, y_pred, labels=labels).T  # rows = map (predicted), columns = reference
+    acc = class_accuracies(cm, names, rows="map", undefined=0.0)  # sklearn's zero_division=0
     return {
         "overall_accuracy": float(accuracy_score(y_true, y_pred)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "n": int(len(y_true)),
         "per_class": {n: {"users_accuracy": a["users_accuracy"], "producers_accuracy": a["producers_accuracy"],
                           "f1": a["f1"], "support": a["reference_total"]} for n, a in acc.items()},
-        "confusion": {"rows": "reference", "columns": "predicted", "classes": names, "matrix": cm.tolist()},
+        "confusion": {"rows": "map", "columns": "reference", "classes": names, "matrix": cm.tolist()},
     }
 
 

@@ -28,6 +28,7 @@ digest of the bundle it belongs to and the SHA-256 of the arrays); no pickle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from sklearn.cluster import KMeans
 
+from model.bounds import check_ood
 from model.fused import FusedClassifier
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.errors import BundleError
@@ -113,10 +115,14 @@ class OODReference:
 
     @property
     def digest(self) -> str:
-        """SHA-256 of the stored arrays (first 16 hex): the ``ood_hash`` of map tags and resume
-        keys; ``unsaved`` for a reference fitted here and not yet written.
+        """SHA-256 (first 16 hex) of the stored arrays and ``ood.json`` together: the ``ood_hash``
+        of map tags and resume keys (an edit of a threshold changes it); ``unsaved`` for a
+        reference fitted here and not yet written.
         """
-        return str(self.info.get("arrays_sha256", ""))[:16] or "unsaved"
+        arrays = str(self.info.get("arrays_sha256", ""))
+        if not arrays:
+            return "unsaved"
+        return hashlib.sha256(f"{arrays}:{self.info.get('meta_sha256', '')}".encode()).hexdigest()[:16]
 
     @property
     def rare_share(self) -> float:
@@ -286,10 +292,20 @@ def save_ood(folder: Path, ref: OODReference, bundle_digest: str) -> None:
     folder = Path(folder)
     arrays = {"mean": ref.mean, "std": ref.std, "centroids": ref.centroids, "share": ref.share,
               "region_share": ref.region_share, "whitener": ref.whitener, "class_means": ref.class_means}
-    with atomic_path(folder / OOD_WEIGHTS) as tmp:
+    with atomic_path(folder / OOD_WEIGHTS, recognise=_in_bundle) as tmp:
         save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, str(tmp))
         sha = file_sha256(tmp)
-    write_json(folder / OOD_META, {**ref.to_json(), "bundle_digest": bundle_digest, "arrays_sha256": sha})
+    write_json(folder / OOD_META, {**ref.to_json(), "bundle_digest": bundle_digest, "arrays_sha256": sha},
+               recognise=_in_bundle)
+
+
+def _in_bundle(path: Path) -> bool:
+    """An OOD file inside an eulc bundle folder (written with the bundle, before the journal)."""
+    try:
+        fmt = json.loads((path.parent / "bundle.json").read_text(encoding="utf-8")).get("format", "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(fmt, str) and fmt.startswith("eulc-bundle/")
 
 
 def load_ood(folder: Path, bundle_digest: str, features: list[str], hidden: int, n_classes: int
@@ -322,8 +338,13 @@ def load_ood(folder: Path, bundle_digest: str, features: list[str], hidden: int,
         raise BundleError(f"was fitted for the model {meta.get('bundle_digest')!r}, "
                           f"not this bundle's {bundle_digest!r}", refit, path=m)
     if file_sha256(w) != meta.get("arrays_sha256"):
-        raise BundleError("does not match the SHA-256 recorded in ood.json", refit, path=w)
-    a = {k: v.numpy() for k, v in load_file(str(w)).items()}
+        raise BundleError("does not match the SHA-256 recorded in ood.json (an interrupted `eulc ood`, or an "
+                          "edit)", refit, path=w)
+    try:
+        a = {k: v.numpy() for k, v in load_file(str(w)).items()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types on a damaged file
+        raise BundleError(f"is not a readable safetensors file ({e})", refit, path=w) from None
+    check_ood(meta, np.asarray(a.get("share", np.zeros(0)), np.float64), m)  # every number before use
     try:
         names = list(meta["landscape_features"])
         idx = [features.index(n) for n in names]
@@ -334,6 +355,7 @@ def load_ood(folder: Path, bundle_digest: str, features: list[str], hidden: int,
                                                                    "method", "fitted_on", "arrays_sha256", "rank")})
     except (KeyError, ValueError, TypeError) as e:
         raise BundleError(f"lacks or mangles {e}", refit, path=m) from None
+    ref.info["meta_sha256"] = file_sha256(m)  # an edit of a threshold changes the resume key (digest)
     b = len(names)
     shapes_ok = (ref.mean.shape == ref.std.shape == (b,) and ref.centroids.shape[1:] == (b,)
                  and ref.share.shape == (ref.k,) and ref.region_share.shape == (ref.k, len(ref.regions))

@@ -223,8 +223,8 @@ def split_off(idx: np.ndarray, data: TrainingData, fraction: float, seed: int,
     """
     if fraction <= 0 or len(idx) == 0:
         return idx, idx[:0]
-    cells = data.cells[idx] if len(data.cells) == len(data.y) else np.empty(0, dtype=object)
-    if blocked and len(cells) == len(idx) and len(set(cells.tolist())) > 10:
+    if blocked and split_is_blocked(idx, data):
+        cells = data.cells[idx]
         gss = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
         a, b = next(gss.split(idx, data.y[idx], groups=cells))
         return np.sort(idx[a]), np.sort(idx[b])
@@ -233,6 +233,14 @@ def split_off(idx: np.ndarray, data: TrainingData, fraction: float, seed: int,
     strat = y if counts[counts > 0].min() >= 2 else None
     a, b = train_test_split(np.arange(len(idx)), test_size=fraction, random_state=seed, stratify=strat)
     return np.sort(idx[a]), np.sort(idx[b])
+
+
+def split_is_blocked(idx: np.ndarray, data: TrainingData) -> bool:
+    """Whether :func:`split_off` can hold out whole EEA 100 km cells among rows ``idx``: the rows
+    carry cell codes and span more than 10 cells (else it falls back to a random draw).
+    """
+    cells = data.cells[idx] if len(data.cells) == len(data.y) else np.empty(0, dtype=object)
+    return len(cells) == len(idx) and len(set(cells.tolist())) > 10
 
 
 TEST_SEED_OFFSET = 7919
@@ -385,7 +393,8 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     net.eval()
     metrics: dict[str, Any] = {"n_train": len(tr), "n_val": len(va), "n_test": len(te), "dropped": data.dropped,
                                "holdout": cfg.val_split if len(va) else "none",
-                               "test_split": "blocked" if len(te) else "none"}
+                               "test_split": ("none" if not len(te) else "blocked"
+                                              if split_is_blocked(np.arange(len(data.y)), data) else "random")}
     metrics["class_prior"] = (prior / prior.sum()).tolist()  # for EM prior adaptation at map time
     if aug is not None:
         metrics["augmentation"] = aug.describe()

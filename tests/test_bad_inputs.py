@@ -424,6 +424,242 @@ CASES += [
 ]
 
 
+# --- issue #26: the neighbours of the cases above --------------------------------------------
+
+def _ood_with(edit: Callable[[dict], None]) -> Callable[[Path, dict[str, Path]], None]:
+    def prep(tmp: Path, fx: dict[str, Path]) -> None:
+        shutil.copytree(BUNDLE, tmp / "b")
+        meta = json.loads((tmp / "b" / "ood.json").read_text())
+        edit(meta)
+        (tmp / "b" / "ood.json").write_text(json.dumps(meta))
+    return prep
+
+
+def _norm(key: str, i: int, value: object) -> Callable[[dict], None]:
+    def edit(m: dict) -> None:
+        m["normalizer"][key][i] = value
+    return edit
+
+
+def _set(path: tuple[str, ...], value: object) -> Callable[[dict], None]:
+    def edit(m: dict) -> None:
+        d = m
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+    return edit
+
+
+def _relabel(m: dict) -> None:
+    m["legend"]["classes"][0]["id"] = 300
+
+
+def _many_classes(m: dict) -> None:
+    m["architecture"]["n_classes"] = 300
+    m["legend"]["classes"] = [{"id": i, "name": f"c{i}", "colour": "#000000"} for i in range(300)]
+
+
+BUNDLE_EDITS: list[tuple[str, Callable[[dict], None], list[str]]] = [
+    ("temperature 1e-300", _set(("architecture", "temperature"), 1e-300), ["temperature"]),
+    ("temperature 1e300", _set(("architecture", "temperature"), 1e300), ["temperature"]),
+    ("temperature NaN", _set(("architecture", "temperature"), float("nan")), ["temperature"]),
+    ("temperature a string", _set(("architecture", "temperature"), "1.0"), ["temperature"]),
+    ("temperature true", _set(("architecture", "temperature"), True), ["temperature"]),
+    ("centre NaN", _norm("center", 0, float("nan")), ["normalizer.center"]),
+    ("centre inf", _norm("center", 1, float("inf")), ["normalizer.center"]),
+    ("scale 1e-38", _norm("scale", 0, 1e-38), ["normalizer.scale"]),
+    ("scale 1e30", _norm("scale", 2, 1e30), ["normalizer.scale"]),
+    ("scale NaN", _norm("scale", 0, float("nan")), ["normalizer"]),
+    ("lo above hi", _norm("lo", 0, 1e9), ["lo must be below hi"]),
+    ("lo NaN", _norm("lo", 0, float("nan")), ["normalizer bounds"]),
+    ("prior NaN", lambda m: m["metrics"]["class_prior"].__setitem__(0, float("nan")), ["class_prior"]),
+    ("prior negative", lambda m: m["metrics"]["class_prior"].__setitem__(0, -0.5), ["class_prior"]),
+    ("prior sums to 2", lambda m: m["metrics"].update(class_prior=[2 / 7] * 7), ["class_prior"]),
+    ("prior too short", lambda m: m["metrics"].update(class_prior=[1.0]), ["class_prior"]),
+    ("prior strings", lambda m: m["metrics"].update(class_prior=["a"] * 7), ["class_prior"]),
+    ("legend id 300", _relabel, ["legend id 300"]),
+    ("300 classes", _many_classes, ["n_classes"]),
+    ("67 M parameters", lambda m: m["architecture"].update(hidden=2048, depth=16), ["parameters"]),
+    ("hidden 4096 depth 8", lambda m: m["architecture"].update(hidden=4096, depth=8), ["parameters"]),
+    ("features not a list", _set(("features",), 7), ["bundle.json"]),
+    ("normalizer a list", _set(("normalizer",), []), ["bundle.json"]),
+    ("legend classes a string", _set(("legend", "classes"), "x"), ["bundle.json"]),
+    ("architecture a list", _set(("architecture",), [1]), ["architecture"]),
+    ("bundle.json a list", lambda m: None, ["bundle.json"]),
+]
+
+OOD_EDITS: list[tuple[str, Callable[[dict], None], list[str]]] = [
+    ("landscape threshold NaN", _set(("landscape_threshold",), float("nan")), ["landscape_threshold"]),
+    ("landscape threshold -1", _set(("landscape_threshold",), -1), ["landscape_threshold"]),
+    ("distance threshold null", _set(("distance_threshold",), None), ["distance_threshold"]),
+    ("distance threshold inf", _set(("distance_threshold",), float("inf")), ["distance_threshold"]),
+    ("distance threshold a string", _set(("distance_threshold",), "3"), ["distance_threshold"]),
+    ("rare share 2", _set(("rare_share",), 2), ["rare_share"]),
+    ("quantile -0.1", _set(("quantile",), -0.1), ["quantile"]),
+    ("format foreign", _set(("format",), "other/9"), ["format"]),
+    ("fitted for another model", _set(("bundle_digest",), "0" * 16), ["fitted for the model"]),
+    ("arrays hash edited", _set(("arrays_sha256",), "0" * 64), ["SHA-256"]),
+]
+
+
+def _bundle_list(tmp: Path, fx: dict[str, Path]) -> None:
+    shutil.copytree(BUNDLE, tmp / "b")
+    (tmp / "b" / "bundle.json").write_text("[1, 2]")
+
+
+for what, edit, needles in BUNDLE_EDITS:
+    prep = _bundle_list if what == "bundle.json a list" else _bundle_with(edit)
+    CASES.append(Case(f"map: bundle {what}", ["map", "{features}", "--bundle", "b", "--out", "out"], needles, prep))
+    CASES.append(Case(f"evaluate: bundle {what}", ["evaluate", "--table", "{table}", "--out", "out", "--bundle", "b"],
+                      needles, prep))
+for what, edit, needles in OOD_EDITS:
+    CASES.append(Case(f"map --ood: ood.json {what}", ["map", "{features}", "--bundle", "b", "--out", "out", "--ood"],
+                      needles, _ood_with(edit)))
+CASES += [
+    Case("map --ood: ood.json not JSON", ["map", "{features}", "--bundle", "b", "--out", "out", "--ood"],
+         ["ood.json", "JSON"], lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"),
+                                                (tmp / "b" / "ood.json").write_text("{oops"))),
+    Case("map --ood: ood.safetensors missing", ["map", "{features}", "--bundle", "b", "--out", "out", "--ood"],
+         ["ood.json without ood.safetensors"],
+         lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "ood.safetensors").unlink())),
+    Case("map: weights truncated", ["map", "{features}", "--bundle", "b", "--out", "out"], ["weights"],
+         lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "weights.safetensors").write_bytes(
+             (BUNDLE / "weights.safetensors").read_bytes()[:1000]))),
+    Case("map: weights empty", ["map", "{features}", "--bundle", "b", "--out", "out"], ["weights"],
+         lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "weights.safetensors").write_bytes(b""))),
+    Case("map: bundle.json Latin-1", ["map", "{features}", "--bundle", "b", "--out", "out"], ["bundle.json"],
+         lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "bundle.json").write_bytes(
+             b'{"format": "caf\xe9"}'))),
+]
+
+
+def _link(name: str, target: str = "victim.txt") -> Callable[[Path, dict[str, Path]], None]:
+    """A symbolic link ``name`` (inside the case folder) to a file outside ``out``."""
+    def prep(tmp: Path, fx: dict[str, Path]) -> None:
+        (tmp / target).write_bytes(FOREIGN)
+        p = tmp / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.symlink_to(tmp / target)
+    return prep
+
+
+def _user_db(tmp: Path, fx: dict[str, Path]) -> None:
+    import sqlite3
+
+    (tmp / "out").mkdir(exist_ok=True)
+    db = sqlite3.connect(tmp / "out" / "manifest.sqlite")
+    db.execute("CREATE TABLE accounts (name TEXT)")
+    db.execute("INSERT INTO accounts VALUES ('mine')")
+    db.commit()
+    db.close()
+
+
+REPORT = ["report", "--map", "{class_map}", "--reference", "{class_map}", "--crosswalk", "eulc_level1", "--out", "out"]
+MAP = ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out", "--scheduler", "sync"]
+EVALUATE = ["evaluate", "--table", "{table}", "--out", "out", "--bundle", str(BUNDLE)]
+SELECT = ["select", "--table", "{table}", "--out", "out/sel.json", "--seeds", "1"]
+SAMPLE_CMD = ["sample", "--points", "{inside}", "--features-dir", "{features_dir}", "--out", "out/x.csv"]
+DRIFT = ["drift", "--table", "{table}", "--features-dir", "{features_dir}", "--out", "out/d.csv"]
+AGREE = ["agreement", "{class_map}", "--reference", "{class_map}", "--crosswalk", "eulc_level1", "--out", "out/a.json"]
+FEATURES = ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out", "--features", "ndvi_p50"]
+# a foreign file, a link to a file outside, at each name a command writes: never replaced or followed
+for name, argv, dest in [("report", REPORT, "out/report.html"), ("report", REPORT, "out/metrics.json"),
+                         ("evaluate", EVALUATE, "out/metrics.json"), ("select", SELECT, "out/sel.json"),
+                         ("sample", SAMPLE_CMD, "out/x.csv"), ("drift", DRIFT, "out/d.csv"),
+                         ("agreement", AGREE, "out/a.json"), ("map", MAP, "out/slo_2017_class.tif"),
+                         ("map", MAP, "out/slo_2017.json"), ("features", FEATURES, "out/eolearn_slovenia_2017.tif")]:
+    base = Path(dest).name
+    CASES.append(Case(f"{name}: foreign {base} in the way", argv, [base], _write(dest, FOREIGN)))
+    CASES.append(Case(f"{name}: {base} is a link outside", argv, [base], _link(dest)))
+for name, argv, lock in [("report", REPORT, "out/.eulc.lock"), ("evaluate", EVALUATE, "out/.eulc.lock"),
+                         ("select", SELECT, "out/.eulc.lock"), ("sample", SAMPLE_CMD, "out/.eulc.lock"),
+                         ("drift", DRIFT, "out/.eulc.lock"), ("agreement", AGREE, "out/.eulc.lock"),
+                         ("map", MAP, "out/.eulc-map.lock"), ("features", FEATURES, "out/.eulc-features.lock"),
+                         ("map", MAP, "out/manifest.sqlite"), ("map", MAP, "out/manifest.sqlite-wal"),
+                         ("map", MAP, "out/.eulc-written"), ("report", REPORT, "out/.eulc-written")]:
+    CASES.append(Case(f"{name}: {Path(lock).name} is a link outside", argv, [Path(lock).name, "link"], _link(lock)))
+CASES += [
+    Case("map: manifest.sqlite is the user's database", MAP, ["manifest.sqlite", "accounts"], _user_db),
+    Case("map: manifest.sqlite corrupt", MAP, ["manifest.sqlite", "SQLite"],
+         _write("out/manifest.sqlite", b"SQLite format 3\x00" + bytes(range(256)) * 8)),
+    Case("map: manifest.sqlite a folder", MAP, ["manifest.sqlite"], _write("out/manifest.sqlite/x", "x")),
+]
+
+# values of options that set the amount of work, and addresses
+for name, argv in [("map", MAP), ("features", FEATURES)]:
+    for opt, val, needle in [("--workers", "-1", "--workers"), ("--workers", "0", "--workers"),
+                             ("--workers", "100000", "--workers"), ("--scheduler", "tcp://[bad", "--scheduler"),
+                             ("--scheduler", "tcp://host", "--scheduler"),
+                             ("--scheduler", "tcp://h:99999", "--scheduler"),
+                             ("--scheduler", "bogus", "--scheduler"), ("--scheduler", "", "--scheduler"),
+                             ("--dashboard", "nonsense", "--dashboard"), ("--dashboard", "h:70000", "--dashboard"),
+                             ("--dashboard", "a/b:1", "--dashboard")]:
+        rest = [a for i, a in enumerate(argv) if not (a == "--scheduler" or (i and argv[i - 1] == "--scheduler"))]
+        CASES.append(Case(f"{name}: {opt} {val!r}", [*rest, opt, val], [needle]))
+for tiles, size in [("bbox:-10,35,30,70", "100m"), ("bbox:-180,-80,180,80", "1km"), ("bbox:-10,35,30,70", "250m")]:
+    CASES.append(Case(f"features: {tiles} at {size}", ["features", "--catalog", "cat/catalog.json", "--tiles", tiles,
+                                                       "--tile-size", size, "--year", "2017", "--out", "out"],
+                      ["--tiles", "cells"], lambda tmp, fx: _evil_catalog(tmp, "x.tif")))
+for name, argv in [("evaluate", ["evaluate", "--table", "{table}", "--out", "out", "--scenario", "extrap"]),
+                   ("select", ["select", "--table", "{table}", "--out", "out/s.json"])]:
+    for val in ("0", "-1", "-100"):
+        CASES.append(Case(f"{name}: --seeds {val}", [*argv, "--seeds", val], ["--seeds"]))
+
+# user files in odd encodings and shapes
+for what, content, needles in [
+    ("Latin-1", "POINT_ID,ndvi_p50\n1,caf\xe9\n".encode("latin-1"), ["bad.csv"]),
+    ("UTF-16", "POINT_ID,ndvi_p50\n1,2\n".encode("utf-16"), ["bad.csv"]),
+    ("a BOM only", b"\xef\xbb\xbf", ["bad.csv"]),
+    ("NUL bytes", b"\x00" * 64, ["bad.csv"]),
+    ("one newline", b"\n", ["bad.csv"]),
+    ("a JSON file", b'{"POINT_ID": [1]}', ["bad.csv"]),
+]:
+    CASES.append(Case(f"table: {what}", ["table", "bad.csv", "--out", "out/t.parquet"], needles,
+                      _write("bad.csv", content)))
+    CASES.append(Case(f"sample: points {what}", ["sample", "--points", "bad.csv", "--features-dir", "{features_dir}",
+                                                 "--out", "out/x.csv"], needles, _write("bad.csv", content)))
+for what, sel in [("names not a list", {"spec": "elc10", "names": "ndvi_p50"}),
+                  ("names numbers", {"spec": "elc10", "names": [1, 2]}),
+                  ("a list", ["ndvi_p50"]), ("spec a number", {"spec": 5, "names": ["ndvi_p50"]}),
+                  ("empty names", {"spec": "elc10", "names": []}), ("null", None)]:
+    CASES.append(Case(f"train: selection {what}", ["train", "{table}", "--out", "out/m", "--features", "sel.json"],
+                      ["sel.json"], _write("sel.json", json.dumps(sel))))
+    CASES.append(Case(f"features: selection {what}", [*FEATURES[:-2], "--features", "sel.json"], ["sel.json"],
+                      _write("sel.json", json.dumps(sel))))
+
+# static catalogues whose VRTs or GDAL paths read outside the tree
+def _vrt_catalog(source: str, relative: bool = False, code: bool = False) -> Callable[[Path, dict[str, Path]], None]:
+    def prep(tmp: Path, fx: dict[str, Path]) -> None:
+        _evil_catalog(tmp, "x.vrt")
+        item = next((tmp / "cat").rglob("i.json"))
+        vrt = item.parent / "x.vrt"
+        fn = "<PixelFunctionLanguage>Python</PixelFunctionLanguage>" if code else ""
+        vrt.write_text(f'<VRTDataset rasterXSize="1" rasterYSize="1"><VRTRasterBand dataType="Float32" band="1" '
+                       f'subClass="VRTDerivedRasterBand">{fn}<SimpleSource><SourceFilename '
+                       f'relativeToVRT="{int(relative)}">{source}</SourceFilename><SourceBand>1</SourceBand>'
+                       '</SimpleSource></VRTRasterBand></VRTDataset>')
+        d = json.loads(item.read_text())
+        d["assets"]["ndvi"]["href"] = "./x.vrt"
+        item.write_text(json.dumps(d))
+    return prep
+
+
+CAT = ["features", "--catalog", "cat/catalog.json", "--tiles", "10kmE467N253", "--year", "2017", "--out", "out",
+       "--features", "ndvi_p50"]
+CASES += [
+    Case("features: VRT reads /etc/passwd", CAT, ["/etc/passwd", "outside"], _vrt_catalog("/etc/passwd")),
+    Case("features: VRT reads ../../", CAT, ["outside"], _vrt_catalog("../../../secret.tif", relative=True)),
+    Case("features: VRT reads /vsicurl/", CAT, ["/vsicurl/"], _vrt_catalog("/vsicurl/http://example.com/x.tif")),
+    Case("features: VRT with Python code", CAT, ["code"], _vrt_catalog("y.tif", relative=True, code=True)),
+    Case("features: href /vsicurl/", CAT, ["/vsicurl/"], lambda tmp, fx: _evil_catalog(tmp, "/vsicurl/http://e/x.tif")),
+    Case("features: href /vsizip/", CAT, ["/vsizip/"], lambda tmp, fx: _evil_catalog(tmp, "/vsizip//etc/x.zip/a.tif")),
+]
+
+# names with rich-markup characters are printed verbatim
+for name in ("a[b]c.csv", "[red]x[/red].csv", "[bold].csv", "x\\[y].csv"):
+    CASES.append(Case(f"table: missing {name}", ["table", name, "--out", "out/t.parquet"], [name]))
+
+
 def _evil_catalog(tmp: Path, href: str) -> None:
     import datetime as dt
 
@@ -452,8 +688,17 @@ def fx(sample_table: Path, slovenia_features: Path, data: Path, tmp_path_factory
 
     d = tmp_path_factory.mktemp("fx")
     res = predict_tile(load_bundle(BUNDLE), slovenia_features, d, "slo")
+    import rasterio
+    from pyproj import Transformer
+
+    with rasterio.open(slovenia_features) as src:  # two LUCAS-like points inside the real feature tile
+        xs, ys = src.xy([10, 40], [10, 40])
+        lon, lat = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    (d / "inside.csv").write_text("POINT_ID,TH_LAT,TH_LONG\n" + "".join(
+        f"{i},{la:.6f},{lo:.6f}\n" for i, (lo, la) in enumerate(zip(lon, lat, strict=True), start=1)))
     return {"table": sample_table, "features": slovenia_features, "features_dir": slovenia_features.parent,
-            "sample_csv": data / SAMPLE, "survey": data / SURVEY, "class_map": res.class_path}
+            "sample_csv": data / SAMPLE, "survey": data / SURVEY, "class_map": res.class_path,
+            "inside": d / "inside.csv"}
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -461,8 +706,8 @@ def _tree(root: Path) -> dict[str, bytes]:
             for p in sorted(root.rglob("*")) if "__pycache__" not in p.parts}
 
 
-def test_at_least_150_cases() -> None:
-    assert len(CASES) >= 150, len(CASES)
+def test_at_least_300_cases() -> None:
+    assert len(CASES) >= 300, len(CASES)
     assert len({c.id for c in CASES}) == len(CASES)
 
 

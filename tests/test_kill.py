@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.core.atomic import temp_prefix
+from pipeline.core.atomic import WRITTEN, temp_prefix
 
 from .conftest import SAMPLE
 
@@ -30,7 +30,9 @@ def _eulc(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes, except the writer's journal (it records when each file was written)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != WRITTEN}
 
 
 def _leftovers(folder: Path) -> list[str]:

@@ -172,7 +172,7 @@ def main() -> None:
         if state["debug"]:
             raise
         if isinstance(e, EulcError):
-            _fail(str(e))
+            _fail(str(e), code=getattr(e, "exit_code", 2))
         if isinstance(e, rasterio.errors.RasterioError):
             _fail(f"raster input: {e}")
         if isinstance(e, pydantic.ValidationError):

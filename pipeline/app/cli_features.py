@@ -94,13 +94,14 @@ def sample(
     """Sample feature COGs at points: the local engine's table export (then `eulc table`)."""
     from pipeline.core.atomic import atomic_path
     from pipeline.core.errors import RasterError
+    from pipeline.core.ledger import out_lock
     from tiles.engine.sample import points_frame, sample_features
 
     cogs = sorted(p for p in features_dir.glob("*.tif") if not p.name.startswith("."))
     if not cogs:
         raise RasterError("has no feature COG (*.tif)", "Compute them with `eulc features`", path=features_dir)
     table, counts = sample_features(cogs, points_frame(points))
-    with atomic_path(out) as tmp:
+    with out_lock(out, "eulc sample", is_file=True), atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
     out_console.print(f"wrote {out}: {counts['sampled']:,} of {counts['points']:,} points sampled "
                       f"({counts['outside']:,} outside the {len(cogs)} COG(s)), {table.shape[1] - 2} columns")

@@ -146,19 +146,20 @@ def report(
     with EventView("comparing") as view:
         m = run(req, view)
     oa = m["overall_agreement"]
-    msg = f"wrote {out / 'report.html'}: overall agreement {oa * 100:.1f} % over {m['area_compared_ha']:,.1f} ha"
+    msg = f"wrote {out / 'report.html'}: overall agreement {_pct(oa)} over {m['area_compared_ha']:,.1f} ha"
     if "reference_sample" in m and m["reference_sample"]["overall"] is not None:
         rs = m["reference_sample"]
         msg += f"; accuracy from {rs['n_points']} points {rs['overall'] * 100:.1f} ± {rs['overall_ci95'] * 100:.1f} %"
     if "ood" in m:
         o = m["ood"]
-        msg += (f"; {o['share'] * 100:.1f} % of the map flagged out of distribution (agreement "
+        msg += (f"; {_pct(o['share'])} of the map flagged out of distribution (agreement "
                 f"{_pct(o['agreement_flagged'])} there, {_pct(o['agreement_in_distribution'])} elsewhere)")
     out_console.print(msg)
 
 
 def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{v * 100:.1f} %"
+    """A share as a percentage; ``n/a`` for a rate over 0 pixels (None)."""
+    return "n/a" if v is None else f"{v * 100:.1f} %"
 
 
 def _print_ood(out: Path) -> None:

@@ -83,7 +83,8 @@ def train(
         out_console.print(f"{out} is up to date (trained from the same table, features and settings)")
         return
     if "test_weighted_f1" in metrics:
-        msg = (f"wrote {out}: on {metrics['n_test']:,} untouched rows (whole 100 km cells) accuracy "
+        how = "whole 100 km cells" if metrics.get("test_split") == "blocked" else "a random draw: ≤ 10 cells"
+        msg = (f"wrote {out}: on {metrics['n_test']:,} untouched rows ({how}) accuracy "
                f"{metrics['test_accuracy']:.3f}, weighted F1 {metrics['test_weighted_f1']:.3f}, "
                f"ECE {metrics['test_ece'] * 100:.1f} %")
     else:

@@ -44,6 +44,7 @@ class StratifiedEstimates:
         overall, overall_ci95: overall accuracy and its 95 % half-width (scalars).
         proportions: (K, K) error matrix in area proportions (rows map, columns reference).
         warnings: unsampled strata, strata with one sample, classes absent from the reference.
+        n_per_stratum: (K,) reference points in each stratum (map class), ``n_i.``.
     """
 
     area: np.ndarray
@@ -58,6 +59,7 @@ class StratifiedEstimates:
     overall_ci95: float
     proportions: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    n_per_stratum: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_json(self, classes: list[str] | None = None) -> dict[str, Any]:
         """A JSON-able dict (NaN → None), per class when ``classes`` are given."""
@@ -71,6 +73,7 @@ class StratifiedEstimates:
                for i, n in enumerate(names)}
         return {"overall": clean(np.array([self.overall]))[0], "overall_ci95": clean(np.array([self.overall_ci95]))[0],
                 "per_class": per, "proportions": [clean(r) for r in self.proportions], "warnings": self.warnings,
+                "n_per_stratum": {n: int(v) for n, v in zip(names, self.n_per_stratum, strict=False)},
                 "method": "stratified estimation, strata = map classes (Olofsson et al. 2014, eqs. 4-11)"}
 
 
@@ -107,8 +110,10 @@ def stratified_estimates(counts: np.ndarray, mapped_area: np.ndarray,
     warnings: list[str] = []
     sampled = n_i > 0
     for i in np.flatnonzero(~sampled & (a_m > 0)):
-        warnings.append(f"stratum {names[i]!r} has mapped area {a_m[i]:g} but no sample: estimates that "
-                        "depend on it are undefined (NaN); add reference points in this class")
+        warnings.append(f"stratum {names[i]!r} has mapped area {a_m[i]:g} but no sample (n per stratum: "
+                        + ", ".join(f"{names[s]} {int(n_i[s])}" for s in range(k)) + "): overall accuracy and "
+                        "every area estimate are not estimable (Olofsson et al. 2014 need n_i. ≥ 1 in every "
+                        "mapped stratum); add reference points in this class")
     for i in np.flatnonzero(n_i == 1):
         warnings.append(f"stratum {names[i]!r} has a single sample: its variance is undefined (NaN)")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -139,4 +144,5 @@ def stratified_estimates(counts: np.ndarray, mapped_area: np.ndarray,
     return StratifiedEstimates(
         area=total * p_col, area_ci95=Z95 * total * se_col, area_proportion=p_col, area_proportion_se=se_col,
         users=users, users_ci95=Z95 * np.sqrt(var_u), producers=producers, producers_ci95=Z95 * np.sqrt(var_p),
-        overall=overall, overall_ci95=Z95 * float(np.sqrt(var_o)), proportions=p, warnings=warnings)
+        overall=overall, overall_ci95=Z95 * float(np.sqrt(var_o)), proportions=p, warnings=warnings,
+        n_per_stratum=n_i)

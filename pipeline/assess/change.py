@@ -53,14 +53,29 @@ def transition_matrix(before: Path, after: Path, legend: Legend) -> tuple[np.nda
     return m * pix_ha, pix_ha
 
 
+def _refuse_overlaps(gdf: gpd.GeoDataFrame, names: list[str], pixel_area: float, zones: Path) -> None:
+    """Raise SchemaError on the first pair of zones overlapping by more than half a pixel."""
+    geoms = gdf.geometry.make_valid() if hasattr(gdf.geometry, "make_valid") else gdf.geometry
+    left, right = geoms.sindex.query(geoms, predicate="intersects")
+    for i, j in zip(left, right, strict=True):
+        if i < j:
+            area = geoms.iloc[i].intersection(geoms.iloc[j]).area
+            if area > pixel_area / 2:
+                raise SchemaError(f"zones {names[i]!r} and {names[j]!r} overlap ({area / 1e4:,.2f} ha)",
+                                  "Give zones that do not overlap (each pixel is counted in one zone)", path=zones)
+
+
 def zone_ids(zones: Path, like: Path, field: str | None = None) -> tuple[np.ndarray, list[str]]:
     """Rasterise the polygons of ``zones`` onto the grid of ``like``.
+
+    Zones must not overlap: a pixel belongs to one zone, so overlapping polygons (by more than
+    half a pixel) are refused, naming the first pair, rather than letting the later one win.
 
     Returns:
         ``(ids int32 (H, W), names)``: 0 outside every zone, i + 1 inside zone ``names[i]``.
 
     Raises:
-        SchemaError: no polygon, or ``field`` not a column.
+        SchemaError: no polygon, ``field`` not a column, or two zones overlap.
         RasterError: no zone overlaps the map.
     """
     gdf = gpd.read_file(zones)
@@ -72,6 +87,7 @@ def zone_ids(zones: Path, like: Path, field: str | None = None) -> tuple[np.ndar
     names = [str(v) for v in (gdf[name_col] if name_col else range(len(gdf)))]
     with rasterio.open(like) as s:
         gdf = gdf.to_crs(s.crs)
+        _refuse_overlaps(gdf, names, abs(s.transform.a * s.transform.e), zones)
         ids = rasterize(((g, i + 1) for i, g in enumerate(gdf.geometry)), out_shape=s.shape, transform=s.transform,
                         fill=0, dtype="int32")
     if not ids.any():

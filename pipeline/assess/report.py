@@ -29,7 +29,7 @@ from pipeline.assess import report_figures as fig
 from pipeline.assess.change import transition_matrix, zone_table
 from pipeline.assess.compare import agreement_by, block_agreement, compare, summary
 from pipeline.assess.refpoints import read_points, sample_accuracy
-from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.atomic import atomic_path, check_all_replaceable, write_json
 from pipeline.core.errors import RasterError
 from pipeline.core.legend import Crosswalk, Legend, level1_legend
 from pipeline.core.ood_codes import OOD_CODES
@@ -68,9 +68,9 @@ HEADERS = {
 """Readable column names of the report's HTML tables (the CSVs keep the field names)."""
 
 
-def _table(df: pd.DataFrame, floatfmt: str = "{:,.2f}") -> str:
+def _table(df: pd.DataFrame, floatfmt: str = "{:,.2f}", na_rep: str = "n/a") -> str:
     shown = df.rename(columns=lambda c: HEADERS.get(str(c), str(c).replace("_ha", " (ha)").replace("_", " ")))
-    return shown.to_html(index=False, border=0, na_rep="–", float_format=lambda v: floatfmt.format(v))
+    return shown.to_html(index=False, border=0, na_rep=na_rep, float_format=lambda v: floatfmt.format(v))
 
 
 def _legend_of(map_path: Path) -> Legend:
@@ -84,12 +84,29 @@ def _legend_of(map_path: Path) -> Legend:
     return level1_legend()
 
 
+CARD_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "li", "table", "thead", "tbody", "tr", "th",
+             "td", "code", "pre", "em", "strong", "blockquote", "hr", "br", "a"}
+"""The HTML a rendered model card may keep: text structure only; no image, script, style or form."""
+
+
+def safe_card_html(fragment: str) -> str:
+    """Sanitise rendered model-card HTML with ammonia (``nh3``): only :data:`CARD_TAGS`; links (never
+    followed by the browser on its own) only to http(s), mailto, anchors and relative paths, so no
+    ``javascript:`` or ``data:`` link; no image, frame or other remote resource, so a card from elsewhere cannot run
+    script or call out from the report (issue #26).
+    """
+    import nh3
+
+    return nh3.clean(fragment, tags=CARD_TAGS, attributes={"a": {"href"}, "th": {"align"}, "td": {"align"}},
+                     url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer")
+
+
 def _model_card(bundle: Path | None, map_path: Path) -> str:
     if bundle is not None:
         card = bundle / "MODEL_CARD.md"
-        if card.is_file():  # rendered (tables, lists, headings), its raw HTML escaped first
-            text = html.escape(card.read_text(encoding="utf-8"), quote=False)
-            return f"<div class='card'>{markdown.markdown(text, extensions=['tables'])}</div>"
+        if card.is_file():  # rendered (tables, lists, headings): its raw HTML escaped first, then sanitised
+            text = html.escape(card.read_text(encoding="utf-8", errors="replace"), quote=False)
+            return f"<div class='card'>{safe_card_html(markdown.markdown(text, extensions=['tables']))}</div>"
         meta = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))
         return _bundle_summary(bundle, meta)
     with rasterio.open(map_path) as s:
@@ -145,7 +162,7 @@ def _ood_section(comp: Any, ood: Path, legend: Legend) -> tuple[str, pd.DataFram
     table = pd.DataFrame(rows)
     with rasterio.open(ood) as src:
         tags = src.tags()
-    metrics = {"file": ood.name, "share": float((mapped - counts[0]) / mapped) if mapped else 0.0,
+    metrics = {"file": ood.name, "share": float((mapped - counts[0]) / mapped) if mapped else None,
                "counts": {OOD_CODES[c]: int(counts[c]) for c in range(4)},
                "agreement_in_distribution": rows[0]["agreement"], "agreement_flagged": rows[1]["agreement"],
                "compared_flagged": rows[1]["n_pixels"], "compared_in_distribution": rows[0]["n_pixels"],
@@ -153,7 +170,7 @@ def _ood_section(comp: Any, ood: Path, legend: Legend) -> tuple[str, pd.DataFram
                                                             "quantile", "rare_share", "ood_hash")}}
     by_code = pd.DataFrame({"OOD code": [f"{c}: {OOD_CODES[c]}" for c in range(4)],
                             "mapped pixels": [int(counts[c]) for c in range(4)],
-                            "share (%)": [counts[c] / mapped * 100 if mapped else 0.0 for c in range(4)]})
+                            "share (%)": [counts[c] / mapped * 100 if mapped else None for c in range(4)]})
     note = (f"<p>The OOD layer <code>{html.escape(ood.name)}</code> flags pixels unlike the model's training "
             "data (thresholds at the training rows' "
             f"{html.escape(str(tags.get('quantile', '0.99')))} quantile): <b>1</b> a rare landscape (its nearest of "
@@ -169,6 +186,11 @@ def _ood_section(comp: Any, ood: Path, legend: Legend) -> tuple[str, pd.DataFram
              + "<p class='note'>The share of flagged pixels per EEA 10 km tile and per biogeographical region is in "
              "the tables of the previous section (column <i>ood share</i>).</p>")
     return html_, table, metrics
+
+
+REPORT_FILES = ("report.html", "metrics.json", "disagreement.tif", "blocks.csv", "by_bioregion.csv", "by_tile.csv",
+                "confusion_ha.csv", "per_class.csv", "area_estimates.csv", "ood.csv", "transitions_ha.csv", "zones.csv")
+"""Every file a report may write into its folder."""
 
 
 def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, points: Path | None = None,
@@ -207,6 +229,7 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
     legend = _legend_of(map_path)
     cw = Crosswalk.shipped(crosswalk)
     out.mkdir(parents=True, exist_ok=True)
+    check_all_replaceable(out, REPORT_FILES)  # a refusal before the first file, not after half of them
     comp = compare(map_path, reference, cw, legend, disagreement=out / "disagreement.tif", on_window=on_window,
                    ood=ood)
     metrics = summary(comp, legend)
@@ -225,7 +248,7 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
     metrics["by_bioregion"] = tables["by_bioregion"].to_dict("records")
     sections: list[tuple[str, str]] = []
     oa = metrics["overall_agreement"]
-    kpis = [("overall agreement", f"{oa * 100:.1f} %" if oa is not None else "–"),
+    kpis = [("overall agreement", f"{oa * 100:.1f} %" if oa is not None else "n/a (0 pixels compared)"),
             ("area compared", f"{metrics['area_compared_ha']:,.1f} ha"),
             ("reference alignment", comp.resampling), ("crosswalk", cw.name)]
     if points is not None:
@@ -234,8 +257,9 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         metrics["reference_sample"] = ps.to_json(legend)
         e = ps.estimates
         tables["area_estimates"] = pd.DataFrame({
-            "class": names, "mapped_ha": ps.mapped_ha, "estimated_ha": e.area, "ci95_ha": e.area_ci95,
-            "users": e.users, "users_ci95": e.users_ci95, "producers": e.producers, "producers_ci95": e.producers_ci95})
+            "class": names, "n_points": e.n_per_stratum.astype(int), "mapped_ha": ps.mapped_ha,
+            "estimated_ha": e.area, "ci95_ha": e.area_ci95, "users": e.users, "users_ci95": e.users_ci95,
+            "producers": e.producers, "producers_ci95": e.producers_ci95})
         kpis.append(("overall accuracy (points)", f"{e.overall * 100:.1f} ± {e.overall_ci95 * 100:.1f} %"
                      if np.isfinite(e.overall) else f"n/a ({ps.n_points} points)"))
         warn = "".join(f"<li>{html.escape(w)}</li>" for w in e.warnings)
@@ -245,11 +269,12 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
             "et al. (2014, RSE 148:42–57), 95 % confidence intervals.</p>"
             + (f"<ul class='note'>{warn}</ul>" if warn else "")
             + _img(fig.area_bars(names, ps.mapped_ha, e.area, e.area_ci95), "area estimates")
-            + _table(tables["area_estimates"]))))
+            + _table(tables["area_estimates"], na_rep="not estimable"))))
     if ood is not None:
         section, ood_table, metrics["ood"] = _ood_section(comp, ood, legend)
         tables["ood"] = ood_table
-        kpis.append(("flagged out of distribution", f"{metrics['ood']['share'] * 100:.1f} %"))
+        share = metrics["ood"]["share"]
+        kpis.append(("flagged out of distribution", "n/a (0 pixels)" if share is None else f"{share * 100:.1f} %"))
         sections.append(("Where the model is out of its depth", section))
     if previous is not None:
 

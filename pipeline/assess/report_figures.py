@@ -175,12 +175,18 @@ def class_bars(per_class: dict[str, dict[str, Any]]) -> bytes:
 
 
 def area_bars(names: list[str], mapped_ha: np.ndarray, est_ha: np.ndarray, ci_ha: np.ndarray) -> bytes:
-    """Mapped area against the stratified estimate with its 95 % confidence interval."""
+    """Mapped area against the stratified estimate with its 95 % confidence interval; an estimate
+    that is not estimable (NaN: a stratum without sample, Olofsson et al. 2014) is drawn as no bar
+    with the words "not estimable", never as 0 ha.
+    """
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 3.6))
     ax.bar(x - 0.2, mapped_ha, width=0.4, label="mapped (pixel count)", color="#bbbbbb")
-    ax.bar(x + 0.2, np.nan_to_num(est_ha), width=0.4, yerr=np.nan_to_num(ci_ha), capsize=3,
+    ok = np.isfinite(est_ha)
+    ax.bar(x[ok] + 0.2, est_ha[ok], width=0.4, yerr=np.where(np.isfinite(ci_ha[ok]), ci_ha[ok], 0), capsize=3,
            label="estimated from the reference sample ± 95 % CI", color="#2b83ba")
+    for xi in x[~ok]:
+        ax.text(xi + 0.2, 0, "not estimable", rotation=90, ha="center", va="bottom", fontsize=7, color="#b2182b")
     ax.set_xticks(x, [n.split(" ")[0].split("/")[0] for n in names], fontsize=8)
     ax.set_ylabel("area (ha)")
     ax.legend(fontsize=8, frameon=False)

@@ -44,6 +44,11 @@ def tiles_for_bounds_3035(bounds_m: tuple[float, float, float, float], size_m: i
     return [TileId(size_m, e, n) for n in range(n0, n1) for e in range(e0, e1)]
 
 
+MAX_CELLS = 1_000_000
+"""Most cells one ``tiles`` value may span (its bounding box), checked before they are listed:
+Europe's EEA extent at 10 km is about 4 × 10⁵; at 100 m it would be 2 × 10⁹."""
+
+
 def tiles_for_geometry(geom_3035: BaseGeometry, size_m: int) -> list[TileId]:
     """Cells of ``size_m`` whose square intersects the geometry's interior (EPSG:3035 metres).
 
@@ -54,7 +59,13 @@ def tiles_for_geometry(geom_3035: BaseGeometry, size_m: int) -> list[TileId]:
     """
     if geom_3035.is_empty:
         raise RasterError("the area of interest is empty", "Give a non-empty polygon, bbox or cell list")
-    candidates = tiles_for_bounds_3035(_padded(geom_3035.bounds), size_m)
+    left, bottom, right, top = _padded(geom_3035.bounds)
+    n = (math.floor(right / size_m) - math.floor(left / size_m) + 1) * (math.floor(top / size_m)
+                                                                       - math.floor(bottom / size_m) + 1)
+    if n > MAX_CELLS:
+        raise RasterError(f"`tiles` spans about {n:,} cells of {size_m:,} m, more than {MAX_CELLS:,} in one run",
+                          "Use a larger `tile_size` (e.g. 10km) or split the area into several runs")
+    candidates = tiles_for_bounds_3035((left, bottom, right, top), size_m)
     boxes = [box(*t.bounds) for t in candidates]
     if geom_3035.area > 0:
         keep = [b.intersection(geom_3035).area > 0 for b in boxes]

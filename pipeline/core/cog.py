@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import rasterio.shutil
 from affine import Affine
 from rasterio.io import DatasetWriter, MemoryFile
 
-from pipeline.core.atomic import atomic_path, temp_prefix
+from pipeline.core.atomic import atomic_path, temp_prefix, write_failed
 
 
 def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata: float | int,
@@ -83,9 +84,28 @@ def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata:
     return Path(dest)
 
 
+def verify_cog(path: Path, dest: Path | None = None) -> None:
+    """Read ``path`` back: it opens, and the last internal block of every band decodes (a
+    truncated file, e.g. after a full disk, fails here).
+
+    Raises:
+        pipeline.core.atomic.WriteError: naming ``dest`` (default ``path``) and the free space.
+    """
+    try:
+        with rasterio.open(path) as ds:
+            bh, bw = ds.block_shapes[0]
+            r, c = (ds.height - 1) // bh, (ds.width - 1) // bw
+            ds.read(window=ds.block_window(1, r, c))
+            for ovr in ds.overviews(1)[-1:]:
+                with rasterio.open(path, overview_level=ds.overviews(1).index(ovr)) as ov:
+                    ov.read(window=((ov.height - 1, ov.height), (ov.width - 1, ov.width)))
+    except (rasterio.errors.RasterioError, OSError) as e:
+        raise write_failed(dest or path, f"it does not read back: {' '.join(str(e).split())[:160]}") from e
+
+
 def _copy_as_cog(src: rasterio.DatasetReader, dest: Path, dtype: np.dtype, resampling: str, compress: str,
                  blocksize: int, threads: int | str = "ALL_CPUS") -> None:
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, verify=lambda p: verify_cog(p, dest)) as tmp:
         extra = {"PREDICTOR": "2"} if np.issubdtype(dtype, np.integer) and dtype.itemsize > 1 else {}
         rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS=compress, OVERVIEW_RESAMPLING=resampling.upper(),
                              BLOCKSIZE=blocksize, OVERVIEWS="AUTO", NUM_THREADS=str(threads), **extra)

@@ -30,12 +30,13 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.core.atomic import remove_leftovers, write_json
+from pipeline.core.atomic import WRITTEN, open_no_follow, refuse_link, remove_leftovers, write_json
 from pipeline.core.errors import EulcError
 from pipeline.core.hashing import file_sha256
 
@@ -226,6 +227,22 @@ class JsonLedger:
         write_json(self.path, dict(sorted(self._entries.items())))
 
 
+OUT_LOCK = ".eulc.lock"
+"""The lock file of the commands that write one folder or file (report, evaluate, agreement,
+sample, select, drift, ood); ``eulc map`` and ``eulc features`` keep their own names."""
+
+
+def out_lock(out: str | Path, command: str, is_file: bool = False) -> contextlib.AbstractContextManager[None]:
+    """:func:`folder_lock` on the folder a command writes: ``out`` itself, or its parent for a file
+    output (``is_file``), with :data:`OUT_LOCK`; dead runs' temporaries there are removed.
+
+    Raises:
+        EulcError: another eulc run is writing there, or the lock is a link.
+    """
+    folder = Path(out).parent if is_file else Path(out)
+    return folder_lock(folder, OUT_LOCK, command)
+
+
 @contextlib.contextmanager
 def folder_lock(folder: Path, lock_name: str, command: str) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` for ``command`` (``lock_name`` inside it); remove the
@@ -235,11 +252,15 @@ def folder_lock(folder: Path, lock_name: str, command: str) -> Iterator[None]:
         EulcError: another run holds the folder.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / lock_name).open("w") as fh:
+    refuse_link(folder / WRITTEN)  # before anything is written there, not after the first output
+    fd = open_no_follow(folder / lock_name, os.O_WRONLY | os.O_CREAT)  # never through a link, never truncated
+    try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise EulcError(f"another `{command}` is writing to {folder}",
                             "Wait for it to finish, or write somewhere else") from None
         remove_leftovers(folder, all_hosts=True)  # eulc's own temporaries only (pipeline.core.atomic)
         yield
+    finally:
+        os.close(fd)

@@ -17,6 +17,7 @@ from pipeline.assess.report import ood_beside, write_report
 from pipeline.assess.report_figures import landscape_bars
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.errors import EulcError, RasterError
+from pipeline.core.ledger import out_lock
 from pipeline.core.legend import Crosswalk, level1_legend
 from pipeline.stages.events import Event, ignore
 from pipeline.stages.pretrained import resolve_bundle
@@ -58,7 +59,8 @@ def agreement(req: AgreementRequest, on_event: Event = ignore) -> dict[str, Any]
     res = _agreement(Path(req.class_map), Path(req.reference), Crosswalk.shipped(req.crosswalk), level1_legend(),
                      on_window=_windows(on_event, "comparing"))
     if req.out is not None:
-        write_json(Path(req.out), res)
+        with out_lock(req.out, "eulc agreement", is_file=True):
+            write_json(Path(req.out), res)
     return res
 
 
@@ -99,6 +101,11 @@ def report(req: ReportRequest, on_event: Event = ignore) -> dict[str, Any]:
         EulcError: unknown reference codes, no overlap, an unknown crosswalk, an OOD layer on
             another grid.
     """
+    with out_lock(req.out, "eulc report"):
+        return _report(req, on_event)
+
+
+def _report(req: ReportRequest, on_event: Event) -> dict[str, Any]:
     ood = req.ood_layer
     if ood is None and (ood := ood_beside(Path(req.map))) is not None:
         on_event("note", {"message": f"OOD layer: {ood} (found beside `map`)"})
@@ -163,7 +170,7 @@ def drift(req: DriftRequest, on_event: Event = ignore) -> DriftResult:
     on_event("status", {"message": f"comparing {len(tiles)} tile(s) with {len(train):,} training rows"})
     df = drift_table(train, tiles, psi_threshold=req.threshold)
     if req.out:
-        with atomic_path(Path(req.out)) as tmp:
+        with out_lock(req.out, "eulc drift", is_file=True), atomic_path(Path(req.out)) as tmp:
             df.to_csv(tmp, index=False)
     res = DriftResult(tiles, df)
     if req.bundle is not None:

@@ -15,6 +15,7 @@ from model.infer import resolve_device
 from model.presets import FAITHFUL, preset_config
 from pipeline.core.atomic import write_json
 from pipeline.core.errors import EulcError
+from pipeline.core.ledger import out_lock
 from pipeline.stages.events import Event, ignore
 from pipeline.stages.pretrained import resolve_bundle
 from pipeline.stages.resolve import table_selection
@@ -75,10 +76,16 @@ def evaluate(req: EvaluateRequest, on_event: Event = ignore) -> EvaluateResult:
     Raises:
         EulcError: a bad table, bundle, feature or setting (named).
     """
+    with out_lock(req.out, "eulc evaluate"):
+        return _evaluate(req, on_event)
+
+
+def _evaluate(req: EvaluateRequest, on_event: Event) -> EvaluateResult:
     out = Path(req.out)
     table = Path(req.table)
     if req.bundle is not None:
         m = evaluate_bundle(resolve_bundle(req.bundle), table)
+        on_event("note", {"message": m["warning"]})
         write_json(out / "metrics.json", m)
         return EvaluateResult(metrics=m)
     assert req.scenario is not None

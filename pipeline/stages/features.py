@@ -15,7 +15,7 @@ from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
 from pipeline.stages.events import Event, ignore, tagged
 from pipeline.stages.resolve import spec_and_selection
-from tiles.engine.cluster import DASHBOARD, check_scheduler
+from tiles.engine.cluster import DASHBOARD, check_dashboard, check_scheduler
 from tiles.engine.runner import FeatureJob, FeatureSource, FeaturesSummary, plan_features, run_features
 from tiles.engine.stac_search import StacApi
 
@@ -67,7 +67,7 @@ class FeaturesRequest:
     dashboard: str = DASHBOARD
 
     def __post_init__(self) -> None:
-        check_run_fields(self.cloud_mask, self.scheduler, self.workers)
+        check_run_fields(self.cloud_mask, self.scheduler, self.workers, self.dashboard)
 
     def source(self) -> FeatureSource:
         """The :class:`~tiles.engine.runner.FeatureSource` this request names.
@@ -87,15 +87,16 @@ class FeaturesRequest:
         return parse_tiles(self.tiles, parse_tile_size(self.tile_size)) if self.tiles else None
 
 
-def check_run_fields(cloud_mask: str, scheduler: str, workers: int | None) -> None:
-    """The fields the features and map requests share: ``cloud_mask`` and the scheduler.
+def check_run_fields(cloud_mask: str, scheduler: str, workers: int | None, dashboard: str = DASHBOARD) -> None:
+    """The fields the features and map requests share: ``cloud_mask``, the scheduler, the dashboard.
 
     Raises:
-        EulcError: naming ``cloud_mask``, ``scheduler`` or ``workers``.
+        EulcError: naming ``cloud_mask``, ``scheduler``, ``workers`` or ``dashboard``.
     """
     if cloud_mask not in CLOUD_MASKS:
         raise EulcError(f"`cloud_mask` {cloud_mask!r} is not a choice", "Use auto or none")
     check_scheduler(scheduler, workers)
+    check_dashboard(dashboard)
 
 
 def source_of(files: str | None, catalog: Path | None, stac: str | None, collection: str,

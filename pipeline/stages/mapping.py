@@ -94,7 +94,7 @@ class MapRequest:
                             f"Use one of {', '.join(COMPRESSIONS)}")
         if self.precision not in PRECISIONS:
             raise EulcError(f"`precision` {self.precision!r} is not a precision", "Use auto, fp32 or bf16")
-        check_run_fields(self.cloud_mask, self.scheduler, self.workers)
+        check_run_fields(self.cloud_mask, self.scheduler, self.workers, self.dashboard)
         if self.stac is not None or self.catalog is not None:
             if self.stac is not None and self.catalog is not None:
                 raise EulcError("`stac` and `catalog` both given", "Compute the features from one of them")

@@ -10,6 +10,7 @@ from pathlib import Path
 from model.api import fit_ood_for_bundle
 from model.ood import OODReference
 from pipeline.core.errors import EulcError
+from pipeline.core.ledger import out_lock
 from pipeline.stages.events import Event, ignore
 from pipeline.stages.pretrained import models_dir
 
@@ -44,5 +45,14 @@ def add_ood(req: OodRequest, on_event: Event = ignore) -> OODReference:
     if bundle.resolve().parent == models_dir().resolve():
         raise EulcError(f"{bundle} is a bundle shipped with eulc", "Shipped bundles carry their OOD reference; "
                         "give a bundle folder you trained")
+    if not (bundle / "bundle.json").is_file():
+        raise EulcError("is not a model bundle (no bundle.json)", "Give a folder written by `eulc train`",
+                        path=bundle)
+    with out_lock(bundle, "eulc ood"):  # one writer; the temporaries of a killed `eulc ood` are removed
+        return _add_ood(req, on_event)
+
+
+def _add_ood(req: OodRequest, on_event: Event) -> OODReference:
+    bundle = Path(req.bundle)
     on_event("status", {"message": f"fitting the OOD reference of {bundle} on its training rows"})
     return fit_ood_for_bundle(bundle, Path(req.table), req.landscapes)

@@ -14,6 +14,7 @@ from model.importance import accuracy_vs_k, curve_png, default_k, default_ks, rf
 from model.train import training_arrays
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import EulcError
+from pipeline.core.ledger import out_lock
 from pipeline.core.selection import FeatureSelection
 from pipeline.stages.events import Event, ignore
 from pipeline.table import read_feature_table, table_metadata, table_spec
@@ -70,6 +71,11 @@ def select(req: SelectRequest, on_event: Event = ignore) -> SelectResult:
     Raises:
         EulcError: a bad table, too few rows, an unknown method.
     """
+    with out_lock(req.out, "eulc select", is_file=True):
+        return _select(req, on_event)
+
+
+def _select(req: SelectRequest, on_event: Event) -> SelectResult:
     table_path = Path(req.table)
     spec = table_spec(table_metadata(table_path), f"table {table_path}")
     table, _ = read_feature_table(table_path)

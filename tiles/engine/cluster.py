@@ -51,6 +51,29 @@ def worker_result(work: Callable[[], dict[str, Any]], where: str) -> dict[str, A
     return {**res, "seconds": time.perf_counter() - t0, "worker": worker}
 
 
+def _host_port(text: str, name: str, example: str, host_optional: bool = False, shown: str | None = None) -> None:
+    """Refuse ``host:port`` text that is not one (``[::1]:8786`` for IPv6)."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(f"//{text}")
+        port = u.port
+    except ValueError:
+        port = None
+        u = None
+    if u is None or port is None or (not u.hostname and not host_optional) or "/" in text:
+        raise EulcError(f"`{name}` {shown or repr(text)} is not host:port", f"Write it like {example}")
+
+
+def check_dashboard(dashboard: str) -> None:
+    """Refuse a dashboard address that is not ``host:port`` or ``:port``.
+
+    Raises:
+        EulcError: naming ``dashboard``.
+    """
+    _host_port(dashboard, "dashboard", "127.0.0.1:8787 or :8787", host_optional=True)
+
+
 def check_scheduler(scheduler: str, workers: int | None) -> None:
     """Refuse a scheduler value that is neither a choice nor an address, and a worker count < 1.
 
@@ -60,6 +83,8 @@ def check_scheduler(scheduler: str, workers: int | None) -> None:
     if scheduler not in SCHEDULERS and not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
         raise EulcError(f"`scheduler` {scheduler!r} is neither local, threads, sync nor a scheduler address",
                         "Use local, threads, sync or tcp://host:8786")
+    if scheduler not in SCHEDULERS and not scheduler.startswith("inproc://"):
+        _host_port(scheduler.split("://", 1)[1], "scheduler", "tcp://host:8786", shown=repr(scheduler))
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise EulcError(f"`workers` {workers} is not a worker count", f"Use 1 to {MAX_WORKERS}, or leave it out")
 
@@ -84,6 +109,7 @@ def execute(fn: Callable[[J], dict[str, Any]], jobs: Sequence[J], *, scheduler: 
     """
     if not jobs:
         return
+    check_dashboard(dashboard)
     if scheduler == "sync":
         for j in jobs:
             yield j, fn(j)

@@ -82,8 +82,10 @@ def items_from_catalog(path: Path, allow_roots: tuple[Path, ...] = ()) -> list[p
     return items
 
 
-def _check_href(href: str, roots: tuple[Path, ...], what: str, catalogue: Path) -> None:
-    """Refuse an href outside the allowed folders that is not an http(s) URL."""
+def _check_href(href: str, roots: tuple[Path, ...], what: str, catalogue: Path, depth: int = 0) -> None:
+    """Refuse an href outside the allowed folders that is not an http(s) URL, a GDAL virtual path
+    (``/vsicurl/``, ``/vsizip/`` ...), and a VRT whose sources (recursively) do either.
+    """
     from urllib.parse import urlparse
 
     u = urlparse(href)
@@ -92,11 +94,60 @@ def _check_href(href: str, roots: tuple[Path, ...], what: str, catalogue: Path) 
     if u.scheme not in ("", "file") and len(u.scheme) > 1:  # s3://, gs://, ... (a drive letter is 1 char)
         raise RasterError(f"{what} names {href!r}, a {u.scheme}:// href", "Use files inside the catalogue's folder "
                           "or http(s) URLs (a STAC API with `stac` signs and serves cloud assets)", path=catalogue)
-    target = Path(u.path if u.scheme == "file" else href).resolve()
+    raw = u.path if u.scheme == "file" else href
+    if raw.startswith("/vsi"):
+        raise RasterError(f"{what} names {href!r}, a GDAL virtual path", "Use plain files inside the catalogue's "
+                          "folder or http(s) URLs", path=catalogue)
+    target = Path(raw).resolve()
     if not any(target.is_relative_to(r) for r in roots):
         raise RasterError(f"{what} names {href!r}, outside the catalogue's folder tree",
                           "Move the files under the catalogue's folder, or allow their folder with `allow_root` DIR",
                           path=catalogue)
+    if depth < MAX_VRT_DEPTH and target.is_file() and _is_vrt(target):
+        for source in _vrt_sources(target, what, catalogue):
+            _check_href(source, roots, f"{what} (VRT source in {target.name})", catalogue, depth + 1)
+    elif depth >= MAX_VRT_DEPTH:
+        raise RasterError(f"{what}: VRT files nest deeper than {MAX_VRT_DEPTH}", "Flatten the VRTs", path=catalogue)
+
+
+MAX_VRT_DEPTH = 4
+"""How deep VRT files may reference VRT files in a static catalogue."""
+
+
+def _is_vrt(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512).lstrip()
+    except OSError:
+        return False
+    return path.suffix.lower() == ".vrt" or head.startswith(b"<VRTDataset")
+
+
+def _vrt_sources(vrt: Path, what: str, catalogue: Path) -> list[str]:
+    """The files a GDAL VRT reads (``SourceFilename``, relative ones resolved against the VRT's
+    folder as GDAL does with ``relativeToVRT="1"``).
+
+    Raises:
+        RasterError: the VRT is not XML, or it runs code (``PixelFunctionLanguage``).
+    """
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(vrt).getroot()
+    except (ET.ParseError, OSError) as e:
+        raise RasterError(f"{what}: {vrt.name} is not a readable VRT ({e})", "Give a valid VRT or a GeoTIFF",
+                          path=catalogue) from None
+    if any(el.tag == "PixelFunctionLanguage" or el.tag == "PixelFunctionCode" for el in root.iter()):
+        raise RasterError(f"{what}: {vrt.name} holds pixel-function code", "eulc does not run code from a "
+                          "catalogue; give a plain VRT or a GeoTIFF", path=catalogue)
+    out = []
+    for el in root.iter():
+        if el.tag in ("SourceFilename", "SourceDataset") and el.text:
+            name = el.text.strip()
+            if el.get("relativeToVRT", "0") == "1" or (el.tag != "SourceFilename" and not name.startswith("/")):
+                name = str(vrt.parent / name)
+            out.append(name)
+    return out
 
 
 def _walk(cat: pystac.Catalog, roots: tuple[Path, ...], catalogue: Path) -> list[pystac.Catalog]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.atomic import refuse_link
+from pipeline.core.errors import EulcError
 from pipeline.core.ledger import DONE, FAILED, Entry, is_current, output_sums
 
 SCHEMA = """
@@ -63,20 +65,43 @@ class Manifest:
     folder (:attr:`root`).
 
     Raises:
-        sqlite3.DatabaseError: the file exists but is not a manifest database.
+        EulcError: the file (or its ``-wal``/``-shm``/``-journal`` sidecar) is a symbolic link, or the
+            file exists but is not an eulc manifest database (corrupt, or another program's).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.root = self.path.parent
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(SCHEMA)
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(tiles)")}
-        if "ood_share" not in cols:  # a manifest of an eulc before the OOD layer (issue #18)
-            self._db.execute("ALTER TABLE tiles ADD COLUMN ood_share REAL")
+        for p in (self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm", "-journal"))):
+            refuse_link(p)  # sqlite would follow it and alter the file it points to
+        if self.path.exists() and not self.path.is_file():
+            raise EulcError("is not a manifest database file", "Move it away or choose another `out`", path=self.path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            try:
+                tables = {r[0] for r in self._db.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")}
+                if tables - {"tiles"}:
+                    raise EulcError(f"is an SQLite database with other tables ({', '.join(sorted(tables)[:3])}), "
+                                    "not eulc's map manifest", "Move it away or choose another `out`", path=self.path)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute(SCHEMA)
+                cols = {r[1] for r in self._db.execute("PRAGMA table_info(tiles)")}
+                missing = {"tile_id", "inputs_hash", "status", "outputs"} - cols
+                if missing:
+                    raise EulcError(f"has a `tiles` table without {', '.join(sorted(missing))}: not eulc's map "
+                                    "manifest", "Move it away or choose another `out`", path=self.path)
+                if "ood_share" not in cols:  # a manifest of an eulc before the OOD layer (issue #18)
+                    self._db.execute("ALTER TABLE tiles ADD COLUMN ood_share REAL")
+            except BaseException:
+                self._db.close()
+                raise
+        except sqlite3.DatabaseError as e:
+            raise EulcError(f"is not a readable SQLite manifest ({e})",
+                            "Move the damaged file away and rerun (finished tiles are then checked again)",
+                            path=self.path) from None
 
     def close(self) -> None:
         """Close the database."""

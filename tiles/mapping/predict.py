@@ -40,6 +40,7 @@ from pipeline.core.contract import artifact_spec, compare_features
 from pipeline.core.errors import RasterError
 from pipeline.core.featurecog import feature_contract
 from pipeline.core.grid import GridWindow, TileId, pixel_centres_lonlat
+from pipeline.core.legend import Legend
 from pipeline.core.ood_codes import OOD_CODES, OOD_COLORS, OOD_NODATA
 from pipeline.core.reader import Block, FeatureReader
 from pipeline.core.spec import FeatureSpec
@@ -361,6 +362,15 @@ def _adapt_to_tile(pred: Predictor, reader: FeatureReader, win: GridWindow) -> t
         "tile_prior": {n: round(float(v), 4) for n, v in zip(names, target, strict=True)}}
 
 
+def class_ids(index: np.ndarray, legend: Legend) -> np.ndarray:
+    """Class indices (uint8, the network's output order, :data:`NODATA` kept) as the legend's ids,
+    which need not be 0…C−1 (a legend such as 10, 20, 30 maps as written).
+    """
+    lut = np.full(256, NODATA, np.uint8)
+    lut[: len(legend)] = [c.id for c in legend.classes]
+    return lut[index]
+
+
 def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Path, tile_id: str,
                  tile: TileId | None = None, probabilities: bool = False, compress: str = "DEFLATE",
                  prefetch: bool | None = None, accept: tuple[str, ...] = (),
@@ -440,6 +450,11 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
                 proba[:, sl][:, pick] = np.rint(res["proba"].T * 100).astype(np.uint8)
         tags_in = reader.tags
     cls = outs["class"]
+    counts = np.bincount(cls[cls != NODATA], minlength=len(legend))  # by class index, legend order
+    for key, leg in (("class", legend), ("level2", pred.level2.legend if pred.level2 is not None else None)):
+        if key in outs and leg is not None:
+            outs[key] = class_ids(outs[key], leg)  # the network's class index → the legend's id
+    cls = outs["class"]
     n_nodata = int((cls == NODATA).sum())
     if n_nodata == h * w:
         empty = [n for n, c in zip(pred.features, n_valid_by_feature, strict=True) if c == 0]
@@ -483,6 +498,5 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
                   "distance_threshold": f"{ref.distance_threshold:.6g}", "k": str(ref.k),
                   "quantile": str(ref.info.get("quantile", "")), "rare_share": str(ref.rare_share)},
             colormap=dict(OOD_COLORS), resampling="mode", compress=compress, threads=gdal_threads))
-    counts = np.bincount(cls[cls != NODATA], minlength=len(legend))
     return TileResult(cpath, qpath, h * w, n_nodata,
                       {n: int(counts[i]) for i, n in enumerate(legend.names)}, extra, common, ood_counts)

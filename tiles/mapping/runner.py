@@ -33,7 +33,7 @@ from typing import Any
 
 from model.bundle import load_bundle_cached
 from model.infer import cpu_has_fast_bf16, resolve_precision
-from pipeline.core.atomic import PREFIX
+from pipeline.core.atomic import PREFIX, WRITTEN
 from pipeline.core.config import cpu_threads
 from pipeline.core.errors import EulcError, RasterError
 from pipeline.core.featurecog import dataset_window
@@ -409,7 +409,8 @@ def _own_files(manifest_path: Path) -> set[str]:
     """Names in a run folder that this kind of run writes: its manifest (and SQLite side files),
     catalogue, lock, features folder (``--stac``) and every output an existing manifest records.
     """
-    own = {MANIFEST, f"{MANIFEST}-journal", f"{MANIFEST}-wal", f"{MANIFEST}-shm", "catalog.json", LOCK, "features"}
+    own = {MANIFEST, f"{MANIFEST}-journal", f"{MANIFEST}-wal", f"{MANIFEST}-shm", "catalog.json", LOCK, "features",
+           WRITTEN}
     if manifest_path.is_file():
         m = Manifest(manifest_path)
         try:
@@ -474,23 +475,32 @@ def _dead_worker(job: MapJob, e: BaseException) -> dict[str, Any]:
     return {"status": "failed", "error": f"{job.features_file}: the worker failed ({type(e).__name__}: {e})"}
 
 
+def _with_item(job: MapJob, res: dict[str, Any], out_dir: Path, legends: dict[str, Any], model_hash: str
+               ) -> dict[str, Any]:
+    """Write the tile's STAC item; ``res`` with the item among its outputs."""
+    files = {name.removeprefix(f"{job.tile_id}_").removesuffix(".tif"): name for name in res["outputs"]}
+    window = job.tile.window() if job.tile is not None else dataset_window(out_dir / files["class"])
+    props = {"eulc:model_hash": model_hash, "eulc:spec_hash": res.get("spec_hash", ""),
+             "eulc:features_digest": res.get("features_digest", ""), "eulc:contract": res.get("contract", ""),
+             "eulc:n_pixels": res["n_pixels"], "eulc:n_nodata": res["n_nodata"],
+             "eulc:class_counts": res["class_counts"]}
+    if res.get("ood_counts") is not None:
+        props |= {"eulc:ood_share": round(float(res["ood_share"]), 6), "eulc:ood_counts": res["ood_counts"]}
+    item = tile_item(job.tile_id, window, str(res.get("year", "")), files,
+                     {k: v for k, v in legends.items() if k in files}, props)
+    ipath = write_item(item, out_dir)
+    return {**res, "outputs": {**res["outputs"], ipath.name: file_sha256(ipath)}}
+
+
 def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path, legends: dict[str, Any],
             model_hash: str, summary: MapSummary, emit: Event) -> None:
     if res["status"] == "done":
-
-        files = {name.removeprefix(f"{job.tile_id}_").removesuffix(".tif"): name for name in res["outputs"]}
-
-        window = job.tile.window() if job.tile is not None else dataset_window(out_dir / files["class"])
-        props = {"eulc:model_hash": model_hash, "eulc:spec_hash": res.get("spec_hash", ""),
-                 "eulc:features_digest": res.get("features_digest", ""), "eulc:contract": res.get("contract", ""),
-                 "eulc:n_pixels": res["n_pixels"], "eulc:n_nodata": res["n_nodata"],
-                 "eulc:class_counts": res["class_counts"]}
-        if res.get("ood_counts") is not None:
-            props |= {"eulc:ood_share": round(float(res["ood_share"]), 6), "eulc:ood_counts": res["ood_counts"]}
-        item = tile_item(job.tile_id, window, str(res.get("year", "")), files,
-                         {k: v for k, v in legends.items() if k in files}, props)
-        ipath = write_item(item, out_dir)
-        res = {**res, "outputs": {**res["outputs"], ipath.name: file_sha256(ipath)}}
+        try:
+            res = _with_item(job, res, out_dir, legends, model_hash)
+        except Exception as e:  # noqa: BLE001 - the tile is recorded as failed, never left "running"
+            res = {**res, "status": "failed", "error": f"{job.tile_id}: its STAC item could not be written "
+                   f"({type(e).__name__}: {' '.join(str(e).split())[:200]})"}
+    if res["status"] == "done":
         summary.done += 1
         summary.pixels += int(res["n_pixels"])
         summary.nodata += int(res["n_nodata"])

@@ -9,6 +9,7 @@ folder can be moved or uploaded as it is. Files are written atomically.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ ASSET_ROLES = {"class": ["data"], "level2": ["data"], "confidence": ["metadata",
 
 def _classes(legend: Legend) -> list[Classification]:
     out = []
-    for i, c in enumerate(legend.to_json()):
-        r, g, b, _ = legend.colormap()[i]
-        out.append(Classification.create(value=i, description=str(c["name"]),
-                                         name=str(c["name"]).lower().replace("/", "_").replace(" ", "_"),
+    colours = legend.colormap()
+    for c in legend.classes:
+        r, g, b, _ = colours[c.id]
+        out.append(Classification.create(value=c.id, description=c.name,
+                                         name=c.name.lower().replace("/", "_").replace(" ", "_"),
                                          color_hint=f"{r:02X}{g:02X}{b:02X}"))
     return out
 
@@ -42,7 +44,9 @@ def tile_item(tile_id: str, window: GridWindow, year: str, files: dict[str, str]
     Args:
         tile_id: the item id (the cell code).
         window: the tile's grid window (EPSG:3035).
-        year: the map year (``""`` if unknown: the item then has no time range).
+        year: the map year (``""`` if unknown, as for a feature file GDAL or QGIS wrote without eulc's
+            ``year`` tag: the item's ``datetime`` is then the time of mapping and ``eulc:year`` says
+            ``unknown``; STAC requires a datetime or a range).
         files: asset key (``class``, ``confidence``, ``proba``, ``level2``, ``ood``) → file name in the
             output folder.
         legends: asset key → legend, for the classification extension.
@@ -50,9 +54,13 @@ def tile_item(tile_id: str, window: GridWindow, year: str, files: dict[str, str]
     """
     geom, bbox = footprint_lonlat(window)
     props: dict[str, Any] = dict(properties)
+    when: dt.datetime | None = None
     if year:
         props |= {"start_datetime": f"{year}-01-01T00:00:00Z", "end_datetime": f"{year}-12-31T23:59:59Z"}
-    item = pystac.Item(tile_id, geom, bbox, None, props)
+    else:
+        when = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        props["eulc:year"] = "unknown (the feature file has no year tag; datetime is the time of mapping)"
+    item = pystac.Item(tile_id, geom, bbox, when, props)
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     proj.code = window.grid.crs
     proj.shape = [window.height, window.width]
