@@ -99,14 +99,20 @@ def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
     tr, va, te = split_rows(data, TrainConfig(**b.meta["train_config"]))
     by_split = {name: ({**scores(rows), "n_rows": len(rows)} if len(rows) else {"n_rows": 0})
                 for name, rows in (("training", tr), ("hold_out", va), ("untouched", te))}
-    if not len(te):
-        raise SchemaError(f"is the bundle's own training table and it kept no untouched rows ({len(tr):,} "
-                          f"training, {len(va):,} hold-out)", "Evaluate on another table (e.g. another year or "
-                          "country), or retrain with `test_fraction` > 0", path=table_path)
-    return {**scores(te), "dropped": data.dropped, "by_split": by_split,
-            "rows_scored": f"the {len(te):,} untouched test rows of the bundle's own training table",
-            "warning": f"this is the bundle's training table: its {len(tr):,} training and {len(va):,} hold-out "
-                       f"rows are scored apart (by_split); the metrics are of the {len(te):,} untouched rows"}
+    if len(te):
+        return {**scores(te), "dropped": data.dropped, "by_split": by_split,
+                "rows_scored": f"the {len(te):,} untouched test rows of the bundle's own training table",
+                "warning": f"this is the bundle's training table: its {len(tr):,} training and {len(va):,} hold-out "
+                           f"rows are scored apart (by_split); the metrics are of the {len(te):,} untouched rows"}
+    if not len(va):
+        raise SchemaError(f"is the bundle's own training table and every row of it was trained on ({len(tr):,})",
+                          "Evaluate on another table (e.g. another year or country), or retrain with "
+                          "`test_fraction` > 0", path=table_path)
+    return {**scores(va), "dropped": data.dropped, "by_split": by_split,
+            "rows_scored": f"the {len(va):,} hold-out rows of the bundle's own training table",
+            "warning": f"this is the bundle's training table and it kept no untouched rows: the metrics are of its "
+                       f"{len(va):,} hold-out rows, which chose the epoch and the temperature (optimistic); its "
+                       f"{len(tr):,} training rows are scored apart (by_split)"}
 
 
 def _columns(d: TrainingData, cols: np.ndarray) -> TrainingData:

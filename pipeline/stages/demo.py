@@ -30,7 +30,7 @@ from model.presets import FAITHFUL, preset_config
 from pipeline.assess.agreement import agreement
 from pipeline.assess.quicklook import quicklook
 from pipeline.assess.report import ood_beside, write_report
-from pipeline.core.atomic import write_json
+from pipeline.core.atomic import WriteError, write_json
 from pipeline.core.config import data_dir, demo_data_dir
 from pipeline.core.errors import EulcError
 from pipeline.core.ledger import JsonLedger, input_key
@@ -149,7 +149,8 @@ def run_demo(req: DemoRequest, on_event: Event = ignore) -> dict[str, Any]:
     jobs = plan_features(None, FeatureSource(files=STACK), spec, selection, req.year, feats_dir, tile_id=TILE_ID)
     fs = run_features(jobs, feats_dir, scheduler="sync")
     if fs.failures:
-        raise EulcError(next(iter(fs.failures.values())))
+        name, msg = next(iter(fs.failures.items()))
+        raise (WriteError if name in fs.write_failures else EulcError)(msg)
     feat = jobs[0].dest
     say("features", f"up to date: {feat}" if fs.skipped else f"wrote {feat}")
 
@@ -159,7 +160,8 @@ def run_demo(req: DemoRequest, on_event: Event = ignore) -> dict[str, Any]:
     ms = run_map(None, model_dir, maps, features_files=[feat], tile_ids=[TILE_ID], scheduler="sync", device="cpu",
                  ood=has_ood, overwrite=True)
     if ms.failures:
-        raise EulcError(next(iter(ms.failures.values())))
+        name, msg = next(iter(ms.failures.items()))
+        raise (WriteError if name in ms.write_failures else EulcError)(msg)
     if ms.skipped:
         say("map", f"up to date: {maps}")
     else:

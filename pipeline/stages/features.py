@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.aoi import parse_tile_size, parse_tiles
+from pipeline.core.atomic import WriteError
 from pipeline.core.errors import EulcError
 from pipeline.core.grid import TileId
 from pipeline.core.selection import FeatureSelection
@@ -148,5 +149,6 @@ def features(req: FeaturesRequest, on_event: Event = ignore) -> FeaturesSummary:
     summary = run_features(jobs, Path(req.out), scheduler=req.scheduler, workers=req.workers,
                            emit=tagged(on_event, "features"), dashboard=req.dashboard)
     if summary.failures and summary.tiles == 1:
-        raise EulcError(next(iter(summary.failures.values())))
+        name, msg = next(iter(summary.failures.items()))
+        raise (WriteError if name in summary.write_failures else EulcError)(msg)
     return summary

@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from pipeline.core.atomic import WriteError
 from pipeline.core.errors import EulcError
 
 J = TypeVar("J")
@@ -43,8 +44,8 @@ def worker_result(work: Callable[[], dict[str, Any]], where: str) -> dict[str, A
     worker = f"{socket.gethostname()}:{os.getpid()}"
     try:
         res = work()
-    except EulcError as e:
-        res = {"status": "failed", "error": str(e)}
+    except EulcError as e:  # a full disk (WriteError) is marked: the run then exits 1, not 2
+        res = {"status": "failed", "error": str(e), **({"write_error": True} if isinstance(e, WriteError) else {})}
     except Exception as e:  # noqa: BLE001 - any other failure is recorded, the run goes on
         tb = traceback.format_exception_only(type(e), e)[-1].strip()
         res = {"status": "failed", "error": f"{where}: unexpected error: {tb}"}

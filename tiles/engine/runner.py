@@ -145,6 +145,8 @@ class FeaturesSummary:
     done: int = 0
     skipped: int = 0
     failures: dict[str, str] = field(default_factory=dict)
+    write_failures: set[str] = field(default_factory=set)
+    """Tiles that failed because a file could not be written (full disk): exit 1, not 2."""
     seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
 
@@ -280,6 +282,8 @@ def record_feature_result(ledger: JsonLedger, job: FeatureJob, res: dict[str, An
         ledger.fail(job.name, job.key, str(res.get("error")))
         if summary is not None:
             summary.failures[job.name] = str(res.get("error"))
+            if res.get("write_error"):
+                summary.write_failures.add(job.name)
 
 
 def _dead_worker(job: FeatureJob, e: BaseException) -> dict[str, Any]:

@@ -116,6 +116,8 @@ class MapSummary:
     done: int = 0
     skipped: int = 0
     failures: dict[str, str] = field(default_factory=dict)
+    write_failures: set[str] = field(default_factory=set)
+    """Tiles that failed because a file could not be written (full disk): exit 1, not 2."""
     pixels: int = 0
     nodata: int = 0
     seconds: float = 0.0
@@ -506,6 +508,8 @@ def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path,
         summary.nodata += int(res["n_nodata"])
     else:
         summary.failures[job.tile_id] = str(res.get("error"))
+        if res.get("write_error"):
+            summary.write_failures.add(job.tile_id)
     manifest.record(job.tile_id, res)
     if res["status"] == "done":
         log.info("%s: mapped in %.1f s, %s pixels (%s nodata), peak RSS %.0f MB", job.tile_id, res.get("seconds", 0.0),
