@@ -248,15 +248,15 @@ def test_overlapping_zones_are_refused(tmp_path: Path, slovenia_features: Path) 
     from pipeline.assess.change import zone_ids
 
     with rasterio.open(slovenia_features) as src:
-        l, b, r, t = src.bounds
+        left, b, r, t = src.bounds
         crs = src.crs
-    mid = (l + r) / 2
-    zones = gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[box(l, b, mid + 500, t), box(mid, b, r, t)],
+    mid = (left + r) / 2
+    zones = gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[box(left, b, mid + 500, t), box(mid, b, r, t)],
                              crs=crs)
     zones.to_file(tmp_path / "z.gpkg")
     with pytest.raises(EulcError, match="'west' and 'east' overlap"):
         zone_ids(tmp_path / "z.gpkg", slovenia_features)
-    gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[box(l, b, mid, t), box(mid, b, r, t)],
+    gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[box(left, b, mid, t), box(mid, b, r, t)],
                      crs=crs).to_file(tmp_path / "ok.gpkg")
     ids, names = zone_ids(tmp_path / "ok.gpkg", slovenia_features)
     assert names == ["west", "east"] and set(np.unique(ids)) == {1, 2}
