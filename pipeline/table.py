@@ -211,7 +211,14 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
         rep.duplicates_identical = int(ident.sum())
         rep.duplicates_conflicting = int((dup & ~ident).sum())
         df = df[~dup]
-    lon, lat, rep.coordinates_from = _coordinates(df)
+    try:
+        lon, lat, rep.coordinates_from = _coordinates(df)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        files = ", ".join(sorted(set(df["_file"].astype(str)))) if "_file" in df else "the export"
+        raise SchemaError(f"{files}: the point coordinates (.geo, or lon/lat) are not numbers "
+                          f"({' '.join(str(e).split())[:120]})",
+                          "Export the points with their geometry as GEE writes it, or numeric lon/lat columns"
+                          ) from None
     x, y = Transformer.from_crs(4326, 3035, always_xy=True).transform(lon, lat)
     x, y = np.asarray(x), np.asarray(y)
     x0, y0, x1, y1 = LAEA_BOUNDS_M
@@ -219,6 +226,10 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
           & (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
     rep.out_of_range = int((~ok).sum())
     df, lon, lat, x, y = df[ok], lon[ok], lat[ok], x[ok], y[ok]
+    if df.empty:
+        raise SchemaError("no row has a POINT_ID and coordinates inside the EEA LAEA extent "
+                          f"({rep.out_of_range:,} outside)", "Check the export's POINT_ID and geometry columns",
+                          path=", ".join(str(p) for p in exports) if len(exports) < 4 else f"{len(exports)} exports")
     # cells/regions from the LUCAS theoretical point when the coordinates are that point
     cx, cy = snap_to_lucas_grid(df["POINT_ID"].to_numpy(), x, y)
     lucas = read_lucas_labels(lucas_file) if lucas_file else None

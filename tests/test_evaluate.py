@@ -93,7 +93,10 @@ def test_evaluate_bundle(small_bundle: Path, sample_table: Path, tmp_path: Path)
     """evaluate_bundle's figures equal sklearn's on an independent prediction of the same rows (the
     fused network the map uses). Mutations caught: evaluate_bundle skipping the normaliser, or
     passing lat/lon swapped, changes its predictions and fails the equality."""
+    import json
+
     from model.bundle import load_bundle
+    from model.train import TrainConfig, split_rows
     from tiles.mapping.predict import Predictor
 
     m = evaluate_bundle(small_bundle, sample_table)
@@ -101,9 +104,15 @@ def test_evaluate_bundle(small_bundle: Path, sample_table: Path, tmp_path: Path)
     d = training_arrays(table, NDVI_FEATURES)
     pred = Predictor(load_bundle(small_bundle), device="cpu").predict(d.x.astype(np.float32),
                                                                       d.lonlat.astype(np.float32))["class"]
-    assert m["n"] == len(d.y) > 1000
-    assert m["overall_accuracy"] == pytest.approx(float((pred == d.y).mean()), abs=2e-3)  # fused = unfused net
-    assert m["weighted_f1"] == pytest.approx(f1_score(d.y, pred, average="weighted"), abs=3e-3)
+    # its own training table: scored only on the rows training did not fit (issue #26)
+    cfg = TrainConfig(**json.loads((small_bundle / "bundle.json").read_text())["train_config"])
+    tr, va, te = split_rows(d, cfg)
+    rows = te if len(te) else va
+    assert m["n"] == len(rows) > 100 and m["by_split"]["training"]["n_rows"] == len(tr)
+    assert m["overall_accuracy"] == pytest.approx(float((pred[rows] == d.y[rows]).mean()), abs=2e-3)  # fused = net
+    assert m["weighted_f1"] == pytest.approx(f1_score(d.y[rows], pred[rows], average="weighted"), abs=3e-3)
+    assert m["by_split"]["training"]["overall_accuracy"] == pytest.approx(float((pred[tr] == d.y[tr]).mean()),
+                                                                          abs=2e-3)
     assert m["overall_accuracy"] > np.bincount(d.y).max() / len(d.y)  # better than the majority class
     table, meta = read_feature_table(sample_table)
     bad = table.drop(columns=["ndvi_p50"])

@@ -241,7 +241,8 @@ def test_the_area_figure_says_not_estimable() -> None:
     assert png[:4] == b"\x89PNG"
 
 
-def test_overlapping_zones_are_refused(tmp_path: Path, slovenia_features: Path) -> None:
+def test_overlapping_zones_are_split_never_won_by_drawing_order(tmp_path: Path, slovenia_features: Path) -> None:
+    """With overlapping zones the later one silently won: the shared pixels are a zone of their own."""
     import geopandas as gpd
     from shapely.geometry import box
 
@@ -249,13 +250,16 @@ def test_overlapping_zones_are_refused(tmp_path: Path, slovenia_features: Path) 
 
     with rasterio.open(slovenia_features) as src:
         left, b, r, t = src.bounds
-        crs = src.crs
-    mid = (left + r) / 2
+        crs, w = src.crs, src.width
+    mid = left + 10 * (w // 2)
     zones = gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[box(left, b, mid + 500, t), box(mid, b, r, t)],
                              crs=crs)
     zones.to_file(tmp_path / "z.gpkg")
-    with pytest.raises(EulcError, match="'west' and 'east' overlap"):
-        zone_ids(tmp_path / "z.gpkg", slovenia_features)
+    ids, names = zone_ids(tmp_path / "z.gpkg", slovenia_features)
+    assert names == ["west", "east", "west ∩ east"]
+    cols = {k: sorted(set(np.nonzero(ids == k)[1].tolist())) for k in (1, 2, 3)}
+    assert cols[3] == list(range(w // 2, w // 2 + 50))  # 500 m = 50 columns, counted once
+    assert cols[1][-1] == w // 2 - 1 and cols[2][0] == w // 2 + 50 and (ids > 0).all()
     gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[box(left, b, mid, t), box(mid, b, r, t)],
                      crs=crs).to_file(tmp_path / "ok.gpkg")
     ids, names = zone_ids(tmp_path / "ok.gpkg", slovenia_features)

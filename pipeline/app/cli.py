@@ -136,6 +136,32 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def classify(e: BaseException) -> tuple[int, str] | None:
+    """The exit status and one-line message of an exception the CLI expects, or None for an
+    unexpected one (a bug: exit 3). Bad input (:class:`~pipeline.core.errors.EulcError`, a
+    rasterio error, a pydantic validation error, an OS error naming a file, a usage error) is 2;
+    a :class:`~pipeline.core.atomic.WriteError` (full disk) is 1.
+    """
+    import pydantic
+    import rasterio.errors
+
+    if isinstance(e, EulcError):  # one line: a message quoting a library's multi-line text is joined
+        return getattr(e, "exit_code", 2), " ".join(str(e).splitlines())
+    if isinstance(e, rasterio.errors.RasterioError):
+        return 2, f"raster input: {e}"
+    if isinstance(e, pydantic.ValidationError):
+        err = e.errors()[0]
+        return 2, f"{'.'.join(str(x) for x in err['loc'])}={err.get('input')!r}: {err['msg']}"
+    if isinstance(e, OSError) and (e.filename or e.strerror):
+        return 2, (f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror))
+    if _usage_error(e):
+        msg = e.format_message() if hasattr(e, "format_message") else str(e)
+        return 2, f"{' '.join(msg.split())} (see `eulc --help` or `eulc COMMAND --help`)"
+    if type(e).__name__ == "Abort":
+        return 2, "aborted"
+    return None
+
+
 def _bug_log(e: BaseException) -> Path:
     """Write the traceback of an unexpected error to a log file in the system temp folder."""
     import tempfile
@@ -151,14 +177,12 @@ def _bug_log(e: BaseException) -> Path:
 def main() -> None:
     """Console-script entry point: every failure ends in one line on stderr.
 
-    Exit status: 0 done; 1 a run that finished with failed tiles (listed); 2 bad input or usage
-    (the line names the file, option or value and what to change); 3 an unexpected error, a bug
-    in eulc (its traceback is written to a log file the line names); 130 interrupted.
-    ``eulc --debug ...`` shows tracebacks instead.
+    Exit status: 0 done; 1 a run that finished with failed tiles (listed), or a file that could
+    not be written (full disk: the path and the free space); 2 bad input or usage (the line names
+    the file, option or value and what to change); 3 an unexpected error, a bug in eulc (its
+    traceback is written to a log file the line names); 130 interrupted. ``eulc --debug ...``
+    shows tracebacks instead.
     """
-    import pydantic
-    import rasterio.errors
-
     try:
         rc = app(standalone_mode=False)
         if isinstance(rc, int) and rc:  # typer.Exit(n) comes back as a return value here
@@ -171,20 +195,9 @@ def main() -> None:
     except Exception as e:
         if state["debug"]:
             raise
-        if isinstance(e, EulcError):
-            _fail(str(e), code=getattr(e, "exit_code", 2))
-        if isinstance(e, rasterio.errors.RasterioError):
-            _fail(f"raster input: {e}")
-        if isinstance(e, pydantic.ValidationError):
-            err = e.errors()[0]
-            _fail(f"{'.'.join(str(x) for x in err['loc'])}={err.get('input')!r}: {err['msg']}")
-        if isinstance(e, OSError) and (e.filename or e.strerror):
-            _fail(f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror))
-        if _usage_error(e):
-            msg = e.format_message() if hasattr(e, "format_message") else str(e)
-            _fail(f"{' '.join(msg.split())} (see `eulc --help` or `eulc COMMAND --help`)")
-        if type(e).__name__ == "Abort":
-            _fail("aborted")
+        known = classify(e)
+        if known is not None:
+            _fail(known[1], code=known[0])
         log = _bug_log(e)
         _fail(f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]}. This is a bug in eulc: "
               f"the traceback is in {log}; please report it with that file", code=3)

@@ -68,6 +68,7 @@ FLAGS: dict[str, str] = {
     "threads": "--threads",
     "tile_id": "--tile-id",
     "tile_size": "--tile-size",
+    "test_fraction": "--test-fraction",
     "tiles": "--tiles",
     "train": "--train",
     "workers": "--workers",

@@ -53,29 +53,35 @@ def transition_matrix(before: Path, after: Path, legend: Legend) -> tuple[np.nda
     return m * pix_ha, pix_ha
 
 
-def _refuse_overlaps(gdf: gpd.GeoDataFrame, names: list[str], pixel_area: float, zones: Path) -> None:
-    """Raise SchemaError on the first pair of zones overlapping by more than half a pixel."""
-    geoms = gdf.geometry.make_valid() if hasattr(gdf.geometry, "make_valid") else gdf.geometry
+def _overlapping(gdf: gpd.GeoDataFrame, pixel_area: float) -> list[int]:
+    """Indices of the zones that overlap another by more than half a pixel."""
+    geoms = gdf.geometry.make_valid()
     left, right = geoms.sindex.query(geoms, predicate="intersects")
+    out: set[int] = set()
     for i, j in zip(left, right, strict=True):
-        if i < j:
-            area = geoms.iloc[i].intersection(geoms.iloc[j]).area
-            if area > pixel_area / 2:
-                raise SchemaError(f"zones {names[i]!r} and {names[j]!r} overlap ({area / 1e4:,.2f} ha)",
-                                  "Give zones that do not overlap (each pixel is counted in one zone)", path=zones)
+        if i < j and geoms.iloc[i].intersection(geoms.iloc[j]).area > pixel_area / 2:
+            out |= {int(i), int(j)}
+    return sorted(out)
+
+
+MAX_OVERLAPPING_ZONES = 62
+"""Most zones that may overlap one another (each is one bit of a pixel's overlap key)."""
 
 
 def zone_ids(zones: Path, like: Path, field: str | None = None) -> tuple[np.ndarray, list[str]]:
-    """Rasterise the polygons of ``zones`` onto the grid of ``like``.
+    """Rasterise the polygons of ``zones`` onto the grid of ``like``, each pixel in one zone.
 
-    Zones must not overlap: a pixel belongs to one zone, so overlapping polygons (by more than
-    half a pixel) are refused, naming the first pair, rather than letting the later one win.
+    Overlapping polygons (by more than half a pixel; e.g. the EEA biogeographical regions
+    dissolved on the 10 km grid share border cells) are split, never resolved by drawing order:
+    the pixels in both ``A`` and ``B`` form a zone of their own named ``A ∩ B``, so every pixel is
+    counted once and no zone silently loses its shared area (the report says which zones overlap
+    and by how much).
 
     Returns:
         ``(ids int32 (H, W), names)``: 0 outside every zone, i + 1 inside zone ``names[i]``.
 
     Raises:
-        SchemaError: no polygon, ``field`` not a column, or two zones overlap.
+        SchemaError: no polygon, ``field`` not a column, or more than 62 zones overlap.
         RasterError: no zone overlaps the map.
     """
     gdf = gpd.read_file(zones)
@@ -87,9 +93,28 @@ def zone_ids(zones: Path, like: Path, field: str | None = None) -> tuple[np.ndar
     names = [str(v) for v in (gdf[name_col] if name_col else range(len(gdf)))]
     with rasterio.open(like) as s:
         gdf = gdf.to_crs(s.crs)
-        _refuse_overlaps(gdf, names, abs(s.transform.a * s.transform.e), zones)
-        ids = rasterize(((g, i + 1) for i, g in enumerate(gdf.geometry)), out_shape=s.shape, transform=s.transform,
-                        fill=0, dtype="int32")
+        shape, transform = s.shape, s.transform
+        over = _overlapping(gdf, abs(transform.a * transform.e))
+        plain = [i for i in range(len(gdf)) if i not in set(over)]
+        ids = rasterize(((gdf.geometry.iloc[i], i + 1) for i in plain), out_shape=shape, transform=transform,
+                        fill=0, dtype="int32") if plain else np.zeros(shape, np.int32)
+    if len(over) > MAX_OVERLAPPING_ZONES:
+        raise SchemaError(f"{len(over)} zones overlap one another (e.g. {names[over[0]]!r} and {names[over[1]]!r})",
+                          f"Give zones that do not overlap (at most {MAX_OVERLAPPING_ZONES} may)", path=zones)
+    if over:
+        key = np.zeros(shape, np.int64)
+        for bit, i in enumerate(over):
+            mask = rasterize([(gdf.geometry.iloc[i], 1)], out_shape=shape, transform=transform, fill=0, dtype="uint8")
+            key |= mask.astype(np.int64) << bit
+        combos = np.unique(key[key > 0])
+        for combo in combos.tolist():
+            members = [names[i] for bit, i in enumerate(over) if combo >> bit & 1]
+            if len(members) == 1:
+                zid = over[[b for b in range(len(over)) if combo >> b & 1][0]] + 1
+            else:
+                names.append(" ∩ ".join(members))
+                zid = len(names)
+            ids[key == combo] = zid
     if not ids.any():
         raise RasterError("no zone overlaps the map", "Give zones that cover the mapped area", path=zones)
     return ids, names

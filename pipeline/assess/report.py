@@ -290,7 +290,13 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         maps = {"previous": previous, "map": map_path} if previous is not None else {"map": map_path}
         tables["zones"] = zone_table(maps, zones, legend)
         z = tables["zones"]
-        sections.append(("Composition per zone", _table(z[z.filter(like="_ha").sum(axis=1) > 0])))
+        shared = sorted({str(n) for n in z["zone"] if " ∩ " in str(n)})
+        note = (f"<p class='note'>Zones overlap in {html.escape(str(zones.name))}: the pixels shared by two or more "
+                f"zones are counted once, in a zone of their own ({html.escape(', '.join(shared[:8]))}"
+                f"{' ...' if len(shared) > 8 else ''}), never given to one of them by drawing order.</p>"
+                if shared else "")
+        metrics["zones_overlapping"] = shared
+        sections.append(("Composition per zone", note + _table(z[z.filter(like="_ha").sum(axis=1) > 0])))
     kpi_html = "".join(f"<div class='kpi'><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>" for k, v in kpis)
     worst = tables["blocks"].head(10).copy()
     if not worst.empty:

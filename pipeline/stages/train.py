@@ -12,9 +12,9 @@ from model.api import train_from_table
 from model.bundle import TRAIN_LEDGER
 from model.infer import resolve_device
 from model.presets import PRESETS, preset_config
-from pipeline.core.atomic import remove_leftovers
+from pipeline.core.atomic import WRITTEN, remove_leftovers
 from pipeline.core.errors import EulcError
-from pipeline.core.ledger import JsonLedger, Ledger, input_key
+from pipeline.core.ledger import OUT_LOCK, JsonLedger, Ledger, input_key
 from pipeline.core.spec import load_spec
 from pipeline.stages.events import Event, ignore
 from pipeline.stages.resolve import table_selection
@@ -120,7 +120,7 @@ def train(req: TrainRequest, on_event: Event = ignore, ledger: Ledger | None = N
                               "info": f"loss {loss:.3f}"})
 
     metrics = train_from_table(table, out, sel, cfg, on_epoch, overwrite=req.overwrite, landscapes=req.landscapes)
-    outputs = sorted(p for p in out.iterdir() if p.is_file() and p.name != TRAIN_LEDGER)
+    outputs = sorted(p for p in out.iterdir() if p.is_file() and p.name not in (TRAIN_LEDGER, WRITTEN, OUT_LOCK))
     if own:  # the atomic save replaced the folder: a ledger read before it is gone with it
         book = JsonLedger(out, TRAIN_LEDGER)
     book.finish(name, key, outputs if own else [out], metrics)

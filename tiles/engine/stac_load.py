@@ -72,8 +72,13 @@ def items_from_catalog(path: Path, allow_roots: tuple[Path, ...] = ()) -> list[p
         items = [cat]
     elif isinstance(cat, pystac.Catalog):
         items = []
-        for child in _walk(cat, roots, Path(path)):
-            items.extend(child.get_items())
+        try:  # children and items are read lazily: a malformed one fails here
+            for child in _walk(cat, roots, Path(path)):
+                items.extend(child.get_items())
+        except (pystac.STACError, pystac.errors.STACTypeError, ValueError, KeyError, TypeError, AttributeError,
+                OSError) as e:
+            raise RasterError(f"holds a child or item that is not valid STAC ({' '.join(str(e).split())[:200]})",
+                              "Fix or remove that item (pystac / stac-validator name the field)", path=path) from None
     else:
         raise RasterError("is not a STAC catalogue", "Give a catalog.json or collection.json", path=path)
     for it in items:

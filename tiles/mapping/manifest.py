@@ -103,23 +103,38 @@ class Manifest:
                             "Move the damaged file away and rerun (finished tiles are then checked again)",
                             path=self.path) from None
 
+    def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """One statement and its rows; a damaged database ends in an EulcError naming the file."""
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise EulcError(f"is not a readable SQLite manifest ({e})",
+                            "Move the damaged file away and rerun (finished tiles are then checked again)",
+                            path=self.path) from None
+
     def close(self) -> None:
         """Close the database."""
         self._db.close()
 
     def get(self, tile_id: str) -> TileRow | None:
         """The row of ``tile_id``, or None."""
-        cur = self._db.execute(
+        cur = self._execute(
             "SELECT tile_id, inputs_hash, status, features_file, outputs, error, seconds, n_pixels, n_nodata, "
             "ood_share FROM tiles WHERE tile_id = ?", (tile_id,))
-        r = cur.fetchone()
-        if r is None:
+        if not cur:
             return None
-        return TileRow(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7], r[8], r[9])
+        r = cur[0]
+        try:
+            outputs = json.loads(r[4] or "{}")
+        except (TypeError, ValueError):
+            outputs = None
+        if not isinstance(outputs, dict):  # a damaged row: its tile is simply not current
+            outputs = {}
+        return TileRow(r[0], r[1], r[2], r[3], outputs, r[5], r[6], r[7], r[8], r[9])
 
     def rows(self) -> list[TileRow]:
         """Every row, sorted by tile id."""
-        ids = [r[0] for r in self._db.execute("SELECT tile_id FROM tiles ORDER BY tile_id")]
+        ids = [r[0] for r in self._execute("SELECT tile_id FROM tiles ORDER BY tile_id")]
         return [row for i in ids if (row := self.get(i)) is not None]
 
     def entry(self, tile_id: str) -> Entry | None:
@@ -149,7 +164,7 @@ class Manifest:
 
     def begin(self, tile_id: str, inputs_hash: str, features_file: str | None) -> None:
         """Record that the tile was handed to a worker, reading ``features_file``."""
-        self._db.execute(
+        self._execute(
             "INSERT INTO tiles (tile_id, inputs_hash, status, features_file, started) VALUES (?, ?, 'running', ?, ?) "
             "ON CONFLICT(tile_id) DO UPDATE SET inputs_hash=excluded.inputs_hash, status='running', "
             "features_file=excluded.features_file, started=excluded.started, error=NULL, finished=NULL",
@@ -162,8 +177,8 @@ class Manifest:
         replaces the one recorded at start (a tile whose features its worker computed first).
         """
         if result.get("inputs_hash"):
-            self._db.execute("UPDATE tiles SET inputs_hash=? WHERE tile_id=?", (result["inputs_hash"], tile_id))
-        self._db.execute(
+            self._execute("UPDATE tiles SET inputs_hash=? WHERE tile_id=?", (result["inputs_hash"], tile_id))
+        self._execute(
             "UPDATE tiles SET status=?, outputs=?, error=?, finished=?, seconds=?, n_pixels=?, n_nodata=?, worker=?, "
             "ood_share=? WHERE tile_id=?",
             (result["status"], json.dumps(result.get("outputs", {}), sort_keys=True), result.get("error"),
