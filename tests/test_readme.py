@@ -234,7 +234,9 @@ def test_the_stage_commands(ran: Path) -> None:
     a = json.loads((ran / "agreement.json").read_text())
     assert a["n_pixels"] > 9000 and a["overall_accuracy"] > 0.7
     m = json.loads((ran / "eval" / "metrics.json").read_text())
-    assert m["n"] > 50_000 and 0.5 < m["weighted_f1"] <= 1
+    # the bundle's own training table: only its untouched rows are scored, the rest apart (issue #26)
+    assert m["n"] > 5_000 and 0.5 < m["weighted_f1"] <= 1 and "untouched" in m["rows_scored"]
+    assert m["n"] + m["by_split"]["training"]["n_rows"] + m["by_split"]["hold_out"]["n_rows"] > 50_000
     runs = pd.read_csv(ran / "eval-quick" / "loro_runs.csv")
     assert set(runs["model"]) == {"eulc-plain", "rf"} and set(runs["split"]) == {"loro-Pannonian", "loro-Steppic"}
     # the progress knows the number of runs (2 regions x 2 models x 1 seed): a plain line when not a terminal

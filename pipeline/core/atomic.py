@@ -10,7 +10,8 @@ Every output of every command goes through :func:`atomic_path` (or :func:`write_
    made with ``O_EXCL``, so it never follows a link) in the same folder.
 3. The temporary is flushed to disk (``fsync``) and verified: not empty, and the caller's check
    (a raster's last block decoded, :func:`pipeline.core.cog.verify_cog`).
-4. It is renamed onto ``dest``, the folder entry is flushed, and ``dest`` is recorded in the journal.
+4. ``dest``'s name is recorded in the journal, then the temporary is renamed onto it and the folder
+   entry is flushed (recorded first, so a kill between the two leaves a file eulc knows as its own).
 
 A crash or an error leaves either the previous file or nothing, never half a file; a full disk
 (or a file-size limit) ends in :class:`WriteError` naming the path and the free space, and nothing
@@ -91,13 +92,15 @@ def _fingerprint(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def record_written(path: str | Path) -> None:
-    """Append ``path`` (size and mtime) to its folder's :data:`WRITTEN` journal (one
-    ``O_APPEND`` write per line, so concurrent workers do not interleave).
+def record_written(path: str | Path, name: str | None = None) -> None:
+    """Append ``name`` (default ``path``'s) with ``path``'s size and mtime to its folder's
+    :data:`WRITTEN` journal (one ``O_APPEND`` write per line, so concurrent workers do not
+    interleave). :func:`atomic_path` records the temporary under the final name *before* the
+    rename, so a kill between the two never leaves an output eulc would not recognise.
     """
     path = Path(path)
     size, mtime = _fingerprint(path)
-    line = json.dumps({"name": path.name, "size": size, "mtime_ns": mtime}, separators=(",", ":")) + "\n"
+    line = json.dumps({"name": name or path.name, "size": size, "mtime_ns": mtime}, separators=(",", ":")) + "\n"
     fd = open_no_follow(path.parent / WRITTEN, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
         os.write(fd, line.encode("utf-8"))
@@ -307,9 +310,9 @@ def atomic_path(dest: str | Path, suffix: str | None = None, *, verify: Callable
                 verify(tmp_path)
             os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600
             check_replaceable(dest, recognise)  # nothing swapped in while we wrote
+            record_written(tmp_path, dest.name)  # first: a kill after the rename still finds it recorded
             os.replace(tmp_path, dest)
             _fsync_dir(dest.parent)
-            record_written(dest)
         except WriteError:
             raise
         except Exception as e:
