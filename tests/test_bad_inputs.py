@@ -655,6 +655,12 @@ CASES += [
     Case("features: href /vsizip/", CAT, ["/vsizip/"], lambda tmp, fx: _evil_catalog(tmp, "/vsizip//etc/x.zip/a.tif")),
 ]
 
+for val in ("0", "-1", "100000", "abc", "1.5"):
+    CASES.append(Case(f"--threads {val}", ["--threads", val, "map", "{features}", "--bundle", str(BUNDLE), "--out",
+                                           "out"], ["--threads"]))
+    CASES.append(Case(f"EULC_THREADS={val}", ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out"],
+                      ["THREADS"], env={"EULC_THREADS": val}))
+
 # names with rich-markup characters are printed verbatim
 for name in ("a[b]c.csv", "[red]x[/red].csv", "[bold].csv", "x\\[y].csv"):
     CASES.append(Case(f"table: missing {name}", ["table", name, "--out", "out/t.parquet"], [name]))

@@ -14,6 +14,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,31 @@ from .conftest import NDVI_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "models" / "elc10-ndvi-l1"
+
+
+class Ran:
+    """What an in-process CLI run left: its exit status and stderr."""
+
+    def __init__(self, returncode: int, stderr: str) -> None:
+        self.returncode, self.stderr = returncode, stderr
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[[list[str], Path], Ran]:
+    """Run ``eulc ARGS`` in-process in a folder (the console-script entry point, no interpreter start)."""
+    from pipeline.app.cli import main
+
+    def run(args: list[str], cwd: Path) -> Ran:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["eulc", *args])
+        capsys.readouterr()
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = int(e.code or 0)
+        return Ran(code, capsys.readouterr().err)
+    return run
 
 
 def _eulc(args: list[str], cwd: Path, limit_bytes: int | None = None) -> subprocess.CompletedProcess[str]:
@@ -43,7 +69,7 @@ def test_a_full_disk_ends_in_exit_1_and_nothing_is_recorded_as_done(tmp_path: Pa
     """A full disk gave a 'done' but unreadable feature COG, and the rerun called it up to date."""
     args = ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out", "--features",
             ",".join(NDVI_FEATURES[:4])]
-    p = _eulc(args, tmp_path, limit_bytes=60_000)  # the COG is ~150 kB
+    p = _eulc(args, tmp_path, limit_bytes=60_000)  # the COG is ~150 kB; a limit needs a process of its own
     assert p.returncode == 1, p.stderr
     line = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert len(line) == 1 and "eolearn_slovenia_2017.tif" in line[0] and "free on its disk" in line[0], p.stderr
@@ -105,8 +131,9 @@ def test_links_are_never_followed(tmp_path: Path) -> None:
     assert victim.read_text() == "keep" and not (tmp_path / "nowhere").exists()
 
 
-def test_a_held_lock_refuses_a_second_report_and_a_dead_runs_temporaries_go(tmp_path: Path,
-                                                                             slovenia_features: Path) -> None:
+def test_a_held_lock_refuses_a_second_report_and_a_dead_runs_temporaries_go(tmp_path: Path, slovenia_features: Path,
+                                                                             cli: Callable[[list[str], Path], Ran]
+                                                                             ) -> None:
     """`report` had no lock: two reports at once interleaved their files with exit 0."""
     from model.bundle import load_bundle
     from tiles.mapping.predict import predict_tile
@@ -118,20 +145,21 @@ def test_a_held_lock_refuses_a_second_report_and_a_dead_runs_temporaries_go(tmp_
             "--out", str(out)]
     with open(out / ".eulc.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        p = _eulc(args, tmp_path)
+        p = _eulc(args, tmp_path)  # another process: flock is per open file, so a second one is needed
     assert p.returncode == 2 and "another `eulc report`" in p.stderr and not (out / "report.html").exists()
     # a temporary of a killed run on this host (a pid that is not alive) is removed by the next run
     dead = subprocess.run(["true"]).returncode or 999_999
     stale = out / temp_prefix("report.html").replace(f".{os.getpid()}.", f".{dead}.")
     stale.write_text("half")
-    p = _eulc(args, tmp_path)
+    p = cli(args, tmp_path)
     assert p.returncode == 0, p.stderr
     assert not stale.exists() and (out / "report.html").is_file()
 
 
 # --- foreign but valid inputs --------------------------------------------------------------------
 
-def test_a_feature_cog_without_eulc_tags_maps(tmp_path: Path, slovenia_features: Path) -> None:
+def test_a_feature_cog_without_eulc_tags_maps(tmp_path: Path, slovenia_features: Path,
+                                              cli: Callable[[list[str], Path], Ran]) -> None:
     """A COG as GDAL or QGIS write it (band names, no tags) mapped, then exited 3 leaving a
     'running' manifest row: it maps, the item's datetime is the mapping time, the year 'unknown'."""
     with rasterio.open(slovenia_features) as src:
@@ -142,7 +170,7 @@ def test_a_feature_cog_without_eulc_tags_maps(tmp_path: Path, slovenia_features:
         dst.write(arr)
         for i, n in enumerate(names, start=1):
             dst.set_band_description(i, n)
-    p = _eulc(["map", str(foreign), "--bundle", str(BUNDLE), "--out", "m", "--scheduler", "sync"], tmp_path)
+    p = cli(["map", str(foreign), "--bundle", str(BUNDLE), "--out", "m", "--scheduler", "sync"], tmp_path)
     assert p.returncode == 0, p.stderr
     item = json.loads((tmp_path / "m" / "qgis.json").read_text())
     assert item["properties"]["datetime"] and item["properties"]["eulc:year"].startswith("unknown")
@@ -153,7 +181,8 @@ def test_a_feature_cog_without_eulc_tags_maps(tmp_path: Path, slovenia_features:
     assert rows == [("done",)]
 
 
-def test_a_legend_with_any_ids_maps_as_written(tmp_path: Path, slovenia_features: Path) -> None:
+def test_a_legend_with_any_ids_maps_as_written(tmp_path: Path, slovenia_features: Path,
+                                               cli: Callable[[list[str], Path], Ran]) -> None:
     """Legend ids 10, 13, 16 … were written as 0, 1, 2 (and the STAC item crashed): the class COG
     holds the legend's ids, pixel for pixel those of the shipped bundle relabelled."""
     from model.bundle import load_bundle
@@ -166,7 +195,7 @@ def test_a_legend_with_any_ids_maps_as_written(tmp_path: Path, slovenia_features
     for c, i in zip(meta["legend"]["classes"], ids, strict=True):
         c["id"] = i
     (b / "bundle.json").write_text(json.dumps(meta))
-    p = _eulc(["map", str(slovenia_features), "--bundle", str(b), "--out", "m", "--scheduler", "sync"], tmp_path)
+    p = cli(["map", str(slovenia_features), "--bundle", str(b), "--out", "m", "--scheduler", "sync"], tmp_path)
     assert p.returncode == 0, p.stderr
     ref = predict_tile(load_bundle(BUNDLE), slovenia_features, tmp_path / "ref", "slo")
     with rasterio.open(ref.class_path) as a, rasterio.open(tmp_path / "m" / f"{slovenia_features.stem}_class.tif") as c:

@@ -98,6 +98,11 @@ def _extras() -> set[str]:
 
 def _check_not_executed(argv: list[str]) -> bool:
     """Commands the test does not execute anywhere: checked here; True when handled."""
+    while argv and re.fullmatch(r"[A-Z_]+=\S*", argv[0]):  # VAR=value before a command
+        argv = argv[1:]
+    if argv[:1] == ["python"] and len(argv) > 1 and argv[1].startswith("scripts/"):
+        assert (ROOT / argv[1]).is_file(), argv[1]
+        return True
     if argv[:2] == ["pip", "install"]:
         extras = re.findall(r"\[([\w,]+)\]", argv[-1])
         assert extras and set(extras[0].split(",")) <= _extras(), argv
@@ -109,7 +114,7 @@ def _check_not_executed(argv: list[str]) -> bool:
         if "-n" in argv[3:]:  # pytest-xdist, from the dev extra
             import xdist  # noqa: F401
         return True
-    if argv[0] in ("ruff", "mypy", "lint-imports", "earthengine"):
+    if argv[0] in ("ruff", "mypy", "lint-imports", "earthengine", "cosmic-ray", "cr-report"):
         assert shutil.which(argv[0]), f"{argv[0]} is not installed by the README's install command"
         return True
     return False

@@ -21,7 +21,7 @@ from pipeline.app import cli_model, cli_features, cli_map  # noqa: F401
 # isort: on
 from pipeline.app.cli_common import app, console, state
 from pipeline.app.cli_gee import gee_app
-from pipeline.core.config import THREADS_VAR, calm_openmp_under_load
+from pipeline.core.config import MAX_THREADS, THREADS_VAR, calm_openmp_under_load
 from pipeline.core.errors import EulcError
 
 app.add_typer(gee_app, name="gee")
@@ -40,7 +40,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
           version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False,
           threads: Annotated[int | None, typer.Option(
-              "--threads", min=1, envvar=THREADS_VAR,
+              "--threads", min=1, max=MAX_THREADS, envvar=THREADS_VAR,
               help="CPU threads for every command (torch, GDAL, map workers); default: the cores this "
                    "process may use. Results are bit-identical for a given number of threads.")] = None,
           quiet: Annotated[bool, typer.Option(

@@ -83,6 +83,8 @@ def demo_data_dir() -> Path:
 
 
 THREADS_VAR = "EULC_THREADS"
+MAX_THREADS = 1024
+"""Most threads one eulc process computes with (a bound on ``--threads``, not a default)."""
 SPIN_UNDER_LOAD = "10000"
 """``GOMP_SPINCOUNT`` when other work loads the CPU: OpenMP threads spin ~10⁴ iterations
 (microseconds) before sleeping, instead of GNU OpenMP's default ~3 × 10⁵ (milliseconds)."""
@@ -97,9 +99,9 @@ def cpu_threads() -> int:
     """
     raw = os.environ.get(THREADS_VAR)
     if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise EulcError(f"{THREADS_VAR}={raw!r} is not a positive number of threads",
-                            f"Set {THREADS_VAR} (or `threads`) to 1 or more")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_THREADS:
+            raise EulcError(f"{THREADS_VAR}={raw!r} is not a number of threads",
+                            f"Set {THREADS_VAR} (or `threads`) to 1 to {MAX_THREADS}")
         return int(raw)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
