@@ -180,12 +180,17 @@ def test_the_writer_leaves_the_old_or_the_new_file_never_a_mix(tmp_path_factory:
 
 
 @SETTINGS
-@given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1, max_size=40))
+@given(st.one_of(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1,
+                         max_size=40), st.sampled_from([".eulc-written", ".eulc-tmp.x", ".eulc.lock"])))
 def test_any_file_name_is_written_and_recognised(tmp_path_factory: pytest.TempPathFactory, name: str) -> None:
-    from pipeline.core.atomic import atomic_path, written_by_eulc
+    from pipeline.core.atomic import PREFIX, WRITTEN, atomic_path, written_by_eulc
 
     assume(name not in (".", "..") and len(name.encode()) < 200)
     folder = tmp_path_factory.mktemp("n")
+    if name == WRITTEN or name.startswith(PREFIX):  # the journal's and the temporaries' names: refused
+        with pytest.raises(EulcError, match="keeps for its own"), atomic_path(folder / name) as tmp:
+            tmp.write_text("x")
+        return
     with atomic_path(folder / name) as tmp:
         tmp.write_text("x")
     assert written_by_eulc(folder / name) and (folder / name).read_text() == "x"
@@ -263,3 +268,48 @@ def test_any_architecture_edit_loads_or_is_refused_in_one_line(tmp_path_factory:
         assert "\n" not in str(e) and str(b) in str(e)  # one line naming the bundle's file
         return
     assert getattr(loaded.model.cfg, key) == value
+
+
+@SETTINGS
+@given(st.integers(0, 400), st.lists(st.integers(-3, 300), min_size=1, max_size=6))
+def test_classes_fit_the_uint8_map_exactly(n_classes: int, ids: list[int]) -> None:
+    from model.bounds import MAX_MAP_CLASSES, check_classes
+
+    ok = n_classes <= MAX_MAP_CLASSES and all(0 <= i <= 254 for i in ids)
+    if ok:
+        check_classes(n_classes, ids, Path("b.json"))
+    else:
+        with pytest.raises(EulcError, match="n_classes|legend id"):
+            check_classes(n_classes, ids, Path("b.json"))
+
+
+@SETTINGS
+@given(st.integers(0, 10**9))
+def test_parameters_are_refused_above_the_limit_only(n: int) -> None:
+    from model.bounds import MAX_PARAMETERS, check_parameters
+
+    if n <= MAX_PARAMETERS:
+        check_parameters(n, Path("b.json"))
+    else:
+        with pytest.raises(EulcError, match=f"{n:,} parameters"):
+            check_parameters(n, Path("b.json"))
+
+
+@SETTINGS
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=2), st.booleans()),
+       st.sampled_from(["landscape_threshold", "distance_threshold", "rare_share", "quantile"]),
+       st.lists(st.floats(-0.5, 1.5), min_size=1, max_size=4))
+def test_ood_numbers_are_accepted_only_in_range(v: object, key: str, share: list[float]) -> None:
+    from model.bounds import check_ood
+
+    meta: dict[str, object] = {"landscape_threshold": 1.0, "distance_threshold": 2.0, "rare_share": 0.01,
+                               "quantile": 0.99, key: v}
+    num = isinstance(v, (int, float)) and not isinstance(v, bool)
+    in_range = num and math.isfinite(v) and (v >= 0 if "threshold" in key else 0 <= v <= 1)  # type: ignore[operator,arg-type]
+    arr = np.asarray(share)
+    ok = in_range and bool(((arr >= 0) & (arr <= 1)).all())
+    if ok:
+        check_ood(meta, arr, Path("ood.json"))
+    else:
+        with pytest.raises(EulcError, match=f"{key}|cluster shares"):
+            check_ood(meta, arr, Path("ood.json"))

@@ -165,8 +165,11 @@ def check_replaceable(dest: str | Path, recognise: Callable[[Path], bool] | None
         EulcError: ``dest`` is a link, a folder, or a file eulc did not write.
     """
     dest = Path(dest)
+    if dest.name == WRITTEN or dest.name.startswith(PREFIX):
+        raise EulcError("is a name eulc keeps for its own journal and temporaries", "Choose another file name",
+                        path=dest)
     refuse_link(dest)
-    refuse_link(dest.parent / WRITTEN)  # the journal is appended to after the write
+    refuse_link(dest.parent / WRITTEN)  # the journal is appended to with the write
     if not os.path.lexists(dest):
         return
     if not dest.is_file():
