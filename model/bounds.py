@@ -64,8 +64,7 @@ def check_normaliser(center: np.ndarray, scale: np.ndarray, lo: np.ndarray, hi: 
         BundleError: naming ``normalizer.<key>`` and the first offending feature.
     """
     def first(mask: np.ndarray) -> str:
-        i = int(np.flatnonzero(mask)[0])
-        return features[i] if i < len(features) else str(i)
+        return features[int(np.flatnonzero(mask)[0])]  # the arrays have one entry per feature
 
     bad = ~np.isfinite(center)
     if bad.any():
@@ -75,7 +74,7 @@ def check_normaliser(center: np.ndarray, scale: np.ndarray, lo: np.ndarray, hi: 
     if bad.any():
         raise BundleError(f"normalizer.scale of {first(bad)} is {float(scale[bad][0])!r}, outside "
                           f"{SCALE_MIN:g}..{SCALE_MAX:g}", RESTORE, path=path)
-    bad = np.isnan(lo) | np.isnan(hi) | ~(lo < hi)
+    bad = ~(lo < hi)  # NaN compares false: a NaN bound is refused too
     if bad.any():
         raise BundleError(f"normalizer bounds of {first(bad)} are lo = {float(lo[bad][0])!r}, hi = "
                           f"{float(hi[bad][0])!r}; lo must be below hi", RESTORE, path=path)

@@ -333,8 +333,11 @@ def load_bundle(path: Path) -> ModelBundle:
                           "Re-train the bundle", path=mpath)
     bounds.check_classes(cfg.n_classes, [c.id for c in legend.classes], mpath)
     bounds.check_normaliser(norm.center, norm.scale, norm.lo, norm.hi, features, mpath)
-    if "class_prior" in (meta.get("metrics") or {}):
-        bounds.check_prior(meta["metrics"]["class_prior"], cfg.n_classes, mpath)
+    metrics = meta.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise BundleError(f"metrics is {type(metrics).__name__}, not an object", bounds.RESTORE, path=mpath)
+    if "class_prior" in metrics:
+        bounds.check_prior(metrics["class_prior"], cfg.n_classes, mpath)
     with torch.device("meta"):  # count the parameters before allocating any
         bounds.check_parameters(sum(p.numel() for p in BridgeLC(cfg).parameters()), mpath)
     net = BridgeLC(cfg)

@@ -486,6 +486,7 @@ BUNDLE_EDITS: list[tuple[str, Callable[[dict], None], list[str]]] = [
     ("legend classes a string", _set(("legend", "classes"), "x"), ["bundle.json"]),
     ("architecture a list", _set(("architecture",), [1]), ["architecture"]),
     ("bundle.json a list", lambda m: None, ["bundle.json"]),
+    ("metrics true", _set(("metrics",), True), ["metrics"]),  # found by tests/test_fuzz.py
 ]
 
 OOD_EDITS: list[tuple[str, Callable[[dict], None], list[str]]] = [

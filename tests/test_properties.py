@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from affine import Affine
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.errors import EulcError
@@ -203,6 +203,11 @@ def test_any_file_name_is_written_and_recognised(tmp_path_factory: pytest.TempPa
 
 @SETTINGS
 @given(st.floats(allow_nan=True, allow_infinity=True))
+@example(0.05)
+@example(20.0)
+@example(0.0499)
+@example(20.01)
+@example(1.0)
 def test_a_temperature_is_accepted_exactly_in_the_calibration_range(t: float) -> None:
     from model.bounds import TEMPERATURE_MAX, TEMPERATURE_MIN, check_temperature
 
@@ -215,7 +220,15 @@ def test_a_temperature_is_accepted_exactly_in_the_calibration_range(t: float) ->
 
 
 @SETTINGS
-@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=4, max_size=4))
+@given(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.floats(-1e3, 1e3, width=32),
+                          st.sampled_from([1e-6, 1e9, 0.5, 2.0, -1.0, 1.0])), min_size=4, max_size=4))
+@example([0.0, 1e9, 0.0, 1.0])
+@example([0.0, 1e-6, -1.0, 1.0])
+@example([0.0, 2e9, 0.0, 1.0])
+@example([0.0, 5e-7, 0.0, 1.0])
+@example([0.0, 1.0, 1.0, 1.0])
+@example([0.0, 1.0, float("nan"), 1.0])
+@example([0.0, 1.0, 0.0, float("nan")])
 def test_a_normaliser_is_accepted_only_when_every_number_is_in_range(v: list[float]) -> None:
     from model.bounds import SCALE_MAX, SCALE_MIN, check_normaliser
 
@@ -232,6 +245,11 @@ def test_a_normaliser_is_accepted_only_when_every_number_is_in_range(v: list[flo
 @SETTINGS
 @given(st.lists(st.one_of(st.floats(-1, 2), st.just(float("nan")), st.sampled_from([0.0, 0.5, 1.0])),
                 min_size=2, max_size=8))
+@example([1.5, -0.5])
+@example([0.5, 0.5])
+@example([0.5, 0.5004])
+@example([0.5, 0.4996])
+@example([0.5, 0.502])
 def test_a_prior_is_accepted_only_as_shares_summing_to_1(p: list[float]) -> None:
     from model.bounds import check_prior
 
@@ -272,6 +290,10 @@ def test_any_architecture_edit_loads_or_is_refused_in_one_line(tmp_path_factory:
 
 @SETTINGS
 @given(st.integers(0, 400), st.lists(st.integers(-3, 300), min_size=1, max_size=6))
+@example(254, [0, 254])
+@example(255, [0])
+@example(3, [255])
+@example(3, [-1])
 def test_classes_fit_the_uint8_map_exactly(n_classes: int, ids: list[int]) -> None:
     from model.bounds import MAX_MAP_CLASSES, check_classes
 
@@ -285,6 +307,8 @@ def test_classes_fit_the_uint8_map_exactly(n_classes: int, ids: list[int]) -> No
 
 @SETTINGS
 @given(st.integers(0, 10**9))
+@example(50_000_000)
+@example(50_000_001)
 def test_parameters_are_refused_above_the_limit_only(n: int) -> None:
     from model.bounds import MAX_PARAMETERS, check_parameters
 
@@ -299,6 +323,12 @@ def test_parameters_are_refused_above_the_limit_only(n: int) -> None:
 @given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=2), st.booleans()),
        st.sampled_from(["landscape_threshold", "distance_threshold", "rare_share", "quantile"]),
        st.lists(st.floats(-0.5, 1.5), min_size=1, max_size=4))
+@example(0.0, "landscape_threshold", [0.5])
+@example(-1e-9, "distance_threshold", [0.5])
+@example(1.0, "rare_share", [0.0, 1.0])
+@example(1.0001, "quantile", [0.5])
+@example(0.5, "quantile", [1.0001])
+@example(0.5, "quantile", [-0.0001])
 def test_ood_numbers_are_accepted_only_in_range(v: object, key: str, share: list[float]) -> None:
     from model.bounds import check_ood
 
