@@ -41,12 +41,13 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _bundle_with(edit: Callable[[dict], None]) -> Callable[[Path, dict[str, Path]], None]:
+def _bundle_with(edit: Callable[[dict], None], name: str = "bundle.json") -> Callable[[Path, dict[str, Path]], None]:
+    """A copy of the shipped bundle as ``b/`` with ``edit`` applied to its JSON file ``name``."""
     def prep(tmp: Path, fx: dict[str, Path]) -> None:
         shutil.copytree(BUNDLE, tmp / "b")
-        meta = json.loads((tmp / "b" / "bundle.json").read_text())
+        meta = json.loads((tmp / "b" / name).read_text())
         edit(meta)
-        (tmp / "b" / "bundle.json").write_text(json.dumps(meta))
+        (tmp / "b" / name).write_text(json.dumps(meta))
     return prep
 
 
@@ -427,12 +428,7 @@ CASES += [
 # --- issue #26: the neighbours of the cases above --------------------------------------------
 
 def _ood_with(edit: Callable[[dict], None]) -> Callable[[Path, dict[str, Path]], None]:
-    def prep(tmp: Path, fx: dict[str, Path]) -> None:
-        shutil.copytree(BUNDLE, tmp / "b")
-        meta = json.loads((tmp / "b" / "ood.json").read_text())
-        edit(meta)
-        (tmp / "b" / "ood.json").write_text(json.dumps(meta))
-    return prep
+    return _bundle_with(edit, "ood.json")
 
 
 def _norm(key: str, i: int, value: object) -> Callable[[dict], None]:

@@ -18,12 +18,14 @@ SIZES_M = st.sampled_from([100, 250, 1000, 10_000, 100_000])
 tile_ids = st.builds(TileId, SIZES_M, st.integers(0, 8_000), st.integers(0, 6_000))
 
 
+@settings(deadline=None)  # a loaded 2-core machine: no per-example deadline
 @given(tile_ids)
 def test_code_round_trip(t: TileId) -> None:
     assert TileId.parse(str(t)) == t
     assert TileId.parse(str(t).lower().replace("km", "km")) == t
 
 
+@settings(deadline=None)  # a loaded 2-core machine: no per-example deadline
 @given(tile_ids)
 def test_window_matches_bounds_and_grid(t: TileId) -> None:
     w = t.window()
@@ -33,6 +35,7 @@ def test_window_matches_bounds_and_grid(t: TileId) -> None:
     assert TileId.containing(w.transform.c + 5, w.transform.f - 5, t.size_m) == t
 
 
+@settings(deadline=None)  # a loaded 2-core machine: no per-example deadline
 @given(tile_ids)
 def test_neighbours_share_exactly_one_edge_or_corner(t: TileId) -> None:
     me = box(*t.bounds)
@@ -49,7 +52,7 @@ rects = st.tuples(st.floats(4.0e6, 4.2e6), st.floats(2.5e6, 2.7e6),
                   st.floats(1.0, 3.0e4), st.floats(1.0, 3.0e4))
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # a loaded 2-core machine: no per-example deadline
 @given(rects, st.sampled_from([1000, 10_000]))
 def test_tiles_cover_a_rectangle_without_gaps_or_overlaps(r: tuple[float, float, float, float],
                                                           size_m: int) -> None:
