@@ -293,6 +293,15 @@ def check_table_dest(dest: Path) -> None:
                           "Choose another `out`; eulc never overwrites files it did not write", path=dest) from None
 
 
+def _is_feature_table(path: Path) -> bool:
+    """A FeatureTable eulc wrote (its metadata reads), journal or not."""
+    try:
+        table_metadata(path)
+    except SchemaError:
+        return False
+    return True
+
+
 def write_feature_table(gdf: gpd.GeoDataFrame, dest: Path) -> None:
     """Write a FeatureTable as GeoParquet atomically, with ``gdf.attrs['eulc']`` as metadata.
 
@@ -301,7 +310,7 @@ def write_feature_table(gdf: gpd.GeoDataFrame, dest: Path) -> None:
     """
     check_table_dest(dest)
     remove_leftovers(Path(dest).parent)  # temporaries of a killed earlier run
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, recognise=_is_feature_table) as tmp:
         gdf.to_parquet(tmp, index=False, compression="zstd")  # writes the GeoParquet 'geo' key
         table = pq.read_table(tmp)
         meta = dict(table.schema.metadata or {})

@@ -127,18 +127,25 @@ def test_fuzz_feature_table_parquet(sample_table: Path, tmp_path_factory: pytest
     _ends_in_exit_2_or_returns(lambda: read_feature_table(p))
 
 
+def _bundle_with_damaged(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, name: str,
+                         raw_bytes: bool = False) -> Path:
+    """A copy of the shipped bundle whose JSON file ``name`` has values replaced (or, with
+    ``raw_bytes``, its bytes damaged)."""
+    b = tmp_path_factory.mktemp("b") / "b"
+    shutil.copytree(BUNDLE, b)
+    if raw_bytes:
+        (b / name).write_bytes(data.draw(damaged((BUNDLE / name).read_bytes())))
+    else:
+        (b / name).write_text(json.dumps(data.draw(edited_json(json.loads((BUNDLE / name).read_text())))))
+    return b
+
+
 @FUZZ
 @given(st.data())
 def test_fuzz_bundle_json(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
     from model.bundle import load_bundle
 
-    b = tmp_path_factory.mktemp("b") / "b"
-    shutil.copytree(BUNDLE, b)
-    good = json.loads((BUNDLE / "bundle.json").read_text())
-    if data.draw(st.booleans()):
-        (b / "bundle.json").write_text(json.dumps(data.draw(edited_json(good))))
-    else:
-        (b / "bundle.json").write_bytes(data.draw(damaged((BUNDLE / "bundle.json").read_bytes())))
+    b = _bundle_with_damaged(tmp_path_factory, data, "bundle.json", raw_bytes=data.draw(st.booleans()))
     got = _ends_in_exit_2_or_returns(lambda: load_bundle(b))
     if got is not None:  # a bundle that loads predicts finite probabilities that sum to 1
         import numpy as np
@@ -155,10 +162,7 @@ def test_fuzz_bundle_json(tmp_path_factory: pytest.TempPathFactory, data: st.Dat
 def test_fuzz_ood_json(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
     from model.bundle import load_bundle
 
-    b = tmp_path_factory.mktemp("o") / "b"
-    shutil.copytree(BUNDLE, b)
-    good = json.loads((BUNDLE / "ood.json").read_text())
-    (b / "ood.json").write_text(json.dumps(data.draw(edited_json(good))))
+    b = _bundle_with_damaged(tmp_path_factory, data, "ood.json")
     _ends_in_exit_2_or_returns(lambda: load_bundle(b).ood())
 
 

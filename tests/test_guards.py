@@ -88,7 +88,7 @@ def test_the_writer_verifies_before_renaming(tmp_path: Path) -> None:
     dest.write_text("old")
     from pipeline.core.atomic import record_written
 
-    record_written(dest)
+    record_written(dest.parent, dest.name)
     with pytest.raises(WriteError, match="0 bytes"), atomic_path(dest):
         pass  # wrote nothing
     assert dest.read_text() == "old"
@@ -376,3 +376,33 @@ def test_every_report_table_is_preflighted() -> None:
     src = (ROOT / "pipeline" / "assess" / "report.py").read_text()
     tables = set(re.findall(r'tables\["([a-z_]+)"\]', src))
     assert {f"{t}.csv" for t in tables} <= set(REPORT_FILES)
+
+
+def test_outputs_of_an_eulc_before_the_journal_are_still_replaced(tmp_path: Path, sample_table: Path) -> None:
+    """COGs and FeatureTables are recognised by their own tags/metadata when the folder has no
+    journal (an eulc before issue #26): replaced; a GeoTIFF without eulc's tags is not.
+    Kills: dropping ``recognise=is_eulc_cog`` in the COG writer or ``_is_feature_table`` in the table writer."""
+    from affine import Affine
+
+    from pipeline.core.cog import write_cog
+    from pipeline.table import read_feature_table, write_feature_table
+
+    t = Affine(10, 0, 4_500_000, 0, -10, 2_600_000)
+    ones = np.ones((8, 8), np.uint8)
+    write_cog(tmp_path / "m_class.tif", ones, t, "EPSG:3035", 255, tags={"model_hash": "abc"})
+    (tmp_path / WRITTEN).unlink()
+    write_cog(tmp_path / "m_class.tif", ones * 2, t, "EPSG:3035", 255, tags={"model_hash": "abc"})
+    with rasterio.open(tmp_path / "m_class.tif") as src:
+        assert (src.read(1) == 2).all()
+    (tmp_path / WRITTEN).unlink()
+    with rasterio.open(tmp_path / "qgis.tif", "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+                       crs="EPSG:3035", transform=t) as dst:
+        dst.write(ones, 1)
+    with pytest.raises(EulcError, match="not written by eulc"):
+        write_cog(tmp_path / "qgis.tif", ones, t, "EPSG:3035", 255, tags={"model_hash": "abc"})
+    gdf, meta = read_feature_table(sample_table)
+    gdf.attrs["eulc"] = meta
+    write_feature_table(gdf.head(20), tmp_path / "t.parquet")
+    (tmp_path / WRITTEN).unlink()
+    write_feature_table(gdf.head(30), tmp_path / "t.parquet")
+    assert len(read_feature_table(tmp_path / "t.parquet")[0]) == 30

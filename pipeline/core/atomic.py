@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,7 +40,7 @@ PREFIX = ".eulc-tmp."
 """Start of every temporary file or folder name eulc writes."""
 
 WRITTEN = ".eulc-written"
-"""Per-folder journal (JSON lines: name, size, mtime_ns) of the files eulc wrote there."""
+"""Per-folder journal (JSON lines ``{"name": ...}``) of the files eulc wrote there."""
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 """``errno`` values that mean the disk (or quota, or file-size limit) is full."""
@@ -79,49 +80,39 @@ def open_no_follow(path: str | Path, flags: int = os.O_RDWR | os.O_CREAT, mode: 
         if e.errno == errno.ELOOP:
             refuse_link(path)
         raise
-    import stat
-
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise EulcError("is not a regular file", "Remove it or choose another `out`", path=path)
     return fd
 
 
-def _fingerprint(path: Path) -> tuple[int, int]:
-    st = os.lstat(path)
-    return st.st_size, st.st_mtime_ns
-
-
-def record_written(path: str | Path, name: str | None = None) -> None:
-    """Append ``name`` (default ``path``'s) with ``path``'s size and mtime to its folder's
-    :data:`WRITTEN` journal (one ``O_APPEND`` write per line, so concurrent workers do not
-    interleave). :func:`atomic_path` records the temporary under the final name *before* the
+def record_written(folder: str | Path, name: str) -> None:
+    """Append ``name`` to ``folder``'s :data:`WRITTEN` journal (one ``O_APPEND`` write per line,
+    so concurrent workers do not interleave). :func:`atomic_path` records the name *before* the
     rename, so a kill between the two never leaves an output eulc would not recognise.
     """
-    path = Path(path)
-    size, mtime = _fingerprint(path)
-    line = json.dumps({"name": name or path.name, "size": size, "mtime_ns": mtime}, separators=(",", ":")) + "\n"
-    fd = open_no_follow(path.parent / WRITTEN, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    line = json.dumps({"name": name}, separators=(",", ":")) + "\n"
+    fd = open_no_follow(Path(folder) / WRITTEN, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
         os.write(fd, line.encode("utf-8"))
     finally:
         os.close(fd)
 
 
-_JOURNALS: dict[str, tuple[int, int, dict[str, tuple[Any, Any]]]] = {}
-"""Parsed journals by path: (inode, bytes read, name -> (size, mtime_ns)); only the appended tail
-is read again, so a run writing n files reads its journal in O(n), not O(n²)."""
+_JOURNALS: dict[str, tuple[int, int, set[str]]] = {}
+"""Parsed journals by path: (inode, bytes read, names); only the appended tail is read again, so
+a run writing n files reads its journal in O(n), not O(n²)."""
 
 
-def _journal(folder: Path) -> dict[str, tuple[Any, Any]]:
+def _journal(folder: Path) -> set[str]:
     journal = folder / WRITTEN
     if os.path.islink(journal) or not journal.is_file():
-        return {}
+        return set()
     st = os.stat(journal)
     key = str(journal.resolve())
-    ino, done, recs = _JOURNALS.get(key, (st.st_ino, 0, {}))
+    ino, done, names = _JOURNALS.get(key, (st.st_ino, 0, set()))
     if ino != st.st_ino or st.st_size < done:
-        ino, done, recs = st.st_ino, 0, {}
+        ino, done, names = st.st_ino, 0, set()
     if st.st_size > done:
         with open(journal, "rb") as fh:
             fh.seek(done)
@@ -133,10 +124,10 @@ def _journal(folder: Path) -> dict[str, tuple[Any, Any]]:
             except ValueError:
                 continue
             if isinstance(rec, dict) and isinstance(rec.get("name"), str):
-                recs[rec["name"]] = (rec.get("size"), rec.get("mtime_ns"))
+                names.add(rec["name"])
         done += len(whole)
-    _JOURNALS[key] = (ino, done, recs)
-    return recs
+    _JOURNALS[key] = (ino, done, names)
+    return names
 
 
 def written_by_eulc(path: str | Path) -> bool:
@@ -313,7 +304,7 @@ def atomic_path(dest: str | Path, suffix: str | None = None, *, verify: Callable
                 verify(tmp_path)
             os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600
             check_replaceable(dest, recognise)  # nothing swapped in while we wrote
-            record_written(tmp_path, dest.name)  # first: a kill after the rename still finds it recorded
+            record_written(dest.parent, dest.name)  # first: a kill after the rename still finds it recorded
             os.replace(tmp_path, dest)
             _fsync_dir(dest.parent)
         except WriteError:

@@ -103,9 +103,22 @@ def verify_cog(path: Path, dest: Path | None = None) -> None:
         raise write_failed(dest or path, f"it does not read back: {' '.join(str(e).split())[:160]}") from e
 
 
+def is_eulc_cog(path: Path) -> bool:
+    """Whether ``path`` is a COG eulc wrote: a feature COG (``features`` and ``spec`` tags) or a map
+    layer (``model_hash`` tag). The guarded writer replaces such a file even without a journal
+    entry (an output of an eulc before issue #26, or a folder whose journal was removed).
+    """
+    try:
+        with rasterio.open(path) as src:
+            tags = src.tags()
+    except (rasterio.errors.RasterioError, OSError):
+        return False
+    return ("features" in tags and "spec" in tags) or "model_hash" in tags
+
+
 def _copy_as_cog(src: rasterio.DatasetReader, dest: Path, dtype: np.dtype, resampling: str, compress: str,
                  blocksize: int, threads: int | str = "ALL_CPUS") -> None:
-    with atomic_path(dest, verify=lambda p: verify_cog(p, dest)) as tmp:
+    with atomic_path(dest, verify=lambda p: verify_cog(p, dest), recognise=is_eulc_cog) as tmp:
         extra = {"PREDICTOR": "2"} if np.issubdtype(dtype, np.integer) and dtype.itemsize > 1 else {}
         rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS=compress, OVERVIEW_RESAMPLING=resampling.upper(),
                              BLOCKSIZE=blocksize, OVERVIEWS="AUTO", NUM_THREADS=str(threads), **extra)
