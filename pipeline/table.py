@@ -188,7 +188,7 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
         lucas_file: optional LUCAS point file for LC1/LU1 labels (else the export's own
             ``LC1``/``LU1`` columns, else ELC10's ``LC_num``).
         year: the survey/map year (default: ``spec.year``).
-        cells_csv: the EEA 10 km region table (default through ``EULC_DATA``).
+        cells_csv: the EEA 10 km region table (default: the one shipped in the package).
 
     Returns:
         ``(table, report)``: a GeoDataFrame of EPSG:4326 points with :data:`BASE_COLUMNS`

@@ -25,7 +25,8 @@ NEEDED = ["pipeline/specs/elc10.yaml", "pipeline/specs/bridge-lc-196.yaml", "pip
           "pipeline/legends/clcplus_backbone.csv", "tiles/stacks/eolearn_slovenia_demo.yaml",
           "pipeline/bundles/elc10-ndvi-l1/weights.safetensors", "pipeline/bundles/elc10-l1/bundle.json",
           "pipeline/bundles/elc10-l2/MODEL_CARD.md", "pipeline/demo_data/eolearn_slovenia/ndvi_68dates.tif",
-          "pipeline/demo_data/eolearn_slovenia/lulc_reference.tif", "pipeline/demo_data/SOURCES.md"]
+          "pipeline/demo_data/eolearn_slovenia/lulc_reference.tif", "pipeline/demo_data/SOURCES.md",
+          "pipeline/reference/biogeoregions_10km.tif", "pipeline/reference/SOURCES.md"]
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +94,47 @@ def test_demo_runs_from_the_installed_wheel_without_shared_data(built: tuple[Pat
     assert json.loads((demo / "agreement.json").read_text())["overall_accuracy"] > 0.85
     assert (demo / "report" / "report.html").is_file() and (demo / "maps" / "eolearn_slovenia_confidence.tif").is_file()
     assert sorted(p.name for p in work.iterdir()) == ["demo"]  # nothing written outside --out
+
+
+def test_every_stage_runs_from_the_installed_wheel(built: tuple[Path, Path], tmp_path: Path, data: Path) -> None:
+    """A pip user without the shared data (issue #27): ``eulc table`` on their own LUCAS-style CSV
+    (here 3,000 real rows of the ELC10 export), ``eulc train`` on a short schedule, ``eulc map`` and
+    ``eulc report`` all run from the wheel in an empty folder, and the report's bioregion and EEA
+    cell columns are filled from the table shipped in the package."""
+    import pandas as pd
+
+    from .conftest import ELC10
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
+                    str(built[0])], check=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    pd.read_csv(data / ELC10).sample(3000, random_state=0).to_csv(mine / "my_lucas.csv", index=False)
+    work = tmp_path / "empty"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("EULC_DATA", "EULC_MODELS")}
+    env.update(PYTHONPATH=str(target), EULC_WHEEL_DIR=str(target), EULC_DATA=str(tmp_path / "no-data-here"))
+    ref = target / "pipeline" / "demo_data" / "eolearn_slovenia" / "lulc_reference.tif"
+
+    def eulc(*args: str) -> None:
+        p = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=work, env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert p.returncode == 0, f"eulc {' '.join(args)}: {p.stderr[-2000:]}"
+
+    eulc("table", str(mine / "my_lucas.csv"), "--spec", "elc10", "--out", "t.parquet")
+    table = pd.read_parquet(work / "t.parquet")
+    assert table["bioregion"].notna().mean() > 0.97 and table["bioregion"].nunique() >= 6
+    eulc("train", "t.parquet", "--out", "mymodel", "--features", "elc10-ndvi-l1", "--preset", "eulc-plain",
+         "--epochs", "2", "--lr", "1e-3")
+    eulc("features", "--files", "eolearn_slovenia_demo", "--year", "2017", "--features", "mymodel",
+         "--out", "feats")
+    (feat,) = (work / "feats").glob("*.tif")
+    eulc("map", str(feat.relative_to(work)), "--bundle", "mymodel", "--out", "maps")
+    (cls,) = (work / "maps").glob("*_class.tif")
+    eulc("report", "--map", str(cls.relative_to(work)), "--crosswalk", "eolearn_lulc", "--reference", str(ref),
+         "--out", "report")
+    blocks = pd.read_csv(work / "report" / "blocks.csv", keep_default_na=False)
+    assert set(blocks["bioregion"]) <= {"Alpine", "Continental"} and set(blocks["bioregion"]) != {""}
+    assert set(blocks["tile"]) == {"10kmE467N253"}  # the patch near Ljubljana
+    assert "unknown" not in (work / "report" / "report.html").read_text()

@@ -435,15 +435,12 @@ def block_agreement(c: Comparison) -> pd.DataFrame:
     xs, ys = df["x_m"].to_numpy(), df["y_m"].to_numpy()
     lon, lat = Transformer.from_crs(c.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
     df["lon"], df["lat"] = np.asarray(lon, float), np.asarray(lat, float)
-    try:
-        x3035, y3035 = Transformer.from_crs(c.crs, "EPSG:3035", always_xy=True).transform(xs, ys)
-        cells = cell_codes(np.asarray(x3035), np.asarray(y3035), 10)
-        regions, _ = assign_bioregion(np.asarray(x3035), np.asarray(y3035))
-        df["bioregion"] = [str(r) if r is not None else "" for r in regions]
-        df["tile"] = list(cells)
-    except Exception:  # noqa: BLE001 - the region table is optional context
-        df["bioregion"] = ""
-        df["tile"] = ""
+    # the EEA cell from the coordinates, the region from the table shipped in the package: both
+    # filled without the shared data (issue #27); a block outside every region gets ""
+    x3035, y3035 = Transformer.from_crs(c.crs, "EPSG:3035", always_xy=True).transform(xs, ys)
+    df["tile"] = cell_codes(np.asarray(x3035), np.asarray(y3035), 10)
+    regions, _ = assign_bioregion(np.asarray(x3035), np.asarray(y3035))
+    df["bioregion"] = [str(r) if r is not None else "" for r in regions]
     ood = ["ood_share", "n_ood"] if "n_ood" in df.columns else []
     if ood:
         df["ood_share"] = df["n_ood"] / df["n_pixels"].clip(lower=1)
