@@ -25,6 +25,14 @@ from pipeline.core.spec import FeatureSpec
 
 JOBS_DB = "jobs.sqlite"
 
+OnEvent = Callable[[str, dict[str, Any]], None]
+"""``on_event(kind, info)`` as :mod:`pipeline.stages.events` describes: ``status`` for a phase,
+``progress`` (``stage``, ``done``, ``total``) for the tasks built and the graphs written."""
+
+
+def _quiet(kind: str, info: dict[str, Any]) -> None:
+    """The default ``on_event``: report nothing."""
+
 
 @dataclass
 class Plan:
@@ -37,8 +45,9 @@ class Plan:
 
 
 def plan_table_exports(points_file: Path, spec: FeatureSpec, year: int, dest: Destination,
-                       shard_size: int = 2000) -> Plan:
-    """Plan sampling tasks for every shard of the points (call inside an ee session).
+                       shard_size: int = 2000, on_event: OnEvent = _quiet) -> Plan:
+    """Plan sampling tasks for every shard of the points (call inside an ee session); each task
+    built is a ``progress`` event (``stage`` ``task graphs``).
 
     Raises:
         SchemaError: empty/unreadable point file or points outside the grid.
@@ -46,9 +55,12 @@ def plan_table_exports(points_file: Path, spec: FeatureSpec, year: int, dest: De
     """
     check_year(spec, year)
     dest.check()
+    on_event("status", {"message": f"reading the points of {points_file}"})
     pts = read_points(points_file)
     parts = [(key, grp, TileId.parse(key.rsplit("_", 1)[0])) for key, grp in shards(pts, shard_size)]
-    built = _in_processes(_table_graph, [(spec, year, key, grp, dest, cell) for key, grp, cell in parts])
+    on_event("status", {"message": f"{len(pts):,} points in {len(parts)} task(s) of at most {shard_size:,} "
+                                   "(one EEA 100 km cell each): building their graphs"})
+    built = _in_processes(_table_graph, [(spec, year, key, grp, dest, cell) for key, grp, cell in parts], on_event)
     jobs, graphs, info = [], {}, {}
     for (key, grp, cell), (g, desc) in zip(parts, built, strict=True):
 
@@ -72,26 +84,43 @@ PARALLEL_MIN_TASKS = 32
 """Below this many tasks the graphs are built in this process (a worker pool costs more)."""
 
 
-def _in_processes(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    """``[fn(x) for x in items]``, over forked worker processes when there are many items.
+def _in_processes(fn: Callable[[Any], Any], items: list[Any], on_event: OnEvent = _quiet) -> list[Any]:
+    """``[fn(x) for x in items]``, over forked worker processes when there are many items; each
+    result is a ``progress`` event (``stage`` ``task graphs``).
 
     Building and encoding an expression graph is pure Python (about 0.1 s per task), so a plan
     for every LUCAS point (584 tasks) is CPU-bound in one interpreter; forked workers inherit
     the ee session (offline or live) the parent initialised. Results keep the order of ``items``.
     """
     n = min(cpu_threads(), len(items))
+    out: list[Any] = []
+
+    def done(result: Any) -> None:
+        out.append(result)
+        on_event("progress", {"stage": "task graphs", "done": len(out), "total": len(items), "info": ""})
+
+    on_event("progress", {"stage": "task graphs", "done": 0, "total": len(items), "info": ""})
     if n < 2 or len(items) < PARALLEL_MIN_TASKS or "fork" not in mp.get_all_start_methods():
-        return [fn(x) for x in items]
+        for x in items:
+            done(fn(x))
+        return out
     with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("fork")) as pool:
-        return list(pool.map(fn, items, chunksize=max(1, len(items) // (4 * n))))
+        # small chunks: results (in order) arrive steadily, so the progress and its ETA are truthful
+        for r in pool.map(fn, items, chunksize=max(1, min(8, len(items) // (4 * n)))):
+            done(r)
+    return out
 
 
-def plan_tile_exports(tiles: list[TileId], spec: FeatureSpec, year: int, dest: Destination) -> Plan:
-    """Plan one feature-raster export per tile (call inside an ee session)."""
+def plan_tile_exports(tiles: list[TileId], spec: FeatureSpec, year: int, dest: Destination,
+                      on_event: OnEvent = _quiet) -> Plan:
+    """Plan one feature-raster export per tile (call inside an ee session); each tile built is a
+    ``progress`` event (``stage`` ``task graphs``).
+    """
     check_year(spec, year)
     dest.check()
     jobs, graphs, info = [], {}, {}
-    for tile in tiles:
+    for i, tile in enumerate(tiles):
+        on_event("progress", {"stage": "task graphs", "done": i, "total": len(tiles), "info": str(tile)})
         def build(tile: TileId = tile) -> Any:
             return tile_task(spec, year, tile, dest)
 
@@ -103,16 +132,18 @@ def plan_tile_exports(tiles: list[TileId], spec: FeatureSpec, year: int, dest: D
                             dest.uri(prefix, "tif"), build))
         graphs[key] = g
         info[key] = {"n_pixels": tile.window().width * tile.window().height, "cell": key}
+    on_event("progress", {"stage": "task graphs", "done": len(tiles), "total": len(tiles), "info": ""})
     return Plan(jobs, graphs, info, spec.names)
 
 
-def write_plan(out: Path, plan: Plan, spec: FeatureSpec, year: int) -> None:
+def write_plan(out: Path, plan: Plan, spec: FeatureSpec, year: int, on_event: OnEvent = _quiet) -> None:
     """Write ``graphs/<key>.json``, ``tasks.csv`` and ``bands.json``: the sidecar the map step
     reads beside the downloaded tiles (band names, stored scales, int16 nodata, and the feature
     contract, :mod:`pipeline.core.contract`, which ``eulc map`` compares with the bundle's).
     """
-    for key, g in plan.graphs.items():
+    for i, (key, g) in enumerate(plan.graphs.items(), 1):
         write_json(out / "graphs" / f"{key}.json", g, indent=None)
+        on_event("progress", {"stage": "graphs written", "done": i, "total": len(plan.graphs), "info": ""})
     with atomic_path(out / "tasks.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["key", "kind", "description", "params_hash", "output_uri", "detail"])
@@ -125,24 +156,28 @@ def write_plan(out: Path, plan: Plan, spec: FeatureSpec, year: int) -> None:
         "units": "physical value x scale (see the spec)"})
 
 
-def run_offline(out: Path, make_plan: Any, spec: FeatureSpec, year: int) -> Plan:
-    """Build the plan in an offline ee session and write it (no network, no credentials)."""
+def run_offline(out: Path, make_plan: Any, spec: FeatureSpec, year: int, on_event: OnEvent = _quiet) -> Plan:
+    """Build the plan in an offline ee session and write it (no network, no credentials).
+
+    Args:
+        make_plan: ``make_plan(on_event)`` returns the :class:`Plan` (called in the session).
+    """
     with offline():
-        plan = make_plan()
-        write_plan(out, plan, spec, year)
+        plan = make_plan(on_event)
+        write_plan(out, plan, spec, year, on_event)
     return plan
 
 
 def run_live(out: Path, make_plan: Any, spec: FeatureSpec, year: int, project: str | None,
-             max_attempts: int = 3) -> SubmitReport:
+             max_attempts: int = 3, on_event: OnEvent = _quiet) -> SubmitReport:
     """Check credentials, build the plan, write it, and start the tasks through the job table.
 
     Raises:
         EulcError: missing credentials or project (before anything is built or submitted).
     """
     initialize_live(project)
-    plan = make_plan()
-    write_plan(out, plan, spec, year)
+    plan = make_plan(on_event)
+    write_plan(out, plan, spec, year, on_event)
     table = JobTable(out / JOBS_DB)
     try:
         return submit(table, plan.jobs, EETaskRunner(), max_attempts)

@@ -24,7 +24,8 @@ from pipeline.table import read_feature_table, table_spec
 
 def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelection,
                      cfg: TrainConfig, on_epoch: Callable[[int, float], None] | None = None,
-                     overwrite: bool = False, landscapes: int = DEFAULT_K) -> dict[str, Any]:
+                     overwrite: bool = False, landscapes: int = DEFAULT_K,
+                     on_event: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train BRIDGE-LC on a FeatureTable file and write the bundle to ``out_dir``.
 
     Args:
@@ -36,6 +37,8 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
         overwrite: replace an existing eulc bundle in ``out_dir`` (never other files).
         landscapes: K of the OOD reference fitted on the training rows and stored in the
             bundle (:mod:`model.ood`); 0 stores none.
+        on_event: the schedule's cost, the teacher's and epochs' progress
+            (:func:`model.train.train_bridge`) and the phases after training (``status``).
 
     Returns:
         The metrics stored in the bundle.
@@ -60,7 +63,10 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
         raise SchemaError(f"its labelled rows hold {len(present)} {cfg.level} class ({only}): a classifier needs "
                           "at least two", "Give a table with rows of several land-cover classes", path=table_path)
     aug = PhysicalAugmentation.from_spec(tspec, selection.names) if cfg.augment == "physical" else None
-    res = train_bridge(data, len(legend), cfg, on_epoch, aug)
+    res = train_bridge(data, len(legend), cfg, on_epoch, aug, on_event)
+    if on_event is not None and landscapes > 0:
+        on_event("status", {"message": f"fitting the OOD reference (K-Means, K = {landscapes}) on "
+                                       f"{len(res.train_rows):,} training rows"})
     ood = (_fit_reference(res.model, res.normalizer, selection.names, tspec.subset(selection.names),
                           data.take(res.train_rows), landscapes, cfg.seed) if landscapes > 0 else None)
     save_bundle(out_dir, res.model, res.normalizer, legend, selection.names,

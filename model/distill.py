@@ -11,6 +11,8 @@ its in-sample overconfidence. Inference stays one fused network: the teacher is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
@@ -26,7 +28,8 @@ def _xgb(seed: int, n_jobs: int = -1) -> object:
 
 
 def teacher_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int,
-                          folds: int = TEACHER_FOLDS) -> np.ndarray:
+                          folds: int = TEACHER_FOLDS,
+                          on_fold: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Cross-fitted XGBoost class probabilities of the training rows.
 
     Args:
@@ -36,6 +39,7 @@ def teacher_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, seed: in
         seed: the teachers' and folds' seed.
         folds: K of the cross-fitting (each row is predicted by the teacher of the other K − 1
             folds).
+        on_fold: called with (folds fitted, folds) before the first fold and after each.
 
     Returns:
         float32 (N, C), rows summing to 1.
@@ -47,7 +51,9 @@ def teacher_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, seed: in
         splits = [(np.arange(len(y)), np.arange(len(y)))]
     else:
         splits = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y))
-    for fit_idx, pred_idx in splits:
+    if on_fold is not None:
+        on_fold(0, len(splits))
+    for i, (fit_idx, pred_idx) in enumerate(splits, 1):
         classes = np.unique(y[fit_idx])
         lut = np.full(n_classes, -1, np.int64)
         lut[classes] = np.arange(len(classes))
@@ -57,4 +63,6 @@ def teacher_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, seed: in
         if p.ndim == 1 or p.shape[1] == 1:  # one class only
             p = np.ones((len(pred_idx), 1), np.float32)
         out[np.ix_(pred_idx, classes)] = p
+        if on_fold is not None:
+            on_fold(i, len(splits))
     return out / np.maximum(out.sum(1, keepdims=True), 1e-12)

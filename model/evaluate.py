@@ -166,7 +166,8 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                  max_rows: int | None = None,
                  on_result: Callable[[dict[str, Any]], None] | None = None,
                  adapt_priors: bool = False, select_k: int | None = None,
-                 on_plan: Callable[[int], None] | None = None) -> pd.DataFrame:
+                 on_plan: Callable[[int], None] | None = None,
+                 on_start: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Run every model on every split and seed and write the tables (module docstring).
 
     Args:
@@ -192,6 +193,8 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
             for every model of that split (feature selection never sees the test rows).
         on_plan: called once, before the first run, with the number of result rows still to
             compute (for a progress bar with the time left).
+        on_start: called before each model is fitted, with what it is (``rf on loro-Alpine,
+            seed 0``), so a long fit is not a silent phase.
 
     Returns:
         One row per (split, model, seed).
@@ -249,6 +252,8 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                                  + ",".join(feats).encode()).hexdigest()[:16]
             fitted: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # this split's models, for nested
             for model in todo:
+                if on_start is not None:
+                    on_start(f"{model} on {split.name}, seed {seed}")
                 if model == "nested":
                     if key not in chosen:  # chosen once per split, on its training side only
                         winner, scores = choose_preset(ds.take(split.train), CANDIDATES, cfg, seed, len(names), aug)

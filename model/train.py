@@ -24,9 +24,11 @@ default; :mod:`model.presets` combines them into eulc's default model (issue #15
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -280,9 +282,63 @@ def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
+OnEvent = Callable[[str, dict[str, Any]], None]
+"""``on_event(kind, info)`` (:mod:`pipeline.stages.events`): ``status`` (the schedule's cost),
+``progress`` (``stage`` ``teacher``: folds; ``stage`` ``train``: epochs, fractional within one)."""
+
+PROGRESS_EVERY_S = 1.0
+"""Least seconds between two ``progress`` events inside an epoch."""
+
+
+def _probe_seconds(net: nn.Module, x: torch.Tensor, lonlat: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+                   steps: int = 8) -> float:
+    """Seconds one optimisation step takes on this machine: ``steps`` steps of a copy of ``net``
+    (its own optimiser, the random state restored afterwards, so training is unchanged); the median
+    after two warm-up steps.
+    """
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        probe = copy.deepcopy(net).train()
+        opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr)
+        ce = nn.CrossEntropyLoss()
+        times = []
+        for i in range(steps + 2):
+            b = torch.arange(i * cfg.batch_size, (i + 1) * cfg.batch_size, device=x.device) % len(y)
+            t0 = time.perf_counter()
+            logits_c, logits_r, z_inv, z_spec = probe(x[b], lonlat[b])
+            loss = ce(logits_c, y[b])
+            if logits_r is not None and z_spec is not None:
+                loss = loss + supcon_loss(torch.cat([z_inv, z_spec]), torch.cat([y[b], y[b]]), cfg.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if x.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times[2:]))
+
+
+def schedule_message(cfg: TrainConfig, steps_per_epoch: int, step_s: float, device: str) -> str:
+    """One line: what ``cfg.epochs`` epochs of ``steps_per_epoch`` steps cost at ``step_s`` seconds
+    per step on this machine, and a shorter schedule (parameter names in backticks).
+    """
+    def dur(seconds: float) -> str:
+        s = int(round(seconds))
+        return f"{s // 3600} h {s // 60 % 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s"
+
+    total = cfg.epochs * steps_per_epoch * step_s
+    short = max(1, cfg.epochs // 10)
+    teacher = " plus the XGBoost teacher (its own progress)" if cfg.distill > 0 else ""
+    hint = (f"; `epochs` {short} takes about {dur(short * steps_per_epoch * step_s)}"
+            if cfg.epochs > 1 and total > 120 else "")
+    return (f"training schedule: {cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} rows, about "
+            f"{dur(total)} on this machine ({device}, {torch.get_num_threads()} threads){teacher}{hint}")
+
+
 def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
                  on_epoch: Callable[[int, float], None] | None = None,
-                 augmentation: PhysicalAugmentation | None = None) -> TrainResult:
+                 augmentation: PhysicalAugmentation | None = None,
+                 on_event: OnEvent | None = None) -> TrainResult:
     """Train BRIDGE-LC (or an ablation/eulc variant, see :class:`TrainConfig`).
 
     Args:
@@ -292,6 +348,9 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
         on_epoch: called after each epoch with (epoch index from 1, mean training loss).
         augmentation: the columns :class:`~model.augment.PhysicalAugmentation` touches
             (from the table's spec); needed when ``cfg.augment == "physical"``.
+        on_event: told before anything long what the schedule costs here (``status``, measured
+            on a copy of the network), then the teacher's folds and the epochs as ``progress``
+            (fractional within an epoch, at most every :data:`PROGRESS_EVERY_S`).
 
     Returns:
         The trained network (eval mode, on CPU, calibration temperature set when
@@ -329,13 +388,21 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     ce_class, ce_region = nn.CrossEntropyLoss(weight=weight), nn.CrossEntropyLoss()
     prior = np.bincount(data.y[tr], minlength=n_classes).astype(np.float64)
     log_prior = torch.tensor(np.log(np.maximum(prior / prior.sum(), 1e-8)), dtype=torch.float32, device=dev)
+    xt = torch.from_numpy(x).to(dev)
+    if on_event is not None and steps_per_epoch:
+        step_s = _probe_seconds(net, xt, torch.from_numpy(data.lonlat).to(dev), torch.from_numpy(data.y).to(dev), cfg)
+        on_event("status", {"message": schedule_message(cfg, steps_per_epoch, step_s, cfg.device)})
     teacher = None
     if cfg.distill > 0:
+        def on_fold(done: int, total: int) -> None:
+            if on_event is not None:
+                on_event("progress", {"stage": "teacher", "done": done, "total": total,
+                                      "info": "cross-fitted XGBoost folds"})
+
         tp = np.zeros((len(data.y), n_classes), np.float32)
-        tp[tr] = teacher_probabilities(data.x[tr], data.y[tr], n_classes, cfg.seed)
+        tp[tr] = teacher_probabilities(data.x[tr], data.y[tr], n_classes, cfg.seed, on_fold=on_fold)
         teacher = torch.from_numpy(tp).to(dev)
     aug = augmentation if cfg.augment == "physical" and augmentation is not None and not augmentation.empty else None
-    xt = torch.from_numpy(x).to(dev)
     xraw = torch.from_numpy(data.x).to(dev) if aug is not None else None
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     lt = torch.from_numpy(data.lonlat).to(dev)
@@ -344,6 +411,9 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     ema: dict[str, torch.Tensor] | None = None
     step_momentum = 1.0 - 1.0 / max(1.0, cfg.ema_horizon * total_steps)
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    if on_event is not None:
+        on_event("progress", {"stage": "train", "done": 0, "total": cfg.epochs, "info": ""})
+    last_event = time.monotonic()
     for epoch in range(1, cfg.epochs + 1):
         net.train()
         order = torch.from_numpy(rng.permutation(tr)).to(dev)
@@ -374,6 +444,10 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
             total += loss.detach()
             if cfg.ema_momentum is not None and cfg.ema_mode == "step":
                 ema = _update_state_ema(ema, net, step_momentum)
+            if on_event is not None and time.monotonic() - last_event >= PROGRESS_EVERY_S:
+                last_event = time.monotonic()
+                on_event("progress", {"stage": "train", "done": epoch - 1 + (s + 1) / steps_per_epoch,
+                                      "total": cfg.epochs, "info": f"epoch {epoch}"})
         if not bool(torch.isfinite(total)):  # checked once per epoch: no sync per step
             raise EulcError(f"training diverged: the loss is {float(total)} in epoch {epoch}",
                             "Lower `lr`, or check the table for extreme feature values")

@@ -89,3 +89,25 @@ def test_map_defaults_to_the_installed_bundle(tmp_path: Any, monkeypatch: pytest
     (tmp_path / "elc10-l1").mkdir()  # a folder of that name here is what the user means
     assert resolve_bundle("elc10-l1") == tmp_path.joinpath("elc10-l1").relative_to(tmp_path)
     assert resolve_bundle("no-such-bundle") == type(tmp_path)("no-such-bundle")
+
+
+def test_help_shows_no_value_type_for_a_flag() -> None:
+    """`<bool>` beside a flag read as a value to type (`--ood true`, issue #27): no command's help
+    shows it, while options that take a value keep their type."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    seen = []
+
+    def walk(cmd: Any, path: list[str]) -> None:
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+            return
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+        assert res.exit_code == 0, (path, res.output)
+        assert "<bool>" not in res.output, path
+        seen.append(res.output)
+
+    walk(typer.main.get_command(app), [])
+    assert len(seen) >= 15 and any("<int>" in h for h in seen) and any("--ood" in h for h in seen)

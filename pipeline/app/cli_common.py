@@ -5,6 +5,7 @@ the same in every command, progress bars and the small parsers of option values.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,27 @@ from rich.progress import (
 from rich.text import Text
 
 from pipeline.core.errors import EulcError
+
+
+def _flags_show_no_type() -> None:
+    """Help shows no value type for a flag: typer 0.29 prints ``<bool>`` beside every flag (even
+    ``--help``), which reads as a value to type (``--ood true`` then takes ``true`` as the next
+    argument). Only what help displays changes; parsing is click's.
+    """
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "eulc_flags_plain", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.eulc_flags_plain = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS.",
@@ -97,51 +119,103 @@ PROGRESS_EVERY_VAR = "EULC_PROGRESS_S"
 
 class PlainProgress(Progress):
     """Progress for a stderr that is not a terminal (a log file, a pipe, CI, a batch job), where
-    rich draws no bar: each visible task prints one plain line at most every ``every_s`` seconds
-    and one when it completes, with done/total, the share, the time elapsed and the estimated
-    time left (rich's speed estimate over the last updates, else the mean rate so far).
+    rich draws no bar: each visible task prints a line when it starts, then one at least every
+    ``every_s`` seconds while it runs (a heartbeat thread, so a long step between two updates is
+    never silent) and one when it completes, with done/total, the share, the time elapsed and the
+    estimated time left (:meth:`time_left`).
 
     The same calls as :class:`rich.progress.Progress` (``add_task``, ``update``, ``advance``).
     """
 
-    def __init__(self, every_s: float) -> None:
-        super().__init__(console=console, disable=True)
+    def __init__(self, every_s: float, get_time: Any = None) -> None:
+        super().__init__(console=console, disable=True, get_time=get_time)
         self.every_s = every_s
         self._printed: dict[TaskID, float] = {}
         self._finished: set[TaskID] = set()
+        self._moved: dict[TaskID, tuple[float, float]] = {}  # (time, completed) of the last change
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the heartbeat (``with`` does)."""
+        if self._beat is None:
+            self._beat = threading.Thread(target=self._heartbeat, name="eulc-progress", daemon=True)
+            self._beat.start()
+
+    def stop(self) -> None:
+        """Stop the heartbeat."""
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=2)
+            self._beat = None
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(min(1.0, self.every_s)):
+            for task_id in list(self._tasks):
+                self._line(task_id)
+
+    def add_task(self, description: str, start: bool = True, total: float | None = 100.0, completed: int = 0,
+                 visible: bool = True, **fields: Any) -> TaskID:
+        """As :meth:`rich.progress.Progress.add_task`, then its first line at once."""
+        task_id = super().add_task(description, start, total, completed, visible, **fields)
+        self._line(task_id, force=True)
+        return task_id
 
     def update(self, task_id: TaskID, **kwargs: Any) -> None:
         """As :meth:`rich.progress.Progress.update`, then a line when one is due."""
         super().update(task_id, **kwargs)
+        self._note_move(task_id)
         self._line(task_id)
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         """As :meth:`rich.progress.Progress.advance`, then a line when one is due."""
         super().advance(task_id, advance)
+        self._note_move(task_id)
         self._line(task_id)
 
-    def _line(self, task_id: TaskID) -> None:
+    def _note_move(self, task_id: TaskID) -> None:
+        with self._lock:
+            task = self._tasks[task_id]
+            if self._moved.get(task_id, (0.0, 0.0))[1] != task.completed:
+                self._moved[task_id] = (self.get_time(), task.completed)
+
+    def time_left(self, task_id: TaskID) -> float | None:
+        """Seconds left at the mean rate so far, less the time since the count last moved (so a
+        heartbeat between two updates counts down instead of repeating); None before any progress.
+        """
         task = self._tasks[task_id]
-        done = task.total is not None and task.completed >= task.total
-        now = self.get_time()
-        last = self._printed.get(task_id, task.start_time or now)
-        if not task.visible or task_id in self._finished or (not done and now - last < self.every_s):
-            return
-        self._printed[task_id] = now
-        if done:
-            self._finished.add(task_id)
-        info = str(task.fields.get("info", ""))
-        elapsed = _duration(task.elapsed or 0.0)
-        if task.total:
-            left = task.time_remaining  # rich's estimate from the recent speed; the mean rate until it has one
-            if left is None and task.completed and task.elapsed:
-                left = task.elapsed * (task.total - task.completed) / task.completed
-            eta = "" if done or left is None else f", about {_duration(left)} left"
-            head = (f"{task.description}: {task.completed:,.0f}/{task.total:,.0f} "
-                    f"({100 * task.completed / task.total:.0f} %) in {elapsed}{eta}")
-        else:
-            head = f"{task.description}: {task.completed:,.0f} done in {elapsed}"
-        console.print(head + (f"; {info}" if info else ""), highlight=False, markup=False, soft_wrap=True)
+        moved_at, completed = self._moved.get(task_id, (0.0, 0.0))
+        if not task.total or not completed or task.start_time is None or moved_at <= task.start_time:
+            return None
+        rate = completed / (moved_at - task.start_time)
+        return max(0.0, (task.total - completed) / rate - (self.get_time() - moved_at))
+
+    def _line(self, task_id: TaskID, force: bool = False) -> None:
+        with self._lock:
+            task = self._tasks[task_id]
+            done = task.total is not None and task.completed >= task.total
+            now = self.get_time()
+            last = self._printed.get(task_id, task.start_time or now)
+            if not task.visible or task_id in self._finished or (not (done or force) and now - last < self.every_s):
+                return
+            self._printed[task_id] = now
+            if done:
+                self._finished.add(task_id)
+            info = str(task.fields.get("info", ""))
+            elapsed = _duration(task.elapsed or 0.0)
+            if task.total:
+                left = self.time_left(task_id)
+                eta = "" if done or left is None else f", about {_duration(left)} left"
+                head = (f"{task.description}: {_count(task.completed)}/{task.total:,.0f} "
+                        f"({100 * task.completed / task.total:.0f} %) in {elapsed}{eta}")
+            else:
+                head = f"{task.description}: {task.completed:,.0f} done in {elapsed}"
+            console.print(head + (f"; {info}" if info else ""), highlight=False, markup=False, soft_wrap=True)
+
+
+def _count(x: float) -> str:
+    """A count as done/total shows it: whole, or with one decimal (epochs within an epoch)."""
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
 
 
 def _duration(seconds: float) -> str:

@@ -13,7 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.app.cli_common import FeaturesOpt, RequiredTilesOpt, TileSizeOpt, _size_m, _spec_and_selection
+from pipeline.app.cli_common import (
+    EventView,
+    FeaturesOpt,
+    RequiredTilesOpt,
+    TileSizeOpt,
+    _size_m,
+    _spec_and_selection,
+)
 from pipeline.core.errors import EulcError
 
 console = Console(stderr=True)
@@ -93,7 +100,8 @@ def gee_export_table(
     from gee_scripts.run import plan_table_exports
 
     d = _destination(dest, folder, bucket, asset_root)
-    _plan_or_start(out, lambda: plan_table_exports(points, sp, year, d, shard_size), sp, year, project, start)
+    _plan_or_start(out, lambda ev: plan_table_exports(points, sp, year, d, shard_size, ev), sp, year, project,
+                   start)
 
 
 @gee_app.command("export-tiles")
@@ -121,7 +129,7 @@ def gee_export_tiles(
     from gee_scripts.run import plan_tile_exports
 
     d = _destination(dest, folder, bucket, asset_root)
-    _plan_or_start(out, lambda: plan_tile_exports(ids, sp, year, d), sp, year, project, start)
+    _plan_or_start(out, lambda ev: plan_tile_exports(ids, sp, year, d, ev), sp, year, project, start)
 
 
 def _plan_or_start(out: Path, make: Any, sp: Any, year: int, project: str | None, start: bool) -> None:
@@ -129,11 +137,12 @@ def _plan_or_start(out: Path, make: Any, sp: Any, year: int, project: str | None
     from gee_scripts.run import run_live, run_offline
 
     if start:
-        rep = run_live(out, make, sp, year, project)
+        with EventView() as view:
+            rep = run_live(out, make, sp, year, project, on_event=view)
         _report_plan(out, len(rep.started) + len(rep.skipped) + len(rep.recovered) + len(rep.gave_up), rep)
     else:
-        with console.status("building task graphs offline"):
-            plan = run_offline(out, make, sp, year)
+        with EventView() as view:  # offline: the graphs built and written, with the time left
+            plan = run_offline(out, make, sp, year, view)
         _report_plan(out, len(plan.jobs))
 
 

@@ -89,6 +89,7 @@ def _evaluate(req: EvaluateRequest, on_event: Event) -> EvaluateResult:
         write_json(out / "metrics.json", m)
         return EvaluateResult(metrics=m)
     assert req.scenario is not None
+    on_event("status", {"message": f"reading {table} and planning the {req.scenario} runs"})
     sel = table_selection(table_spec(table_metadata(table), f"table {table}"), req.features)
     # the base schedule of every neural model, through the validators (epochs 0 is refused)
     cfg = preset_config(FAITHFUL, None, level=req.level, epochs=req.epochs, lr=req.lr,
@@ -105,8 +106,11 @@ def _evaluate(req: EvaluateRequest, on_event: Event) -> EvaluateResult:
         on_event("progress", {"stage": req.scenario, "done": done[0], "total": total[0],
                               "info": f"{r['split']} {r['model']}: F1 {r['weighted_f1']:.3f}"})
 
+    def on_start(what: str) -> None:
+        on_event("progress", {"stage": req.scenario, "done": done[0], "total": total[0], "info": f"fitting {what}"})
+
     df = run_scenario(table, sel.names, req.scenario, out, req.models, tuple(range(req.seeds)), cfg,
                       list(req.regions) if req.regions else None, req.max_rows, on_result,
-                      adapt_priors=req.adapt_priors, select_k=req.select_k, on_plan=on_plan)
+                      adapt_priors=req.adapt_priors, select_k=req.select_k, on_plan=on_plan, on_start=on_start)
     return EvaluateResult(runs=df, summary_md=out / f"{req.scenario}_summary.md",
                           runs_csv=out / f"{req.scenario}_runs.csv")

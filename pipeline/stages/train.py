@@ -84,8 +84,10 @@ class TrainResult:
 def train(req: TrainRequest, on_event: Event = ignore, ledger: Ledger | None = None) -> TrainResult:
     """Train and write the bundle, or report it current: the same table file (path, size,
     mtime), features, settings and OOD K, and the bundle's files as written (its folder's ledger
-    ``.eulc-train.json``, :mod:`pipeline.core.ledger`). ``epoch`` progress goes to ``on_event``
-    as ``progress`` events (``done`` = epoch, ``total`` = epochs, ``loss`` = the mean training loss).
+    ``.eulc-train.json``, :mod:`pipeline.core.ledger`). ``on_event`` hears first what the schedule
+    costs on this machine (``status``), then the teacher's folds and the epochs as ``progress``
+    events (``done`` = epochs, fractional within one; at each epoch's end ``loss`` = its mean
+    training loss).
 
     Args:
         req: the request.
@@ -98,6 +100,7 @@ def train(req: TrainRequest, on_event: Event = ignore, ledger: Ledger | None = N
             replace; training that diverges.
     """
     table = Path(req.table)
+    on_event("status", {"message": f"reading {table}"})
     sel = table_selection(load_spec(req.spec) if req.spec else table_spec(table_metadata(table), f"table {table}"),
                           req.features)
     cfg = preset_config(req.preset, None, level=req.level, epochs=req.epochs, lr=req.lr,
@@ -119,7 +122,8 @@ def train(req: TrainRequest, on_event: Event = ignore, ledger: Ledger | None = N
         on_event("progress", {"stage": "train", "done": e, "total": cfg.epochs, "loss": loss,
                               "info": f"loss {loss:.3f}"})
 
-    metrics = train_from_table(table, out, sel, cfg, on_epoch, overwrite=req.overwrite, landscapes=req.landscapes)
+    metrics = train_from_table(table, out, sel, cfg, on_epoch, overwrite=req.overwrite, landscapes=req.landscapes,
+                               on_event=on_event)
     outputs = sorted(p for p in out.iterdir() if p.is_file() and p.name not in (TRAIN_LEDGER, WRITTEN, OUT_LOCK))
     if own:  # the atomic save replaced the folder: a ledger read before it is gone with it
         book = JsonLedger(out, TRAIN_LEDGER)
