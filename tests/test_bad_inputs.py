@@ -859,3 +859,59 @@ def test_the_dashboard_and_scheduler_listen_on_loopback(fx: dict[str, Path], tmp
     s = run_map(None, BUNDLE, tmp_path / "m", features_files=[fx["features"]], scheduler="local", workers=1,
                 on_event=on_event)
     assert s.ok and seen["dashboard"] and set(seen["dashboard"]) == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "local"])
+def test_the_printed_dashboard_link_answers(scheduler: str, fx: dict[str, Path], tmp_path: Path) -> None:
+    """With `--scheduler threads` the link named the machine's network address, where an
+    in-process cluster does not listen (issue #27): the link printed is fetched while the run goes."""
+    import urllib.request
+
+    from tiles.mapping.runner import run_map
+
+    status: dict[str, int] = {}
+
+    def on_event(kind: str, info: dict) -> None:
+        if kind == "dashboard":
+            with urllib.request.urlopen(info["link"], timeout=10) as r:
+                status[info["link"]] = r.status
+
+    s = run_map(None, BUNDLE, tmp_path / "m", features_files=[fx["features"]], scheduler=scheduler, workers=1,
+                on_event=on_event, dashboard="127.0.0.1:0")
+    assert s.ok and list(status.values()) == [200]
+
+
+def test_a_tile_outside_the_features_says_so(fx: dict[str, Path], tmp_path: Path) -> None:
+    """A bbox away from the data failed as 'every pixel nodata ... cloud-free observations' (issue
+    #27): it now says the tile lies outside the file, and gives the file's own lon/lat box, which
+    maps when given back."""
+    import re
+
+    from tiles.mapping.runner import run_map
+
+    from .test_cli import eulc
+
+    p = eulc("map", "--tiles", "bbox:15.553,45.867,15.562,45.873", "--tile-size", "1km", "--mosaic",
+             str(fx["features"]), "--bundle", str(BUNDLE), "--out", str(tmp_path / "m"), "--scheduler", "sync")
+    said = " ".join(p.stderr.split())
+    assert p.returncode == 1 and "lies outside the file's extent" in said and "cloud-free" not in said
+    box = re.search(r"bbox:([-\d.]+),([-\d.]+),([-\d.]+),([-\d.]+)", said)
+    assert box is not None
+    w, s, e, n = map(float, box.groups())
+    assert w < 14.56 < e and s < 45.87 < n  # the Slovenia patch near Ljubljana
+    inside = run_map(None, BUNDLE, tmp_path / "m2", features_files=[fx["features"]], scheduler="sync")
+    assert inside.ok
+
+
+def test_missing_bands_name_the_default_bundle_and_one_that_fits(fx: dict[str, Path], tmp_path: Path) -> None:
+    """`eulc map FEATURES.tif` without `--bundle` failed listing 25 missing bands (issue #27): the
+    warning names the default bundle and the shipped bundle whose features the file has."""
+    from .test_cli import eulc
+
+    p = eulc("map", str(fx["features"]), "--out", str(tmp_path / "m"), "--scheduler", "sync")
+    said = " ".join(p.stderr.split())
+    assert p.returncode == 1
+    assert "--bundle elc10-l1 (the default) needs features" in said and "--bundle elc10-ndvi-l1" in said
+    p = eulc("map", str(fx["features"]), "--out", str(tmp_path / "m2"), "--scheduler", "sync", "--bundle",
+             "elc10-ndvi-l1")
+    assert p.returncode == 0, p.stderr[-2000:]

@@ -14,7 +14,7 @@ from pipeline.core.errors import EulcError
 from pipeline.core.selection import FeatureSelection
 from pipeline.stages.events import Event, ignore, tagged
 from pipeline.stages.features import check_run_fields, source_of
-from pipeline.stages.pretrained import resolve_bundle
+from pipeline.stages.pretrained import pick_bundle, resolve_bundle
 from tiles.engine.cluster import DASHBOARD
 from tiles.engine.runner import plan_features
 from tiles.mapping.runner import COMPRESSIONS, MapSummary, run_map
@@ -141,8 +141,34 @@ def map_tiles(req: MapRequest, on_event: Event = ignore) -> MapSummary:
         emit("warning", {"message": f"features from STAC: differences from the bundle's features in "
                                     f"{', '.join(accepted)} are accepted and recorded in each class COG's "
                                     "`contract` tag"})
-    return run_map(cells, bundle_dir, Path(req.out), features_dir=features_dir, features_files=files or None,
-                   level2_dir=level2_dir, scheduler=req.scheduler, workers=req.workers, device=req.device,
-                   probabilities=req.probabilities, compress=req.compress.upper(), on_event=emit, accept=accepted,
-                   dashboard=req.dashboard, overwrite=req.overwrite, adapt_priors=req.adapt_priors,
-                   precision=req.precision, ood=req.ood, feature_jobs=feature_jobs)
+    summary = run_map(cells, bundle_dir, Path(req.out), features_dir=features_dir, features_files=files or None,
+                      level2_dir=level2_dir, scheduler=req.scheduler, workers=req.workers, device=req.device,
+                      probabilities=req.probabilities, compress=req.compress.upper(), on_event=emit,
+                      accept=accepted, dashboard=req.dashboard, overwrite=req.overwrite,
+                      adapt_priors=req.adapt_priors, precision=req.precision, ood=req.ood, feature_jobs=feature_jobs)
+    hint = bundle_hint(summary.failures, files, req.bundle)
+    if hint:
+        emit("warning", {"message": hint})
+    return summary
+
+
+def bundle_hint(failures: dict[str, str], files: list[Path], bundle: str) -> str | None:
+    """What to pass as ``bundle`` when the tiles failed for bands the bundle needs and the files
+    lack: the bundle in use (saying when it is the default) and the shipped bundles that use only
+    the first file's bands (:func:`pipeline.stages.pretrained.pick_bundle`); None otherwise.
+    """
+    if not files or not any("are missing" in f and "band(s)" in f for f in failures.values()):
+        return None
+    import rasterio
+
+    try:
+        with rasterio.open(files[0]) as src:
+            bands = [d for d in src.descriptions if d]
+    except rasterio.errors.RasterioIOError:
+        return None
+    default = " (the default)" if bundle == MapRequest.bundle else ""
+    fits = pick_bundle(bands)
+    then = (f"the shipped bundle that uses the most of them is {fits.name}: `bundle` {fits.name}" if fits is not None
+            else "no shipped bundle uses only those: train one on them (`eulc train TABLE --features ...`)")
+    return (f"`bundle` {bundle}{default} needs features that {files[0].name} lacks; the file has "
+            f"{len(bands)} ({', '.join(bands[:4])}{', ...' if len(bands) > 4 else ''}), and {then}")

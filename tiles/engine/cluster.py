@@ -66,6 +66,20 @@ def _host_port(text: str, name: str, example: str, host_optional: bool = False, 
         raise EulcError(f"`{name}` {shown or repr(text)} is not host:port", f"Write it like {example}")
 
 
+def local_dashboard_link(dashboard: str, cluster: Any) -> str | None:
+    """The address a local cluster's dashboard listens on: the host of ``dashboard`` (loopback
+    when it names none or every interface) and the port its HTTP server bound. dask's own
+    ``dashboard_link`` names the machine's network address, on which an in-process
+    (``threads``) cluster does not listen. None when no dashboard runs (bokeh missing).
+    """
+    server = getattr(cluster.scheduler, "http_server", None)
+    port = getattr(server, "port", None)
+    if not port:
+        return None
+    host = dashboard.rsplit(":", 1)[0].strip("[]")
+    return f"http://{host if host not in ('', '0.0.0.0', '::') else '127.0.0.1'}:{port}/status"
+
+
 def check_dashboard(dashboard: str) -> None:
     """Refuse a dashboard address that is not ``host:port`` or ``:port``.
 
@@ -128,6 +142,7 @@ def execute(fn: Callable[[J], dict[str, Any]], jobs: Sequence[J], *, scheduler: 
                                silence_logs=logging.CRITICAL, dashboard_address=dashboard,
                                **({"host": "127.0.0.1"} if procs else {}))
         client = Client(cluster)
+        link = local_dashboard_link(dashboard, cluster)
     else:
         cluster = None
         try:
@@ -135,9 +150,10 @@ def execute(fn: Callable[[J], dict[str, Any]], jobs: Sequence[J], *, scheduler: 
         except OSError as e:
             raise EulcError(f"cannot reach the dask scheduler at `scheduler` {scheduler} ({e})",
                             "Check the address (tcp://host:8786) or use the local scheduler") from None
+        link = client.dashboard_link
     try:
-        if emit is not None:
-            emit("dashboard", {"link": client.dashboard_link})
+        if emit is not None and link:
+            emit("dashboard", {"link": link})
         futures = {client.submit(fn, j, key=key(j), pure=False): j for j in jobs}
         for fut in as_completed(futures):
             j = futures[fut]

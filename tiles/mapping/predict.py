@@ -371,6 +371,27 @@ def class_ids(index: np.ndarray, legend: Legend) -> np.ndarray:
     return lut[index]
 
 
+def _check_overlap(win: GridWindow, file_win: GridWindow, tile_id: str, feature_cog: Path) -> None:
+    """Refuse a tile that lies wholly outside the feature file: nothing to map there, and the
+    reason is the tile choice, not the observations.
+
+    Raises:
+        RasterError: no pixel of ``win`` is inside ``file_win`` (the message gives both extents,
+            EPSG:3035 metres, and the file's lon/lat box).
+    """
+    left, bottom, right, top = win.bounds
+    fl, fb, fr, ft = file_win.bounds
+    if left < fr and right > fl and bottom < ft and top > fb:
+        return
+    from rasterio.warp import transform_bounds
+
+    w, s, e, n = transform_bounds(file_win.grid.crs, "EPSG:4326", fl, fb, fr, ft)
+    raise RasterError(f"tile {tile_id} ({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) lies outside the file's "
+                      f"extent ({fl:.0f}, {fb:.0f}, {fr:.0f}, {ft:.0f} in {file_win.grid.crs})",
+                      f"Choose tiles inside it (its lon/lat box is bbox:{w:.4f},{s:.4f},{e:.4f},{n:.4f}), or give "
+                      "features that cover these tiles", path=feature_cog)
+
+
 def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Path, tile_id: str,
                  tile: TileId | None = None, probabilities: bool = False, compress: str = "DEFLATE",
                  prefetch: bool | None = None, accept: tuple[str, ...] = (),
@@ -414,6 +435,7 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
           FeatureReader(feature_cog, pred.features, pred.scales, threads=gdal_threads) as reader):
         contract = pred.check_features(reader, accept)
         win: GridWindow = tile.window(reader.grid) if tile is not None else reader.window
+        _check_overlap(win, reader.window, tile_id, feature_cog)
         h, w = win.shape
         outs = {k: np.full(h * w, NODATA, np.uint8) for k in ("class", "confidence")}
         if pred.level2 is not None:

@@ -383,7 +383,7 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             for j in todo:
                 manifest.begin(j.tile_id, j.inputs_hash, j.features_file)
             def on_cluster(kind: str, info: dict[str, Any]) -> None:
-                if kind == "dashboard" and scheduler != "threads":  # threads: nothing listens on the link
+                if kind == "dashboard":  # the address it listens on (threads too: cluster.local_dashboard_link)
                     summary.dashboard = info["link"]
                     emit(kind, info)
 
