@@ -345,7 +345,7 @@ def map_tiles(out: PathLike, tiles: str, *, bundle: PathLike = "elc10-l1", featu
 
 def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLike,
            points: PathLike | None = None, bundle: PathLike | None = None, title: str | None = None,
-           ood: PathLike | None = None) -> dict[str, Any]:
+           ood: PathLike | None = None, drift: PathLike | None = None) -> dict[str, Any]:
     """Compare a class map with a reference map and write ``report.html``, ``metrics.json``,
     CSVs and ``disagreement.tif`` into ``out``, as ``eulc report``.
 
@@ -359,6 +359,7 @@ def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLi
         bundle: the model bundle whose card goes into the report.
         title: the report title.
         ood: the map's OOD layer (default: the ``_ood.tif`` beside ``class_map``, if any).
+        drift: the CSV of ``eulc drift --out`` for the map's features, shown beside the OOD share.
 
     Returns:
         ``metrics.json`` as a dict: ``overall_agreement`` (0–1), ``per_class`` (user's and
@@ -370,4 +371,5 @@ def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLi
     return assess.report(ReportRequest(Path(class_map), Path(reference), crosswalk, Path(out),
                                        points=Path(points) if points else None,
                                        bundle=str(bundle) if bundle else None, title=title,
-                                       ood_layer=Path(ood) if ood else None))
+                                       ood_layer=Path(ood) if ood else None,
+                                       drift=Path(drift) if drift else None))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -107,6 +107,28 @@ def sample(
                       f"({counts['outside']:,} outside the {len(cogs)} COG(s)), {table.shape[1] - 2} columns")
 
 
+READ_TOGETHER = (
+    "How to read them together: PSI compares a tile's value distribution with the training table's; "
+    "the landscape columns (and `eulc map --ood`) ask pixel by pixel whether the model has seen such "
+    "pixels. A tile of few landscapes has a large PSI against all of Europe even when none of its pixels "
+    "is out of distribution; trust the OOD share for 'is the map extrapolating here', and a PSI beyond what "
+    "one training landscape shows for a shift of the features themselves (another processing level, "
+    "season or sensor).")
+
+
+def drift_reading(df: Any) -> str:
+    """One line on the pairs whose PSI exceeds what single training landscapes show."""
+    beyond = df[df["beyond_expected"].astype(bool)]
+    if df["expected_p90"].isna().all():
+        return ("the table has too few (100 km cell, Level-1 class) groups of 50 rows to say what PSI one training "
+                "landscape shows; drift against a full training table says it")
+    worst = beyond.sort_values("psi", ascending=False).head(3)
+    named = ", ".join(f"{r.tile} {r.feature} ({r.psi:.2f} > {r.expected_p90:.2f})" for r in worst.itertuples())
+    return (f"{len(beyond)} of {len(df)} pair(s) beyond what one training landscape shows (the 90th percentile "
+            "of the PSI of the table's own 100 km cell x Level-1 class groups against it)"
+            + (f": {named}" if named else "; their PSI is the usual gap between one place and all of Europe"))
+
+
 @app.command()
 def drift(
     table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
@@ -134,14 +156,17 @@ def drift(
         res = run(req, view)
     df = res.rows
     tab = Table("tile", "feature", "PSI", "KS", "median train", "median tile", "nodata", "flag",
+                "PSI of one training landscape (p90)",
                 title=f"drift (PSI > {threshold:g} = shift, > {PSI_MODERATE:g} = moderate)")
     for r in df.head(15).itertuples():
         tab.add_row(str(r.tile), str(r.feature), f"{r.psi:.3f}", f"{r.ks:.3f}", f"{r.median_train:.4g}",
-                    f"{r.median_tile:.4g}", f"{r.nodata_share:.0%}", str(r.flag))
+                    f"{r.median_tile:.4g}", f"{r.nodata_share:.0%}", str(r.flag),
+                    f"{r.expected_p90:.3f}" + (" beyond" if r.beyond_expected else ""))
     out_console.print(tab)
     shifted = df[df["flag"] == "shift"]
     out_console.print(f"{len(shifted)} of {len(df)} (tile, feature) pairs shifted in {shifted['tile'].nunique()} "
                       f"of {len(res.tiles)} tile(s)" + (f"; all rows in {out}" if out else ""))
+    out_console.print(drift_reading(df), soft_wrap=True)
     if res.landscape_summary is not None:
         ltab = Table("tile", "pixels", "landscape PSI", "rare or unseen landscape", "flag",
                      title=f"landscapes of {bundle} (K = {res.k}; PSI > {PSI_SIGNIFICANT:g} = shift)")
@@ -151,6 +176,7 @@ def drift(
             ltab.add_row(str(rec["tile"]), f"{int(rec['pixels']):,}", f"{v:.3f}", f"{float(rec['rare_share']):.1%}",
                          flag)
         out_console.print(ltab)
+        out_console.print(READ_TOGETHER, soft_wrap=True)
         if landscapes_csv or landscapes_png:
             out_console.print("wrote " + " and ".join(str(p) for p in (landscapes_csv, landscapes_png) if p))
     if fail_on_shift and len(shifted):

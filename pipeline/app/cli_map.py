@@ -137,12 +137,14 @@ def report(
     title: Annotated[str | None, typer.Option(help="report title")] = None,
     ood_layer: Annotated[Path | None, typer.Option(
         help="the map's OOD layer from `eulc map --ood` (default: the <tile>_ood.tif beside --map, if any)")] = None,
+    drift: Annotated[Path | None, typer.Option(
+        help="the CSV of `eulc drift --out` for the map's features: shown beside the OOD share")] = None,
 ) -> None:
     """Compare a map with a reference map: report.html (self-contained), metrics.json, CSVs."""
     from pipeline.stages.assess import ReportRequest
     from pipeline.stages.assess import report as run
 
-    req = ReportRequest(map_path, reference, crosswalk, out, points, zones, previous, bundle, title, ood_layer)
+    req = ReportRequest(map_path, reference, crosswalk, out, points, zones, previous, bundle, title, ood_layer, drift)
     with EventView("comparing") as view:
         m = run(req, view)
     oa = m["overall_agreement"]
@@ -193,8 +195,9 @@ def demo(
     with EventView("demo") as view:
         res = run_demo(DemoRequest(out, epochs=epochs, lr=lr, year=year, train=train), view)
     _print_agreement(res)
-    out_console.print(f"outputs in {out} (report/report.html, agreement.json, maps/, features/"
-                      f"{', model/, table.parquet' if train else ''})")
+    extra = ", model/, table.parquet" if train else ""
+    out_console.print(f"outputs in {out} (agreement.json, maps/, features/{extra}); "
+                      f"open the report: {out / 'report' / 'report.html'}")
 
 
 def _fmt(v: Any) -> str:

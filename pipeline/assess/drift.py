@@ -13,6 +13,15 @@ A feature is flagged when PSI exceeds ``psi_threshold`` (default 0.25). Accuracy
 landscapes absent from training (cross-continent SEN12MS studies); this makes that warning a
 number per feature and tile. Values are in the spec's stored units on both sides; NaN (nodata)
 is ignored and counted.
+
+**What PSI to expect** (issue #27). A tile is one landscape (a 1 km² forest patch), the table
+is Europe: against it, a tile's PSI is large even when every pixel is like some training row.
+The yardstick is therefore the training data's own single landscapes: the PSI of each compact
+group of training rows, one Level-1 class in one EEA 100 km cell (at least
+:data:`NULL_MIN_ROWS` rows), against the whole table (:func:`expected_psi`). Those groups are
+in distribution by construction, so their PSI is what "one landscape of the training data"
+shows; a tile is ``beyond_expected`` for a feature when its PSI exceeds their 90th percentile.
+``flag`` keeps the plain reading of PSI against the whole table.
 """
 
 from __future__ import annotations
@@ -31,6 +40,14 @@ from pipeline.core.reader import FeatureReader
 PSI_MODERATE = 0.10
 PSI_SIGNIFICANT = 0.25
 EPS = 1e-4
+NULL_MIN_ROWS = 50
+"""Least training rows of a (100 km cell, Level-1 class) group in :func:`expected_psi`."""
+NULL_QUANTILE = 0.9
+"""The quantile of the groups' PSI a tile must exceed to be ``beyond_expected``."""
+NULL_GROUPS = ("eea_cell_100km", "level1")
+NULL_MIN_GROUPS = 10
+"""Fewer groups than this (a small table) give no yardstick: a broader grouping (a whole
+bioregion's class) is wider than one landscape and would make every tile look beyond it."""
 
 
 def psi(reference: np.ndarray, sample: np.ndarray, bins: int = 10) -> float:
@@ -44,18 +61,66 @@ def psi(reference: np.ndarray, sample: np.ndarray, bins: int = 10) -> float:
     smp = sample[np.isfinite(sample)]
     if not len(ref) or not len(smp):
         raise ValueError("no finite values")
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
-    p_ref = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)
-    p_smp = np.bincount(np.searchsorted(edges, smp, side="right"), minlength=len(edges) + 1) / len(smp)
+    edges = _edges(ref, bins)
+    return _psi_on(edges, _shares(edges, ref), smp)
+
+
+def _edges(ref: np.ndarray, bins: int) -> np.ndarray:
+    return np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+
+
+def _shares(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1) / len(values)
+
+
+def _psi_on(edges: np.ndarray, p_ref: np.ndarray, smp: np.ndarray) -> float:
     p_ref = np.maximum(p_ref, EPS)
-    p_smp = np.maximum(p_smp, EPS)
+    p_smp = np.maximum(_shares(edges, smp), EPS)
     return float(np.sum((p_smp - p_ref) * np.log(p_smp / p_ref)))
+
+
+def expected_psi(train: pd.DataFrame, features: list[str], min_rows: int = NULL_MIN_ROWS,
+                 bins: int = 10) -> dict[str, np.ndarray]:
+    """The PSI that single in-distribution landscapes of the training data show against it: per
+    feature, the PSI of every (EEA 100 km cell, Level-1 class) group of at least ``min_rows``
+    rows against all rows (module docstring).
+
+    Args:
+        train: a FeatureTable (needs ``eea_cell_100km``, ``level1`` and the features).
+        features: the features to compute it for.
+
+    Returns:
+        Feature → float64 (G,) PSI of its groups; empty when the table lacks the group columns
+        or has fewer than :data:`NULL_MIN_GROUPS` groups that large (a small table).
+    """
+    if not set(NULL_GROUPS) <= set(train.columns):
+        return {f: np.empty(0) for f in features}
+    keys = train[list(NULL_GROUPS)].astype(str).agg("|".join, axis=1).to_numpy()
+    codes, inverse = np.unique(keys, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(codes))
+    groups = [np.flatnonzero(inverse == g) for g in np.flatnonzero(counts >= min_rows)]
+    if len(groups) < NULL_MIN_GROUPS:
+        return {f: np.empty(0) for f in features}
+    out: dict[str, np.ndarray] = {}
+    for f in features:
+        ref = train[f].to_numpy(dtype=np.float64)
+        ok = np.isfinite(ref)
+        if not ok.any():
+            out[f] = np.empty(0)
+            continue
+        edges = _edges(ref[ok], bins)
+        p_ref = _shares(edges, ref[ok])
+        vals = [ref[g][np.isfinite(ref[g])] for g in groups]
+        out[f] = np.array([_psi_on(edges, p_ref, v) for v in vals if len(v) >= min_rows])
+    return out
 
 
 @dataclass(frozen=True)
 class DriftRow:
     """One feature of one tile: PSI, KS, medians and nodata share; ``flag`` is ``stable``,
-    ``moderate`` or ``shift``.
+    ``moderate`` or ``shift`` (PSI against the whole table); ``expected_p90`` the 90th percentile
+    of the PSI single training landscapes show (:func:`expected_psi`; NaN without groups) and
+    ``beyond_expected`` whether the tile's PSI exceeds it.
     """
 
     tile: str
@@ -66,6 +131,8 @@ class DriftRow:
     median_tile: float
     nodata_share: float
     flag: str
+    expected_p90: float = float("nan")
+    beyond_expected: bool = False
 
 
 def drift_table(train: pd.DataFrame, tiles: list[Path], features: list[str] | None = None,
@@ -81,7 +148,8 @@ def drift_table(train: pd.DataFrame, tiles: list[Path], features: list[str] | No
         seed: sampling seed.
 
     Returns:
-        One row per (tile, feature) with the :class:`DriftRow` fields, worst PSI first.
+        One row per (tile, feature) with the :class:`DriftRow` fields (with the PSI to expect
+        from single training landscapes, :func:`expected_psi`), worst PSI first.
 
     Raises:
         SchemaError: no feature in common between the table and a tile (the message names both).
@@ -89,6 +157,7 @@ def drift_table(train: pd.DataFrame, tiles: list[Path], features: list[str] | No
     """
     rng = np.random.default_rng(seed)
     rows: list[DriftRow] = []
+    nulls: dict[str, float] = {}
     for path in tiles:
         import rasterio
 
@@ -98,6 +167,9 @@ def drift_table(train: pd.DataFrame, tiles: list[Path], features: list[str] | No
         if not common:
             raise SchemaError(f"has no feature in common with the training table (bands {names[:6]}...)",
                               "Compare a table and tiles of the same spec", path=path)
+        todo = [f for f in common if f not in nulls]
+        nulls.update({f: float(np.quantile(v, NULL_QUANTILE)) if len(v) else float("nan")
+                      for f, v in expected_psi(train, todo).items()})
         with FeatureReader(path, common) as r:
             vals = r.read().reshape(len(common), -1)
         if vals.shape[1] > max_pixels:
@@ -113,6 +185,6 @@ def drift_table(train: pd.DataFrame, tiles: list[Path], features: list[str] | No
             ks = float(ks_2samp(ref[np.isfinite(ref)], v[ok]).statistic)
             flag = "shift" if p > psi_threshold else ("moderate" if p > PSI_MODERATE else "stable")
             rows.append(DriftRow(path.stem, f, p, ks, float(np.nanmedian(ref)), float(np.median(v[ok])),
-                                 float(1 - ok.mean()), flag))
+                                 float(1 - ok.mean()), flag, nulls[f], bool(p > nulls[f])))
     df = pd.DataFrame([r.__dict__ for r in rows])
     return df.sort_values("psi", ascending=False, na_position="first").reset_index(drop=True)

@@ -30,7 +30,7 @@ from pipeline.assess.change import transition_matrix, zone_table
 from pipeline.assess.compare import agreement_by, block_agreement, compare, summary
 from pipeline.assess.refpoints import read_points, sample_accuracy
 from pipeline.core.atomic import atomic_path, check_all_replaceable, write_json
-from pipeline.core.errors import RasterError
+from pipeline.core.errors import RasterError, SchemaError
 from pipeline.core.legend import Crosswalk, Legend, level1_legend
 from pipeline.core.ood_codes import OOD_CODES
 
@@ -188,15 +188,44 @@ def _ood_section(comp: Any, ood: Path, legend: Legend) -> tuple[str, pd.DataFram
     return html_, table, metrics
 
 
+DRIFT_AND_OOD = (
+    "How to read drift and the OOD layer together: drift's PSI compares each tile's value distribution with the "
+    "whole training table, and a tile of few landscapes has a large PSI against all of Europe even when none of its "
+    "pixels is out of distribution; the OOD layer asks pixel by pixel whether the model has seen such pixels. Read "
+    "the OOD share for <i>is the map extrapolating here</i>, and a PSI beyond what one training landscape shows "
+    "(the 90th percentile of the table's own 100 km cell × Level-1 class groups) for a shift of the features "
+    "themselves: another processing level, season or sensor.")
+
+
+def drift_summary(drift_csv: Path) -> pd.DataFrame:
+    """Per tile of an ``eulc drift --out`` CSV: features compared, shifted (PSI above the run's
+    threshold), beyond what one training landscape shows, and the largest PSI.
+
+    Raises:
+        SchemaError: the CSV lacks a column of ``eulc drift``'s output (the message names it).
+    """
+    df = pd.read_csv(drift_csv)
+    need = ["tile", "feature", "psi", "flag", "beyond_expected"]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise SchemaError(f"lacks column(s) {missing}", "Give the CSV `eulc drift --out` writes", path=drift_csv)
+    beyond = df["beyond_expected"].astype(str).str.lower().isin(["true", "1"])
+    g = df.assign(shifted=df["flag"].eq("shift"), beyond=beyond).groupby("tile", sort=True)
+    return pd.DataFrame({"features": g.size(), "shifted (PSI)": g["shifted"].sum(),
+                         "beyond one training landscape": g["beyond"].sum(),
+                         "largest PSI": g["psi"].max()}).reset_index()
+
+
 REPORT_FILES = ("report.html", "metrics.json", "disagreement.tif", "blocks.csv", "by_bioregion.csv", "by_tile.csv",
-                "confusion_ha.csv", "per_class.csv", "area_estimates.csv", "ood.csv", "transitions_ha.csv", "zones.csv")
+                "confusion_ha.csv", "per_class.csv", "area_estimates.csv", "ood.csv", "transitions_ha.csv", "zones.csv",
+                "drift.csv")
 """Every file a report may write into its folder."""
 
 
 def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, points: Path | None = None,
                  zones: Path | None = None, previous: Path | None = None, bundle: Path | None = None,
                  title: str | None = None, on_window: Callable[[int, int], None] | None = None,
-                 ood: Path | None = None) -> dict[str, Any]:
+                 ood: Path | None = None, drift: Path | None = None) -> dict[str, Any]:
     """Compare ``map_path`` with ``reference`` and write the report files into ``out``.
 
     Args:
@@ -214,6 +243,9 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         ood: the map's OOD layer (``eulc map --ood``; :func:`ood_beside` finds it): the report
             shows it beside the map, its share per tile and bioregion, and agreement inside and
             outside the flagged pixels (``metrics["ood"]``, ``ood.csv``).
+        drift: the CSV of ``eulc drift --out`` for the map's feature files: its per-tile summary
+            goes beside the OOD share, with how to read the two together (``drift.csv``,
+            ``metrics["drift"]``).
 
     Returns:
         The metrics dict also written to ``metrics.json``.
@@ -223,11 +255,12 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
             :func:`pipeline.assess.compare.compare`, :func:`pipeline.assess.refpoints.sample_accuracy`).
     """
     for what, path in (("`map`", map_path), ("`reference`", reference), ("`points`", points), ("`zones`", zones),
-                       ("`previous`", previous), ("`bundle`", bundle), ("`ood_layer`", ood)):
+                       ("`previous`", previous), ("`bundle`", bundle), ("`ood_layer`", ood), ("`drift`", drift)):
         if path is not None and not Path(path).exists():  # every input checked before anything is written
             raise RasterError(f"{what} does not exist", "Check the path", path=path)
     legend = _legend_of(map_path)
     cw = Crosswalk.shipped(crosswalk)
+    drift_table_ = drift_summary(drift) if drift is not None else None  # read (and refused) before writing
     out.mkdir(parents=True, exist_ok=True)
     check_all_replaceable(out, REPORT_FILES)  # a refusal before the first file, not after half of them
     comp = compare(map_path, reference, cw, legend, disagreement=out / "disagreement.tif", on_window=on_window,
@@ -276,6 +309,16 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         share = metrics["ood"]["share"]
         kpis.append(("flagged out of distribution", "n/a (0 pixels)" if share is None else f"{share * 100:.1f} %"))
         sections.append(("Where the model is out of its depth", section))
+    if drift_table_ is not None and drift is not None:
+        tables["drift"] = drift_table_
+        metrics["drift"] = {"file": drift.name, "tiles": drift_table_.to_dict("records")}
+        ood_share = metrics.get("ood", {}).get("share")
+        beside = ("" if ood is None else
+                  f"<p>The OOD layer flags <b>{'n/a' if ood_share is None else f'{ood_share * 100:.1f} %'}</b> of "
+                  "the mapped pixels (previous section).</p>")
+        sections.append(("Drift and the OOD layer", (
+            f"<p>From <code>{html.escape(drift.name)}</code> (<code>eulc drift --out</code>), per feature file:</p>"
+            + _table(drift_table_, "{:,.3f}") + beside + f"<p class='note'>{DRIFT_AND_OOD}</p>")))
     if previous is not None:
 
         trans, _ = transition_matrix(previous, map_path, legend)

@@ -79,6 +79,7 @@ class ReportRequest:
         bundle: the model bundle whose card goes into the report (folder or shipped name).
         title: the report title.
         ood_layer: the map's OOD layer (default: the ``<tile>_ood.tif`` beside ``map``, if any).
+        drift: the CSV of ``eulc drift --out`` for the map's features: shown beside the OOD share.
     """
 
     map: Path
@@ -91,6 +92,7 @@ class ReportRequest:
     bundle: str | None = None
     title: str | None = None
     ood_layer: Path | None = None
+    drift: Path | None = None
 
 
 def report(req: ReportRequest, on_event: Event = ignore) -> dict[str, Any]:
@@ -112,7 +114,7 @@ def _report(req: ReportRequest, on_event: Event) -> dict[str, Any]:
     return write_report(Path(req.map), Path(req.reference), req.crosswalk, Path(req.out), points=req.points,
                         zones=req.zones, previous=req.previous,
                         bundle=resolve_bundle(req.bundle) if req.bundle else None, title=req.title, ood=ood,
-                        on_window=_windows(on_event, "comparing", "drawing the report"))
+                        drift=req.drift, on_window=_windows(on_event, "comparing", "drawing the report"))
 
 
 @dataclass(frozen=True)
