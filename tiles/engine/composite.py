@@ -15,15 +15,15 @@ and on a long one by up to one histogram bucket. The parity tests compare what t
 GEE can be reached: build a table from GEE samples (``eulc gee export-table``, ``eulc table``) and
 run ``eulc drift --table`` on it against the local feature COGs of the same area.
 
-:func:`composite` applies it to a dask array chunked along y (the time axis whole), so a 10 km
-tile with 70+ dates is processed one row block at a time with bounded memory.
+The local engine (:mod:`tiles.engine.features`) reduces each feature's series with it, one row
+block of a tile at a time (bounded memory); ``benchmarks/bench_features.py`` measures that
+against xarray's quantile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import dask.array as da
 import numpy as np
 
 
@@ -50,38 +50,6 @@ def nan_percentiles(values: np.ndarray, q: Sequence[float]) -> np.ndarray:
         b = np.take_along_axis(v, hi[None], axis=0)[0]
         r = a + (b - a) * frac
         out[i] = np.where(n > 0, np.where(frac > 0, r, a), np.nan)
-    return out
-
-
-def _block(values: np.ndarray, months: np.ndarray, q: tuple[float, ...], monthly: bool) -> np.ndarray:
-    parts = [nan_percentiles(values, q)]
-    if monthly:
-        for m in range(1, 13):
-            sel = months == m
-            parts.append(nan_percentiles(values[sel], (50.0,)) if sel.any()
-                         else np.full((1, *values.shape[1:]), np.nan, np.float32))
-    return np.concatenate(parts)
-
-
-def composite(cube: da.Array, times: np.ndarray, q: Sequence[float] = (5.0, 50.0, 98.0),
-              monthly: bool = True) -> da.Array:
-    """Annual percentiles and (optionally) the 12 monthly medians of a masked series.
-
-    Args:
-        cube: float (T, H, W) dask array, NaN = masked, chunked along y/x only (one time chunk).
-        times: datetime64 (T,) acquisition times.
-        q: the annual percentiles (BRIDGE-LC: p5, p50, p98; FEATURES.md).
-        monthly: append the median of each calendar month (NaN for a month without data).
-
-    Returns:
-        Lazy float32 (len(q) + 12·monthly, H, W): ``[p5, p50, p98, m01 … m12]``.
-    """
-    if cube.numblocks[0] != 1:
-        cube = cube.rechunk({0: -1})
-    months = np.asarray(times).astype("datetime64[M]").astype(int) % 12 + 1
-    n_out = len(q) + (12 if monthly else 0)
-    out: da.Array = da.map_blocks(_block, cube, months, tuple(q), monthly, dtype=np.float32,
-                                  chunks=((n_out,), *cube.chunks[1:]))
     return out
 
 

@@ -17,7 +17,8 @@ is what features with an ``orbit`` filter on. Variables are spectral bands, a pr
 1e-4 for L1C/L2A DN; the L2A harmonization offset is issue 7's), percent for CLP.
 
 Every file is reprojected onto the EEA 10 m grid (EPSG:3035) with nearest-neighbour
-resampling (paper §2.1.1: 20 m bands to 10 m by nearest neighbour) via rioxarray.
+resampling (paper §2.1.1: 20 m bands to 10 m by nearest neighbour) through rasterio
+(:func:`pipeline.core.warp.read_on_grid`), only the window being read.
 """
 
 from __future__ import annotations
