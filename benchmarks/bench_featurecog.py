@@ -30,8 +30,18 @@ from pipeline.core.grid import TileId
 from pipeline.core.reader import FeatureReader
 from pipeline.core.spec import FeatureSpec, load_spec
 
-NAMES = ["ndvi_p5", "ndvi_p25", "ndvi_p50", "ndvi_p75", "ndvi_p95", "ndvi_summer", "ndvi_winter", "ndvi_spring",
-         "ndvi_fall", "ndvi_texture_sd"]
+NAMES = [
+    "ndvi_p5",
+    "ndvi_p25",
+    "ndvi_p50",
+    "ndvi_p75",
+    "ndvi_p95",
+    "ndvi_summer",
+    "ndvi_winter",
+    "ndvi_spring",
+    "ndvi_fall",
+    "ndvi_texture_sd",
+]
 
 
 def _read_seconds(path: Path) -> float:
@@ -47,8 +57,9 @@ def _read_seconds(path: Path) -> float:
 
 def main() -> None:
     base = load_spec("elc10").subset(NAMES)
-    specs = {d: FeatureSpec.model_validate({**base.model_dump(mode="json"), "export_dtype": d})
-             for d in ("int16", "float32")}
+    specs = {
+        d: FeatureSpec.model_validate({**base.model_dump(mode="json"), "export_dtype": d}) for d in ("int16", "float32")
+    }
     df = pd.read_csv(data_dir() / "elc10_lucas2018" / "lucas2018_elc10_s2_s1_features.csv.gz", usecols=NAMES).dropna()
     w = TileId.parse("10kmE467N253").window()
     vals = df[NAMES].to_numpy(np.float32)[np.random.default_rng(0).integers(0, len(df), w.height * w.width)]
@@ -63,16 +74,25 @@ def main() -> None:
                 res[d] = (path.stat().st_size / 1e6, best)
                 print(f"{case} {d} ({'DEFLATE' if d == 'int16' else 'ZSTD'}): {res[d][0]:.1f} MB, read {best:.2f} s")
             # the float32 layout before issue #16: DEFLATE (what GDAL tools write by default)
-            path = write_cog(Path(tmp) / "float32_deflate.tif", v, w.transform, w.grid.crs, np.nan, descriptions=NAMES,
-                             tags={"spec": "elc10", "year": "2018"})
+            path = write_cog(
+                Path(tmp) / "float32_deflate.tif",
+                v,
+                w.transform,
+                w.grid.crs,
+                np.nan,
+                descriptions=NAMES,
+                tags={"spec": "elc10", "year": "2018"},
+            )
             best = _read_seconds(path)
             res["float32_deflate"] = (path.stat().st_size / 1e6, best)
             print(f"{case} float32 (DEFLATE, before): {res['float32_deflate'][0]:.1f} MB, read {best:.2f} s")
     (mb16, s16), (mb32, s32), (mbd, sd) = res["int16"], res["float32"], res["float32_deflate"]
     print(f"float32 ZSTD / DEFLATE: size {mb32 / mbd:.2f}, read time {s32 / sd:.2f}")
-    print(f"int16_mb={mb16:.1f} float32_mb={mb32:.1f} size_ratio={mb16 / mb32:.2f} "
-          f"int16_read_s={s16:.2f} float32_read_s={s32:.2f} read_ratio={s16 / s32:.2f} "
-          f"float32_deflate_mb={mbd:.1f} float32_deflate_read_s={sd:.2f}")
+    print(
+        f"int16_mb={mb16:.1f} float32_mb={mb32:.1f} size_ratio={mb16 / mb32:.2f} "
+        f"int16_read_s={s16:.2f} float32_read_s={s32:.2f} read_ratio={s16 / s32:.2f} "
+        f"float32_deflate_mb={mbd:.1f} float32_deflate_read_s={sd:.2f}"
+    )
 
 
 if __name__ == "__main__":

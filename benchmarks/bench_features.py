@@ -77,18 +77,26 @@ def _run(mode: str, sample: str) -> dict[str, float]:
 def main() -> None:
     import numpy as np
 
-    print(f"machine: {os.cpu_count()} CPU cores; tile {H} × {W} × {T} dates, 35 % masked; "
-          "annual p5/p50/p98 + 12 monthly medians")
+    print(
+        f"machine: {os.cpu_count()} CPU cores; tile {H} × {W} × {T} dates, 35 % masked; "
+        "annual p5/p50/p98 + 12 monthly medians"
+    )
     ours = _run("ours", "/tmp/eulc_bench_ours.npy")
-    print(f"ours (nan_percentiles per feature, {CHUNK_ROWS}-row blocks, one thread): {ours['seconds']:.1f} s, "
-          f"peak RSS {ours['peak_rss_gb']:.2f} GB")
+    print(
+        f"ours (nan_percentiles per feature, {CHUNK_ROWS}-row blocks, one thread): {ours['seconds']:.1f} s, "
+        f"peak RSS {ours['peak_rss_gb']:.2f} GB"
+    )
     naive = _run("naive", "/tmp/eulc_bench_naive.npy")
-    print(f"naive (xarray quantile + groupby month median, in memory): {naive['seconds']:.1f} s, "
-          f"peak RSS {naive['peak_rss_gb']:.2f} GB")
+    print(
+        f"naive (xarray quantile + groupby month median, in memory): {naive['seconds']:.1f} s, "
+        f"peak RSS {naive['peak_rss_gb']:.2f} GB"
+    )
     a, b = np.load("/tmp/eulc_bench_ours.npy"), np.load("/tmp/eulc_bench_naive.npy")
     same = np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
-    print(f"same values on a 50 × 50 corner (15 bands): {same}; speed-up {naive['seconds'] / ours['seconds']:.2f}×, "
-          f"memory {ours['peak_rss_gb'] / naive['peak_rss_gb']:.2f}× the peer's")
+    print(
+        f"same values on a 50 × 50 corner (15 bands): {same}; speed-up {naive['seconds'] / ours['seconds']:.2f}×, "
+        f"memory {ours['peak_rss_gb'] / naive['peak_rss_gb']:.2f}× the peer's"
+    )
     print(f"ours_s={ours['seconds']:.2f} naive_s={naive['seconds']:.2f} peak_rss_gb={ours['peak_rss_gb']:.2f}")
 
 

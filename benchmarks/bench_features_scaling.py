@@ -40,8 +40,19 @@ def run(names: list[str], scheduler: str, workers: int, out: Path) -> tuple[floa
             up.append(time.perf_counter())
 
     t0 = time.perf_counter()
-    s = features(FeaturesRequest(out, YEAR, files="eolearn_slovenia", tiles=CELLS, tile_size="250m",
-                                 features=",".join(names), scheduler=scheduler, workers=workers), on_event)
+    s = features(
+        FeaturesRequest(
+            out,
+            YEAR,
+            files="eolearn_slovenia",
+            tiles=CELLS,
+            tile_size="250m",
+            features=",".join(names),
+            scheduler=scheduler,
+            workers=workers,
+        ),
+        on_event,
+    )
     t1 = time.perf_counter()
     assert s.ok and s.done == 25, s.failures
     sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.tif"))}
@@ -70,10 +81,12 @@ def main() -> None:
                 print(f"round {i}: {label:8s} {wall:6.2f} s wall, {comp:6.2f} s computing, {work:6.2f} s in the tiles")
     med = {k: statistics.median(v) for k, v in times.items()}
     mph = {k: statistics.median(v) for k, v in phase.items()}
-    print(f"sync_s={med['sync']:.2f} local1_s={med['local-1']:.2f} local2_s={med['local-2']:.2f} "
-          f"efficiency_wall={med['local-1'] / (2 * med['local-2']):.2f} local1_compute_s={mph['local-1']:.2f} "
-          f"local2_compute_s={mph['local-2']:.2f} efficiency_compute={mph['local-1'] / (2 * mph['local-2']):.2f} "
-          "(outputs byte-identical)")
+    print(
+        f"sync_s={med['sync']:.2f} local1_s={med['local-1']:.2f} local2_s={med['local-2']:.2f} "
+        f"efficiency_wall={med['local-1'] / (2 * med['local-2']):.2f} local1_compute_s={mph['local-1']:.2f} "
+        f"local2_compute_s={mph['local-2']:.2f} efficiency_compute={mph['local-1'] / (2 * mph['local-2']):.2f} "
+        "(outputs byte-identical)"
+    )
 
 
 if __name__ == "__main__":

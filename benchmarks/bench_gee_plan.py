@@ -37,8 +37,10 @@ def main() -> None:
         finally:
             run.PARALLEL_MIN_TASKS = saved
     assert ours.graphs == peer.graphs and [j.params_hash for j in ours.jobs] == [j.params_hash for j in peer.jobs]
-    print(f"{len(ours.jobs)} tasks, {cpu_threads()} CPU threads: forked workers {ours_s:.1f} s, one process "
-          f"{peer_s:.1f} s (identical plans)")
+    print(
+        f"{len(ours.jobs)} tasks, {cpu_threads()} CPU threads: forked workers {ours_s:.1f} s, one process "
+        f"{peer_s:.1f} s (identical plans)"
+    )
     print(f"ours_s={ours_s:.1f} peer_s={peer_s:.1f} ratio={ours_s / peer_s:.2f} tasks={len(ours.jobs)}")
 
 

@@ -123,8 +123,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("/tmp/eulc-bench-inf"))
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--ood-only", action="store_true",
-                    help="only the end-to-end child: the cost of `eulc map --ood` (issue #18) on the real-pixel tile")
+    ap.add_argument(
+        "--ood-only",
+        action="store_true",
+        help="only the end-to-end child: the cost of `eulc map --ood` (issue #18) on the real-pixel tile",
+    )
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -133,8 +136,10 @@ def main() -> None:
     n = N_SIDE * N_SIDE
     lon, lat = TILE.window().pixel_centres_lonlat()
     lonlat = np.stack([lon.ravel(), lat.ravel()], 1).astype(np.float32)
-    print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__} ({args.threads} threads); "
-          f"tile {N_SIDE} × {N_SIDE} = {n:,} px")
+    print(
+        f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__} ({args.threads} threads); "
+        f"tile {N_SIDE} × {N_SIDE} = {n:,} px"
+    )
 
     if args.ood_only:
         _ood_only(args, rng)
@@ -156,8 +161,10 @@ def main() -> None:
         bf16_109 = _rate(lambda: p109.predict(x109, lonlat), n)
         same = float((p109.predict(x109[:200_000], lonlat[:200_000])["class"] == fp32_cls).mean())
         p109.bf16 = False
-        print(f"ours, faithful shape, 109 features, bf16 (this CPU has AMX-BF16): {bf16_109 / 1e6:.3f} Mpx/s "
-              f"(class = float32's for {same:.2%} of pixels)")
+        print(
+            f"ours, faithful shape, 109 features, bf16 (this CPU has AMX-BF16): {bf16_109 / 1e6:.3f} Mpx/s "
+            f"(class = float32's for {same:.2%} of pixels)"
+        )
     else:
         print("ours, bf16: not measured (this CPU has no AMX-BF16; oneDNN would emulate it)")
 
@@ -165,14 +172,18 @@ def main() -> None:
     x35 = _real_pixels(bundle, rng)
     pe = Predictor(bundle, device="cpu")
     ours35 = _rate(lambda: pe.predict(x35, lonlat), n)
-    print(f"ours, elc10-l1 bundle (35 features, {bundle.model.cfg.location} location, "
-          f"{bundle.normalizer.method} inputs): {ours35 / 1e6:.3f} Mpx/s")
+    print(
+        f"ours, elc10-l1 bundle (35 features, {bundle.model.cfg.location} location, "
+        f"{bundle.normalizer.method} inputs): {ours35 / 1e6:.3f} Mpx/s"
+    )
     if fast_bf16:
         pb = Predictor(bundle, device="cpu", bf16=True)
         bf16_35 = _rate(lambda: pb.predict(x35, lonlat), n)
         same = float((pb.predict(x35, lonlat)["class"] == pe.predict(x35, lonlat)["class"]).mean())
-        print(f"ours, elc10-l1 bundle, bf16: {bf16_35 / 1e6:.3f} Mpx/s (class = float32's for {same:.2%} "
-              "of these real pixels)")
+        print(
+            f"ours, elc10-l1 bundle, bf16: {bf16_35 / 1e6:.3f} Mpx/s (class = float32's for {same:.2%} "
+            "of these real pixels)"
+        )
     if bundle.normalizer.clips:  # the cost of the robust normaliser's input clamp (issue #15)
         from dataclasses import replace
 
@@ -180,8 +191,10 @@ def main() -> None:
         noclip = replace(bundle, normalizer=replace(bundle.normalizer, lo=-inf, hi=inf))
         pn = Predictor(noclip, device="cpu")
         rate_noclip = _rate(lambda: pn.predict(x35, lonlat), n)
-        print(f"ours, the same bundle without the input clamp: {rate_noclip / 1e6:.3f} Mpx/s "
-              f"(clamp costs {1 - ours35 / rate_noclip:.1%})")
+        print(
+            f"ours, the same bundle without the input clamp: {rate_noclip / 1e6:.3f} Mpx/s "
+            f"(clamp costs {1 - ours35 / rate_noclip:.1%})"
+        )
 
     from sklearn.ensemble import RandomForestClassifier
     from xgboost import XGBClassifier
@@ -194,8 +207,9 @@ def main() -> None:
     data = training_arrays(table, bundle.features)
     xtr = np.c_[data.x, data.lonlat]
     t = time.perf_counter()
-    rf = RandomForestClassifier(n_estimators=130, min_samples_leaf=2, max_features="sqrt", n_jobs=-1,
-                                random_state=0).fit(xtr, data.y)
+    rf = RandomForestClassifier(
+        n_estimators=130, min_samples_leaf=2, max_features="sqrt", n_jobs=-1, random_state=0
+    ).fit(xtr, data.y)
     print(f"RF trained on {len(xtr):,} real rows in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     xgb = XGBClassifier(tree_method="hist", n_estimators=300, n_jobs=-1, random_state=0).fit(xtr, data.y)
@@ -215,26 +229,32 @@ def main() -> None:
     # the feature COG as `eulc features` writes it for this bundle (its spec, float32, ZSTD)
     fspec = bundle.feature_spec()
     feat = out / "features_e2e.tif"
-    write_feature_cog(feat, x35.T.reshape(len(bundle.features), N_SIDE, N_SIDE), fspec, TILE.window(), 2018,
-                      "L1C", [])
-    child = subprocess.run([sys.executable, "-c", E2E_CHILD, str(models_dir() / "elc10-l1"), str(feat), str(out),
-                            str(args.threads)], capture_output=True, text=True, check=True)
+    write_feature_cog(feat, x35.T.reshape(len(bundle.features), N_SIDE, N_SIDE), fspec, TILE.window(), 2018, "L1C", [])
+    child = subprocess.run(
+        [sys.executable, "-c", E2E_CHILD, str(models_dir() / "elc10-l1"), str(feat), str(out), str(args.threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     e2e = json.loads(child.stdout.strip().splitlines()[-1])
     e2e_rate = e2e["pixels"] / e2e["seconds"]
     model_tile = e2e["pixels"] / e2e["model_seconds"]
     _print_ood(e2e)
-    print(f"end to end, feature COG → class + confidence COGs: {e2e['seconds']:.2f} s (first tile of the process "
-          f"{e2e['cold_seconds']:.2f} s), {e2e_rate / 1e6:.3f} Mpx/s = {e2e_rate / model_tile:.0%} of the same "
-          f"bundle's model-only rate on the tile's pixels in that process ({model_tile / 1e6:.3f} Mpx/s; median of "
-          f"the per-round ratios {e2e['median_ratio']:.0%}); {e2e_rate / ours35:.0%} of the model-only figure above; "
-          f"peak RSS {e2e['peak_rss_gb']:.2f} GB")
+    print(
+        f"end to end, feature COG → class + confidence COGs: {e2e['seconds']:.2f} s (first tile of the process "
+        f"{e2e['cold_seconds']:.2f} s), {e2e_rate / 1e6:.3f} Mpx/s = {e2e_rate / model_tile:.0%} of the same "
+        f"bundle's model-only rate on the tile's pixels in that process ({model_tile / 1e6:.3f} Mpx/s; median of "
+        f"the per-round ratios {e2e['median_ratio']:.0%}); {e2e_rate / ours35:.0%} of the model-only figure above; "
+        f"peak RSS {e2e['peak_rss_gb']:.2f} GB"
+    )
 
     # the runner: 4 cells of 10 km through `eulc map`'s LocalCluster (one single-threaded worker per core)
     fdir = out / "features_dir"
     cells = [TileId(10_000, TILE.e + i, TILE.n) for i in range(4)]
     for c in cells:
-        write_feature_cog(fdir / f"{c}.tif", x35.T.reshape(len(bundle.features), N_SIDE, N_SIDE), fspec,
-                          c.window(), 2018, "L1C", [])
+        write_feature_cog(
+            fdir / f"{c}.tif", x35.T.reshape(len(bundle.features), N_SIDE, N_SIDE), fspec, c.window(), 2018, "L1C", []
+        )
     from tiles.mapping.runner import run_map
 
     run_out = out / "run"
@@ -245,25 +265,35 @@ def main() -> None:
     summary = run_map(cells, models_dir() / "elc10-l1", run_out, features_dir=fdir, scheduler="local", device="cpu")
     assert summary.ok, summary.failures
     run_rate = summary.pixels / summary.seconds
-    print(f"eulc map, 4 × 10 km tiles, LocalCluster of {os.cpu_count()} single-threaded workers: "
-          f"{summary.seconds:.1f} s including cluster start-up, {run_rate / 1e6:.3f} Mpx/s")
+    print(
+        f"eulc map, 4 × 10 km tiles, LocalCluster of {os.cpu_count()} single-threaded workers: "
+        f"{summary.seconds:.1f} s including cluster start-up, {run_rate / 1e6:.3f} Mpx/s"
+    )
 
     bundle_bytes = sum(p.stat().st_size for p in (models_dir() / "elc10-l1").iterdir())
     rf_bytes = len(pickle.dumps(rf, protocol=pickle.HIGHEST_PROTOCOL))
-    print(f"bundle size: {bundle_bytes / 1e6:.2f} MB vs pickled RF {rf_bytes / 1e6:.1f} MB "
-          f"(ratio {bundle_bytes / rf_bytes:.4f})")
-    print(f"ratios: ours(109)/RF = {ours109 / rf_rate:.2f}, ours(109)/XGBoost = {ours109 / xgb_rate:.2f}; "
-          f"ours(elc10)/RF = {ours35 / rf_rate:.2f}, ours(elc10)/XGBoost = {ours35 / xgb_rate:.2f}"
-          + (f"; ours(109, bf16)/RF = {bf16_109 / rf_rate:.2f}" if fast_bf16 else ""))
+    print(
+        f"bundle size: {bundle_bytes / 1e6:.2f} MB vs pickled RF {rf_bytes / 1e6:.1f} MB "
+        f"(ratio {bundle_bytes / rf_bytes:.4f})"
+    )
+    print(
+        f"ratios: ours(109)/RF = {ours109 / rf_rate:.2f}, ours(109)/XGBoost = {ours109 / xgb_rate:.2f}; "
+        f"ours(elc10)/RF = {ours35 / rf_rate:.2f}, ours(elc10)/XGBoost = {ours35 / xgb_rate:.2f}"
+        + (f"; ours(109, bf16)/RF = {bf16_109 / rf_rate:.2f}" if fast_bf16 else "")
+    )
     print("gpu: " + ("see --device cuda runs" if torch.cuda.is_available() else "not measured (no CUDA device)"))
-    print(f"model_px_per_s={ours109:.0f} rf_px_per_s={rf_rate:.0f} xgb_px_per_s={xgb_rate:.0f} "
-          f"e2e_px_per_s={e2e_rate:.0f} e2e_vs_model={e2e_rate / model_tile:.2f} model_bf16_px_per_s={bf16_109:.0f}")
+    print(
+        f"model_px_per_s={ours109:.0f} rf_px_per_s={rf_rate:.0f} xgb_px_per_s={xgb_rate:.0f} "
+        f"e2e_px_per_s={e2e_rate:.0f} e2e_vs_model={e2e_rate / model_tile:.2f} model_bf16_px_per_s={bf16_109:.0f}"
+    )
 
 
 def _print_ood(e2e: dict) -> None:
-    print(f"end to end with --ood (class + confidence + OOD COGs): {e2e['ood_seconds']:.2f} s vs "
-          f"{e2e['seconds']:.2f} s without = {e2e['ood_seconds'] / e2e['seconds'] - 1:+.1%} (median of the per-round "
-          f"ratios {e2e['ood_median_ratio'] - 1:+.1%}; target <= +15 %); {e2e['ood_share']:.1%} of the pixels flagged")
+    print(
+        f"end to end with --ood (class + confidence + OOD COGs): {e2e['ood_seconds']:.2f} s vs "
+        f"{e2e['seconds']:.2f} s without = {e2e['ood_seconds'] / e2e['seconds'] - 1:+.1%} (median of the per-round "
+        f"ratios {e2e['ood_median_ratio'] - 1:+.1%}; target <= +15 %); {e2e['ood_share']:.1%} of the pixels flagged"
+    )
     print(f"ood_vs_plain={e2e['ood_seconds'] / e2e['seconds']:.3f} ood_median_ratio={e2e['ood_median_ratio']:.3f}")
 
 
@@ -273,10 +303,15 @@ def _ood_only(args: argparse.Namespace, rng: np.random.Generator) -> None:
     bundle = load_bundle(models_dir() / "elc10-l1")
     x35 = _real_pixels(bundle, rng)
     feat = args.out / "features_e2e.tif"
-    write_feature_cog(feat, x35.T.reshape(len(bundle.features), N_SIDE, N_SIDE), bundle.feature_spec(), TILE.window(),
-                      2018, "L1C", [])
-    child = subprocess.run([sys.executable, "-c", E2E_CHILD, str(models_dir() / "elc10-l1"), str(feat), str(args.out),
-                            str(args.threads)], capture_output=True, text=True, check=True)
+    write_feature_cog(
+        feat, x35.T.reshape(len(bundle.features), N_SIDE, N_SIDE), bundle.feature_spec(), TILE.window(), 2018, "L1C", []
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", E2E_CHILD, str(models_dir() / "elc10-l1"), str(feat), str(args.out), str(args.threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     _print_ood(json.loads(child.stdout.strip().splitlines()[-1]))
 
 

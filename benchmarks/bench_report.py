@@ -56,8 +56,12 @@ FLIP = 0.08
 def _field_codes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """CLC+ Backbone codes 1–11 (uint8) of the synthetic land-cover field at EPSG:3035 points (m)."""
     u, v = x / 1000.0, y / 1000.0
-    f = (np.sin(u / 3.1) + np.sin(v / 2.3 + 0.5 * np.sin(u / 7.0)) + 0.6 * np.sin((u + v) / 1.3)
-         + 0.3 * np.sin(u / 0.37) * np.cos(v / 0.41))
+    f = (
+        np.sin(u / 3.1)
+        + np.sin(v / 2.3 + 0.5 * np.sin(u / 7.0))
+        + 0.6 * np.sin((u + v) / 1.3)
+        + 0.3 * np.sin(u / 0.37) * np.cos(v / 0.41)
+    )
     return (np.clip((f + 2.9) / 5.8, 0, 0.9999) * 11).astype(np.uint8) + 1
 
 
@@ -71,8 +75,18 @@ def _make_inputs(out: Path) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     if not map_path.is_file():
         t = Affine(10.0, 0, MAP_ORIGIN[0], 0, -10.0, MAP_ORIGIN[1])
-        with cog_writer(map_path, (MAP_PX, MAP_PX), "uint8", t, "EPSG:3035", 255, description="class",
-                        tags={"legend": leg.to_json()}, colormap=leg.colormap(), resampling="mode") as ds:
+        with cog_writer(
+            map_path,
+            (MAP_PX, MAP_PX),
+            "uint8",
+            t,
+            "EPSG:3035",
+            255,
+            description="class",
+            tags={"legend": leg.to_json()},
+            colormap=leg.colormap(),
+            resampling="mode",
+        ) as ds:
             for r0 in range(0, MAP_PX, 1000):
                 cols, rows = np.meshgrid(np.arange(MAP_PX) + 0.5, np.arange(r0, r0 + 1000) + 0.5)
                 cls = lut[_field_codes(t.c + cols * 10.0, t.f - rows * 10.0)]
@@ -85,8 +99,9 @@ def _make_inputs(out: Path) -> tuple[Path, Path]:
         half = REF_PX * REF_RES_M / 2
         t = Affine(REF_RES_M, 0, round(cx - half), 0, -REF_RES_M, round(cy + half))
         to_laea = Transformer.from_crs(REF_CRS, "EPSG:3035", always_xy=True)
-        with cog_writer(ref_path, (REF_PX, REF_PX), "uint8", t, REF_CRS, 255, description="CLC+ Backbone-like",
-                        resampling="mode") as ds:
+        with cog_writer(
+            ref_path, (REF_PX, REF_PX), "uint8", t, REF_CRS, 255, description="CLC+ Backbone-like", resampling="mode"
+        ) as ds:
             for r0 in range(0, REF_PX, 500):
                 cols, rows = np.meshgrid(np.arange(REF_PX) + 0.5, np.arange(r0, r0 + 500) + 0.5)
                 x, y = to_laea.transform(t.c + cols * REF_RES_M, t.f - rows * REF_RES_M)
@@ -134,8 +149,12 @@ print(json.dumps({"seconds": seconds, "peak_rss_gb": hwm_kb / 1024 ** 2, "confus
 
 
 def _run(side: str, map_path: Path, ref_path: Path, out: Path) -> dict[str, object]:
-    p = subprocess.run([sys.executable, "-c", CHILD, side, str(map_path), str(ref_path), str(out)],
-                       capture_output=True, text=True, check=True)
+    p = subprocess.run(
+        [sys.executable, "-c", CHILD, side, str(map_path), str(ref_path), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(p.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -147,24 +166,32 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     map_path, ref_path = _make_inputs(out)
-    print(f"inputs: {map_path.name} ({MAP_PX:,} × {MAP_PX:,} px, EPSG:3035, 10 m, "
-          f"{map_path.stat().st_size / 1e6:.0f} MB), {ref_path.name} ({REF_PX:,} × {REF_PX:,} px, {REF_CRS}, "
-          f"{REF_RES_M:g} m, {ref_path.stat().st_size / 1e6:.0f} MB); ready in {time.perf_counter() - t:.0f} s; "
-          f"{os.cpu_count()} CPU cores")
+    print(
+        f"inputs: {map_path.name} ({MAP_PX:,} × {MAP_PX:,} px, EPSG:3035, 10 m, "
+        f"{map_path.stat().st_size / 1e6:.0f} MB), {ref_path.name} ({REF_PX:,} × {REF_PX:,} px, {REF_CRS}, "
+        f"{REF_RES_M:g} m, {ref_path.stat().st_size / 1e6:.0f} MB); ready in {time.perf_counter() - t:.0f} s; "
+        f"{os.cpu_count()} CPU cores"
+    )
     ours = _run("ours", map_path, ref_path, out)
     print(f"ours, windowed agreement: {ours['seconds']:.1f} s, peak RSS {ours['peak_rss_gb']:.2f} GB")
     peer = _run("peer", map_path, ref_path, out)
     print(f"peer, whole-array confusion: {peer['seconds']:.1f} s, peak RSS {peer['peak_rss_gb']:.2f} GB")
     rep = _run("report", map_path, ref_path, out)
-    print(f"ours, full eulc report (disagreement COG, blocks, figures, HTML): {rep['seconds']:.1f} s, "
-          f"peak RSS {rep['peak_rss_gb']:.2f} GB")
+    print(
+        f"ours, full eulc report (disagreement COG, blocks, figures, HTML): {rep['seconds']:.1f} s, "
+        f"peak RSS {rep['peak_rss_gb']:.2f} GB"
+    )
     a, b = np.asarray(ours["confusion"]), np.asarray(peer["confusion"])
     assert (np.asarray(rep["confusion"]) == a).all(), "the report's confusion differs from the agreement's"
-    print(f"compared pixels: ours {a.sum():,}, peer {b.sum():,}; overall agreement ours {np.trace(a) / a.sum():.6f}, "
-          f"peer {np.trace(b) / b.sum():.6f}; cells differing by {np.abs(a - b).sum():,} px in all "
-          f"({np.abs(a - b).sum() / b.sum():.2e} of the compared pixels)")
-    print(f"ratios: time ours/peer {ours['seconds'] / peer['seconds']:.2f}, "  # type: ignore[operator]
-          f"memory ours/peer {ours['peak_rss_gb'] / peer['peak_rss_gb']:.2f}")  # type: ignore[operator]
+    print(
+        f"compared pixels: ours {a.sum():,}, peer {b.sum():,}; overall agreement ours {np.trace(a) / a.sum():.6f}, "
+        f"peer {np.trace(b) / b.sum():.6f}; cells differing by {np.abs(a - b).sum():,} px in all "
+        f"({np.abs(a - b).sum() / b.sum():.2e} of the compared pixels)"
+    )
+    print(
+        f"ratios: time ours/peer {ours['seconds'] / peer['seconds']:.2f}, "  # type: ignore[operator]
+        f"memory ours/peer {ours['peak_rss_gb'] / peer['peak_rss_gb']:.2f}"
+    )  # type: ignore[operator]
     peak = max(ours["peak_rss_gb"], rep["peak_rss_gb"])  # type: ignore[type-var]
     print(f"ours_s={ours['seconds']:.1f} peer_s={peer['seconds']:.1f} peak_rss_gb={peak:.2f}")
 

@@ -75,13 +75,25 @@ def make_catalogue(root: Path) -> Path:
     h = int((y1 - (min(ys) - MARGIN_M)) // 10) + 1
     transform = from_origin(x0, y1, 10, 10)
     lon, lat = Transformer.from_crs(32633, 4326, always_xy=True).transform([x0, x0 + 10 * w], [y1 - 10 * h, y1])
-    geom = {"type": "Polygon", "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]],
-                                                [lon[0], lat[1]], [lon[0], lat[0]]]]}
+    geom = {
+        "type": "Polygon",
+        "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]], [lon[0], lat[1]], [lon[0], lat[0]]]],
+    }
     rng = np.random.default_rng(7)
     cover = gaussian_filter(rng.normal(size=(h, w)), 6)
     cover = (cover - cover.min()) / np.ptp(cover)  # 0 bare … 1 dense vegetation, field-sized patches
-    prof = {"driver": "GTiff", "width": w, "height": h, "count": 1, "crs": "EPSG:32633", "transform": transform,
-            "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate"}
+    prof = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": 1,
+        "crs": "EPSG:32633",
+        "transform": transform,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+    }
     cat = pystac.Catalog("bench-s2", "synthetic S2 L2A scenes over 10kmE467N253")
     days = np.linspace(3, 360, T).astype(int)
     for day in days:
@@ -91,10 +103,16 @@ def make_catalogue(root: Path) -> Path:
         red = 0.03 + 0.08 * (1 - cover) + rng.normal(0, 0.005, (h, w))
         nir = red * (1 + ndvi) / (1 - ndvi)
         clouds = gaussian_filter(rng.normal(size=(h, w)), 25)
-        clp = np.clip(np.where(clouds > np.quantile(clouds, 0.7), 60 + 400 * (clouds - np.quantile(clouds, 0.7)), 5),
-                      0, 100)
-        item = pystac.Item(f"S2_{when:%Y%m%d}", geom, [lon[0], lat[0], lon[1], lat[1]], when,
-                           {"s2:processing_baseline": "04.00", "eo:cloud_cover": float((clp >= 40).mean() * 100)})
+        clp = np.clip(
+            np.where(clouds > np.quantile(clouds, 0.7), 60 + 400 * (clouds - np.quantile(clouds, 0.7)), 5), 0, 100
+        )
+        item = pystac.Item(
+            f"S2_{when:%Y%m%d}",
+            geom,
+            [lon[0], lat[0], lon[1], lat[1]],
+            when,
+            {"s2:processing_baseline": "04.00", "eo:cloud_cover": float((clp >= 40).mean() * 100)},
+        )
         for key, arr, dtype in (("B04", red, "uint16"), ("B08", nir, "uint16"), ("CLP", clp, "uint8")):
             path = root / f"{item.id}_{key}.tif"
             values = np.round(arr * 10_000 + 1000) if dtype == "uint16" else np.round(arr)
@@ -123,10 +141,14 @@ def print_comparison(ours: dict[str, float], peer: dict[str, float], ours_tif: P
         same = np.allclose(a.read(), b.read(), rtol=1e-6, atol=1e-6, equal_nan=True)
         nodata = [int(a.tags(i + 1)["nodata_pixels"]) for i in range(a.count)]
     print(f"same feature values: {same}; nodata pixels per feature {nodata}")
-    print(f"ratio: time {ours['seconds'] / peer['seconds']:.2f}× the peer's, "
-          f"memory {ours['peak_rss_gb'] / peer['peak_rss_gb']:.2f}× the peer's")
-    print(f"ours_s={ours['seconds']:.2f} peer_s={peer['seconds']:.2f} "
-          f"ours_peak_gb={ours['peak_rss_gb']:.2f} peer_peak_gb={peer['peak_rss_gb']:.2f}")
+    print(
+        f"ratio: time {ours['seconds'] / peer['seconds']:.2f}× the peer's, "
+        f"memory {ours['peak_rss_gb'] / peer['peak_rss_gb']:.2f}× the peer's"
+    )
+    print(
+        f"ours_s={ours['seconds']:.2f} peer_s={peer['seconds']:.2f} "
+        f"ours_peak_gb={ours['peak_rss_gb']:.2f} peer_peak_gb={peer['peak_rss_gb']:.2f}"
+    )
 
 
 def main() -> None:
@@ -136,8 +158,10 @@ def main() -> None:
         size_mb = sum(f.stat().st_size for f in root.glob("*.tif")) / 1e6
         print(f"machine: {os.cpu_count()} CPU cores; {T} scenes × (B04, B08, CLP) over {CELL}, {size_mb:.0f} MB")
         ours = run_child(CHILD, [str(cat), str(root / "ours.tif"), "256", CELL])
-        print(f"ours (256-row blocks): {ours['seconds']:.1f} s, peak RSS {ours['peak_rss_gb']:.2f} GB, "
-              f"{ours['features']} features")
+        print(
+            f"ours (256-row blocks): {ours['seconds']:.1f} s, peak RSS {ours['peak_rss_gb']:.2f} GB, "
+            f"{ours['features']} features"
+        )
         peer = run_child(CHILD, [str(cat), str(root / "peer.tif"), "1000", CELL])
         print(f"peer (whole tile as one block): {peer['seconds']:.1f} s, peak RSS {peer['peak_rss_gb']:.2f} GB")
         print_comparison(ours, peer, root / "ours.tif", root / "peer.tif")

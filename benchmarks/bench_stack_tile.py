@@ -65,8 +65,16 @@ def _manifest(root: Path) -> Path:
     for p in sorted(root.glob("S2_*_*.tif")):
         day, band = p.stem.split("_")[1], p.stem.split("_")[2]
         when = f"{day[:4]}-{day[4:6]}-{day[6:]}T10:00:00"
-        items.append({"path": p.name, "kind": "bands", "time": when, "bands": [band],
-                      "to_physical": 1e-4 if band != "CLP" else 1.0, "nodata": 0})
+        items.append(
+            {
+                "path": p.name,
+                "kind": "bands",
+                "time": when,
+                "bands": [band],
+                "to_physical": 1e-4 if band != "CLP" else 1.0,
+                "nodata": 0,
+            }
+        )
     man = root / "stack.yaml"
     man.write_text(yaml.safe_dump({"name": "bench", "level": "L2A", "root": ".", "items": items}))
     return man

@@ -46,8 +46,9 @@ def main() -> None:
     table, _ = read_feature_table(out / "table.parquet")
     data = training_arrays(table, names)
     t1 = time.perf_counter()
-    rf = RandomForestClassifier(n_estimators=130, min_samples_leaf=2, max_features="sqrt",
-                                n_jobs=-1, random_state=0).fit(np.c_[data.x, data.lonlat], data.y)
+    rf = RandomForestClassifier(
+        n_estimators=130, min_samples_leaf=2, max_features="sqrt", n_jobs=-1, random_state=0
+    ).fit(np.c_[data.x, data.lonlat], data.y)
     t_rf_train = time.perf_counter() - t1
     feat = next((out / "features").glob("*.tif"))
     x, transform, crs, _ = read_feature_cog(feat, names)
@@ -58,14 +59,17 @@ def main() -> None:
     pred = np.full(h * w, 255, np.uint8)
     pred[ok] = rf.predict(np.c_[flat[ok], np.c_[lon.ravel(), lat.ravel()][ok]])
     rf_map = write_cog(out / "rf_class.tif", pred.reshape(h, w), transform, crs, 255)
-    peer = agreement(rf_map, data_dir() / SLOVENIA / "lulc_reference.tif",
-                     Crosswalk.shipped("eolearn_lulc"), level1_legend())
+    peer = agreement(
+        rf_map, data_dir() / SLOVENIA / "lulc_reference.tif", Crosswalk.shipped("eolearn_lulc"), level1_legend()
+    )
     with rasterio.open(out / "maps" / "eolearn_slovenia_class.tif") as s:
         agree_models = float((s.read(1) == pred.reshape(h, w))[ok.reshape(h, w)].mean())
     bundle = json.loads((out / "model" / "bundle.json").read_text())
     print(f"features: {names}")
-    print(f"BRIDGE-LC ({args.epochs} epochs): map OA {ours['overall_accuracy']:.4f}, "
-          f"hold-out OA {bundle['metrics']['val_accuracy']:.4f}, demo wall time {t_ours:.1f} s")
+    print(
+        f"BRIDGE-LC ({args.epochs} epochs): map OA {ours['overall_accuracy']:.4f}, "
+        f"hold-out OA {bundle['metrics']['val_accuracy']:.4f}, demo wall time {t_ours:.1f} s"
+    )
     print(f"RF peer (130 trees): map OA {peer['overall_accuracy']:.4f}, train time {t_rf_train:.1f} s")
     print(f"ratio OA ours/peer: {ours['overall_accuracy'] / peer['overall_accuracy']:.3f}")
     print(f"pixel agreement between the two maps: {agree_models:.3f}")

@@ -52,8 +52,12 @@ ELC10_CSV = Path("elc10_lucas2018") / "lucas2018_elc10_s2_s1_features.csv.gz"
 
 
 def _line(lines: list[str], figure: str, **kv: object) -> None:
-    text = "gpu_check " + figure + " " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                  for k, v in kv.items())
+    text = (
+        "gpu_check "
+        + figure
+        + " "
+        + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in kv.items())
+    )
     print(text, flush=True)
     lines.append(text)
 
@@ -72,8 +76,8 @@ def model_only(dev: torch.device, lines: list[str]) -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 10_000, (n, 109)).astype(np.float32)
     ll = np.column_stack([rng.uniform(-10, 30, n), rng.uniform(35, 70, n)]).astype(np.float32)
-    for bf16 in ((False, True) if gpu else (False,)):
-        for batch in ((65_536, 262_144, 1_048_576, 4_194_304) if gpu else (4_096, 16_384)):
+    for bf16 in (False, True) if gpu else (False,):
+        for batch in (65_536, 262_144, 1_048_576, 4_194_304) if gpu else (4_096, 16_384):
             pred = Predictor(b, device=str(dev), batch_px=batch, bf16=bf16)
             pred.predict(x[:batch], ll[:batch])  # warm-up (kernels, autotuning)
             _sync(dev)
@@ -81,8 +85,15 @@ def model_only(dev: torch.device, lines: list[str]) -> None:
             pred.predict(x, ll)
             _sync(dev)
             rate = n / (time.perf_counter() - t)
-            _line(lines, "model_only", dtype="bf16" if bf16 else "fp32", batch=batch, px=n,
-                  px_per_s=rate, gpx_per_s=rate / 1e9)
+            _line(
+                lines,
+                "model_only",
+                dtype="bf16" if bf16 else "fp32",
+                batch=batch,
+                px=n,
+                px_per_s=rate,
+                gpx_per_s=rate / 1e9,
+            )
 
 
 def feature_tile(out: Path, tile: TileId) -> tuple[Path, ModelBundle]:
@@ -96,8 +107,7 @@ def feature_tile(out: Path, tile: TileId) -> tuple[Path, ModelBundle]:
     return write_feature_cog(out / f"{tile}.tif", vals, spec, w, 2018, "L1C", ["synthetic: real ELC10 rows"]), bundle
 
 
-def end_to_end(dev: torch.device, path: Path, bundle: ModelBundle, out: Path, lines: list[str],
-               tile: TileId) -> None:
+def end_to_end(dev: torch.device, path: Path, bundle: ModelBundle, out: Path, lines: list[str], tile: TileId) -> None:
     pred = Predictor(bundle, device=str(dev))
     predict_tile(pred, path, out / "warm", "warm", tile=TileId.parse("1kmE4670N2530"))  # warm-up
     _sync(dev)
@@ -111,11 +121,11 @@ def end_to_end(dev: torch.device, path: Path, bundle: ModelBundle, out: Path, li
 def map_tiles(dev: torch.device, path: Path, out: Path, lines: list[str], tile: TileId) -> None:
     cells = [TileId(tile.size_m // 2, 2 * tile.e + i, 2 * tile.n + j) for i in (0, 1) for j in (0, 1)]
     t = time.perf_counter()
-    s = run_map(cells, models_dir() / "elc10-l1", out / "map", features_files=[path], scheduler="sync",
-                device=str(dev))
+    s = run_map(cells, models_dir() / "elc10-l1", out / "map", features_files=[path], scheduler="sync", device=str(dev))
     secs = time.perf_counter() - t
-    _line(lines, "eulc_map", tiles=len(cells), done=s.done, failed=len(s.failures), seconds=secs,
-          px_per_s=s.pixels / secs)
+    _line(
+        lines, "eulc_map", tiles=len(cells), done=s.done, failed=len(s.failures), seconds=secs, px_per_s=s.pixels / secs
+    )
 
 
 def train_epoch(dev: torch.device, out: Path, lines: list[str], max_rows: int | None = None) -> None:
@@ -129,25 +139,37 @@ def train_epoch(dev: torch.device, out: Path, lines: list[str], max_rows: int | 
     train_bridge(data, 7, cfg)
     _sync(dev)
     s = time.perf_counter() - t
-    _line(lines, "train_epoch", schedule="faithful", rows=len(data.y), features=len(spec.names), seconds=s,
-          est_500_epochs_min=s * 500 / 60)
+    _line(
+        lines,
+        "train_epoch",
+        schedule="faithful",
+        rows=len(data.y),
+        features=len(spec.names),
+        seconds=s,
+        est_500_epochs_min=s * 500 / 60,
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--smoke", action="store_true",
-                    help="a 2 km tile and 8,000 training rows: checks that every step runs (CI, on a CPU), "
-                         "not a figure to report")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a 2 km tile and 8,000 training rows: checks that every step runs (CI, on a CPU), not a figure to report",
+    )
     args = ap.parse_args()
     tile = TileId(2000, TILE.e * 5, TILE.n * 5) if args.smoke else TILE
     t0 = time.perf_counter()
     gpu = torch.cuda.is_available()
     dev = torch.device("cuda" if gpu else "cpu")
     lines: list[str] = []
-    name = torch.cuda.get_device_name(0) if gpu else f"no CUDA GPU found: CPU ({platform.processor() or 'cpu'}, " \
-                                                      f"{torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name(0)
+        if gpu
+        else f"no CUDA GPU found: CPU ({platform.processor() or 'cpu'}, {torch.get_num_threads()} threads)"
+    )
     _line(lines, "device", cuda=gpu, name=name.replace(" ", "_"), torch=torch.__version__)
     with tempfile.TemporaryDirectory(prefix="eulc-gpu-") as tmp:
         out = args.out or Path(tmp)

@@ -92,8 +92,10 @@ def main() -> None:
     x = fit_normalizer(sub.x).transform(sub.x)
     peer = float(np.median([_peer_epoch(x, sub.lonlat, sub.y, sub.region, args.device) for _ in range(args.epochs)]))
     steps = n // 128
-    print(f"device {args.device}, {n:,} rows, {steps} steps of 128 per epoch, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"device {args.device}, {n:,} rows, {steps} steps of 128 per epoch, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"eulc loop:            {ours:7.2f} s/epoch ({1e3 * ours / steps:.2f} ms/step)")
     print(f"peer (DataLoader):    {peer:7.2f} s/epoch ({1e3 * peer / steps:.2f} ms/step)")
     print(f"ratio eulc / peer:    {ours / peer:7.3f}")

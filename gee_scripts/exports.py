@@ -45,8 +45,9 @@ class Destination:
         if self.kind == "gcs" and not self.bucket:
             raise EulcError("a Cloud Storage destination needs a bucket", "Pass `bucket` NAME")
         if self.kind == "asset" and not self.asset_root:
-            raise EulcError("an asset destination needs an asset folder",
-                            "Pass `asset_root` projects/PROJECT/assets/FOLDER")
+            raise EulcError(
+                "an asset destination needs an asset folder", "Pass `asset_root` projects/PROJECT/assets/FOLDER"
+            )
 
     def uri(self, prefix: str, ext: str) -> str:
         """Where the output will be, for the job table."""
@@ -75,22 +76,34 @@ def points_collection(points: gpd.GeoDataFrame) -> ee.FeatureCollection:
     return ee.FeatureCollection(feats)
 
 
-def table_task(spec: FeatureSpec, year: int, key: str, points: gpd.GeoDataFrame,
-               dest: Destination, cell: TileId) -> ee.batch.Task:
+def table_task(
+    spec: FeatureSpec, year: int, key: str, points: gpd.GeoDataFrame, dest: Destination, cell: TileId
+) -> ee.batch.Task:
     """An unstarted ``Export.table`` of ``sampleRegions`` on one shard of points."""
     img = export_image(spec, year, region_of(cell))
-    table = img.sampleRegions(collection=points_collection(points), properties=["POINT_ID", "LC1", "LU1"],
-                              scale=SAMPLE_SCALE_M, projection="EPSG:3035", tileScale=4, geometries=True)
+    table = img.sampleRegions(
+        collection=points_collection(points),
+        properties=["POINT_ID", "LC1", "LU1"],
+        scale=SAMPLE_SCALE_M,
+        projection="EPSG:3035",
+        tileScale=4,
+        geometries=True,
+    )
     desc = f"eulc_{spec.name}_{year}_{key}"[:100]
     prefix = f"{spec.name}_{year}_{key}"
     if dest.kind == "gcs":
-        return ee.batch.Export.table.toCloudStorage(collection=table, description=desc, bucket=dest.bucket,
-                                                    fileNamePrefix=f"{dest.folder}/{prefix}", fileFormat="CSV")
+        return ee.batch.Export.table.toCloudStorage(
+            collection=table,
+            description=desc,
+            bucket=dest.bucket,
+            fileNamePrefix=f"{dest.folder}/{prefix}",
+            fileFormat="CSV",
+        )
     if dest.kind == "asset":
-        return ee.batch.Export.table.toAsset(collection=table, description=desc,
-                                             assetId=f"{dest.asset_root}/{prefix}")
-    return ee.batch.Export.table.toDrive(collection=table, description=desc, folder=dest.folder,
-                                         fileNamePrefix=prefix, fileFormat="CSV")
+        return ee.batch.Export.table.toAsset(collection=table, description=desc, assetId=f"{dest.asset_root}/{prefix}")
+    return ee.batch.Export.table.toDrive(
+        collection=table, description=desc, folder=dest.folder, fileNamePrefix=prefix, fileFormat="CSV"
+    )
 
 
 def tile_task(spec: FeatureSpec, year: int, tile: TileId, dest: Destination) -> ee.batch.Task:
@@ -103,17 +116,20 @@ def tile_task(spec: FeatureSpec, year: int, tile: TileId, dest: Destination) -> 
     desc = f"eulc_{spec.name}_{year}_{tile}"[:100]
     prefix = f"{spec.name}_{year}_{tile}"
     common: dict[str, Any] = {
-        "image": img, "description": desc, "crs": w.grid.crs,
-        "crsTransform": [t.a, t.b, t.c, t.d, t.e, t.f], "dimensions": f"{w.width}x{w.height}",
+        "image": img,
+        "description": desc,
+        "crs": w.grid.crs,
+        "crsTransform": [t.a, t.b, t.c, t.d, t.e, t.f],
+        "dimensions": f"{w.width}x{w.height}",
         "maxPixels": 10**13,
     }
     if dest.kind == "asset":
         return ee.batch.Export.image.toAsset(assetId=f"{dest.asset_root}/{prefix}", **common)
-    fmt: dict[str, Any] = {"fileFormat": "GeoTIFF",
-                           "formatOptions": {"cloudOptimized": True, "noData": NODATA_INT16}}
+    fmt: dict[str, Any] = {"fileFormat": "GeoTIFF", "formatOptions": {"cloudOptimized": True, "noData": NODATA_INT16}}
     if dest.kind == "gcs":
-        return ee.batch.Export.image.toCloudStorage(bucket=dest.bucket, fileNamePrefix=f"{dest.folder}/{prefix}",
-                                                    **common, **fmt)
+        return ee.batch.Export.image.toCloudStorage(
+            bucket=dest.bucket, fileNamePrefix=f"{dest.folder}/{prefix}", **common, **fmt
+        )
     return ee.batch.Export.image.toDrive(folder=dest.folder, fileNamePrefix=prefix, **common, **fmt)
 
 
@@ -123,8 +139,11 @@ def task_graph(task: ee.batch.Task) -> dict[str, Any]:
     """
     cfg = dict(task.config or {})
     expr = cfg.pop("expression")
-    return {"task_type": str(task.task_type), "config": json.loads(json.dumps(cfg, default=str)),
-            "expression": ee.serializer.encode(expr, for_cloud_api=True)}
+    return {
+        "task_type": str(task.task_type),
+        "config": json.loads(json.dumps(cfg, default=str)),
+        "expression": ee.serializer.encode(expr, for_cloud_api=True),
+    }
 
 
 def graph_hash(graph: dict[str, Any]) -> str:

@@ -69,8 +69,9 @@ def check_year(spec: FeatureSpec, year: int) -> None:
         s = spec.sensors[key]
         if s.available_from and year < int(s.available_from[:4]):
             raise SpecError(
-                f"year {year} is outside {s.collection} (sensor {key!r}), which starts on "
-                f"{s.available_from}", f"Use a year from {s.available_from[:4]} on")
+                f"year {year} is outside {s.collection} (sensor {key!r}), which starts on {s.available_from}",
+                f"Use a year from {s.available_from[:4]} on",
+            )
 
 
 def _date_range(year: int) -> tuple[str, str]:
@@ -98,8 +99,9 @@ def _add_variables(img: ee.Image, spec: FeatureSpec, variables: list[str]) -> ee
     return ee.Image(ee.Image.cat(bands).copyProperties(img, ["system:time_start"]))
 
 
-def s2_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
-                  region: ee.Geometry) -> ee.ImageCollection:
+def s2_collection(
+    spec: FeatureSpec, key: str, variables: list[str], year: int, region: ee.Geometry
+) -> ee.ImageCollection:
     """Masked Sentinel-2 variables (reflectance 0–1 / index values) for the year."""
     s = spec.sensors[key]
     start, end = _date_range(year)
@@ -108,9 +110,13 @@ def s2_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
         col = col.filter(ee.Filter.lt("CLOUDY_PIXEL_PERCENTAGE", s.scene_cloud_max_pct))
     if s.cloud_probability is not None and s.cloud_probability_collection:
         clp = ee.ImageCollection(s.cloud_probability_collection).filterBounds(region).filterDate(start, end)
-        col = ee.ImageCollection(ee.Join.saveFirst("cloud_probability").apply(
-            primary=col, secondary=clp,
-            condition=ee.Filter.equals(leftField="system:index", rightField="system:index")))
+        col = ee.ImageCollection(
+            ee.Join.saveFirst("cloud_probability").apply(
+                primary=col,
+                secondary=clp,
+                condition=ee.Filter.equals(leftField="system:index", rightField="system:index"),
+            )
+        )
     bands = sorted({b for v in variables for b in (expression_inputs(spec.indices[v]) if v in spec.indices else {v})})
 
     def prepare(image: ee.Image) -> ee.Image:
@@ -118,8 +124,11 @@ def s2_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
         keep = ee.Image.constant(1)
         if s.cloud_probability is not None and s.cloud_probability_collection:
             prob = ee.Image(img.get("cloud_probability")).select(["probability"])
-            keep = keep.And(prob.lte(s.cloud_probability.value) if s.cloud_probability.op == ">"
-                            else prob.lt(s.cloud_probability.value))
+            keep = keep.And(
+                prob.lte(s.cloud_probability.value)
+                if s.cloud_probability.op == ">"
+                else prob.lt(s.cloud_probability.value)
+            )
         if s.scl_mask:
             scl = img.select(["SCL"])
             for c in s.scl_mask:
@@ -135,8 +144,9 @@ S1_NATIVE_UNITS = {"COPERNICUS/S1_GRD": "dB", "COPERNICUS/S1_GRD_FLOAT": "linear
 collections are taken to be in the spec's ``units``."""
 
 
-def s1_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
-                  region: ee.Geometry, orbit: str | None = None) -> ee.ImageCollection:
+def s1_collection(
+    spec: FeatureSpec, key: str, variables: list[str], year: int, region: ee.Geometry, orbit: str | None = None
+) -> ee.ImageCollection:
     """Speckle-filtered Sentinel-1 variables for the year, in the sensor's ``units``; scenes of
     one pass when ``orbit`` is ``ASCENDING``/``DESCENDING`` (``orbitProperties_pass``), else both.
     """
@@ -160,14 +170,14 @@ def s1_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
             img = img.log10().multiply(10)
         elif native == "dB" and s.units == "linear":
             img = ee.Image.constant(10).pow(img.divide(10))
-        return _add_variables(ee.Image(img.rename(pols).copyProperties(image, ["system:time_start"])),
-                              spec, variables)
+        return _add_variables(ee.Image(img.rename(pols).copyProperties(image, ["system:time_start"])), spec, variables)
 
     return col.map(prepare)
 
 
-def lst_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
-                   region: ee.Geometry) -> ee.ImageCollection:
+def lst_collection(
+    spec: FeatureSpec, key: str, variables: list[str], year: int, region: ee.Geometry
+) -> ee.ImageCollection:
     """MOD21C3 LST in kelvin (DN / dn_per_unit), renamed to the spec's band names."""
     s = spec.sensors[key]
     start, end = _date_range(year)
@@ -175,8 +185,9 @@ def lst_collection(spec: FeatureSpec, key: str, variables: list[str], year: int,
 
     def prepare(image: ee.Image) -> ee.Image:
         img = ee.Image(image)
-        return ee.Image(img.select(src).divide(s.dn_per_unit).rename(variables)
-                        .copyProperties(img, ["system:time_start"]))
+        return ee.Image(
+            img.select(src).divide(s.dn_per_unit).rename(variables).copyProperties(img, ["system:time_start"])
+        )
 
     return ee.ImageCollection(s.collection).filterBounds(region).filterDate(start, end).map(prepare)
 
@@ -212,19 +223,24 @@ def _reduce(col: ee.ImageCollection, features: list[Feature], variables: list[st
     for f in features:  # focal stdDev of the annual median (ELC10's ndvi_texture_sd)
         if f.stat == "texture_sd":
             med = padded.select([f.source]).reduce(ee.Reducer.median())
-            parts.append(med.reduceNeighborhood(reducer=ee.Reducer.stdDev(),
-                                                kernel=ee.Kernel.square(f.kernel_radius_px or 1, "pixels"))
-                         .rename([f"{f.name}__texture"]))
+            parts.append(
+                med.reduceNeighborhood(
+                    reducer=ee.Reducer.stdDev(), kernel=ee.Kernel.square(f.kernel_radius_px or 1, "pixels")
+                ).rename([f"{f.name}__texture"])
+            )
     img = ee.Image.cat(parts)
     # GEE names the outputs <variable>_p5 / <variable>_median / _mean / _stdDev / _min / _max
     suffix = {"median": "median", "mean": "mean", "stddev": "stdDev", "min": "min", "max": "max"}
-    src = [f"{f.name}__texture" if f.stat == "texture_sd"
-           else f"{f.source}_{f.stat if f.percentile is not None else suffix[f.stat]}" for f in features]
+    src = [
+        f"{f.name}__texture"
+        if f.stat == "texture_sd"
+        else f"{f.source}_{f.stat if f.percentile is not None else suffix[f.stat]}"
+        for f in features
+    ]
     return img.select(src, [f.name for f in features])
 
 
-def _sensor_image(spec: FeatureSpec, key: str, features: list[Feature], year: int,
-                  region: ee.Geometry) -> ee.Image:
+def _sensor_image(spec: FeatureSpec, key: str, features: list[Feature], year: int, region: ee.Geometry) -> ee.Image:
     sensor: Sensor = spec.sensors[key]
     variables = _variables(spec, features)
     if sensor.kind == "dem":
@@ -238,8 +254,10 @@ def _sensor_image(spec: FeatureSpec, key: str, features: list[Feature], year: in
         if f.stat == "value":
             raise SpecError(f"feature {f.name!r}: stat 'value' is for DEM features only", "Use a temporal statistic")
         if f.orbit and sensor.kind != "s1":
-            raise SpecError(f"feature {f.name!r}: orbit {f.orbit} is for Sentinel-1 features only",
-                            "Remove `orbit` from this feature")
+            raise SpecError(
+                f"feature {f.name!r}: orbit {f.orbit} is for Sentinel-1 features only",
+                "Remove `orbit` from this feature",
+            )
         by_orbit[f.orbit][f.window.months].append(f)
     parts = []
     for orbit, by_window in by_orbit.items():  # one collection per orbit pass (None: both)
@@ -279,9 +297,14 @@ def feature_image(spec: FeatureSpec, year: int, region: ee.Geometry) -> ee.Image
     img = ee.Image.cat([_sensor_image(spec, key, feats, year, region) for key, feats in groups.items()])
     derived = [f for f in spec.features if f.derived]
     if derived:  # expressions over other features' physical values (ELC10's dpol = VH dB / VV dB)
-        img = img.addBands(ee.Image.cat([
-            img.expression(f.derived, {n: img.select([n]) for n in spec.derived_inputs(f)}).rename([f.name])
-            for f in derived]))
+        img = img.addBands(
+            ee.Image.cat(
+                [
+                    img.expression(f.derived, {n: img.select([n]) for n in spec.derived_inputs(f)}).rename([f.name])
+                    for f in derived
+                ]
+            )
+        )
     return img.select(spec.names)
 
 

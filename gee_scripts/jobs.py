@@ -68,7 +68,8 @@ class JobTable:
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, kind TEXT, description TEXT, "
             "params_hash TEXT, task_id TEXT, state TEXT, attempts INTEGER DEFAULT 0, "
-            "output_uri TEXT, error TEXT, updated REAL)")
+            "output_uri TEXT, error TEXT, updated REAL)"
+        )
         self.db.commit()
 
     def close(self) -> None:
@@ -99,10 +100,19 @@ class JobTable:
                 self.db.execute(
                     "INSERT INTO jobs (key, kind, description, params_hash, state, attempts, output_uri, updated) "
                     "VALUES (?, ?, ?, ?, 'PENDING', 0, ?, ?)",
-                    (j.key, j.kind, j.description, j.params_hash, j.output_uri, time.time()))
+                    (j.key, j.kind, j.description, j.params_hash, j.output_uri, time.time()),
+                )
             elif r["params_hash"] != j.params_hash:
-                self._set(j.key, params_hash=j.params_hash, state="PENDING", task_id=None, attempts=0,
-                          description=j.description, output_uri=j.output_uri, error=None)
+                self._set(
+                    j.key,
+                    params_hash=j.params_hash,
+                    state="PENDING",
+                    task_id=None,
+                    attempts=0,
+                    description=j.description,
+                    output_uri=j.output_uri,
+                    error=None,
+                )
         self.db.commit()
 
 
@@ -164,8 +174,9 @@ class EETaskRunner:
     ``ee.data.getTaskList`` to find a task by description.
     """
 
-    def __init__(self, retries: int = 4, base_delay_s: float = 2.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, retries: int = 4, base_delay_s: float = 2.0, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.retries, self.base_delay_s, self.sleep = retries, base_delay_s, sleep
 
     def start(self, key: str, task: Any) -> str:
@@ -207,8 +218,12 @@ class FakeTaskRunner:
             the server accepted the task and before its id is returned (the worst moment).
     """
 
-    def __init__(self, script: dict[str, list[str]] | None = None,
-                 fail_starts: dict[str, int] | None = None, crash_after: int | None = None) -> None:
+    def __init__(
+        self,
+        script: dict[str, list[str]] | None = None,
+        fail_starts: dict[str, int] | None = None,
+        crash_after: int | None = None,
+    ) -> None:
 
         self._graph = task_graph
         self.script = script or {}

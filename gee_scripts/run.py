@@ -44,8 +44,14 @@ class Plan:
     bands: list[str]
 
 
-def plan_table_exports(points_file: Path, spec: FeatureSpec, year: int, dest: Destination,
-                       shard_size: int = 2000, on_event: OnEvent = _quiet) -> Plan:
+def plan_table_exports(
+    points_file: Path,
+    spec: FeatureSpec,
+    year: int,
+    dest: Destination,
+    shard_size: int = 2000,
+    on_event: OnEvent = _quiet,
+) -> Plan:
     """Plan sampling tasks for every shard of the points (call inside an ee session); each task
     built is a ``progress`` event (``stage`` ``task graphs``).
 
@@ -58,8 +64,13 @@ def plan_table_exports(points_file: Path, spec: FeatureSpec, year: int, dest: De
     on_event("status", {"message": f"reading the points of {points_file}"})
     pts = read_points(points_file)
     parts = [(key, grp, TileId.parse(key.rsplit("_", 1)[0])) for key, grp in shards(pts, shard_size)]
-    on_event("status", {"message": f"{len(pts):,} points in {len(parts)} task(s) of at most {shard_size:,} "
-                                   "(one EEA 100 km cell each): building their graphs"})
+    on_event(
+        "status",
+        {
+            "message": f"{len(pts):,} points in {len(parts)} task(s) of at most {shard_size:,} "
+            "(one EEA 100 km cell each): building their graphs"
+        },
+    )
     built = _in_processes(_table_graph, [(spec, year, key, grp, dest, cell) for key, grp, cell in parts], on_event)
     jobs, graphs, info = [], {}, {}
     for (key, grp, cell), (g, desc) in zip(parts, built, strict=True):
@@ -111,8 +122,9 @@ def _in_processes(fn: Callable[[Any], Any], items: list[Any], on_event: OnEvent 
     return out
 
 
-def plan_tile_exports(tiles: list[TileId], spec: FeatureSpec, year: int, dest: Destination,
-                      on_event: OnEvent = _quiet) -> Plan:
+def plan_tile_exports(
+    tiles: list[TileId], spec: FeatureSpec, year: int, dest: Destination, on_event: OnEvent = _quiet
+) -> Plan:
     """Plan one feature-raster export per tile (call inside an ee session); each tile built is a
     ``progress`` event (``stage`` ``task graphs``).
     """
@@ -121,6 +133,7 @@ def plan_tile_exports(tiles: list[TileId], spec: FeatureSpec, year: int, dest: D
     jobs, graphs, info = [], {}, {}
     for i, tile in enumerate(tiles):
         on_event("progress", {"stage": "task graphs", "done": i, "total": len(tiles), "info": str(tile)})
+
         def build(tile: TileId = tile) -> Any:
             return tile_task(spec, year, tile, dest)
 
@@ -128,8 +141,9 @@ def plan_tile_exports(tiles: list[TileId], spec: FeatureSpec, year: int, dest: D
         g = task_graph(task)
         key = str(tile)
         prefix = f"{spec.name}_{year}_{key}"
-        jobs.append(JobSpec(key, "tile", str(task.config["description"]), graph_hash(g),
-                            dest.uri(prefix, "tif"), build))
+        jobs.append(
+            JobSpec(key, "tile", str(task.config["description"]), graph_hash(g), dest.uri(prefix, "tif"), build)
+        )
         graphs[key] = g
         info[key] = {"n_pixels": tile.window().width * tile.window().height, "cell": key}
     on_event("progress", {"stage": "task graphs", "done": len(tiles), "total": len(tiles), "info": ""})
@@ -149,11 +163,21 @@ def write_plan(out: Path, plan: Plan, spec: FeatureSpec, year: int, on_event: On
         w.writerow(["key", "kind", "description", "params_hash", "output_uri", "detail"])
         for j in plan.jobs:
             w.writerow([j.key, j.kind, j.description, j.params_hash, j.output_uri, json.dumps(plan.info[j.key])])
-    write_json(out / "bands.json", {
-        "spec": spec.name, "spec_hash": spec.digest(), "year": year, "bands": plan.bands,
-        "features_digest": features_digest(spec), "feature_spec": embed(spec),
-        "scale": [f.scale for f in spec.features], "dtype": spec.export_dtype, "nodata": -32768,
-        "units": "physical value x scale (see the spec)"})
+    write_json(
+        out / "bands.json",
+        {
+            "spec": spec.name,
+            "spec_hash": spec.digest(),
+            "year": year,
+            "bands": plan.bands,
+            "features_digest": features_digest(spec),
+            "feature_spec": embed(spec),
+            "scale": [f.scale for f in spec.features],
+            "dtype": spec.export_dtype,
+            "nodata": -32768,
+            "units": "physical value x scale (see the spec)",
+        },
+    )
 
 
 def run_offline(out: Path, make_plan: Any, spec: FeatureSpec, year: int, on_event: OnEvent = _quiet) -> Plan:
@@ -168,8 +192,15 @@ def run_offline(out: Path, make_plan: Any, spec: FeatureSpec, year: int, on_even
     return plan
 
 
-def run_live(out: Path, make_plan: Any, spec: FeatureSpec, year: int, project: str | None,
-             max_attempts: int = 3, on_event: OnEvent = _quiet) -> SubmitReport:
+def run_live(
+    out: Path,
+    make_plan: Any,
+    spec: FeatureSpec,
+    year: int,
+    project: str | None,
+    max_attempts: int = 3,
+    on_event: OnEvent = _quiet,
+) -> SubmitReport:
     """Check credentials, build the plan, write it, and start the tasks through the job table.
 
     Raises:

@@ -42,8 +42,10 @@ def offline(project: str = "offline-project") -> Iterator[None]:
         try:
             ee.Initialize(None, "", project=project)
         except FileNotFoundError as e:
-            raise EulcError(f"earthengine-api has no algorithms.json fixture ({e})",
-                            "Install earthengine-api >= 1.0 (pip install -e '.[gee]')") from None
+            raise EulcError(
+                f"earthengine-api has no algorithms.json fixture ({e})",
+                "Install earthengine-api >= 1.0 (pip install -e '.[gee]')",
+            ) from None
         yield
     finally:
         for n, f in saved.items():
@@ -78,12 +80,17 @@ def initialize_live(project: str | None) -> None:
             "no Earth Engine credentials found (neither GOOGLE_APPLICATION_CREDENTIALS nor "
             f"{ee.oauth.get_credentials_path()})",
             "Run `earthengine authenticate` (or set GOOGLE_APPLICATION_CREDENTIALS to a service "
-            "account key), then pass `project` YOUR_CLOUD_PROJECT")
+            "account key), then pass `project` YOUR_CLOUD_PROJECT",
+        )
     if not project:
-        raise EulcError("no Google Cloud project given for Earth Engine",
-                        "Pass `project` YOUR_CLOUD_PROJECT (a project registered for Earth Engine)")
+        raise EulcError(
+            "no Google Cloud project given for Earth Engine",
+            "Pass `project` YOUR_CLOUD_PROJECT (a project registered for Earth Engine)",
+        )
     try:
         ee.Initialize(project=project)
     except Exception as e:  # ee raises EEException or google.auth errors
-        raise EulcError(f"Earth Engine refused the credentials in {creds} ({e})",
-                        "Re-run `earthengine authenticate` or check the project") from None
+        raise EulcError(
+            f"Earth Engine refused the credentials in {creds} ({e})",
+            "Re-run `earthengine authenticate` or check the project",
+        ) from None

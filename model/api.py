@@ -22,10 +22,16 @@ from pipeline.core.selection import FeatureSelection
 from pipeline.table import read_feature_table, table_spec
 
 
-def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelection,
-                     cfg: TrainConfig, on_epoch: Callable[[int, float], None] | None = None,
-                     overwrite: bool = False, landscapes: int = DEFAULT_K,
-                     on_event: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def train_from_table(
+    table_path: Path,
+    out_dir: Path,
+    selection: FeatureSelection,
+    cfg: TrainConfig,
+    on_epoch: Callable[[int, float], None] | None = None,
+    overwrite: bool = False,
+    landscapes: int = DEFAULT_K,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Train BRIDGE-LC on a FeatureTable file and write the bundle to ``out_dir``.
 
     Args:
@@ -53,35 +59,80 @@ def train_from_table(table_path: Path, out_dir: Path, selection: FeatureSelectio
     table, meta = read_feature_table(table_path)
     tspec = table_spec(meta, f"table {table_path}")
     # the selection's features must mean what the table's columns hold (table -> train seam)
-    compare_features(tspec, selection.feature_spec_obj(), selection.names, f"table {table_path}",
-                     "the feature selection")
+    compare_features(
+        tspec, selection.feature_spec_obj(), selection.names, f"table {table_path}", "the feature selection"
+    )
     data = training_arrays(table, selection.names, cfg.level)
     legend = legend_for(cfg.level)
     present = np.unique(data.y)
     if len(present) < 2:
         only = legend.names[int(present[0])] if len(present) else "none"
-        raise SchemaError(f"its labelled rows hold {len(present)} {cfg.level} class ({only}): a classifier needs "
-                          "at least two", "Give a table with rows of several land-cover classes", path=table_path)
+        raise SchemaError(
+            f"its labelled rows hold {len(present)} {cfg.level} class ({only}): a classifier needs at least two",
+            "Give a table with rows of several land-cover classes",
+            path=table_path,
+        )
     aug = PhysicalAugmentation.from_spec(tspec, selection.names) if cfg.augment == "physical" else None
     res = train_bridge(data, len(legend), cfg, on_epoch, aug, on_event)
     if on_event is not None and landscapes > 0:
-        on_event("status", {"message": f"fitting the OOD reference (K-Means, K = {landscapes}) on "
-                                       f"{len(res.train_rows):,} training rows"})
-    ood = (_fit_reference(res.model, res.normalizer, selection.names, tspec.subset(selection.names),
-                          data.take(res.train_rows), landscapes, cfg.seed) if landscapes > 0 else None)
-    save_bundle(out_dir, res.model, res.normalizer, legend, selection.names,
-                spec={"name": tspec.name, "hash": tspec.digest(), "table_spec_hash": str(meta.get("spec_hash", "")),
-                      "features_digest": features_digest(tspec, selection.names),
-                      "feature_spec": embed(tspec, selection.names)},
-                train_config=cfg.model_dump(), train_config_hash=cfg.digest(),
-                data_hash=file_sha256(table_path)[:16], metrics=res.metrics, overwrite=overwrite, ood=ood)
+        on_event(
+            "status",
+            {
+                "message": f"fitting the OOD reference (K-Means, K = {landscapes}) on "
+                f"{len(res.train_rows):,} training rows"
+            },
+        )
+    ood = (
+        _fit_reference(
+            res.model,
+            res.normalizer,
+            selection.names,
+            tspec.subset(selection.names),
+            data.take(res.train_rows),
+            landscapes,
+            cfg.seed,
+        )
+        if landscapes > 0
+        else None
+    )
+    save_bundle(
+        out_dir,
+        res.model,
+        res.normalizer,
+        legend,
+        selection.names,
+        spec={
+            "name": tspec.name,
+            "hash": tspec.digest(),
+            "table_spec_hash": str(meta.get("spec_hash", "")),
+            "features_digest": features_digest(tspec, selection.names),
+            "feature_spec": embed(tspec, selection.names),
+        },
+        train_config=cfg.model_dump(),
+        train_config_hash=cfg.digest(),
+        data_hash=file_sha256(table_path)[:16],
+        metrics=res.metrics,
+        overwrite=overwrite,
+        ood=ood,
+    )
     return res.metrics
 
 
-def _fit_reference(net: Any, normalizer: Any, names: list[str], spec: Any, rows: TrainingData, k: int,
-                   seed: int) -> OODReference:
-    return fit_ood(FusedClassifier(net, normalizer), names, spec, rows.x, rows.lonlat, rows.y, rows.region,
-                   list(REGIONS), k=k, seed=seed)
+def _fit_reference(
+    net: Any, normalizer: Any, names: list[str], spec: Any, rows: TrainingData, k: int, seed: int
+) -> OODReference:
+    return fit_ood(
+        FusedClassifier(net, normalizer),
+        names,
+        spec,
+        rows.x,
+        rows.lonlat,
+        rows.y,
+        rows.region,
+        list(REGIONS),
+        k=k,
+        seed=seed,
+    )
 
 
 def fit_ood_for_bundle(bundle_dir: Path, table_path: Path, landscapes: int = DEFAULT_K) -> OODReference:
@@ -98,14 +149,18 @@ def fit_ood_for_bundle(bundle_dir: Path, table_path: Path, landscapes: int = DEF
     bundle = load_bundle(bundle_dir)
     recorded, actual = bundle.meta.get("data_hash", ""), file_sha256(table_path)[:16]
     if recorded != actual:
-        raise BundleError(f"was trained on a table with hash {recorded!r}, and {table_path} has {actual!r}",
-                          "Give `table` the very table file `eulc train` read for this bundle", path=bundle_dir)
+        raise BundleError(
+            f"was trained on a table with hash {recorded!r}, and {table_path} has {actual!r}",
+            "Give `table` the very table file `eulc train` read for this bundle",
+            path=bundle_dir,
+        )
     cfg = TrainConfig(**bundle.meta["train_config"])
     table, _ = read_feature_table(table_path)
     data = training_arrays(table, bundle.features, cfg.level)
     tr, _, _ = split_rows(data, cfg)
-    ref = _fit_reference(bundle.model, bundle.normalizer, bundle.features, bundle.feature_spec(), data.take(tr),
-                         landscapes, cfg.seed)
+    ref = _fit_reference(
+        bundle.model, bundle.normalizer, bundle.features, bundle.feature_spec(), data.take(tr), landscapes, cfg.seed
+    )
     ref.info["fitted_on"] = "the bundle's training rows, re-drawn from its table (eulc ood)"
     save_ood(Path(bundle_dir), ref, bundle.digest)
     return ref

@@ -60,8 +60,14 @@ class PhysicalAugmentation:
     shift_prob: float = 0.2
 
     @classmethod
-    def from_spec(cls, spec: FeatureSpec, names: list[str], gain_sigma: float = 0.05,
-                  db_sigma: float = 0.5, shift_prob: float = 0.2) -> PhysicalAugmentation:
+    def from_spec(
+        cls,
+        spec: FeatureSpec,
+        names: list[str],
+        gain_sigma: float = 0.05,
+        db_sigma: float = 0.5,
+        shift_prob: float = 0.2,
+    ) -> PhysicalAugmentation:
         """The columns of ``names`` (the matrix's column order) each augmentation touches."""
         col = {n: i for i, n in enumerate(names)}
         gain, db, db_scale = [], [], []
@@ -89,8 +95,16 @@ class PhysicalAugmentation:
                 a, b = spec.feature(m.group(1)), spec.feature(m.group(3))
                 binary.append((col[n], col[a.name], col[b.name], m.group(2), f.scale, a.scale, b.scale))
         monthly = [[g[m] for m in range(1, 13)] for g in groups.values() if len(g) == 12]
-        return cls(np.asarray(gain, np.int64), np.asarray(db, np.int64), np.asarray(db_scale, np.float32),
-                   binary, np.asarray(monthly, np.int64).reshape(-1, 12), gain_sigma, db_sigma, shift_prob)
+        return cls(
+            np.asarray(gain, np.int64),
+            np.asarray(db, np.int64),
+            np.asarray(db_scale, np.float32),
+            binary,
+            np.asarray(monthly, np.int64).reshape(-1, 12),
+            gain_sigma,
+            db_sigma,
+            shift_prob,
+        )
 
     @property
     def empty(self) -> bool:
@@ -99,10 +113,12 @@ class PhysicalAugmentation:
 
     def describe(self) -> str:
         """One line for logs and model cards."""
-        return (f"S2 gain N(1, {self.gain_sigma}) on {len(self.gain_idx)} band features, "
-                f"S1 offset N(0, {self.db_sigma} dB) on {len(self.db_idx)} features "
-                f"({len(self.binary)} derived recomputed), ±1-month shift (p {self.shift_prob}) "
-                f"of {len(self.monthly)} monthly groups")
+        return (
+            f"S2 gain N(1, {self.gain_sigma}) on {len(self.gain_idx)} band features, "
+            f"S1 offset N(0, {self.db_sigma} dB) on {len(self.db_idx)} features "
+            f"({len(self.binary)} derived recomputed), ±1-month shift (p {self.shift_prob}) "
+            f"of {len(self.monthly)} monthly groups"
+        )
 
     def apply(self, x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Augment raw feature rows x (B, F) float32 in stored units; returns a new tensor."""
@@ -121,8 +137,9 @@ class PhysicalAugmentation:
             x[:, t] = (va / vc if op == "/" else va - vc) * st
         if len(self.monthly):
             shift = torch.randint(-1, 2, (b,), device=dev, generator=gen)
-            shift = torch.where(torch.rand(b, device=dev, generator=gen) < self.shift_prob, shift,
-                                torch.zeros_like(shift))
+            shift = torch.where(
+                torch.rand(b, device=dev, generator=gen) < self.shift_prob, shift, torch.zeros_like(shift)
+            )
             months = torch.arange(12, device=dev)
             for grp in self.monthly:
                 cols = torch.as_tensor(grp, device=dev)

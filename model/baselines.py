@@ -22,8 +22,9 @@ BASELINES = ("rf", "xgboost", "svm")
 SVM_MAX_TRAIN = 15_000
 
 
-def fit_predict_baseline(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                         seed: int) -> np.ndarray:
+def fit_predict_baseline(
+    name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int
+) -> np.ndarray:
     """Fit baseline ``name`` on float32 (N, F) features and int labels; predict the test rows'
     classes (N_test,) int.
 
@@ -34,8 +35,9 @@ def fit_predict_baseline(name: str, x_train: np.ndarray, y_train: np.ndarray, x_
     return fit_predict_proba_baseline(name, x_train, y_train, x_test, seed, n_classes)[0]
 
 
-def fit_predict_proba_baseline(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                               seed: int, n_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
+def fit_predict_proba_baseline(
+    name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int, n_classes: int
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Fit baseline ``name``; return the test rows' classes (N_test,) int and class
     probabilities (N_test, n_classes) float64 (None for the SVM, which has none without Platt
     scaling).
@@ -45,8 +47,9 @@ def fit_predict_proba_baseline(name: str, x_train: np.ndarray, y_train: np.ndarr
     """
     model: Any
     if name == "rf":
-        model = RandomForestClassifier(n_estimators=130, min_samples_leaf=2, max_features="sqrt",
-                                       criterion="gini", n_jobs=-1, random_state=seed)
+        model = RandomForestClassifier(
+            n_estimators=130, min_samples_leaf=2, max_features="sqrt", criterion="gini", n_jobs=-1, random_state=seed
+        )
     elif name == "xgboost":
         from xgboost import XGBClassifier
 
@@ -60,8 +63,9 @@ def fit_predict_proba_baseline(name: str, x_train: np.ndarray, y_train: np.ndarr
         return np.asarray(classes[p.argmax(1)]), prob
     elif name == "svm":
         if len(y_train) > SVM_MAX_TRAIN:
-            keep, _ = train_test_split(np.arange(len(y_train)), train_size=SVM_MAX_TRAIN,
-                                       random_state=seed, stratify=y_train)
+            keep, _ = train_test_split(
+                np.arange(len(y_train)), train_size=SVM_MAX_TRAIN, random_state=seed, stratify=y_train
+            )
             x_train, y_train = x_train[keep], y_train[keep]
         model = make_pipeline(MinMaxScaler(), SVC(C=1.0, kernel="rbf", gamma="scale", random_state=seed))
         model.fit(x_train, y_train)

@@ -51,33 +51,47 @@ def check_temperature(t: Any, path: Path) -> float:
         BundleError: naming ``architecture.temperature`` in ``path``.
     """
     if not _number(t) or not math.isfinite(t) or not TEMPERATURE_MIN <= t <= TEMPERATURE_MAX:
-        raise BundleError(f"architecture.temperature = {t!r} is outside {TEMPERATURE_MIN}..{TEMPERATURE_MAX} "
-                          "(the range calibration produces)", RESTORE, path=path)
+        raise BundleError(
+            f"architecture.temperature = {t!r} is outside {TEMPERATURE_MIN}..{TEMPERATURE_MAX} "
+            "(the range calibration produces)",
+            RESTORE,
+            path=path,
+        )
     return float(t)
 
 
-def check_normaliser(center: np.ndarray, scale: np.ndarray, lo: np.ndarray, hi: np.ndarray, features: Sequence[str],
-                     path: Path) -> None:
+def check_normaliser(
+    center: np.ndarray, scale: np.ndarray, lo: np.ndarray, hi: np.ndarray, features: Sequence[str], path: Path
+) -> None:
     """Check (F,) float arrays of the affine normaliser ``clip((x − center) / scale, lo, hi)``.
 
     Raises:
         BundleError: naming ``normalizer.<key>`` and the first offending feature.
     """
+
     def first(mask: np.ndarray) -> str:
         return features[int(np.flatnonzero(mask)[0])]  # the arrays have one entry per feature
 
     bad = ~np.isfinite(center)
     if bad.any():
-        raise BundleError(f"normalizer.center of {first(bad)} is {center[bad][0]!r}, not a finite number",
-                          RESTORE, path=path)
+        raise BundleError(
+            f"normalizer.center of {first(bad)} is {center[bad][0]!r}, not a finite number", RESTORE, path=path
+        )
     bad = ~np.isfinite(scale) | (scale < SCALE_MIN) | (scale > SCALE_MAX)
     if bad.any():
-        raise BundleError(f"normalizer.scale of {first(bad)} is {float(scale[bad][0])!r}, outside "
-                          f"{SCALE_MIN:g}..{SCALE_MAX:g}", RESTORE, path=path)
+        raise BundleError(
+            f"normalizer.scale of {first(bad)} is {float(scale[bad][0])!r}, outside {SCALE_MIN:g}..{SCALE_MAX:g}",
+            RESTORE,
+            path=path,
+        )
     bad = ~(lo < hi)  # NaN compares false: a NaN bound is refused too
     if bad.any():
-        raise BundleError(f"normalizer bounds of {first(bad)} are lo = {float(lo[bad][0])!r}, hi = "
-                          f"{float(hi[bad][0])!r}; lo must be below hi", RESTORE, path=path)
+        raise BundleError(
+            f"normalizer bounds of {first(bad)} are lo = {float(lo[bad][0])!r}, hi = "
+            f"{float(hi[bad][0])!r}; lo must be below hi",
+            RESTORE,
+            path=path,
+        )
 
 
 def check_classes(n_classes: int, ids: Sequence[int], path: Path) -> None:
@@ -87,13 +101,17 @@ def check_classes(n_classes: int, ids: Sequence[int], path: Path) -> None:
         BundleError: naming ``architecture.n_classes`` or the legend id.
     """
     if n_classes > MAX_MAP_CLASSES:
-        raise BundleError(f"architecture.n_classes = {n_classes}: a map is uint8 with nodata 255, so at most "
-                          f"{MAX_MAP_CLASSES} classes fit", "Merge classes, or split the legend into levels",
-                          path=path)
+        raise BundleError(
+            f"architecture.n_classes = {n_classes}: a map is uint8 with nodata 255, so at most "
+            f"{MAX_MAP_CLASSES} classes fit",
+            "Merge classes, or split the legend into levels",
+            path=path,
+        )
     out = [i for i in ids if not (isinstance(i, (int, np.integer)) and 0 <= int(i) <= MAX_MAP_CLASSES)]
     if out:
-        raise BundleError(f"legend id {out[0]!r} does not fit the uint8 map (0..{MAX_MAP_CLASSES}; 255 is nodata)",
-                          RESTORE, path=path)
+        raise BundleError(
+            f"legend id {out[0]!r} does not fit the uint8 map (0..{MAX_MAP_CLASSES}; 255 is nodata)", RESTORE, path=path
+        )
 
 
 def check_parameters(n_parameters: int, path: Path) -> None:
@@ -103,8 +121,12 @@ def check_parameters(n_parameters: int, path: Path) -> None:
         BundleError: naming the count.
     """
     if n_parameters > MAX_PARAMETERS:
-        raise BundleError(f"its architecture has {n_parameters:,} parameters ({n_parameters * 4 / 2**30:.1f} GiB), "
-                          f"more than eulc's limit of {MAX_PARAMETERS:,}", RESTORE, path=path)
+        raise BundleError(
+            f"its architecture has {n_parameters:,} parameters ({n_parameters * 4 / 2**30:.1f} GiB), "
+            f"more than eulc's limit of {MAX_PARAMETERS:,}",
+            RESTORE,
+            path=path,
+        )
 
 
 def check_prior(prior: Any, n_classes: int, path: Path) -> np.ndarray:
@@ -117,8 +139,9 @@ def check_prior(prior: Any, n_classes: int, path: Path) -> np.ndarray:
         raise BundleError(f"metrics.class_prior is not a list of {n_classes} numbers", RESTORE, path=path)
     p = np.asarray(prior, np.float64)
     if not np.isfinite(p).all() or (p < 0).any() or abs(p.sum() - 1.0) > 1e-3:
-        raise BundleError(f"metrics.class_prior must be {n_classes} shares ≥ 0 summing to 1 (sum {p.sum():.6g})",
-                          RESTORE, path=path)
+        raise BundleError(
+            f"metrics.class_prior must be {n_classes} shares ≥ 0 summing to 1 (sum {p.sum():.6g})", RESTORE, path=path
+        )
     return p
 
 

@@ -129,8 +129,9 @@ class BridgeLC(nn.Module):
             loc = self.location(loc)
         return torch.cat([x, loc], dim=1)
 
-    def forward(self, x: torch.Tensor, lonlat_deg: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, lonlat_deg: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """Training forward pass through both branches (see class docstring for shapes)."""
         h = self._input(x, lonlat_deg)
         z_inv = self.invariant(h)

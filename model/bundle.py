@@ -78,9 +78,11 @@ class ModelBundle:
         """
         prior = self.meta.get("metrics", {}).get("class_prior")
         if prior is None:
-            raise BundleError("does not record its training class priors",
-                              "Retrain it with this eulc (`eulc train`), or map without `adapt_priors`",
-                              path=self.path)
+            raise BundleError(
+                "does not record its training class priors",
+                "Retrain it with this eulc (`eulc train`), or map without `adapt_priors`",
+                path=self.path,
+            )
         return bounds.check_prior(prior, len(self.legend), (self.path or Path(".")) / META)
 
     @property
@@ -118,16 +120,16 @@ class ModelBundle:
         """
         ref = self.ood()
         if ref is None:
-            raise BundleError("has no OOD reference (ood.json, ood.safetensors): it was trained before eulc "
-                              "fitted one", "Add one with `eulc ood` from the table it was trained on (`table`), "
-                              "or map without `ood`", path=self.path)
+            raise BundleError(
+                "has no OOD reference (ood.json, ood.safetensors): it was trained before eulc fitted one",
+                "Add one with `eulc ood` from the table it was trained on (`table`), or map without `ood`",
+                path=self.path,
+            )
         return ref
 
 
 def _digest(weights_sha256: str, json_sha256: str) -> str:
     return hashlib.sha256(f"{weights_sha256}:{json_sha256}".encode()).hexdigest()[:16]
-
-
 
 
 def _versions() -> dict[str, str]:
@@ -173,17 +175,31 @@ def check_bundle_dest(dest: Path, overwrite: bool = False) -> None:
             fmt = None
     if foreign or fmt != FORMAT:
         shown = (foreign or names)[:5]
-        raise BundleError(f"holds files eulc did not write ({', '.join(shown)}{' ...' if len(names) > 5 else ''})",
-                          "Give `out` a new or empty folder; eulc never deletes files it did not write", path=dest)
+        raise BundleError(
+            f"holds files eulc did not write ({', '.join(shown)}{' ...' if len(names) > 5 else ''})",
+            "Give `out` a new or empty folder; eulc never deletes files it did not write",
+            path=dest,
+        )
     if not overwrite:
-        raise BundleError("already holds a model bundle", "Pass `overwrite` to replace it, or give another `out`",
-                          path=dest)
+        raise BundleError(
+            "already holds a model bundle", "Pass `overwrite` to replace it, or give another `out`", path=dest
+        )
 
 
-def save_bundle(dest: Path, model: BridgeLC, normalizer: AffineNormalizer, legend: Legend,
-                features: list[str], spec: dict[str, Any], train_config: dict[str, Any],
-                train_config_hash: str, data_hash: str, metrics: dict[str, Any], overwrite: bool = False,
-                ood: OODReference | None = None) -> Path:
+def save_bundle(
+    dest: Path,
+    model: BridgeLC,
+    normalizer: AffineNormalizer,
+    legend: Legend,
+    features: list[str],
+    spec: dict[str, Any],
+    train_config: dict[str, Any],
+    train_config_hash: str,
+    data_hash: str,
+    metrics: dict[str, Any],
+    overwrite: bool = False,
+    ood: OODReference | None = None,
+) -> Path:
     """Write a bundle directory atomically (built in a temporary sibling, then renamed).
 
     Args:
@@ -211,8 +227,11 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: AffineNormalizer, legen
     check_bundle_dest(dest, overwrite)
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
-        raise BundleError(f"training produced non-finite weights ({bad[:3]}{' ...' if len(bad) > 3 else ''})",
-                          "Check the table for extreme values and lower `lr`", path=dest)
+        raise BundleError(
+            f"training produced non-finite weights ({bad[:3]}{' ...' if len(bad) > 3 else ''})",
+            "Check the table for extreme values and lower `lr`",
+            path=dest,
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(dest.parent)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), dir=dest.parent))
@@ -229,9 +248,14 @@ def save_bundle(dest: Path, model: BridgeLC, normalizer: AffineNormalizer, legen
             "normalizer": normalizer.to_json(),
             "legend": {"level": legend.level, "classes": legend.to_json()},
             "regions": list(_regions()),
-            "encoding": {"type": model.cfg.encoding, "location": model.cfg.location,
-                         "dim": model.cfg.pe_dim, "order": ["lon", "lat"],
-                         "units": "degrees", "crs": "EPSG:4326"},
+            "encoding": {
+                "type": model.cfg.encoding,
+                "location": model.cfg.location,
+                "dim": model.cfg.pe_dim,
+                "order": ["lon", "lat"],
+                "units": "degrees",
+                "crs": "EPSG:4326",
+            },
             "train_config": train_config,
             "train_config_hash": train_config_hash,
             "data_hash": data_hash,
@@ -262,8 +286,15 @@ def _regions() -> tuple[str, ...]:
     return REGIONS
 
 
-LIMITS = {"n_features": (1, 10_000), "n_classes": (2, 1_000), "n_regions": (1, 100), "pe_dim": (2, 4_096),
-          "loc_hidden": (1, 4_096), "hidden": (1, 4_096), "depth": (1, 32)}
+LIMITS = {
+    "n_features": (1, 10_000),
+    "n_classes": (2, 1_000),
+    "n_regions": (1, 100),
+    "pe_dim": (2, 4_096),
+    "loc_hidden": (1, 4_096),
+    "hidden": (1, 4_096),
+    "depth": (1, 32),
+}
 """Sane bounds (inclusive) of the architecture fields: checked before any tensor is allocated."""
 
 
@@ -273,8 +304,9 @@ def _check_architecture(arch: Any, mpath: Path) -> BridgeConfig:
     for key, (lo, hi) in LIMITS.items():
         v = arch.get(key)
         if key in arch and (not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi):
-            raise BundleError(f"architecture.{key} = {v!r} is outside {lo}..{hi}",
-                              "Restore bundle.json as eulc wrote it", path=mpath)
+            raise BundleError(
+                f"architecture.{key} = {v!r} is outside {lo}..{hi}", "Restore bundle.json as eulc wrote it", path=mpath
+            )
     bounds.check_temperature(arch.get("temperature", 1.0), mpath)
     d = arch.get("dropout", 0.5)
     if not isinstance(d, (int, float)) or not 0 <= d < 1:
@@ -282,8 +314,9 @@ def _check_architecture(arch: Any, mpath: Path) -> BridgeConfig:
     try:
         return BridgeConfig(**arch)
     except TypeError as e:
-        raise BundleError(f"architecture has an unknown or missing key ({e})", "Re-train the bundle",
-                          path=mpath) from None
+        raise BundleError(
+            f"architecture has an unknown or missing key ({e})", "Re-train the bundle", path=mpath
+        ) from None
 
 
 def load_bundle(path: Path) -> ModelBundle:
@@ -297,21 +330,23 @@ def load_bundle(path: Path) -> ModelBundle:
     mpath, wpath = path / META, path / WEIGHTS
     for p in (mpath, wpath):
         if not p.is_file():
-            raise BundleError(f"{p.name} is missing", "Give a directory written by `eulc train`",
-                              path=path)
+            raise BundleError(f"{p.name} is missing", "Give a directory written by `eulc train`", path=path)
     try:
         meta = json.loads(mpath.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"is not valid UTF-8 JSON ({e})", "Re-train or restore the bundle",
-                          path=mpath) from None
+        raise BundleError(f"is not valid UTF-8 JSON ({e})", "Re-train or restore the bundle", path=mpath) from None
     if not isinstance(meta, dict):
         raise BundleError("is not a JSON object", "Re-train or restore the bundle", path=mpath)
     if meta.get("format") != FORMAT:
-        raise BundleError(f"format is {meta.get('format')!r}, expected {FORMAT!r}",
-                          "Re-train with this version of eulc", path=mpath)
+        raise BundleError(
+            f"format is {meta.get('format')!r}, expected {FORMAT!r}", "Re-train with this version of eulc", path=mpath
+        )
     if file_sha256(wpath) != meta.get("weights_sha256"):
-        raise BundleError("weights do not match the SHA-256 recorded in bundle.json",
-                          "The bundle was modified or truncated; re-train or restore it", path=wpath)
+        raise BundleError(
+            "weights do not match the SHA-256 recorded in bundle.json",
+            "The bundle was modified or truncated; re-train or restore it",
+            path=wpath,
+        )
     if not isinstance(meta, dict):
         raise BundleError("is not a JSON object", "Re-train or restore the bundle", path=mpath)
     cfg = _check_architecture(meta.get("architecture"), mpath)  # bounds first: no huge allocation
@@ -327,10 +362,14 @@ def load_bundle(path: Path) -> ModelBundle:
     if not (cfg.n_features == len(features)) or sizes != {cfg.n_features}:
         raise BundleError(
             f"inconsistent: {cfg.n_features} network inputs, {len(features)} feature names, "
-            f"{sorted(sizes)} normaliser entries", "Re-train the bundle", path=mpath)
+            f"{sorted(sizes)} normaliser entries",
+            "Re-train the bundle",
+            path=mpath,
+        )
     if cfg.n_classes != len(legend):
-        raise BundleError(f"{cfg.n_classes} network classes but {len(legend)} legend classes",
-                          "Re-train the bundle", path=mpath)
+        raise BundleError(
+            f"{cfg.n_classes} network classes but {len(legend)} legend classes", "Re-train the bundle", path=mpath
+        )
     bounds.check_classes(cfg.n_classes, [c.id for c in legend.classes], mpath)
     bounds.check_normaliser(norm.center, norm.scale, norm.lo, norm.hi, features, mpath)
     metrics = meta.get("metrics", {})
@@ -348,8 +387,9 @@ def load_bundle(path: Path) -> ModelBundle:
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise BundleError(f"weights do not fit the architecture ({str(e).splitlines()[0]})",
-                          "Re-train the bundle", path=wpath) from None
+        raise BundleError(
+            f"weights do not fit the architecture ({str(e).splitlines()[0]})", "Re-train the bundle", path=wpath
+        ) from None
     net.eval()
     out = ModelBundle(net, norm, legend, features, meta, path, file_sha256(mpath))
     out.feature_spec()  # the contract is checked at load: an edited or foreign spec is refused here
@@ -374,8 +414,7 @@ def load_bundle_cached(path: Path, digest: str | None = None) -> ModelBundle:
     """
     path = Path(path)
     try:
-        stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                             for p in path.iterdir() if p.is_file()))
+        stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file()))
     except OSError:
         stamp = ()
     ident = (str(path.resolve()), stamp)
@@ -385,6 +424,9 @@ def load_bundle_cached(path: Path, digest: str | None = None) -> ModelBundle:
         if stamp:
             _LOADED[ident] = bundle
     if digest is not None and bundle.digest != digest:
-        raise BundleError(f"changed during the run (digest {bundle.digest}, planned with {digest})",
-                          "Leave the bundle unchanged while it maps, then rerun", path=path)
+        raise BundleError(
+            f"changed during the run (digest {bundle.digest}, planned with {digest})",
+            "Leave the bundle unchanged while it maps, then rerun",
+            path=path,
+        )
     return bundle

@@ -27,9 +27,14 @@ def _xgb(seed: int, n_jobs: int = -1) -> object:
     return XGBClassifier(tree_method="hist", n_estimators=TEACHER_ROUNDS, random_state=seed, n_jobs=n_jobs)
 
 
-def teacher_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int,
-                          folds: int = TEACHER_FOLDS,
-                          on_fold: Callable[[int, int], None] | None = None) -> np.ndarray:
+def teacher_probabilities(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    seed: int,
+    folds: int = TEACHER_FOLDS,
+    on_fold: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Cross-fitted XGBoost class probabilities of the training rows.
 
     Args:

@@ -71,7 +71,10 @@ def multiscale_encoding(lonlat_deg: torch.Tensor, dim: int = 128) -> torch.Tenso
     k = d // 2
     wavelengths = torch.logspace(
         torch.log10(torch.tensor(MULTISCALE_MIN_WAVELENGTH_DEG)),
-        torch.log10(torch.tensor(MULTISCALE_MAX_WAVELENGTH_DEG)), k, device=lonlat_deg.device)
+        torch.log10(torch.tensor(MULTISCALE_MAX_WAVELENGTH_DEG)),
+        k,
+        device=lonlat_deg.device,
+    )
     omega = 2 * torch.pi / wavelengths  # rad per degree, (d/2,)
     blocks = []
     for col in range(2):

@@ -77,64 +77,97 @@ def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
     b = load_bundle(bundle_dir)
     table, meta = read_feature_table(table_path)
     # the table's columns must mean what the bundle learnt (table -> evaluate seam)
-    compare_features(b.feature_spec(), table_spec(meta, f"table {table_path}"), b.features,
-                     f"bundle {bundle_dir}", f"table {table_path}")
+    compare_features(
+        b.feature_spec(),
+        table_spec(meta, f"table {table_path}"),
+        b.features,
+        f"bundle {bundle_dir}",
+        f"table {table_path}",
+    )
     missing = [f for f in b.features if f not in table.columns]
     if missing:
-        raise SchemaError(f"the table lacks {len(missing)} feature(s) the bundle needs: {missing[:8]}",
-                          "Evaluate on a table built with the bundle's spec", path=table_path)
+        raise SchemaError(
+            f"the table lacks {len(missing)} feature(s) the bundle needs: {missing[:8]}",
+            "Evaluate on a table built with the bundle's spec",
+            path=table_path,
+        )
     data = training_arrays(table, b.features, b.legend.level)
     prob = predict_proba(b.model, b.normalizer.transform(data.x), data.lonlat)
 
     def scores(rows: np.ndarray) -> dict[str, Any]:
-        return {**classification_metrics(data.y[rows], prob[rows].argmax(1), b.legend.names),
-                "ece": expected_calibration_error(prob[rows], data.y[rows])}
+        return {
+            **classification_metrics(data.y[rows], prob[rows].argmax(1), b.legend.names),
+            "ece": expected_calibration_error(prob[rows], data.y[rows]),
+        }
 
     every = np.arange(len(data.y))
     own = b.meta.get("data_hash") == file_sha256(table_path)[:16] and isinstance(b.meta.get("train_config"), dict)
     if not own:
-        return {**scores(every), "dropped": data.dropped, "rows_scored": "every labelled row",
-                "warning": "this table is not the bundle's training table (data_hash differs): every row is "
-                           "scored; rows it shares with the training table cannot be told apart"}
+        return {
+            **scores(every),
+            "dropped": data.dropped,
+            "rows_scored": "every labelled row",
+            "warning": "this table is not the bundle's training table (data_hash differs): every row is "
+            "scored; rows it shares with the training table cannot be told apart",
+        }
     tr, va, te = split_rows(data, TrainConfig(**b.meta["train_config"]))
-    by_split = {name: ({**scores(rows), "n_rows": len(rows)} if len(rows) else {"n_rows": 0})
-                for name, rows in (("training", tr), ("hold_out", va), ("untouched", te))}
+    by_split = {
+        name: ({**scores(rows), "n_rows": len(rows)} if len(rows) else {"n_rows": 0})
+        for name, rows in (("training", tr), ("hold_out", va), ("untouched", te))
+    }
     if len(te):
-        return {**scores(te), "dropped": data.dropped, "by_split": by_split,
-                "rows_scored": f"the {len(te):,} untouched test rows of the bundle's own training table",
-                "warning": f"this is the bundle's training table: its {len(tr):,} training and {len(va):,} hold-out "
-                           f"rows are scored apart (by_split); the metrics are of the {len(te):,} untouched rows"}
+        return {
+            **scores(te),
+            "dropped": data.dropped,
+            "by_split": by_split,
+            "rows_scored": f"the {len(te):,} untouched test rows of the bundle's own training table",
+            "warning": f"this is the bundle's training table: its {len(tr):,} training and {len(va):,} hold-out "
+            f"rows are scored apart (by_split); the metrics are of the {len(te):,} untouched rows",
+        }
     if not len(va):
-        raise SchemaError(f"is the bundle's own training table and every row of it was trained on ({len(tr):,})",
-                          "Evaluate on another table (e.g. another year or country), or retrain with "
-                          "`test_fraction` > 0", path=table_path)
-    return {**scores(va), "dropped": data.dropped, "by_split": by_split,
-            "rows_scored": f"the {len(va):,} hold-out rows of the bundle's own training table",
-            "warning": f"this is the bundle's training table and it kept no untouched rows: the metrics are of its "
-                       f"{len(va):,} hold-out rows, which chose the epoch and the temperature (optimistic); its "
-                       f"{len(tr):,} training rows are scored apart (by_split)"}
+        raise SchemaError(
+            f"is the bundle's own training table and every row of it was trained on ({len(tr):,})",
+            "Evaluate on another table (e.g. another year or country), or retrain with `test_fraction` > 0",
+            path=table_path,
+        )
+    return {
+        **scores(va),
+        "dropped": data.dropped,
+        "by_split": by_split,
+        "rows_scored": f"the {len(va):,} hold-out rows of the bundle's own training table",
+        "warning": f"this is the bundle's training table and it kept no untouched rows: the metrics are of its "
+        f"{len(va):,} hold-out rows, which chose the epoch and the temperature (optimistic); its "
+        f"{len(tr):,} training rows are scored apart (by_split)",
+    }
 
 
 def _columns(d: TrainingData, cols: np.ndarray) -> TrainingData:
     return TrainingData(d.x[:, cols], d.lonlat, d.y, d.region, d.dropped, d.cells)
 
 
-def _fit_proba(model: str, d: TrainingData, split: Split, n_classes: int, cfg: TrainConfig, seed: int,
-               aug: PhysicalAugmentation | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _fit_proba(
+    model: str,
+    d: TrainingData,
+    split: Split,
+    n_classes: int,
+    cfg: TrainConfig,
+    seed: int,
+    aug: PhysicalAugmentation | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Predicted classes of the test rows and their probabilities (N, C), or None for a model
     without probabilities (SVM).
     """
     if model in BASELINES:
-        pred, prob = fit_predict_proba_baseline(model, d.x[split.train], d.y[split.train], d.x[split.test],
-                                                seed, n_classes)
+        pred, prob = fit_predict_proba_baseline(
+            model, d.x[split.train], d.y[split.train], d.x[split.test], seed, n_classes
+        )
         return pred, prob
     res = train_bridge(d.take(split.train), n_classes, run_config(model, cfg, seed), augmentation=aug)
     prob = predict_proba(res.model, res.normalizer.transform(d.x[split.test]), d.lonlat[split.test], cfg.device)
     return np.asarray(prob.argmax(1)), prob
 
 
-def scenario_splits(scenario: str, d: TrainingData, seed: int,
-                    regions: list[str] | None = None) -> list[Split]:
+def scenario_splits(scenario: str, d: TrainingData, seed: int, regions: list[str] | None = None) -> list[Split]:
     """The splits of ``extrap``, ``extrap-blocked``, ``loro`` or ``ablation`` (= LORO) for one seed."""
     if scenario == "extrap":
         return [extrap_random(d.y, seed)]
@@ -160,14 +193,22 @@ def seed_rows(n: int, max_rows: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
 
 
-def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: Path,
-                 models: tuple[str, ...] = DEFAULT_MODELS, seeds: tuple[int, ...] = (0,),
-                 cfg: TrainConfig | None = None, regions: list[str] | None = None,
-                 max_rows: int | None = None,
-                 on_result: Callable[[dict[str, Any]], None] | None = None,
-                 adapt_priors: bool = False, select_k: int | None = None,
-                 on_plan: Callable[[int], None] | None = None,
-                 on_start: Callable[[str], None] | None = None) -> pd.DataFrame:
+def run_scenario(
+    table_path: Path,
+    features: list[str],
+    scenario: str,
+    out_dir: Path,
+    models: tuple[str, ...] = DEFAULT_MODELS,
+    seeds: tuple[int, ...] = (0,),
+    cfg: TrainConfig | None = None,
+    regions: list[str] | None = None,
+    max_rows: int | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    adapt_priors: bool = False,
+    select_k: int | None = None,
+    on_plan: Callable[[int], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
     """Run every model on every split and seed and write the tables (module docstring).
 
     Args:
@@ -215,9 +256,20 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_path = out_dir / f"{scenario}_runs.csv"
     sel_path = out_dir / f"{scenario}_selection.csv"
-    settings = json.dumps({"features": features, "level": cfg.level, "epochs": cfg.epochs, "lr": cfg.lr,
-                           "ema": cfg.ema_momentum, "max_rows": max_rows, "n_rows": len(d_all.y),
-                           "select_k": select_k, "protocol": PROTOCOL}, sort_keys=True)
+    settings = json.dumps(
+        {
+            "features": features,
+            "level": cfg.level,
+            "epochs": cfg.epochs,
+            "lr": cfg.lr,
+            "ema": cfg.ema_momentum,
+            "max_rows": max_rows,
+            "n_rows": len(d_all.y),
+            "select_k": select_k,
+            "protocol": PROTOCOL,
+        },
+        sort_keys=True,
+    )
     done = _load_done(runs_path)
     rows: list[dict[str, Any]] = []
     other: list[dict[str, Any]] = []  # runs of other settings: kept in the file, never dropped
@@ -231,15 +283,20 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
     # same trees, so it is fitted once per split key
     xgb_done: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     if on_plan is not None and seeds:
-        n_splits = len(list(scenario_splits(scenario, d_all.take(seed_rows(len(d_all.y), max_rows, seeds[0])),
-                                            seeds[0], regions)))
+        n_splits = len(
+            list(scenario_splits(scenario, d_all.take(seed_rows(len(d_all.y), max_rows, seeds[0])), seeds[0], regions))
+        )
         per_split = len(models) + (sum(m != "svm" for m in models) if adapt_priors else 0)
         on_plan(max(len(seeds) * n_splits * per_split - len(rows), 0))
     for seed in seeds:
         d = d_all.take(seed_rows(len(d_all.y), max_rows, seed))
         for split in scenario_splits(scenario, d, seed, regions):
-            todo = [m for m in models if (split.name, m, seed) not in have
-                    or (adapt_priors and m != "svm" and (split.name, f"{m}+em", seed) not in have)]
+            todo = [
+                m
+                for m in models
+                if (split.name, m, seed) not in have
+                or (adapt_priors and m != "svm" and (split.name, f"{m}+em", seed) not in have)
+            ]
             if not todo:
                 continue
             ds, feats = d, features
@@ -248,8 +305,9 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                 ds, feats = _columns(ds, cols), [features[i] for i in cols]
             aug = PhysicalAugmentation.from_spec(tspec, feats)
             # the split's identity: its training and test rows and features (names repeat across seeds)
-            key = hashlib.sha256(split.train.tobytes() + b"|" + split.test.tobytes()
-                                 + ",".join(feats).encode()).hexdigest()[:16]
+            key = hashlib.sha256(
+                split.train.tobytes() + b"|" + split.test.tobytes() + ",".join(feats).encode()
+            ).hexdigest()[:16]
             fitted: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # this split's models, for nested
             for model in todo:
                 if on_start is not None:
@@ -260,8 +318,9 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                         chosen[key] = winner
                         write_choice(sel_path, settings, split.name, key, seed, winner, scores)
                     # the winner may have run as a model of its own: the same training, reused
-                    pred, prob = fitted.get(chosen[key]) or _fit_proba(chosen[key], ds, split, len(names), cfg,
-                                                                        seed, aug)
+                    pred, prob = fitted.get(chosen[key]) or _fit_proba(
+                        chosen[key], ds, split, len(names), cfg, seed, aug
+                    )
                 elif model == "xgboost" and key in xgb_done:
                     pred, prob = xgb_done[key]
                 else:
@@ -278,14 +337,22 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
                     if (split.name, name, seed) in have:
                         continue
                     m = classification_metrics(ds.y[split.test], p, names)
-                    row = {"scenario": scenario, "level": cfg.level, "split": split.name, "model": name,
-                           "seed": seed, "accuracy": m["overall_accuracy"], "weighted_f1": m["weighted_f1"],
-                           "ece": expected_calibration_error(pb, ds.y[split.test]) if pb is not None else float("nan"),
-                           "n_train": len(split.train), "n_test": len(split.test),
-                           "flags": "; ".join(split.flags),
-                           "confusion": json.dumps({"rows": "map", "matrix": m["confusion"]["matrix"]}),
-                           "chosen": chosen.get(key, "") if model == "nested" else "",
-                           "settings": settings}
+                    row = {
+                        "scenario": scenario,
+                        "level": cfg.level,
+                        "split": split.name,
+                        "model": name,
+                        "seed": seed,
+                        "accuracy": m["overall_accuracy"],
+                        "weighted_f1": m["weighted_f1"],
+                        "ece": expected_calibration_error(pb, ds.y[split.test]) if pb is not None else float("nan"),
+                        "n_train": len(split.train),
+                        "n_test": len(split.test),
+                        "flags": "; ".join(split.flags),
+                        "confusion": json.dumps({"rows": "map", "matrix": m["confusion"]["matrix"]}),
+                        "chosen": chosen.get(key, "") if model == "nested" else "",
+                        "settings": settings,
+                    }
                     rows.append(row)
                     have.add((split.name, name, seed))
                     _write_runs(runs_path, other + rows)
@@ -295,16 +362,23 @@ def run_scenario(table_path: Path, features: list[str], scenario: str, out_dir: 
     df = pd.DataFrame(rows)
     df = df[df["seed"].isin(seeds) & df["model"].isin(wanted)].reset_index(drop=True)
     left_out = {k: v for k, v in d_all.dropped.items() if v}
-    notes = [f"{len(d_all.y):,} usable rows" + (f"; rows left out (dropped, not imputed): {left_out}"
-                                                if left_out else "; no rows left out"),
-             (f"each seed uses its own random subsample of {max_rows:,} rows" if max_rows and len(d_all.y) > max_rows
-              else "every seed uses all usable rows; XGBoost (no row or column sampling) is deterministic: "
-                   "where a split's rows are the same for every seed (LORO), its seeds repeat one fit and its CI is 0")]
+    notes = [
+        f"{len(d_all.y):,} usable rows"
+        + (f"; rows left out (dropped, not imputed): {left_out}" if left_out else "; no rows left out"),
+        (
+            f"each seed uses its own random subsample of {max_rows:,} rows"
+            if max_rows and len(d_all.y) > max_rows
+            else "every seed uses all usable rows; XGBoost (no row or column sampling) is deterministic: "
+            "where a split's rows are the same for every seed (LORO), its seeds repeat one fit and its CI is 0"
+        ),
+    ]
     if select_k:
         notes.append(f"features: top {select_k} by RF importance fitted on each split's training rows")
     if "nested" in models:
-        notes.append(f"nested: per split, the best of {list(CANDIDATES)} on a blocked hold-out of whole "
-                     f"EEA 100 km cells inside the training side ({sel_path.name})")
+        notes.append(
+            f"nested: per split, the best of {list(CANDIDATES)} on a blocked hold-out of whole "
+            f"EEA 100 km cells inside the training side ({sel_path.name})"
+        )
     write_reports(df, scenario, names, out_dir, notes=notes)
     return df
 
@@ -323,8 +397,9 @@ def _write_runs(path: Path, rows: list[dict[str, Any]]) -> None:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
-def write_reports(df: pd.DataFrame, scenario: str, class_names: list[str], out_dir: Path,
-                  notes: list[str] | None = None) -> None:
+def write_reports(
+    df: pd.DataFrame, scenario: str, class_names: list[str], out_dir: Path, notes: list[str] | None = None
+) -> None:
     """Write the summary (Markdown + CSV), per-class CSV and confusion PNGs of a scenario;
     ``notes`` are printed under the Markdown table.
     """
@@ -332,8 +407,7 @@ def write_reports(df: pd.DataFrame, scenario: str, class_names: list[str], out_d
     with atomic_path(out_dir / f"{scenario}_summary.csv") as tmp:
         summary.to_csv(tmp, index=False)
     with atomic_path(out_dir / f"{scenario}_summary.md") as tmp:
-        tmp.write_text(summary_markdown(df, scenario) + "".join(f"\n{n}\n" for n in notes or []),
-                       encoding="utf-8")
+        tmp.write_text(summary_markdown(df, scenario) + "".join(f"\n{n}\n" for n in notes or []), encoding="utf-8")
     per_class = per_class_table(df, class_names)
     with atomic_path(out_dir / f"{scenario}_per_class.csv") as tmp:
         per_class.to_csv(tmp, index=False)
@@ -341,17 +415,23 @@ def write_reports(df: pd.DataFrame, scenario: str, class_names: list[str], out_d
     for model, g in df.groupby("model", sort=False):
         cm = _summed_confusion(g)
         slug = str(model).replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", "")
-        confusion_png(cm, class_names, out_dir / f"{scenario}_confusion_{slug}.png",
-                      title=f"{scenario}: {model} ({g['seed'].nunique()} seed(s), {g['split'].nunique()} split(s))")
+        confusion_png(
+            cm,
+            class_names,
+            out_dir / f"{scenario}_confusion_{slug}.png",
+            title=f"{scenario}: {model} ({g['seed'].nunique()} seed(s), {g['split'].nunique()} split(s))",
+        )
 
 
 def _summed_confusion(g: pd.DataFrame) -> np.ndarray:
     """The runs' confusion matrices summed, rows = map, columns = reference (a run recorded by an
     eulc before issue #26 stored a bare matrix with rows = reference: it is transposed).
     """
+
     def one(c: str) -> np.ndarray:
         v = json.loads(c)
         return np.asarray(v["matrix"]) if isinstance(v, dict) else np.asarray(v).T
+
     return np.sum([one(c) for c in g["confusion"]], axis=0)
 
 
@@ -365,8 +445,16 @@ def per_class_table(df: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
         acc = class_accuracies(_summed_confusion(g), class_names, rows="reference", undefined=float("nan"))
         for name in class_names:
             r = acc[name]
-            out.append({"model": model, "class": name, "f1": r["f1"], "users_accuracy": r["users_accuracy"],
-                        "producers_accuracy": r["producers_accuracy"], "support": r["reference_total"]})
+            out.append(
+                {
+                    "model": model,
+                    "class": name,
+                    "f1": r["f1"],
+                    "users_accuracy": r["users_accuracy"],
+                    "producers_accuracy": r["producers_accuracy"],
+                    "support": r["reference_total"],
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -427,9 +515,12 @@ def summary_markdown(df: pd.DataFrame, scenario: str) -> str:
     """
     s = summary_table(df)
     level = str(df["level"].iloc[0]) if "level" in df.columns and len(df) else ""
-    lines = [f"# {scenario} ({level}): weighted F1 / accuracy / ECE (%), mean ± 95% CI over "
-             f"{df['seed'].nunique()} seed(s)", "",
-             "| split | model | weighted F1 | accuracy | ECE | n test | flags |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {scenario} ({level}): weighted F1 / accuracy / ECE (%), mean ± 95% CI over {df['seed'].nunique()} seed(s)",
+        "",
+        "| split | model | weighted F1 | accuracy | ECE | n test | flags |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def fmt(m: float, h: float) -> str:
         if np.isnan(m):
@@ -438,7 +529,9 @@ def summary_markdown(df: pd.DataFrame, scenario: str) -> str:
 
     flags = df.groupby("split")["flags"].first().fillna("").to_dict()
     for r in s.to_dict("records"):
-        lines.append(f"| {r['split']} | {r['model']} | {fmt(r['weighted_f1'], r['weighted_f1_ci95'])} | "
-                     f"{fmt(r['accuracy'], r['accuracy_ci95'])} | {fmt(r['ece'], r['ece_ci95'])} | "
-                     f"{int(r['n_test']):,} | {flags.get(r['split'], '')} |")
+        lines.append(
+            f"| {r['split']} | {r['model']} | {fmt(r['weighted_f1'], r['weighted_f1_ci95'])} | "
+            f"{fmt(r['accuracy'], r['accuracy_ci95'])} | {fmt(r['ece'], r['ece_ci95'])} | "
+            f"{int(r['n_test']):,} | {flags.get(r['split'], '')} |"
+        )
     return "\n".join(lines) + "\n"

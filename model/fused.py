@@ -28,8 +28,11 @@ def _frequencies(encoding: str, pe_dim: int) -> torch.Tensor:
     d = pe_dim // 2
     k = d // 2
     if encoding == "multiscale":
-        lam = torch.logspace(torch.log10(torch.tensor(MULTISCALE_MIN_WAVELENGTH_DEG)),
-                             torch.log10(torch.tensor(MULTISCALE_MAX_WAVELENGTH_DEG)), k)
+        lam = torch.logspace(
+            torch.log10(torch.tensor(MULTISCALE_MIN_WAVELENGTH_DEG)),
+            torch.log10(torch.tensor(MULTISCALE_MAX_WAVELENGTH_DEG)),
+            k,
+        )
         return 2 * torch.pi / lam
     i = torch.arange(k, dtype=torch.float32)
     return torch.pow(torch.tensor(10000.0), -2.0 * i / d)
@@ -56,8 +59,11 @@ def _fold_bn(lin: nn.Linear, bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Te
 
 def _linear_bn_pairs(seq: nn.Sequential) -> list[tuple[nn.Linear, nn.BatchNorm1d]]:
     mods = list(seq)
-    return [(m, mods[i + 1]) for i, m in enumerate(mods)  # type: ignore[misc]
-            if isinstance(m, nn.Linear) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm1d)]
+    return [
+        (m, mods[i + 1])  # type: ignore[misc]
+        for i, m in enumerate(mods)
+        if isinstance(m, nn.Linear) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm1d)
+    ]
 
 
 def _acc(h: torch.Tensor, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -89,7 +95,7 @@ class FusedClassifier(nn.Module):
             self.omega: torch.Tensor
             self.register_buffer("omega", _frequencies(cfg.encoding, cfg.pe_dim))
             if isinstance(net.location, nn.Sequential):
-                (l1, bn1), = _linear_bn_pairs(net.location)
+                ((l1, bn1),) = _linear_bn_pairs(net.location)
                 w, b = _fold_bn(l1, bn1)
                 last = [m for m in net.location if isinstance(m, nn.Linear)][-1]
                 ws_, wc_ = _split_pe_columns(w, cfg.pe_dim)
@@ -162,8 +168,9 @@ class FusedClassifier(nn.Module):
         h = h.relu_()
         last = len(self.hidden_w) - 1
         for i, (w, b) in enumerate(zip(self.hidden_w, self.hidden_b, strict=True)):
-            h = (torch.addmm(b, h, w.t(), out=out) if i == last and out is not None
-                 else torch.addmm(b, h, w.t())).relu_()
+            h = (
+                torch.addmm(b, h, w.t(), out=out) if i == last and out is not None else torch.addmm(b, h, w.t())
+            ).relu_()
         if out is not None and last < 0:  # a one-layer encoder: no hidden product to write into out
             h = out.copy_(h)
         return h

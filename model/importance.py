@@ -39,8 +39,9 @@ def default_k(n_features: int) -> int:
 
 
 def _rf(seed: int) -> RandomForestClassifier:
-    return RandomForestClassifier(n_estimators=130, min_samples_leaf=2, max_features="sqrt",
-                                  n_jobs=-1, random_state=seed)
+    return RandomForestClassifier(
+        n_estimators=130, min_samples_leaf=2, max_features="sqrt", n_jobs=-1, random_state=seed
+    )
 
 
 def _blocked(y: np.ndarray, cells: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,16 +72,24 @@ class Importance:
         per-seed top-k sets, and the share of the final top-k chosen by every seed.
         """
         tops = [set(np.argsort(-s, kind="stable")[:k].tolist()) for s in self.per_seed]
-        pairs = [len(a & b) / len(a | b) for i, a in enumerate(tops) for b in tops[i + 1:]]
+        pairs = [len(a & b) / len(a | b) for i, a in enumerate(tops) for b in tops[i + 1 :]]
         final = {self.names.index(n) for n in self.ranking()[:k]}
         always = final.intersection(*tops) if tops else set()
-        return {"jaccard_mean": float(np.mean(pairs)) if pairs else 1.0,
-                "share_in_every_seed": len(always) / max(len(final), 1)}
+        return {
+            "jaccard_mean": float(np.mean(pairs)) if pairs else 1.0,
+            "share_in_every_seed": len(always) / max(len(final), 1),
+        }
 
 
-def rf_importance(x: np.ndarray, y: np.ndarray, cells: np.ndarray, names: list[str],
-                  method: Method = "mdi", seeds: tuple[int, ...] = (0, 1, 2),
-                  on_seed: Callable[[int], None] | None = None) -> Importance:
+def rf_importance(
+    x: np.ndarray,
+    y: np.ndarray,
+    cells: np.ndarray,
+    names: list[str],
+    method: Method = "mdi",
+    seeds: tuple[int, ...] = (0, 1, 2),
+    on_seed: Callable[[int], None] | None = None,
+) -> Importance:
     """RF importance of each feature, averaged over seeds.
 
     Args:
@@ -95,8 +104,9 @@ def rf_importance(x: np.ndarray, y: np.ndarray, cells: np.ndarray, names: list[s
         SchemaError: shapes disagree or fewer than 2 classes.
     """
     if x.shape[1] != len(names) or len(x) != len(y):
-        raise SchemaError(f"{x.shape} features for {len(names)} names and {len(y)} labels",
-                          "Pass the arrays of one table")
+        raise SchemaError(
+            f"{x.shape} features for {len(names)} names and {len(y)} labels", "Pass the arrays of one table"
+        )
     if len(np.unique(y)) < 2:
         raise SchemaError("fewer than 2 classes in the table", "Use a labelled table")
     per_seed = []
@@ -106,8 +116,15 @@ def rf_importance(x: np.ndarray, y: np.ndarray, cells: np.ndarray, names: list[s
         else:
             tr, te = _blocked(y, cells, seed)
             rf = _rf(seed).fit(x[tr], y[tr])
-            r = permutation_importance(rf, x[te], y[te], n_repeats=3, random_state=seed, n_jobs=1,
-                                       scoring=lambda m, a, b: f1_score(b, m.predict(a), average="weighted"))
+            r = permutation_importance(
+                rf,
+                x[te],
+                y[te],
+                n_repeats=3,
+                random_state=seed,
+                n_jobs=1,
+                scoring=lambda m, a, b: f1_score(b, m.predict(a), average="weighted"),
+            )
             imp = np.clip(r.importances_mean, 0, None)
         tot = imp.sum()
         per_seed.append(imp / tot if tot > 0 else np.full(len(names), 1 / len(names)))
@@ -125,17 +142,22 @@ def select_top_k(spec: FeatureSpec, imp: Importance, k: int) -> FeatureSelection
         SchemaError: k outside 1 … F.
     """
     if not 1 <= k <= len(imp.names):
-        raise SchemaError(f"k = {k} but the table has {len(imp.names)} features",
-                          f"Give `k` between 1 and {len(imp.names)}")
+        raise SchemaError(
+            f"k = {k} but the table has {len(imp.names)} features", f"Give `k` between 1 and {len(imp.names)}"
+        )
     top = imp.ranking()[:k]
     added = [n for f in top for n in spec.derived_inputs(spec.feature(f)) if n not in top]
     top += list(dict.fromkeys(added))  # a derived feature is computed from its inputs: keep them
     st = imp.stability(k)
-    sel = FeatureSelection.of(spec, top, f"rf-{imp.method}",
-                              note=f"seeds {imp.seeds}; top-{k} Jaccard across seeds "
-                                   f"{st['jaccard_mean']:.3f}, share chosen by every seed "
-                                   f"{st['share_in_every_seed']:.3f}"
-                                   + (f"; inputs of derived features added: {sorted(set(added))}" if added else ""))
+    sel = FeatureSelection.of(
+        spec,
+        top,
+        f"rf-{imp.method}",
+        note=f"seeds {imp.seeds}; top-{k} Jaccard across seeds "
+        f"{st['jaccard_mean']:.3f}, share chosen by every seed "
+        f"{st['share_in_every_seed']:.3f}"
+        + (f"; inputs of derived features added: {sorted(set(added))}" if added else ""),
+    )
     return sel.with_scores(imp.seeds[0], {n: float(imp.scores[imp.names.index(n)]) for n in top})
 
 
@@ -147,9 +169,16 @@ def default_ks(n: int) -> list[int]:
     return sorted(set(grid) | {n, default_k(n)})
 
 
-def accuracy_vs_k(x: np.ndarray, y: np.ndarray, cells: np.ndarray, names: list[str],
-                  method: Method = "mdi", ks: list[int] | None = None, seed: int = 0,
-                  on_k: Callable[[int, float], None] | None = None) -> pd.DataFrame:
+def accuracy_vs_k(
+    x: np.ndarray,
+    y: np.ndarray,
+    cells: np.ndarray,
+    names: list[str],
+    method: Method = "mdi",
+    ks: list[int] | None = None,
+    seed: int = 0,
+    on_k: Callable[[int, float], None] | None = None,
+) -> pd.DataFrame:
     """Weighted F1 and accuracy of the paper's RF on the top-k features, for each k, on a
     spatially blocked 75/25 split (whole EEA 100 km cells held out).
 
@@ -190,7 +219,6 @@ def curve_png(curve: pd.DataFrame, dest: str, title: str = "", k_marked: int | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(curve["k"], curve["weighted_f1"] * 100, "o-", label="weighted F1")
     ax.plot(curve["k"], curve["accuracy"] * 100, "s--", label="accuracy")
@@ -205,4 +233,3 @@ def curve_png(curve: pd.DataFrame, dest: str, title: str = "", k_marked: int | N
     with atomic_path(dest) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-

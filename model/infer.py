@@ -14,8 +14,7 @@ BATCH = 16_384
 """Sub-batch size in pixels/samples (≤ 16k on CPU: measured ~2× faster than 65k; issue #5)."""
 
 
-def predict_proba(net: BridgeLC, x_normalized: np.ndarray, lonlat_deg: np.ndarray,
-                  device: str = "cpu") -> np.ndarray:
+def predict_proba(net: BridgeLC, x_normalized: np.ndarray, lonlat_deg: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Class probabilities of N samples.
 
     Args:
@@ -38,8 +37,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(1, keepdims=True), dtype=np.float32)
 
 
-def predict_logits_np(net: BridgeLC, x_normalized: np.ndarray, lonlat_deg: np.ndarray,
-                      device: str = "cpu") -> np.ndarray:
+def predict_logits_np(
+    net: BridgeLC, x_normalized: np.ndarray, lonlat_deg: np.ndarray, device: str = "cpu"
+) -> np.ndarray:
     """Class logits (N, C) float32, divided by the net's calibration temperature; the inputs
     are as for :func:`predict_proba`.
     """
@@ -47,8 +47,8 @@ def predict_logits_np(net: BridgeLC, x_normalized: np.ndarray, lonlat_deg: np.nd
     out = []
     with torch.inference_mode():
         for i in range(0, len(x_normalized), BATCH):
-            xb = torch.from_numpy(np.ascontiguousarray(x_normalized[i:i + BATCH])).to(device)
-            lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i:i + BATCH], dtype=np.float32)).to(device)
+            xb = torch.from_numpy(np.ascontiguousarray(x_normalized[i : i + BATCH])).to(device)
+            lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i : i + BATCH], dtype=np.float32)).to(device)
             out.append(net.predict_logits(xb, lb).float().cpu().numpy())
     return np.concatenate(out) if out else np.empty((0, net.cfg.n_classes), np.float32)
 
@@ -65,8 +65,10 @@ def resolve_device(device: str) -> torch.device:
     if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
         raise EulcError(f"`device` {device!r} is not a device", "Use auto, cpu, cuda or cuda:N")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise EulcError("`device` cuda was given but torch sees no CUDA GPU",
-                        "Use `device` cpu or auto, or install a CUDA build of torch")
+        raise EulcError(
+            "`device` cuda was given but torch sees no CUDA GPU",
+            "Use `device` cpu or auto, or install a CUDA build of torch",
+        )
     return torch.device(device)
 
 

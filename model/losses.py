@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 
 
-def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07
-                ) -> torch.Tensor:
+def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
     """Supervised contrastive loss over a batch of embeddings.
 
     Each embedding is L2-normalised. For anchor i with positives P(i) (same label, j ≠ i),

@@ -34,8 +34,15 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[s
         "overall_accuracy": float(accuracy_score(y_true, y_pred)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "n": int(len(y_true)),
-        "per_class": {n: {"users_accuracy": a["users_accuracy"], "producers_accuracy": a["producers_accuracy"],
-                          "f1": a["f1"], "support": a["reference_total"]} for n, a in acc.items()},
+        "per_class": {
+            n: {
+                "users_accuracy": a["users_accuracy"],
+                "producers_accuracy": a["producers_accuracy"],
+                "f1": a["f1"],
+                "support": a["reference_total"],
+            }
+            for n, a in acc.items()
+        },
         "confusion": {"rows": "map", "columns": "reference", "classes": names, "matrix": cm.tolist()},
     }
 

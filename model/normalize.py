@@ -63,6 +63,7 @@ class AffineNormalizer:
 
     def transform_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`transform` for a float32 tensor (N, F) on any device (training batches)."""
+
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a).to(device=x.device, dtype=x.dtype)
 
@@ -72,14 +73,19 @@ class AffineNormalizer:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able statistics (``method`` plus the arrays as lists; ±inf as None)."""
+
         def bound(a: np.ndarray) -> list[float | None]:
             return [float(v) if np.isfinite(v) else None for v in a]
 
         if self.method == "minmax":  # the format earlier bundles use
-            return {"method": "minmax", "min": self.center.tolist(),
-                    "max": (self.center + self.scale).tolist()}
-        return {"method": self.method, "center": self.center.tolist(), "scale": self.scale.tolist(),
-                "lo": bound(self.lo), "hi": bound(self.hi)}
+            return {"method": "minmax", "min": self.center.tolist(), "max": (self.center + self.scale).tolist()}
+        return {
+            "method": self.method,
+            "center": self.center.tolist(),
+            "scale": self.scale.tolist(),
+            "lo": bound(self.lo),
+            "hi": bound(self.hi),
+        }
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> AffineNormalizer:
@@ -100,8 +106,9 @@ class AffineNormalizer:
         scale = np.asarray(d["scale"], np.float32)
         if not (scale > 0).all():
             raise ValueError("normaliser scale must be > 0")
-        return AffineNormalizer(np.asarray(d["center"], np.float32), scale,
-                                bound(d["lo"], -np.inf), bound(d["hi"], np.inf), "robust")
+        return AffineNormalizer(
+            np.asarray(d["center"], np.float32), scale, bound(d["lo"], -np.inf), bound(d["hi"], np.inf), "robust"
+        )
 
 
 def MinMaxNormalizer(minimum: np.ndarray, maximum: np.ndarray) -> AffineNormalizer:  # noqa: N802
@@ -127,9 +134,11 @@ def fit_normalizer(x: np.ndarray, method: Literal["minmax", "robust"] = "minmax"
     if method == "minmax":
         return MinMaxNormalizer(np.nanmin(x, axis=0), np.nanmax(x, axis=0))
     lo, q25, med, q75, hi = np.nanpercentile(
-        x, [ROBUST_CLIP_PERCENTILES[0], 25, 50, 75, ROBUST_CLIP_PERCENTILES[1]], axis=0)
+        x, [ROBUST_CLIP_PERCENTILES[0], 25, 50, 75, ROBUST_CLIP_PERCENTILES[1]], axis=0
+    )
     scale = (q75 - q25) / IQR_TO_SD
     scale = np.where(scale > 0, scale, (hi - lo) / 4)
     scale = np.where(scale > 0, scale, 1.0)
-    return AffineNormalizer(med.astype(np.float32), scale.astype(np.float32),
-                            lo.astype(np.float32), hi.astype(np.float32), "robust")
+    return AffineNormalizer(
+        med.astype(np.float32), scale.astype(np.float32), lo.astype(np.float32), hi.astype(np.float32), "robust"
+    )

@@ -66,8 +66,14 @@ def landscape_features(spec: FeatureSpec) -> list[str]:
     002 clusters the per-patch band means; the bundle's band medians are their per-pixel analogue.
     """
     s2 = [f for f in spec.features if spec.sensors[f.sensor].kind == "s2"]
-    bands = [f.name for f in s2 if f.derived is None and f.kernel_radius_px is None
-             and _BAND.fullmatch(f.source) and f.stat in ("median", "p50")]
+    bands = [
+        f.name
+        for f in s2
+        if f.derived is None
+        and f.kernel_radius_px is None
+        and _BAND.fullmatch(f.source)
+        and f.stat in ("median", "p50")
+    ]
     return bands or [f.name for f in s2] or [f.name for f in spec.features]
 
 
@@ -140,13 +146,20 @@ class OODReference:
             c = torch.from_numpy(self.centroids.astype(np.float32))
             m = torch.from_numpy(self.class_means.astype(np.float32))
             w = torch.from_numpy(self.whitener.astype(np.float32))
-            cache[key] = {k: v.contiguous().to(device) for k, v in {
-                "idx": torch.as_tensor(self.landscape_index, dtype=torch.long),
-                "mean": torch.from_numpy(self.mean.astype(np.float32)),
-                "inv_std": torch.from_numpy((1.0 / self.std).astype(np.float32)),
-                "cent_w": -2.0 * c.t(), "cent_sq": (c * c).sum(1),
-                "rare": torch.from_numpy(self.share < self.rare_share),
-                "whitener": w, "means_t": m.t(), "means_sq": (m * m).sum(1)}.items()}
+            cache[key] = {
+                k: v.contiguous().to(device)
+                for k, v in {
+                    "idx": torch.as_tensor(self.landscape_index, dtype=torch.long),
+                    "mean": torch.from_numpy(self.mean.astype(np.float32)),
+                    "inv_std": torch.from_numpy((1.0 / self.std).astype(np.float32)),
+                    "cent_w": -2.0 * c.t(),
+                    "cent_sq": (c * c).sum(1),
+                    "rare": torch.from_numpy(self.share < self.rare_share),
+                    "whitener": w,
+                    "means_t": m.t(),
+                    "means_sq": (m * m).sum(1),
+                }.items()
+            }
         return cache[key]
 
     def landscape(self, x: torch.Tensor, selected: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +196,7 @@ class OODReference:
         """
         out = torch.empty(len(x), dtype=torch.bool, device=x.device)
         for i in range(0, len(x), batch):
-            out[i:i + batch] = self.is_rare(*self.landscape(x[i:i + batch]))
+            out[i : i + batch] = self.is_rare(*self.landscape(x[i : i + batch]))
         return out
 
     def far(self, h: torch.Tensor) -> torch.Tensor:
@@ -198,10 +211,16 @@ class OODReference:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON half (everything but the arrays), as written to ``ood.json``."""
-        return {"format": OOD_FORMAT, "landscape_features": self.landscape_features,
-                "landscape_threshold": self.landscape_threshold, "distance_threshold": self.distance_threshold,
-                "regions": self.regions, "codes": {str(k): v for k, v in OOD_CODES.items()},
-                "cluster_share": [round(float(s), 6) for s in self.share], **self.info}
+        return {
+            "format": OOD_FORMAT,
+            "landscape_features": self.landscape_features,
+            "landscape_threshold": self.landscape_threshold,
+            "distance_threshold": self.distance_threshold,
+            "regions": self.regions,
+            "codes": {str(k): v for k, v in OOD_CODES.items()},
+            "cluster_share": [round(float(s), 6) for s in self.share],
+            **self.info,
+        }
 
 
 def embeddings(net: FusedClassifier, x: np.ndarray, lonlat_deg: np.ndarray) -> np.ndarray:
@@ -212,16 +231,27 @@ def embeddings(net: FusedClassifier, x: np.ndarray, lonlat_deg: np.ndarray) -> n
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), EMBED_BATCH):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + EMBED_BATCH], dtype=np.float32))
-            lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i:i + EMBED_BATCH], dtype=np.float32))
+            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + EMBED_BATCH], dtype=np.float32))
+            lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i : i + EMBED_BATCH], dtype=np.float32))
             out.append(net.embed(xb, lb).numpy())
     return np.concatenate(out) if out else np.empty((0, net.head_w.shape[1]), np.float32)
 
 
-def fit_ood(net: FusedClassifier, features: list[str], spec: FeatureSpec, x: np.ndarray, lonlat_deg: np.ndarray,
-            y: np.ndarray, region: np.ndarray, regions: list[str], k: int = DEFAULT_K,
-            quantile: float = DEFAULT_QUANTILE, rare_share: float = DEFAULT_RARE_SHARE, seed: int = 0,
-            rank: int = DEFAULT_RANK) -> OODReference:
+def fit_ood(
+    net: FusedClassifier,
+    features: list[str],
+    spec: FeatureSpec,
+    x: np.ndarray,
+    lonlat_deg: np.ndarray,
+    y: np.ndarray,
+    region: np.ndarray,
+    regions: list[str],
+    k: int = DEFAULT_K,
+    quantile: float = DEFAULT_QUANTILE,
+    rare_share: float = DEFAULT_RARE_SHARE,
+    seed: int = 0,
+    rank: int = DEFAULT_RANK,
+) -> OODReference:
     """Fit the reference on a bundle's training rows.
 
     Args:
@@ -237,8 +267,10 @@ def fit_ood(net: FusedClassifier, features: list[str], spec: FeatureSpec, x: np.
         BundleError: fewer rows than ``4 k``, a non-positive ``k`` or a quantile outside (0, 1).
     """
     if k < 1 or len(x) < 4 * k:
-        raise BundleError(f"an OOD reference with K = {k} landscapes needs at least {4 * max(k, 1)} training rows "
-                          f"(has {len(x)})", "Lower `landscapes`, or train on more rows")
+        raise BundleError(
+            f"an OOD reference with K = {k} landscapes needs at least {4 * max(k, 1)} training rows (has {len(x)})",
+            "Lower `landscapes`, or train on more rows",
+        )
     if not 0 < quantile < 1:
         raise BundleError(f"the OOD quantile {quantile} is outside (0, 1)", "Use e.g. 0.99")
     names = landscape_features(spec)
@@ -267,15 +299,33 @@ def fit_ood(net: FusedClassifier, features: list[str], spec: FeatureSpec, x: np.
     r = min(rank, len(evals))
     whitener = evecs[:, :r] / np.sqrt(evals[:r])  # |(z-μ) W|² = Σ_i (v_i·(z-μ))² / λ_i over the r smallest λ
     ref = OODReference(
-        landscape_features=names, landscape_index=idx, mean=mean.astype(np.float32), std=std.astype(np.float32),
-        centroids=km.cluster_centers_.astype(np.float32), share=share, region_share=region_share,
-        landscape_threshold=float(np.quantile(d_land, quantile)), whitener=whitener.astype(np.float32),
-        class_means=(mus @ whitener).astype(np.float32), distance_threshold=0.0, regions=list(regions),
-        info={"k": k, "quantile": quantile, "rare_share": rare_share, "seed": seed, "n_rows": int(len(x)), "rank": r,
-              "method": {"landscape": "K-Means on standardised S2 band medians (seed 002)",
-                         "distance": "class-conditional Mahalanobis, tied covariance, penultimate "
-                                     "embedding (Lee et al. 2018), on the smallest-variance principal "
-                                     "directions (Kamoi & Kobayashi 2020)"}})
+        landscape_features=names,
+        landscape_index=idx,
+        mean=mean.astype(np.float32),
+        std=std.astype(np.float32),
+        centroids=km.cluster_centers_.astype(np.float32),
+        share=share,
+        region_share=region_share,
+        landscape_threshold=float(np.quantile(d_land, quantile)),
+        whitener=whitener.astype(np.float32),
+        class_means=(mus @ whitener).astype(np.float32),
+        distance_threshold=0.0,
+        regions=list(regions),
+        info={
+            "k": k,
+            "quantile": quantile,
+            "rare_share": rare_share,
+            "seed": seed,
+            "n_rows": int(len(x)),
+            "rank": r,
+            "method": {
+                "landscape": "K-Means on standardised S2 band medians (seed 002)",
+                "distance": "class-conditional Mahalanobis, tied covariance, penultimate "
+                "embedding (Lee et al. 2018), on the smallest-variance principal "
+                "directions (Kamoi & Kobayashi 2020)",
+            },
+        },
+    )
     with torch.inference_mode():  # the threshold from the very float32 code the map runs
         d_feat = ref.distance(torch.from_numpy(z.astype(np.float32))).numpy()
     ref.distance_threshold = float(np.quantile(d_feat, quantile))
@@ -290,13 +340,21 @@ def save_ood(folder: Path, ref: OODReference, bundle_digest: str) -> None:
         OSError: the folder cannot be written (the files already there are left whole).
     """
     folder = Path(folder)
-    arrays = {"mean": ref.mean, "std": ref.std, "centroids": ref.centroids, "share": ref.share,
-              "region_share": ref.region_share, "whitener": ref.whitener, "class_means": ref.class_means}
+    arrays = {
+        "mean": ref.mean,
+        "std": ref.std,
+        "centroids": ref.centroids,
+        "share": ref.share,
+        "region_share": ref.region_share,
+        "whitener": ref.whitener,
+        "class_means": ref.class_means,
+    }
     with atomic_path(folder / OOD_WEIGHTS, recognise=_in_bundle) as tmp:
         save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, str(tmp))
         sha = file_sha256(tmp)
-    write_json(folder / OOD_META, {**ref.to_json(), "bundle_digest": bundle_digest, "arrays_sha256": sha},
-               recognise=_in_bundle)
+    write_json(
+        folder / OOD_META, {**ref.to_json(), "bundle_digest": bundle_digest, "arrays_sha256": sha}, recognise=_in_bundle
+    )
 
 
 def _in_bundle(path: Path) -> bool:
@@ -308,8 +366,7 @@ def _in_bundle(path: Path) -> bool:
     return isinstance(fmt, str) and fmt.startswith("eulc-bundle/")
 
 
-def load_ood(folder: Path, bundle_digest: str, features: list[str], hidden: int, n_classes: int
-             ) -> OODReference | None:
+def load_ood(folder: Path, bundle_digest: str, features: list[str], hidden: int, n_classes: int) -> OODReference | None:
     """The reference stored in a bundle folder, or None when it has none (an earlier bundle).
 
     Args:
@@ -326,8 +383,9 @@ def load_ood(folder: Path, bundle_digest: str, features: list[str], hidden: int,
         return None
     refit = "Refit it with `eulc ood` from the table it was trained on (`table`)"
     if not (w.is_file() and m.is_file()):
-        raise BundleError(f"holds {m.name if m.is_file() else w.name} without "
-                          f"{w.name if m.is_file() else m.name}", refit, path=folder)
+        raise BundleError(
+            f"holds {m.name if m.is_file() else w.name} without {w.name if m.is_file() else m.name}", refit, path=folder
+        )
     try:
         meta = json.loads(m.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -335,11 +393,15 @@ def load_ood(folder: Path, bundle_digest: str, features: list[str], hidden: int,
     if not isinstance(meta, dict) or meta.get("format") != OOD_FORMAT:
         raise BundleError(f"format is not {OOD_FORMAT!r}", refit, path=m)
     if meta.get("bundle_digest") != bundle_digest:
-        raise BundleError(f"was fitted for the model {meta.get('bundle_digest')!r}, "
-                          f"not this bundle's {bundle_digest!r}", refit, path=m)
+        raise BundleError(
+            f"was fitted for the model {meta.get('bundle_digest')!r}, not this bundle's {bundle_digest!r}",
+            refit,
+            path=m,
+        )
     if file_sha256(w) != meta.get("arrays_sha256"):
-        raise BundleError("does not match the SHA-256 recorded in ood.json (an interrupted `eulc ood`, or an "
-                          "edit)", refit, path=w)
+        raise BundleError(
+            "does not match the SHA-256 recorded in ood.json (an interrupted `eulc ood`, or an edit)", refit, path=w
+        )
     try:
         a = {k: v.numpy() for k, v in load_file(str(w)).items()}
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types on a damaged file
@@ -348,19 +410,39 @@ def load_ood(folder: Path, bundle_digest: str, features: list[str], hidden: int,
     try:
         names = list(meta["landscape_features"])
         idx = [features.index(n) for n in names]
-        ref = OODReference(names, idx, a["mean"], a["std"], a["centroids"], a["share"], a["region_share"],
-                           float(meta["landscape_threshold"]), a["whitener"], a["class_means"],
-                           float(meta["distance_threshold"]), list(meta["regions"]),
-                           {k: v for k, v in meta.items() if k in ("k", "quantile", "rare_share", "seed", "n_rows",
-                                                                   "method", "fitted_on", "arrays_sha256", "rank")})
+        ref = OODReference(
+            names,
+            idx,
+            a["mean"],
+            a["std"],
+            a["centroids"],
+            a["share"],
+            a["region_share"],
+            float(meta["landscape_threshold"]),
+            a["whitener"],
+            a["class_means"],
+            float(meta["distance_threshold"]),
+            list(meta["regions"]),
+            {
+                k: v
+                for k, v in meta.items()
+                if k
+                in ("k", "quantile", "rare_share", "seed", "n_rows", "method", "fitted_on", "arrays_sha256", "rank")
+            },
+        )
     except (KeyError, ValueError, TypeError) as e:
         raise BundleError(f"lacks or mangles {e}", refit, path=m) from None
     ref.info["meta_sha256"] = file_sha256(m)  # an edit of a threshold changes the resume key (digest)
     b = len(names)
-    shapes_ok = (ref.mean.shape == ref.std.shape == (b,) and ref.centroids.shape[1:] == (b,)
-                 and ref.share.shape == (ref.k,) and ref.region_share.shape == (ref.k, len(ref.regions))
-                 and ref.whitener.shape[0] == hidden and ref.class_means.shape[1:] == ref.whitener.shape[1:]
-                 and len(ref.class_means) <= n_classes)
+    shapes_ok = (
+        ref.mean.shape == ref.std.shape == (b,)
+        and ref.centroids.shape[1:] == (b,)
+        and ref.share.shape == (ref.k,)
+        and ref.region_share.shape == (ref.k, len(ref.regions))
+        and ref.whitener.shape[0] == hidden
+        and ref.class_means.shape[1:] == ref.whitener.shape[1:]
+        and len(ref.class_means) <= n_classes
+    )
     if not shapes_ok:
         raise BundleError("arrays do not fit the bundle's network or features", refit, path=w)
     return ref

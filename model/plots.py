@@ -41,8 +41,15 @@ def confusion_png(cm: np.ndarray, class_names: list[str], dest: Path, title: str
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=6,
-                            color="white" if share[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{cm[i, j]}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if share[i, j] > 0.5 else "black",
+                    )
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the reference class (column)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

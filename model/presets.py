@@ -31,16 +31,39 @@ PRESETS: dict[str, dict[str, Any]] = {
     # alone, −0.14 with distillation), min–max scaling (+0.23, but −0.03 on Mediterranean), the
     # per-epoch EMA (−0.07). The LORO tables report this preset and ``nested``, which re-chooses
     # between it and ``eulc-plain`` inside every split.
-    DEFAULT: {"location": "none", "region_branch": False, "dropout": 0.1, "scaling": "robust",
-              "ema_mode": "step", "distill": 0.5,
-              "val_fraction": 0.1, "val_split": "blocked", "select_best": True, "calibrate": True},
+    DEFAULT: {
+        "location": "none",
+        "region_branch": False,
+        "dropout": 0.1,
+        "scaling": "robust",
+        "ema_mode": "step",
+        "distill": 0.5,
+        "val_fraction": 0.1,
+        "val_split": "blocked",
+        "select_best": True,
+        "calibrate": True,
+    },
     # The default without distillation (nested's other candidate).
-    "eulc-plain": {"location": "none", "region_branch": False, "dropout": 0.1, "scaling": "robust",
-                   "ema_mode": "step", "val_fraction": 0.1, "val_split": "blocked", "select_best": True,
-                   "calibrate": True},
+    "eulc-plain": {
+        "location": "none",
+        "region_branch": False,
+        "dropout": 0.1,
+        "scaling": "robust",
+        "ema_mode": "step",
+        "val_fraction": 0.1,
+        "val_split": "blocked",
+        "select_best": True,
+        "calibrate": True,
+    },
     # The issue #4 default, kept for comparison (min–max inputs, the authors' per-epoch EMA).
-    "eulc-v1": {"location": "none", "region_branch": True, "val_fraction": 0.1, "val_split": "blocked",
-                "select_best": True, "calibrate": True},
+    "eulc-v1": {
+        "location": "none",
+        "region_branch": True,
+        "val_fraction": 0.1,
+        "val_split": "blocked",
+        "select_best": True,
+        "calibrate": True,
+    },
     # A plain MLP with the same encoder, no coordinates, no region branch.
     "mlp": {"location": "none", "region_branch": False},
 }
@@ -93,5 +116,6 @@ def preset_config(name: str, base: TrainConfig | None = None, **overrides: Any) 
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise EulcError(f"training setting {loc}={err.get('input')!r}: {err['msg']}",
-                        f"Give a valid --{loc.replace('_', '-')}") from None
+        raise EulcError(
+            f"training setting {loc}={err.get('input')!r}: {err['msg']}", f"Give a valid --{loc.replace('_', '-')}"
+        ) from None

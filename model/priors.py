@@ -17,8 +17,7 @@ PRIOR_FLOOR = 1e-6
 """Smallest prior of a class present in training (keeps the logarithms finite)."""
 
 
-def em_priors(prob: np.ndarray, train_prior: np.ndarray, max_iter: int = 100, tol: float = 1e-6
-              ) -> np.ndarray:
+def em_priors(prob: np.ndarray, train_prior: np.ndarray, max_iter: int = 100, tol: float = 1e-6) -> np.ndarray:
     """Target-area class priors by EM (Saerens et al. 2002, eqs. 2.4–2.5).
 
     Args:

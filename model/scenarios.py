@@ -29,8 +29,10 @@ def _check_classes(y: np.ndarray, idx: np.ndarray, name: str) -> None:
     counts = np.bincount(y[idx])
     rare = [int(c) for c in np.flatnonzero((counts > 0) & (counts < 2))]
     if rare:
-        raise SchemaError(f"split {name!r}: class(es) {rare} have fewer than 2 training samples",
-                          "Merge or drop those classes, or use more data")
+        raise SchemaError(
+            f"split {name!r}: class(es) {rare} have fewer than 2 training samples",
+            "Merge or drop those classes, or use more data",
+        )
 
 
 def extrap_random(y: np.ndarray, seed: int, test_size: float = 0.25) -> Split:

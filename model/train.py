@@ -71,42 +71,67 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     temperature: float = Field(0.07, gt=0, description="SupCon τ")
     ema_momentum: float | None = Field(
-        0.95, ge=0, lt=1,
+        0.95,
+        ge=0,
+        lt=1,
         description="EMA of the weights, updated once per epoch from the halfway epoch on "
-                    "(authors' code: 0.95); the EMA weights are the final model. None = off")
+        "(authors' code: 0.95); the EMA weights are the final model. None = off",
+    )
     ema_mode: Literal["epoch", "step"] = Field(
-        "epoch", description="epoch: the authors' per-epoch EMA of the parameters (ema_momentum); "
-                             "step: an EMA of the whole state, BatchNorm statistics included, "
-                             "updated every optimizer step with a horizon of ema_horizon of the schedule")
+        "epoch",
+        description="epoch: the authors' per-epoch EMA of the parameters (ema_momentum); "
+        "step: an EMA of the whole state, BatchNorm statistics included, "
+        "updated every optimizer step with a horizon of ema_horizon of the schedule",
+    )
     ema_horizon: float = Field(0.1, gt=0, le=1, description="step EMA: horizon as a share of all steps")
     scaling: Literal["minmax", "robust"] = Field(
-        "minmax", description="input normaliser: min–max (paper) or median/IQR with clipping to the "
-                              "training 0.5–99.5 percentiles (model.normalize)")
+        "minmax",
+        description="input normaliser: min–max (paper) or median/IQR with clipping to the "
+        "training 0.5–99.5 percentiles (model.normalize)",
+    )
     augment: Literal["none", "physical"] = Field(
-        "none", description="physical augmentation (model.augment): S2 gain, S1 dB offset, month shift")
+        "none", description="physical augmentation (model.augment): S2 gain, S1 dB offset, month shift"
+    )
     distill: float = Field(
-        0.0, ge=0, le=1, description="weight α of knowledge distillation from an XGBoost teacher fitted "
-                                     "on the same training rows (model.distill); 0 = off")
+        0.0,
+        ge=0,
+        le=1,
+        description="weight α of knowledge distillation from an XGBoost teacher fitted "
+        "on the same training rows (model.distill); 0 = off",
+    )
     logit_adjust: float = Field(
-        0.0, ge=0, description="τ of the logit-adjusted loss (Menon et al. 2021): CE on z + τ·log π "
-                               "(training class priors π); balances classes for label shift. 0 = off")
+        0.0,
+        ge=0,
+        description="τ of the logit-adjusted loss (Menon et al. 2021): CE on z + τ·log π "
+        "(training class priors π); balances classes for label shift. 0 = off",
+    )
     location: Literal["learnt", "fixed", "none"] = Field(
-        "learnt", description="lat/lon input: learnt PE (paper), fixed PE or none (Table 12)")
+        "learnt", description="lat/lon input: learnt PE (paper), fixed PE or none (Table 12)"
+    )
     encoding: Literal["paper", "multiscale"] = Field(
-        "paper", description="positional encoding: the paper's (§3.2) or multi-scale (11 km … 360°)")
+        "paper", description="positional encoding: the paper's (§3.2) or multi-scale (11 km … 360°)"
+    )
     region_branch: bool = Field(True, description="region-specific branch + region CE + SupCon")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout after every hidden layer (paper: 0.5)")
     class_balanced: bool = Field(False, description="CE weighted by 1/sqrt(class frequency)")
     augment_sigma: float = Field(
-        0.0, ge=0, description="per-sample reflectance-shift gain N(1, σ) on the normalised "
-                               "features (after CropNet's reflectance augmentation); 0 = off")
+        0.0,
+        ge=0,
+        description="per-sample reflectance-shift gain N(1, σ) on the normalised "
+        "features (after CropNet's reflectance augmentation); 0 = off",
+    )
     val_fraction: float = Field(0.1, ge=0, lt=0.5, description="hold-out for metrics/selection")
     val_split: Literal["random", "blocked"] = Field(
-        "random", description="stratified random hold-out, or whole EEA 100 km cells")
+        "random", description="stratified random hold-out, or whole EEA 100 km cells"
+    )
     test_fraction: float = Field(
-        0.0, ge=0, lt=0.5, description="untouched blocked rows (whole EEA 100 km cells) for the model "
-                                       "card: used neither for training nor for epoch selection or "
-                                       "calibration; 0 = none")
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="untouched blocked rows (whole EEA 100 km cells) for the model "
+        "card: used neither for training nor for epoch selection or "
+        "calibration; 0 = none",
+    )
     select_best: bool = Field(False, description="keep the epoch with the best hold-out weighted F1")
     calibrate: bool = Field(False, description="fit a softmax temperature on the hold-out (Guo 2017)")
     seed: int = 0
@@ -142,12 +167,10 @@ class TrainingData:
 
     def take(self, idx: np.ndarray) -> TrainingData:
         """The rows ``idx`` (int indices) of every array; ``dropped`` is shared."""
-        return TrainingData(self.x[idx], self.lonlat[idx], self.y[idx], self.region[idx], self.dropped,
-                            self.cells[idx])
+        return TrainingData(self.x[idx], self.lonlat[idx], self.y[idx], self.region[idx], self.dropped, self.cells[idx])
 
 
-def training_arrays(table: pd.DataFrame, features: list[str], level: str = "level1"
-                    ) -> TrainingData:
+def training_arrays(table: pd.DataFrame, features: list[str], level: str = "level1") -> TrainingData:
     """Select the rows usable for training and return them as arrays.
 
     Rows are dropped (and counted) when a selected feature is NaN, when the label is missing
@@ -158,8 +181,10 @@ def training_arrays(table: pd.DataFrame, features: list[str], level: str = "leve
     """
     missing = [c for c in [*features, "lon", "lat", level, "bioregion"] if c not in table.columns]
     if missing:
-        raise SchemaError(f"the training table lacks the column(s) {missing}",
-                          "Rebuild it with `eulc table` using the spec these features come from")
+        raise SchemaError(
+            f"the training table lacks the column(s) {missing}",
+            "Rebuild it with `eulc table` using the spec these features come from",
+        )
     dropped: dict[str, int] = {}
     ok = np.ones(len(table), dtype=bool)
     nan = table[features].isna().any(axis=1).to_numpy()
@@ -180,8 +205,11 @@ def training_arrays(table: pd.DataFrame, features: list[str], level: str = "leve
         y=sub[level].to_numpy(dtype=np.int64, copy=True),
         region=sub["bioregion"].map(region_index).to_numpy(dtype=np.int64, copy=True),
         dropped=dropped,
-        cells=(sub["eea_cell_100km"].astype(str).to_numpy() if "eea_cell_100km" in sub.columns
-               else np.full(len(sub), "", dtype=object)),
+        cells=(
+            sub["eea_cell_100km"].astype(str).to_numpy()
+            if "eea_cell_100km" in sub.columns
+            else np.full(len(sub), "", dtype=object)
+        ),
     )
 
 
@@ -199,13 +227,14 @@ class TrainResult:
 
 def _scores(prob: np.ndarray, y: np.ndarray) -> dict[str, float]:
     p = prob.argmax(1)
-    return {"accuracy": float(accuracy_score(y, p)),
-            "weighted_f1": float(f1_score(y, p, average="weighted", zero_division=0)),
-            "ece": expected_calibration_error(prob, y)}
+    return {
+        "accuracy": float(accuracy_score(y, p)),
+        "weighted_f1": float(f1_score(y, p, average="weighted", zero_division=0)),
+        "ece": expected_calibration_error(prob, y),
+    }
 
 
-def _update_ema(ema: dict[str, torch.Tensor] | None, net: nn.Module, momentum: float
-                ) -> dict[str, torch.Tensor]:
+def _update_ema(ema: dict[str, torch.Tensor] | None, net: nn.Module, momentum: float) -> dict[str, torch.Tensor]:
     """``ema ← m · ema + (1 − m) · θ`` for the float parameters (BatchNorm running statistics
     follow the live model); the first call copies θ.
     """
@@ -215,8 +244,9 @@ def _update_ema(ema: dict[str, torch.Tensor] | None, net: nn.Module, momentum: f
     return {k: momentum * ema[k] + (1.0 - momentum) * v for k, v in params.items()}
 
 
-def split_off(idx: np.ndarray, data: TrainingData, fraction: float, seed: int,
-              blocked: bool) -> tuple[np.ndarray, np.ndarray]:
+def split_off(
+    idx: np.ndarray, data: TrainingData, fraction: float, seed: int, blocked: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Split the rows ``idx`` (int64 indices into ``data``) into (kept, held), both sorted.
 
     ``held`` is about ``fraction`` of the rows: whole EEA 100 km cells when ``blocked`` and the
@@ -270,9 +300,17 @@ def holdout_split(data: TrainingData, cfg: TrainConfig) -> tuple[np.ndarray, np.
 
 def build_network(n_features: int, n_classes: int, cfg: TrainConfig) -> BridgeLC:
     """The network a training config asks for (architecture sizes are the paper's)."""
-    return BridgeLC(BridgeConfig(n_features=n_features, n_classes=n_classes, n_regions=len(REGIONS),
-                                 location=cfg.location, encoding=cfg.encoding,
-                                 region_branch=cfg.region_branch, dropout=cfg.dropout))
+    return BridgeLC(
+        BridgeConfig(
+            n_features=n_features,
+            n_classes=n_classes,
+            n_regions=len(REGIONS),
+            location=cfg.location,
+            encoding=cfg.encoding,
+            region_branch=cfg.region_branch,
+            dropout=cfg.dropout,
+        )
+    )
 
 
 def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -290,8 +328,9 @@ PROGRESS_EVERY_S = 1.0
 """Least seconds between two ``progress`` events inside an epoch."""
 
 
-def _probe_seconds(net: nn.Module, x: torch.Tensor, lonlat: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                   steps: int = 8) -> float:
+def _probe_seconds(
+    net: nn.Module, x: torch.Tensor, lonlat: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, steps: int = 8
+) -> float:
     """Seconds one optimisation step takes on this machine: ``steps`` steps of a copy of ``net``
     (its own optimiser, the random state restored afterwards, so training is unchanged); the median
     after two warm-up steps.
@@ -322,6 +361,7 @@ def schedule_message(cfg: TrainConfig, steps_per_epoch: int, step_s: float, devi
     """One line: what ``cfg.epochs`` epochs of ``steps_per_epoch`` steps cost at ``step_s`` seconds
     per step on this machine, and a shorter schedule (parameter names in backticks).
     """
+
     def dur(seconds: float) -> str:
         s = int(round(seconds))
         return f"{s // 3600} h {s // 60 % 60:02d} min" if s >= 3600 else f"{s // 60} min {s % 60:02d} s"
@@ -329,16 +369,25 @@ def schedule_message(cfg: TrainConfig, steps_per_epoch: int, step_s: float, devi
     total = cfg.epochs * steps_per_epoch * step_s
     short = max(1, cfg.epochs // 10)
     teacher = " plus the XGBoost teacher (its own progress)" if cfg.distill > 0 else ""
-    hint = (f"; `epochs` {short} takes about {dur(short * steps_per_epoch * step_s)}"
-            if cfg.epochs > 1 and total > 120 else "")
-    return (f"training schedule: {cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} rows, about "
-            f"{dur(total)} on this machine ({device}, {torch.get_num_threads()} threads){teacher}{hint}")
+    hint = (
+        f"; `epochs` {short} takes about {dur(short * steps_per_epoch * step_s)}"
+        if cfg.epochs > 1 and total > 120
+        else ""
+    )
+    return (
+        f"training schedule: {cfg.epochs} epochs x {steps_per_epoch} steps of {cfg.batch_size} rows, about "
+        f"{dur(total)} on this machine ({device}, {torch.get_num_threads()} threads){teacher}{hint}"
+    )
 
 
-def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
-                 on_epoch: Callable[[int, float], None] | None = None,
-                 augmentation: PhysicalAugmentation | None = None,
-                 on_event: OnEvent | None = None) -> TrainResult:
+def train_bridge(
+    data: TrainingData,
+    n_classes: int,
+    cfg: TrainConfig,
+    on_epoch: Callable[[int, float], None] | None = None,
+    augmentation: PhysicalAugmentation | None = None,
+    on_event: OnEvent | None = None,
+) -> TrainResult:
     """Train BRIDGE-LC (or an ablation/eulc variant, see :class:`TrainConfig`).
 
     Args:
@@ -364,13 +413,17 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
         EulcError: the loss became non-finite (training diverged).
     """
     if len(data.y) < 2 * cfg.batch_size:
-        raise SchemaError(f"only {len(data.y)} usable training rows",
-                          f"Need at least {2 * cfg.batch_size}; check labels and missing values")
+        raise SchemaError(
+            f"only {len(data.y)} usable training rows",
+            f"Need at least {2 * cfg.batch_size}; check labels and missing values",
+        )
     if cfg.needs_holdout and cfg.val_fraction <= 0:
         raise SchemaError("select_best/calibrate need a hold-out", "Set val_fraction > 0")
     if cfg.augment == "physical" and augmentation is None:
-        raise SchemaError("physical augmentation needs the feature spec's column map",
-                          "Train through `eulc train` / model.api, which pass it")
+        raise SchemaError(
+            "physical augmentation needs the feature spec's column map",
+            "Train through `eulc train` / model.api, which pass it",
+        )
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tr, va, te = split_rows(data, cfg)
@@ -379,8 +432,9 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     dev = torch.device(cfg.device)
     net = build_network(x.shape[1], n_classes, cfg).to(dev)
     fused = dev.type in ("cpu", "cuda")  # fused AdamW: 2.5× faster step on CPU (issue #4 benchmark)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            fused=fused or None, foreach=None if fused else True)
+    opt = torch.optim.AdamW(
+        net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None, foreach=None if fused else True
+    )
     steps_per_epoch = len(tr) // cfg.batch_size
     total_steps = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=0.0)
@@ -394,10 +448,12 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
         on_event("status", {"message": schedule_message(cfg, steps_per_epoch, step_s, cfg.device)})
     teacher = None
     if cfg.distill > 0:
+
         def on_fold(done: int, total: int) -> None:
             if on_event is not None:
-                on_event("progress", {"stage": "teacher", "done": done, "total": total,
-                                      "info": "cross-fitted XGBoost folds"})
+                on_event(
+                    "progress", {"stage": "teacher", "done": done, "total": total, "info": "cross-fitted XGBoost folds"}
+                )
 
         tp = np.zeros((len(data.y), n_classes), np.float32)
         tp[tr] = teacher_probabilities(data.x[tr], data.y[tr], n_classes, cfg.seed, on_fold=on_fold)
@@ -419,7 +475,7 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
         order = torch.from_numpy(rng.permutation(tr)).to(dev)
         total = torch.zeros((), device=dev)
         for s in range(steps_per_epoch):
-            b = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            b = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
             if xraw is not None and aug is not None:  # augment in physical units, then normalise
                 xb = norm.transform_tensor(aug.apply(xraw[b], gen))
             else:
@@ -435,8 +491,9 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
                 loss = (1.0 - cfg.distill) * loss + cfg.distill * soft
             if logits_r is not None and z_spec is not None:
                 labels = torch.cat([yt[b], n_classes + rt[b]])
-                loss = loss + ce_region(logits_r, rt[b]) + supcon_loss(
-                    torch.cat([z_inv, z_spec]), labels, cfg.temperature)
+                loss = (
+                    loss + ce_region(logits_r, rt[b]) + supcon_loss(torch.cat([z_inv, z_spec]), labels, cfg.temperature)
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -446,11 +503,20 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
                 ema = _update_state_ema(ema, net, step_momentum)
             if on_event is not None and time.monotonic() - last_event >= PROGRESS_EVERY_S:
                 last_event = time.monotonic()
-                on_event("progress", {"stage": "train", "done": epoch - 1 + (s + 1) / steps_per_epoch,
-                                      "total": cfg.epochs, "info": f"epoch {epoch}"})
+                on_event(
+                    "progress",
+                    {
+                        "stage": "train",
+                        "done": epoch - 1 + (s + 1) / steps_per_epoch,
+                        "total": cfg.epochs,
+                        "info": f"epoch {epoch}",
+                    },
+                )
         if not bool(torch.isfinite(total)):  # checked once per epoch: no sync per step
-            raise EulcError(f"training diverged: the loss is {float(total)} in epoch {epoch}",
-                            "Lower `lr`, or check the table for extreme feature values")
+            raise EulcError(
+                f"training diverged: the loss is {float(total)} in epoch {epoch}",
+                "Lower `lr`, or check the table for extreme feature values",
+            )
         if cfg.ema_momentum is not None and cfg.ema_mode == "epoch" and epoch > cfg.epochs // 2:
             ema = _update_ema(ema, net, cfg.ema_momentum)
         if cfg.select_best and len(va):
@@ -459,16 +525,27 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
                 f1 = _scores(predict_proba(net, x[va], data.lonlat[va], cfg.device), data.y[va])["weighted_f1"]
             if best is None or f1 > best[0]:
                 best = (f1, epoch, {k: v.clone() for k, v in state.items()})
-        log.debug("epoch %d/%d: loss %.4f%s", epoch, cfg.epochs, float(total) / max(steps_per_epoch, 1),
-                  f", hold-out weighted F1 {best[0]:.4f} (best epoch {best[1]})" if best is not None else "")
+        log.debug(
+            "epoch %d/%d: loss %.4f%s",
+            epoch,
+            cfg.epochs,
+            float(total) / max(steps_per_epoch, 1),
+            f", hold-out weighted F1 {best[0]:.4f} (best epoch {best[1]})" if best is not None else "",
+        )
         if on_epoch is not None:
             on_epoch(epoch, float(total) / max(steps_per_epoch, 1))
     net.load_state_dict(best[2] if best is not None else _final_state(net, ema))
     net.eval()
-    metrics: dict[str, Any] = {"n_train": len(tr), "n_val": len(va), "n_test": len(te), "dropped": data.dropped,
-                               "holdout": cfg.val_split if len(va) else "none",
-                               "test_split": ("none" if not len(te) else "blocked"
-                                              if split_is_blocked(np.arange(len(data.y)), data) else "random")}
+    metrics: dict[str, Any] = {
+        "n_train": len(tr),
+        "n_val": len(va),
+        "n_test": len(te),
+        "dropped": data.dropped,
+        "holdout": cfg.val_split if len(va) else "none",
+        "test_split": (
+            "none" if not len(te) else "blocked" if split_is_blocked(np.arange(len(data.y)), data) else "random"
+        ),
+    }
     metrics["class_prior"] = (prior / prior.sum()).tolist()  # for EM prior adaptation at map time
     if aug is not None:
         metrics["augmentation"] = aug.describe()
@@ -492,8 +569,7 @@ def train_bridge(data: TrainingData, n_classes: int, cfg: TrainConfig,
     return TrainResult(net.cpu(), norm, metrics, np.asarray(tr, np.int64))
 
 
-def _update_state_ema(ema: dict[str, torch.Tensor] | None, net: nn.Module, momentum: float
-                      ) -> dict[str, torch.Tensor]:
+def _update_state_ema(ema: dict[str, torch.Tensor] | None, net: nn.Module, momentum: float) -> dict[str, torch.Tensor]:
     """Per-step EMA of the whole float state, BatchNorm running statistics included (as the
     authors' code averages the whole state); integer buffers (``num_batches_tracked``) follow
     the live model. In place after the first call, which copies the state.
@@ -526,4 +602,3 @@ class _TemporaryWeights:
 
     def __exit__(self, *exc: object) -> None:
         self.net.load_state_dict(self.saved)
-

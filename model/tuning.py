@@ -31,9 +31,14 @@ INNER_MAX_ROWS = 20_000
 subsample; the CPU budget of a nested run), and are scored on the whole inner hold-out."""
 
 
-def choose_preset(train_side: TrainingData, candidates: Sequence[str], cfg: TrainConfig, seed: int,
-                  n_classes: int, augmentation: PhysicalAugmentation | None = None
-                  ) -> tuple[str, dict[str, float]]:
+def choose_preset(
+    train_side: TrainingData,
+    candidates: Sequence[str],
+    cfg: TrainConfig,
+    seed: int,
+    n_classes: int,
+    augmentation: PhysicalAugmentation | None = None,
+) -> tuple[str, dict[str, float]]:
     """The candidate with the best weighted F1 on an inner blocked hold-out of ``train_side``.
 
     Args:
@@ -72,12 +77,24 @@ def load_choices(path: Path, settings: str) -> dict[str, str]:
     return dict(zip(df["split_key"].astype(str), df["winner"].astype(str), strict=True))
 
 
-def write_choice(path: Path, settings: str, split: str, split_key: str, seed: int, winner: str,
-                 scores: dict[str, float]) -> None:
+def write_choice(
+    path: Path, settings: str, split: str, split_key: str, seed: int, winner: str, scores: dict[str, float]
+) -> None:
     """Append one choice (atomically: the file is rewritten whole)."""
     old = pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame()
-    row = pd.DataFrame([{"split": split, "split_key": split_key, "seed": seed, "winner": winner,
-                         **{f"inner_wf1_{k}": round(v, 5) for k, v in scores.items()},
-                         "inner_fraction": INNER_FRACTION, "scores": json.dumps(scores), "settings": settings}])
+    row = pd.DataFrame(
+        [
+            {
+                "split": split,
+                "split_key": split_key,
+                "seed": seed,
+                "winner": winner,
+                **{f"inner_wf1_{k}": round(v, 5) for k, v in scores.items()},
+                "inner_fraction": INNER_FRACTION,
+                "scores": json.dumps(scores),
+                "settings": settings,
+            }
+        ]
+    )
     with atomic_path(path) as tmp:
         pd.concat([old, row], ignore_index=True).to_csv(tmp, index=False)

@@ -50,18 +50,48 @@ from pipeline.table import build_feature_table, read_feature_table
 from tiles.engine.runner import FeaturesSummary
 from tiles.mapping.runner import MapSummary
 
-__all__ = ["AgreementRequest", "DemoRequest", "DriftRequest", "EvaluateRequest", "FeaturesRequest", "MapRequest",
-           "OodRequest", "ReportRequest", "SelectRequest", "TableRequest", "TrainRequest", "bundle", "bundles",
-           "build_table", "compute_features", "demo_inputs", "features_for_tiles", "legend", "load_spec",
-           "map_features", "map_tiles", "read_table", "report", "run", "train"]
+__all__ = [
+    "AgreementRequest",
+    "DemoRequest",
+    "DriftRequest",
+    "EvaluateRequest",
+    "FeaturesRequest",
+    "MapRequest",
+    "OodRequest",
+    "ReportRequest",
+    "SelectRequest",
+    "TableRequest",
+    "TrainRequest",
+    "bundle",
+    "bundles",
+    "build_table",
+    "compute_features",
+    "demo_inputs",
+    "features_for_tiles",
+    "legend",
+    "load_spec",
+    "map_features",
+    "map_tiles",
+    "read_table",
+    "report",
+    "run",
+    "train",
+]
 
 PathLike = str | Path
 
 _STAGES: dict[type, Callable[..., Any]] = {
-    TableRequest: table.build_table, SelectRequest: select.select, TrainRequest: train_stage.train,
-    EvaluateRequest: evaluate.evaluate, FeaturesRequest: features_stage.features, MapRequest: mapping.map_tiles,
-    AgreementRequest: assess.agreement, ReportRequest: assess.report, DriftRequest: assess.drift,
-    OodRequest: ood.add_ood, DemoRequest: demo.run_demo,
+    TableRequest: table.build_table,
+    SelectRequest: select.select,
+    TrainRequest: train_stage.train,
+    EvaluateRequest: evaluate.evaluate,
+    FeaturesRequest: features_stage.features,
+    MapRequest: mapping.map_tiles,
+    AgreementRequest: assess.agreement,
+    ReportRequest: assess.report,
+    DriftRequest: assess.drift,
+    OodRequest: ood.add_ood,
+    DemoRequest: demo.run_demo,
 }
 
 
@@ -75,8 +105,9 @@ def run(request: Any, on_event: Event = ignore) -> Any:
     """
     stage = _STAGES.get(type(request))
     if stage is None:
-        raise EulcError(f"{type(request).__name__} is not a stage request",
-                        f"Give one of {', '.join(t.__name__ for t in _STAGES)}")
+        raise EulcError(
+            f"{type(request).__name__} is not a stage request", f"Give one of {', '.join(t.__name__ for t in _STAGES)}"
+        )
     return stage(request, on_event)
 
 
@@ -112,12 +143,21 @@ def demo_inputs() -> dict[str, Any]:
     2017), ``reference`` (its eo-learn LULC reference raster, a Path) and that reference's
     ``crosswalk`` (``eolearn_lulc``). Sources: ``pipeline/demo_data/SOURCES.md``.
     """
-    return {"stack": "eolearn_slovenia_demo", "year": 2017, "crosswalk": "eolearn_lulc",
-            "reference": demo_data_dir() / "eolearn_slovenia" / "lulc_reference.tif"}
+    return {
+        "stack": "eolearn_slovenia_demo",
+        "year": 2017,
+        "crosswalk": "eolearn_lulc",
+        "reference": demo_data_dir() / "eolearn_slovenia" / "lulc_reference.tif",
+    }
 
 
-def build_table(exports: PathLike | Sequence[PathLike], out: PathLike | None = None, spec: str = "elc10",
-                lucas: PathLike | None = None, year: int | None = None) -> gpd.GeoDataFrame:
+def build_table(
+    exports: PathLike | Sequence[PathLike],
+    out: PathLike | None = None,
+    spec: str = "elc10",
+    lucas: PathLike | None = None,
+    year: int | None = None,
+) -> gpd.GeoDataFrame:
     """A FeatureTable from GEE ``sampleRegions`` CSV exports (or ``eulc sample`` output): one
     row per LUCAS point with its features in physical units, LC1/LU1, Level-1/Level-2 labels and
     EEA bioregion, as ``eulc table`` (DESIGN.md, FeatureTable contract).
@@ -152,10 +192,20 @@ def read_table(path: PathLike) -> gpd.GeoDataFrame:
     return table
 
 
-def train(table: PathLike, out: PathLike, features: str | None = None, preset: str = "eulc", epochs: int = 500,
-          lr: float = 1e-4, level: str = "level1", device: str = "auto", seed: int = 0,
-          on_epoch: Callable[[int, float], None] | None = None, overwrite: bool = False,
-          landscapes: int = 16) -> dict[str, Any]:
+def train(
+    table: PathLike,
+    out: PathLike,
+    features: str | None = None,
+    preset: str = "eulc",
+    epochs: int = 500,
+    lr: float = 1e-4,
+    level: str = "level1",
+    device: str = "auto",
+    seed: int = 0,
+    on_epoch: Callable[[int, float], None] | None = None,
+    overwrite: bool = False,
+    landscapes: int = 16,
+) -> dict[str, Any]:
     """Train a model on a FeatureTable file and write its bundle (safetensors + JSON), as
     ``eulc train``.
 
@@ -179,10 +229,23 @@ def train(table: PathLike, out: PathLike, features: str | None = None, preset: s
     Raises:
         EulcError: an unknown preset, level or feature; a bad table; training that diverges.
     """
-    return train_stage.train(TrainRequest(Path(table), Path(out), features, None, level, epochs, lr, seed=seed,
-                                          preset=preset, overwrite=overwrite, device=device,
-                                          landscapes=landscapes),
-                             _epochs(on_epoch)).metrics
+    return train_stage.train(
+        TrainRequest(
+            Path(table),
+            Path(out),
+            features,
+            None,
+            level,
+            epochs,
+            lr,
+            seed=seed,
+            preset=preset,
+            overwrite=overwrite,
+            device=device,
+            landscapes=landscapes,
+        ),
+        _epochs(on_epoch),
+    ).metrics
 
 
 def _epochs(on_epoch: Callable[[int, float], None] | None) -> Event:
@@ -197,8 +260,14 @@ def _epochs(on_epoch: Callable[[int, float], None] | None) -> Event:
     return emit
 
 
-def compute_features(stack: PathLike, year: int, out_dir: PathLike, features: str | None = None,
-                     spec: str | None = None, on_feature: Callable[[str], None] | None = None) -> Path:
+def compute_features(
+    stack: PathLike,
+    year: int,
+    out_dir: PathLike,
+    features: str | None = None,
+    spec: str | None = None,
+    on_feature: Callable[[str], None] | None = None,
+) -> Path:
     """Compute features from a local Sentinel stack and write one feature COG, as
     ``eulc features --files``.
 
@@ -222,20 +291,37 @@ def compute_features(stack: PathLike, year: int, out_dir: PathLike, features: st
     Like ``eulc features``, a rerun finds the COG current (``out_dir/.eulc-features.json``) and
     does not compute it again.
     """
-    on_event = ignore if on_feature is None else (
-        lambda kind, info: on_feature(str(info["name"])) if kind == "feature" else None)
-    res = features_stage.features(FeaturesRequest(Path(out_dir), year, files=str(stack), spec=spec,
-                                                  features=features, scheduler="sync"), on_event)
+    on_event = (
+        ignore
+        if on_feature is None
+        else (lambda kind, info: on_feature(str(info["name"])) if kind == "feature" else None)
+    )
+    res = features_stage.features(
+        FeaturesRequest(Path(out_dir), year, files=str(stack), spec=spec, features=features, scheduler="sync"), on_event
+    )
     return res.outputs[0]
 
 
-def features_for_tiles(out_dir: PathLike, year: int, tiles: str, *, files: str | None = None,
-                       catalog: PathLike | None = None, stac: str | None = None, tile_size: str = "10km",
-                       features: str | None = None, spec: str | None = None, cloud_mask: str = "auto",
-                       processing_level: str = "L2A", collection: str = "sentinel-2-l2a",
-                       s1_collection: str | None = None, dem_collection: str | None = None,
-                       scheduler: str = "sync", workers: int | None = None,
-                       on_event: Event = ignore) -> FeaturesSummary:
+def features_for_tiles(
+    out_dir: PathLike,
+    year: int,
+    tiles: str,
+    *,
+    files: str | None = None,
+    catalog: PathLike | None = None,
+    stac: str | None = None,
+    tile_size: str = "10km",
+    features: str | None = None,
+    spec: str | None = None,
+    cloud_mask: str = "auto",
+    processing_level: str = "L2A",
+    collection: str = "sentinel-2-l2a",
+    s1_collection: str | None = None,
+    dem_collection: str | None = None,
+    scheduler: str = "sync",
+    workers: int | None = None,
+    on_event: Event = ignore,
+) -> FeaturesSummary:
     """Feature COGs for many EEA cells, as ``eulc features --tiles``: one ``<cell>_<year>.tif`` per
     cell, resumably (cells current in ``out_dir/.eulc-features.json`` are skipped), a failed cell
     recorded with its reason while the others go on.
@@ -262,16 +348,39 @@ def features_for_tiles(out_dir: PathLike, year: int, tiles: str, *, files: str |
         EulcError: bad parameters (named in backticks), an unreadable source, another run on
             ``out_dir``; a single cell's own error when it fails.
     """
-    return features_stage.features(FeaturesRequest(
-        Path(out_dir), year, files=files, catalog=Path(catalog) if catalog else None, stac=stac,
-        collection=collection, s1_collection=s1_collection, dem_collection=dem_collection, cloud_mask=cloud_mask,
-        tiles=tiles, tile_size=tile_size, processing_level=processing_level, spec=spec, features=features,
-        scheduler=scheduler, workers=workers), on_event)
+    return features_stage.features(
+        FeaturesRequest(
+            Path(out_dir),
+            year,
+            files=files,
+            catalog=Path(catalog) if catalog else None,
+            stac=stac,
+            collection=collection,
+            s1_collection=s1_collection,
+            dem_collection=dem_collection,
+            cloud_mask=cloud_mask,
+            tiles=tiles,
+            tile_size=tile_size,
+            processing_level=processing_level,
+            spec=spec,
+            features=features,
+            scheduler=scheduler,
+            workers=workers,
+        ),
+        on_event,
+    )
 
 
-def map_features(feature_cogs: Sequence[PathLike], out: PathLike, bundle: PathLike = "elc10-l1",
-                 device: str = "auto", precision: str = "auto", probabilities: bool = False,
-                 level2: PathLike | None = None, ood: bool = False) -> list[Path]:
+def map_features(
+    feature_cogs: Sequence[PathLike],
+    out: PathLike,
+    bundle: PathLike = "elc10-l1",
+    device: str = "auto",
+    precision: str = "auto",
+    probabilities: bool = False,
+    level2: PathLike | None = None,
+    ood: bool = False,
+) -> list[Path]:
     """Map feature COGs with a model bundle, as ``eulc map FILE...`` (in this process; use the
     CLI for many tiles on a dask cluster).
 
@@ -293,22 +402,48 @@ def map_features(feature_cogs: Sequence[PathLike], out: PathLike, bundle: PathLi
         EulcError: any file failed (the message lists each file and why); ``ood`` with a
             bundle without an OOD reference.
     """
-    summary = mapping.map_tiles(MapRequest(Path(out), tuple(Path(f) for f in feature_cogs), str(bundle),
-                                           scheduler="sync", device=device, precision=precision,
-                                           probabilities=probabilities, level2=str(level2) if level2 else None,
-                                           ood=ood))
+    summary = mapping.map_tiles(
+        MapRequest(
+            Path(out),
+            tuple(Path(f) for f in feature_cogs),
+            str(bundle),
+            scheduler="sync",
+            device=device,
+            precision=precision,
+            probabilities=probabilities,
+            level2=str(level2) if level2 else None,
+            ood=ood,
+        )
+    )
     if summary.failures:
         raise EulcError("; ".join(f"{k}: {v}" for k, v in summary.failures.items()))
     return [Path(out) / f"{Path(f).stem}_class.tif" for f in feature_cogs]
 
 
-def map_tiles(out: PathLike, tiles: str, *, bundle: PathLike = "elc10-l1", features_dir: PathLike | None = None,
-              mosaic: PathLike | None = None, stac: str | None = None, catalog: PathLike | None = None,
-              year: int | None = None, tile_size: str = "10km", level2: PathLike | None = None,
-              cloud_mask: str = "auto", processing_level: str = "L2A", collection: str = "sentinel-2-l2a",
-              device: str = "auto", precision: str = "auto", ood: bool = False, scheduler: str = "sync",
-              workers: int | None = None, overwrite: bool = False, accept: Sequence[str] = (),
-              on_event: Event = ignore) -> MapSummary:
+def map_tiles(
+    out: PathLike,
+    tiles: str,
+    *,
+    bundle: PathLike = "elc10-l1",
+    features_dir: PathLike | None = None,
+    mosaic: PathLike | None = None,
+    stac: str | None = None,
+    catalog: PathLike | None = None,
+    year: int | None = None,
+    tile_size: str = "10km",
+    level2: PathLike | None = None,
+    cloud_mask: str = "auto",
+    processing_level: str = "L2A",
+    collection: str = "sentinel-2-l2a",
+    device: str = "auto",
+    precision: str = "auto",
+    ood: bool = False,
+    scheduler: str = "sync",
+    workers: int | None = None,
+    overwrite: bool = False,
+    accept: Sequence[str] = (),
+    on_event: Event = ignore,
+) -> MapSummary:
     """Map EEA cells, as ``eulc map --tiles``: from per-tile feature COGs (``features_dir``), one
     mosaic, or a STAC API / static catalogue whose features (the bundle's own) are computed on the
     worker that then maps each tile, into ``out/features``.
@@ -334,18 +469,44 @@ def map_tiles(out: PathLike, tiles: str, *, bundle: PathLike = "elc10-l1", featu
     Raises:
         EulcError: bad parameters (named), bundles that do not load, sources that do not fit.
     """
-    return mapping.map_tiles(MapRequest(
-        Path(out), bundle=str(bundle), tiles=tiles, tile_size=tile_size,
-        features_dir=Path(features_dir) if features_dir else None, mosaic=Path(mosaic) if mosaic else None,
-        level2=str(level2) if level2 else None, scheduler=scheduler, workers=workers, device=device,
-        precision=precision, ood=ood, stac=stac, catalog=Path(catalog) if catalog else None, collection=collection,
-        cloud_mask=cloud_mask, year=year, processing_level=processing_level, overwrite=overwrite,
-        accept=tuple(accept)), on_event)
+    return mapping.map_tiles(
+        MapRequest(
+            Path(out),
+            bundle=str(bundle),
+            tiles=tiles,
+            tile_size=tile_size,
+            features_dir=Path(features_dir) if features_dir else None,
+            mosaic=Path(mosaic) if mosaic else None,
+            level2=str(level2) if level2 else None,
+            scheduler=scheduler,
+            workers=workers,
+            device=device,
+            precision=precision,
+            ood=ood,
+            stac=stac,
+            catalog=Path(catalog) if catalog else None,
+            collection=collection,
+            cloud_mask=cloud_mask,
+            year=year,
+            processing_level=processing_level,
+            overwrite=overwrite,
+            accept=tuple(accept),
+        ),
+        on_event,
+    )
 
 
-def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLike,
-           points: PathLike | None = None, bundle: PathLike | None = None, title: str | None = None,
-           ood: PathLike | None = None, drift: PathLike | None = None) -> dict[str, Any]:
+def report(
+    class_map: PathLike,
+    reference: PathLike,
+    crosswalk: str,
+    out: PathLike,
+    points: PathLike | None = None,
+    bundle: PathLike | None = None,
+    title: str | None = None,
+    ood: PathLike | None = None,
+    drift: PathLike | None = None,
+) -> dict[str, Any]:
     """Compare a class map with a reference map and write ``report.html``, ``metrics.json``,
     CSVs and ``disagreement.tif`` into ``out``, as ``eulc report``.
 
@@ -368,8 +529,16 @@ def report(class_map: PathLike, reference: PathLike, crosswalk: str, out: PathLi
     Raises:
         EulcError: unknown reference codes, no overlap, an unknown crosswalk.
     """
-    return assess.report(ReportRequest(Path(class_map), Path(reference), crosswalk, Path(out),
-                                       points=Path(points) if points else None,
-                                       bundle=str(bundle) if bundle else None, title=title,
-                                       ood_layer=Path(ood) if ood else None,
-                                       drift=Path(drift) if drift else None))
+    return assess.report(
+        ReportRequest(
+            Path(class_map),
+            Path(reference),
+            crosswalk,
+            Path(out),
+            points=Path(points) if points else None,
+            bundle=str(bundle) if bundle else None,
+            title=title,
+            ood_layer=Path(ood) if ood else None,
+            drift=Path(drift) if drift else None,
+        )
+    )

@@ -35,8 +35,7 @@ from pipeline.core.legend import Crosswalk, MappingReport, lucas_to_levels
 from pipeline.core.lucas import LAEA_BOUNDS_M, label_column
 from pipeline.core.spec import FeatureSpec
 
-BASE_COLUMNS = ["point_id", "lon", "lat", "year", "lc1", "lu1", "level1", "level2",
-                "bioregion", "eea_cell_100km"]
+BASE_COLUMNS = ["point_id", "lon", "lat", "year", "lc1", "lu1", "level1", "level2", "bioregion", "eea_cell_100km"]
 META_KEY = b"eulc"
 
 
@@ -59,11 +58,12 @@ class TableReport:
 
     def lines(self) -> list[str]:
         """Human-readable report lines."""
-        out = [f"read {self.rows_read:,} rows from {len(self.files)} file(s); "
-               f"coordinates from {self.coordinates_from}"]
+        out = [f"read {self.rows_read:,} rows from {len(self.files)} file(s); coordinates from {self.coordinates_from}"]
         if self.duplicates_identical or self.duplicates_conflicting:
-            out.append(f"duplicate POINT_IDs: {self.duplicates_identical:,} identical rows dropped, "
-                       f"{self.duplicates_conflicting:,} conflicting rows dropped (first kept)")
+            out.append(
+                f"duplicate POINT_IDs: {self.duplicates_identical:,} identical rows dropped, "
+                f"{self.duplicates_conflicting:,} conflicting rows dropped (first kept)"
+            )
         if self.out_of_range:
             out.append(f"{self.out_of_range:,} rows with out-of-range coordinates dropped")
         out.append(str(self.labels.get("summary", "")))
@@ -73,15 +73,14 @@ class TableReport:
         miss = {k: v for k, v in self.missing_values.items() if v}
         if miss:
             worst = sorted(miss.items(), key=lambda kv: -kv[1])[:5]
-            out.append(f"missing values in {len(miss)} feature column(s), most: {worst} "
-                       "(kept as NaN)")
+            out.append(f"missing values in {len(miss)} feature column(s), most: {worst} (kept as NaN)")
         if self.nonfinite_values:
-            out.append(f"non-finite values (±inf) left out as missing in {len(self.nonfinite_values)} column(s): "
-                       f"{sorted(self.nonfinite_values.items(), key=lambda kv: -kv[1])[:5]}")
+            out.append(
+                f"non-finite values (±inf) left out as missing in {len(self.nonfinite_values)} column(s): "
+                f"{sorted(self.nonfinite_values.items(), key=lambda kv: -kv[1])[:5]}"
+            )
         out.append(f"wrote {self.rows_written:,} rows")
         return out
-
-
 
 
 def _read_export(path: Path, needed: list[str]) -> pd.DataFrame:
@@ -91,21 +90,22 @@ def _read_export(path: Path, needed: list[str]) -> pd.DataFrame:
         with path.open("rb") as fh:
             fh.seek(-1, 2)
             if fh.read(1) not in (b"\n", b"\r"):
-                raise SchemaError("ends in the middle of a row (a truncated download?)",
-                                  "Download or export the file again", path=path)
+                raise SchemaError(
+                    "ends in the middle of a row (a truncated download?)",
+                    "Download or export the file again",
+                    path=path,
+                )
     try:
         df = pd.read_csv(path, low_memory=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, OSError) as e:
-        raise SchemaError(f"cannot be read as CSV ({e})", "Give a GEE table export (CSV)",
-                          path=path) from None
+        raise SchemaError(f"cannot be read as CSV ({e})", "Give a GEE table export (CSV)", path=path) from None
     if "POINT_ID" not in df.columns and "point_id" in df.columns:
         df = df.rename(columns={"point_id": "POINT_ID"})
     for col in ["POINT_ID", *needed]:
         if col not in df.columns:
             raise SchemaError(
                 f"column {col!r} is missing",
-                "Export it from GEE (the spec names it) or pass `spec` with a spec that "
-                "matches this export",
+                "Export it from GEE (the spec names it) or pass `spec` with a spec that matches this export",
                 path=path,
             )
     df["_file"] = path.name
@@ -115,20 +115,17 @@ def _read_export(path: Path, needed: list[str]) -> pd.DataFrame:
 def _coordinates(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
     """Return lon, lat (degrees, EPSG:4326) per row and where they came from."""
     if ".geo" in df.columns and df[".geo"].notna().any():
-        geo = df[".geo"].map(lambda s: json.loads(s)["coordinates"] if isinstance(s, str) and s
-                             else [np.nan, np.nan])
+        geo = df[".geo"].map(lambda s: json.loads(s)["coordinates"] if isinstance(s, str) and s else [np.nan, np.nan])
         xy = np.array(geo.tolist(), dtype=float)
         return xy[:, 0], xy[:, 1], ".geo (GeoJSON, EPSG:4326)"
     if {"lon", "lat"} <= set(df.columns):
-        return (df["lon"].to_numpy(dtype=float), df["lat"].to_numpy(dtype=float),
-                "lon/lat columns (EPSG:4326)")
+        return (df["lon"].to_numpy(dtype=float), df["lat"].to_numpy(dtype=float), "lon/lat columns (EPSG:4326)")
     x, y = lucas_theoretical_xy(df["POINT_ID"].astype(np.int64).to_numpy())
     lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(x, y)
     return np.asarray(lon), np.asarray(lat), "POINT_ID theoretical location (EPSG:3035)"
 
 
-def _labels(df: pd.DataFrame, lucas: pd.DataFrame | None
-            ) -> tuple[pd.DataFrame, MappingReport]:
+def _labels(df: pd.DataFrame, lucas: pd.DataFrame | None) -> tuple[pd.DataFrame, MappingReport]:
     lc1 = pd.Series(pd.NA, index=df.index, dtype="string")
     lu1 = pd.Series(pd.NA, index=df.index, dtype="string")
     if lucas is not None:
@@ -170,16 +167,19 @@ def read_lucas_labels(path: Path) -> pd.DataFrame:
     cols = {c.upper(): c for c in df.columns}
     lc, lu = label_column(df, "LC1"), label_column(df, "LU1")
     if "POINT_ID" not in cols or lc is None:
-        raise SchemaError("needs the columns POINT_ID and LC1 (or LC)",
-                          "Give a LUCAS point table", path=path)
+        raise SchemaError("needs the columns POINT_ID and LC1 (or LC)", "Give a LUCAS point table", path=path)
     out = pd.DataFrame({"lc1": df[lc], "lu1": df[lu] if lu else pd.NA})
     out.index = df[cols["POINT_ID"]].astype(np.int64)
     return out[~out.index.duplicated()]
 
 
-def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path | None = None,
-                        year: int | None = None, cells_csv: Path | None = None
-                        ) -> tuple[gpd.GeoDataFrame, TableReport]:
+def build_feature_table(
+    exports: list[Path],
+    spec: FeatureSpec,
+    lucas_file: Path | None = None,
+    year: int | None = None,
+    cells_csv: Path | None = None,
+) -> tuple[gpd.GeoDataFrame, TableReport]:
     """Turn GEE ``sampleRegions`` CSV exports (one file or many shards) into a FeatureTable.
 
     Args:
@@ -215,37 +215,51 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
         lon, lat, rep.coordinates_from = _coordinates(df)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
         files = ", ".join(sorted(set(df["_file"].astype(str)))) if "_file" in df else "the export"
-        raise SchemaError(f"{files}: the point coordinates (.geo, or lon/lat) are not numbers "
-                          f"({' '.join(str(e).split())[:120]})",
-                          "Export the points with their geometry as GEE writes it, or numeric lon/lat columns"
-                          ) from None
+        raise SchemaError(
+            f"{files}: the point coordinates (.geo, or lon/lat) are not numbers ({' '.join(str(e).split())[:120]})",
+            "Export the points with their geometry as GEE writes it, or numeric lon/lat columns",
+        ) from None
     x, y = Transformer.from_crs(4326, 3035, always_xy=True).transform(lon, lat)
     x, y = np.asarray(x), np.asarray(y)
     x0, y0, x1, y1 = LAEA_BOUNDS_M
-    ok = (np.isfinite(x) & np.isfinite(y) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
-          & (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
+    ok = (
+        np.isfinite(x)
+        & np.isfinite(y)
+        & (np.abs(lon) <= 180)
+        & (np.abs(lat) <= 90)
+        & (x >= x0)
+        & (x <= x1)
+        & (y >= y0)
+        & (y <= y1)
+    )
     rep.out_of_range = int((~ok).sum())
     df, lon, lat, x, y = df[ok], lon[ok], lat[ok], x[ok], y[ok]
     if df.empty:
-        raise SchemaError("no row has a POINT_ID and coordinates inside the EEA LAEA extent "
-                          f"({rep.out_of_range:,} outside)", "Check the export's POINT_ID and geometry columns",
-                          path=", ".join(str(p) for p in exports) if len(exports) < 4 else f"{len(exports)} exports")
+        raise SchemaError(
+            f"no row has a POINT_ID and coordinates inside the EEA LAEA extent ({rep.out_of_range:,} outside)",
+            "Check the export's POINT_ID and geometry columns",
+            path=", ".join(str(p) for p in exports) if len(exports) < 4 else f"{len(exports)} exports",
+        )
     # cells/regions from the LUCAS theoretical point when the coordinates are that point
     cx, cy = snap_to_lucas_grid(df["POINT_ID"].to_numpy(), x, y)
     lucas = read_lucas_labels(lucas_file) if lucas_file else None
     labels, lrep = _labels(df, lucas)
     rep.labels = {**lrep.to_json(), "summary": lrep.summary()}
     regions, rrep = assign_bioregion(cx, cy, cells_csv)
-    out = pd.DataFrame({
-        "point_id": df["POINT_ID"].to_numpy(),
-        "lon": lon, "lat": lat,
-        "year": np.int16(year or spec.year),
-        "lc1": labels["lc1"].to_numpy(), "lu1": labels["lu1"].to_numpy(),
-        "level1": labels["level1"].astype("Int8").array,
-        "level2": labels["level2"].astype("Int8").array,
-        "bioregion": pd.array(regions, dtype="string"),
-        "eea_cell_100km": cell_codes(cx, cy, 100),
-    })
+    out = pd.DataFrame(
+        {
+            "point_id": df["POINT_ID"].to_numpy(),
+            "lon": lon,
+            "lat": lat,
+            "year": np.int16(year or spec.year),
+            "lc1": labels["lc1"].to_numpy(),
+            "lu1": labels["lu1"].to_numpy(),
+            "level1": labels["level1"].astype("Int8").array,
+            "level2": labels["level2"].astype("Int8").array,
+            "bioregion": pd.array(regions, dtype="string"),
+            "eea_cell_100km": cell_codes(cx, cy, 100),
+        }
+    )
     for name in spec.names:
         vals = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64, copy=True)
         bad = ~np.isfinite(vals) & ~np.isnan(vals)  # ±inf (or beyond float32): left out, counted
@@ -261,13 +275,19 @@ def build_feature_table(exports: list[Path], spec: FeatureSpec, lucas_file: Path
     rep.missing_values = {n: int(out[n].isna().sum()) for n in spec.names}
     rep.rows_written = len(out)
     if not len(out):
-        raise SchemaError(f"no labelled point is left of the {rep.rows_read:,} rows read "
-                          f"({rep.unlabelled:,} without a Level-1 label, {rep.out_of_range:,} out of range)",
-                          "Check the label columns (LC1/LC_num) and the coordinates", path=exports[0])
+        raise SchemaError(
+            f"no labelled point is left of the {rep.rows_read:,} rows read "
+            f"({rep.unlabelled:,} without a Level-1 label, {rep.out_of_range:,} out of range)",
+            "Check the label columns (LC1/LC_num) and the coordinates",
+            path=exports[0],
+        )
     gdf = gpd.GeoDataFrame(out, geometry=gpd.points_from_xy(out["lon"], out["lat"]), crs=4326)
     gdf.attrs["eulc"] = {
-        "spec": spec.name, "spec_hash": spec.digest(), "features": spec.names,
-        "features_digest": features_digest(spec), "feature_spec": embed(spec),
+        "spec": spec.name,
+        "spec_hash": spec.digest(),
+        "features": spec.names,
+        "features_digest": features_digest(spec),
+        "feature_spec": embed(spec),
         "sources": [{"file": str(p), "sha256": file_sha256(Path(p))} for p in exports]
         + ([{"file": str(lucas_file), "sha256": file_sha256(lucas_file)}] if lucas_file else []),
         "report": {k: v for k, v in rep.__dict__.items()},
@@ -289,8 +309,11 @@ def check_table_dest(dest: Path) -> None:
             raise SchemaError("x")
         table_metadata(dest)
     except SchemaError:
-        raise SchemaError("exists and is not a FeatureTable eulc wrote",
-                          "Choose another `out`; eulc never overwrites files it did not write", path=dest) from None
+        raise SchemaError(
+            "exists and is not a FeatureTable eulc wrote",
+            "Choose another `out`; eulc never overwrites files it did not write",
+            path=dest,
+        ) from None
 
 
 def _is_feature_table(path: Path) -> bool:
@@ -327,11 +350,9 @@ def table_metadata(path: Path) -> dict[str, Any]:
     try:
         raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
     except (OSError, pa.ArrowException) as e:
-        raise SchemaError(f"cannot be read as Parquet ({e})", "Give a table made by `eulc table`",
-                          path=path) from None
+        raise SchemaError(f"cannot be read as Parquet ({e})", "Give a table made by `eulc table`", path=path) from None
     if raw is None:
-        raise SchemaError("is not a FeatureTable (no eulc metadata)", "Build it with `eulc table`",
-                          path=path)
+        raise SchemaError("is not a FeatureTable (no eulc metadata)", "Build it with `eulc table`", path=path)
     return dict(json.loads(raw))
 
 
@@ -348,12 +369,14 @@ def read_feature_table(path: Path) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
         gdf = gpd.read_parquet(path)
         meta_raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
     except (OSError, ValueError, pa.ArrowException) as e:
-        raise SchemaError(f"cannot be read as GeoParquet ({e})", "Give a table made by `eulc table`",
-                          path=path) from None
+        raise SchemaError(
+            f"cannot be read as GeoParquet ({e})", "Give a table made by `eulc table`", path=path
+        ) from None
     missing = [c for c in BASE_COLUMNS if c not in gdf.columns]
     if missing or meta_raw is None:
-        raise SchemaError(f"is not a FeatureTable (missing {missing or 'eulc metadata'})",
-                          "Build it with `eulc table`", path=path)
+        raise SchemaError(
+            f"is not a FeatureTable (missing {missing or 'eulc metadata'})", "Build it with `eulc table`", path=path
+        )
     return gdf, json.loads(meta_raw)
 
 

@@ -43,15 +43,28 @@ def main() -> None:
     grid = np.zeros((n1 - int(n.min()), int(e.max()) - e0 + 1), np.uint16)
     np.bitwise_or.at(grid, (n1 - 1 - n, e - e0), bit.to_numpy(np.uint16))
     transform = from_origin(e0 * 10_000, n1 * 10_000, 10_000, 10_000)
-    profile = {"driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1,
-               "dtype": "uint16", "crs": "EPSG:3035", "transform": transform,
-               "nodata": 0, "compress": "deflate", "predictor": 2, "zlevel": 9, "tiled": False}
+    profile = {
+        "driver": "GTiff",
+        "width": grid.shape[1],
+        "height": grid.shape[0],
+        "count": 1,
+        "dtype": "uint16",
+        "crs": "EPSG:3035",
+        "transform": transform,
+        "nodata": 0,
+        "compress": "deflate",
+        "predictor": 2,
+        "zlevel": 9,
+        "tiled": False,
+    }
     SHIPPED_CELLS.parent.mkdir(exist_ok=True)
     with rasterio.open(SHIPPED_CELLS, "w", **profile) as dst:
         dst.write(grid, 1)
         dst.update_tags(bits=",".join(BITS), source=f"{CELLS_FILE} (EEA Art. 17 biogeographical regions, 10 km)")
-    print(f"{SHIPPED_CELLS}: {grid.shape[1]} x {grid.shape[0]} cells, {int((grid > 0).sum()):,} with a region, "
-          f"{SHIPPED_CELLS.stat().st_size:,} bytes")
+    print(
+        f"{SHIPPED_CELLS}: {grid.shape[1]} x {grid.shape[0]} cells, {int((grid > 0).sum()):,} with a region, "
+        f"{SHIPPED_CELLS.stat().st_size:,} bytes"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,12 @@ def _browser() -> str:
 
 
 def _run(browser: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def main() -> int:
@@ -97,7 +101,7 @@ def main() -> int:
     for c in level1_legend().classes:
         if metrics["per_class"].get(c.name, {}).get("map_pixels", 0) < 50:
             continue
-        col = np.array([int(c.colour[i:i + 2], 16) for i in (1, 3, 5)])
+        col = np.array([int(c.colour[i : i + 2], 16) for i in (1, 3, 5)])
         n = int((np.abs(rgb.astype(int) - col).max(1) <= 2).sum())
         check(f"map class {c.name}", n > 200, f"{n} screen px in {c.colour}")
     n_dis = int((np.abs(rgb.astype(int) - np.array(DISAGREE_RGB)).max(1) <= 2).sum())

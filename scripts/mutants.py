@@ -24,24 +24,49 @@ ROOT = Path(__file__).resolve().parents[1]
 
 MUTANTS: dict[int, tuple[str, str, str, str]] = {
     # n: (file, original text, mutated text, test that must fail)
-    1: ("gee_scripts/images.py", 'col = col.filter(ee.Filter.eq("orbitProperties_pass", orbit))',
+    1: (
+        "gee_scripts/images.py",
+        'col = col.filter(ee.Filter.eq("orbitProperties_pass", orbit))',
         'col = col.filter(ee.Filter.neq("orbitProperties_pass", orbit))',
-        "test_mutant_1_the_orbit_filter_keeps_the_pass_it_names"),
-    2: ("model/evaluate.py", "prior = np.bincount(ds.y[split.train], minlength=len(names)) / len(split.train)",
+        "test_mutant_1_the_orbit_filter_keeps_the_pass_it_names",
+    ),
+    2: (
+        "model/evaluate.py",
+        "prior = np.bincount(ds.y[split.train], minlength=len(names)) / len(split.train)",
         "prior = np.bincount(ds.y[split.test], minlength=len(names)) / len(split.test)",
-        "test_mutant_2_the_em_prior_comes_from_the_training_labels"),
-    3: ("model/ood.py", "whitener = evecs[:, :r] / np.sqrt(evals[:r])",
+        "test_mutant_2_the_em_prior_comes_from_the_training_labels",
+    ),
+    3: (
+        "model/ood.py",
+        "whitener = evecs[:, :r] / np.sqrt(evals[:r])",
         "whitener = evecs[:, -r:] / np.sqrt(evals[-r:])",
-        "test_mutant_3_the_ood_distance_uses_the_smallest_variance_directions"),
-    4: ("pipeline/core/atomic.py", "            yield tmp_path\n", "            yield dest\n",
-        "test_mutant_4_the_writer_never_touches_dest_before_the_rename"),
-    5: ("pipeline/core/ledger.py", "            and outputs_intact(root, entry.outputs))", "            and True)",
-        "test_mutant_5_a_changed_output_is_not_current"),
-    6: ("model/infer.py", '        raise EulcError(f"`precision` {precision!r} is not a choice", '
-        'f"Use one of {\', \'.join(PRECISIONS)}")', '        precision = "auto"',
-        "test_mutant_6_an_unknown_precision_is_refused_everywhere"),
-    7: ("tiles/mapping/predict.py", "for b in (self.bundle, self.level2) if b is not None]",
-        "for b in (self.bundle,) if b is not None]", "test_mutant_7_a_level2_bundles_features_are_checked"),
+        "test_mutant_3_the_ood_distance_uses_the_smallest_variance_directions",
+    ),
+    4: (
+        "pipeline/core/atomic.py",
+        "            yield tmp_path\n",
+        "            yield dest\n",
+        "test_mutant_4_the_writer_never_touches_dest_before_the_rename",
+    ),
+    5: (
+        "pipeline/core/ledger.py",
+        "        and outputs_intact(root, entry.outputs)\n",
+        "        and True\n",
+        "test_mutant_5_a_changed_output_is_not_current",
+    ),
+    6: (
+        "model/infer.py",
+        '        raise EulcError(f"`precision` {precision!r} is not a choice", '
+        "f\"Use one of {', '.join(PRECISIONS)}\")",
+        '        precision = "auto"',
+        "test_mutant_6_an_unknown_precision_is_refused_everywhere",
+    ),
+    7: (
+        "tiles/mapping/predict.py",
+        "for b in (self.bundle, self.level2) if b is not None]",
+        "for b in (self.bundle,) if b is not None]",
+        "test_mutant_7_a_level2_bundles_features_are_checked",
+    ),
 }
 
 
@@ -54,15 +79,25 @@ def run(n: int, data: Path, control: bool = False) -> bool:
         new = old
     with tempfile.TemporaryDirectory(prefix=f"eulc-mutant-{n}-") as tmp:
         copy = Path(tmp) / "eulc"
-        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "out", "*.egg-info",
-                                                                   ".mypy_cache", ".ruff_cache", ".pytest_cache"))
+        shutil.copytree(
+            ROOT,
+            copy,
+            ignore=shutil.ignore_patterns(
+                ".git", ".venv", "__pycache__", "out", "*.egg-info", ".mypy_cache", ".ruff_cache", ".pytest_cache"
+            ),
+        )
         src = (copy / rel).read_text()
         if src.count(old) != 1:
             raise SystemExit(f"mutant {n}: the original text is not found once in {rel}; update scripts/mutants.py")
         (copy / rel).write_text(src.replace(old, new))
         env = {**os.environ, "EULC_DATA": str(data), "PYTHONPATH": str(copy)}
-        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                            f"tests/test_mutants.py::{test}"], cwd=copy, env=env, capture_output=True, text=True)
+        p = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", f"tests/test_mutants.py::{test}"],
+            cwd=copy,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         killed = p.returncode != 0 and "passed" not in p.stdout.splitlines()[-1]
         print(f"mutant {n} ({rel}): {'killed' if killed else 'SURVIVED'} by {test}", flush=True)
         return killed

@@ -49,16 +49,24 @@ def _acc(err: np.ndarray, mask: np.ndarray) -> float | None:
     return float((~err[mask]).mean()) if mask.any() else None
 
 
-def scores(err: np.ndarray, conf: np.ndarray, land: np.ndarray, far: np.ndarray, d_land: np.ndarray,
-           d_feat: np.ndarray) -> dict[str, float | int | None]:
+def scores(
+    err: np.ndarray, conf: np.ndarray, land: np.ndarray, far: np.ndarray, d_land: np.ndarray, d_feat: np.ndarray
+) -> dict[str, float | int | None]:
     """The figures of one region (or the pool): shares, accuracies and AUROCs."""
     flag = land | far
-    return {"n": int(len(err)), "accuracy": _acc(err, np.ones_like(err)),
-            "flag_landscape": float(land.mean()), "flag_distance": float(far.mean()), "flag_any": float(flag.mean()),
-            "acc_flagged": _acc(err, flag), "acc_unflagged": _acc(err, ~flag),
-            "auroc_distance": _auroc(err, d_feat), "auroc_landscape": _auroc(err, d_land),
-            "auroc_1_minus_confidence": _auroc(err, 1 - conf),
-            "auroc_flag_then_confidence": _auroc(err, flag + (1 - conf))}
+    return {
+        "n": int(len(err)),
+        "accuracy": _acc(err, np.ones_like(err)),
+        "flag_landscape": float(land.mean()),
+        "flag_distance": float(far.mean()),
+        "flag_any": float(flag.mean()),
+        "acc_flagged": _acc(err, flag),
+        "acc_unflagged": _acc(err, ~flag),
+        "auroc_distance": _auroc(err, d_feat),
+        "auroc_landscape": _auroc(err, d_land),
+        "auroc_1_minus_confidence": _auroc(err, 1 - conf),
+        "auroc_flag_then_confidence": _auroc(err, flag + (1 - conf)),
+    }
 
 
 MIN_TEST = 100
@@ -91,8 +99,7 @@ def main() -> None:
     cfg = preset_config(DEFAULT, TrainConfig(epochs=args.epochs, lr=1e-3, seed=args.seed), test_fraction=0.0)
     n_cls = len(legend_for("level1"))
     done = json.loads(args.out.read_text()) if args.out.is_file() else {"regions": {}, "pool": {}}
-    pool: dict[str, list[np.ndarray]] = {k: [] for k in ("err", "conf", "land", "far", "dl", "df", "farfull",
-                                                         "dffull")}
+    pool: dict[str, list[np.ndarray]] = {k: [] for k in ("err", "conf", "land", "far", "dl", "df", "farfull", "dffull")}
     cache = args.out.with_suffix(".npz")
     arrays = dict(np.load(cache)) if cache.is_file() else {}
     wanted = [r.strip() for r in args.regions.split(",") if r.strip()] or None
@@ -103,10 +110,19 @@ def main() -> None:
             res = train_bridge(d.take(split.train), n_cls, cfg)
             net = FusedClassifier(res.model, res.normalizer).eval()
             tr = split.train[res.train_rows]
-            ref = fit_ood(net, feats, spec, d.x[tr], d.lonlat[tr], d.y[tr], d.region[tr], list(REGIONS),
-                          seed=args.seed)
-            full = fit_ood(net, feats, spec, d.x[tr], d.lonlat[tr], d.y[tr], d.region[tr], list(REGIONS),
-                           seed=args.seed, rank=10_000)
+            ref = fit_ood(net, feats, spec, d.x[tr], d.lonlat[tr], d.y[tr], d.region[tr], list(REGIONS), seed=args.seed)
+            full = fit_ood(
+                net,
+                feats,
+                spec,
+                d.x[tr],
+                d.lonlat[tr],
+                d.y[tr],
+                d.region[tr],
+                list(REGIONS),
+                seed=args.seed,
+                rank=10_000,
+            )
             te = split.test
             with torch.inference_mode():
                 x = torch.from_numpy(d.x[te])
@@ -116,9 +132,16 @@ def main() -> None:
                 df = ref.distance(h).numpy()
                 df_full = full.distance(h).numpy()
                 land = ref.is_rare(cl, dl).numpy()
-            arrays |= {f"{name}_err": p.argmax(1) != d.y[te], f"{name}_conf": p.max(1), f"{name}_land": land,
-                       f"{name}_far": df > ref.distance_threshold, f"{name}_dl": dl.numpy(), f"{name}_df": df,
-                       f"{name}_farfull": df_full > full.distance_threshold, f"{name}_dffull": df_full}
+            arrays |= {
+                f"{name}_err": p.argmax(1) != d.y[te],
+                f"{name}_conf": p.max(1),
+                f"{name}_land": land,
+                f"{name}_far": df > ref.distance_threshold,
+                f"{name}_dl": dl.numpy(),
+                f"{name}_df": df,
+                f"{name}_farfull": df_full > full.distance_threshold,
+                f"{name}_dffull": df_full,
+            }
             np.savez(cache, **arrays)
             print(f"{name}: trained and scored in {time.time() - t0:.0f} s", flush=True)
         a = [arrays[f"{name}_{k}"] for k in ("err", "conf", "land", "far", "dl", "df", "farfull", "dffull")]
@@ -133,8 +156,17 @@ def main() -> None:
     cat = [np.concatenate(pool[k]) for k in pool]
     done["pool"] = scores(*cat[:6])
     done["pool"]["full_rank"] = scores(*cat[:3], cat[6], cat[4], cat[7])
-    done["settings"] = {"preset": DEFAULT, "epochs": args.epochs, "lr": 1e-3, "seed": args.seed, "k": 16,
-                        "rank": DEFAULT_RANK, "quantile": 0.99, "rare_share": 0.01, "table": str(args.table)}
+    done["settings"] = {
+        "preset": DEFAULT,
+        "epochs": args.epochs,
+        "lr": 1e-3,
+        "seed": args.seed,
+        "k": 16,
+        "rank": DEFAULT_RANK,
+        "quantile": 0.99,
+        "rare_share": 0.01,
+        "table": str(args.table),
+    }
     args.out.write_text(json.dumps(done, indent=1) + "\n")
     print("pooled", json.dumps(done["pool"]), flush=True)
 

@@ -66,16 +66,28 @@ def main() -> None:
     if not args.no_xgboost:
         t0 = time.time()
         pred = fit_predict_baseline("xgboost", d.x[tr], d.y[tr], d.x[va], 0)
-        print(args.fold, "xgboost", round(100 * f1_score(d.y[va], pred, average="weighted"), 2),
-              round(time.time() - t0), "-", flush=True)
-    for name in (args.only.split(",") if args.only else CANDIDATES):
+        print(
+            args.fold,
+            "xgboost",
+            round(100 * f1_score(d.y[va], pred, average="weighted"), 2),
+            round(time.time() - t0),
+            "-",
+            flush=True,
+        )
+    for name in args.only.split(",") if args.only else CANDIDATES:
         over = {"epochs": args.epochs, "lr": 1e-3, **CANDIDATES[name]}
         cfg = preset_config("eulc-v1", None, **over)
         t0 = time.time()
         res = train_bridge(fit, 7, cfg, augmentation=aug)
         prob = predict_proba(res.model, res.normalizer.transform(d.x[va]), d.lonlat[va])
-        print(args.fold, name, round(100 * f1_score(d.y[va], prob.argmax(1), average="weighted"), 2),
-              round(time.time() - t0), res.metrics.get("selected_epoch"), flush=True)
+        print(
+            args.fold,
+            name,
+            round(100 * f1_score(d.y[va], prob.argmax(1), average="weighted"), 2),
+            round(time.time() - t0),
+            res.metrics.get("selected_epoch"),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,10 @@ def main(dirs: list[Path]) -> None:
     print("|---|" + "---|" * (len(LORO_AGGREGATES) + 2))
     for m in models:
         g = s[s["model"] == m].set_index("split")
-        cells = [_fmt(g.loc[a, "weighted_f1"], g.loc[a, "weighted_f1_ci95"]) if a in g.index else "–"
-                 for a in LORO_AGGREGATES]
+        cells = [
+            _fmt(g.loc[a, "weighted_f1"], g.loc[a, "weighted_f1_ci95"]) if a in g.index else "–"
+            for a in LORO_AGGREGATES
+        ]
         acc = _fmt(g.loc["pooled", "accuracy"], g.loc["pooled", "accuracy_ci95"])
         ece = _fmt(g.loc["pooled", "ece"], g.loc["pooled", "ece_ci95"])
         print(f"| {m} | " + " | ".join(cells) + f" | {acc} | {ece} |")

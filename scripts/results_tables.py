@@ -14,19 +14,32 @@ from pathlib import Path
 import pandas as pd
 
 PAPER = {  # (scenario, model) → (L1 F1, L1 Acc, L2 F1, L2 Acc)
-    ("extrap", "svm"): (77.68, 78.03, 55.83, 58.25), ("extrap", "rf"): (78.03, 78.56, 58.01, 59.85),
-    ("extrap", "xgboost"): (79.33, 79.75, 61.58, 62.88), ("extrap", "bridge-lc"): (80.30, 80.49, 64.01, 64.24),
-    ("loro", "svm"): (71.94, 72.93, 47.45, 52.18), ("loro", "rf"): (70.10, 72.15, 48.14, 52.93),
-    ("loro", "xgboost"): (71.15, 72.98, 52.88, 56.70), ("loro", "bridge-lc"): (73.59, 74.77, 54.44, 58.29),
+    ("extrap", "svm"): (77.68, 78.03, 55.83, 58.25),
+    ("extrap", "rf"): (78.03, 78.56, 58.01, 59.85),
+    ("extrap", "xgboost"): (79.33, 79.75, 61.58, 62.88),
+    ("extrap", "bridge-lc"): (80.30, 80.49, 64.01, 64.24),
+    ("loro", "svm"): (71.94, 72.93, 47.45, 52.18),
+    ("loro", "rf"): (70.10, 72.15, 48.14, 52.93),
+    ("loro", "xgboost"): (71.15, 72.98, 52.88, 56.70),
+    ("loro", "bridge-lc"): (73.59, 74.77, 54.44, 58.29),
 }
 PAPER_ABLATION = {  # Table 12: L1 Acc, L1 F1, L2 Acc, L2 F1
-    "no geographic information": (74.49, 73.17, 57.76, 53.93), "+ region": (74.59, 73.26, 58.18, 54.37),
-    "+ fixed PE": (71.90, 70.20, 55.70, 52.14), "+ fixed PE + region": (70.93, 69.18, 55.61, 52.21),
-    "+ learnt PE": (74.47, 73.03, 58.27, 54.88), "+ learnt PE + region (full)": (74.77, 73.59, 58.29, 54.44),
+    "no geographic information": (74.49, 73.17, 57.76, 53.93),
+    "+ region": (74.59, 73.26, 58.18, 54.37),
+    "+ fixed PE": (71.90, 70.20, 55.70, 52.14),
+    "+ fixed PE + region": (70.93, 69.18, 55.61, 52.21),
+    "+ learnt PE": (74.47, 73.03, 58.27, 54.88),
+    "+ learnt PE + region (full)": (74.77, 73.59, 58.29, 54.44),
 }
 ORDER = ["svm", "rf", "xgboost", "mlp", "bridge-lc", "eulc"]
-LABEL = {"svm": "SVM (≤ 15k rows)", "rf": "RF", "xgboost": "XGBoost", "mlp": "MLP, no geography",
-         "bridge-lc": "BRIDGE-LC (faithful)", "eulc": "**eulc default**"}
+LABEL = {
+    "svm": "SVM (≤ 15k rows)",
+    "rf": "RF",
+    "xgboost": "XGBoost",
+    "mlp": "MLP, no geography",
+    "bridge-lc": "BRIDGE-LC (faithful)",
+    "eulc": "**eulc default**",
+}
 
 
 def _fmt(r: pd.Series, k: str) -> str:
@@ -41,8 +54,10 @@ def _row(s: pd.DataFrame, split: str, model: str) -> pd.Series | None:
 
 def main_table(l1: Path, l2: Path) -> str:
     """Scenario × model: weighted F1 / accuracy, eulc (L1, L2) and paper (L1, L2)."""
-    lines = ["| scenario | model | L1 wF1 | L1 acc | L2 wF1 | L2 acc | paper L1 wF1 / acc | paper L2 wF1 / acc |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| scenario | model | L1 wF1 | L1 acc | L2 wF1 | L2 acc | paper L1 wF1 / acc | paper L2 wF1 / acc |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for scen, split in (("extrap", "extrap"), ("extrap-blocked", "extrap-blocked"), ("loro", "mean")):
         s1 = _read(l1, scen)
         s2 = _read(l2, scen)
@@ -66,8 +81,7 @@ def loro_regions(d: Path) -> str:
         return ""
     s = s[s["split"] != "mean"]
     models = [m for m in ORDER if m in set(s["model"])]
-    lines = ["| region (test n) | " + " | ".join(LABEL[m] for m in models) + " |",
-             "|---|" + "---|" * len(models)]
+    lines = ["| region (test n) | " + " | ".join(LABEL[m] for m in models) + " |", "|---|" + "---|" * len(models)]
     for split, g in s.groupby("split", sort=False):
         best = g["weighted_f1"].max()
         cells = []
@@ -83,8 +97,10 @@ def loro_regions(d: Path) -> str:
 def ablation(l1: Path, l2: Path) -> str:
     """Table 12 layout: LORO mean accuracy / weighted F1 at L1 and L2, eulc vs paper."""
     s1, s2 = _read(l1, "ablation"), _read(l2, "ablation")
-    lines = ["| variant | L1 acc | L1 wF1 | L2 acc | L2 wF1 | paper L1 acc / wF1 | paper L2 acc / wF1 |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | L1 acc | L1 wF1 | L2 acc | L2 wF1 | paper L1 acc / wF1 | paper L2 acc / wF1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for v, p in PAPER_ABLATION.items():
         cells = []
         for s in (s1, s2):

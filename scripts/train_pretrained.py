@@ -43,10 +43,17 @@ def bundles() -> dict[str, tuple[list[str], str, str]]:
     return {
         "elc10-l1": (spec.names, "all 35 `elc10` features (Sentinel-2 L1C + Sentinel-1)", "level1"),
         "elc10-s2-l1": (s2, "the 25 Sentinel-2 features of `elc10` (no Sentinel-1)", "level1"),
-        "elc10-ndvi-l1": (ndvi, "the 10 Sentinel-2 NDVI features of `elc10`: what the real Slovenia "
-                                "stack can compute for 2017 (the demo's bundle)", "level1"),
-        "elc10-l2": (spec.names, "all 35 `elc10` features; Level-2 crop types, used inside the Level-1 "
-                                 "Cropland class (`eulc map --level2`)", "level2"),
+        "elc10-ndvi-l1": (
+            ndvi,
+            "the 10 Sentinel-2 NDVI features of `elc10`: what the real Slovenia "
+            "stack can compute for 2017 (the demo's bundle)",
+            "level1",
+        ),
+        "elc10-l2": (
+            spec.names,
+            "all 35 `elc10` features; Level-2 crop types, used inside the Level-1 Cropland class (`eulc map --level2`)",
+            "level2",
+        ),
     }
 
 
@@ -57,27 +64,36 @@ def ood_line(name: str) -> str:
         return "- **OOD reference:** none (`eulc map --ood` is refused)."
     o = json.loads(path.read_text(encoding="utf-8"))
     rare = sum(s < o["rare_share"] for s in o["cluster_share"])
-    return (f"- **OOD reference** (`ood.json`, `ood.safetensors`; `eulc map --ood`): K = {o['k']} K-Means landscapes "
-            f"of {len(o['landscape_features'])} Sentinel-2 features ({rare} hold under {o['rare_share']:.0%} of the "
-            f"{o['n_rows']:,} training rows) and a partial Mahalanobis distance of the penultimate embedding "
-            f"({o['rank']} directions); thresholds at the training {o['quantile']:.0%} quantile.")
+    return (
+        f"- **OOD reference** (`ood.json`, `ood.safetensors`; `eulc map --ood`): K = {o['k']} K-Means landscapes "
+        f"of {len(o['landscape_features'])} Sentinel-2 features ({rare} hold under {o['rare_share']:.0%} of the "
+        f"{o['n_rows']:,} training rows) and a partial Mahalanobis distance of the penultimate embedding "
+        f"({o['rank']} directions); thresholds at the training {o['quantile']:.0%} quantile."
+    )
 
 
-def card(name: str, desc: str, features: list[str], meta: dict, data_file: Path, sha: str,
-         seconds: float) -> str:
+def card(name: str, desc: str, features: list[str], meta: dict, data_file: Path, sha: str, seconds: float) -> str:
     """MODEL_CARD.md text."""
     m, cfg = meta["metrics"], meta["train_config"]
     level = meta["legend"]["level"]
     n_classes = len(meta["legend"]["classes"])
-    coords = ("no coordinates (the default drops the paper's learnt lat/lon encoding, which cost "
-              "LORO accuracy; docs/results.md)" if meta["architecture"]["location"] == "none"
-              else f"the point's lon/lat in EPSG:4326 degrees ({meta['architecture']['location']} encoding)")
-    branch = ("region-invariant and region-specific branches with SupCon" if meta["architecture"]["region_branch"]
-              else "one encoder (no region branch)")
+    coords = (
+        "no coordinates (the default drops the paper's learnt lat/lon encoding, which cost "
+        "LORO accuracy; docs/results.md)"
+        if meta["architecture"]["location"] == "none"
+        else f"the point's lon/lat in EPSG:4326 degrees ({meta['architecture']['location']} encoding)"
+    )
+    branch = (
+        "region-invariant and region-specific branches with SupCon"
+        if meta["architecture"]["region_branch"]
+        else "one encoder (no region branch)"
+    )
     pct = lambda v: f"{100 * v:.2f} %"  # noqa: E731
-    ema = (f"EMA of the whole state per step (horizon {cfg['ema_horizon']:.0%} of the schedule)"
-           if cfg.get("ema_mode") == "step" and cfg["ema_momentum"] is not None
-           else f"EMA {cfg['ema_momentum']} per epoch from the halfway epoch")
+    ema = (
+        f"EMA of the whole state per step (horizon {cfg['ema_horizon']:.0%} of the schedule)"
+        if cfg.get("ema_mode") == "step" and cfg["ema_momentum"] is not None
+        else f"EMA {cfg['ema_momentum']} per epoch from the halfway epoch"
+    )
     extra = []
     if cfg.get("distill"):
         extra.append(f"distillation from a cross-fitted XGBoost teacher (α {cfg['distill']})")
@@ -85,36 +101,40 @@ def card(name: str, desc: str, features: list[str], meta: dict, data_file: Path,
         extra.append(f"physical augmentation ({m.get('augmentation', '')})")
     what = "Level-1 land-cover" if level == "level1" else "Level-2 crop-type"
     x = m.get("xgboost_test_weighted_f1")
-    xgb = ("XGBoost (the paper's baseline settings) trained on the same training rows: weighted F1 "
-           f"{pct(x)} on the same test cells ({100 * (m['test_weighted_f1'] - x):+.2f} points for this model)"
-           if x is not None else "XGBoost on the same rows: not measured (rerun without --cards-only)")
-    scaling = ("median/IQR, clipped to the training 0.5–99.5 percentiles" if cfg.get("scaling") == "robust"
-               else "min–max")
+    xgb = (
+        "XGBoost (the paper's baseline settings) trained on the same training rows: weighted F1 "
+        f"{pct(x)} on the same test cells ({100 * (m['test_weighted_f1'] - x):+.2f} points for this model)"
+        if x is not None
+        else "XGBoost on the same rows: not measured (rerun without --cards-only)"
+    )
+    scaling = (
+        "median/IQR, clipped to the training 0.5–99.5 percentiles" if cfg.get("scaling") == "robust" else "min–max"
+    )
     return f"""# {name}
 
 {what} model ({n_classes} classes) of eulc, preset `{DEFAULT}` (model/presets.py): the BRIDGE-LC
-encoder (Ghassemi et al. 2025; 3 × {meta['architecture']['hidden']}, dropout {meta['architecture']['dropout']}),
+encoder (Ghassemi et al. 2025; 3 × {meta["architecture"]["hidden"]}, dropout {meta["architecture"]["dropout"]}),
 {branch}, inputs scaled {scaling},
 best-epoch selection and temperature scaling on a spatially blocked hold-out (whole EEA 100 km
-cells){'; ' + '; '.join(extra) if extra else ''}. Inputs: {desc}; {coords}.
+cells){"; " + "; ".join(extra) if extra else ""}. Inputs: {desc}; {coords}.
 
 - **Data:** `{data_file.as_posix()}` (ELC10 LUCAS 2018 export, SHA-256 `{sha[:16]}…`):
-  {m['n_train']:,} training rows, {m['n_val']:,} hold-out rows for epoch selection and calibration,
-  {m.get('n_test', 0):,} untouched test rows (each set whole EEA 100 km cells);
-  rows left out: {json.dumps({k: v for k, v in m['dropped'].items() if v})}.
-- **Spec:** `{meta['spec']['name']}`, hash `{meta['spec']['hash']}`; features in order:
-  {', '.join(f'`{f}`' for f in features)}.
-- **Training:** {cfg['epochs']} epochs, lr {cfg['lr']}, batch {cfg['batch_size']}, AdamW wd
-  {cfg['weight_decay']}, cosine to 0, {ema}, seed {cfg['seed']};
-  selected epoch {m.get('selected_epoch')}; {seconds / 60:.1f} min on 2 CPU cores. The paper's
+  {m["n_train"]:,} training rows, {m["n_val"]:,} hold-out rows for epoch selection and calibration,
+  {m.get("n_test", 0):,} untouched test rows (each set whole EEA 100 km cells);
+  rows left out: {json.dumps({k: v for k, v in m["dropped"].items() if v})}.
+- **Spec:** `{meta["spec"]["name"]}`, hash `{meta["spec"]["hash"]}`; features in order:
+  {", ".join(f"`{f}`" for f in features)}.
+- **Training:** {cfg["epochs"]} epochs, lr {cfg["lr"]}, batch {cfg["batch_size"]}, AdamW wd
+  {cfg["weight_decay"]}, cosine to 0, {ema}, seed {cfg["seed"]};
+  selected epoch {m.get("selected_epoch")}; {seconds / 60:.1f} min on 2 CPU cores. The paper's
   schedule is 500 epochs at lr 1e-4; this CPU schedule is shorter.
-- **Test metrics** (untouched blocked cells, {m.get('n_test', 0):,} rows; used for nothing else):
-  overall accuracy {pct(m['test_accuracy'])}, weighted F1 {pct(m['test_weighted_f1'])},
-  ECE {pct(m['test_ece'])} after temperature scaling (T = {m['temperature']:.3f}).
+- **Test metrics** (untouched blocked cells, {m.get("n_test", 0):,} rows; used for nothing else):
+  overall accuracy {pct(m["test_accuracy"])}, weighted F1 {pct(m["test_weighted_f1"])},
+  ECE {pct(m["test_ece"])} after temperature scaling (T = {m["temperature"]:.3f}).
   {xgb}. For reference, the hold-out used for selection and calibration: weighted F1
-  {pct(m['val_weighted_f1'])} (optimistic: it chose the epoch). Accuracy in unseen bioregions is lower:
+  {pct(m["val_weighted_f1"])} (optimistic: it chose the epoch). Accuracy in unseen bioregions is lower:
   see docs/results.md (LORO).
-- **Weights:** `weights.safetensors`, SHA-256 `{meta['weights_sha256'][:16]}…`; no pickle.
+- **Weights:** `weights.safetensors`, SHA-256 `{meta["weights_sha256"][:16]}…`; no pickle.
 - **Reproduce:** `python scripts/train_pretrained.py --only {name}` (CPU training is not
   bit-reproducible across machines; expect the metrics within about ±0.5 points).
 {ood_line(name)}
@@ -150,8 +170,11 @@ def main() -> None:
     ap.add_argument("--only", action="append", help="bundle name(s) to rebuild")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--cards-only", action="store_true", help="rewrite MODEL_CARD.md of existing bundles")
-    ap.add_argument("--ood-only", action="store_true",
-                    help="add the OOD reference (issue #18) to existing bundles, fitted on their training rows")
+    ap.add_argument(
+        "--ood-only",
+        action="store_true",
+        help="add the OOD reference (issue #18) to existing bundles, fitted on their training rows",
+    )
     args = ap.parse_args()
     if args.cards_only:
         for name, (features, desc, level) in bundles().items():
@@ -160,8 +183,10 @@ def main() -> None:
             meta = json.loads((dest / "bundle.json").read_text(encoding="utf-8"))
             old = re.search(r"([0-9.]+) min on 2 CPU", (dest / "MODEL_CARD.md").read_text(encoding="utf-8"))
             with atomic_path(dest / "MODEL_CARD.md") as t:
-                t.write_text(card(name, desc, features, meta, src, _sha(src),
-                                  60 * float(old.group(1)) if old else float("nan")), encoding="utf-8")
+                t.write_text(
+                    card(name, desc, features, meta, src, _sha(src), 60 * float(old.group(1)) if old else float("nan")),
+                    encoding="utf-8",
+                )
         return
     spec = load_spec("elc10")
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,28 +201,34 @@ def main() -> None:
             if args.ood_only:
                 ref = fit_ood_for_bundle(models_dir() / name, tables[level])
                 cpath = models_dir() / name / "MODEL_CARD.md"
-                text = re.sub(r"- \*\*OOD reference.*?\n(?=- \*\*Limits)", "", cpath.read_text(encoding="utf-8"),
-                              flags=re.S)
+                text = re.sub(
+                    r"- \*\*OOD reference.*?\n(?=- \*\*Limits)", "", cpath.read_text(encoding="utf-8"), flags=re.S
+                )
                 with atomic_path(cpath) as t:
                     t.write_text(text.replace("- **Limits:**", ood_line(name) + "\n- **Limits:**"), encoding="utf-8")
                 print(f"{name}: OOD reference, K = {ref.k}, {ref.info['n_rows']} training rows", flush=True)
                 continue
             src = ELC10 if level == "level1" else ELC10_L2
             epochs = args.epochs if level == "level1" else L2_EPOCHS
-            cfg = preset_config(DEFAULT, TrainConfig(level=level, epochs=epochs, lr=LR, seed=SEED),
-                                test_fraction=TEST_FRACTION)
+            cfg = preset_config(
+                DEFAULT, TrainConfig(level=level, epochs=epochs, lr=LR, seed=SEED), test_fraction=TEST_FRACTION
+            )
             sel = FeatureSelection.of(spec, features, "names", note=desc)
             dest = models_dir() / name
             t0 = time.perf_counter()
-            train_from_table(tables[level], dest, sel, cfg,
-                             lambda e, loss, n=name, k=epochs: print(f"{n}: epoch {e}/{k} loss {loss:.3f}", flush=True),
-                             overwrite=True)
+            train_from_table(
+                tables[level],
+                dest,
+                sel,
+                cfg,
+                lambda e, loss, n=name, k=epochs: print(f"{n}: epoch {e}/{k} loss {loss:.3f}", flush=True),
+                overwrite=True,
+            )
             seconds = time.perf_counter() - t0
             meta = json.loads((dest / "bundle.json").read_text(encoding="utf-8"))
             meta["metrics"]["xgboost_test_weighted_f1"] = xgboost_on_same_rows(tables[level], features, cfg)
             with atomic_path(dest / "MODEL_CARD.md") as t:
-                t.write_text(card(name, desc, features, meta, src, _sha(src), seconds),
-                             encoding="utf-8")
+                t.write_text(card(name, desc, features, meta, src, _sha(src), seconds), encoding="utf-8")
             print(f"wrote {dest}: test weighted F1 {meta['metrics']['test_weighted_f1']:.4f}", flush=True)
 
 

@@ -48,11 +48,14 @@ def test_an_unmapped_class_contributes_nothing() -> None:
     assert r.area[0] == 5.0 and r.area[1] == 0.0 and r.overall == 1.0
 
 
-@pytest.mark.parametrize("counts, area, words", [
-    (np.ones((3, 3)), np.ones(2), "shape"),
-    (-np.ones((2, 2)), np.ones(2), "non-negative"),
-    (np.ones((2, 2)), np.zeros(2), "mapped area is zero"),
-])
+@pytest.mark.parametrize(
+    "counts, area, words",
+    [
+        (np.ones((3, 3)), np.ones(2), "shape"),
+        (-np.ones((2, 2)), np.ones(2), "non-negative"),
+        (np.ones((2, 2)), np.zeros(2), "mapped area is zero"),
+    ],
+)
 def test_bad_input(counts: np.ndarray, area: np.ndarray, words: str) -> None:
     with pytest.raises(EulcError, match=words):
         stratified_estimates(counts, area)

@@ -54,14 +54,13 @@ def test_finer_reference_is_mode_resampled(data: Path, tmp_path: Path) -> None:
 
     top = tr.f - (tr.f % 10)
     left = tr.c + (-tr.c % 10)
-    mp = write_cog(tmp_path / "m.tif", np.zeros((40, 40), np.uint8), Affine(10, 0, left, 0, -10, top),
-                   "EPSG:3035", 255)
+    mp = write_cog(tmp_path / "m.tif", np.zeros((40, 40), np.uint8), Affine(10, 0, left, 0, -10, top), "EPSG:3035", 255)
     got, method = align_reference(ref, mp)
     assert method == "mode"
     # independent: the most frequent 2 m code in the 5 x 5 block of one 10 m pixel
     r0 = int(round((tr.f - top) / 2)) + 5 * 7
     c0 = int(round((left - tr.c) / 2)) + 5 * 9
-    block = codes[r0:r0 + 5, c0:c0 + 5].ravel()
+    block = codes[r0 : r0 + 5, c0 : c0 + 5].ravel()
     block = block[block != 0]
     vals, counts = np.unique(block, return_counts=True)
     assert got[7, 9] in vals[counts == counts.max()]

@@ -24,8 +24,13 @@ def _lazy_imports(path: Path) -> list[str]:
 
 
 def test_no_hidden_imports_below_the_application() -> None:
-    found = [hit for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))
-             if not p.is_relative_to(ROOT / "pipeline" / "app") for hit in _lazy_imports(p)]
+    found = [
+        hit
+        for pkg in PACKAGES
+        for p in sorted((ROOT / pkg).rglob("*.py"))
+        if not p.is_relative_to(ROOT / "pipeline" / "app")
+        for hit in _lazy_imports(p)
+    ]
     assert found == []
 
 

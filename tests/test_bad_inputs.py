@@ -43,11 +43,13 @@ class Case:
 
 def _bundle_with(edit: Callable[[dict], None], name: str = "bundle.json") -> Callable[[Path, dict[str, Path]], None]:
     """A copy of the shipped bundle as ``b/`` with ``edit`` applied to its JSON file ``name``."""
+
     def prep(tmp: Path, fx: dict[str, Path]) -> None:
         shutil.copytree(BUNDLE, tmp / "b")
         meta = json.loads((tmp / "b" / name).read_text())
         edit(meta)
         (tmp / "b" / name).write_text(json.dumps(meta))
+
     return prep
 
 
@@ -56,12 +58,14 @@ def _write(name: str, content: bytes | str) -> Callable[[Path, dict[str, Path]],
         p = tmp / name
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(content if isinstance(content, bytes) else content.encode())
+
     return prep
 
 
 def _csv_from_sample(transform: Callable[[str], str], name: str = "bad.csv") -> Callable[[Path, dict[str, Path]], None]:
     def prep(tmp: Path, fx: dict[str, Path]) -> None:
         (tmp / name).write_text(transform(fx["sample_csv"].read_text()))
+
     return prep
 
 
@@ -74,6 +78,7 @@ def _both(*fs: Callable[[Path, dict[str, Path]], None]) -> Callable[[Path, dict[
     def prep(tmp: Path, fx: dict[str, Path]) -> None:
         for f in fs:
             f(tmp, fx)
+
     return prep
 
 
@@ -88,8 +93,10 @@ def _selection(names: list[str], spec: str = "elc10") -> Callable[[Path, dict[st
         from pipeline.core.spec import load_spec
 
         sp = load_spec(spec)
-        (tmp / "sel.json").write_text(json.dumps({"spec": spec, "spec_hash": sp.digest(), "names": names,
-                                                  "method": "names"}))
+        (tmp / "sel.json").write_text(
+            json.dumps({"spec": spec, "spec_hash": sp.digest(), "names": names, "method": "names"})
+        )
+
     return prep
 
 
@@ -116,24 +123,36 @@ CASES: list[Case] = []
 for name, argv in COMMANDS.items():
     CASES.append(Case(f"{name}: unknown option", [*argv, "--no-such-option"], ["--no-such-option"]))
 for name, argv, drop, needle in [
-    ("table", COMMANDS["table"], "--out", "--out"), ("train", COMMANDS["train"], "--out", "--out"),
-    ("evaluate", COMMANDS["evaluate"], "--table", "--table"), ("select", COMMANDS["select"], "--out", "--out"),
-    ("features", COMMANDS["features"], "--year", "--year"), ("sample", COMMANDS["sample"], "--points", "--points"),
-    ("drift", COMMANDS["drift"], "--table", "--table"), ("report", COMMANDS["report"], "--reference", "--reference"),
-    ("agreement", COMMANDS["agreement"], "--reference", "--reference"), ("demo", COMMANDS["demo"], "--out", "--out"),
+    ("table", COMMANDS["table"], "--out", "--out"),
+    ("train", COMMANDS["train"], "--out", "--out"),
+    ("evaluate", COMMANDS["evaluate"], "--table", "--table"),
+    ("select", COMMANDS["select"], "--out", "--out"),
+    ("features", COMMANDS["features"], "--year", "--year"),
+    ("sample", COMMANDS["sample"], "--points", "--points"),
+    ("drift", COMMANDS["drift"], "--table", "--table"),
+    ("report", COMMANDS["report"], "--reference", "--reference"),
+    ("agreement", COMMANDS["agreement"], "--reference", "--reference"),
+    ("demo", COMMANDS["demo"], "--out", "--out"),
     ("gee export-table", COMMANDS["gee export-table"], "--points", "--points"),
     ("gee export-tiles", COMMANDS["gee export-tiles"], "--tiles", "--tiles"),
     ("gee status", COMMANDS["gee status"], "--out", "--out"),
 ]:
     i = argv.index(drop)
-    CASES.append(Case(f"{name}: missing {drop}", argv[:i] + argv[i + 2:], [needle]))
-for name, opt in [("features", "--year"), ("gee export-table", "--year"), ("gee export-tiles", "--year"),
-                  ("train", "--epochs"), ("train", "--lr"), ("select", "--k"), ("evaluate", "--seeds"),
-                  ("map", "--workers")]:
+    CASES.append(Case(f"{name}: missing {drop}", argv[:i] + argv[i + 2 :], [needle]))
+for name, opt in [
+    ("features", "--year"),
+    ("gee export-table", "--year"),
+    ("gee export-tiles", "--year"),
+    ("train", "--epochs"),
+    ("train", "--lr"),
+    ("select", "--k"),
+    ("evaluate", "--seeds"),
+    ("map", "--workers"),
+]:
     base = [a for a in COMMANDS[name]]
     if opt in base:
         j = base.index(opt)
-        base = base[:j] + base[j + 2:]
+        base = base[:j] + base[j + 2 :]
     CASES.append(Case(f"{name}: {opt} not a number", [*base, opt, "abc"], [opt]))
 CASES += [
     Case("unknown command", ["frobnicate"], ["frobnicate"], out=None),
@@ -143,32 +162,72 @@ CASES += [
 # eulc table
 CASES += [
     Case("table: missing file", ["table", "nope.csv", "--out", "out/t.parquet"], ["nope.csv", "not found"]),
-    Case("table: empty file", ["table", "empty.csv", "--out", "out/t.parquet"], ["empty.csv"],
-         _write("empty.csv", b"")),
-    Case("table: cut mid-row", ["table", "bad.csv", "--out", "out/t.parquet"], ["bad.csv", "middle of a row"],
-         _csv_from_sample(lambda s: s[: len(s) // 2])),
-    Case("table: missing column", ["table", "bad.csv", "--out", "out/t.parquet"], ["bad.csv", "ndvi_p50"],
-         _csv_from_sample(lambda s: s.replace("ndvi_p50", "ndvi_p5O", 1))),
-    Case("table: no POINT_ID", ["table", "bad.csv", "--out", "out/t.parquet"], ["bad.csv", "POINT_ID"],
-         _csv_from_sample(lambda s: s.replace("POINT_ID", "PID", 1))),
-    Case("table: header only", ["table", "bad.csv", "--out", "out/t.parquet"], ["bad.csv"],
-         _csv_from_sample(lambda s: s.splitlines()[0] + "\n")),
-    Case("table: binary garbage", ["table", "bad.csv", "--out", "out/t.parquet"], ["bad.csv"],
-         _write("bad.csv", bytes(range(256)) * 40 + b"\n")),
+    Case(
+        "table: empty file", ["table", "empty.csv", "--out", "out/t.parquet"], ["empty.csv"], _write("empty.csv", b"")
+    ),
+    Case(
+        "table: cut mid-row",
+        ["table", "bad.csv", "--out", "out/t.parquet"],
+        ["bad.csv", "middle of a row"],
+        _csv_from_sample(lambda s: s[: len(s) // 2]),
+    ),
+    Case(
+        "table: missing column",
+        ["table", "bad.csv", "--out", "out/t.parquet"],
+        ["bad.csv", "ndvi_p50"],
+        _csv_from_sample(lambda s: s.replace("ndvi_p50", "ndvi_p5O", 1)),
+    ),
+    Case(
+        "table: no POINT_ID",
+        ["table", "bad.csv", "--out", "out/t.parquet"],
+        ["bad.csv", "POINT_ID"],
+        _csv_from_sample(lambda s: s.replace("POINT_ID", "PID", 1)),
+    ),
+    Case(
+        "table: header only",
+        ["table", "bad.csv", "--out", "out/t.parquet"],
+        ["bad.csv"],
+        _csv_from_sample(lambda s: s.splitlines()[0] + "\n"),
+    ),
+    Case(
+        "table: binary garbage",
+        ["table", "bad.csv", "--out", "out/t.parquet"],
+        ["bad.csv"],
+        _write("bad.csv", bytes(range(256)) * 40 + b"\n"),
+    ),
     Case("table: a folder", ["table", "adir", "--out", "out/t.parquet"], ["adir"], _write("adir/x", "x")),
     Case("table: unknown spec", ["table", "{sample_csv}", "--spec", "elc11", "--out", "out/t.parquet"], ["elc11"]),
-    Case("table: spec path missing", ["table", "{sample_csv}", "--spec", "s.yaml", "--out", "out/t.parquet"],
-         ["s.yaml", "not found"]),
-    Case("table: spec not YAML", ["table", "{sample_csv}", "--spec", "s.yaml", "--out", "out/t.parquet"],
-         ["s.yaml", "YAML"], _write("s.yaml", "name: [unclosed\n")),
-    Case("table: spec unknown key", ["table", "{sample_csv}", "--spec", "s.yaml", "--out", "out/t.parquet"],
-         ["s.yaml", "colour"], _write("s.yaml", "name: x\nyear: 2018\ncolour: red\nsensors: {}\nfeatures: []\n")),
+    Case(
+        "table: spec path missing",
+        ["table", "{sample_csv}", "--spec", "s.yaml", "--out", "out/t.parquet"],
+        ["s.yaml", "not found"],
+    ),
+    Case(
+        "table: spec not YAML",
+        ["table", "{sample_csv}", "--spec", "s.yaml", "--out", "out/t.parquet"],
+        ["s.yaml", "YAML"],
+        _write("s.yaml", "name: [unclosed\n"),
+    ),
+    Case(
+        "table: spec unknown key",
+        ["table", "{sample_csv}", "--spec", "s.yaml", "--out", "out/t.parquet"],
+        ["s.yaml", "colour"],
+        _write("s.yaml", "name: x\nyear: 2018\ncolour: red\nsensors: {}\nfeatures: []\n"),
+    ),
     Case("table: --out is a folder", ["table", "{sample_csv}", "--out", "out"], ["out"], _foreign_out),
-    Case("table: --out is a foreign file", ["table", "{sample_csv}", "--out", "out/notes.txt"],
-         ["notes.txt", "not a FeatureTable"], _foreign_out),
+    Case(
+        "table: --out is a foreign file",
+        ["table", "{sample_csv}", "--out", "out/notes.txt"],
+        ["notes.txt", "not a FeatureTable"],
+        _foreign_out,
+    ),
     Case("table: --lucas missing", ["table", "{sample_csv}", "--lucas", "l.csv", "--out", "out/t.parquet"], ["l.csv"]),
-    Case("table: --lucas without LC1", ["table", "{sample_csv}", "--lucas", "l.csv", "--out", "out/t.parquet"],
-         ["l.csv", "LC1"], _write("l.csv", "POINT_ID,X\n1,2\n")),
+    Case(
+        "table: --lucas without LC1",
+        ["table", "{sample_csv}", "--lucas", "l.csv", "--out", "out/t.parquet"],
+        ["l.csv", "LC1"],
+        _write("l.csv", "POINT_ID,X\n1,2\n"),
+    ),
 ]
 
 # eulc train
@@ -177,12 +236,23 @@ CASES += [
     Case("train: not parquet", ["train", "t.parquet", "--out", "out/m"], ["t.parquet"], _write("t.parquet", "x,y\n")),
     Case("train: unknown feature", ["train", "{table}", "--out", "out/m", "--features", "ndvi_p51"], ["ndvi_p51"]),
     Case("train: selection missing", ["train", "{table}", "--out", "out/m", "--features", "sel.json"], ["sel.json"]),
-    Case("train: selection not JSON", ["train", "{table}", "--out", "out/m", "--features", "sel.json"],
-         ["sel.json"], _write("sel.json", "{not json")),
-    Case("train: selection of another spec", ["train", "{table}", "--out", "out/m", "--features", "sel.json"],
-         ["sel.json"], _selection(["s2_b02_p5"], "bridge-lc-196")),
-    Case("train: derived without inputs", ["train", "{table}", "--out", "out/m", "--features", "asc_dpol_median"],
-         ["asc_dpol_median"]),
+    Case(
+        "train: selection not JSON",
+        ["train", "{table}", "--out", "out/m", "--features", "sel.json"],
+        ["sel.json"],
+        _write("sel.json", "{not json"),
+    ),
+    Case(
+        "train: selection of another spec",
+        ["train", "{table}", "--out", "out/m", "--features", "sel.json"],
+        ["sel.json"],
+        _selection(["s2_b02_p5"], "bridge-lc-196"),
+    ),
+    Case(
+        "train: derived without inputs",
+        ["train", "{table}", "--out", "out/m", "--features", "asc_dpol_median"],
+        ["asc_dpol_median"],
+    ),
     Case("train: epochs 0", ["train", "{table}", "--out", "out/m", "--epochs", "0"], ["epochs"]),
     Case("train: epochs -3", ["train", "{table}", "--out", "out/m", "--epochs", "-3"], ["epochs"]),
     Case("train: lr 0", ["train", "{table}", "--out", "out/m", "--lr", "0"], ["lr"]),
@@ -190,242 +260,728 @@ CASES += [
     Case("train: batch size 1", ["train", "{table}", "--out", "out/m", "--batch-size", "1"], ["batch_size"]),
     Case("train: level 3", ["train", "{table}", "--out", "out/m", "--level", "level3"], ["level3"]),
     Case("train: unknown preset", ["train", "{table}", "--out", "out/m", "--preset", "gpt"], ["gpt"]),
-    Case("train: --out holds a python package", ["train", "{table}", "--out", "out", "--epochs", "1"],
-         ["out", "did not write"], _foreign_out),
-    Case("train: --out is a file", ["train", "{table}", "--out", "out/notes.txt", "--epochs", "1"],
-         ["notes.txt", "not a folder"], _foreign_out),
-    Case("train: --out holds a bundle", ["train", "{table}", "--out", "b", "--epochs", "1"],
-         ["b", "--overwrite"], lambda tmp, fx: shutil.copytree(BUNDLE, tmp / "b"), out="b"),
-    Case("train: table without metadata", ["train", "t.parquet", "--out", "out/m"], ["t.parquet", "FeatureTable"],
-         lambda tmp, fx: __import__("pandas").DataFrame({"a": [1]}).to_parquet(tmp / "t.parquet")),
+    Case(
+        "train: --out holds a python package",
+        ["train", "{table}", "--out", "out", "--epochs", "1"],
+        ["out", "did not write"],
+        _foreign_out,
+    ),
+    Case(
+        "train: --out is a file",
+        ["train", "{table}", "--out", "out/notes.txt", "--epochs", "1"],
+        ["notes.txt", "not a folder"],
+        _foreign_out,
+    ),
+    Case(
+        "train: --out holds a bundle",
+        ["train", "{table}", "--out", "b", "--epochs", "1"],
+        ["b", "--overwrite"],
+        lambda tmp, fx: shutil.copytree(BUNDLE, tmp / "b"),
+        out="b",
+    ),
+    Case(
+        "train: table without metadata",
+        ["train", "t.parquet", "--out", "out/m"],
+        ["t.parquet", "FeatureTable"],
+        lambda tmp, fx: __import__("pandas").DataFrame({"a": [1]}).to_parquet(tmp / "t.parquet"),
+    ),
 ]
 
 # eulc evaluate / select
 CASES += [
     Case("evaluate: neither", ["evaluate", "--table", "{table}", "--out", "out"], ["--bundle or --scenario"]),
-    Case("evaluate: unknown scenario", ["evaluate", "--table", "{table}", "--out", "out", "--scenario", "mars"],
-         ["mars"]),
-    Case("evaluate: unknown model", ["evaluate", "--table", "{table}", "--out", "out", "--scenario", "extrap",
-                                     "--models", "gpt"], ["gpt"]),
+    Case(
+        "evaluate: unknown scenario", ["evaluate", "--table", "{table}", "--out", "out", "--scenario", "mars"], ["mars"]
+    ),
+    Case(
+        "evaluate: unknown model",
+        ["evaluate", "--table", "{table}", "--out", "out", "--scenario", "extrap", "--models", "gpt"],
+        ["gpt"],
+    ),
     Case("evaluate: bundle missing", ["evaluate", "--table", "{table}", "--out", "out", "--bundle", "nob"], ["nob"]),
-    Case("evaluate: table missing", ["evaluate", "--table", "t.parquet", "--out", "out", "--bundle", str(BUNDLE)],
-         ["t.parquet"]),
-    Case("evaluate: epochs 0", ["evaluate", "--table", "{table}", "--out", "out", "--scenario", "extrap",
-                                "--epochs", "0"], ["epochs"]),
-    Case("evaluate: unknown region", ["evaluate", "--table", "{table}", "--out", "out", "--scenario", "loro",
-                                      "--regions", "Arctic", "--models", "rf", "--seeds", "1"], ["Arctic"]),
+    Case(
+        "evaluate: table missing",
+        ["evaluate", "--table", "t.parquet", "--out", "out", "--bundle", str(BUNDLE)],
+        ["t.parquet"],
+    ),
+    Case(
+        "evaluate: epochs 0",
+        ["evaluate", "--table", "{table}", "--out", "out", "--scenario", "extrap", "--epochs", "0"],
+        ["epochs"],
+    ),
+    Case(
+        "evaluate: unknown region",
+        [
+            "evaluate",
+            "--table",
+            "{table}",
+            "--out",
+            "out",
+            "--scenario",
+            "loro",
+            "--regions",
+            "Arctic",
+            "--models",
+            "rf",
+            "--seeds",
+            "1",
+        ],
+        ["Arctic"],
+    ),
     Case("select: table missing", ["select", "--table", "t.parquet", "--out", "out/s.json"], ["t.parquet"]),
     Case("select: k 0", ["select", "--table", "{table}", "--out", "out/s.json", "--k", "0"], ["k"]),
     Case("select: k too large", ["select", "--table", "{table}", "--out", "out/s.json", "--k", "999"], ["999"]),
-    Case("select: unknown method", ["select", "--table", "{table}", "--out", "out/s.json", "--method", "magic"],
-         ["magic"]),
+    Case(
+        "select: unknown method",
+        ["select", "--table", "{table}", "--out", "out/s.json", "--method", "magic"],
+        ["magic"],
+    ),
 ]
 
 # eulc features
 CASES += [
     Case("features: no source", ["features", "--year", "2017", "--out", "out"], ["--files"]),
-    Case("features: two sources", ["features", "--files", "eolearn_slovenia", "--catalog", "c.json", "--year", "2017",
-                                   "--out", "out"], ["--files"]),
-    Case("features: unknown manifest", ["features", "--files", "atlantis", "--year", "2017", "--out", "out"],
-         ["atlantis"]),
-    Case("features: manifest missing", ["features", "--files", "m.yaml", "--year", "2017", "--out", "out"],
-         ["m.yaml"]),
-    Case("features: manifest not YAML", ["features", "--files", "m.yaml", "--year", "2017", "--out", "out"],
-         ["m.yaml"], _write("m.yaml", "items: [\n")),
-    Case("features: manifest unknown key", ["features", "--files", "m.yaml", "--year", "2017", "--out", "out"],
-         ["m.yaml"], _write("m.yaml", "name: x\nlevel: L1C\nitems: []\nwhat: 1\n")),
-    Case("features: manifest file missing", ["features", "--files", "m.yaml", "--year", "2017", "--out", "out",
-                                             "--cloud-mask", "none"], ["gone.tif"],
-         _write("m.yaml", "name: x\nlevel: L1C\nitems:\n  - {path: gone.tif, kind: timeseries, variable: ndvi}\n")),
-    Case("features: year without data", ["features", "--files", "eolearn_slovenia", "--year", "1999", "--out", "out",
-                                         "--features", "ndvi_p50"], ["1999"]),
-    Case("features: unknown feature", ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out",
-                                       "--features", "ndvi_p51"], ["ndvi_p51"]),
-    Case("features: band missing", ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out",
-                                    "--features", "asc_vv_median"], ["asc_vv_median"]),
-    Case("features: selection missing", ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out",
-                                         "--features", "s.json"], ["s.json"]),
-    Case("features: broken bundle", ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out",
-                                     "--features", "b"], ["bundle.json"], _bundle_with(lambda m: m.pop("features"))),
-    Case("features: tile id with ..", ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out",
-                                       "--tile-id", "../../x", "--features", "ndvi_p50"], ["--tile-id", "../../x"]),
-    Case("features: absolute tile id", ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out",
-                                        "--tile-id", "/tmp/evil", "--features", "ndvi_p50"],
-         ["--tile-id", "/tmp/evil"]),
-    Case("features: manifest name with ..", ["features", "--files", "m.yaml", "--year", "2017", "--out", "out"],
-         ["manifest name", "../up"],
-         _write("m.yaml", "name: ../up\nlevel: L1C\nitems:\n  - {path: x.tif, kind: timeseries, variable: ndvi}\n")),
-    Case("features: reserved tile id", ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out",
-                                        "--tile-id", "catalog", "--features", "ndvi_p50"], ["catalog", "reserved"]),
-    Case("features: catalogue missing", ["features", "--catalog", "c.json", "--tiles", "10kmE467N253", "--year",
-                                         "2017", "--out", "out"], ["c.json"]),
-    Case("features: catalogue not JSON", ["features", "--catalog", "c.json", "--tiles", "10kmE467N253", "--year",
-                                          "2017", "--out", "out"], ["c.json"], _write("c.json", "{oops")),
-    Case("features: catalogue not STAC", ["features", "--catalog", "c.json", "--tiles", "10kmE467N253", "--year",
-                                          "2017", "--out", "out"], ["c.json"], _write("c.json", '{"a": 1}')),
-    Case("features: catalogue names /etc/passwd", ["features", "--catalog", "cat/catalog.json", "--tiles",
-                                                    "10kmE467N253", "--year", "2017", "--out", "out",
-                                                    "--features", "ndvi_p50"], ["/etc/passwd", "outside"],
-         lambda tmp, fx: _evil_catalog(tmp, "/etc/passwd")),
-    Case("features: catalogue names s3://", ["features", "--catalog", "cat/catalog.json", "--tiles",
-                                             "10kmE467N253", "--year", "2017", "--out", "out",
-                                             "--features", "ndvi_p50"], ["s3://"],
-         lambda tmp, fx: _evil_catalog(tmp, "s3://bucket/x.tif")),
-    Case("features: catalogue names ../", ["features", "--catalog", "cat/catalog.json", "--tiles", "10kmE467N253",
-                                           "--year", "2017", "--out", "out", "--features", "ndvi_p50"], ["outside"],
-         lambda tmp, fx: _evil_catalog(tmp, "../../secret.tif")),
-    Case("features: catalogue without --tiles", ["features", "--catalog", "cat/catalog.json", "--year", "2017",
-                                                 "--out", "out"], ["--tiles"],
-         lambda tmp, fx: _evil_catalog(tmp, "x.tif")),
-    Case("features: bad cloud mask", ["features", "--catalog", "cat/catalog.json", "--tiles", "10kmE467N253", "--year",
-                                      "2017", "--out", "out", "--cloud-mask", "some"], ["some"],
-         lambda tmp, fx: _evil_catalog(tmp, "x.tif")),
-    Case("features: bad tiles", ["features", "--catalog", "cat/catalog.json", "--tiles", "E467N253", "--year",
-                                 "2017", "--out", "out"], ["E467N253"], lambda tmp, fx: _evil_catalog(tmp, "x.tif")),
-    Case("features: tile size 0m", ["features", "--catalog", "cat/catalog.json", "--tiles", "bbox:14,45,15,46",
-                                    "--tile-size", "0m", "--year", "2017", "--out", "out"], ["--tile-size"],
-         lambda tmp, fx: _evil_catalog(tmp, "x.tif")),
-    Case("features: --out file taken", ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out",
-                                        "--features", "ndvi_p50"], ["eolearn_slovenia_2017.tif", "not written"],
-         _write("out/eolearn_slovenia_2017.tif", FOREIGN)),
-    Case("features: spec disagrees with selection", ["features", "--files", "eolearn_slovenia", "--year", "2017",
-                                                     "--out", "out", "--features", "sel.json", "--spec",
-                                                     "bridge-lc-196"], ["sel.json"], _selection(NDVI_FEATURES)),
+    Case(
+        "features: two sources",
+        ["features", "--files", "eolearn_slovenia", "--catalog", "c.json", "--year", "2017", "--out", "out"],
+        ["--files"],
+    ),
+    Case(
+        "features: unknown manifest",
+        ["features", "--files", "atlantis", "--year", "2017", "--out", "out"],
+        ["atlantis"],
+    ),
+    Case("features: manifest missing", ["features", "--files", "m.yaml", "--year", "2017", "--out", "out"], ["m.yaml"]),
+    Case(
+        "features: manifest not YAML",
+        ["features", "--files", "m.yaml", "--year", "2017", "--out", "out"],
+        ["m.yaml"],
+        _write("m.yaml", "items: [\n"),
+    ),
+    Case(
+        "features: manifest unknown key",
+        ["features", "--files", "m.yaml", "--year", "2017", "--out", "out"],
+        ["m.yaml"],
+        _write("m.yaml", "name: x\nlevel: L1C\nitems: []\nwhat: 1\n"),
+    ),
+    Case(
+        "features: manifest file missing",
+        ["features", "--files", "m.yaml", "--year", "2017", "--out", "out", "--cloud-mask", "none"],
+        ["gone.tif"],
+        _write("m.yaml", "name: x\nlevel: L1C\nitems:\n  - {path: gone.tif, kind: timeseries, variable: ndvi}\n"),
+    ),
+    Case(
+        "features: year without data",
+        ["features", "--files", "eolearn_slovenia", "--year", "1999", "--out", "out", "--features", "ndvi_p50"],
+        ["1999"],
+    ),
+    Case(
+        "features: unknown feature",
+        ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out", "--features", "ndvi_p51"],
+        ["ndvi_p51"],
+    ),
+    Case(
+        "features: band missing",
+        ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out", "--features", "asc_vv_median"],
+        ["asc_vv_median"],
+    ),
+    Case(
+        "features: selection missing",
+        ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out", "--features", "s.json"],
+        ["s.json"],
+    ),
+    Case(
+        "features: broken bundle",
+        ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out", "--features", "b"],
+        ["bundle.json"],
+        _bundle_with(lambda m: m.pop("features")),
+    ),
+    Case(
+        "features: tile id with ..",
+        [
+            "features",
+            "--files",
+            "eolearn_slovenia",
+            "--year",
+            "2017",
+            "--out",
+            "out",
+            "--tile-id",
+            "../../x",
+            "--features",
+            "ndvi_p50",
+        ],
+        ["--tile-id", "../../x"],
+    ),
+    Case(
+        "features: absolute tile id",
+        [
+            "features",
+            "--files",
+            "eolearn_slovenia",
+            "--year",
+            "2017",
+            "--out",
+            "out",
+            "--tile-id",
+            "/tmp/evil",
+            "--features",
+            "ndvi_p50",
+        ],
+        ["--tile-id", "/tmp/evil"],
+    ),
+    Case(
+        "features: manifest name with ..",
+        ["features", "--files", "m.yaml", "--year", "2017", "--out", "out"],
+        ["manifest name", "../up"],
+        _write("m.yaml", "name: ../up\nlevel: L1C\nitems:\n  - {path: x.tif, kind: timeseries, variable: ndvi}\n"),
+    ),
+    Case(
+        "features: reserved tile id",
+        [
+            "features",
+            "--files",
+            "eolearn_slovenia",
+            "--year",
+            "2017",
+            "--out",
+            "out",
+            "--tile-id",
+            "catalog",
+            "--features",
+            "ndvi_p50",
+        ],
+        ["catalog", "reserved"],
+    ),
+    Case(
+        "features: catalogue missing",
+        ["features", "--catalog", "c.json", "--tiles", "10kmE467N253", "--year", "2017", "--out", "out"],
+        ["c.json"],
+    ),
+    Case(
+        "features: catalogue not JSON",
+        ["features", "--catalog", "c.json", "--tiles", "10kmE467N253", "--year", "2017", "--out", "out"],
+        ["c.json"],
+        _write("c.json", "{oops"),
+    ),
+    Case(
+        "features: catalogue not STAC",
+        ["features", "--catalog", "c.json", "--tiles", "10kmE467N253", "--year", "2017", "--out", "out"],
+        ["c.json"],
+        _write("c.json", '{"a": 1}'),
+    ),
+    Case(
+        "features: catalogue names /etc/passwd",
+        [
+            "features",
+            "--catalog",
+            "cat/catalog.json",
+            "--tiles",
+            "10kmE467N253",
+            "--year",
+            "2017",
+            "--out",
+            "out",
+            "--features",
+            "ndvi_p50",
+        ],
+        ["/etc/passwd", "outside"],
+        lambda tmp, fx: _evil_catalog(tmp, "/etc/passwd"),
+    ),
+    Case(
+        "features: catalogue names s3://",
+        [
+            "features",
+            "--catalog",
+            "cat/catalog.json",
+            "--tiles",
+            "10kmE467N253",
+            "--year",
+            "2017",
+            "--out",
+            "out",
+            "--features",
+            "ndvi_p50",
+        ],
+        ["s3://"],
+        lambda tmp, fx: _evil_catalog(tmp, "s3://bucket/x.tif"),
+    ),
+    Case(
+        "features: catalogue names ../",
+        [
+            "features",
+            "--catalog",
+            "cat/catalog.json",
+            "--tiles",
+            "10kmE467N253",
+            "--year",
+            "2017",
+            "--out",
+            "out",
+            "--features",
+            "ndvi_p50",
+        ],
+        ["outside"],
+        lambda tmp, fx: _evil_catalog(tmp, "../../secret.tif"),
+    ),
+    Case(
+        "features: catalogue without --tiles",
+        ["features", "--catalog", "cat/catalog.json", "--year", "2017", "--out", "out"],
+        ["--tiles"],
+        lambda tmp, fx: _evil_catalog(tmp, "x.tif"),
+    ),
+    Case(
+        "features: bad cloud mask",
+        [
+            "features",
+            "--catalog",
+            "cat/catalog.json",
+            "--tiles",
+            "10kmE467N253",
+            "--year",
+            "2017",
+            "--out",
+            "out",
+            "--cloud-mask",
+            "some",
+        ],
+        ["some"],
+        lambda tmp, fx: _evil_catalog(tmp, "x.tif"),
+    ),
+    Case(
+        "features: bad tiles",
+        ["features", "--catalog", "cat/catalog.json", "--tiles", "E467N253", "--year", "2017", "--out", "out"],
+        ["E467N253"],
+        lambda tmp, fx: _evil_catalog(tmp, "x.tif"),
+    ),
+    Case(
+        "features: tile size 0m",
+        [
+            "features",
+            "--catalog",
+            "cat/catalog.json",
+            "--tiles",
+            "bbox:14,45,15,46",
+            "--tile-size",
+            "0m",
+            "--year",
+            "2017",
+            "--out",
+            "out",
+        ],
+        ["--tile-size"],
+        lambda tmp, fx: _evil_catalog(tmp, "x.tif"),
+    ),
+    Case(
+        "features: --out file taken",
+        ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out", "--features", "ndvi_p50"],
+        ["eolearn_slovenia_2017.tif", "not written"],
+        _write("out/eolearn_slovenia_2017.tif", FOREIGN),
+    ),
+    Case(
+        "features: spec disagrees with selection",
+        [
+            "features",
+            "--files",
+            "eolearn_slovenia",
+            "--year",
+            "2017",
+            "--out",
+            "out",
+            "--features",
+            "sel.json",
+            "--spec",
+            "bridge-lc-196",
+        ],
+        ["sel.json"],
+        _selection(NDVI_FEATURES),
+    ),
 ]
 
 # eulc map
 CASES += [
     Case("map: bundle missing", ["map", "{features}", "--bundle", "nob", "--out", "out"], ["nob"]),
-    Case("map: bundle.json garbage", ["map", "{features}", "--bundle", "b", "--out", "out"], ["bundle.json", "JSON"],
-         lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "bundle.json").write_text("{oops"))),
-    Case("map: hidden 60000", ["map", "{features}", "--bundle", "b", "--out", "out"], ["hidden"],
-         _bundle_with(lambda m: m["architecture"].update(hidden=60000))),
-    Case("map: temperature 0", ["map", "{features}", "--bundle", "b", "--out", "out"], ["temperature"],
-         _bundle_with(lambda m: m["architecture"].update(temperature=0))),
-    Case("map: temperature -1", ["map", "{features}", "--bundle", "b", "--out", "out"], ["temperature"],
-         _bundle_with(lambda m: m["architecture"].update(temperature=-1))),
-    Case("map: temperature NaN", ["map", "{features}", "--bundle", "b", "--out", "out"], ["temperature"],
-         _bundle_with(lambda m: m["architecture"].update(temperature=float("nan")))),
-    Case("map: depth 0", ["map", "{features}", "--bundle", "b", "--out", "out"], ["depth"],
-         _bundle_with(lambda m: m["architecture"].update(depth=0))),
-    Case("map: wrong format", ["map", "{features}", "--bundle", "b", "--out", "out"], ["format"],
-         _bundle_with(lambda m: m.update(format="other/1"))),
-    Case("map: weights edited", ["map", "{features}", "--bundle", "b", "--out", "out"], ["weights", "SHA-256"],
-         _bundle_with(lambda m: m.update(weights_sha256="0" * 64))),
-    Case("map: feature spec edited", ["map", "{features}", "--bundle", "b", "--out", "out"], ["digest"],
-         _bundle_with(lambda m: m["spec"]["feature_spec"]["features"][0].update(scale=1.0))),
-    Case("map: bundle features reordered", ["map", "{features}", "--bundle", "b", "--out", "out"], ["b"],
-         _bundle_with(lambda m: m.update(features=m["features"][::-1][:3]))),
-    Case("map: weights missing", ["map", "{features}", "--bundle", "b", "--out", "out"], ["weights.safetensors"],
-         lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "weights.safetensors").unlink())),
+    Case(
+        "map: bundle.json garbage",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["bundle.json", "JSON"],
+        lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "bundle.json").write_text("{oops")),
+    ),
+    Case(
+        "map: hidden 60000",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["hidden"],
+        _bundle_with(lambda m: m["architecture"].update(hidden=60000)),
+    ),
+    Case(
+        "map: temperature 0",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["temperature"],
+        _bundle_with(lambda m: m["architecture"].update(temperature=0)),
+    ),
+    Case(
+        "map: temperature -1",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["temperature"],
+        _bundle_with(lambda m: m["architecture"].update(temperature=-1)),
+    ),
+    Case(
+        "map: temperature NaN",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["temperature"],
+        _bundle_with(lambda m: m["architecture"].update(temperature=float("nan"))),
+    ),
+    Case(
+        "map: depth 0",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["depth"],
+        _bundle_with(lambda m: m["architecture"].update(depth=0)),
+    ),
+    Case(
+        "map: wrong format",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["format"],
+        _bundle_with(lambda m: m.update(format="other/1")),
+    ),
+    Case(
+        "map: weights edited",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["weights", "SHA-256"],
+        _bundle_with(lambda m: m.update(weights_sha256="0" * 64)),
+    ),
+    Case(
+        "map: feature spec edited",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["digest"],
+        _bundle_with(lambda m: m["spec"]["feature_spec"]["features"][0].update(scale=1.0)),
+    ),
+    Case(
+        "map: bundle features reordered",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["b"],
+        _bundle_with(lambda m: m.update(features=m["features"][::-1][:3])),
+    ),
+    Case(
+        "map: weights missing",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["weights.safetensors"],
+        lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "weights.safetensors").unlink()),
+    ),
     Case("map: no feature source", ["map", "--bundle", str(BUNDLE), "--out", "out"], ["--features-dir"]),
-    Case("map: both feature sources", ["map", "{features}", "--features-dir", "{features_dir}", "--bundle", str(BUNDLE),
-                                       "--out", "out"], ["--features-dir"]),
-    Case("map: feature dir empty", ["map", "--features-dir", "empty", "--bundle", str(BUNDLE), "--out", "out"],
-         ["empty", "no feature file"], _write("empty/.keep", "")),
-    Case("map: bad tiles", ["map", "--tiles", "10kmE467", "--mosaic", "{features}", "--bundle", str(BUNDLE),
-                            "--out", "out"], ["10kmE467"]),
-    Case("map: tile size 0m", ["map", "--tiles", "bbox:14,45,15,46", "--tile-size", "0m", "--mosaic", "{features}",
-                               "--bundle", str(BUNDLE), "--out", "out"], ["--tile-size"]),
-    Case("map: tile size abc", ["map", "--tiles", "bbox:14,45,15,46", "--tile-size", "abc", "--mosaic",
-                                "{features}", "--bundle", str(BUNDLE), "--out", "out"], ["--tile-size"]),
-    Case("map: bbox inverted", ["map", "--tiles", "bbox:15,46,14,45", "--mosaic", "{features}", "--bundle",
-                                str(BUNDLE), "--out", "out"], ["bbox"]),
-    Case("map: unknown compress", ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out", "--compress",
-                                   "brotli"], ["--compress", "BROTLI"]),
-    Case("map: unknown device", ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out", "--device", "tpu"],
-         ["tpu"]),
-    Case("map: unknown accept", ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out", "--accept", "scale"],
-         ["scale"]),
-    Case("map: --out is a file", ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out/notes.txt"],
-         ["notes.txt"], _foreign_out, out="out/notes.txt"),
-    Case("map: --out holds foreign files", ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out"],
-         ["notes.txt", "--overwrite"], _foreign_out),
-    Case("map: --stac without --year", ["map", "--stac", "http://127.0.0.1:9/", "--tiles", "10kmE467N253",
-                                        "--bundle", str(BUNDLE), "--out", "out"], ["--year"]),
-    Case("map: two files same name", ["map", "a/slo.tif", "b/slo.tif", "--bundle", str(BUNDLE), "--out", "out",
-                                      "--scheduler", "sync"], ["slo"],
-         lambda tmp, fx: [(tmp / d).mkdir() or shutil.copy(fx["features"], tmp / d / "slo.tif") for d in "ab"]),
-    Case("map: feature file named catalog", ["map", "catalog.tif", "--bundle", str(BUNDLE), "--out", "out",
-                                             "--scheduler", "sync"], ["catalog", "reserved"],
-         lambda tmp, fx: shutil.copy(fx["features"], tmp / "catalog.tif")),
-    Case("map: level2 bundle missing", ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out", "--level2",
-                                        "nol2"], ["nol2"]),
+    Case(
+        "map: both feature sources",
+        ["map", "{features}", "--features-dir", "{features_dir}", "--bundle", str(BUNDLE), "--out", "out"],
+        ["--features-dir"],
+    ),
+    Case(
+        "map: feature dir empty",
+        ["map", "--features-dir", "empty", "--bundle", str(BUNDLE), "--out", "out"],
+        ["empty", "no feature file"],
+        _write("empty/.keep", ""),
+    ),
+    Case(
+        "map: bad tiles",
+        ["map", "--tiles", "10kmE467", "--mosaic", "{features}", "--bundle", str(BUNDLE), "--out", "out"],
+        ["10kmE467"],
+    ),
+    Case(
+        "map: tile size 0m",
+        [
+            "map",
+            "--tiles",
+            "bbox:14,45,15,46",
+            "--tile-size",
+            "0m",
+            "--mosaic",
+            "{features}",
+            "--bundle",
+            str(BUNDLE),
+            "--out",
+            "out",
+        ],
+        ["--tile-size"],
+    ),
+    Case(
+        "map: tile size abc",
+        [
+            "map",
+            "--tiles",
+            "bbox:14,45,15,46",
+            "--tile-size",
+            "abc",
+            "--mosaic",
+            "{features}",
+            "--bundle",
+            str(BUNDLE),
+            "--out",
+            "out",
+        ],
+        ["--tile-size"],
+    ),
+    Case(
+        "map: bbox inverted",
+        ["map", "--tiles", "bbox:15,46,14,45", "--mosaic", "{features}", "--bundle", str(BUNDLE), "--out", "out"],
+        ["bbox"],
+    ),
+    Case(
+        "map: unknown compress",
+        ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out", "--compress", "brotli"],
+        ["--compress", "BROTLI"],
+    ),
+    Case(
+        "map: unknown device",
+        ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out", "--device", "tpu"],
+        ["tpu"],
+    ),
+    Case(
+        "map: unknown accept",
+        ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out", "--accept", "scale"],
+        ["scale"],
+    ),
+    Case(
+        "map: --out is a file",
+        ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out/notes.txt"],
+        ["notes.txt"],
+        _foreign_out,
+        out="out/notes.txt",
+    ),
+    Case(
+        "map: --out holds foreign files",
+        ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out"],
+        ["notes.txt", "--overwrite"],
+        _foreign_out,
+    ),
+    Case(
+        "map: --stac without --year",
+        ["map", "--stac", "http://127.0.0.1:9/", "--tiles", "10kmE467N253", "--bundle", str(BUNDLE), "--out", "out"],
+        ["--year"],
+    ),
+    Case(
+        "map: two files same name",
+        ["map", "a/slo.tif", "b/slo.tif", "--bundle", str(BUNDLE), "--out", "out", "--scheduler", "sync"],
+        ["slo"],
+        lambda tmp, fx: [(tmp / d).mkdir() or shutil.copy(fx["features"], tmp / d / "slo.tif") for d in "ab"],
+    ),
+    Case(
+        "map: feature file named catalog",
+        ["map", "catalog.tif", "--bundle", str(BUNDLE), "--out", "out", "--scheduler", "sync"],
+        ["catalog", "reserved"],
+        lambda tmp, fx: shutil.copy(fx["features"], tmp / "catalog.tif"),
+    ),
+    Case(
+        "map: level2 bundle missing",
+        ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out", "--level2", "nol2"],
+        ["nol2"],
+    ),
 ]
 
 # sample, drift, agreement, report
 CASES += [
-    Case("sample: points missing", ["sample", "--points", "p.csv", "--features-dir", "{features_dir}", "--out",
-                                    "out/x.csv"], ["p.csv"]),
-    Case("sample: no POINT_ID", ["sample", "--points", "p.csv", "--features-dir", "{features_dir}", "--out",
-                                 "out/x.csv"], ["p.csv", "POINT_ID"], _write("p.csv", "A,B\n1,2\n")),
-    Case("sample: empty points", ["sample", "--points", "p.csv", "--features-dir", "{features_dir}", "--out",
-                                  "out/x.csv"], ["p.csv"], _write("p.csv", "POINT_ID,TH_LAT,TH_LONG\n")),
-    Case("sample: points outside", ["sample", "--points", "p.csv", "--features-dir", "{features_dir}", "--out",
-                                    "out/x.csv"], ["none of the 1 points"],
-         _write("p.csv", "POINT_ID,TH_LAT,TH_LONG\n38002768,48.85,2.35\n")),
-    Case("sample: points off the grid", ["sample", "--points", "p.csv", "--features-dir", "{features_dir}", "--out",
-                                         "out/x.csv"], ["p.csv", "outside the EEA grid"],
-         _write("p.csv", "POINT_ID,TH_LAT,TH_LONG\n7,-33.9,151.2\n")),
-    Case("sample: feature dir empty", ["sample", "--points", "{survey}", "--features-dir", "empty", "--out",
-                                       "out/x.csv"], ["empty"], _write("empty/.keep", "")),
-    Case("sample: feature dir missing", ["sample", "--points", "{survey}", "--features-dir", "nodir", "--out",
-                                         "out/x.csv"], ["nodir"]),
-    Case("drift: table missing", ["drift", "--table", "t.parquet", "--features-dir", "{features_dir}"],
-         ["t.parquet"]),
-    Case("drift: feature dir empty", ["drift", "--table", "{table}", "--features-dir", "empty"], ["empty"],
-         _write("empty/.keep", "")),
+    Case(
+        "sample: points missing",
+        ["sample", "--points", "p.csv", "--features-dir", "{features_dir}", "--out", "out/x.csv"],
+        ["p.csv"],
+    ),
+    Case(
+        "sample: no POINT_ID",
+        ["sample", "--points", "p.csv", "--features-dir", "{features_dir}", "--out", "out/x.csv"],
+        ["p.csv", "POINT_ID"],
+        _write("p.csv", "A,B\n1,2\n"),
+    ),
+    Case(
+        "sample: empty points",
+        ["sample", "--points", "p.csv", "--features-dir", "{features_dir}", "--out", "out/x.csv"],
+        ["p.csv"],
+        _write("p.csv", "POINT_ID,TH_LAT,TH_LONG\n"),
+    ),
+    Case(
+        "sample: points outside",
+        ["sample", "--points", "p.csv", "--features-dir", "{features_dir}", "--out", "out/x.csv"],
+        ["none of the 1 points"],
+        _write("p.csv", "POINT_ID,TH_LAT,TH_LONG\n38002768,48.85,2.35\n"),
+    ),
+    Case(
+        "sample: points off the grid",
+        ["sample", "--points", "p.csv", "--features-dir", "{features_dir}", "--out", "out/x.csv"],
+        ["p.csv", "outside the EEA grid"],
+        _write("p.csv", "POINT_ID,TH_LAT,TH_LONG\n7,-33.9,151.2\n"),
+    ),
+    Case(
+        "sample: feature dir empty",
+        ["sample", "--points", "{survey}", "--features-dir", "empty", "--out", "out/x.csv"],
+        ["empty"],
+        _write("empty/.keep", ""),
+    ),
+    Case(
+        "sample: feature dir missing",
+        ["sample", "--points", "{survey}", "--features-dir", "nodir", "--out", "out/x.csv"],
+        ["nodir"],
+    ),
+    Case("drift: table missing", ["drift", "--table", "t.parquet", "--features-dir", "{features_dir}"], ["t.parquet"]),
+    Case(
+        "drift: feature dir empty",
+        ["drift", "--table", "{table}", "--features-dir", "empty"],
+        ["empty"],
+        _write("empty/.keep", ""),
+    ),
     Case("agreement: map missing", ["agreement", "m.tif", "--reference", "{features}", *XW], ["m.tif"]),
     Case("agreement: reference missing", ["agreement", "{class_map}", "--reference", "r.tif", *XW], ["r.tif"]),
     Case("agreement: no crosswalk", ["agreement", "{class_map}", "--reference", "{class_map}"], ["--crosswalk"]),
-    Case("agreement: unknown crosswalk", ["agreement", "{class_map}", "--reference", "{class_map}", "--crosswalk",
-                                          "nope"], ["nope"]),
-    Case("agreement: reference corrupt", ["agreement", "{class_map}", "--reference", "r.tif", *XW], ["r.tif"],
-         _write("r.tif", b"II*\x00" + bytes(100))),
-    Case("report: map missing", ["report", "--map", "m.tif", "--reference", "{class_map}", "--crosswalk",
-                                 "eulc_level1", "--out", "out"], ["m.tif"]),
-    Case("report: reference missing", ["report", "--map", "{class_map}", "--reference", "r.tif", "--crosswalk",
-                                       "eulc_level1", "--out", "out"], ["r.tif"]),
-    Case("report: no crosswalk", ["report", "--map", "{class_map}", "--reference", "{class_map}", "--out", "out"],
-         ["--crosswalk"]),
-    Case("report: unknown crosswalk", ["report", "--map", "{class_map}", "--reference", "{class_map}", "--crosswalk",
-                                       "nope", "--out", "out"], ["nope"]),
-    Case("report: points missing", ["report", "--map", "{class_map}", "--reference", "{class_map}", "--crosswalk",
-                                    "eulc_level1", "--points", "p.parquet", "--out", "out"], ["p.parquet"]),
-    Case("report: zones missing", ["report", "--map", "{class_map}", "--reference", "{class_map}", "--crosswalk",
-                                   "eulc_level1", "--zones", "z.gpkg", "--out", "out"], ["z.gpkg"]),
-    Case("report: previous missing", ["report", "--map", "{class_map}", "--reference", "{class_map}", "--crosswalk",
-                                      "eulc_level1", "--previous", "prev.tif", "--out", "out"], ["prev.tif"]),
+    Case(
+        "agreement: unknown crosswalk",
+        ["agreement", "{class_map}", "--reference", "{class_map}", "--crosswalk", "nope"],
+        ["nope"],
+    ),
+    Case(
+        "agreement: reference corrupt",
+        ["agreement", "{class_map}", "--reference", "r.tif", *XW],
+        ["r.tif"],
+        _write("r.tif", b"II*\x00" + bytes(100)),
+    ),
+    Case(
+        "report: map missing",
+        ["report", "--map", "m.tif", "--reference", "{class_map}", "--crosswalk", "eulc_level1", "--out", "out"],
+        ["m.tif"],
+    ),
+    Case(
+        "report: reference missing",
+        ["report", "--map", "{class_map}", "--reference", "r.tif", "--crosswalk", "eulc_level1", "--out", "out"],
+        ["r.tif"],
+    ),
+    Case(
+        "report: no crosswalk",
+        ["report", "--map", "{class_map}", "--reference", "{class_map}", "--out", "out"],
+        ["--crosswalk"],
+    ),
+    Case(
+        "report: unknown crosswalk",
+        ["report", "--map", "{class_map}", "--reference", "{class_map}", "--crosswalk", "nope", "--out", "out"],
+        ["nope"],
+    ),
+    Case(
+        "report: points missing",
+        [
+            "report",
+            "--map",
+            "{class_map}",
+            "--reference",
+            "{class_map}",
+            "--crosswalk",
+            "eulc_level1",
+            "--points",
+            "p.parquet",
+            "--out",
+            "out",
+        ],
+        ["p.parquet"],
+    ),
+    Case(
+        "report: zones missing",
+        [
+            "report",
+            "--map",
+            "{class_map}",
+            "--reference",
+            "{class_map}",
+            "--crosswalk",
+            "eulc_level1",
+            "--zones",
+            "z.gpkg",
+            "--out",
+            "out",
+        ],
+        ["z.gpkg"],
+    ),
+    Case(
+        "report: previous missing",
+        [
+            "report",
+            "--map",
+            "{class_map}",
+            "--reference",
+            "{class_map}",
+            "--crosswalk",
+            "eulc_level1",
+            "--previous",
+            "prev.tif",
+            "--out",
+            "out",
+        ],
+        ["prev.tif"],
+    ),
 ]
 
 # gee and demo
 CASES += [
-    Case("gee table: points missing", ["gee", "export-table", "--points", "p.csv", "--year", "2022", "--out", "out"],
-         ["p.csv"]),
-    Case("gee table: future year", ["gee", "export-table", "--points", "{survey}", "--year", "2999", "--out", "out"],
-         ["2999"]),
-    Case("gee table: shard size 0", ["gee", "export-table", "--points", "{survey}", "--year", "2022", "--out", "out",
-                                     "--shard-size", "0"], ["shard"]),
-    Case("gee table: unknown dest", ["gee", "export-table", "--points", "{survey}", "--year", "2022", "--out", "out",
-                                     "--dest", "ftp"], ["--dest"]),
-    Case("gee table: gcs without bucket", ["gee", "export-table", "--points", "{survey}", "--year", "2022", "--out",
-                                           "out", "--dest", "gcs"], ["bucket"]),
-    Case("gee tiles: bad tile", ["gee", "export-tiles", "--tiles", "10kmE467", "--year", "2022", "--out", "out"],
-         ["10kmE467"]),
-    Case("gee tiles: unknown feature", ["gee", "export-tiles", "--tiles", "10kmE467N253", "--year", "2022", "--out",
-                                        "out", "--features", "s2_ndvi_p99"], ["s2_ndvi_p99"]),
-    Case("gee tiles: asset without root", ["gee", "export-tiles", "--tiles", "10kmE467N253", "--year", "2022",
-                                           "--out", "out", "--dest", "asset"], ["asset"]),
-    Case("gee tiles: before S2 L2A", ["gee", "export-tiles", "--tiles", "10kmE467N253", "--year", "2015", "--out",
-                                      "out"], ["2015"]),
+    Case(
+        "gee table: points missing",
+        ["gee", "export-table", "--points", "p.csv", "--year", "2022", "--out", "out"],
+        ["p.csv"],
+    ),
+    Case(
+        "gee table: future year",
+        ["gee", "export-table", "--points", "{survey}", "--year", "2999", "--out", "out"],
+        ["2999"],
+    ),
+    Case(
+        "gee table: shard size 0",
+        ["gee", "export-table", "--points", "{survey}", "--year", "2022", "--out", "out", "--shard-size", "0"],
+        ["shard"],
+    ),
+    Case(
+        "gee table: unknown dest",
+        ["gee", "export-table", "--points", "{survey}", "--year", "2022", "--out", "out", "--dest", "ftp"],
+        ["--dest"],
+    ),
+    Case(
+        "gee table: gcs without bucket",
+        ["gee", "export-table", "--points", "{survey}", "--year", "2022", "--out", "out", "--dest", "gcs"],
+        ["bucket"],
+    ),
+    Case(
+        "gee tiles: bad tile",
+        ["gee", "export-tiles", "--tiles", "10kmE467", "--year", "2022", "--out", "out"],
+        ["10kmE467"],
+    ),
+    Case(
+        "gee tiles: unknown feature",
+        [
+            "gee",
+            "export-tiles",
+            "--tiles",
+            "10kmE467N253",
+            "--year",
+            "2022",
+            "--out",
+            "out",
+            "--features",
+            "s2_ndvi_p99",
+        ],
+        ["s2_ndvi_p99"],
+    ),
+    Case(
+        "gee tiles: asset without root",
+        ["gee", "export-tiles", "--tiles", "10kmE467N253", "--year", "2022", "--out", "out", "--dest", "asset"],
+        ["asset"],
+    ),
+    Case(
+        "gee tiles: before S2 L2A",
+        ["gee", "export-tiles", "--tiles", "10kmE467N253", "--year", "2015", "--out", "out"],
+        ["2015"],
+    ),
     Case("gee status: no job table", ["gee", "status", "--out", "out"], ["job table"]),
-    Case("demo --train: data folder missing", ["demo", "--out", "out", "--train"], ["EULC_DATA"],
-         env={"EULC_DATA": "/nonexistent"}),
+    Case(
+        "demo --train: data folder missing",
+        ["demo", "--out", "out", "--train"],
+        ["EULC_DATA"],
+        env={"EULC_DATA": "/nonexistent"},
+    ),
     Case("demo: epochs 0 with --train", ["demo", "--out", "out", "--train", "--epochs", "0"], ["epochs"]),
 ]
 
 
 # --- issue #26: the neighbours of the cases above --------------------------------------------
+
 
 def _ood_with(edit: Callable[[dict], None]) -> Callable[[Path, dict[str, Path]], None]:
     return _bundle_with(edit, "ood.json")
@@ -434,6 +990,7 @@ def _ood_with(edit: Callable[[dict], None]) -> Callable[[Path, dict[str, Path]],
 def _norm(key: str, i: int, value: object) -> Callable[[dict], None]:
     def edit(m: dict) -> None:
         m["normalizer"][key][i] = value
+
     return edit
 
 
@@ -443,6 +1000,7 @@ def _set(path: tuple[str, ...], value: object) -> Callable[[dict], None]:
         for k in path[:-1]:
             d = d[k]
         d[path[-1]] = value
+
     return edit
 
 
@@ -507,36 +1065,72 @@ def _bundle_list(tmp: Path, fx: dict[str, Path]) -> None:
 for what, edit, needles in BUNDLE_EDITS:
     prep = _bundle_list if what == "bundle.json a list" else _bundle_with(edit)
     CASES.append(Case(f"map: bundle {what}", ["map", "{features}", "--bundle", "b", "--out", "out"], needles, prep))
-    CASES.append(Case(f"evaluate: bundle {what}", ["evaluate", "--table", "{table}", "--out", "out", "--bundle", "b"],
-                      needles, prep))
+    CASES.append(
+        Case(
+            f"evaluate: bundle {what}",
+            ["evaluate", "--table", "{table}", "--out", "out", "--bundle", "b"],
+            needles,
+            prep,
+        )
+    )
 for what, edit, needles in OOD_EDITS:
-    CASES.append(Case(f"map --ood: ood.json {what}", ["map", "{features}", "--bundle", "b", "--out", "out", "--ood"],
-                      needles, _ood_with(edit)))
+    CASES.append(
+        Case(
+            f"map --ood: ood.json {what}",
+            ["map", "{features}", "--bundle", "b", "--out", "out", "--ood"],
+            needles,
+            _ood_with(edit),
+        )
+    )
 CASES += [
-    Case("map --ood: ood.json not JSON", ["map", "{features}", "--bundle", "b", "--out", "out", "--ood"],
-         ["ood.json", "JSON"], lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"),
-                                                (tmp / "b" / "ood.json").write_text("{oops"))),
-    Case("map --ood: ood.safetensors missing", ["map", "{features}", "--bundle", "b", "--out", "out", "--ood"],
-         ["ood.json without ood.safetensors"],
-         lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "ood.safetensors").unlink())),
-    Case("map: weights truncated", ["map", "{features}", "--bundle", "b", "--out", "out"], ["weights"],
-         lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "weights.safetensors").write_bytes(
-             (BUNDLE / "weights.safetensors").read_bytes()[:1000]))),
-    Case("map: weights empty", ["map", "{features}", "--bundle", "b", "--out", "out"], ["weights"],
-         lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "weights.safetensors").write_bytes(b""))),
-    Case("map: bundle.json Latin-1", ["map", "{features}", "--bundle", "b", "--out", "out"], ["bundle.json"],
-         lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "bundle.json").write_bytes(
-             b'{"format": "caf\xe9"}'))),
+    Case(
+        "map --ood: ood.json not JSON",
+        ["map", "{features}", "--bundle", "b", "--out", "out", "--ood"],
+        ["ood.json", "JSON"],
+        lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "ood.json").write_text("{oops")),
+    ),
+    Case(
+        "map --ood: ood.safetensors missing",
+        ["map", "{features}", "--bundle", "b", "--out", "out", "--ood"],
+        ["ood.json without ood.safetensors"],
+        lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "ood.safetensors").unlink()),
+    ),
+    Case(
+        "map: weights truncated",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["weights"],
+        lambda tmp, fx: (
+            shutil.copytree(BUNDLE, tmp / "b"),
+            (tmp / "b" / "weights.safetensors").write_bytes((BUNDLE / "weights.safetensors").read_bytes()[:1000]),
+        ),
+    ),
+    Case(
+        "map: weights empty",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["weights"],
+        lambda tmp, fx: (shutil.copytree(BUNDLE, tmp / "b"), (tmp / "b" / "weights.safetensors").write_bytes(b"")),
+    ),
+    Case(
+        "map: bundle.json Latin-1",
+        ["map", "{features}", "--bundle", "b", "--out", "out"],
+        ["bundle.json"],
+        lambda tmp, fx: (
+            shutil.copytree(BUNDLE, tmp / "b"),
+            (tmp / "b" / "bundle.json").write_bytes(b'{"format": "caf\xe9"}'),
+        ),
+    ),
 ]
 
 
 def _link(name: str, target: str = "victim.txt") -> Callable[[Path, dict[str, Path]], None]:
     """A symbolic link ``name`` (inside the case folder) to a file outside ``out``."""
+
     def prep(tmp: Path, fx: dict[str, Path]) -> None:
         (tmp / target).write_bytes(FOREIGN)
         p = tmp / name
         p.parent.mkdir(parents=True, exist_ok=True)
         p.symlink_to(tmp / target)
+
     return prep
 
 
@@ -560,45 +1154,89 @@ DRIFT = ["drift", "--table", "{table}", "--features-dir", "{features_dir}", "--o
 AGREE = ["agreement", "{class_map}", "--reference", "{class_map}", "--crosswalk", "eulc_level1", "--out", "out/a.json"]
 FEATURES = ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out", "--features", "ndvi_p50"]
 # a foreign file, a link to a file outside, at each name a command writes: never replaced or followed
-for name, argv, dest in [("report", REPORT, "out/report.html"), ("report", REPORT, "out/metrics.json"),
-                         ("evaluate", EVALUATE, "out/metrics.json"), ("select", SELECT, "out/sel.json"),
-                         ("sample", SAMPLE_CMD, "out/x.csv"), ("drift", DRIFT, "out/d.csv"),
-                         ("agreement", AGREE, "out/a.json"), ("map", MAP, "out/slo_2017_class.tif"),
-                         ("map", MAP, "out/slo_2017.json"), ("features", FEATURES, "out/eolearn_slovenia_2017.tif")]:
+for name, argv, dest in [
+    ("report", REPORT, "out/report.html"),
+    ("report", REPORT, "out/metrics.json"),
+    ("evaluate", EVALUATE, "out/metrics.json"),
+    ("select", SELECT, "out/sel.json"),
+    ("sample", SAMPLE_CMD, "out/x.csv"),
+    ("drift", DRIFT, "out/d.csv"),
+    ("agreement", AGREE, "out/a.json"),
+    ("map", MAP, "out/slo_2017_class.tif"),
+    ("map", MAP, "out/slo_2017.json"),
+    ("features", FEATURES, "out/eolearn_slovenia_2017.tif"),
+]:
     base = Path(dest).name
     CASES.append(Case(f"{name}: foreign {base} in the way", argv, [base], _write(dest, FOREIGN)))
     CASES.append(Case(f"{name}: {base} is a link outside", argv, [base], _link(dest)))
-for name, argv, lock in [("report", REPORT, "out/.eulc.lock"), ("evaluate", EVALUATE, "out/.eulc.lock"),
-                         ("select", SELECT, "out/.eulc.lock"), ("sample", SAMPLE_CMD, "out/.eulc.lock"),
-                         ("drift", DRIFT, "out/.eulc.lock"), ("agreement", AGREE, "out/.eulc.lock"),
-                         ("map", MAP, "out/.eulc-map.lock"), ("features", FEATURES, "out/.eulc-features.lock"),
-                         ("map", MAP, "out/manifest.sqlite"), ("map", MAP, "out/manifest.sqlite-wal"),
-                         ("map", MAP, "out/.eulc-written"), ("report", REPORT, "out/.eulc-written")]:
+for name, argv, lock in [
+    ("report", REPORT, "out/.eulc.lock"),
+    ("evaluate", EVALUATE, "out/.eulc.lock"),
+    ("select", SELECT, "out/.eulc.lock"),
+    ("sample", SAMPLE_CMD, "out/.eulc.lock"),
+    ("drift", DRIFT, "out/.eulc.lock"),
+    ("agreement", AGREE, "out/.eulc.lock"),
+    ("map", MAP, "out/.eulc-map.lock"),
+    ("features", FEATURES, "out/.eulc-features.lock"),
+    ("map", MAP, "out/manifest.sqlite"),
+    ("map", MAP, "out/manifest.sqlite-wal"),
+    ("map", MAP, "out/.eulc-written"),
+    ("report", REPORT, "out/.eulc-written"),
+]:
     CASES.append(Case(f"{name}: {Path(lock).name} is a link outside", argv, [Path(lock).name, "link"], _link(lock)))
 CASES += [
     Case("map: manifest.sqlite is the user's database", MAP, ["manifest.sqlite", "accounts"], _user_db),
-    Case("map: manifest.sqlite corrupt", MAP, ["manifest.sqlite", "SQLite"],
-         _write("out/manifest.sqlite", b"SQLite format 3\x00" + bytes(range(256)) * 8)),
+    Case(
+        "map: manifest.sqlite corrupt",
+        MAP,
+        ["manifest.sqlite", "SQLite"],
+        _write("out/manifest.sqlite", b"SQLite format 3\x00" + bytes(range(256)) * 8),
+    ),
     Case("map: manifest.sqlite a folder", MAP, ["manifest.sqlite"], _write("out/manifest.sqlite/x", "x")),
 ]
 
 # values of options that set the amount of work, and addresses
 for name, argv in [("map", MAP), ("features", FEATURES)]:
-    for opt, val, needle in [("--workers", "-1", "--workers"), ("--workers", "0", "--workers"),
-                             ("--workers", "100000", "--workers"), ("--scheduler", "tcp://[bad", "--scheduler"),
-                             ("--scheduler", "tcp://host", "--scheduler"),
-                             ("--scheduler", "tcp://h:99999", "--scheduler"),
-                             ("--scheduler", "bogus", "--scheduler"), ("--scheduler", "", "--scheduler"),
-                             ("--dashboard", "nonsense", "--dashboard"), ("--dashboard", "h:70000", "--dashboard"),
-                             ("--dashboard", "a/b:1", "--dashboard")]:
+    for opt, val, needle in [
+        ("--workers", "-1", "--workers"),
+        ("--workers", "0", "--workers"),
+        ("--workers", "100000", "--workers"),
+        ("--scheduler", "tcp://[bad", "--scheduler"),
+        ("--scheduler", "tcp://host", "--scheduler"),
+        ("--scheduler", "tcp://h:99999", "--scheduler"),
+        ("--scheduler", "bogus", "--scheduler"),
+        ("--scheduler", "", "--scheduler"),
+        ("--dashboard", "nonsense", "--dashboard"),
+        ("--dashboard", "h:70000", "--dashboard"),
+        ("--dashboard", "a/b:1", "--dashboard"),
+    ]:
         rest = [a for i, a in enumerate(argv) if not (a == "--scheduler" or (i and argv[i - 1] == "--scheduler"))]
         CASES.append(Case(f"{name}: {opt} {val!r}", [*rest, opt, val], [needle]))
 for tiles, size in [("bbox:-10,35,30,70", "100m"), ("bbox:-180,-80,180,80", "1km"), ("bbox:-10,35,30,70", "250m")]:
-    CASES.append(Case(f"features: {tiles} at {size}", ["features", "--catalog", "cat/catalog.json", "--tiles", tiles,
-                                                       "--tile-size", size, "--year", "2017", "--out", "out"],
-                      ["--tiles", "cells"], lambda tmp, fx: _evil_catalog(tmp, "x.tif")))
-for name, argv in [("evaluate", ["evaluate", "--table", "{table}", "--out", "out", "--scenario", "extrap"]),
-                   ("select", ["select", "--table", "{table}", "--out", "out/s.json"])]:
+    CASES.append(
+        Case(
+            f"features: {tiles} at {size}",
+            [
+                "features",
+                "--catalog",
+                "cat/catalog.json",
+                "--tiles",
+                tiles,
+                "--tile-size",
+                size,
+                "--year",
+                "2017",
+                "--out",
+                "out",
+            ],
+            ["--tiles", "cells"],
+            lambda tmp, fx: _evil_catalog(tmp, "x.tif"),
+        )
+    )
+for name, argv in [
+    ("evaluate", ["evaluate", "--table", "{table}", "--out", "out", "--scenario", "extrap"]),
+    ("select", ["select", "--table", "{table}", "--out", "out/s.json"]),
+]:
     for val in ("0", "-1", "-100"):
         CASES.append(Case(f"{name}: --seeds {val}", [*argv, "--seeds", val], ["--seeds"]))
 
@@ -611,18 +1249,42 @@ for what, content, needles in [
     ("one newline", b"\n", ["bad.csv"]),
     ("a JSON file", b'{"POINT_ID": [1]}', ["bad.csv"]),
 ]:
-    CASES.append(Case(f"table: {what}", ["table", "bad.csv", "--out", "out/t.parquet"], needles,
-                      _write("bad.csv", content)))
-    CASES.append(Case(f"sample: points {what}", ["sample", "--points", "bad.csv", "--features-dir", "{features_dir}",
-                                                 "--out", "out/x.csv"], needles, _write("bad.csv", content)))
-for what, sel in [("names not a list", {"spec": "elc10", "names": "ndvi_p50"}),
-                  ("names numbers", {"spec": "elc10", "names": [1, 2]}),
-                  ("a list", ["ndvi_p50"]), ("spec a number", {"spec": 5, "names": ["ndvi_p50"]}),
-                  ("empty names", {"spec": "elc10", "names": []}), ("null", None)]:
-    CASES.append(Case(f"train: selection {what}", ["train", "{table}", "--out", "out/m", "--features", "sel.json"],
-                      ["sel.json"], _write("sel.json", json.dumps(sel))))
-    CASES.append(Case(f"features: selection {what}", [*FEATURES[:-2], "--features", "sel.json"], ["sel.json"],
-                      _write("sel.json", json.dumps(sel))))
+    CASES.append(
+        Case(f"table: {what}", ["table", "bad.csv", "--out", "out/t.parquet"], needles, _write("bad.csv", content))
+    )
+    CASES.append(
+        Case(
+            f"sample: points {what}",
+            ["sample", "--points", "bad.csv", "--features-dir", "{features_dir}", "--out", "out/x.csv"],
+            needles,
+            _write("bad.csv", content),
+        )
+    )
+for what, sel in [
+    ("names not a list", {"spec": "elc10", "names": "ndvi_p50"}),
+    ("names numbers", {"spec": "elc10", "names": [1, 2]}),
+    ("a list", ["ndvi_p50"]),
+    ("spec a number", {"spec": 5, "names": ["ndvi_p50"]}),
+    ("empty names", {"spec": "elc10", "names": []}),
+    ("null", None),
+]:
+    CASES.append(
+        Case(
+            f"train: selection {what}",
+            ["train", "{table}", "--out", "out/m", "--features", "sel.json"],
+            ["sel.json"],
+            _write("sel.json", json.dumps(sel)),
+        )
+    )
+    CASES.append(
+        Case(
+            f"features: selection {what}",
+            [*FEATURES[:-2], "--features", "sel.json"],
+            ["sel.json"],
+            _write("sel.json", json.dumps(sel)),
+        )
+    )
+
 
 # static catalogues whose VRTs or GDAL paths read outside the tree
 def _vrt_catalog(source: str, relative: bool = False, code: bool = False) -> Callable[[Path, dict[str, Path]], None]:
@@ -631,18 +1293,32 @@ def _vrt_catalog(source: str, relative: bool = False, code: bool = False) -> Cal
         item = next((tmp / "cat").rglob("i.json"))
         vrt = item.parent / "x.vrt"
         fn = "<PixelFunctionLanguage>Python</PixelFunctionLanguage>" if code else ""
-        vrt.write_text(f'<VRTDataset rasterXSize="1" rasterYSize="1"><VRTRasterBand dataType="Float32" band="1" '
-                       f'subClass="VRTDerivedRasterBand">{fn}<SimpleSource><SourceFilename '
-                       f'relativeToVRT="{int(relative)}">{source}</SourceFilename><SourceBand>1</SourceBand>'
-                       '</SimpleSource></VRTRasterBand></VRTDataset>')
+        vrt.write_text(
+            f'<VRTDataset rasterXSize="1" rasterYSize="1"><VRTRasterBand dataType="Float32" band="1" '
+            f'subClass="VRTDerivedRasterBand">{fn}<SimpleSource><SourceFilename '
+            f'relativeToVRT="{int(relative)}">{source}</SourceFilename><SourceBand>1</SourceBand>'
+            "</SimpleSource></VRTRasterBand></VRTDataset>"
+        )
         d = json.loads(item.read_text())
         d["assets"]["ndvi"]["href"] = "./x.vrt"
         item.write_text(json.dumps(d))
+
     return prep
 
 
-CAT = ["features", "--catalog", "cat/catalog.json", "--tiles", "10kmE467N253", "--year", "2017", "--out", "out",
-       "--features", "ndvi_p50"]
+CAT = [
+    "features",
+    "--catalog",
+    "cat/catalog.json",
+    "--tiles",
+    "10kmE467N253",
+    "--year",
+    "2017",
+    "--out",
+    "out",
+    "--features",
+    "ndvi_p50",
+]
 CASES += [
     Case("features: VRT reads /etc/passwd", CAT, ["/etc/passwd", "outside"], _vrt_catalog("/etc/passwd")),
     Case("features: VRT reads ../../", CAT, ["outside"], _vrt_catalog("../../../secret.tif", relative=True)),
@@ -653,10 +1329,21 @@ CASES += [
 ]
 
 for val in ("0", "-1", "100000", "abc", "1.5"):
-    CASES.append(Case(f"--threads {val}", ["--threads", val, "map", "{features}", "--bundle", str(BUNDLE), "--out",
-                                           "out"], ["--threads"]))
-    CASES.append(Case(f"EULC_THREADS={val}", ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out"],
-                      ["THREADS"], env={"EULC_THREADS": val}))
+    CASES.append(
+        Case(
+            f"--threads {val}",
+            ["--threads", val, "map", "{features}", "--bundle", str(BUNDLE), "--out", "out"],
+            ["--threads"],
+        )
+    )
+    CASES.append(
+        Case(
+            f"EULC_THREADS={val}",
+            ["map", "{features}", "--bundle", str(BUNDLE), "--out", "out"],
+            ["THREADS"],
+            env={"EULC_THREADS": val},
+        )
+    )
 
 # names with rich-markup characters are printed verbatim
 for name in ("a[b]c.csv", "[red]x[/red].csv", "[bold].csv", "x\\[y].csv"):
@@ -669,8 +1356,13 @@ def _evil_catalog(tmp: Path, href: str) -> None:
     import pystac
 
     cat = pystac.Catalog("c", "a catalogue that names a file it should not")
-    it = pystac.Item("i", {"type": "Point", "coordinates": [14.5, 46.0]}, [14.5, 46.0, 14.5, 46.0],
-                     dt.datetime(2017, 6, 1, tzinfo=dt.UTC), {})
+    it = pystac.Item(
+        "i",
+        {"type": "Point", "coordinates": [14.5, 46.0]},
+        [14.5, 46.0, 14.5, 46.0],
+        dt.datetime(2017, 6, 1, tzinfo=dt.UTC),
+        {},
+    )
     it.add_asset("ndvi", pystac.Asset(href, media_type=pystac.MediaType.GEOTIFF))
     cat.add_item(it)
     cat.normalize_hrefs(str(tmp / "cat"))
@@ -683,8 +1375,9 @@ def _evil_catalog(tmp: Path, href: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def fx(sample_table: Path, slovenia_features: Path, data: Path, tmp_path_factory: pytest.TempPathFactory
-       ) -> dict[str, Path]:
+def fx(
+    sample_table: Path, slovenia_features: Path, data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """The valid inputs the cases break: a real table, the real Slovenia features, a class map."""
     from model.bundle import load_bundle
     from tiles.mapping.predict import predict_tile
@@ -697,16 +1390,27 @@ def fx(sample_table: Path, slovenia_features: Path, data: Path, tmp_path_factory
     with rasterio.open(slovenia_features) as src:  # two LUCAS-like points inside the real feature tile
         xs, ys = src.xy([10, 40], [10, 40])
         lon, lat = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
-    (d / "inside.csv").write_text("POINT_ID,TH_LAT,TH_LONG\n" + "".join(
-        f"{i},{la:.6f},{lo:.6f}\n" for i, (lo, la) in enumerate(zip(lon, lat, strict=True), start=1)))
-    return {"table": sample_table, "features": slovenia_features, "features_dir": slovenia_features.parent,
-            "sample_csv": data / SAMPLE, "survey": data / SURVEY, "class_map": res.class_path,
-            "inside": d / "inside.csv"}
+    (d / "inside.csv").write_text(
+        "POINT_ID,TH_LAT,TH_LONG\n"
+        + "".join(f"{i},{la:.6f},{lo:.6f}\n" for i, (lo, la) in enumerate(zip(lon, lat, strict=True), start=1))
+    )
+    return {
+        "table": sample_table,
+        "features": slovenia_features,
+        "features_dir": slovenia_features.parent,
+        "sample_csv": data / SAMPLE,
+        "survey": data / SURVEY,
+        "class_map": res.class_path,
+        "inside": d / "inside.csv",
+    }
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else b"<dir>")
-            for p in sorted(root.rglob("*")) if "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else b"<dir>")
+        for p in sorted(root.rglob("*"))
+        if "__pycache__" not in p.parts
+    }
 
 
 def test_at_least_300_cases() -> None:
@@ -715,8 +1419,9 @@ def test_at_least_300_cases() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_ends_in_one_line(case: Case, fx: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_ends_in_one_line(
+    case: Case, fx: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     for k, v in case.env.items():
         monkeypatch.setenv(k, v)
@@ -799,11 +1504,27 @@ def test_regression_evaluate_keeps_earlier_runs(full_table: Path, tmp_path: Path
     from model.evaluate import run_scenario
     from model.train import TrainConfig
 
-    run_scenario(full_table, NDVI_FEATURES, "extrap", tmp_path, models=("rf",), seeds=(0,), cfg=TrainConfig(epochs=1),
-                 max_rows=3000)
+    run_scenario(
+        full_table,
+        NDVI_FEATURES,
+        "extrap",
+        tmp_path,
+        models=("rf",),
+        seeds=(0,),
+        cfg=TrainConfig(epochs=1),
+        max_rows=3000,
+    )
     first = pd.read_csv(tmp_path / "extrap_runs.csv")
-    run_scenario(full_table, NDVI_FEATURES[:5], "extrap", tmp_path, models=("rf",), seeds=(0,),
-                 cfg=TrainConfig(epochs=1), max_rows=3000)
+    run_scenario(
+        full_table,
+        NDVI_FEATURES[:5],
+        "extrap",
+        tmp_path,
+        models=("rf",),
+        seeds=(0,),
+        cfg=TrainConfig(epochs=1),
+        max_rows=3000,
+    )
     both = pd.read_csv(tmp_path / "extrap_runs.csv")
     assert len(both) == 2 * len(first) and set(first["settings"]) <= set(both["settings"])
 
@@ -853,11 +1574,15 @@ def test_the_dashboard_and_scheduler_listen_on_loopback(fx: dict[str, Path], tmp
     def on_event(kind: str, info: dict) -> None:
         if kind == "dashboard":
             port = urlparse(info["link"]).port
-            seen["dashboard"] = [c.laddr.ip for c in psutil.net_connections("tcp")
-                                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+            seen["dashboard"] = [
+                c.laddr.ip
+                for c in psutil.net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+            ]
 
-    s = run_map(None, BUNDLE, tmp_path / "m", features_files=[fx["features"]], scheduler="local", workers=1,
-                on_event=on_event)
+    s = run_map(
+        None, BUNDLE, tmp_path / "m", features_files=[fx["features"]], scheduler="local", workers=1, on_event=on_event
+    )
     assert s.ok and seen["dashboard"] and set(seen["dashboard"]) == {"127.0.0.1"}
 
 
@@ -876,8 +1601,16 @@ def test_the_printed_dashboard_link_answers(scheduler: str, fx: dict[str, Path],
             with urllib.request.urlopen(info["link"], timeout=10) as r:
                 status[info["link"]] = r.status
 
-    s = run_map(None, BUNDLE, tmp_path / "m", features_files=[fx["features"]], scheduler=scheduler, workers=1,
-                on_event=on_event, dashboard="127.0.0.1:0")
+    s = run_map(
+        None,
+        BUNDLE,
+        tmp_path / "m",
+        features_files=[fx["features"]],
+        scheduler=scheduler,
+        workers=1,
+        on_event=on_event,
+        dashboard="127.0.0.1:0",
+    )
     assert s.ok and list(status.values()) == [200]
 
 
@@ -891,8 +1624,21 @@ def test_a_tile_outside_the_features_says_so(fx: dict[str, Path], tmp_path: Path
 
     from .test_cli import eulc
 
-    p = eulc("map", "--tiles", "bbox:15.553,45.867,15.562,45.873", "--tile-size", "1km", "--mosaic",
-             str(fx["features"]), "--bundle", str(BUNDLE), "--out", str(tmp_path / "m"), "--scheduler", "sync")
+    p = eulc(
+        "map",
+        "--tiles",
+        "bbox:15.553,45.867,15.562,45.873",
+        "--tile-size",
+        "1km",
+        "--mosaic",
+        str(fx["features"]),
+        "--bundle",
+        str(BUNDLE),
+        "--out",
+        str(tmp_path / "m"),
+        "--scheduler",
+        "sync",
+    )
     said = " ".join(p.stderr.split())
     assert p.returncode == 1 and "lies outside the file's extent" in said and "cloud-free" not in said
     box = re.search(r"bbox:([-\d.]+),([-\d.]+),([-\d.]+),([-\d.]+)", said)
@@ -912,6 +1658,7 @@ def test_missing_bands_name_the_default_bundle_and_one_that_fits(fx: dict[str, P
     said = " ".join(p.stderr.split())
     assert p.returncode == 1
     assert "--bundle elc10-l1 (the default) needs features" in said and "--bundle elc10-ndvi-l1" in said
-    p = eulc("map", str(fx["features"]), "--out", str(tmp_path / "m2"), "--scheduler", "sync", "--bundle",
-             "elc10-ndvi-l1")
+    p = eulc(
+        "map", str(fx["features"]), "--out", str(tmp_path / "m2"), "--scheduler", "sync", "--bundle", "elc10-ndvi-l1"
+    )
     assert p.returncode == 0, p.stderr[-2000:]

@@ -37,8 +37,10 @@ def test_the_shipped_table_is_the_shared_csv(data: Path) -> None:
     shipped, full = _cell_regions(SHIPPED_CELLS), _cell_regions(csv)
     assert len(full) == 251_140 and shipped == full
     # and the shared data's own bitmask (built independently, SOURCES.md §3) agrees pixel by pixel
-    with rasterio.open(data / "eea_biogeo_regions" / "biogeoregions_10km_bitmask_epsg3035.tif") as a, \
-            rasterio.open(SHIPPED_CELLS) as b:
+    with (
+        rasterio.open(data / "eea_biogeo_regions" / "biogeoregions_10km_bitmask_epsg3035.tif") as a,
+        rasterio.open(SHIPPED_CELLS) as b,
+    ):
         wa = a.window(*b.bounds)
         assert (a.read(1, window=wa, boundless=True, fill_value=0) == b.read(1)).all()
 

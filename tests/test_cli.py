@@ -17,8 +17,13 @@ from .conftest import ELC10
 
 
 def eulc(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.app.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.app.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+    )
 
 
 def _one_line_error(p: subprocess.CompletedProcess, *needles: str) -> None:
@@ -47,8 +52,9 @@ def test_unknown_spec_key(tmp_path: Path, data: Path) -> None:
     raw["sensors"]["s2"]["cloud_prob_max"] = 40
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(raw))
-    p = eulc("features", "--files", "eolearn_slovenia", "--year", "2017", "--spec", str(spec),
-             "--out", str(tmp_path / "f"))
+    p = eulc(
+        "features", "--files", "eolearn_slovenia", "--year", "2017", "--spec", str(spec), "--out", str(tmp_path / "f")
+    )
     _one_line_error(p, "spec.yaml", "sensors.s2.cloud_prob_max")
     assert not (tmp_path / "f").exists()
 
@@ -78,18 +84,43 @@ def test_demo_training_without_data_says_how_to_point_to_it(tmp_path: Path) -> N
 # `eulc demo` with the shipped bundle, and its resume after damage: tests/test_readme.py::test_the_main_job
 
 
-def test_report_command_on_the_demo_map(tmp_path: Path, data: Path, small_bundle: Path,
-                                        slovenia_features: Path) -> None:
+def test_report_command_on_the_demo_map(
+    tmp_path: Path, data: Path, small_bundle: Path, slovenia_features: Path
+) -> None:
     maps = tmp_path / "maps"
-    assert eulc("map", str(slovenia_features), "--bundle", str(small_bundle), "--out", str(maps),
-                "--scheduler", "sync").returncode == 0
+    assert (
+        eulc(
+            "map", str(slovenia_features), "--bundle", str(small_bundle), "--out", str(maps), "--scheduler", "sync"
+        ).returncode
+        == 0
+    )
     ref = data / "eolearn_testeopatch_slovenia" / "lulc_reference.tif"
-    p = eulc("report", "--map", str(maps / f"{slovenia_features.stem}_class.tif"), "--reference", str(ref),
-             "--crosswalk", "eolearn_lulc", "--out", str(tmp_path / "rep"), "--bundle", str(small_bundle))
+    p = eulc(
+        "report",
+        "--map",
+        str(maps / f"{slovenia_features.stem}_class.tif"),
+        "--reference",
+        str(ref),
+        "--crosswalk",
+        "eolearn_lulc",
+        "--out",
+        str(tmp_path / "rep"),
+        "--bundle",
+        str(small_bundle),
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "overall agreement" in p.stdout and (tmp_path / "rep" / "report.html").is_file()
-    bad = eulc("report", "--map", str(maps / f"{slovenia_features.stem}_class.tif"), "--reference", str(ref),
-               "--crosswalk", "corine_l3", "--out", str(tmp_path / "rep2"))
+    bad = eulc(
+        "report",
+        "--map",
+        str(maps / f"{slovenia_features.stem}_class.tif"),
+        "--reference",
+        str(ref),
+        "--crosswalk",
+        "corine_l3",
+        "--out",
+        str(tmp_path / "rep2"),
+    )
     _one_line_error(bad, "missing from the crosswalk 'corine_l3'", "lulc_reference.tif")
 
 
@@ -101,12 +132,14 @@ def test_demo_end_to_end_and_resume(tmp_path: Path, data: Path) -> None:
     assert (out / "table.parquet").is_file()
     assert len(pd.read_parquet(out / "table.parquet")) == len(pd.read_csv(data / ELC10, usecols=["POINT_ID"]))
     names = sorted(x.name for x in (out / "model").iterdir() if x.name != ".eulc-written")
-    assert names == ["bundle.json", "ood.json", "ood.safetensors",
-                                                                  "weights.safetensors"]
+    assert names == ["bundle.json", "ood.json", "ood.safetensors", "weights.safetensors"]
     feats = list((out / "features").glob("*.tif"))
     maps = sorted(x.name for x in (out / "maps").glob("*.tif"))
-    assert len(feats) == 1 and maps == ["eolearn_slovenia_class.tif", "eolearn_slovenia_confidence.tif",
-                                        "eolearn_slovenia_ood.tif"]  # the trained bundle has an OOD reference
+    assert len(feats) == 1 and maps == [
+        "eolearn_slovenia_class.tif",
+        "eolearn_slovenia_confidence.tif",
+        "eolearn_slovenia_ood.tif",
+    ]  # the trained bundle has an OOD reference
     for f in [*feats, *(out / "maps").glob("*.tif")]:
         assert cog_validate(str(f))[0]
         with rasterio.open(f) as s:
@@ -141,8 +174,7 @@ def test_threads_quiet_info_and_usage_errors(tmp_path: Path, data: Path) -> None
     src = data / "elc10_lucas2018" / "lucas2018_elc10_s2_s1_features.csv.gz"
     q = eulc("-q", "table", str(src), "--out", str(tmp_path / "t.parquet"))
     assert q.returncode == 0 and q.stderr == "" and q.stdout.strip()
-    _one_line_error(eulc("-q", "table", str(tmp_path / "none.csv"), "--out", str(tmp_path / "u.parquet")),
-                    "none.csv")
+    _one_line_error(eulc("-q", "table", str(tmp_path / "none.csv"), "--out", str(tmp_path / "u.parquet")), "none.csv")
 
 
 def test_openmp_threads_sleep_when_other_work_loads_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,22 +192,52 @@ def test_openmp_threads_sleep_when_other_work_loads_the_cpu(monkeypatch: pytest.
     assert not config.calm_openmp_under_load() and "GOMP_SPINCOUNT" not in os.environ
 
 
-def test_progress_lines_and_verbose_logs_when_not_a_terminal(tmp_path: Path, small_bundle: Path,
-                                                            slovenia_features: Path) -> None:
+def test_progress_lines_and_verbose_logs_when_not_a_terminal(
+    tmp_path: Path, small_bundle: Path, slovenia_features: Path
+) -> None:
     """Under a pipe (CI, a batch job) rich draws no bar: plain progress lines with done/total
     come instead; -v adds eulc's own log records (per tile), and -q with -v is refused."""
-    p = eulc("-v", "map", str(slovenia_features), "--bundle", str(small_bundle), "--out", str(tmp_path / "m"),
-             "--scheduler", "sync", env={"EULC_PROGRESS_S": "0"})
+    p = eulc(
+        "-v",
+        "map",
+        str(slovenia_features),
+        "--bundle",
+        str(small_bundle),
+        "--out",
+        str(tmp_path / "m"),
+        "--scheduler",
+        "sync",
+        env={"EULC_PROGRESS_S": "0"},
+    )
     assert p.returncode == 0, p.stderr
     err = " ".join(p.stderr.split())
     assert "mapping: 1/1 (100 %) in 0:0" in err  # the last line of the plain progress
     assert f"{slovenia_features.stem}: mapped in" in err and "pixels" in err  # -v: the runner's record
-    q = eulc("map", str(slovenia_features), "--bundle", str(small_bundle), "--out", str(tmp_path / "q"),
-             "--scheduler", "sync", env={"EULC_PROGRESS_S": "0"})
+    q = eulc(
+        "map",
+        str(slovenia_features),
+        "--bundle",
+        str(small_bundle),
+        "--out",
+        str(tmp_path / "q"),
+        "--scheduler",
+        "sync",
+        env={"EULC_PROGRESS_S": "0"},
+    )
     assert q.returncode == 0 and "mapped in" not in q.stderr  # no log records without -v
     _one_line_error(eulc("-q", "-v", "info"), "--quiet", "--verbose")
-    _one_line_error(eulc("map", str(slovenia_features), "--bundle", str(small_bundle), "--out", str(tmp_path / "x"),
-                         env={"EULC_PROGRESS_S": "soon"}), "EULC_PROGRESS_S")
+    _one_line_error(
+        eulc(
+            "map",
+            str(slovenia_features),
+            "--bundle",
+            str(small_bundle),
+            "--out",
+            str(tmp_path / "x"),
+            env={"EULC_PROGRESS_S": "soon"},
+        ),
+        "EULC_PROGRESS_S",
+    )
 
 
 def test_plain_progress_says_the_time_left() -> None:
@@ -215,8 +277,9 @@ def test_python_api_table_and_train(data: Path, tmp_path: Path) -> None:
     table = api.build_table(data / SAMPLE, tmp_path / "t.parquet", lucas=data / SURVEY)
     assert len(table) == 1440 and table.crs.to_epsg() == 4326  # the rows with features
     assert api.read_table(tmp_path / "t.parquet").attrs["eulc"]["features_digest"]
-    metrics = api.train(tmp_path / "t.parquet", tmp_path / "m", features="elc10-ndvi-l1", preset="mlp", epochs=2,
-                        lr=1e-3)
+    metrics = api.train(
+        tmp_path / "t.parquet", tmp_path / "m", features="elc10-ndvi-l1", preset="mlp", epochs=2, lr=1e-3
+    )
     bundle = json.loads((tmp_path / "m" / "bundle.json").read_text())
     assert bundle["features"] == api.bundles()["elc10-ndvi-l1"]
     acc = metrics.get("test_accuracy", metrics.get("val_accuracy"))

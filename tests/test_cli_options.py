@@ -21,7 +21,7 @@ pytestmark = pytest.mark.fast
 VARIANTS = {
     "--out": "what each command writes differs (a table, a bundle, a folder of maps, a JSON)",
     "--spec": "the fallback is the spec of what the command reads (the table's; else elc10, or "
-              "bridge-lc-196 for the Earth Engine exports)",
+    "bridge-lc-196 for the Earth Engine exports)",
     "--epochs": "the demo's short schedule (10) against the paper's (500)",
     "--lr": "the demo's short schedule (1e-3) against the paper's (1e-4)",
     "--bundle": "map needs one (default: the shipped elc10-l1); evaluate, report and drift take one optionally",
@@ -64,8 +64,13 @@ def test_an_option_name_has_one_meaning_across_commands() -> None:
     # the names that used to mean two things now mean one
     assert all("level1" in h for _, _, h in opts["--level"]), opts["--level"]
     assert all("selection" in h for _, _, h in opts["--features"]), opts["--features"]
-    assert [c for c, _, _ in opts["--features"]] == ["train", "evaluate", "features", "gee export-table",
-                                                      "gee export-tiles"]
+    assert [c for c, _, _ in opts["--features"]] == [
+        "train",
+        "evaluate",
+        "features",
+        "gee export-table",
+        "gee export-tiles",
+    ]
 
 
 def test_variants_are_still_needed() -> None:

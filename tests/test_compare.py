@@ -66,8 +66,9 @@ def test_eu_crop_map_level2(data: Path) -> None:
 METHOD = {"osm_clcplus": "mode", "corine_l3": "nearest", "eucropmap": "mode", "eolearn_lulc": "nearest"}
 
 
-def _aligned_l1(ref: Path, crosswalk: str, dest_crs: str = "EPSG:3035", res_m: float = 10.0, pad: int = 0
-                ) -> tuple[np.ndarray, object]:
+def _aligned_l1(
+    ref: Path, crosswalk: str, dest_crs: str = "EPSG:3035", res_m: float = 10.0, pad: int = 0
+) -> tuple[np.ndarray, object]:
     """The reference on a 10 m EPSG:3035 grid (widened by ``pad`` pixels on every side),
     crosswalked: an independent rasterio pipeline reading the whole reference at once."""
     with rasterio.open(ref) as s:
@@ -78,8 +79,17 @@ def _aligned_l1(ref: Path, crosswalk: str, dest_crs: str = "EPSG:3035", res_m: f
             codes[codes == s.nodata] = np.nan
         finer = METHOD[crosswalk] == "mode"
         out = np.full((h, w), np.nan)
-        reproject(codes, out, src_transform=s.transform, src_crs=s.crs, src_nodata=np.nan, dst_transform=t,
-                  dst_crs=dest_crs, dst_nodata=np.nan, resampling=Resampling.mode if finer else Resampling.nearest)
+        reproject(
+            codes,
+            out,
+            src_transform=s.transform,
+            src_crs=s.crs,
+            src_nodata=np.nan,
+            dst_transform=t,
+            dst_crs=dest_crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.mode if finer else Resampling.nearest,
+        )
     ids = np.full(out.shape, 255, np.uint8)
     ok = np.isfinite(out)
     got, _ = Crosswalk.shipped(crosswalk).apply(out[ok].astype(np.int64))
@@ -89,8 +99,16 @@ def _aligned_l1(ref: Path, crosswalk: str, dest_crs: str = "EPSG:3035", res_m: f
 
 def _write_map(ids: np.ndarray, t: object, dest: Path) -> Path:
     leg = level1_legend()
-    return write_cog(dest, ids, t, "EPSG:3035", 255, tags={"legend": leg.to_json()}, colormap=leg.colormap(),  # type: ignore[arg-type]
-                     resampling="mode")
+    return write_cog(
+        dest,
+        ids,
+        t,
+        "EPSG:3035",
+        255,
+        tags={"legend": leg.to_json()},
+        colormap=leg.colormap(),  # type: ignore[arg-type]
+        resampling="mode",
+    )
 
 
 @pytest.mark.parametrize("name", ["osm_clcplus", "corine_l3", "eucropmap", "eolearn_lulc"])
@@ -131,12 +149,21 @@ def test_report_on_the_netherlands_tile(data: Path, tmp_path: Path) -> None:
     with rasterio.open(after) as s:
         b = s.bounds
     mid = (b.left + b.right) / 2
-    gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[box(b.left, b.bottom, mid, b.top),
-                                                           box(mid, b.bottom, b.right, b.top)],
-                     crs="EPSG:3035").to_file(zones)
+    gpd.GeoDataFrame(
+        {"name": ["west", "east"]},
+        geometry=[box(b.left, b.bottom, mid, b.top), box(mid, b.bottom, b.right, b.top)],
+        crs="EPSG:3035",
+    ).to_file(zones)
     out = tmp_path / "report"
-    m = write_report(after, ref, "osm_clcplus", out, points=data / "osm_clcplus_netherlands/sample_points.gpkg",
-                     zones=zones, previous=before)
+    m = write_report(
+        after,
+        ref,
+        "osm_clcplus",
+        out,
+        points=data / "osm_clcplus_netherlands/sample_points.gpkg",
+        zones=zones,
+        previous=before,
+    )
     assert m["crosswalk"]["name"] == "osm_clcplus" and m["resampling"] == "mode"
     assert [r["tile"] for r in m["by_tile"]] == ["10kmE402N322"]  # the 1 km tile's EEA cell
     assert m["by_bioregion"][0]["bioregion"] == "Atlantic"

@@ -30,7 +30,7 @@ def _map_and_oracle(name: str, data: Path) -> tuple[np.ndarray, np.ndarray, obje
     flip = valid & (rng.random(ids.shape) < 0.07)
     mp = ids.copy()
     mp[flip] = (mp[flip] + 3) % 7
-    mp[:pad + 3, :] = 1
+    mp[: pad + 3, :] = 1
     return mp, ids, t
 
 
@@ -40,9 +40,9 @@ def _oracle_blocks(mp: np.ndarray, ids: np.ndarray, step: int) -> dict[tuple[int
     agree = both & (mp == ids)
     for r in range(0, mp.shape[0], step):
         for c in range(0, mp.shape[1], step):
-            n = int(both[r:r + step, c:c + step].sum())
+            n = int(both[r : r + step, c : c + step].sum())
             if n:
-                out[(r // step, c // step)] = (n, int(agree[r:r + step, c:c + step].sum()))
+                out[(r // step, c // step)] = (n, int(agree[r : r + step, c : c + step].sum()))
     return out
 
 
@@ -58,15 +58,27 @@ def test_windows_equal_the_whole_grid(name: str, data: Path, tmp_path: Path) -> 
     path = _write_map(mp, t, tmp_path / "map.tif")
     ref, cw, leg = data / TILES[name], Crosswalk.shipped(name), level1_legend()
     seen = []
-    small = compare(path, ref, cw, leg, window_px=25, thumb_px=10 ** 6, disagreement=tmp_path / "d_small.tif",
-                    on_window=lambda i, n: seen.append((i, n)))
-    whole = compare(path, ref, cw, leg, window_px=10 ** 6, thumb_px=10 ** 6, disagreement=tmp_path / "d_whole.tif")
+    small = compare(
+        path,
+        ref,
+        cw,
+        leg,
+        window_px=25,
+        thumb_px=10**6,
+        disagreement=tmp_path / "d_small.tif",
+        on_window=lambda i, n: seen.append((i, n)),
+    )
+    whole = compare(path, ref, cw, leg, window_px=10**6, thumb_px=10**6, disagreement=tmp_path / "d_whole.tif")
     n_win = -(-mp.shape[0] // 25) * -(-mp.shape[1] // 25)
     assert seen[-1] == (n_win, n_win) and len(seen) == n_win > 15  # many windows, edges included
     for field in ("confusion", "thumb_map", "thumb_ref"):
         np.testing.assert_array_equal(getattr(small, field), getattr(whole, field))
-    assert (small.map_nodata, small.reference_excluded, small.crosswalk_report, small.resampling) == \
-        (whole.map_nodata, whole.reference_excluded, whole.crosswalk_report, whole.resampling)
+    assert (small.map_nodata, small.reference_excluded, small.crosswalk_report, small.resampling) == (
+        whole.map_nodata,
+        whole.reference_excluded,
+        whole.crosswalk_report,
+        whole.resampling,
+    )
     assert small.blocks.equals(whole.blocks)
     with rasterio.open(tmp_path / "d_small.tif") as a, rasterio.open(tmp_path / "d_whole.tif") as b:
         da, db = a.read(1), b.read(1)
@@ -85,8 +97,10 @@ def test_windows_equal_the_whole_grid(name: str, data: Path, tmp_path: Path) -> 
     assert c.reference_excluded == int(((mp != 255) & (r == 255)).sum()) > 0
     np.testing.assert_array_equal(da, np.where(both, (mp != r).astype(np.uint8), 255))
     top, left = t.f, t.c  # type: ignore[attr-defined]
-    got = {(int((top - y) // 250), int((x - left) // 250)): (n, a)
-           for x, y, n, a in c.blocks[["x_m", "y_m", "n_pixels", "n_agree"]].itertuples(index=False)}
+    got = {
+        (int((top - y) // 250), int((x - left) // 250)): (n, a)
+        for x, y, n, a in c.blocks[["x_m", "y_m", "n_pixels", "n_agree"]].itertuples(index=False)
+    }
     assert got == _oracle_blocks(mp, r, 25)
     rep = c.crosswalk_report
     assert rep["n_mapped"] + sum(rep["dropped"].values()) == rep["n_in"] and rep["n_mapped"] == int((r != 255).sum())
@@ -106,13 +120,12 @@ def test_nearest_takes_the_source_pixel_under_each_centre(name: str, data: Path,
 
     mp, _, t = _map_and_oracle(name, data)
     path = _write_map(mp, t, tmp_path / "map.tif")
-    c = compare(path, data / TILES[name], Crosswalk.shipped(name), level1_legend(), window_px=100, thumb_px=10 ** 6)
+    c = compare(path, data / TILES[name], Crosswalk.shipped(name), level1_legend(), window_px=100, thumb_px=10**6)
     with rasterio.open(data / TILES[name]) as s:
         src, st, crs, nod = s.read(1), s.transform, s.crs, s.nodata
     h, w = mp.shape
     cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    x, y = Transformer.from_crs("EPSG:3035", crs, always_xy=True).transform(
-        t.c + cols * t.a, t.f + rows * t.e)  # type: ignore[attr-defined]
+    x, y = Transformer.from_crs("EPSG:3035", crs, always_xy=True).transform(t.c + cols * t.a, t.f + rows * t.e)  # type: ignore[attr-defined]
     fx, fy = (x - st.c) / st.a, (y - st.f) / st.e
     ci, ri = np.floor(fx).astype(int), np.floor(fy).astype(int)
     inside = (ci >= 0) & (ci < src.shape[1]) & (ri >= 0) & (ri < src.shape[0])
@@ -130,8 +143,14 @@ def test_nearest_takes_the_source_pixel_under_each_centre(name: str, data: Path,
 def test_thumbnails_are_decimated_pixels(data: Path, tmp_path: Path) -> None:
     mp, ids, t = _map_and_oracle("eolearn_lulc", data)
     path = _write_map(mp, t, tmp_path / "map.tif")
-    c = compare(path, data / TILES["eolearn_lulc"], Crosswalk.shipped("eolearn_lulc"), level1_legend(),
-                window_px=75, thumb_px=100)
+    c = compare(
+        path,
+        data / TILES["eolearn_lulc"],
+        Crosswalk.shipped("eolearn_lulc"),
+        level1_legend(),
+        window_px=75,
+        thumb_px=100,
+    )
     ts = c.thumb_step
     assert ts == -(-max(mp.shape) // 100) > 1
     np.testing.assert_array_equal(c.thumb_map, mp[::ts, ::ts])
@@ -155,11 +174,14 @@ def _vrt(tiles: list[Path], dest: Path) -> Path:
         f"<SimpleSource><SourceFilename relativeToVRT='0'>{p}</SourceFilename><SourceBand>1</SourceBand>"
         f"<SrcRect xOff='0' yOff='0' xSize='{sw}' ySize='{sh}'/>"
         f"<DstRect xOff='{round((tr.c - left) / res)}' yOff='{round((top - tr.f) / res)}' xSize='{sw}' ySize='{sh}'/>"
-        "</SimpleSource>" for p, tr, sw, sh, _ in metas)
+        "</SimpleSource>"
+        for p, tr, sw, sh, _ in metas
+    )
     dest.write_text(
         f"<VRTDataset rasterXSize='{w}' rasterYSize='{h}'><SRS>{metas[0][4].to_wkt()}</SRS>"
         f"<GeoTransform>{left}, {res}, 0, {top}, 0, {-res}</GeoTransform>"
-        f"<VRTRasterBand dataType='Byte' band='1'><NoDataValue>255</NoDataValue>{src}</VRTRasterBand></VRTDataset>")
+        f"<VRTRasterBand dataType='Byte' band='1'><NoDataValue>255</NoDataValue>{src}</VRTRasterBand></VRTDataset>"
+    )
     return dest
 
 
@@ -170,8 +192,13 @@ def test_a_vrt_mosaic_of_map_tiles_compares_like_one_cog(data: Path, tmp_path: P
     parts = []
     for i, (r0, r1) in enumerate(((0, h2), (h2, mp.shape[0]))):
         for j, (c0, c1) in enumerate(((0, w2), (w2, mp.shape[1]))):
-            parts.append(_write_map(np.ascontiguousarray(mp[r0:r1, c0:c1]), t @ t.translation(c0, r0),  # type: ignore[operator]
-                                    tmp_path / f"tile_{i}{j}.tif"))
+            parts.append(
+                _write_map(
+                    np.ascontiguousarray(mp[r0:r1, c0:c1]),
+                    t @ t.translation(c0, r0),  # type: ignore[operator]
+                    tmp_path / f"tile_{i}{j}.tif",
+                )
+            )
     vrt = _vrt(parts, tmp_path / "mosaic.vrt")
     ref, cw, leg = data / TILES["osm_clcplus"], Crosswalk.shipped("osm_clcplus"), level1_legend()
     a = compare(one, ref, cw, leg, window_px=100)

@@ -24,8 +24,9 @@ def test_default_points_at_shared_data(data: Path) -> None:
     assert (data / "SOURCES.md").is_file()
 
 
-def test_default_is_beside_the_checkout_whatever_the_current_folder(monkeypatch: pytest.MonkeyPatch,
-                                                                     tmp_path: Path) -> None:
+def test_default_is_beside_the_checkout_whatever_the_current_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Without EULC_DATA the data is ../shared/data beside the checkout, from any folder (a
     cwd-relative default broke every test that changes folder when EULC_DATA was not exported)."""
     from pipeline.core.config import data_dir_setting

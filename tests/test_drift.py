@@ -33,8 +33,16 @@ def test_drift_flags_a_shifted_tile(sample_table: Path, slovenia_features: Path,
     i = desc.index("ndvi_p50")
     shifted[i] = shifted[i] + 4000  # NDVI stored x 10,000: +0.4
     write_cog(tiles / "slo_shifted.tif", shifted, t, "EPSG:3035", np.nan, descriptions=desc)
-    p = eulc("drift", "--table", str(sample_table), "--features-dir", str(tiles), "--out", str(tmp_path / "d.csv"),
-             "--fail-on-shift")
+    p = eulc(
+        "drift",
+        "--table",
+        str(sample_table),
+        "--features-dir",
+        str(tiles),
+        "--out",
+        str(tmp_path / "d.csv"),
+        "--fail-on-shift",
+    )
     df = pd.read_csv(tmp_path / "d.csv")
     assert len(df) == 2 * len(desc) and set(df["tile"]) == {"slo", "slo_shifted"}
     row = df[(df.tile == "slo_shifted") & (df.feature == "ndvi_p50")].iloc[0]
@@ -45,8 +53,9 @@ def test_drift_flags_a_shifted_tile(sample_table: Path, slovenia_features: Path,
     assert df["expected_p90"].isna().all() and "too few" in p.stdout  # 1,640 rows: no yardstick
 
 
-def test_drift_says_what_one_training_landscape_shows(full_table: Path, slovenia_features: Path,
-                                                      tmp_path: Path) -> None:
+def test_drift_says_what_one_training_landscape_shows(
+    full_table: Path, slovenia_features: Path, tmp_path: Path
+) -> None:
     """Issue #27: against the whole table the real Slovenia patch "shifts" (PSI > 0.25), yet no
     more than the table's own single landscapes do; the same patch with NDVI p50 raised by 0.2
     is beyond them, and the output says which."""
@@ -77,8 +86,9 @@ def test_expected_psi_is_the_psi_of_each_landscape_group(elc10_frame: pd.DataFra
     t = elc10_frame.assign(level1=elc10_frame["LC"]).sample(20_000, random_state=1)
     f = "ndvi_p50"
     ref = t[f].to_numpy(float)
-    want = sorted(psi(ref, g[f].to_numpy(float)) for _, g in t.groupby(["eea_cell_100km", "level1"])
-                  if g[f].notna().sum() >= 50)
+    want = sorted(
+        psi(ref, g[f].to_numpy(float)) for _, g in t.groupby(["eea_cell_100km", "level1"]) if g[f].notna().sum() >= 50
+    )
     got = sorted(expected_psi(t, [f])[f])
     assert len(got) == len(want) > 20 and np.allclose(got, want, rtol=1e-12)
     assert expected_psi(t.drop(columns=["level1"]), [f])[f].size == 0  # no groups: no yardstick

@@ -39,10 +39,13 @@ def test_splits_on_the_real_elc10_table(full_arrays) -> None:
     assert not set(d.cells[s.train]) & set(d.cells[s.test])  # whole 100 km cells held out
     assert 0.1 < len(s.test) / len(d.y) < 0.45
     splits = scenario_splits("loro", d, 0)
-    assert [x.name for x in splits] == [f"loro-{r}" for r in ("Alpine", "Atlantic", "BlackSea", "Boreal",
-                                                              "Continental", "Mediterranean", "Pannonian", "Steppic")]
-    names = np.array(["Alpine", "Atlantic", "BlackSea", "Boreal", "Continental", "Mediterranean",
-                      "Pannonian", "Steppic"])[d.region]
+    assert [x.name for x in splits] == [
+        f"loro-{r}"
+        for r in ("Alpine", "Atlantic", "BlackSea", "Boreal", "Continental", "Mediterranean", "Pannonian", "Steppic")
+    ]
+    names = np.array(
+        ["Alpine", "Atlantic", "BlackSea", "Boreal", "Continental", "Mediterranean", "Pannonian", "Steppic"]
+    )[d.region]
     med = splits[5]
     assert (names[med.test] == "Mediterranean").all() and not (names[med.train] == "Mediterranean").any()
     assert len(med.train) + len(med.test) == len(d.y)
@@ -59,8 +62,9 @@ def test_small_splits_are_refused_or_flagged(sample_table: Path) -> None:
     d = training_arrays(table, NDVI_FEATURES)
     with pytest.raises(SchemaError, match="extrap-blocked.*fewer than 2"):
         extrap_blocked(d.y, d.cells, seed=0)  # the 1,440-row sample has only 5 water points
-    names = np.array(["Alpine", "Atlantic", "BlackSea", "Boreal", "Continental", "Mediterranean",
-                      "Pannonian", "Steppic"])[d.region]
+    names = np.array(
+        ["Alpine", "Atlantic", "BlackSea", "Boreal", "Continental", "Mediterranean", "Pannonian", "Steppic"]
+    )[d.region]
     with pytest.raises(SchemaError, match="loro-Steppic.*fewer than 2"):
         loro(d.y, names, "Steppic")
 
@@ -74,9 +78,16 @@ def test_rare_class_is_refused() -> None:
 
 
 def test_scenario_runs_all_models_on_real_data(full_table: Path, tmp_path: Path) -> None:
-    df = run_scenario(full_table, NDVI_FEATURES, "extrap", tmp_path, models=("bridge-lc", "rf", "xgboost", "svm"),
-                      seeds=(0, 1),
-                      cfg=TrainConfig(epochs=3, lr=1e-3), max_rows=4000)
+    df = run_scenario(
+        full_table,
+        NDVI_FEATURES,
+        "extrap",
+        tmp_path,
+        models=("bridge-lc", "rf", "xgboost", "svm"),
+        seeds=(0, 1),
+        cfg=TrainConfig(epochs=3, lr=1e-3),
+        max_rows=4000,
+    )
     assert set(df["model"]) == {"bridge-lc", "rf", "xgboost", "svm"} and len(df) == 8
     assert (df["n_train"] + df["n_test"] == 4000).all()
     xgb = df[df["model"] == "xgboost"]  # each seed its own rows and split: its own fit (never a cached one)
@@ -102,8 +113,9 @@ def test_evaluate_bundle(small_bundle: Path, sample_table: Path, tmp_path: Path)
     m = evaluate_bundle(small_bundle, sample_table)
     table, _ = read_feature_table(sample_table)
     d = training_arrays(table, NDVI_FEATURES)
-    pred = Predictor(load_bundle(small_bundle), device="cpu").predict(d.x.astype(np.float32),
-                                                                      d.lonlat.astype(np.float32))["class"]
+    pred = Predictor(load_bundle(small_bundle), device="cpu").predict(
+        d.x.astype(np.float32), d.lonlat.astype(np.float32)
+    )["class"]
     # its own training table: scored only on the rows training did not fit (issue #26)
     cfg = TrainConfig(**json.loads((small_bundle / "bundle.json").read_text())["train_config"])
     tr, va, te = split_rows(d, cfg)
@@ -111,8 +123,7 @@ def test_evaluate_bundle(small_bundle: Path, sample_table: Path, tmp_path: Path)
     assert m["n"] == len(rows) > 100 and m["by_split"]["training"]["n_rows"] == len(tr)
     assert m["overall_accuracy"] == pytest.approx(float((pred[rows] == d.y[rows]).mean()), abs=2e-3)  # fused = net
     assert m["weighted_f1"] == pytest.approx(f1_score(d.y[rows], pred[rows], average="weighted"), abs=3e-3)
-    assert m["by_split"]["training"]["overall_accuracy"] == pytest.approx(float((pred[tr] == d.y[tr]).mean()),
-                                                                          abs=2e-3)
+    assert m["by_split"]["training"]["overall_accuracy"] == pytest.approx(float((pred[tr] == d.y[tr]).mean()), abs=2e-3)
     assert m["overall_accuracy"] > np.bincount(d.y).max() / len(d.y)  # better than the majority class
     table, meta = read_feature_table(sample_table)
     bad = table.drop(columns=["ndvi_p50"])
@@ -120,6 +131,13 @@ def test_evaluate_bundle(small_bundle: Path, sample_table: Path, tmp_path: Path)
     write_feature_table(bad, tmp_path / "bad.parquet")
     with pytest.raises(SchemaError, match=r"lacks 1 feature\(s\).*ndvi_p50"):
         evaluate_bundle(small_bundle, tmp_path / "bad.parquet")
-    p = eulc("evaluate", "--bundle", str(small_bundle), "--table", str(tmp_path / "bad.parquet"),
-             "--out", str(tmp_path / "e"))
+    p = eulc(
+        "evaluate",
+        "--bundle",
+        str(small_bundle),
+        "--table",
+        str(tmp_path / "bad.parquet"),
+        "--out",
+        str(tmp_path / "e"),
+    )
     _one_line_error(p, "bad.parquet", "ndvi_p50")

@@ -22,11 +22,13 @@ def _int16_spec() -> FeatureSpec:
     return FeatureSpec.model_validate(raw)
 
 
-def test_int16_feature_cog_reads_back_as_the_float_one_rounded(data: Path, slovenia_features: Path,
-                                                              tmp_path: Path) -> None:
+def test_int16_feature_cog_reads_back_as_the_float_one_rounded(
+    data: Path, slovenia_features: Path, tmp_path: Path
+) -> None:
     spec = _int16_spec()
-    out = features_from_stack("eolearn_slovenia", spec, FeatureSelection.of(spec, NDVI_FEATURES, "names"), 2017,
-                              tmp_path / "i16.tif")
+    out = features_from_stack(
+        "eolearn_slovenia", spec, FeatureSelection.of(spec, NDVI_FEATURES, "names"), 2017, tmp_path / "i16.tif"
+    )
     with rasterio.open(out) as s:
         assert s.dtypes[0] == "int16" and s.nodata == -32768
         assert s.scales == tuple(1 / f.scale for f in spec.features)  # what gdalinfo prints as Scale
@@ -45,8 +47,9 @@ def test_int16_maps_like_float32(data: Path, slovenia_features: Path, tmp_path: 
     from tiles.mapping.predict import predict_tile
 
     spec = _int16_spec()
-    out = features_from_stack("eolearn_slovenia", spec, FeatureSelection.of(spec, NDVI_FEATURES, "names"), 2017,
-                              tmp_path / "i16.tif")
+    out = features_from_stack(
+        "eolearn_slovenia", spec, FeatureSelection.of(spec, NDVI_FEATURES, "names"), 2017, tmp_path / "i16.tif"
+    )
     b = load_bundle(Path("models/elc10-ndvi-l1"))
     r16 = predict_tile(b, out, tmp_path / "m16", "t")
     r32 = predict_tile(b, slovenia_features, tmp_path / "m32", "t")

@@ -35,9 +35,17 @@ def _source(data: Path):
 def _on_grid(arr: np.ndarray, profile: dict, cog: Path) -> np.ndarray:
     with rasterio.open(cog) as dst_ds:
         out = np.full((dst_ds.height, dst_ds.width), np.nan, np.float32)
-        reproject(arr.astype(np.float32), out, src_transform=profile["transform"], src_crs=profile["crs"],
-                  dst_transform=dst_ds.transform, dst_crs=dst_ds.crs, resampling=Resampling.nearest,
-                  src_nodata=np.nan, dst_nodata=np.nan)
+        reproject(
+            arr.astype(np.float32),
+            out,
+            src_transform=profile["transform"],
+            src_crs=profile["crs"],
+            dst_transform=dst_ds.transform,
+            dst_crs=dst_ds.crs,
+            resampling=Resampling.nearest,
+            src_nodata=np.nan,
+            dst_nodata=np.nan,
+        )
     return out
 
 
@@ -125,15 +133,16 @@ def _manifest(tmp_path: Path, root: Path, items: list[dict]) -> Path:
 
 def test_missing_band_names_the_band(data: Path, tmp_path: Path) -> None:
     """(The manifests here carry no cloud layer: `cloud_mask="none"`, else that is refused first.)"""
-    m = _manifest(tmp_path, data / SLO, [{"path": "ndvi_68dates.tif", "kind": "timeseries",
-                                         "variable": "ndvi"}])
+    m = _manifest(tmp_path, data / SLO, [{"path": "ndvi_68dates.tif", "kind": "timeseries", "variable": "ndvi"}])
     spec = load_spec("elc10")
     with pytest.raises(RasterError, match=r"\['B2'\]"):
-        features_from_stack(m, spec, FeatureSelection.of(spec, ["blue_median"], "names"), 2015,
-                            tmp_path / "o.tif", cloud_mask="none")
+        features_from_stack(
+            m, spec, FeatureSelection.of(spec, ["blue_median"], "names"), 2015, tmp_path / "o.tif", cloud_mask="none"
+        )
     with pytest.raises(RasterError, match="no acquisition.*2019"):
-        features_from_stack(m, spec, FeatureSelection.of(spec, ["ndvi_p50"], "names"), 2019,
-                            tmp_path / "o.tif", cloud_mask="none")
+        features_from_stack(
+            m, spec, FeatureSelection.of(spec, ["ndvi_p50"], "names"), 2019, tmp_path / "o.tif", cloud_mask="none"
+        )
     assert not (tmp_path / "o.tif").exists()
 
 
@@ -177,7 +186,9 @@ def test_sort_based_percentiles_equal_numpy_on_real_italy_series(data: Path) -> 
             scl = q.read(1).repeat(2, 0).repeat(2, 1)[: v.shape[0], : v.shape[1]]  # 20 m → 10 m, same origin
         v[np.isin(scl, (1, 9, 10, 11))] = np.nan  # SCL defective, cloud medium/high, cirrus, snow
         layers.append(v)
-        dates.append(np.datetime64(f"{f.name.split('_')[1][:4]}-{f.name.split('_')[1][4:6]}-{f.name.split('_')[1][6:]}"))
+        dates.append(
+            np.datetime64(f"{f.name.split('_')[1][:4]}-{f.name.split('_')[1][4:6]}-{f.name.split('_')[1][6:]}")
+        )
     cube = np.stack(layers)
     times = np.array(dates, dtype="datetime64[D]")
     assert 0.05 < np.isnan(cube).mean() < 0.95  # real masking happened
@@ -210,8 +221,9 @@ def test_focal_median_equals_an_independent_nanmedian() -> None:
     fp = np.array([[dy * dy + dx * dx <= 9 for dx in range(-3, 4)] for dy in range(-3, 4)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        want = np.stack([generic_filter(img[i], np.nanmedian, footprint=fp, mode="constant", cval=np.nan)
-                         for i in range(2)])
+        want = np.stack(
+            [generic_filter(img[i], np.nanmedian, footprint=fp, mode="constant", cval=np.nan) for i in range(2)]
+        )
     got = focal_median(img, 3.0)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got[np.isfinite(got)], want[np.isfinite(want)], rtol=1e-6)
@@ -227,8 +239,14 @@ def test_blocked_features_equal_the_whole_tile(data: Path) -> None:
     whole_stack = load_stack(man, root)
     whole = compute_features(spec, whole_stack, 2017)
     blocks: list[tuple[int, int]] = []
-    got, first = compute_features_blocked(spec, lambda w: load_stack(man, root, window=w), whole_stack.window, 2017,
-                                          block_rows=32, on_block=lambda i, n: blocks.append((i, n)))
+    got, first = compute_features_blocked(
+        spec,
+        lambda w: load_stack(man, root, window=w),
+        whole_stack.window,
+        2017,
+        block_rows=32,
+        on_block=lambda i, n: blocks.append((i, n)),
+    )
     assert halo_px(spec) == 3 and blocks[-1] == (4, 4) and first.level == "L1C"
     np.testing.assert_array_equal(np.isnan(got), np.isnan(whole))
     np.testing.assert_allclose(got[np.isfinite(got)], whole[np.isfinite(whole)], rtol=1e-6, atol=1e-6)
@@ -241,17 +259,28 @@ def test_dem_elevation_from_the_real_slovenia_dem(data: Path, tmp_path: Path) ->
 
     dem = data / "eolearn_testeopatch_slovenia" / "dem.tif"
     man = tmp_path / "dem.yaml"
-    man.write_text(f"name: slo_dem\nsensor: dem\nlevel: DEM\nroot: {dem.parent}\nitems:\n"
-                   f"  - {{path: {dem.name}, kind: timeseries, variable: elevation, times: ['2000-02-11']}}\n",
-                   encoding="utf-8")
+    man.write_text(
+        f"name: slo_dem\nsensor: dem\nlevel: DEM\nroot: {dem.parent}\nitems:\n"
+        f"  - {{path: {dem.name}, kind: timeseries, variable: elevation, times: ['2000-02-11']}}\n",
+        encoding="utf-8",
+    )
     spec = load_spec("bridge-lc-196")
-    out = features_from_stack(man, spec, FeatureSelection.of(spec, ["dem_elevation"], "names"), 2017,
-                              tmp_path / "dem_2017.tif")
+    out = features_from_stack(
+        man, spec, FeatureSelection.of(spec, ["dem_elevation"], "names"), 2017, tmp_path / "dem_2017.tif"
+    )
     with rasterio.open(out) as s, rasterio.open(dem) as d:
         got = s.read(1)
         want = np.full(got.shape, np.nan, np.float32)
-        reproject(d.read(1), want, src_transform=d.transform, src_crs=d.crs, dst_transform=s.transform,
-                  dst_crs=s.crs, dst_nodata=np.nan, resampling=Resampling.nearest)
+        reproject(
+            d.read(1),
+            want,
+            src_transform=d.transform,
+            src_crs=d.crs,
+            dst_transform=s.transform,
+            dst_crs=s.crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.nearest,
+        )
         scale = float(s.tags(1)["scale"])
     ok = np.isfinite(want)
     assert ok.mean() > 0.8 and 200 < np.nanmedian(got) / scale < 1000  # Ljubljana basin, metres (the rotated

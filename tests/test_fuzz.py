@@ -32,9 +32,14 @@ from .conftest import NDVI_FEATURES, SAMPLE
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "models" / "elc10-ndvi-l1"
 LONG = "EULC_FUZZ_EXAMPLES" in os.environ
-FUZZ = settings(max_examples=int(os.environ.get("EULC_FUZZ_EXAMPLES", "12")), deadline=None, derandomize=not LONG,
-                suppress_health_check=list(HealthCheck), database=None,
-                phases=list(Phase) if LONG else [Phase.explicit, Phase.generate])  # shrinking only in the long run
+FUZZ = settings(
+    max_examples=int(os.environ.get("EULC_FUZZ_EXAMPLES", "12")),
+    deadline=None,
+    derandomize=not LONG,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+    phases=list(Phase) if LONG else [Phase.explicit, Phase.generate],
+)  # shrinking only in the long run
 
 
 def _ends_in_exit_2_or_returns(read: Callable[[], Any]) -> Any:
@@ -59,9 +64,9 @@ def damaged(draw: st.DrawFn, good: bytes) -> bytes:
         if op == "flip":
             b[i] = draw(st.integers(0, 255))
         elif op == "cut":
-            del b[i: i + draw(st.integers(1, 64))]
+            del b[i : i + draw(st.integers(1, 64))]
         elif op == "dup":
-            b[i:i] = b[i: i + draw(st.integers(1, 64))]
+            b[i:i] = b[i : i + draw(st.integers(1, 64))]
         else:
             b[i:i] = draw(st.binary(min_size=1, max_size=8))
     if draw(st.booleans()):
@@ -69,9 +74,11 @@ def damaged(draw: st.DrawFn, good: bytes) -> bytes:
     return bytes(b)
 
 
-JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True)
-                           | st.text(max_size=8), lambda kids: st.lists(kids, max_size=3)
-                           | st.dictionaries(st.text(max_size=5), kids, max_size=3), max_leaves=6)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -81,8 +88,13 @@ def edited_json(draw: st.DrawFn, good: Any) -> Any:
     for _ in range(draw(st.integers(1, 3))):
         node = doc
         for _ in range(draw(st.integers(0, 4))):
-            kids = list(node.items()) if isinstance(node, dict) else list(enumerate(node)) if isinstance(node, list) \
+            kids = (
+                list(node.items())
+                if isinstance(node, dict)
+                else list(enumerate(node))
+                if isinstance(node, list)
                 else []
+            )
             conts = [(k, v) for k, v in kids if isinstance(v, (dict, list)) and v]
             if not conts:
                 break
@@ -106,8 +118,7 @@ def sample_csv_head(data: Path) -> bytes:
 
 @FUZZ
 @given(st.data())
-def test_fuzz_csv_export(sample_csv_head: bytes, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
-                         ) -> None:
+def test_fuzz_csv_export(sample_csv_head: bytes, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
     from pipeline.core.spec import load_spec
     from pipeline.table import build_feature_table
 
@@ -118,8 +129,9 @@ def test_fuzz_csv_export(sample_csv_head: bytes, tmp_path_factory: pytest.TempPa
 
 @FUZZ
 @given(st.data())
-def test_fuzz_feature_table_parquet(sample_table: Path, tmp_path_factory: pytest.TempPathFactory,
-                                   data: st.DataObject) -> None:
+def test_fuzz_feature_table_parquet(
+    sample_table: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
     from pipeline.table import read_feature_table
 
     p = tmp_path_factory.mktemp("pq") / "t.parquet"
@@ -127,8 +139,9 @@ def test_fuzz_feature_table_parquet(sample_table: Path, tmp_path_factory: pytest
     _ends_in_exit_2_or_returns(lambda: read_feature_table(p))
 
 
-def _bundle_with_damaged(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, name: str,
-                         raw_bytes: bool = False) -> Path:
+def _bundle_with_damaged(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, name: str, raw_bytes: bool = False
+) -> Path:
     """A copy of the shipped bundle whose JSON file ``name`` has values replaced (or, with
     ``raw_bytes``, its bytes damaged)."""
     b = tmp_path_factory.mktemp("b") / "b"
@@ -188,8 +201,9 @@ def manifest_bytes(slovenia_features: Path, tmp_path_factory: pytest.TempPathFac
 
 @FUZZ
 @given(st.data())
-def test_fuzz_map_manifest(manifest_bytes: bytes, tmp_path_factory: pytest.TempPathFactory,
-                           data: st.DataObject) -> None:
+def test_fuzz_map_manifest(
+    manifest_bytes: bytes, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
     from tiles.mapping.manifest import Manifest
 
     p = tmp_path_factory.mktemp("db") / "manifest.sqlite"
@@ -201,6 +215,7 @@ def test_fuzz_map_manifest(manifest_bytes: bytes, tmp_path_factory: pytest.TempP
             return [m.entry(r.tile_id) for r in m.rows()]
         finally:
             m.close()
+
     _ends_in_exit_2_or_returns(read)
 
 
@@ -228,8 +243,13 @@ def test_fuzz_static_stac_item(tmp_path_factory: pytest.TempPathFactory, data: s
 
     root = tmp_path_factory.mktemp("c")
     cat = pystac.Catalog("c", "fuzzed")
-    it = pystac.Item("i", {"type": "Point", "coordinates": [14.5, 46.0]}, [14.5, 46.0, 14.5, 46.0],
-                     dt.datetime(2017, 6, 1, tzinfo=dt.UTC), {"eo:cloud_cover": 3})
+    it = pystac.Item(
+        "i",
+        {"type": "Point", "coordinates": [14.5, 46.0]},
+        [14.5, 46.0, 14.5, 46.0],
+        dt.datetime(2017, 6, 1, tzinfo=dt.UTC),
+        {"eo:cloud_cover": 3},
+    )
     it.add_asset("B04", pystac.Asset("./b04.tif", media_type=pystac.MediaType.GEOTIFF))
     cat.add_item(it)
     cat.normalize_hrefs(str(root / "cat"))
@@ -241,8 +261,9 @@ def test_fuzz_static_stac_item(tmp_path_factory: pytest.TempPathFactory, data: s
 
 @FUZZ
 @given(st.data())
-def test_fuzz_feature_cog_tags(slovenia_features: Path, tmp_path_factory: pytest.TempPathFactory,
-                               data: st.DataObject) -> None:
+def test_fuzz_feature_cog_tags(
+    slovenia_features: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
     """A feature COG whose eulc tags were edited (by hand or by another program): the map's
     contract check either accepts it or refuses it in one line."""
     import rasterio
@@ -256,12 +277,14 @@ def test_fuzz_feature_cog_tags(slovenia_features: Path, tmp_path_factory: pytest
     with rasterio.open(p, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
         tags = ds.tags()
         key = data.draw(st.sampled_from(sorted(tags)))
-        value = data.draw(st.one_of(st.text(max_size=20), JSON_VALUES.map(json.dumps),
-                                    st.just(tags[key][: len(tags[key]) // 2])))
+        value = data.draw(
+            st.one_of(st.text(max_size=20), JSON_VALUES.map(json.dumps), st.just(tags[key][: len(tags[key]) // 2]))
+        )
         ds.update_tags(**{key: value})
     pred = Predictor(load_bundle(BUNDLE))
 
     def read() -> Any:
         with FeatureReader(p, pred.features) as r:
             return pred.check_features(r)
+
     _ends_in_exit_2_or_returns(read)

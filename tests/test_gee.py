@@ -56,7 +56,8 @@ def _golden(name: str, graph: Any) -> None:
             pytest.fail(f"golden {path.name} missing; regenerate on purpose with EULC_REGEN_GOLDEN=1")
         path.write_text(json.dumps(graph, indent=1, sort_keys=True) + "\n")
     assert json.loads(path.read_text()) == json.loads(json.dumps(graph)), (
-        f"{name} graph changed; if on purpose, regenerate with EULC_REGEN_GOLDEN=1")
+        f"{name} graph changed; if on purpose, regenerate with EULC_REGEN_GOLDEN=1"
+    )
 
 
 def _find(obj: Any, name: str) -> list[ee.ComputedObject]:
@@ -98,8 +99,7 @@ def test_spec_has_196_named_features(spec) -> None:
     assert spec.sensors["s1"].focal_median_radius_m == 30
 
 
-@pytest.mark.parametrize("name,sensors,n", [("s2", {"s2"}, 78), ("s1", {"s1"}, 105),
-                                            ("lst_dem", {"lst", "dem"}, 13)])
+@pytest.mark.parametrize("name,sensors,n", [("s2", {"s2"}, 78), ("s1", {"s1"}, 105), ("lst_dem", {"lst", "dem"}, 13)])
 def test_sensor_graphs(gee, spec, name: str, sensors: set[str], n: int) -> None:
     sub = _sub(spec, sensors)
     img = feature_image(sub, 2022, _region())
@@ -110,13 +110,15 @@ def test_sensor_graphs(gee, spec, name: str, sensors: set[str], n: int) -> None:
 
 
 def test_thresholds_and_percentiles_appear(gee, spec) -> None:
-    text = json.dumps(ee.serializer.encode(feature_image(_sub(spec, {"s2", "s1"}), 2022, _region()),
-                                           for_cloud_api=True))
+    text = json.dumps(
+        ee.serializer.encode(feature_image(_sub(spec, {"s2", "s1"}), 2022, _region()), for_cloud_api=True)
+    )
     assert '"CLOUDY_PIXEL_PERCENTAGE"' in text and "COPERNICUS/S2_CLOUD_PROBABILITY" in text
     img = feature_image(_sub(spec, {"s2"}), 2022, _region())
     lt = _find(img, "Filter.lessThan")
     assert [(_value(o.args["leftField"]), _value(o.args["rightValue"])) for o in lt] == [
-        ("CLOUDY_PIXEL_PERCENTAGE", 50)]
+        ("CLOUDY_PIXEL_PERCENTAGE", 50)
+    ]
     lte = _find(img, "Image.lte")
     assert [_value(o.args["image2"].args["value"]) for o in lte] == [75]
     neq = {_value(o.args["image2"].args["value"]) for o in _find(img, "Image.neq")}
@@ -135,8 +137,14 @@ def test_stack_and_tile_export(gee, spec) -> None:
     task = tile_task(spec, 2022, SLO_TILE, Destination())
     rep = _find(task.config["expression"], "Image.reproject")[0]
     w = SLO_TILE.window()
-    assert _value(rep.args["crsTransform"]) == [w.transform.a, w.transform.b, w.transform.c,
-                                        w.transform.d, w.transform.e, w.transform.f]
+    assert _value(rep.args["crsTransform"]) == [
+        w.transform.a,
+        w.transform.b,
+        w.transform.c,
+        w.transform.d,
+        w.transform.e,
+        w.transform.f,
+    ]
     assert _value(rep.args["crsTransform"]) == [10.0, 0.0, 4_670_000.0, 0.0, -10.0, 2_540_000.0]
     assert rep.args.get("scale") is None
     _golden("tile_export", task_graph(task))
@@ -173,8 +181,9 @@ def test_points_and_shards_from_real_lucas(data: Path) -> None:
 
 def test_polygons_give_representative_points(data: Path, tmp_path: Path) -> None:
     pts = read_points(data / SURVEY).iloc[:20].to_crs(3035)
-    polys = gpd.GeoDataFrame({"POINT_ID": pts["POINT_ID"], "LC1": pts["LC1"]},
-                             geometry=pts.buffer(40).to_crs(4326), crs=4326)
+    polys = gpd.GeoDataFrame(
+        {"POINT_ID": pts["POINT_ID"], "LC1": pts["LC1"]}, geometry=pts.buffer(40).to_crs(4326), crs=4326
+    )
     polys.to_parquet(tmp_path / "p.parquet")
     got = read_points(tmp_path / "p.parquet")
     inside = polys.to_crs(3035).reset_index(drop=True).contains(got.to_crs(3035).geometry, align=False)
@@ -197,8 +206,10 @@ def test_point_file_errors(data: Path, tmp_path: Path) -> None:
 def _jobs(n: int, pts, spec) -> list[JobSpec]:
     out = []
     for i in range(n):
+
         def build(i: int = i) -> Any:
             return table_task(spec, 2022, f"k{i}", pts, Destination(), SLO_TILE)
+
         out.append(JobSpec(f"k{i}", "table", f"eulc_bridge-lc-196_2022_k{i}", f"h{i}", f"drive://k{i}", build))
     return out
 
@@ -271,13 +282,15 @@ def test_dem_asset_is_configurable(gee, spec, tmp_path: Path) -> None:
     sub = _gee_common("bridge-lc-196", "dem_elevation", "NASA/NASADEM_HGT/001")
     text = json.dumps(ee.serializer.encode(feature_image(sub, 2022, _region()), for_cloud_api=True))
     assert "NASA/NASADEM_HGT/001" in text and "ASTER" not in text
-    default = json.dumps(ee.serializer.encode(feature_image(spec.subset(["dem_elevation"]), 2022, _region()),
-                                              for_cloud_api=True))
+    default = json.dumps(
+        ee.serializer.encode(feature_image(spec.subset(["dem_elevation"]), 2022, _region()), for_cloud_api=True)
+    )
     assert "projects/sat-io/open-datasets/ASTER/GDEM" in default
 
 
-def test_a_plan_built_in_worker_processes_equals_one_built_here(data: Path, tmp_path: Path, gee: None,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plan_built_in_worker_processes_equals_one_built_here(
+    data: Path, tmp_path: Path, gee: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Many shards are planned in forked workers: the same graphs, hashes and order as in-process."""
     from gee_scripts import run
 

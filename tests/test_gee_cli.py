@@ -26,10 +26,19 @@ def test_export_tiles_offline_with_a_selection(tmp_path: Path) -> None:
     sel = tmp_path / "sel.json"
     spec = load_spec("bridge-lc-196")
     names = [spec.names[i] for i in range(0, 196, 2)] + ["dem_elevation"]
-    sel.write_text(json.dumps({"spec": spec.name, "spec_hash": spec.digest(), "names": names,
-                               "method": "names"}))
-    p = eulc("gee", "export-tiles", "--tiles", "10kmE467N253,10kmE468N253", "--features", str(sel),
-             "--year", "2022", "--out", str(tmp_path / "t"))
+    sel.write_text(json.dumps({"spec": spec.name, "spec_hash": spec.digest(), "names": names, "method": "names"}))
+    p = eulc(
+        "gee",
+        "export-tiles",
+        "--tiles",
+        "10kmE467N253,10kmE468N253",
+        "--features",
+        str(sel),
+        "--year",
+        "2022",
+        "--out",
+        str(tmp_path / "t"),
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     graphs = sorted(x.name for x in (tmp_path / "t" / "graphs").iterdir() if not x.name.startswith("."))
     assert graphs == ["10kmE467N253.json", "10kmE468N253.json"]
@@ -38,21 +47,57 @@ def test_export_tiles_offline_with_a_selection(tmp_path: Path) -> None:
 
 def test_bad_inputs_fail_before_anything_is_submitted(data: Path, tmp_path: Path) -> None:
     pts = str(data / SURVEY)
-    _one_line_error(eulc("gee", "export-table", "--points", pts, "--year", "2015", "--out", str(tmp_path / "a")),
-                    "2015", "S2_SR_HARMONIZED")
+    _one_line_error(
+        eulc("gee", "export-table", "--points", pts, "--year", "2015", "--out", str(tmp_path / "a")),
+        "2015",
+        "S2_SR_HARMONIZED",
+    )
     empty = tmp_path / "empty.csv"
     empty.write_text("POINT_ID,TH_LAT,TH_LONG\n")
-    _one_line_error(eulc("gee", "export-table", "--points", str(empty), "--year", "2022", "--out", str(tmp_path / "b")),
-                    "empty.csv", "no points")
+    _one_line_error(
+        eulc("gee", "export-table", "--points", str(empty), "--year", "2022", "--out", str(tmp_path / "b")),
+        "empty.csv",
+        "no points",
+    )
     far = tmp_path / "far.csv"
     far.write_text("POINT_ID,TH_LAT,TH_LONG\n7,-33.9,151.2\n")
-    _one_line_error(eulc("gee", "export-table", "--points", str(far), "--year", "2022", "--out", str(tmp_path / "c")),
-                    "far.csv", "outside the EEA grid")
-    _one_line_error(eulc("gee", "export-tiles", "--tiles", "10kmE467N253", "--features", "s2_ndvi_p99",
-                         "--year", "2022", "--out", str(tmp_path / "d")), "s2_ndvi_p99")
+    _one_line_error(
+        eulc("gee", "export-table", "--points", str(far), "--year", "2022", "--out", str(tmp_path / "c")),
+        "far.csv",
+        "outside the EEA grid",
+    )
+    _one_line_error(
+        eulc(
+            "gee",
+            "export-tiles",
+            "--tiles",
+            "10kmE467N253",
+            "--features",
+            "s2_ndvi_p99",
+            "--year",
+            "2022",
+            "--out",
+            str(tmp_path / "d"),
+        ),
+        "s2_ndvi_p99",
+    )
     env = {"HOME": str(tmp_path), "GOOGLE_APPLICATION_CREDENTIALS": ""}
-    _one_line_error(eulc("gee", "export-tiles", "--tiles", "10kmE467N253", "--year", "2022",
-                         "--out", str(tmp_path / "e"), "--start", env=env), "credentials", "earthengine authenticate")
+    _one_line_error(
+        eulc(
+            "gee",
+            "export-tiles",
+            "--tiles",
+            "10kmE467N253",
+            "--year",
+            "2022",
+            "--out",
+            str(tmp_path / "e"),
+            "--start",
+            env=env,
+        ),
+        "credentials",
+        "earthengine authenticate",
+    )
     for d in "abcde":
         assert not (tmp_path / d).exists()
 
@@ -63,8 +108,10 @@ def test_gee_csv_shards_with_geo_become_a_feature_table(elc10_frame: pd.DataFram
     for i, part in enumerate((elc10_frame.iloc[:400], elc10_frame.iloc[400:700])):
         df = part.drop(columns=["lon", "lat"]).copy()
         df.insert(0, "system:index", [f"{i}_{k:08d}" for k in range(len(df))])
-        df[".geo"] = [json.dumps({"type": "Point", "coordinates": [lo, la]})
-                      for lo, la in zip(part["lon"], part["lat"], strict=True)]
+        df[".geo"] = [
+            json.dumps({"type": "Point", "coordinates": [lo, la]})
+            for lo, la in zip(part["lon"], part["lat"], strict=True)
+        ]
         paths.append(tmp_path / f"S2_{i}.csv")
         df.to_csv(paths[-1], index=False)
     gdf, rep = build_feature_table(paths, load_spec("elc10"))

@@ -15,9 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_check_runs_and_reports_every_figure(data: Path, tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     results.write_text("# results\n")
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--results", str(results),
-                        "--smoke"],
-                       capture_output=True, text=True, timeout=480, env=os.environ.copy(), cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--results", str(results), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=480,
+        env=os.environ.copy(),
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("gpu_check ")]
     figures = {ln.split()[1] for ln in lines}

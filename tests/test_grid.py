@@ -48,14 +48,12 @@ def test_neighbours_share_exactly_one_edge_or_corner(t: TileId) -> None:
     assert east.transform.c == t.window().transform.c + t.size_m
 
 
-rects = st.tuples(st.floats(4.0e6, 4.2e6), st.floats(2.5e6, 2.7e6),
-                  st.floats(1.0, 3.0e4), st.floats(1.0, 3.0e4))
+rects = st.tuples(st.floats(4.0e6, 4.2e6), st.floats(2.5e6, 2.7e6), st.floats(1.0, 3.0e4), st.floats(1.0, 3.0e4))
 
 
 @settings(max_examples=60, deadline=None)  # a loaded 2-core machine: no per-example deadline
 @given(rects, st.sampled_from([1000, 10_000]))
-def test_tiles_cover_a_rectangle_without_gaps_or_overlaps(r: tuple[float, float, float, float],
-                                                          size_m: int) -> None:
+def test_tiles_cover_a_rectangle_without_gaps_or_overlaps(r: tuple[float, float, float, float], size_m: int) -> None:
     x, y, dx, dy = r
     rect = box(x, y, x + dx, y + dy)
     tiles = tiles_for_bounds_3035((x, y, x + dx, y + dy), size_m)
@@ -79,8 +77,10 @@ def test_frozen_grid_and_its_tiles() -> None:
 
 
 def test_edge_aligned_bbox_takes_no_extra_row() -> None:
-    assert [str(t) for t in tiles_for_bounds_3035((4.32e6, 3.21e6, 4.34e6, 3.22e6), 10_000)] == \
-        ["10kmE432N321", "10kmE433N321"]
+    assert [str(t) for t in tiles_for_bounds_3035((4.32e6, 3.21e6, 4.34e6, 3.22e6), 10_000)] == [
+        "10kmE432N321",
+        "10kmE433N321",
+    ]
 
 
 def test_parse_forms(tmp_path: Path) -> None:
@@ -90,7 +90,9 @@ def test_parse_forms(tmp_path: Path) -> None:
     assert codes == [TileId(10_000, 467, 253)]
     assert len(parse_tiles("bbox:14.5505,45.8659,14.5651,45.8749", size_m=250)) == 25
     assert parse_tiles("10kmE467N253, 10kmE468N253,10kmE467N253") == [
-        TileId(10_000, 467, 253), TileId(10_000, 468, 253)]
+        TileId(10_000, 467, 253),
+        TileId(10_000, 468, 253),
+    ]
     lst = tmp_path / "tiles.txt"
     lst.write_text("# my tiles\n1kmE4674N2538\n1kmE4675N2539  # second\n", encoding="utf-8")
     assert [str(t) for t in parse_tiles(str(lst))] == ["1kmE4674N2538", "1kmE4675N2539"]
@@ -99,13 +101,16 @@ def test_parse_forms(tmp_path: Path) -> None:
     assert parse_tiles(str(aoi)) == codes
 
 
-@pytest.mark.parametrize("bad, words", [
-    ("10kmE467", "not an EEA grid cell code"),
-    ("bbox:14.5,46.0,14.6", "four numbers"),
-    ("bbox:46.0,14.5,14.6,46.1", "west,south,east,north"),
-    ("missing.geojson", "does not exist"),
-    ("0kmE1N1", "not an EEA grid cell code"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ("10kmE467", "not an EEA grid cell code"),
+        ("bbox:14.5,46.0,14.6", "four numbers"),
+        ("bbox:46.0,14.5,14.6,46.1", "west,south,east,north"),
+        ("missing.geojson", "does not exist"),
+        ("0kmE1N1", "not an EEA grid cell code"),
+    ],
+)
 def test_bad_tiles_argument(bad: str, words: str) -> None:
     with pytest.raises(RasterError, match=words):
         parse_tiles(bad)

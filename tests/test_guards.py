@@ -52,6 +52,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
         except SystemExit as e:
             code = int(e.code or 0)
         return Ran(code, capsys.readouterr().err)
+
     return run
 
 
@@ -59,16 +60,33 @@ def _eulc(args: list[str], cwd: Path, limit_bytes: int | None = None) -> subproc
     def lim() -> None:
         if limit_bytes is not None:  # a file-size limit: GDAL's writes fail as on a full disk
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-    return subprocess.run([sys.executable, "-m", "pipeline.app.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          preexec_fn=lim, timeout=600)
+
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.app.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        preexec_fn=lim,
+        timeout=600,
+    )
 
 
 # --- one guarded way to write ------------------------------------------------------------------
 
+
 def test_a_full_disk_ends_in_exit_1_and_nothing_is_recorded_as_done(tmp_path: Path) -> None:
     """A full disk gave a 'done' but unreadable feature COG, and the rerun called it up to date."""
-    args = ["features", "--files", "eolearn_slovenia", "--year", "2017", "--out", "out", "--features",
-            ",".join(NDVI_FEATURES[:4])]
+    args = [
+        "features",
+        "--files",
+        "eolearn_slovenia",
+        "--year",
+        "2017",
+        "--out",
+        "out",
+        "--features",
+        ",".join(NDVI_FEATURES[:4]),
+    ]
     p = _eulc(args, tmp_path, limit_bytes=60_000)  # the COG is ~150 kB; a limit needs a process of its own
     assert p.returncode == 1, p.stderr
     line = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
@@ -131,9 +149,9 @@ def test_links_are_never_followed(tmp_path: Path) -> None:
     assert victim.read_text() == "keep" and not (tmp_path / "nowhere").exists()
 
 
-def test_a_held_lock_refuses_a_second_report_and_a_dead_runs_temporaries_go(tmp_path: Path, slovenia_features: Path,
-                                                                             cli: Callable[[list[str], Path], Ran]
-                                                                             ) -> None:
+def test_a_held_lock_refuses_a_second_report_and_a_dead_runs_temporaries_go(
+    tmp_path: Path, slovenia_features: Path, cli: Callable[[list[str], Path], Ran]
+) -> None:
     """`report` had no lock: two reports at once interleaved their files with exit 0."""
     from model.bundle import load_bundle
     from tiles.mapping.predict import predict_tile
@@ -141,8 +159,17 @@ def test_a_held_lock_refuses_a_second_report_and_a_dead_runs_temporaries_go(tmp_
     res = predict_tile(load_bundle(BUNDLE), slovenia_features, tmp_path / "m", "slo")
     out = tmp_path / "rep"
     out.mkdir()
-    args = ["report", "--map", str(res.class_path), "--reference", str(res.class_path), "--crosswalk", "eulc_level1",
-            "--out", str(out)]
+    args = [
+        "report",
+        "--map",
+        str(res.class_path),
+        "--reference",
+        str(res.class_path),
+        "--crosswalk",
+        "eulc_level1",
+        "--out",
+        str(out),
+    ]
     with open(out / ".eulc.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         p = _eulc(args, tmp_path)  # another process: flock is per open file, so a second one is needed
@@ -158,8 +185,10 @@ def test_a_held_lock_refuses_a_second_report_and_a_dead_runs_temporaries_go(tmp_
 
 # --- foreign but valid inputs --------------------------------------------------------------------
 
-def test_a_feature_cog_without_eulc_tags_maps(tmp_path: Path, slovenia_features: Path,
-                                              cli: Callable[[list[str], Path], Ran]) -> None:
+
+def test_a_feature_cog_without_eulc_tags_maps(
+    tmp_path: Path, slovenia_features: Path, cli: Callable[[list[str], Path], Ran]
+) -> None:
     """A COG as GDAL or QGIS write it (band names, no tags) mapped, then exited 3 leaving a
     'running' manifest row: it maps, the item's datetime is the mapping time, the year 'unknown'."""
     with rasterio.open(slovenia_features) as src:
@@ -181,8 +210,9 @@ def test_a_feature_cog_without_eulc_tags_maps(tmp_path: Path, slovenia_features:
     assert rows == [("done",)]
 
 
-def test_a_legend_with_any_ids_maps_as_written(tmp_path: Path, slovenia_features: Path,
-                                               cli: Callable[[list[str], Path], Ran]) -> None:
+def test_a_legend_with_any_ids_maps_as_written(
+    tmp_path: Path, slovenia_features: Path, cli: Callable[[list[str], Path], Ran]
+) -> None:
     """Legend ids 10, 13, 16 … were written as 0, 1, 2 (and the STAC item crashed): the class COG
     holds the legend's ids, pixel for pixel those of the shipped bundle relabelled."""
     from model.bundle import load_bundle
@@ -220,6 +250,7 @@ def test_an_ood_json_edit_changes_the_resume_key(tmp_path: Path) -> None:
 
 # --- containment of what eulc reads ----------------------------------------------------------------
 
+
 def test_the_model_card_cannot_run_script_or_call_out() -> None:
     import html
 
@@ -227,8 +258,10 @@ def test_the_model_card_cannot_run_script_or_call_out() -> None:
 
     from pipeline.assess.report import safe_card_html
 
-    card = ("# Card\n[a](javascript:alert(1)) [b](JAVASCRIPT:x) [c](data:text/html,x) ![d](http://e.example/t.png)"
-            " [e](https://doi.org/10.1/x) [f](#method) <img src=x onerror=alert(1)> <script>x</script>")
+    card = (
+        "# Card\n[a](javascript:alert(1)) [b](JAVASCRIPT:x) [c](data:text/html,x) ![d](http://e.example/t.png)"
+        " [e](https://doi.org/10.1/x) [f](#method) <img src=x onerror=alert(1)> <script>x</script>"
+    )
     out = safe_card_html(markdown.markdown(html.escape(card, quote=False)))
     from html.parser import HTMLParser
 
@@ -247,6 +280,7 @@ def test_the_model_card_cannot_run_script_or_call_out() -> None:
 
 
 # --- figures right at the edges ------------------------------------------------------------------
+
 
 def test_an_unsampled_stratum_is_not_estimable_never_0_ha() -> None:
     from pipeline.assess.accuracy import stratified_estimates
@@ -281,16 +315,18 @@ def test_overlapping_zones_are_split_never_won_by_drawing_order(tmp_path: Path, 
         left, b, r, t = src.bounds
         crs, w = src.crs, src.width
     mid = left + 10 * (w // 2)
-    zones = gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[box(left, b, mid + 500, t), box(mid, b, r, t)],
-                             crs=crs)
+    zones = gpd.GeoDataFrame(
+        {"name": ["west", "east"]}, geometry=[box(left, b, mid + 500, t), box(mid, b, r, t)], crs=crs
+    )
     zones.to_file(tmp_path / "z.gpkg")
     ids, names = zone_ids(tmp_path / "z.gpkg", slovenia_features)
     assert names == ["west", "east", "west ∩ east"]
     cols = {k: sorted(set(np.nonzero(ids == k)[1].tolist())) for k in (1, 2, 3)}
     assert cols[3] == list(range(w // 2, w // 2 + 50))  # 500 m = 50 columns, counted once
     assert cols[1][-1] == w // 2 - 1 and cols[2][0] == w // 2 + 50 and (ids > 0).all()
-    gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[box(left, b, mid, t), box(mid, b, r, t)],
-                     crs=crs).to_file(tmp_path / "ok.gpkg")
+    gpd.GeoDataFrame({"name": ["west", "east"]}, geometry=[box(left, b, mid, t), box(mid, b, r, t)], crs=crs).to_file(
+        tmp_path / "ok.gpkg"
+    )
     ids, names = zone_ids(tmp_path / "ok.gpkg", slovenia_features)
     assert names == ["west", "east"] and set(np.unique(ids)) == {1, 2}
 
@@ -395,8 +431,17 @@ def test_outputs_of_an_eulc_before_the_journal_are_still_replaced(tmp_path: Path
     with rasterio.open(tmp_path / "m_class.tif") as src:
         assert (src.read(1) == 2).all()
     (tmp_path / WRITTEN).unlink()
-    with rasterio.open(tmp_path / "qgis.tif", "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
-                       crs="EPSG:3035", transform=t) as dst:
+    with rasterio.open(
+        tmp_path / "qgis.tif",
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:3035",
+        transform=t,
+    ) as dst:
         dst.write(ones, 1)
     with pytest.raises(EulcError, match="not written by eulc"):
         write_cog(tmp_path / "qgis.tif", ones, t, "EPSG:3035", 255, tags={"model_hash": "abc"})

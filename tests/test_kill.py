@@ -25,14 +25,23 @@ KILLS = 3
 
 
 def _eulc(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.app.cli", *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.app.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
 
 
 def _files(folder: Path) -> dict[str, bytes]:
     """Every file's bytes, except the writer's journal (it records when each file was written)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != WRITTEN}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != WRITTEN
+    }
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -49,10 +58,28 @@ def test_kill_then_rerun_is_byte_identical(command: str, data: Path, tmp_path: P
         assert p.wait(300) == 0, p.stderr.read() if p.stderr else ""
     args = {
         "table": ["table", str(sample), "--spec", "elc10", "--out", "out/t.parquet"],
-        "features": ["features", "--files", "eolearn_slovenia", "--year", "2017", "--features",
-                     "ndvi_p5,ndvi_p50,ndvi_p95,ndvi_texture_sd", "--out", "out"],
-        "train": ["train", str(setup / "t.parquet"), "--out", "out/m", "--epochs", "3", "--features",
-                  "ndvi_p5,ndvi_p50,ndvi_p95", "--overwrite"],
+        "features": [
+            "features",
+            "--files",
+            "eolearn_slovenia",
+            "--year",
+            "2017",
+            "--features",
+            "ndvi_p5,ndvi_p50,ndvi_p95,ndvi_texture_sd",
+            "--out",
+            "out",
+        ],
+        "train": [
+            "train",
+            str(setup / "t.parquet"),
+            "--out",
+            "out/m",
+            "--epochs",
+            "3",
+            "--features",
+            "ndvi_p5,ndvi_p50,ndvi_p95",
+            "--overwrite",
+        ],
     }[command]
     ref = tmp_path / "ref"
     ref.mkdir()

@@ -10,8 +10,15 @@ from .conftest import SURVEY
 
 def test_legends_match_the_paper_tables() -> None:
     l1, l2 = level1_legend(), level2_legend()
-    assert l1.names == ["Woodland/Shrubland", "Grassland", "Bare land and lichens/moss", "Wetlands",
-                        "Artificial land", "Water", "Cropland"]
+    assert l1.names == [
+        "Woodland/Shrubland",
+        "Grassland",
+        "Bare land and lichens/moss",
+        "Wetlands",
+        "Artificial land",
+        "Water",
+        "Cropland",
+    ]
     assert len(l2) == 19 and l2.names[0] == "Bare arable land" and l2.names[18] == "Rice"
     assert len({c.colour for c in l1.classes}) == 7
     assert l1.colormap()[6][:3] == (0xF5, 0xD3, 0x27)
@@ -41,8 +48,9 @@ def test_every_real_lucas_row_is_mapped_or_counted(data: Path) -> None:
 def test_elc10_crosswalk_agrees_with_lucas_lc1(data: Path) -> None:
     """ELC10's class comes from the LC1 letter (SOURCES §10): both mappings agree except
     where the EU crop map rules move a code across classes (B55, B7x/B8x, F40 agri)."""
-    df = pd.read_csv(data / "derived" / "lucas2018_elc10_features_with_lc1_lu1.csv.gz",
-                     usecols=["LC_num", "LUCAS_LC1", "LUCAS_LU1"])
+    df = pd.read_csv(
+        data / "derived" / "lucas2018_elc10_features_with_lc1_lu1.csv.gz", usecols=["LC_num", "LUCAS_LC1", "LUCAS_LU1"]
+    )
     via_elc, rep = Crosswalk.shipped("elc10").apply(df["LC_num"].to_numpy())
     assert rep.n_mapped == len(df)
     via_lucas, _, _ = lucas_to_levels(df["LUCAS_LC1"], df["LUCAS_LU1"])

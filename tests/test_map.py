@@ -75,7 +75,8 @@ def test_corrupt_feature_cog(small_bundle: Path, slovenia_features: Path, tmp_pa
 
 
 def test_prefetch_thread_gives_the_same_map_and_raises_read_errors(
-        small_bundle: Path, slovenia_features: Path, tmp_path: Path) -> None:
+    small_bundle: Path, slovenia_features: Path, tmp_path: Path
+) -> None:
     """The CUDA path's reader thread, run on CPU: same bytes, and a truncated file still fails."""
     b = load_bundle(small_bundle)
     plain = predict_tile(b, slovenia_features, tmp_path / "a", "slo", prefetch=False, probabilities=True)
@@ -103,8 +104,13 @@ def test_level2_is_filled_inside_cropland_only(small_bundle: Path, slovenia_feat
     from tiles.mapping.predict import Predictor
 
     b = load_bundle(small_bundle)
-    res = predict_tile(Predictor(b, level2=load_bundle(small_bundle), device="cpu"), slovenia_features,
-                       tmp_path, "slo", compress="ZSTD")
+    res = predict_tile(
+        Predictor(b, level2=load_bundle(small_bundle), device="cpu"),
+        slovenia_features,
+        tmp_path,
+        "slo",
+        compress="ZSTD",
+    )
     l2_path = res.extra_paths[0]
     assert l2_path.name == "slo_level2.tif" and cog_validate(str(l2_path))[0]
     with rasterio.open(res.class_path) as c, rasterio.open(l2_path) as l2:
@@ -121,8 +127,15 @@ def test_mode_overviews_keep_class_values(data: Path, tmp_path: Path) -> None:
         codes = s.read(1)
     _, cls = np.unique(codes, return_inverse=True)
     cls = cls.reshape(codes.shape).astype(np.uint8)
-    out = write_cog(tmp_path / "c.tif", cls, Affine(10, 0, 4_200_000, 0, -10, 3_600_000), "EPSG:3035",
-                    255, colormap=level1_legend().colormap(), resampling="mode")
+    out = write_cog(
+        tmp_path / "c.tif",
+        cls,
+        Affine(10, 0, 4_200_000, 0, -10, 3_600_000),
+        "EPSG:3035",
+        255,
+        colormap=level1_legend().colormap(),
+        resampling="mode",
+    )
     assert cog_validate(str(out))[0]
     with rasterio.open(out) as s:
         assert s.overviews(1)[0] == 2
@@ -134,8 +147,9 @@ def test_mode_overviews_keep_class_values(data: Path, tmp_path: Path) -> None:
     assert ov[0, 0] in block
 
 
-def test_prior_adaptation_shifts_the_map_toward_the_tiles_priors(tile, small_bundle: Path, slovenia_features: Path,
-                                                                 tmp_path: Path) -> None:
+def test_prior_adaptation_shifts_the_map_toward_the_tiles_priors(
+    tile, small_bundle: Path, slovenia_features: Path, tmp_path: Path
+) -> None:
     """--adapt-priors on the real Slovenia tile: the EM tile priors are tagged, and the classes
     whose priors rose gain pixels while those whose priors fell lose them (Saerens et al. 2002).
     A bundle without training priors is refused with a message naming the option.
@@ -185,8 +199,16 @@ def test_tile_pixels_equal_a_direct_prediction(small_bundle: Path, slovenia_feat
     big = np.tile(vals, (1, 3, 3))  # 324 × 324 px: two row blocks of the reader (256 + 68 rows)
     big[:, 300:310, 10:20] = np.nan  # the second block has nodata, the first none
     big[0, 5, 5] = 1e20  # a huge but finite value stays a pixel
-    path = write_cog(tmp_path / "big.tif", big.astype(np.float32), prof["transform"], str(prof["crs"]), np.nan,
-                     descriptions=names, tags=tags, band_tags=band_tags)
+    path = write_cog(
+        tmp_path / "big.tif",
+        big.astype(np.float32),
+        prof["transform"],
+        str(prof["crs"]),
+        np.nan,
+        descriptions=names,
+        tags=tags,
+        band_tags=band_tags,
+    )
     assert np.isfinite(big[:, :256]).all() and not np.isfinite(big[:, 256:]).all()
     res = predict_tile(pred, path, tmp_path, "big")
     with rasterio.open(res.class_path) as c, rasterio.open(res.confidence_path) as q:

@@ -88,8 +88,7 @@ def test_bundle_round_trip_without_pickle(small_bundle: Path, sample_table: Path
     import os
 
     names = sorted(p.name for p in small_bundle.iterdir() if p.name != ".eulc-written")
-    assert names == ["bundle.json", "ood.json", "ood.safetensors",
-                                                              "weights.safetensors"]
+    assert names == ["bundle.json", "ood.json", "ood.safetensors", "weights.safetensors"]
     umask = os.umask(0)
     os.umask(umask)
     for p in small_bundle.iterdir():  # every file honours the umask (safetensors alone writes 0600)
@@ -147,12 +146,19 @@ def test_fused_network_equals_the_trained_one(location: str, encoding: str, elc1
 
     torch.manual_seed(0)
     cols = list(elc10_frame.columns)
-    feats = cols[cols.index("R1_median"):cols.index("desc_vv_stDev") + 1]  # the 35 real features
+    feats = cols[cols.index("R1_median") : cols.index("desc_vv_stDev") + 1]  # the 35 real features
     rows = elc10_frame[feats + ["lon", "lat"]].dropna().iloc[:2000]
     x = rows[feats].to_numpy(np.float32)
     lonlat = rows[["lon", "lat"]].to_numpy(np.float32)
-    net = BridgeLC(BridgeConfig(n_features=x.shape[1], n_classes=7, location=location,  # type: ignore[arg-type]
-                                encoding=encoding, temperature=1.7))  # type: ignore[arg-type]
+    net = BridgeLC(
+        BridgeConfig(
+            n_features=x.shape[1],
+            n_classes=7,
+            location=location,  # type: ignore[arg-type]
+            encoding=encoding,
+            temperature=1.7,
+        )
+    )  # type: ignore[arg-type]
     for m in net.modules():  # non-trivial running statistics, as after training
         if isinstance(m, torch.nn.BatchNorm1d):
             m.running_mean.uniform_(-1, 1)

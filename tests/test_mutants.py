@@ -36,11 +36,18 @@ def test_mutant_1_the_orbit_filter_keeps_the_pass_it_names(gee) -> None:  # noqa
     from pipeline.core.spec import load_spec
 
     img = feature_image(load_spec("elc10").subset(["asc_vv_median"]), 2018, _region())
-    eqs = [(_value(f.args["leftField"]), _value(f.args["rightValue"])) for f in _find(img, "Filter.equals")
-           if _value(f.args.get("leftField")) == "orbitProperties_pass"]
+    eqs = [
+        (_value(f.args["leftField"]), _value(f.args["rightValue"]))
+        for f in _find(img, "Filter.equals")
+        if _value(f.args.get("leftField")) == "orbitProperties_pass"
+    ]
     assert eqs == [("orbitProperties_pass", "ASCENDING")]
-    negated = [f for f in _find(img, "Filter.not") if _find(f, "Filter.equals")
-               and any(_value(e.args.get("leftField")) == "orbitProperties_pass" for e in _find(f, "Filter.equals"))]
+    negated = [
+        f
+        for f in _find(img, "Filter.not")
+        if _find(f, "Filter.equals")
+        and any(_value(e.args.get("leftField")) == "orbitProperties_pass" for e in _find(f, "Filter.equals"))
+    ]
     assert negated == [] and _find(img, "Filter.neq") == [] and _find(img, "Filter.notEquals") == []
 
 
@@ -55,8 +62,9 @@ def test_mutant_2_the_em_prior_comes_from_the_training_labels(full_table: Path, 
     from model.train import training_arrays
     from pipeline.table import read_feature_table
 
-    run_scenario(full_table, NDVI_FEATURES, "extrap", tmp_path, models=("rf",), seeds=(0,), adapt_priors=True,
-                 max_rows=3000)
+    run_scenario(
+        full_table, NDVI_FEATURES, "extrap", tmp_path, models=("rf",), seeds=(0,), adapt_priors=True, max_rows=3000
+    )
     runs = pd.read_csv(tmp_path / "extrap_runs.csv")
     table, _ = read_feature_table(full_table)
     d_all = training_arrays(table, NDVI_FEATURES)
@@ -100,8 +108,19 @@ def test_mutant_3_the_ood_distance_uses_the_smallest_variance_directions(monkeyp
 
     emb = x @ a
     monkeypatch.setattr(ood_mod, "embeddings", lambda net, xx, ll: (xx @ a).astype(np.float32))
-    ref = fit_ood(Net(a), names, spec, x, np.zeros((n, 2), np.float32), y, np.zeros(n, np.int64), ["A"],  # type: ignore[arg-type]
-                  k=2, seed=0, rank=rank)
+    ref = fit_ood(
+        Net(a),
+        names,
+        spec,
+        x,
+        np.zeros((n, 2), np.float32),
+        y,
+        np.zeros(n, np.int64),
+        ["A"],  # type: ignore[arg-type]
+        k=2,
+        seed=0,
+        rank=rank,
+    )
     means = np.stack([emb[y == c].mean(0) for c in range(3)])
     centred = emb - means[y]
     cov = centred.T @ centred / n
@@ -189,4 +208,3 @@ def test_mutant_7_a_level2_bundles_features_are_checked(tmp_path: Path, slovenia
     pred = Predictor(load_bundle(BUNDLE), level2=load_bundle(l2), device="cpu")
     with FeatureReader(slovenia_features, pred.features) as r, pytest.raises(ContractError, match="ndvi_p50"):
         pred.check_features(r)
-

@@ -29,8 +29,9 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[nbformat.Noteboo
     nb = nbformat.read(work / NOTEBOOK.name, as_version=4)
     saved = os.environ.pop("EULC_DATA", None)  # the kernel inherits the environment: no shared data
     try:
-        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": str(work)}}).execute()
+        nbclient.NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+        ).execute()
     finally:
         if saved is not None:
             os.environ["EULC_DATA"] = saved
@@ -67,9 +68,12 @@ def test_the_map_is_shown_on_a_geemap_map_in_legend_colours(executed: tuple[nbfo
     widget = "application/vnd.jupyter.widget-view+json"
     widgets = [o for o in _outputs(nb, "geemap.Map(") if widget in o.get("data", {})]
     assert widgets and "Map(" in widgets[-1]["data"]["text/plain"]
-    (table,) = [o for o in _outputs(nb, "TileClient(")
-                if "share of the tile" in o.get("data", {}).get("text/plain", "")]
-    shares = {line.rsplit(maxsplit=1)[0]: float(line.rsplit(maxsplit=1)[1])
-              for line in table["data"]["text/plain"].splitlines()[1:]}
+    (table,) = [
+        o for o in _outputs(nb, "TileClient(") if "share of the tile" in o.get("data", {}).get("text/plain", "")
+    ]
+    shares = {
+        line.rsplit(maxsplit=1)[0]: float(line.rsplit(maxsplit=1)[1])
+        for line in table["data"]["text/plain"].splitlines()[1:]
+    }
     # the tile is the map: mostly woodland and grassland, as the demo's class counts
     assert shares["Woodland/Shrubland"] > 0.5 and shares["Grassland"] > 0.05, shares

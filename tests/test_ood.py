@@ -28,8 +28,7 @@ from tiles.mapping.runner import run_map
 
 
 def _eulc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.app.cli", *args], capture_output=True, text=True,
-                          cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "pipeline.app.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,17 @@ def test_every_shipped_bundle_carries_a_reference_for_its_own_model(name: str) -
     # fitted on the training rows: ~1 % of them beyond each 99 % threshold, by construction
     assert meta["n_rows"] == b.meta["metrics"]["n_train"]
     if name in ("elc10-l1", "elc10-s2-l1"):  # the landscapes are the nine S2 band medians
-        assert meta["landscape_features"] == ["blue_median", "green_median", "red_median", "R1_median", "R2_median",
-                                              "R3_median", "nir_median", "swir1_median", "swir2_median"]
+        assert meta["landscape_features"] == [
+            "blue_median",
+            "green_median",
+            "red_median",
+            "R1_median",
+            "R2_median",
+            "R3_median",
+            "nir_median",
+            "swir1_median",
+            "swir2_median",
+        ]
 
 
 def test_fused_embedding_is_the_networks_penultimate_layer(ndvi_bundle: Path) -> None:
@@ -94,8 +102,9 @@ def test_map_writes_a_valid_ood_cog_aligned_with_the_class_map(ood_tile) -> None
     assert sum(res.ood_counts.values()) == int((cls != NODATA).sum())
 
 
-def test_features_unlike_any_training_row_are_flagged(ndvi_bundle: Path, slovenia_features: Path,
-                                                      tmp_path: Path) -> None:
+def test_features_unlike_any_training_row_are_flagged(
+    ndvi_bundle: Path, slovenia_features: Path, tmp_path: Path
+) -> None:
     """The same real tile with every NDVI statistic pushed to 2.5x (NDVI far above 1): flagged."""
     shifted = tmp_path / "shifted.tif"
     shutil.copy(slovenia_features, shifted)
@@ -107,8 +116,9 @@ def test_features_unlike_any_training_row_are_flagged(ndvi_bundle: Path, sloveni
     assert res.ood_counts["3"] > res.ood_counts["0"]  # both tests fire
 
 
-def test_a_bundle_without_reference_maps_but_refuses_ood(small_bundle: Path, slovenia_features: Path,
-                                                        tmp_path: Path) -> None:
+def test_a_bundle_without_reference_maps_but_refuses_ood(
+    small_bundle: Path, slovenia_features: Path, tmp_path: Path
+) -> None:
     old = tmp_path / "old"
     shutil.copytree(small_bundle, old)
     for n in (OOD_META, OOD_WEIGHTS):
@@ -116,8 +126,17 @@ def test_a_bundle_without_reference_maps_but_refuses_ood(small_bundle: Path, slo
     b = load_bundle(old)
     assert b.ood() is None
     assert predict_tile(b, slovenia_features, tmp_path / "m", "slo").class_path.is_file()
-    p = _eulc("map", str(slovenia_features), "--bundle", str(old), "--out", str(tmp_path / "m2"), "--ood",
-              "--scheduler", "sync")
+    p = _eulc(
+        "map",
+        str(slovenia_features),
+        "--bundle",
+        str(old),
+        "--out",
+        str(tmp_path / "m2"),
+        "--ood",
+        "--scheduler",
+        "sync",
+    )
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "has no OOD reference" in p.stderr and "eulc ood" in p.stderr
     assert not (tmp_path / "m2" / "manifest.sqlite").exists()
@@ -140,8 +159,9 @@ def test_a_tampered_or_foreign_reference_is_refused(small_bundle: Path, tmp_path
         load_bundle(b).require_ood()
 
 
-def test_eulc_ood_adds_a_reference_from_the_training_table_only(small_bundle: Path, sample_table: Path,
-                                                                full_table: Path, tmp_path: Path) -> None:
+def test_eulc_ood_adds_a_reference_from_the_training_table_only(
+    small_bundle: Path, sample_table: Path, full_table: Path, tmp_path: Path
+) -> None:
     b = tmp_path / "b"
     shutil.copytree(small_bundle, b)
     fitted = json.loads((b / OOD_META).read_text())
@@ -180,9 +200,11 @@ def test_run_records_the_ood_share_and_resumes(ndvi_bundle: Path, slovenia_featu
 
 def test_a_manifest_of_an_earlier_eulc_gains_the_column(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "manifest.sqlite")
-    db.execute("CREATE TABLE tiles (tile_id TEXT PRIMARY KEY, inputs_hash TEXT NOT NULL, status TEXT NOT NULL, "
-               "features_file TEXT, outputs TEXT, error TEXT, started REAL, finished REAL, seconds REAL, "
-               "n_pixels INTEGER, n_nodata INTEGER, worker TEXT)")
+    db.execute(
+        "CREATE TABLE tiles (tile_id TEXT PRIMARY KEY, inputs_hash TEXT NOT NULL, status TEXT NOT NULL, "
+        "features_file TEXT, outputs TEXT, error TEXT, started REAL, finished REAL, seconds REAL, "
+        "n_pixels INTEGER, n_nodata INTEGER, worker TEXT)"
+    )
     db.execute("INSERT INTO tiles (tile_id, inputs_hash, status, outputs) VALUES ('a', 'h', 'done', '{}')")
     db.commit()
     db.close()
@@ -191,8 +213,9 @@ def test_a_manifest_of_an_earlier_eulc_gains_the_column(tmp_path: Path) -> None:
     m.close()
 
 
-def test_report_shows_the_layer_and_agreement_inside_and_outside(ndvi_bundle: Path, slovenia_features: Path,
-                                                                 data: Path, tmp_path: Path) -> None:
+def test_report_shows_the_layer_and_agreement_inside_and_outside(
+    ndvi_bundle: Path, slovenia_features: Path, data: Path, tmp_path: Path
+) -> None:
     """The seam map --ood -> report: the files `eulc map` writes, found by name beside --map."""
     shifted = tmp_path / "half.tif"
     shutil.copy(slovenia_features, shifted)
@@ -205,9 +228,17 @@ def test_report_shows_the_layer_and_agreement_inside_and_outside(ndvi_bundle: Pa
     assert p.returncode == 0, p.stderr
     assert "OOD layer" in p.stdout and "half" in p.stdout  # the per-tile share table
     rep = tmp_path / "rep"
-    p = _eulc("report", "--map", str(out / "half_class.tif"), "--reference",
-              str(data / "eolearn_testeopatch_slovenia" / "lulc_reference.tif"), "--crosswalk", "eolearn_lulc",
-              "--out", str(rep))
+    p = _eulc(
+        "report",
+        "--map",
+        str(out / "half_class.tif"),
+        "--reference",
+        str(data / "eolearn_testeopatch_slovenia" / "lulc_reference.tif"),
+        "--crosswalk",
+        "eolearn_lulc",
+        "--out",
+        str(rep),
+    )
     assert p.returncode == 0, p.stderr
     said = " ".join(p.stdout.split())  # rich wraps lines at the terminal width
     assert "(found beside --map)" in said and "% of the map flagged out of distribution" in said
@@ -228,14 +259,25 @@ def test_report_shows_the_layer_and_agreement_inside_and_outside(ndvi_bundle: Pa
     prof.update(transform=src.transform * src.transform.translation(100, 0), driver="GTiff")
     with rasterio.open(moved, "w", **prof) as dst:
         dst.write(codes, 1)
-    p = _eulc("report", "--map", str(out / "half_class.tif"), "--reference",
-              str(data / "eolearn_testeopatch_slovenia" / "lulc_reference.tif"), "--crosswalk", "eolearn_lulc",
-              "--out", str(tmp_path / "rep2"), "--ood-layer", str(moved))
+    p = _eulc(
+        "report",
+        "--map",
+        str(out / "half_class.tif"),
+        "--reference",
+        str(data / "eolearn_testeopatch_slovenia" / "lulc_reference.tif"),
+        "--crosswalk",
+        "eolearn_lulc",
+        "--out",
+        str(tmp_path / "rep2"),
+        "--ood-layer",
+        str(moved),
+    )
     assert p.returncode == 2 and "is not on the grid of half_class.tif" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_drift_compares_the_tiles_landscapes_with_the_training_ones(ndvi_bundle: Path, slovenia_features: Path,
-                                                                    sample_table: Path, tmp_path: Path) -> None:
+def test_drift_compares_the_tiles_landscapes_with_the_training_ones(
+    ndvi_bundle: Path, slovenia_features: Path, sample_table: Path, tmp_path: Path
+) -> None:
     tiles = tmp_path / "tiles"
     tiles.mkdir()
     shutil.copy(slovenia_features, tiles / "slo.tif")
@@ -243,8 +285,19 @@ def test_drift_compares_the_tiles_landscapes_with_the_training_ones(ndvi_bundle:
     with rasterio.open(tiles / "shifted.tif", "r+", IGNORE_COG_LAYOUT_BREAK="YES") as f:
         f.write(f.read() * 2.5)
     csv, png = tmp_path / "land.csv", tmp_path / "land.png"
-    p = _eulc("drift", "--table", str(sample_table), "--features-dir", str(tiles), "--bundle", str(ndvi_bundle),
-              "--landscapes-csv", str(csv), "--landscapes-png", str(png))
+    p = _eulc(
+        "drift",
+        "--table",
+        str(sample_table),
+        "--features-dir",
+        str(tiles),
+        "--bundle",
+        str(ndvi_bundle),
+        "--landscapes-csv",
+        str(csv),
+        "--landscapes-png",
+        str(png),
+    )
     assert p.returncode == 0, p.stderr
     assert "landscape PSI" in " ".join(p.stdout.split())
     import pandas as pd
@@ -296,8 +349,9 @@ def test_the_map_time_scores_equal_a_float64_reference(ndvi_bundle: Path) -> Non
 
 
 @pytest.mark.parametrize("batch_px", [1000, 4096])
-def test_grouped_map_time_codes_equal_the_reference_on_every_pixel(ndvi_bundle: Path, slovenia_features: Path,
-                                                                   batch_px: int) -> None:
+def test_grouped_map_time_codes_equal_the_reference_on_every_pixel(
+    ndvi_bundle: Path, slovenia_features: Path, batch_px: int
+) -> None:
     """Sub-batches, groups of sub-batches and a last partial group give each pixel its own code."""
     from pipeline.core.reader import FeatureReader
 
@@ -315,7 +369,6 @@ def test_grouped_map_time_codes_equal_the_reference_on_every_pixel(ndvi_bundle: 
     assert len(x) > 4 * batch_px or batch_px == 4096
     np.testing.assert_array_equal(got, want)
     assert (got[::7] > 0).mean() > 0.9 and (got > 0).mean() < 0.3
-
 
 
 @pytest.mark.parametrize("depth", [1, 3])

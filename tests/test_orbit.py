@@ -29,8 +29,15 @@ from pipeline.core.spec import FeatureSpec, load_spec
 
 from .test_gee import _find, _region, _value, gee  # noqa: F401 - the offline ee fixture
 
-S1_NAMES = ["asc_vv_median", "asc_vh_median", "asc_dpol_median", "desc_vv_median", "desc_vh_median",
-            "desc_dpol_median", "asc_vv_stDev"]
+S1_NAMES = [
+    "asc_vv_median",
+    "asc_vh_median",
+    "asc_dpol_median",
+    "desc_vv_median",
+    "desc_vh_median",
+    "desc_dpol_median",
+    "asc_vv_stDev",
+]
 WINDOW = TileId.parse("1kmE4674N2539").window()
 MEANS = {"ASCENDING": {"VV": 0.08, "VH": 0.02}, "DESCENDING": {"VV": 0.02, "VH": 0.004}}
 
@@ -40,7 +47,8 @@ def _s1_files(tmp: Path, with_orbit: bool = True) -> tuple[Path, dict[str, list[
     catalogue whose items carry `sat:orbit_state` (or not)."""
     rng = np.random.default_rng(5)
     lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(
-        [WINDOW.bounds[0] - 300, WINDOW.bounds[2] + 300], [WINDOW.bounds[1] - 300, WINDOW.bounds[3] + 300])
+        [WINDOW.bounds[0] - 300, WINDOW.bounds[2] + 300], [WINDOW.bounds[1] - 300, WINDOW.bounds[3] + 300]
+    )
     x0, y1 = Transformer.from_crs(4326, 32633, always_xy=True).transform(lon[0], lat[1])
     t = from_origin(round(x0, -1), round(y1, -1), 10, 10)
     cat = pystac.Catalog("s1", "synthetic S1 with both passes")
@@ -49,14 +57,26 @@ def _s1_files(tmp: Path, with_orbit: bool = True) -> tuple[Path, dict[str, list[
         orbit = "ASCENDING" if d % 2 == 0 else "DESCENDING"
         when = dt.datetime(2018, 1 + d, 12, 5, 0, tzinfo=dt.UTC)
         props = {"sat:orbit_state": orbit.lower()} if with_orbit else {}
-        geom = {"type": "Polygon", "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]],
-                                                    [lon[0], lat[1]], [lon[0], lat[0]]]]}
+        geom = {
+            "type": "Polygon",
+            "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]], [lon[0], lat[1]], [lon[0], lat[0]]]],
+        }
         it = pystac.Item(f"s1_{d}", geom, [lon[0], lat[0], lon[1], lat[1]], when, props)
         for pol in ("VV", "VH"):
             arr = rng.gamma(4.0, MEANS[orbit][pol] / 4.0, (140, 140)).astype(np.float32)
             path = tmp / f"s1_{d}_{pol}.tif"
-            with rasterio.open(path, "w", driver="GTiff", width=140, height=140, count=1, dtype="float32",
-                               crs="EPSG:32633", transform=t, nodata=0) as dst:
+            with rasterio.open(
+                path,
+                "w",
+                driver="GTiff",
+                width=140,
+                height=140,
+                count=1,
+                dtype="float32",
+                crs="EPSG:32633",
+                transform=t,
+                nodata=0,
+            ) as dst:
                 dst.write(arr, 1)
             files[pol].append((orbit, path))
             it.add_asset(pol.lower(), pystac.Asset(str(path), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
@@ -71,9 +91,17 @@ def _on_window(path: Path) -> np.ndarray:
 
     with rasterio.open(path) as src:
         v = np.full(WINDOW.shape, np.nan, np.float32)
-        reproject(src.read(1), v, src_transform=src.transform, src_crs=src.crs, src_nodata=0,
-                  dst_transform=WINDOW.transform, dst_crs=WINDOW.grid.crs, dst_nodata=np.nan,
-                  resampling=Resampling.nearest)
+        reproject(
+            src.read(1),
+            v,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            src_nodata=0,
+            dst_transform=WINDOW.transform,
+            dst_crs=WINDOW.grid.crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.nearest,
+        )
     return v
 
 
@@ -87,8 +115,7 @@ def test_local_engine_keeps_each_pass_apart_and_reads_db(tmp_path: Path) -> None
 
     cat, files = _s1_files(tmp_path)
     spec = load_spec("elc10")
-    out = features_from_stac(cat, spec, FeatureSelection.of(spec, S1_NAMES, "names"), 2018, WINDOW,
-                             tmp_path / "s1.tif")
+    out = features_from_stac(cat, spec, FeatureSelection.of(spec, S1_NAMES, "names"), 2018, WINDOW, tmp_path / "s1.tif")
     got = _read(out)
     for orbit, prefix in (("ASCENDING", "asc"), ("DESCENDING", "desc")):
         for pol in ("VV", "VH"):
@@ -115,8 +142,9 @@ def test_a_stack_without_passes_is_refused_for_orbit_features(tmp_path: Path) ->
     cat, _ = _s1_files(tmp_path, with_orbit=False)
     spec = load_spec("elc10")
     with pytest.raises(RasterError, match="asc_vv_median.*ASCENDING passes only"):
-        features_from_stac(cat, spec, FeatureSelection.of(spec, ["asc_vv_median"], "names"), 2018, WINDOW,
-                           tmp_path / "x.tif")
+        features_from_stac(
+            cat, spec, FeatureSelection.of(spec, ["asc_vv_median"], "names"), 2018, WINDOW, tmp_path / "x.tif"
+        )
     assert not (tmp_path / "x.tif").exists()
 
 
@@ -125,13 +153,16 @@ def test_manifest_items_carry_their_pass(tmp_path: Path) -> None:
     from tiles.engine.run import features_from_stack
 
     _, files = _s1_files(tmp_path)
-    items = [{"path": p.name, "kind": "bands", "bands": [pol], "time": f"2018-{1 + i:02d}-12T05:00:00", "orbit": o}
-             for pol in ("VV", "VH") for i, (o, p) in enumerate(files[pol])]
-    (tmp_path / "s1.yaml").write_text(yaml.safe_dump({"name": "s1", "sensor": "s1", "level": "GRD",
-                                                      "items": items}))
+    items = [
+        {"path": p.name, "kind": "bands", "bands": [pol], "time": f"2018-{1 + i:02d}-12T05:00:00", "orbit": o}
+        for pol in ("VV", "VH")
+        for i, (o, p) in enumerate(files[pol])
+    ]
+    (tmp_path / "s1.yaml").write_text(yaml.safe_dump({"name": "s1", "sensor": "s1", "level": "GRD", "items": items}))
     spec = load_spec("elc10")
-    out = features_from_stack(tmp_path / "s1.yaml", spec, FeatureSelection.of(spec, S1_NAMES, "names"), 2018,
-                              tmp_path / "m.tif")
+    out = features_from_stack(
+        tmp_path / "s1.yaml", spec, FeatureSelection.of(spec, S1_NAMES, "names"), 2018, tmp_path / "m.tif"
+    )
     got = _read(out)
     assert np.nanmedian(got["asc_vv_median"]) / 1000 == pytest.approx(10 * np.log10(0.08), abs=0.5)
     assert np.nanmedian(got["desc_vv_median"]) / 1000 == pytest.approx(10 * np.log10(0.02), abs=0.5)
@@ -152,8 +183,10 @@ def test_gee_filters_each_feature_by_its_pass(gee) -> None:  # noqa: F811
     assert _value(_find(both, "Image.select")[0].args["bandSelectors"]) == spec.subset(S1_NAMES).names
     # bridge-lc-196 names no pass: no pass filter at all
     b = load_spec("bridge-lc-196")
-    assert _orbits_in(feature_image(b.subset([f.name for f in b.features if f.sensor == "s1"][:3]), 2022,
-                                    _region())) == set()
+    assert (
+        _orbits_in(feature_image(b.subset([f.name for f in b.features if f.sensor == "s1"][:3]), 2022, _region()))
+        == set()
+    )
 
 
 def test_gee_converts_units_only_where_the_collection_differs(gee) -> None:  # noqa: F811

@@ -21,12 +21,21 @@ import pytest
 import rasterio
 
 REPO = Path(__file__).resolve().parents[1]
-NEEDED = ["pipeline/specs/elc10.yaml", "pipeline/specs/bridge-lc-196.yaml", "pipeline/legends/eolearn_lulc.csv",
-          "pipeline/legends/clcplus_backbone.csv", "tiles/stacks/eolearn_slovenia_demo.yaml",
-          "pipeline/bundles/elc10-ndvi-l1/weights.safetensors", "pipeline/bundles/elc10-l1/bundle.json",
-          "pipeline/bundles/elc10-l2/MODEL_CARD.md", "pipeline/demo_data/eolearn_slovenia/ndvi_68dates.tif",
-          "pipeline/demo_data/eolearn_slovenia/lulc_reference.tif", "pipeline/demo_data/SOURCES.md",
-          "pipeline/reference/biogeoregions_10km.tif", "pipeline/reference/SOURCES.md"]
+NEEDED = [
+    "pipeline/specs/elc10.yaml",
+    "pipeline/specs/bridge-lc-196.yaml",
+    "pipeline/legends/eolearn_lulc.csv",
+    "pipeline/legends/clcplus_backbone.csv",
+    "tiles/stacks/eolearn_slovenia_demo.yaml",
+    "pipeline/bundles/elc10-ndvi-l1/weights.safetensors",
+    "pipeline/bundles/elc10-l1/bundle.json",
+    "pipeline/bundles/elc10-l2/MODEL_CARD.md",
+    "pipeline/demo_data/eolearn_slovenia/ndvi_68dates.tif",
+    "pipeline/demo_data/eolearn_slovenia/lulc_reference.tif",
+    "pipeline/demo_data/SOURCES.md",
+    "pipeline/reference/biogeoregions_10km.tif",
+    "pipeline/reference/SOURCES.md",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +43,23 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(wheel, sdist) built from a copy of the tree (the build writes build/ and egg-info)."""
     tmp = tmp_path_factory.mktemp("build")
     src = tmp / "src"
-    shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "tests",
-        "benchmarks"))
+    shutil.copytree(
+        REPO,
+        src,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            ".hypothesis",
+            "tests",
+            "benchmarks",
+        ),
+    )
     out = tmp / "dist"
     for kind in ("wheel", "sdist"):  # one process each: setuptools keeps state between the two
         code = f"import sys; from setuptools import build_meta as b; print(b.build_{kind}(sys.argv[1]))"
@@ -75,8 +98,10 @@ main()
 
 def test_demo_runs_from_the_installed_wheel_without_shared_data(built: tuple[Path, Path], tmp_path: Path) -> None:
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
-                    str(built[0])], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(built[0])],
+        check=True,
+    )
     work = tmp_path / "empty"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("EULC_DATA", "EULC_MODELS")}
@@ -84,8 +109,14 @@ def test_demo_runs_from_the_installed_wheel_without_shared_data(built: tuple[Pat
     info = subprocess.run([sys.executable, "-c", CHILD, "info"], cwd=work, env=env, capture_output=True, text=True)
     assert info.returncode == 0, info.stderr
     assert str(target / "pipeline" / "bundles") in info.stdout and "missing" in info.stdout
-    p = subprocess.run([sys.executable, "-c", CHILD, "demo", "--out", "demo"], cwd=work, env=env,
-                       capture_output=True, text=True, timeout=900)
+    p = subprocess.run(
+        [sys.executable, "-c", CHILD, "demo", "--out", "demo"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     demo = work / "demo"
     with rasterio.open(demo / "maps" / "eolearn_slovenia_class.tif") as c:
@@ -106,8 +137,10 @@ def test_every_stage_runs_from_the_installed_wheel(built: tuple[Path, Path], tmp
     from .conftest import ELC10
 
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
-                    str(built[0])], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(built[0])],
+        check=True,
+    )
     mine = tmp_path / "mine"
     mine.mkdir()
     pd.read_csv(data / ELC10).sample(3000, random_state=0).to_csv(mine / "my_lucas.csv", index=False)
@@ -118,22 +151,43 @@ def test_every_stage_runs_from_the_installed_wheel(built: tuple[Path, Path], tmp
     ref = target / "pipeline" / "demo_data" / "eolearn_slovenia" / "lulc_reference.tif"
 
     def eulc(*args: str) -> None:
-        p = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=work, env=env, capture_output=True, text=True,
-                           timeout=600)
+        p = subprocess.run(
+            [sys.executable, "-c", CHILD, *args], cwd=work, env=env, capture_output=True, text=True, timeout=600
+        )
         assert p.returncode == 0, f"eulc {' '.join(args)}: {p.stderr[-2000:]}"
 
     eulc("table", str(mine / "my_lucas.csv"), "--spec", "elc10", "--out", "t.parquet")
     table = pd.read_parquet(work / "t.parquet")
     assert table["bioregion"].notna().mean() > 0.97 and table["bioregion"].nunique() >= 6
-    eulc("train", "t.parquet", "--out", "mymodel", "--features", "elc10-ndvi-l1", "--preset", "eulc-plain",
-         "--epochs", "2", "--lr", "1e-3")
-    eulc("features", "--files", "eolearn_slovenia_demo", "--year", "2017", "--features", "mymodel",
-         "--out", "feats")
+    eulc(
+        "train",
+        "t.parquet",
+        "--out",
+        "mymodel",
+        "--features",
+        "elc10-ndvi-l1",
+        "--preset",
+        "eulc-plain",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-3",
+    )
+    eulc("features", "--files", "eolearn_slovenia_demo", "--year", "2017", "--features", "mymodel", "--out", "feats")
     (feat,) = (work / "feats").glob("*.tif")
     eulc("map", str(feat.relative_to(work)), "--bundle", "mymodel", "--out", "maps")
     (cls,) = (work / "maps").glob("*_class.tif")
-    eulc("report", "--map", str(cls.relative_to(work)), "--crosswalk", "eolearn_lulc", "--reference", str(ref),
-         "--out", "report")
+    eulc(
+        "report",
+        "--map",
+        str(cls.relative_to(work)),
+        "--crosswalk",
+        "eolearn_lulc",
+        "--reference",
+        str(ref),
+        "--out",
+        "report",
+    )
     blocks = pd.read_csv(work / "report" / "blocks.csv", keep_default_na=False)
     assert set(blocks["bioregion"]) <= {"Alpine", "Continental"} and set(blocks["bioregion"]) != {""}
     assert set(blocks["tile"]) == {"10kmE467N253"}  # the patch near Ljubljana

@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 from pipeline.core.errors import EulcError
 
 pytestmark = pytest.mark.fast
-SETTINGS = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                          HealthCheck.too_slow])
+SETTINGS = settings(
+    deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 # --- grid ------------------------------------------------------------------------------------------
+
 
 @SETTINGS
 @given(st.floats(2_500_000, 7_400_000), st.floats(1_400_000, 5_500_000), st.sampled_from([100, 1000, 10_000, 100_000]))
@@ -55,6 +57,7 @@ def test_a_bbox_is_covered_by_exactly_the_cells_it_touches(w: float, s: float, d
 
 # --- warp --------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def ramp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40 × 50 float32 raster on the 10 m EEA grid whose value is its pixel index (row-major)."""
@@ -62,8 +65,18 @@ def ramp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     p = tmp_path_factory.mktemp("warp") / "ramp.tif"
     arr = np.arange(40 * 50, dtype=np.float32).reshape(40, 50)
-    with rasterio.open(p, "w", driver="GTiff", width=50, height=40, count=1, dtype="float32", crs="EPSG:3035",
-                       transform=Affine(10, 0, 4_500_000, 0, -10, 2_600_000), nodata=np.nan) as dst:
+    with rasterio.open(
+        p,
+        "w",
+        driver="GTiff",
+        width=50,
+        height=40,
+        count=1,
+        dtype="float32",
+        crs="EPSG:3035",
+        transform=Affine(10, 0, 4_500_000, 0, -10, 2_600_000),
+        nodata=np.nan,
+    ) as dst:
         dst.write(arr, 1)
     return p
 
@@ -85,6 +98,7 @@ def test_reading_a_window_on_the_same_grid_is_a_slice(ramp: Path, col: int, row:
 
 
 # --- spec / contract digest --------------------------------------------------------------------------
+
 
 @SETTINGS
 @given(st.data())
@@ -124,6 +138,7 @@ def test_a_change_of_a_features_meaning_changes_its_digest_and_only_its(value: f
 
 # --- legend / crosswalk --------------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(st.data())
 def test_the_crosswalk_maps_each_code_as_its_table_says(data: st.DataObject) -> None:
@@ -139,7 +154,7 @@ def test_the_crosswalk_maps_each_code_as_its_table_says(data: st.DataObject) -> 
         lv = str(r["level1"])
         want = -1 if lv in ("", "nan", "None") else int(float(lv))
         assert got == want, (r, got)
-    assert (out[len(picked):] == -1).all() and sum(rep.unknown.values()) == len(unknown)
+    assert (out[len(picked) :] == -1).all() and sum(rep.unknown.values()) == len(unknown)
     assert rep.n_mapped == int((out >= 0).sum())
 
 
@@ -157,10 +172,12 @@ def test_class_ids_relabel_every_index_and_keep_nodata(ids: list[int]) -> None:
 
 # --- the guarded writer ----------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(st.binary(min_size=1, max_size=2000), st.binary(min_size=1, max_size=2000), st.booleans())
-def test_the_writer_leaves_the_old_or_the_new_file_never_a_mix(tmp_path_factory: pytest.TempPathFactory, old: bytes,
-                                                               new: bytes, fail: bool) -> None:
+def test_the_writer_leaves_the_old_or_the_new_file_never_a_mix(
+    tmp_path_factory: pytest.TempPathFactory, old: bytes, new: bytes, fail: bool
+) -> None:
     from pipeline.core.atomic import PREFIX, atomic_path
 
     folder = tmp_path_factory.mktemp("w")
@@ -180,8 +197,12 @@ def test_the_writer_leaves_the_old_or_the_new_file_never_a_mix(tmp_path_factory:
 
 
 @SETTINGS
-@given(st.one_of(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1,
-                         max_size=40), st.sampled_from([".eulc-written", ".eulc-tmp.x", ".eulc.lock"])))
+@given(
+    st.one_of(
+        st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1, max_size=40),
+        st.sampled_from([".eulc-written", ".eulc-tmp.x", ".eulc.lock"]),
+    )
+)
 def test_any_file_name_is_written_and_recognised(tmp_path_factory: pytest.TempPathFactory, name: str) -> None:
     from pipeline.core.atomic import PREFIX, WRITTEN, atomic_path, written_by_eulc
 
@@ -200,6 +221,7 @@ def test_any_file_name_is_written_and_recognised(tmp_path_factory: pytest.TempPa
 
 
 # --- bundle bounds ----------------------------------------------------------------------------------
+
 
 @SETTINGS
 @given(st.floats(allow_nan=True, allow_infinity=True))
@@ -220,8 +242,17 @@ def test_a_temperature_is_accepted_exactly_in_the_calibration_range(t: float) ->
 
 
 @SETTINGS
-@given(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.floats(-1e3, 1e3, width=32),
-                          st.sampled_from([1e-6, 1e9, 0.5, 2.0, -1.0, 1.0])), min_size=4, max_size=4))
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True, width=32),
+            st.floats(-1e3, 1e3, width=32),
+            st.sampled_from([1e-6, 1e9, 0.5, 2.0, -1.0, 1.0]),
+        ),
+        min_size=4,
+        max_size=4,
+    )
+)
 @example([0.0, 1e9, 0.0, 1.0])
 @example([0.0, 1e-6, -1.0, 1.0])
 @example([0.0, 2e9, 0.0, 1.0])
@@ -233,8 +264,14 @@ def test_a_normaliser_is_accepted_only_when_every_number_is_in_range(v: list[flo
     from model.bounds import SCALE_MAX, SCALE_MIN, check_normaliser
 
     c, s, lo, hi = (np.array([x], np.float32) for x in v)
-    ok = (math.isfinite(v[0]) and math.isfinite(v[1]) and SCALE_MIN <= v[1] <= SCALE_MAX
-          and not math.isnan(v[2]) and not math.isnan(v[3]) and v[2] < v[3])
+    ok = (
+        math.isfinite(v[0])
+        and math.isfinite(v[1])
+        and SCALE_MIN <= v[1] <= SCALE_MAX
+        and not math.isnan(v[2])
+        and not math.isnan(v[3])
+        and v[2] < v[3]
+    )
     if ok:
         check_normaliser(c, s, lo, hi, ["f"], Path("b.json"))
     else:
@@ -243,8 +280,11 @@ def test_a_normaliser_is_accepted_only_when_every_number_is_in_range(v: list[flo
 
 
 @SETTINGS
-@given(st.lists(st.one_of(st.floats(-1, 2), st.just(float("nan")), st.sampled_from([0.0, 0.5, 1.0])),
-                min_size=2, max_size=8))
+@given(
+    st.lists(
+        st.one_of(st.floats(-1, 2), st.just(float("nan")), st.sampled_from([0.0, 0.5, 1.0])), min_size=2, max_size=8
+    )
+)
 @example([1.5, -0.5])
 @example([0.5, 0.5])
 @example([0.5, 0.5004])
@@ -263,10 +303,13 @@ def test_a_prior_is_accepted_only_as_shares_summing_to_1(p: list[float]) -> None
 
 
 @settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(["temperature", "hidden", "depth", "n_classes"]),
-       st.one_of(st.integers(-5, 5000), st.floats(allow_nan=True), st.text(max_size=3), st.none()))
-def test_any_architecture_edit_loads_or_is_refused_in_one_line(tmp_path_factory: pytest.TempPathFactory, key: str,
-                                                               value: object) -> None:
+@given(
+    st.sampled_from(["temperature", "hidden", "depth", "n_classes"]),
+    st.one_of(st.integers(-5, 5000), st.floats(allow_nan=True), st.text(max_size=3), st.none()),
+)
+def test_any_architecture_edit_loads_or_is_refused_in_one_line(
+    tmp_path_factory: pytest.TempPathFactory, key: str, value: object
+) -> None:
     """A bundle edit either loads with the value it holds or ends in a BundleError: never another
     exception, never a model with a value outside the bounds."""
     import shutil
@@ -320,9 +363,11 @@ def test_parameters_are_refused_above_the_limit_only(n: int) -> None:
 
 
 @SETTINGS
-@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=2), st.booleans()),
-       st.sampled_from(["landscape_threshold", "distance_threshold", "rare_share", "quantile"]),
-       st.lists(st.floats(-0.5, 1.5), min_size=1, max_size=4))
+@given(
+    st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=2), st.booleans()),
+    st.sampled_from(["landscape_threshold", "distance_threshold", "rare_share", "quantile"]),
+    st.lists(st.floats(-0.5, 1.5), min_size=1, max_size=4),
+)
 @example(0.0, "landscape_threshold", [0.5])
 @example(-1e-9, "distance_threshold", [0.5])
 @example(1.0, "rare_share", [0.0, 1.0])
@@ -332,8 +377,13 @@ def test_parameters_are_refused_above_the_limit_only(n: int) -> None:
 def test_ood_numbers_are_accepted_only_in_range(v: object, key: str, share: list[float]) -> None:
     from model.bounds import check_ood
 
-    meta: dict[str, object] = {"landscape_threshold": 1.0, "distance_threshold": 2.0, "rare_share": 0.01,
-                               "quantile": 0.99, key: v}
+    meta: dict[str, object] = {
+        "landscape_threshold": 1.0,
+        "distance_threshold": 2.0,
+        "rare_share": 0.01,
+        "quantile": 0.99,
+        key: v,
+    }
     num = isinstance(v, (int, float)) and not isinstance(v, bool)
     in_range = num and math.isfinite(v) and (v >= 0 if "threshold" in key else 0 <= v <= 1)  # type: ignore[operator,arg-type]
     arr = np.asarray(share)

@@ -44,7 +44,7 @@ def test_em_recovers_the_target_priors() -> None:
     n = 20_000
     y = (rng.random(n) < 0.2).astype(int)
     x = rng.normal(np.where(y == 1, 1.0, -1.0), 1.0)
-    lik = np.stack([np.exp(-(x + 1) ** 2 / 2), np.exp(-(x - 1) ** 2 / 2)], 1)
+    lik = np.stack([np.exp(-((x + 1) ** 2) / 2), np.exp(-((x - 1) ** 2) / 2)], 1)
     post = lik / lik.sum(1, keepdims=True)  # training prior 0.5/0.5
     pi = em_priors(post, np.array([0.5, 0.5]))
     assert pi[0] == pytest.approx(0.8, abs=0.02)
@@ -81,8 +81,9 @@ def test_robust_normaliser_clips_and_folds_into_the_fused_network(arrays) -> Non
     with torch.inference_mode():
         ref = net.predict_logits(torch.from_numpy(z), ll)
         got = FusedClassifier(net, rob)(torch.from_numpy(other), ll)
-        unclipped = FusedClassifier(net, AffineNormalizer(rob.center, rob.scale, rob.lo * -np.inf,
-                                                          rob.hi * np.inf, "robust"))(torch.from_numpy(other), ll)
+        unclipped = FusedClassifier(
+            net, AffineNormalizer(rob.center, rob.scale, rob.lo * -np.inf, rob.hi * np.inf, "robust")
+        )(torch.from_numpy(other), ll)
     assert torch.allclose(ref, got, atol=1e-3, rtol=1e-4)
     assert not torch.allclose(ref, unclipped, atol=1e-3)  # the clamp matters on these rows
 
@@ -113,8 +114,7 @@ def test_physical_augmentation_is_physical(arrays) -> None:
     m = torch.arange(len(big.names), dtype=torch.float32).repeat(64, 1)
     rolled = aug196.apply(m, torch.Generator().manual_seed(1))[:, torch.as_tensor(aug196.monthly[0])]
     first = torch.as_tensor(aug196.monthly[0], dtype=torch.float32)
-    assert all(torch.equal(r, first.roll(1)) or torch.equal(r, first.roll(-1)) or torch.equal(r, first)
-               for r in rolled)
+    assert all(torch.equal(r, first.roll(1)) or torch.equal(r, first.roll(-1)) or torch.equal(r, first) for r in rolled)
     assert sum(not torch.equal(r, first) for r in rolled) > 32
 
 
@@ -141,9 +141,17 @@ def test_untouched_test_rows_are_whole_cells_used_for_nothing_else(arrays) -> No
 
 
 def test_loro_aggregates_by_hand() -> None:
-    runs = pd.DataFrame({"split": ["loro-A", "loro-B", "loro-C"] * 2, "model": "m", "seed": [0] * 3 + [1] * 3,
-                         "weighted_f1": [0.9, 0.6, 0.3, 0.8, 0.6, 0.4], "accuracy": 0.5, "ece": np.nan,
-                         "n_test": [1000, 3000, 20] * 2})
+    runs = pd.DataFrame(
+        {
+            "split": ["loro-A", "loro-B", "loro-C"] * 2,
+            "model": "m",
+            "seed": [0] * 3 + [1] * 3,
+            "weighted_f1": [0.9, 0.6, 0.3, 0.8, 0.6, 0.4],
+            "accuracy": 0.5,
+            "ece": np.nan,
+            "n_test": [1000, 3000, 20] * 2,
+        }
+    )
     s = ev.summary_table(runs).set_index("split")
     assert s.loc["mean", "weighted_f1"] == pytest.approx(100 * (0.6 + 0.6) / 2)
     assert s.loc["mean (n ≥ 100)", "weighted_f1"] == pytest.approx(100 * (0.75 + 0.7) / 2)
@@ -153,7 +161,8 @@ def test_loro_aggregates_by_hand() -> None:
 
 
 def test_nested_choice_and_train_side_selection_never_see_the_test_region(
-        full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """LORO Pannonian with the nested model, EM variants, train-side feature selection and
     per-seed subsamples: every training and importance fit sees no Pannonian row."""
     seen_regions: list[set[int]] = []
@@ -174,9 +183,19 @@ def test_nested_choice_and_train_side_selection_never_see_the_test_region(
     monkeypatch.setattr(ev, "train_bridge", spy_train)
     monkeypatch.setattr(ev, "rf_importance", spy_imp)
     cfg = TrainConfig(epochs=1, lr=1e-3)
-    df = ev.run_scenario(full_table, load_spec("elc10").names, "loro", tmp_path, models=("nested", "xgboost"),
-                         seeds=(0, 1), cfg=cfg, regions=["Pannonian"], max_rows=6000, adapt_priors=True,
-                         select_k=12)
+    df = ev.run_scenario(
+        full_table,
+        load_spec("elc10").names,
+        "loro",
+        tmp_path,
+        models=("nested", "xgboost"),
+        seeds=(0, 1),
+        cfg=cfg,
+        regions=["Pannonian"],
+        max_rows=6000,
+        adapt_priors=True,
+        select_k=12,
+    )
     assert set(df["model"]) == {"nested", "nested+em", "xgboost", "xgboost+em"}
     assert seen_regions and all(pann not in r for r in seen_regions)
     sel = pd.read_csv(tmp_path / "loro_selection.csv")
@@ -201,8 +220,9 @@ def test_training_paths_of_the_candidates_run_on_real_rows(sample_table: Path, t
 
     spec = load_spec("elc10")
     sel = FeatureSelection.of(spec, spec.names, "names")
-    cfg = preset_config("eulc", TrainConfig(epochs=2, lr=1e-3, batch_size=64), augment="physical",
-                        logit_adjust=1.0, test_fraction=0.15)
+    cfg = preset_config(
+        "eulc", TrainConfig(epochs=2, lr=1e-3, batch_size=64), augment="physical", logit_adjust=1.0, test_fraction=0.15
+    )
     m = train_from_table(sample_table, tmp_path / "b", sel, cfg)
     assert "S2 gain" in m["augmentation"] and "4 features (2 derived recomputed)" in m["augmentation"]
     assert m["n_test"] > 100 and 0 < m["test_weighted_f1"] <= 1 and m["test_split"] == "blocked"
@@ -211,22 +231,54 @@ def test_training_paths_of_the_candidates_run_on_real_rows(sample_table: Path, t
     assert b.meta["train_config"]["distill"] == 0.5
 
 
-def test_evaluate_and_train_cli_take_the_protocol_options(full_table: Path, sample_table: Path,
-                                                          tmp_path: Path) -> None:
+def test_evaluate_and_train_cli_take_the_protocol_options(full_table: Path, sample_table: Path, tmp_path: Path) -> None:
     """`eulc evaluate --adapt-priors --select-k --device` and `eulc train --test-fraction` through
     the CLI on the real sample: EM rows, train-side selection noted, untouched-row metrics printed."""
     from .test_cli import eulc
 
-    p = eulc("evaluate", "--table", str(full_table), "--scenario", "extrap", "--models", "xgboost",
-             "--seeds", "2", "--max-rows", "4000", "--adapt-priors", "--select-k", "6", "--device", "cpu",
-             "--out", str(tmp_path / "e"))
+    p = eulc(
+        "evaluate",
+        "--table",
+        str(full_table),
+        "--scenario",
+        "extrap",
+        "--models",
+        "xgboost",
+        "--seeds",
+        "2",
+        "--max-rows",
+        "4000",
+        "--adapt-priors",
+        "--select-k",
+        "6",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "e"),
+    )
     assert p.returncode == 0, p.stderr
     runs = pd.read_csv(tmp_path / "e" / "extrap_runs.csv")
     assert set(runs["model"]) == {"xgboost", "xgboost+em"} and len(runs) == 4
-    assert "top 6 by RF importance fitted on each split's training rows" in (
-        tmp_path / "e" / "extrap_summary.md").read_text()
-    p = eulc("train", str(sample_table), "--out", str(tmp_path / "b"), "--features", ",".join(NDVI_FEATURES),
-             "--epochs", "2", "--lr", "1e-3", "--test-fraction", "0.2", "--device", "cpu")
+    assert (
+        "top 6 by RF importance fitted on each split's training rows"
+        in (tmp_path / "e" / "extrap_summary.md").read_text()
+    )
+    p = eulc(
+        "train",
+        str(sample_table),
+        "--out",
+        str(tmp_path / "b"),
+        "--features",
+        ",".join(NDVI_FEATURES),
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-3",
+        "--test-fraction",
+        "0.2",
+        "--device",
+        "cpu",
+    )
     assert p.returncode == 0, p.stderr
     assert "untouched rows" in " ".join(p.stdout.split())
     p = eulc("train", str(sample_table), "--out", str(tmp_path / "c"), "--device", "tpu")
@@ -285,11 +337,20 @@ def test_xgboost_is_refitted_when_the_split_changes_with_the_seed(full_table: Pa
 
     with um.patch.object(evm, "fit_predict_proba_baseline", spy):
         cols = NDVI_FEATURES[:4]
-        ex = evm.run_scenario(full_table, cols, "extrap", tmp_path / "x", models=("xgboost",), seeds=(0, 1),
-                              cfg=TrainConfig(epochs=1))
+        ex = evm.run_scenario(
+            full_table, cols, "extrap", tmp_path / "x", models=("xgboost",), seeds=(0, 1), cfg=TrainConfig(epochs=1)
+        )
         n_extrap = len(calls)
-        lo = evm.run_scenario(full_table, cols, "loro", tmp_path / "l", models=("xgboost",), seeds=(0, 1),
-                              regions=["Steppic"], cfg=TrainConfig(epochs=1))
+        lo = evm.run_scenario(
+            full_table,
+            cols,
+            "loro",
+            tmp_path / "l",
+            models=("xgboost",),
+            seeds=(0, 1),
+            regions=["Steppic"],
+            cfg=TrainConfig(epochs=1),
+        )
     assert n_extrap == 2 and len(calls) == 3  # EXTRAP: one fit per seed; LORO: one fit for both seeds
     assert (ex["accuracy"] > 0.6).all() and ex["accuracy"].nunique() == 2
     assert lo["accuracy"].nunique() == 1

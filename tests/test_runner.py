@@ -43,8 +43,13 @@ def _sha(p: Path) -> str:
 
 
 def _eulc(*args: str, **kw: object) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.app.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.app.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +78,9 @@ def test_tiles_stitch_to_the_whole_map(tiled_run, slovenia_features: Path, tmp_p
         row = int(round((wt.f - src.transform.f) / 10))
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + 25, ref.shape[0]), min(col + 25, ref.shape[1])
-        np.testing.assert_array_equal(part[r0 - row:r1 - row, c0 - col:c1 - col], ref[r0:r1, c0:c1])
+        np.testing.assert_array_equal(part[r0 - row : r1 - row, c0 - col : c1 - col], ref[r0:r1, c0:c1])
         outside = np.ones((25, 25), bool)
-        outside[r0 - row:r1 - row, c0 - col:c1 - col] = False
+        outside[r0 - row : r1 - row, c0 - col : c1 - col] = False
         assert (part[outside] == NODATA).all()  # the overhang past the stack is nodata
         seen[r0:r1, c0:c1] = True
     assert seen[2:-2, 2:-2].all()  # the cells cover the stack: no gaps
@@ -117,8 +122,18 @@ def test_rerun_skips_done_tiles_and_redoes_a_deleted_one(tiled_run, slovenia_fea
 def test_kill_minus_9_then_resume_is_byte_identical(slovenia_features: Path, tmp_path: Path) -> None:
     cells = _cells(slovenia_features)[:20]
     codes = ",".join(map(str, cells))
-    common = ["--tiles", codes, "--mosaic", str(slovenia_features), "--bundle", str(BUNDLE),
-              "--workers", "1", "--device", "cpu"]
+    common = [
+        "--tiles",
+        codes,
+        "--mosaic",
+        str(slovenia_features),
+        "--bundle",
+        str(BUNDLE),
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]
     ref_dir, run_dir = tmp_path / "uninterrupted", tmp_path / "killed"
     ref = _eulc("map", *common, "--out", str(ref_dir), "--scheduler", "sync")
     assert ref.wait(600) == 0, ref.stderr.read() if ref.stderr else ""
@@ -151,7 +166,8 @@ def test_kill_minus_9_then_resume_is_byte_identical(slovenia_features: Path, tmp
     res = _eulc("map", *common, "--out", str(run_dir), "--scheduler", "sync")
     assert res.wait(600) == 0, res.stderr.read() if res.stderr else ""
     assert f"{len(cells) - len(done)} tile(s) mapped, {len(done)} up to date" in " ".join(
-        (res.stdout.read() if res.stdout else "").split())
+        (res.stdout.read() if res.stdout else "").split()
+    )
     for name, st in stamps.items():  # finished tiles were not redone
         p = run_dir / name
         assert (p.stat().st_ino, p.stat().st_mtime_ns) == st
@@ -163,15 +179,23 @@ def test_kill_minus_9_then_resume_is_byte_identical(slovenia_features: Path, tmp
         assert _sha(run_dir / name) == _sha(ref_dir / name), name
 
 
-def _tile_file(src: Path, cell: TileId, dest: Path, names: list[str] | None = None, crs: str = "EPSG:3035",
-               fill_nan: bool = False) -> Path:
+def _tile_file(
+    src: Path, cell: TileId, dest: Path, names: list[str] | None = None, crs: str = "EPSG:3035", fill_nan: bool = False
+) -> Path:
     with FeatureReader(src, names or _names(src)) as r:
         vals = r.read(cell.window())
         tags = r.tags
     if fill_nan:
         vals[:] = np.nan
-    return write_cog(dest, vals, cell.window().transform, crs, np.nan, descriptions=names or _names(src),
-                     tags={k: tags[k] for k in ("spec", "spec_hash", "year")})
+    return write_cog(
+        dest,
+        vals,
+        cell.window().transform,
+        crs,
+        np.nan,
+        descriptions=names or _names(src),
+        tags={k: tags[k] for k in ("spec", "spec_hash", "year")},
+    )
 
 
 def _names(src: Path) -> list[str]:
@@ -191,8 +215,21 @@ def test_bad_tiles_are_recorded_and_the_rest_is_mapped(slovenia_features: Path, 
     _tile_file(slovenia_features, cells[6], feats / f"{cells[6]}_2017.tif", fill_nan=True)
     # cells[7]: no feature file at all
     out = tmp_path / "maps"
-    p = _eulc("map", "--tiles", ",".join(map(str, cells)), "--features-dir", str(feats), "--bundle", str(BUNDLE),
-              "--out", str(out), "--scheduler", "threads", "--workers", "2")
+    p = _eulc(
+        "map",
+        "--tiles",
+        ",".join(map(str, cells)),
+        "--features-dir",
+        str(feats),
+        "--bundle",
+        str(BUNDLE),
+        "--out",
+        str(out),
+        "--scheduler",
+        "threads",
+        "--workers",
+        "2",
+    )
     stdout, stderr = p.communicate(timeout=600)
     assert p.returncode == 1, stderr
     text = " ".join(stderr.split())
@@ -212,20 +249,31 @@ def test_bad_tiles_are_recorded_and_the_rest_is_mapped(slovenia_features: Path, 
     assert not list(out.glob(f"{cells[3]}_*"))
 
 
-def test_bf16_precision_is_recorded_keyed_and_close_to_float32(tiled_run, slovenia_features: Path,
-                                                               tmp_path: Path) -> None:
+def test_bf16_precision_is_recorded_keyed_and_close_to_float32(
+    tiled_run, slovenia_features: Path, tmp_path: Path
+) -> None:
     from model.infer import resolve_precision
     from pipeline.core.errors import EulcError
 
     cells, out, _ = tiled_run
     cpu = __import__("torch").device("cpu")
-    assert (resolve_precision("auto", cpu), resolve_precision("bf16", cpu), resolve_precision("fp32", cpu)) == \
-        (False, True, False)
+    assert (resolve_precision("auto", cpu), resolve_precision("bf16", cpu), resolve_precision("fp32", cpu)) == (
+        False,
+        True,
+        False,
+    )
     with pytest.raises(EulcError, match="`precision` 'half'"):
         resolve_precision("half", cpu)
     events: list[tuple[str, dict]] = []
-    b = run_map(cells, BUNDLE, tmp_path, features_files=[slovenia_features], scheduler="sync",
-                precision="bf16", on_event=lambda k, i: events.append((k, i)))
+    b = run_map(
+        cells,
+        BUNDLE,
+        tmp_path,
+        features_files=[slovenia_features],
+        scheduler="sync",
+        precision="bf16",
+        on_event=lambda k, i: events.append((k, i)),
+    )
     assert b.ok and b.done == len(cells)
     agree, n = 0, 0
     for c in cells:
@@ -237,8 +285,7 @@ def test_bf16_precision_is_recorded_keyed_and_close_to_float32(tiled_run, sloven
         n += int(ok.sum())
     assert n > 1000 and agree / n >= 0.99  # bf16 matrix products move few pixels' class
     # the precision is part of the resume key: the same run in float32 redoes every tile
-    again = run_map(cells, BUNDLE, tmp_path, features_files=[slovenia_features], scheduler="sync",
-                    precision="fp32")
+    again = run_map(cells, BUNDLE, tmp_path, features_files=[slovenia_features], scheduler="sync", precision="fp32")
     assert again.done == len(cells) and again.skipped == 0
     with rasterio.open(tmp_path / f"{cells[0]}_class.tif") as s:
         assert s.tags()["precision"] == "fp32"

@@ -31,8 +31,15 @@ def _points(cog: Path, n: int = 40) -> tuple[pd.DataFrame, np.ndarray]:
     x = np.r_[x, t.c - 500, t.c + 5e5]
     y = np.r_[y, t.f, t.f]
     lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(x, y)
-    pts = pd.DataFrame({"POINT_ID": np.arange(n + 2) + 46742538, "lon": lon, "lat": lat,
-                        "LC1": (["C10", "E20", "B11", "A11"] * n)[: n + 2], "LU1": "U111"})
+    pts = pd.DataFrame(
+        {
+            "POINT_ID": np.arange(n + 2) + 46742538,
+            "lon": lon,
+            "lat": lat,
+            "LC1": (["C10", "E20", "B11", "A11"] * n)[: n + 2],
+            "LU1": "U111",
+        }
+    )
     return pts, arr[:, rows, cols].T
 
 
@@ -44,8 +51,15 @@ def test_sampled_values_are_the_pixels_under_the_points(slovenia_features: Path,
     # the export layout goes through `eulc table`'s reader into a FeatureTable
     csv = tmp_path / "export.csv"
     pts.to_csv(tmp_path / "points.csv", index=False)
-    p = eulc("sample", "--points", str(tmp_path / "points.csv"), "--features-dir", str(slovenia_features.parent),
-             "--out", str(csv))
+    p = eulc(
+        "sample",
+        "--points",
+        str(tmp_path / "points.csv"),
+        "--features-dir",
+        str(slovenia_features.parent),
+        "--out",
+        str(csv),
+    )
     assert p.returncode == 0, p.stderr[-1500:]
     spec = load_spec("elc10").subset(FeatureSelection.of(load_spec("elc10"), NDVI_FEATURES, "names").names)
     gdf, report = build_feature_table([csv], spec)

@@ -41,8 +41,9 @@ def test_multiscale_encoding_resolves_10_km_where_the_papers_does_not() -> None:
 @pytest.mark.parametrize("variant", list(ABLATION))
 def test_ablation_variants_build_the_table_12_networks(variant: str) -> None:
     cfg = preset_config(variant)
-    net = BridgeLC(BridgeConfig(n_features=10, n_classes=7, location=cfg.location,
-                                region_branch=cfg.region_branch)).eval()
+    net = BridgeLC(
+        BridgeConfig(n_features=10, n_classes=7, location=cfg.location, region_branch=cfg.region_branch)
+    ).eval()
     c, r, zi, zs = net(torch.rand(4, 10), torch.tensor([[14.5, 45.9]]).repeat(4, 1))
     assert c.shape == (4, 7) and zi.shape == (4, 256)
     assert (r is None) == (not cfg.region_branch) == (zs is None)
@@ -110,8 +111,16 @@ def l2_table(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_short_ablation_on_real_loro(full_table: Path, tmp_path: Path) -> None:
-    df = run_scenario(full_table, NDVI_FEATURES, "ablation", tmp_path, seeds=(0,),
-                      cfg=TrainConfig(epochs=1, lr=1e-3), regions=["Pannonian", "Steppic"], max_rows=3000)
+    df = run_scenario(
+        full_table,
+        NDVI_FEATURES,
+        "ablation",
+        tmp_path,
+        seeds=(0,),
+        cfg=TrainConfig(epochs=1, lr=1e-3),
+        regions=["Pannonian", "Steppic"],
+        max_rows=3000,
+    )
     assert set(df["model"]) == set(ABLATION) and len(df) == 12
     assert (df["n_test"] < 200).all() and df["flags"].str.contains("only").all()
     summary = pd.read_csv(tmp_path / "ablation_summary.csv")
@@ -125,39 +134,55 @@ def test_short_level2_scenarios_on_real_crops(l2_table: Path, tmp_path: Path) ->
     table, _ = read_feature_table(l2_table)
     n_crop = int(table["level2"].notna().sum())
     cfg = TrainConfig(level="level2", epochs=2, lr=1e-3)
-    df = run_scenario(l2_table, NDVI_FEATURES, "extrap-blocked", tmp_path, models=("eulc", "mlp", "rf"),
-                      seeds=(0,), cfg=cfg)
+    df = run_scenario(
+        l2_table, NDVI_FEATURES, "extrap-blocked", tmp_path, models=("eulc", "mlp", "rf"), seeds=(0,), cfg=cfg
+    )
     assert (df["n_train"] + df["n_test"] <= n_crop).all() and (df["n_train"] + df["n_test"] > 0.95 * n_crop).all()
     assert df["ece"].notna().all()  # RF has class probabilities too (only the SVM has none)
     per_class = pd.read_csv(tmp_path / "extrap-blocked_per_class.csv")
     assert len(per_class) == 3 * 19 and "Common wheat" in set(per_class["class"])
     wheat_rf = per_class[(per_class["model"] == "rf") & (per_class["class"] == "Common wheat")]
     assert float(wheat_rf["f1"].iloc[0]) > 0.3  # the largest crop is learnt from NDVI alone
-    lo = run_scenario(l2_table, NDVI_FEATURES, "loro", tmp_path, models=("mlp",), seeds=(0,), cfg=cfg,
-                      regions=["Boreal"])
+    lo = run_scenario(
+        l2_table, NDVI_FEATURES, "loro", tmp_path, models=("mlp",), seeds=(0,), cfg=cfg, regions=["Boreal"]
+    )
     assert lo["split"].tolist() == ["loro-Boreal"]
 
 
-def test_interrupted_scenario_resumes_without_redoing_runs(full_table: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_scenario_resumes_without_redoing_runs(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import model.evaluate as ev
 
     cfg = TrainConfig(epochs=1, lr=1e-3)
-    first = run_scenario(full_table, NDVI_FEATURES, "extrap", tmp_path, models=("mlp", "rf"), seeds=(0,),
-                         cfg=cfg, max_rows=3000)
+    first = run_scenario(
+        full_table, NDVI_FEATURES, "extrap", tmp_path, models=("mlp", "rf"), seeds=(0,), cfg=cfg, max_rows=3000
+    )
     calls: list[str] = []
     real = ev._fit_proba
     monkeypatch.setattr(ev, "_fit_proba", lambda m, *a: calls.append(m) or real(m, *a))
-    again = run_scenario(full_table, NDVI_FEATURES, "extrap", tmp_path, models=("mlp", "rf"), seeds=(0, 1),
-                         cfg=cfg, max_rows=3000)
+    again = run_scenario(
+        full_table, NDVI_FEATURES, "extrap", tmp_path, models=("mlp", "rf"), seeds=(0, 1), cfg=cfg, max_rows=3000
+    )
     assert calls == ["mlp", "rf"]  # only seed 1 ran
     assert np.allclose(again[again["seed"] == 0]["weighted_f1"], first["weighted_f1"])
 
 
 def test_select_command_ranks_real_features(sample_table: Path, tmp_path: Path) -> None:
     out = tmp_path / "sel.json"
-    p = eulc("select", "--table", str(sample_table), "--out", str(out), "--k", "8", "--seeds", "2",
-             "--curve", str(tmp_path / "curve"))
+    p = eulc(
+        "select",
+        "--table",
+        str(sample_table),
+        "--out",
+        str(out),
+        "--k",
+        "8",
+        "--seeds",
+        "2",
+        "--curve",
+        str(tmp_path / "curve"),
+    )
     assert p.returncode == 0, p.stderr
     sel = FeatureSelection.load(out)
     assert len(sel.names) == 8 and sel.method == "rf-mdi" and sel.seed == 0

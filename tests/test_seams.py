@@ -54,8 +54,19 @@ def _tags(path: Path) -> dict[str, str]:
 def cli_features(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`eulc features --files` with a bundle's selection and no --spec: the folder it writes."""
     out = tmp_path_factory.mktemp("feats")
-    _ok(eulc("features", "--files", "eolearn_slovenia", "--year", "2017", "--features", "models/elc10-ndvi-l1",
-             "--out", str(out)))
+    _ok(
+        eulc(
+            "features",
+            "--files",
+            "eolearn_slovenia",
+            "--year",
+            "2017",
+            "--features",
+            "models/elc10-ndvi-l1",
+            "--out",
+            str(out),
+        )
+    )
     return out
 
 
@@ -66,8 +77,20 @@ def test_gee_tile_export_is_found_and_mapped(cli_features: Path, tmp_path: Path)
     sel = FeatureSelection.of(load_spec("elc10"), NDVI_FEATURES, "names")
     sel.save(tmp_path / "sel.json")
     plan = tmp_path / "plan"
-    _ok(eulc("gee", "export-tiles", "--tiles", SLO_CELL, "--features", str(tmp_path / "sel.json"),
-             "--year", "2017", "--out", str(plan)))
+    _ok(
+        eulc(
+            "gee",
+            "export-tiles",
+            "--tiles",
+            SLO_CELL,
+            "--features",
+            str(tmp_path / "sel.json"),
+            "--year",
+            "2017",
+            "--out",
+            str(plan),
+        )
+    )
     with (plan / "tasks.csv").open() as f:
         (task,) = list(csv.DictReader(f))
     name = task["output_uri"].rsplit("/", 1)[-1]
@@ -88,32 +111,69 @@ def test_gee_tile_export_is_found_and_mapped(cli_features: Path, tmp_path: Path)
     # the stack overhangs the cell by a row: keep what lies inside it (tile rows r0.., stack rows sr..)
     sr, sc = max(0, -r0), max(0, -c0)
     r0, c0 = max(r0, 0), max(c0, 0)
-    vals = vals[:, sr:sr + height - r0, sc:sc + width - c0]
-    tile[:, r0:r0 + vals.shape[1], c0:c0 + vals.shape[2]] = block[bands_local][:, sr:sr + vals.shape[1],
-                                                                                 sc:sc + vals.shape[2]]
+    vals = vals[:, sr : sr + height - r0, sc : sc + width - c0]
+    tile[:, r0 : r0 + vals.shape[1], c0 : c0 + vals.shape[2]] = block[bands_local][
+        :, sr : sr + vals.shape[1], sc : sc + vals.shape[2]
+    ]
     gee = tmp_path / "downloads"
     gee.mkdir()
-    with rasterio.open(gee / name, "w", driver="GTiff", dtype="int16", count=len(NDVI_FEATURES), width=width,
-                       height=height, crs="EPSG:3035", transform=Affine(a, b, c, d, e, f_),
-                       nodata=-32768, tiled=True, compress="deflate") as dst:
+    with rasterio.open(
+        gee / name,
+        "w",
+        driver="GTiff",
+        dtype="int16",
+        count=len(NDVI_FEATURES),
+        width=width,
+        height=height,
+        crs="EPSG:3035",
+        transform=Affine(a, b, c, d, e, f_),
+        nodata=-32768,
+        tiled=True,
+        compress="deflate",
+    ) as dst:
         dst.write(tile)
     (gee / "bands.json").write_text((plan / "bands.json").read_text())
     assert name == f"elc10_2017_{SLO_CELL}.tif"
     maps = tmp_path / "maps"
-    _ok(eulc("map", "--tiles", SLO_CELL, "--features-dir", str(gee), "--bundle", "models/elc10-ndvi-l1",
-             "--out", str(maps), "--scheduler", "sync"))
+    _ok(
+        eulc(
+            "map",
+            "--tiles",
+            SLO_CELL,
+            "--features-dir",
+            str(gee),
+            "--bundle",
+            "models/elc10-ndvi-l1",
+            "--out",
+            str(maps),
+            "--scheduler",
+            "sync",
+        )
+    )
     cls = _class(maps / f"{SLO_CELL}_class.tif")
-    inside = cls[r0:r0 + vals.shape[1], c0:c0 + vals.shape[2]]
+    inside = cls[r0 : r0 + vals.shape[1], c0 : c0 + vals.shape[2]]
     has = np.isfinite(vals).all(0)
-    assert (inside[has] != 255).all() and (np.delete(cls, np.s_[r0:r0 + vals.shape[1]], 0) == 255).all()
+    assert (inside[has] != 255).all() and (np.delete(cls, np.s_[r0 : r0 + vals.shape[1]], 0) == 255).all()
     tags = _tags(maps / f"{SLO_CELL}_class.tif")
     assert tags["contract"] == "checked" and tags["features_digest"] == features_digest(
-        load_spec("elc10"), NDVI_FEATURES)
+        load_spec("elc10"), NDVI_FEATURES
+    )
     # the same classes as the local feature COG (which holds the unrounded values) on >= 99 % of pixels
     local_maps = tmp_path / "local_maps"
-    _ok(eulc("map", "--features-dir", str(cli_features), "--bundle", "models/elc10-ndvi-l1", "--out",
-             str(local_maps), "--scheduler", "sync"))
-    ref = _class(local_maps / f"{local.stem}_class.tif")[sr:sr + vals.shape[1], sc:sc + vals.shape[2]]
+    _ok(
+        eulc(
+            "map",
+            "--features-dir",
+            str(cli_features),
+            "--bundle",
+            "models/elc10-ndvi-l1",
+            "--out",
+            str(local_maps),
+            "--scheduler",
+            "sync",
+        )
+    )
+    ref = _class(local_maps / f"{local.stem}_class.tif")[sr : sr + vals.shape[1], sc : sc + vals.shape[2]]
     assert (inside[has] == ref[has]).mean() > 0.99
 
 
@@ -149,21 +209,68 @@ def test_local_features_sample_table_train_map(cli_features: Path, tmp_path: Pat
     x, y = t.c + (cols + 0.5) * 10, t.f - (rows + 0.5) * 10
     lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(x, y)
     green = ndvi[rows, cols] > np.nanmedian(ndvi)  # labels from the data: woodland where greener
-    pts = pd.DataFrame({"POINT_ID": 46742538 + np.arange(300), "TH_LAT": lat, "TH_LONG": lon,
-                        "LC": np.where(green, "C10", "E20"), "LU": "U120"})
+    pts = pd.DataFrame(
+        {
+            "POINT_ID": 46742538 + np.arange(300),
+            "TH_LAT": lat,
+            "TH_LONG": lon,
+            "LC": np.where(green, "C10", "E20"),
+            "LU": "U120",
+        }
+    )
     pts.to_csv(tmp_path / "lucas.csv", index=False)
-    _ok(eulc("sample", "--points", str(tmp_path / "lucas.csv"), "--features-dir", str(cli_features),
-             "--out", str(tmp_path / "export.csv")))
-    _ok(eulc("table", str(tmp_path / "export.csv"), "--spec", str(_ndvi_spec(tmp_path)),
-             "--out", str(tmp_path / "t.parquet")))
+    _ok(
+        eulc(
+            "sample",
+            "--points",
+            str(tmp_path / "lucas.csv"),
+            "--features-dir",
+            str(cli_features),
+            "--out",
+            str(tmp_path / "export.csv"),
+        )
+    )
+    _ok(
+        eulc(
+            "table",
+            str(tmp_path / "export.csv"),
+            "--spec",
+            str(_ndvi_spec(tmp_path)),
+            "--out",
+            str(tmp_path / "t.parquet"),
+        )
+    )
     meta = table_metadata(tmp_path / "t.parquet")
     assert meta["report"]["rows_written"] == 300
-    _ok(eulc("train", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "model"), "--epochs", "40",
-             "--lr", "3e-3", "--preset", "mlp"))
+    _ok(
+        eulc(
+            "train",
+            str(tmp_path / "t.parquet"),
+            "--out",
+            str(tmp_path / "model"),
+            "--epochs",
+            "40",
+            "--lr",
+            "3e-3",
+            "--preset",
+            "mlp",
+        )
+    )
     bundle = json.loads((tmp_path / "model" / "bundle.json").read_text())
     assert bundle["spec"]["features_digest"] == meta["features_digest"]
-    _ok(eulc("map", "--features-dir", str(cli_features), "--bundle", str(tmp_path / "model"),
-             "--out", str(tmp_path / "maps"), "--scheduler", "sync"))
+    _ok(
+        eulc(
+            "map",
+            "--features-dir",
+            str(cli_features),
+            "--bundle",
+            str(tmp_path / "model"),
+            "--out",
+            str(tmp_path / "maps"),
+            "--scheduler",
+            "sync",
+        )
+    )
     cls = _class(tmp_path / "maps" / f"{cog.stem}_class.tif")
     assert _tags(tmp_path / "maps" / f"{cog.stem}_class.tif")["contract"] == "checked"
     table = pd.read_parquet(tmp_path / "t.parquet", columns=["level1"])["level1"]
@@ -185,8 +292,9 @@ def _ndvi_spec(tmp_path: Path) -> Path:
 
 
 def test_the_shipped_lucas_points_file_is_read_by_sample(data: Path, cli_features: Path, tmp_path: Path) -> None:
-    p = eulc("sample", "--points", str(data / SURVEY), "--features-dir", str(cli_features),
-             "--out", str(tmp_path / "x.csv"))
+    p = eulc(
+        "sample", "--points", str(data / SURVEY), "--features-dir", str(cli_features), "--out", str(tmp_path / "x.csv")
+    )
     n = len(pd.read_csv(data / SURVEY))
     assert p.returncode == 2 and f"none of the {n} points" in p.stderr  # read (TH_LAT/TH_LONG), all outside 1 km²
 
@@ -213,25 +321,58 @@ def _retag(src: Path, dst: Path, edit) -> None:  # noqa: ANN001
             d.set_band_description(i + 1, desc[i])
 
 
-@pytest.mark.parametrize(("field", "edit", "accept"), [
-    ("cloud_probability", lambda s: s["sensors"]["s2"].update(cloud_probability={"op": ">=", "value": 60}),
-     "cloud_mask"),
-    ("scale", lambda s: s["features"][0].update(scale=100.0), None),
-    ("level", lambda s: s["sensors"]["s2"].update(level="L2A"), "level"),
-])
-def test_features_made_otherwise_are_refused_at_map_time(cli_features: Path, tmp_path: Path, field: str, edit,  # noqa: ANN001
-                                                         accept: str | None) -> None:
+@pytest.mark.parametrize(
+    ("field", "edit", "accept"),
+    [
+        (
+            "cloud_probability",
+            lambda s: s["sensors"]["s2"].update(cloud_probability={"op": ">=", "value": 60}),
+            "cloud_mask",
+        ),
+        ("scale", lambda s: s["features"][0].update(scale=100.0), None),
+        ("level", lambda s: s["sensors"]["s2"].update(level="L2A"), "level"),
+    ],
+)
+def test_features_made_otherwise_are_refused_at_map_time(
+    cli_features: Path,
+    tmp_path: Path,
+    field: str,
+    edit,  # noqa: ANN001
+    accept: str | None,
+) -> None:
     (cog,) = list(cli_features.glob("*.tif"))
     bad = tmp_path / "feats" / cog.name
     bad.parent.mkdir()
     _retag(cog, bad, edit)
-    p = eulc("map", "--features-dir", str(bad.parent), "--bundle", "models/elc10-ndvi-l1", "--out",
-             str(tmp_path / "m"), "--scheduler", "sync")
+    p = eulc(
+        "map",
+        "--features-dir",
+        str(bad.parent),
+        "--bundle",
+        "models/elc10-ndvi-l1",
+        "--out",
+        str(tmp_path / "m"),
+        "--scheduler",
+        "sync",
+    )
     assert p.returncode == 1 and field in p.stdout + p.stderr, p.stdout + p.stderr
     assert not (tmp_path / "m" / f"{cog.stem}_class.tif").exists()
     if accept:
-        _ok(eulc("map", "--features-dir", str(bad.parent), "--bundle", "models/elc10-ndvi-l1", "--out",
-                 str(tmp_path / "m2"), "--scheduler", "sync", "--accept", accept))
+        _ok(
+            eulc(
+                "map",
+                "--features-dir",
+                str(bad.parent),
+                "--bundle",
+                "models/elc10-ndvi-l1",
+                "--out",
+                str(tmp_path / "m2"),
+                "--scheduler",
+                "sync",
+                "--accept",
+                accept,
+            )
+        )
         assert _tags(tmp_path / "m2" / f"{cog.stem}_class.tif")["contract"].startswith("checked; accepted:")
 
 
@@ -248,10 +389,24 @@ def test_an_orbit_swap_is_refused_at_map_time(tmp_path: Path) -> None:
 
     swapped = embedded_spec(raw, "test")
     w = TileId.parse("1kmE4674N2539").window()
-    write_feature_cog(tmp_path / "f" / "1kmE4674N2539.tif", np.ones((35, *w.shape), np.float32), swapped, w,
-                      2018, "L1C", [])
-    p = eulc("map", "--tiles", "1kmE4674N2539", "--tile-size", "1km", "--features-dir", str(tmp_path / "f"),
-             "--bundle", "models/elc10-l1", "--out", str(tmp_path / "m"), "--scheduler", "sync")
+    write_feature_cog(
+        tmp_path / "f" / "1kmE4674N2539.tif", np.ones((35, *w.shape), np.float32), swapped, w, 2018, "L1C", []
+    )
+    p = eulc(
+        "map",
+        "--tiles",
+        "1kmE4674N2539",
+        "--tile-size",
+        "1km",
+        "--features-dir",
+        str(tmp_path / "f"),
+        "--bundle",
+        "models/elc10-l1",
+        "--out",
+        str(tmp_path / "m"),
+        "--scheduler",
+        "sync",
+    )
     assert p.returncode == 1 and "asc_vv_median" in p.stdout + p.stderr and "orbit" in p.stdout + p.stderr
 
 
@@ -264,12 +419,33 @@ def test_gee_table_export_to_table_to_train(data: Path, tmp_path: Path) -> None:
     does (`system:index`, the feature columns, the point properties `LC1`, `LU1`, `POINT_ID`,
     `.geo`; one file per task, named by the plan), then `eulc table` and `eulc train` on them."""
     src = pd.read_csv(data / SAMPLE)
-    pts = pd.DataFrame({"POINT_ID": src["POINT_ID"], "TH_LAT": src["lat"], "TH_LONG": src["lon"],
-                        "LC1": src["LUCAS_LC1"], "LU1": src["LUCAS_LU1"]})
+    pts = pd.DataFrame(
+        {
+            "POINT_ID": src["POINT_ID"],
+            "TH_LAT": src["lat"],
+            "TH_LONG": src["lon"],
+            "LC1": src["LUCAS_LC1"],
+            "LU1": src["LUCAS_LU1"],
+        }
+    )
     pts.to_csv(tmp_path / "points.csv", index=False)
     plan = tmp_path / "plan"
-    _ok(eulc("gee", "export-table", "--points", str(tmp_path / "points.csv"), "--spec", "elc10", "--year", "2018",
-             "--shard-size", "500", "--out", str(plan)))
+    _ok(
+        eulc(
+            "gee",
+            "export-table",
+            "--points",
+            str(tmp_path / "points.csv"),
+            "--spec",
+            "elc10",
+            "--year",
+            "2018",
+            "--shard-size",
+            "500",
+            "--out",
+            str(plan),
+        )
+    )
     bands = json.loads((plan / "bands.json").read_text())
     with (plan / "tasks.csv").open() as f:
         tasks = list(csv.DictReader(f))
@@ -285,8 +461,10 @@ def test_gee_table_export_to_table_to_train(data: Path, tmp_path: Path) -> None:
         for name in sorted(bands["bands"]):  # GEE writes the image bands, then the properties
             out[name] = shard[name]
         out["LC1"], out["LU1"], out["POINT_ID"] = shard["LUCAS_LC1"], shard["LUCAS_LU1"], shard["POINT_ID"]
-        out[".geo"] = [json.dumps({"geodesic": False, "type": "Point", "coordinates": [lo, la]})
-                       for lo, la in zip(shard["lon"], shard["lat"], strict=True)]
+        out[".geo"] = [
+            json.dumps({"geodesic": False, "type": "Point", "coordinates": [lo, la]})
+            for lo, la in zip(shard["lon"], shard["lat"], strict=True)
+        ]
         out.to_csv(downloads / (task["output_uri"].rsplit("/", 1)[-1]), index=False)
     files = sorted(str(p) for p in downloads.glob("*.csv"))
     assert len(files) == len(tasks)
@@ -299,8 +477,20 @@ def test_gee_table_export_to_table_to_train(data: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(merged["ndvi_p50"].to_numpy(float), src["ndvi_p50"].to_numpy(float))
     sel = FeatureSelection.of(load_spec("elc10"), NDVI_FEATURES, "names")
     sel.save(tmp_path / "sel.json")
-    _ok(eulc("train", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "model"), "--features",
-             str(tmp_path / "sel.json"), "--epochs", "2", "--preset", "mlp"))
+    _ok(
+        eulc(
+            "train",
+            str(tmp_path / "t.parquet"),
+            "--out",
+            str(tmp_path / "model"),
+            "--features",
+            str(tmp_path / "sel.json"),
+            "--epochs",
+            "2",
+            "--preset",
+            "mlp",
+        )
+    )
     bundle = json.loads((tmp_path / "model" / "bundle.json").read_text())
     assert bundle["spec"]["features_digest"] == sel.features_digest
 
@@ -314,12 +504,21 @@ def test_feature_resume_checks_the_file_and_the_inputs(cli_features: Path, tmp_p
     shutil.copytree(cli_features, out)
     (cog,) = list(out.glob("*.tif"))
     good = cog.read_bytes()
-    args = ["features", "--files", "eolearn_slovenia", "--year", "2017", "--features", "models/elc10-ndvi-l1",
-            "--out", str(out)]
+    args = [
+        "features",
+        "--files",
+        "eolearn_slovenia",
+        "--year",
+        "2017",
+        "--features",
+        "models/elc10-ndvi-l1",
+        "--out",
+        str(out),
+    ]
     p = eulc(*args)
     assert p.returncode == 0 and "up to date" in p.stdout, p.stdout + p.stderr
     damaged = bytearray(good)
-    damaged[len(good) // 2: len(good) // 2 + 64] = bytes(64)  # pixels changed, header intact
+    damaged[len(good) // 2 : len(good) // 2 + 64] = bytes(64)  # pixels changed, header intact
     cog.write_bytes(bytes(damaged))
     p = eulc(*args)
     assert p.returncode == 0 and "wrote" in p.stdout and cog.read_bytes() == good

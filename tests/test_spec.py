@@ -16,8 +16,22 @@ def test_elc10_describes_the_real_table_columns(data: Path) -> None:
     assert len(spec.names) == 35
     assert set(spec.names) <= cols
     # every numeric feature column of the real export is described
-    meta = {"POINT_ID", "LC", "LC_num", "source", "votes", "x_3035", "y_3035", "lon", "lat",
-            "eea_cell_100km", "eea_cell_10km", "biogeo_10km", "s2_source_file", "s1_source_file"}
+    meta = {
+        "POINT_ID",
+        "LC",
+        "LC_num",
+        "source",
+        "votes",
+        "x_3035",
+        "y_3035",
+        "lon",
+        "lat",
+        "eea_cell_100km",
+        "eea_cell_10km",
+        "biogeo_10km",
+        "s2_source_file",
+        "s1_source_file",
+    }
     assert cols - meta == set(spec.names)
 
 

@@ -43,8 +43,9 @@ def _scl(shape: tuple[int, int], seed: int) -> np.ndarray:
 def _collection(cid: str, items: list[pystac.Item], root: Path) -> Path:
     from pystac import Collection, Extent, SpatialExtent, TemporalExtent
 
-    coll = Collection(cid, f"test collection {cid}", Extent(SpatialExtent([[13.0, 45.0, 16.0, 47.0]]),
-                                                            TemporalExtent([[None, None]])))
+    coll = Collection(
+        cid, f"test collection {cid}", Extent(SpatialExtent([[13.0, 45.0, 16.0, 47.0]]), TemporalExtent([[None, None]]))
+    )
     for it in items:
         c = it.clone()
         for a in c.assets.values():
@@ -63,12 +64,18 @@ def _ndvi_items(data: Path, tmp: Path) -> list[pystac.Item]:
     from pyproj import Transformer
 
     root = data / "eolearn_testeopatch_slovenia"
-    with (rasterio.open(root / "ndvi_68dates.tif") as nd, rasterio.open(root / "is_valid_68dates.tif") as va,
-          rasterio.open(root / "cloud_probability_s2cloudless_68dates.tif") as cp):
+    with (
+        rasterio.open(root / "ndvi_68dates.tif") as nd,
+        rasterio.open(root / "is_valid_68dates.tif") as va,
+        rasterio.open(root / "cloud_probability_s2cloudless_68dates.tif") as cp,
+    ):
         lon, lat = Transformer.from_crs(nd.crs, 4326, always_xy=True).transform(
-            [nd.bounds.left, nd.bounds.right], [nd.bounds.bottom, nd.bounds.top])
-        geom = {"type": "Polygon", "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]],
-                                                    [lon[0], lat[1]], [lon[0], lat[0]]]]}
+            [nd.bounds.left, nd.bounds.right], [nd.bounds.bottom, nd.bounds.top]
+        )
+        geom = {
+            "type": "Polygon",
+            "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]], [lon[0], lat[1]], [lon[0], lat[0]]]],
+        }
         prof = nd.profile | {"count": 1, "dtype": "float32", "nodata": float("nan"), "driver": "GTiff"}
         items = []
         for b in range(1, nd.count + 1):
@@ -110,23 +117,37 @@ def api(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         from pyproj import Transformer
 
         lon, lat = Transformer.from_crs(d.crs, 4326, always_xy=True).transform(
-            [d.bounds.left, d.bounds.right], [d.bounds.bottom, d.bounds.top])
+            [d.bounds.left, d.bounds.right], [d.bounds.bottom, d.bounds.top]
+        )
     import datetime as dt
 
-    dem_item = pystac.Item("dem_slovenia", {"type": "Polygon", "coordinates": [[
-        [lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]], [lon[0], lat[1]], [lon[0], lat[0]]]]},
-        [lon[0], lat[0], lon[1], lat[1]], dt.datetime(2021, 4, 22, tzinfo=dt.UTC), {})
+    dem_item = pystac.Item(
+        "dem_slovenia",
+        {
+            "type": "Polygon",
+            "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]], [lon[0], lat[1]], [lon[0], lat[0]]]],
+        },
+        [lon[0], lat[0], lon[1], lat[1]],
+        dt.datetime(2021, 4, 22, tzinfo=dt.UTC),
+        {},
+    )
     dem_item.add_asset("data", pystac.Asset(str(dem), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
     served = tmp / "served"
-    hrefs = [_collection("sentinel-2-l1c", s2_items, served), _collection("sentinel-1-rtc", s1_items, served),
-             _collection("cop-dem-glo-30", [dem_item], served),
-             _collection("slovenia-ndvi", _ndvi_items(data, tmp), served)]
+    hrefs = [
+        _collection("sentinel-2-l1c", s2_items, served),
+        _collection("sentinel-1-rtc", s1_items, served),
+        _collection("cop-dem-glo-30", [dem_item], served),
+        _collection("slovenia-ndvi", _ndvi_items(data, tmp), served),
+    ]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).parent / "rustac"
-    proc = subprocess.Popen([str(exe), "serve", "--addr", f"127.0.0.1:{port}", "--load-collection-items",
-                             *map(str, hrefs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--addr", f"127.0.0.1:{port}", "--load-collection-items", *map(str, hrefs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -146,8 +167,9 @@ def api(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         proc.wait(10)
 
 
-def test_s2_from_the_api_with_the_scl_fallback_and_the_scene_filter(data: Path, api: tuple[str, dict], tmp_path: Path
-                                                                     ) -> None:
+def test_s2_from_the_api_with_the_scl_fallback_and_the_scene_filter(
+    data: Path, api: tuple[str, dict], tmp_path: Path
+) -> None:
     """elc10 masks by s2cloudless CLP >= 40; the items carry SCL only: SCL 1/8/9/10 is applied
     and recorded. The 90 % cloudy scene is dropped by the spec's 60 % scene filter (the server
     has no Query extension: the filter is applied to the returned items). Values equal an
@@ -155,8 +177,15 @@ def test_s2_from_the_api_with_the_scl_fallback_and_the_scene_filter(data: Path, 
     url, ctx = api
     sp = load_spec("elc10")
     names = ["ndvi_p50", "ndvi_p95"]
-    out = features_from_stac(StacApi(url, {"s2": "sentinel-2-l1c"}), sp, FeatureSelection.of(sp, names, "names"),
-                             2015, ctx["window"], tmp_path / "api.tif", level="L1C")
+    out = features_from_stac(
+        StacApi(url, {"s2": "sentinel-2-l1c"}),
+        sp,
+        FeatureSelection.of(sp, names, "names"),
+        2015,
+        ctx["window"],
+        tmp_path / "api.tif",
+        level="L1C",
+    )
     with rasterio.open(out) as s:
         got = s.read()
         tags = s.tags()
@@ -175,9 +204,15 @@ def test_s2_from_the_api_with_the_scl_fallback_and_the_scene_filter(data: Path, 
         item = f"s2l1c_toa_13bands_{d}"
         with rasterio.open(ctx["scl"][item]) as src:
             cls = np.full(local.window.shape, 0, np.float32)
-            reproject(src.read(1).astype(np.float32), cls, src_transform=src.transform, src_crs=src.crs,
-                      dst_transform=local.window.transform, dst_crs=local.window.grid.crs,
-                      resampling=Resampling.nearest)
+            reproject(
+                src.read(1).astype(np.float32),
+                cls,
+                src_transform=src.transform,
+                src_crs=src.crs,
+                dst_transform=local.window.transform,
+                dst_crs=local.window.grid.crs,
+                resampling=Resampling.nearest,
+            )
         ndvi[i][np.isin(cls, SCL_FALLBACK)] = np.nan
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -198,15 +233,24 @@ def test_s1_and_dem_from_the_api(api: tuple[str, dict], tmp_path: Path) -> None:
     names = ["s1_vv_p50", "s1_vh_m03", "dem_elevation"]
     source = StacApi(url, {"s2": "sentinel-2-l1c", "s1": "sentinel-1-rtc", "dem": "cop-dem-glo-30"})
     out = features_from_stac(source, sp, FeatureSelection.of(sp, names, "names"), 2019, window, tmp_path / "a.tif")
-    ref = features_from_stac(ctx["s1_catalog"], sp, FeatureSelection.of(sp, names[:2], "names"), 2019, window,
-                             tmp_path / "b.tif")
+    ref = features_from_stac(
+        ctx["s1_catalog"], sp, FeatureSelection.of(sp, names[:2], "names"), 2019, window, tmp_path / "b.tif"
+    )
     with rasterio.open(out) as a, rasterio.open(ref) as b, rasterio.open(ctx["dem"]) as d:
         assert list(a.descriptions) == names
         np.testing.assert_array_equal(a.read([1, 2]), b.read())
         got = a.read(3) / float(a.tags(3)["scale"])
         want = np.full(got.shape, np.nan, np.float32)
-        reproject(d.read(1), want, src_transform=d.transform, src_crs=d.crs, dst_transform=a.transform,
-                  dst_crs=a.crs, dst_nodata=np.nan, resampling=Resampling.nearest)
+        reproject(
+            d.read(1),
+            want,
+            src_transform=d.transform,
+            src_crs=d.crs,
+            dst_transform=a.transform,
+            dst_crs=a.crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.nearest,
+        )
     ok = np.isfinite(want)
     assert ok.mean() > 0.8 and 200 < np.nanmedian(got) < 1000
     np.testing.assert_allclose(got[ok], want[ok], rtol=1e-6)
@@ -219,15 +263,28 @@ def test_api_errors_name_the_collection_and_the_option(api: tuple[str, dict], tm
     with pytest.raises(RasterError, match="need S1 items .* Give `s1_collection`"):
         features_from_stac(StacApi(url, {"s2": "sentinel-2-l1c"}), sp, sel, 2019, ctx["window"], tmp_path / "x.tif")
     with pytest.raises(RasterError, match="'sentinel-1-grd' .* uncalibrated amplitude digital numbers"):
-        features_from_stac(StacApi(url, {"s2": "sentinel-2-l1c", "s1": "sentinel-1-grd"}), sp, sel, 2019,
-                           ctx["window"], tmp_path / "x.tif")
+        features_from_stac(
+            StacApi(url, {"s2": "sentinel-2-l1c", "s1": "sentinel-1-grd"}),
+            sp,
+            sel,
+            2019,
+            ctx["window"],
+            tmp_path / "x.tif",
+        )
     lst = FeatureSelection.of(sp, ["lst_m07"], "names")
     with pytest.raises(RasterError, match="MOD21C3 LST, which no public STAC collection carries"):
         features_from_stac(StacApi(url, {"s2": "sentinel-2-l1c"}), sp, lst, 2019, ctx["window"], tmp_path / "x.tif")
     elc = load_spec("elc10")
     with pytest.raises(RasterError, match="no scene in the window"):
-        features_from_stac(StacApi(url, {"s2": "sentinel-2-l1c"}), elc, FeatureSelection.of(elc, ["ndvi_p50"], "names"),
-                           2016, ctx["window"], tmp_path / "x.tif", level="L1C")
+        features_from_stac(
+            StacApi(url, {"s2": "sentinel-2-l1c"}),
+            elc,
+            FeatureSelection.of(elc, ["ndvi_p50"], "names"),
+            2016,
+            ctx["window"],
+            tmp_path / "x.tif",
+            level="L1C",
+        )
     assert not (tmp_path / "x.tif").exists()
 
 
@@ -239,9 +296,27 @@ def test_features_command_against_the_api(api: tuple[str, dict], tmp_path: Path)
     from .test_cli import eulc
 
     url, _ = api
-    args = ["features", "--stac", url, "--s1-collection", "sentinel-1-rtc", "--dem-collection", "cop-dem-glo-30",
-            "--tiles", "1kmE4674N2539", "--tile-size", "1km", "--year", "2019", "--spec", "bridge-lc-196",
-            "--features", "s1_vv_p50,dem_elevation", "--out", str(tmp_path / "f")]
+    args = [
+        "features",
+        "--stac",
+        url,
+        "--s1-collection",
+        "sentinel-1-rtc",
+        "--dem-collection",
+        "cop-dem-glo-30",
+        "--tiles",
+        "1kmE4674N2539",
+        "--tile-size",
+        "1km",
+        "--year",
+        "2019",
+        "--spec",
+        "bridge-lc-196",
+        "--features",
+        "s1_vv_p50,dem_elevation",
+        "--out",
+        str(tmp_path / "f"),
+    ]
     p = eulc(*args)
     assert p.returncode == 0, p.stderr[-2000:]
     with rasterio.open(tmp_path / "f" / "1kmE4674N2539_2019.tif") as s:
@@ -273,9 +348,27 @@ def test_the_readme_one_command_maps_from_a_stac_api(api: tuple[str, dict], tmp_
     url, _ = api
     out = tmp_path / "maps"
     bundle = models_dir() / "elc10-ndvi-l1"
-    p = eulc("map", "--stac", url, "--collection", "slovenia-ndvi", "--processing-level", "L1C", "--year", "2017",
-             "--tiles", "1kmE4674N2539", "--tile-size", "1km", "--bundle", str(bundle), "--out", str(out),
-             "--scheduler", "sync")
+    p = eulc(
+        "map",
+        "--stac",
+        url,
+        "--collection",
+        "slovenia-ndvi",
+        "--processing-level",
+        "L1C",
+        "--year",
+        "2017",
+        "--tiles",
+        "1kmE4674N2539",
+        "--tile-size",
+        "1km",
+        "--bundle",
+        str(bundle),
+        "--out",
+        str(out),
+        "--scheduler",
+        "sync",
+    )
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     feats = out / "features" / "1kmE4674N2539_2017.tif"
     with rasterio.open(feats) as s:
@@ -288,8 +381,9 @@ def test_the_readme_one_command_maps_from_a_stac_api(api: tuple[str, dict], tmp_
         assert m.transform == TileId.parse("1kmE4674N2539").window().transform
         mapped = m.read(1) != m.nodata
     sp = load_spec("elc10")
-    ref = features_from_stack("eolearn_slovenia", sp, FeatureSelection.of(sp, names, "names"), 2017,
-                              tmp_path / "ref.tif")
+    ref = features_from_stack(
+        "eolearn_slovenia", sp, FeatureSelection.of(sp, names, "names"), 2017, tmp_path / "ref.tif"
+    )
     cell = TileId.parse("1kmE4674N2539").window()
     with FeatureReader(feats, names) as a, FeatureReader(ref, names) as b:
         got, want = a.read(cell), b.read(cell)

@@ -18,8 +18,7 @@ from tiles.engine.stack import load_manifest, load_stack
 BANDS = ["B2", "B4", "B8"]
 
 
-def _catalog(data: Path, tmp: Path, baseline: str = "02.01", add_dn: float = 0.0,
-             props: dict | None = None) -> Path:
+def _catalog(data: Path, tmp: Path, baseline: str = "02.01", add_dn: float = 0.0, props: dict | None = None) -> Path:
     """One STAC item per real acquisition; one DN COG per band (reflectance × 10,000 + ``add_dn``,
     float32 so that no rounding hides a difference; real catalogues hold uint16 DN)."""
     man, root = load_manifest("eolearn_slovenia")
@@ -39,12 +38,21 @@ def _catalog(data: Path, tmp: Path, baseline: str = "02.01", add_dn: float = 0.0
         from pyproj import Transformer
 
         lon, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(
-            [bounds.left, bounds.right], [bounds.bottom, bounds.top])
+            [bounds.left, bounds.right], [bounds.bottom, bounds.top]
+        )
         when = dt.datetime.fromisoformat(str(item.time)).replace(tzinfo=dt.UTC)
-        it = pystac.Item(src_path.stem, {"type": "Polygon", "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]],
-                                                                             [lon[1], lat[1]], [lon[0], lat[1]],
-                                                                             [lon[0], lat[0]]]]},
-                         [lon[0], lat[0], lon[1], lat[1]], when, {"s2:processing_baseline": baseline, **(props or {})})
+        it = pystac.Item(
+            src_path.stem,
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [[lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]], [lon[0], lat[1]], [lon[0], lat[0]]]
+                ],
+            },
+            [lon[0], lat[0], lon[1], lat[1]],
+            when,
+            {"s2:processing_baseline": baseline, **(props or {})},
+        )
         for k, a in assets.items():
             a.href = str(tmp / a.href)
             it.add_asset(k, a)
@@ -91,8 +99,11 @@ def test_offset_from_metadata_and_data(data: Path, tmp_path: Path) -> None:
 
     man, root = load_manifest("eolearn_slovenia")
     local = load_stack(man, root, variables=set(BANDS))
-    cases = {"offset in the DN": (1000.0, None), "flag set": (0.0, {"earthsearch:boa_offset_applied": True}),
-             "metadata wrong": (0.0, {"earthsearch:boa_offset_applied": False})}
+    cases = {
+        "offset in the DN": (1000.0, None),
+        "flag set": (0.0, {"earthsearch:boa_offset_applied": True}),
+        "metadata wrong": (0.0, {"earthsearch:boa_offset_applied": False}),
+    }
     for label, (add, props) in cases.items():
         sub = tmp_path / label.replace(" ", "_")
         sub.mkdir()
@@ -138,9 +149,27 @@ def test_features_command_from_the_catalogue(data: Path, tmp_path: Path) -> None
     cat = _catalog(data, tmp_path)
     names = ["ndvi_p50", "ndvi_p95"]
     out = tmp_path / "feat"
-    args = ["features", "--catalog", str(cat), "--tiles", "1kmE4674N2539", "--tile-size", "1km", "--year", "2015",
-            "--processing-level", "L1C", "--spec", "elc10", "--features", ",".join(names), "--out", str(out),
-            "--cloud-mask", "none"]
+    args = [
+        "features",
+        "--catalog",
+        str(cat),
+        "--tiles",
+        "1kmE4674N2539",
+        "--tile-size",
+        "1km",
+        "--year",
+        "2015",
+        "--processing-level",
+        "L1C",
+        "--spec",
+        "elc10",
+        "--features",
+        ",".join(names),
+        "--out",
+        str(out),
+        "--cloud-mask",
+        "none",
+    ]
     p = eulc(*args)
     assert p.returncode == 0, p.stderr[-2000:]
     cog = out / "1kmE4674N2539_2015.tif"
@@ -160,10 +189,19 @@ def test_features_command_from_the_catalogue(data: Path, tmp_path: Path) -> None
     sp = load_spec("elc10")
     want = compute_features(sp.subset(names), local, 2015)
     with pytest.raises(RasterError, match="carry neither a CLP nor an SCL asset"):  # no silent unmasked run
-        features_from_stac(cat, sp, FeatureSelection.of(sp, names, "names"), 2015, local.window,
-                           tmp_path / "same.tif", level="L1C")
-    same = features_from_stac(cat, sp, FeatureSelection.of(sp, names, "names"), 2015, local.window,
-                              tmp_path / "same.tif", level="L1C", cloud_mask="none")
+        features_from_stac(
+            cat, sp, FeatureSelection.of(sp, names, "names"), 2015, local.window, tmp_path / "same.tif", level="L1C"
+        )
+    same = features_from_stac(
+        cat,
+        sp,
+        FeatureSelection.of(sp, names, "names"),
+        2015,
+        local.window,
+        tmp_path / "same.tif",
+        level="L1C",
+        cloud_mask="none",
+    )
     with rasterio.open(same) as s:
         got_same = s.read()
     ok = np.isfinite(want) & np.isfinite(got_same)
@@ -180,12 +218,35 @@ def test_stac_api_errors_and_common_names(tmp_path: Path) -> None:
     from .test_cli import _one_line_error, eulc
 
     assert [canonical_band(k) for k in ("red", "nir", "nir08", "swir16", "scl", "B04", "B8A")] == [
-        "B4", "B8", "B8A", "B11", "SCL", "B4", "B8A"]  # Earth Search asset keys → band names
-    p = eulc("features", "--stac", "http://127.0.0.1:9/v1", "--tiles", "1kmE4674N2539", "--tile-size", "1km",
-             "--year", "2021", "--spec", "elc10", "--features", "ndvi_p50", "--out", str(tmp_path / "f"))
+        "B4",
+        "B8",
+        "B8A",
+        "B11",
+        "SCL",
+        "B4",
+        "B8A",
+    ]  # Earth Search asset keys → band names
+    p = eulc(
+        "features",
+        "--stac",
+        "http://127.0.0.1:9/v1",
+        "--tiles",
+        "1kmE4674N2539",
+        "--tile-size",
+        "1km",
+        "--year",
+        "2021",
+        "--spec",
+        "elc10",
+        "--features",
+        "ndvi_p50",
+        "--out",
+        str(tmp_path / "f"),
+    )
     _one_line_error(p, "http://127.0.0.1:9/v1", "could not be searched")
-    both = eulc("features", "--stac", "http://x", "--files", "eolearn_slovenia", "--year", "2017",
-                "--out", str(tmp_path / "g"))
+    both = eulc(
+        "features", "--stac", "http://x", "--files", "eolearn_slovenia", "--year", "2017", "--out", str(tmp_path / "g")
+    )
     _one_line_error(both, "give one of --files")
 
 
@@ -197,9 +258,23 @@ def test_map_from_a_stac_api_in_one_command_records_unreachable_tiles(tmp_path: 
     from .test_cli import eulc
 
     out = tmp_path / "maps"
-    p = eulc("map", "--stac", "http://127.0.0.1:9/v1", "--year", "2021", "--tiles", "1kmE4674N2539,1kmE4675N2539",
-             "--tile-size", "1km", "--bundle", str(models_dir() / "elc10-ndvi-l1"), "--out", str(out),
-             "--scheduler", "sync")
+    p = eulc(
+        "map",
+        "--stac",
+        "http://127.0.0.1:9/v1",
+        "--year",
+        "2021",
+        "--tiles",
+        "1kmE4674N2539,1kmE4675N2539",
+        "--tile-size",
+        "1km",
+        "--bundle",
+        str(models_dir() / "elc10-ndvi-l1"),
+        "--out",
+        str(out),
+        "--scheduler",
+        "sync",
+    )
     said = " ".join((p.stdout + p.stderr).split())
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "could not be searched" in said and "2 failed tile(s)" in said
@@ -218,8 +293,9 @@ def test_a_spec_that_masks_by_scl_needs_the_scl_asset(data: Path, tmp_path: Path
     man, root = load_manifest("eolearn_slovenia")
     local = load_stack(man, root, variables={"B4"})
     with pytest.raises(RasterError, match=r"\(CLP\) and Sen2Cor SCL, and the S2 items carry neither"):
-        features_from_stac(cat, sp, FeatureSelection.of(sp, [name], "names"), 2015, local.window,
-                           tmp_path / "x.tif", level="L1C")
+        features_from_stac(
+            cat, sp, FeatureSelection.of(sp, [name], "names"), 2015, local.window, tmp_path / "x.tif", level="L1C"
+        )
 
 
 def _s1_catalog(tmp: Path, window: object) -> tuple[Path, dict[str, np.ndarray]]:
@@ -230,22 +306,41 @@ def _s1_catalog(tmp: Path, window: object) -> tuple[Path, dict[str, np.ndarray]]
 
     rng = np.random.default_rng(11)
     lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(
-        [window.bounds[0] - 200, window.bounds[2] + 200], [window.bounds[1] - 200, window.bounds[3] + 200])  # type: ignore[attr-defined]
+        [window.bounds[0] - 200, window.bounds[2] + 200], [window.bounds[1] - 200, window.bounds[3] + 200]
+    )  # type: ignore[attr-defined]
     x0, y1 = Transformer.from_crs(4326, 32633, always_xy=True).transform(lon[0], lat[1])
     t = from_origin(round(x0, -1), round(y1, -1), 10, 10)
     cat = pystac.Catalog("s1", "synthetic S1 RTC over the Slovenia patch")
     truth: dict[str, np.ndarray] = {"VV": [], "VH": []}  # type: ignore[dict-item]
     for d in range(6):
         when = dt.datetime(2019, 1 + 2 * d, 10, 5, 0, tzinfo=dt.UTC)
-        it = pystac.Item(f"s1_{d}", {"type": "Polygon", "coordinates": [[[lon[0], lat[0]], [lon[1], lat[0]],
-                                                                        [lon[1], lat[1]], [lon[0], lat[1]],
-                                                                        [lon[0], lat[0]]]]},
-                         [lon[0], lat[0], lon[1], lat[1]], when, {})
+        it = pystac.Item(
+            f"s1_{d}",
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [[lon[0], lat[0]], [lon[1], lat[0]], [lon[1], lat[1]], [lon[0], lat[1]], [lon[0], lat[0]]]
+                ],
+            },
+            [lon[0], lat[0], lon[1], lat[1]],
+            when,
+            {},
+        )
         for pol, mean in (("VV", 0.08), ("VH", 0.02)):
             arr = rng.gamma(4.0, mean / 4.0, (160, 160)).astype(np.float32)
             path = tmp / f"s1_{d}_{pol}.tif"
-            with rasterio.open(path, "w", driver="GTiff", width=160, height=160, count=1, dtype="float32",
-                               crs="EPSG:32633", transform=t, nodata=0) as dst:
+            with rasterio.open(
+                path,
+                "w",
+                driver="GTiff",
+                width=160,
+                height=160,
+                count=1,
+                dtype="float32",
+                crs="EPSG:32633",
+                transform=t,
+                nodata=0,
+            ) as dst:
                 dst.write(arr, 1)
             truth[pol].append(path)  # type: ignore[attr-defined]
             it.add_asset(pol.lower(), pystac.Asset(str(path), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
@@ -280,9 +375,17 @@ def test_sentinel1_from_a_static_catalogue(data: Path, tmp_path: Path) -> None:
     for path in truth["VV"]:
         with rasterio.open(path) as src:
             v = np.full(window.shape, np.nan, np.float32)
-            reproject(src.read(1), v, src_transform=src.transform, src_crs=src.crs, src_nodata=0,
-                      dst_transform=window.transform, dst_crs=window.grid.crs, dst_nodata=np.nan,
-                      resampling=Resampling.nearest)
+            reproject(
+                src.read(1),
+                v,
+                src_transform=src.transform,
+                src_crs=src.crs,
+                src_nodata=0,
+                dst_transform=window.transform,
+                dst_crs=window.grid.crs,
+                dst_nodata=np.nan,
+                resampling=Resampling.nearest,
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             layers.append(generic_filter(v, np.nanmedian, footprint=fp, mode="constant", cval=np.nan))
@@ -309,8 +412,9 @@ def test_mixed_crs_items_go_onto_the_eea_grid(data: Path, tmp_path: Path) -> Non
         src_path = Path(asset.get_absolute_href() or "")
         dest = tmp_path / f"utm32_{src_path.name}"
         with rasterio.open(src_path) as src:
-            t, w, h = calculate_default_transform(src.crs, "EPSG:32632", src.width, src.height, *src.bounds,
-                                                  resolution=10)
+            t, w, h = calculate_default_transform(
+                src.crs, "EPSG:32632", src.width, src.height, *src.bounds, resolution=10
+            )
             prof = src.profile | {"crs": "EPSG:32632", "transform": t, "width": w, "height": h}
             with rasterio.open(dest, "w", **prof) as d:
                 reproject(rasterio.band(src, 1), rasterio.band(d, 1), resampling=Resampling.nearest)
@@ -322,15 +426,24 @@ def test_mixed_crs_items_go_onto_the_eea_grid(data: Path, tmp_path: Path) -> Non
     got = st.variables["B2"][1][2]
     with rasterio.open(moved.assets["B2"].href) as src:
         want = np.full(got.shape, np.nan, np.float32)
-        reproject(src.read(1), want, src_transform=src.transform, src_crs=src.crs, src_nodata=0,
-                  dst_transform=local.window.transform, dst_crs="EPSG:3035", dst_nodata=np.nan,
-                  resampling=Resampling.nearest)
+        reproject(
+            src.read(1),
+            want,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            src_nodata=0,
+            dst_transform=local.window.transform,
+            dst_crs="EPSG:3035",
+            dst_nodata=np.nan,
+            resampling=Resampling.nearest,
+        )
     ok = np.isfinite(want)
     assert ok.mean() > 0.8
     assert (np.isclose(got[ok], want[ok] * 1e-4, rtol=1e-6)).mean() > 0.999
     others = [0, 1, 3, 4]
-    np.testing.assert_array_equal(st.variables["B2"][1][others][np.isfinite(local.variables["B2"][1][others])]
-                                  > 0, True)
+    np.testing.assert_array_equal(
+        st.variables["B2"][1][others][np.isfinite(local.variables["B2"][1][others])] > 0, True
+    )
 
 
 def test_blocks_without_a_scene_stay_nodata(data: Path, tmp_path: Path) -> None:
@@ -347,19 +460,25 @@ def test_blocks_without_a_scene_stay_nodata(data: Path, tmp_path: Path) -> None:
     man, root = load_manifest("eolearn_slovenia")
     w = load_stack(man, root, variables={"B2"}).window
     extra = 450  # rows of the tall window north of the patch: 4 of its 100-row blocks hold no scene
-    tall = GridWindow(w.grid, Affine(w.transform.a, 0, w.transform.c, 0, w.transform.e,
-                                     w.transform.f + extra * w.grid.res_m), w.height + extra, w.width)
+    tall = GridWindow(
+        w.grid,
+        Affine(w.transform.a, 0, w.transform.c, 0, w.transform.e, w.transform.f + extra * w.grid.res_m),
+        w.height + extra,
+        w.width,
+    )
     sp = load_spec("elc10")
     sel = FeatureSelection.of(sp, ["ndvi_p50"], "names")
-    a = features_from_stac(cat, sp, sel, 2015, tall, tmp_path / "tall.tif", level="L1C", cloud_mask="none",
-                           block_rows=100)
+    a = features_from_stac(
+        cat, sp, sel, 2015, tall, tmp_path / "tall.tif", level="L1C", cloud_mask="none", block_rows=100
+    )
     b = features_from_stac(cat, sp, sel, 2015, w, tmp_path / "patch.tif", level="L1C", cloud_mask="none")
     with rasterio.open(a) as ta, rasterio.open(b) as tb:
         va, vb = ta.read(1), tb.read(1)
         assert int(ta.tags(1)["nodata_pixels"]) >= 400 * w.width
     assert np.isnan(va[:400]).all()
     np.testing.assert_array_equal(va[extra:], vb)
-    far = GridWindow(w.grid, Affine(w.transform.a, 0, w.transform.c, 0, w.transform.e,
-                                    w.transform.f + 50_000), 100, 100)
+    far = GridWindow(
+        w.grid, Affine(w.transform.a, 0, w.transform.c, 0, w.transform.e, w.transform.f + 50_000), 100, 100
+    )
     with pytest.raises(RasterError, match="no scene in the window"):
         features_from_stac(cat, sp, sel, 2015, far, tmp_path / "far.tif", level="L1C", cloud_mask="none")

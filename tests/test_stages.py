@@ -27,8 +27,12 @@ from pipeline.core.ledger import JsonLedger, content_sha256
 from .conftest import NDVI_FEATURES, SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
-LIBRARY = [p for pkg in ("pipeline", "tiles", "model", "gee_scripts") for p in sorted((ROOT / pkg).rglob("*.py"))
-           if not p.is_relative_to(ROOT / "pipeline" / "app") and p.name != "api.py"]
+LIBRARY = [
+    p
+    for pkg in ("pipeline", "tiles", "model", "gee_scripts")
+    for p in sorted((ROOT / pkg).rglob("*.py"))
+    if not p.is_relative_to(ROOT / "pipeline" / "app") and p.name != "api.py"
+]
 FOUR = "bbox:14.55384,45.86908,14.55928,45.87245"  # 4 cells of 250 m inside the Slovenia stack
 NINE = "bbox:14.55384,45.86908,14.56268,45.87456"  # 3 x 3 cells of 250 m inside it
 
@@ -53,7 +57,8 @@ def _error_strings(path: Path) -> list[tuple[int, str]]:
     out = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         call = isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")).endswith(
-            ("Error", "safe_name"))
+            ("Error", "safe_name")
+        )
         if (isinstance(node, ast.Raise) and node.exc is not None) or call:
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
@@ -65,8 +70,13 @@ def test_no_library_error_names_a_cli_flag() -> None:
     flags = _cli_flags()
     assert {"--tiles", "--tile-size", "--features-dir", "--out", "--scheduler"} <= flags
     pattern = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
-    hits = [f"{p.relative_to(ROOT)}:{ln} {m}" for p in LIBRARY for ln, s in _error_strings(p)
-            for m in pattern.findall(s) if m in flags]
+    hits = [
+        f"{p.relative_to(ROOT)}:{ln} {m}"
+        for p in LIBRARY
+        for ln, s in _error_strings(p)
+        for m in pattern.findall(s)
+        if m in flags
+    ]
     assert hits == []
 
 
@@ -77,8 +87,10 @@ def test_every_field_an_error_names_has_its_flag() -> None:
     manifest_keys = {"bands", "orbit", "timeseries"}  # stack-manifest YAML values, not request fields
     assert named - set(FLAGS) - manifest_keys == set(), "add these fields to pipeline/app/flags.py"
     assert {f for f in FLAGS.values() if f.startswith("--")} - cli == set()
-    assert to_flags("`tile_size` '0m' and `features_dir` and `eulc map`") == "--tile-size '0m' and --features-dir " \
-                                                                              "and `eulc map`"
+    assert (
+        to_flags("`tile_size` '0m' and `features_dir` and `eulc map`") == "--tile-size '0m' and --features-dir "
+        "and `eulc map`"
+    )
 
 
 def _cli_error(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
@@ -106,8 +118,15 @@ CASES = [  # (request, CLI args, the field, the flag)
 
 
 @pytest.mark.parametrize("stage,fields,args,field", CASES, ids=[f"{c[0]}-{c[3]}" for c in CASES])
-def test_the_cli_and_the_api_refuse_alike(stage: str, fields: dict, args: list[str], field: str, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_and_the_api_refuse_alike(
+    stage: str,
+    fields: dict,
+    args: list[str],
+    field: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     import pipeline.api as api
 
     monkeypatch.chdir(tmp_path)
@@ -127,8 +146,7 @@ def test_the_cli_and_the_api_refuse_alike(stage: str, fields: dict, args: list[s
     assert f"`{field}`" in said_api and FLAGS[field] not in said_api
     said_cli = _cli_error(base + args, monkeypatch, capsys)
     assert said_cli == to_flags(said_api) and FLAGS[field] in said_cli
-    assert not (tmp_path / "o").exists() or not any(p for p in (tmp_path / "o").iterdir()
-                                                     if not p.name.startswith("."))
+    assert not (tmp_path / "o").exists() or not any(p for p in (tmp_path / "o").iterdir() if not p.name.startswith("."))
 
 
 @pytest.mark.parametrize("backend", ["json", "sqlite"])
@@ -163,8 +181,9 @@ def test_both_ledger_backends_keep_the_one_rule(backend: str, tmp_path: Path) ->
         book.close()
 
 
-def test_every_resuming_stage_goes_through_the_one_rule(data: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_resuming_stage_goes_through_the_one_rule(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """table, train, features, map and the demo: a rerun is current only through
     ``pipeline.core.ledger.outputs_intact``: with the rule saying no, every stage redoes its work."""
     import pipeline.core.ledger as ledger
@@ -183,23 +202,54 @@ def test_every_resuming_stage_goes_through_the_one_rule(data: Path, tmp_path: Pa
 
     def run_all() -> dict[str, bool]:
         t = build_table(TableRequest((data / SAMPLE,), tmp_path / "t" / "t.parquet"))
-        m = train(TrainRequest(t.path, tmp_path / "m", features="ndvi_p50,ndvi_p95", epochs=2, preset="mlp",
-                               device="cpu", landscapes=0, overwrite=True))
-        f = features(FeaturesRequest(tmp_path / "f", 2017, files="eolearn_slovenia", tiles=FOUR, tile_size="250m",
-                                     features="ndvi_p50,ndvi_p95", scheduler="sync"))
-        mp = map_tiles(MapRequest(tmp_path / "maps", tuple(f.outputs[:2]), str(tmp_path / "m"), scheduler="sync",
-                                  device="cpu"))
+        m = train(
+            TrainRequest(
+                t.path,
+                tmp_path / "m",
+                features="ndvi_p50,ndvi_p95",
+                epochs=2,
+                preset="mlp",
+                device="cpu",
+                landscapes=0,
+                overwrite=True,
+            )
+        )
+        f = features(
+            FeaturesRequest(
+                tmp_path / "f",
+                2017,
+                files="eolearn_slovenia",
+                tiles=FOUR,
+                tile_size="250m",
+                features="ndvi_p50,ndvi_p95",
+                scheduler="sync",
+            )
+        )
+        mp = map_tiles(
+            MapRequest(tmp_path / "maps", tuple(f.outputs[:2]), str(tmp_path / "m"), scheduler="sync", device="cpu")
+        )
         steps: list[str] = []
         run_demo(DemoRequest(tmp_path / "demo"), lambda kind, info: steps.append(str(info.get("message"))))
-        return {"table": t.up_to_date, "train": m.up_to_date, "features": f.skipped == 4, "map": mp.skipped == 2,
-                "demo": any(s.startswith("up to date") for s in steps) and not any(s.startswith("wrote eolearn")
-                                                                                     for s in steps)}
+        return {
+            "table": t.up_to_date,
+            "train": m.up_to_date,
+            "features": f.skipped == 4,
+            "map": mp.skipped == 2,
+            "demo": any(s.startswith("up to date") for s in steps)
+            and not any(s.startswith("wrote eolearn") for s in steps),
+        }
 
     assert run_all() == dict.fromkeys(("table", "train", "features", "map", "demo"), False)
     monkeypatch.setattr(ledger, "outputs_intact", spy)
     assert run_all() == dict.fromkeys(("table", "train", "features", "map", "demo"), True)
-    for name in ("t.parquet", "weights.safetensors", f"{'250mE18699N10157'}_2017.tif", "eolearn_slovenia_class.tif",
-                 "selection.json", "eolearn_slovenia_2017.tif"):
+    for name in (
+        "t.parquet",
+        "weights.safetensors",
+        f"{'250mE18699N10157'}_2017.tif",
+        "eolearn_slovenia_class.tif",
+        "selection.json",
+        "eolearn_slovenia_2017.tif",
+    ):
         assert name in asked
     monkeypatch.setattr(ledger, "outputs_intact", lambda root, outputs: False)  # the rule says "changed"
     assert run_all() == dict.fromkeys(("table", "train", "features", "map", "demo"), False)
@@ -218,9 +268,20 @@ def test_features_on_a_local_cluster_equal_one_process(data: Path, tmp_path: Pat
 
     (tmp_path / "cat").mkdir()
     cat = _catalog(data, tmp_path / "cat")
-    for name, src in (("stack", dict(files="eolearn_slovenia", year=2017, features=",".join(NDVI_FEATURES))),
-                      ("catalog", dict(catalog=cat, year=2015, features="ndvi_p50,ndvi_p95", spec="elc10",
-                                       cloud_mask="none", processing_level="L1C"))):
+    for name, src in (
+        ("stack", dict(files="eolearn_slovenia", year=2017, features=",".join(NDVI_FEATURES))),
+        (
+            "catalog",
+            dict(
+                catalog=cat,
+                year=2015,
+                features="ndvi_p50,ndvi_p95",
+                spec="elc10",
+                cloud_mask="none",
+                processing_level="L1C",
+            ),
+        ),
+    ):
         got = {}
         for sched in ("sync", "local"):
             out = tmp_path / f"{name}-{sched}"
@@ -228,8 +289,9 @@ def test_features_on_a_local_cluster_equal_one_process(data: Path, tmp_path: Pat
             assert s.done == 4 and s.ok, s.failures
             got[sched] = _tifs(out) | {"ledger": (out / ".eulc-features.json").read_bytes()}
         assert len(got["sync"]) == 5 and got["sync"] == got["local"], name
-        with rasterio.open(out / "250mE18699N10157_2015.tif" if name == "catalog" else
-                           out / "250mE18699N10157_2017.tif") as s:
+        with rasterio.open(
+            out / "250mE18699N10157_2015.tif" if name == "catalog" else out / "250mE18699N10157_2017.tif"
+        ) as s:
             assert s.shape == (25, 25) and s.crs.to_epsg() == 3035 and np.isfinite(s.read()).any()
 
 
@@ -245,20 +307,44 @@ def test_kill_9_in_a_cluster_run_then_rerun(data: Path, tmp_path: Path) -> None:
     """`eulc features` over 9 cells on a local cluster, killed with SIGKILL (client and workers)
     mid-run: the rerun redoes only the tiles not recorded, and every byte equals an uninterrupted
     run."""
-    args = ["features", "--files", "eolearn_slovenia", "--tiles", NINE, "--tile-size", "250m", "--year", "2017",
-            "--features", ",".join(NDVI_FEATURES), "--out", "out"]
+    args = [
+        "features",
+        "--files",
+        "eolearn_slovenia",
+        "--tiles",
+        NINE,
+        "--tile-size",
+        "250m",
+        "--year",
+        "2017",
+        "--features",
+        ",".join(NDVI_FEATURES),
+        "--out",
+        "out",
+    ]
     env = os.environ | {"EULC_DATA": str(data)}
     ref, run = tmp_path / "ref", tmp_path / "run"
     ref.mkdir()
     run.mkdir()
-    p = subprocess.run([sys.executable, "-m", "pipeline.app.cli", *args, "--scheduler", "sync"], cwd=ref, env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "pipeline.app.cli", *args, "--scheduler", "sync"],
+        cwd=ref,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     want = _tifs(ref / "out")
     assert len(want) == 9
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.app.cli", *args, "--scheduler", "local", "--workers",
-                             "2"], cwd=run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.app.cli", *args, "--scheduler", "local", "--workers", "2"],
+        cwd=run,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     t0 = time.monotonic()
     while len(_ledger_done(run / "out" / ".eulc-features.json")) < 3 and time.monotonic() - t0 < 240:
         time.sleep(0.05)
@@ -267,8 +353,14 @@ def test_kill_9_in_a_cluster_run_then_rerun(data: Path, tmp_path: Path) -> None:
     before = _ledger_done(run / "out" / ".eulc-features.json")
     assert 3 <= len(before) < 9, len(before)
     kept = {n: (run / "out" / n).stat().st_mtime_ns for n in before}
-    p = subprocess.run([sys.executable, "-m", "pipeline.app.cli", *args, "--scheduler", "sync"], cwd=run, env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "pipeline.app.cli", *args, "--scheduler", "sync"],
+        cwd=run,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     said = " ".join(p.stdout.split())
     assert f"wrote {9 - len(before)} feature COG(s)" in said and f"({len(before)} up to date)" in said, said
@@ -278,8 +370,7 @@ def test_kill_9_in_a_cluster_run_then_rerun(data: Path, tmp_path: Path) -> None:
     assert not list((run / "out").glob(".eulc-tmp.*"))
 
 
-def test_the_api_resumes_features_and_chains_them_into_the_map(data: Path, sample_table: Path,
-                                                               tmp_path: Path) -> None:
+def test_the_api_resumes_features_and_chains_them_into_the_map(data: Path, sample_table: Path, tmp_path: Path) -> None:
     """Through pipeline.api: the features of a static catalogue resume; `map_tiles(catalog=...)`
     computes each tile's features on the worker that maps it, and its classes equal mapping the
     separately computed features."""
@@ -290,17 +381,22 @@ def test_the_api_resumes_features_and_chains_them_into_the_map(data: Path, sampl
     (tmp_path / "cat").mkdir()
     cat = _catalog(data, tmp_path / "cat")
     bundle = tmp_path / "b"
-    api.train(sample_table, bundle, features="ndvi_p50,ndvi_p95", preset="mlp", epochs=3, device="cpu",
-              landscapes=0)
+    api.train(sample_table, bundle, features="ndvi_p50,ndvi_p95", preset="mlp", epochs=3, device="cpu", landscapes=0)
     src = dict(catalog=cat, year=2015, cloud_mask="none", processing_level="L1C")
     first = api.features_for_tiles(tmp_path / "f", tiles=FOUR, tile_size="250m", features=str(bundle), **src)
     again = api.features_for_tiles(tmp_path / "f", tiles=FOUR, tile_size="250m", features=str(bundle), **src)
     assert (first.done, again.done, again.skipped) == (4, 0, 4)
-    sep = api.map_tiles(tmp_path / "m1", FOUR, tile_size="250m", bundle=bundle, features_dir=tmp_path / "f",
-                        device="cpu", accept=("cloud_mask", "level"))  # what the chained run accepts itself
+    sep = api.map_tiles(
+        tmp_path / "m1",
+        FOUR,
+        tile_size="250m",
+        bundle=bundle,
+        features_dir=tmp_path / "f",
+        device="cpu",
+        accept=("cloud_mask", "level"),
+    )  # what the chained run accepts itself
     chained = api.map_tiles(tmp_path / "m2", FOUR, tile_size="250m", bundle=bundle, device="cpu", **src)
-    assert (sep.done, chained.done, chained.features_done) == (4, 4, 4) and chained.ok, (sep.failures,
-                                                                                          chained.failures)
+    assert (sep.done, chained.done, chained.features_done) == (4, 4, 4) and chained.ok, (sep.failures, chained.failures)
     assert _tifs(tmp_path / "m2" / "features") == _tifs(tmp_path / "f")
     for name in (p.name for p in (tmp_path / "m1").glob("*_class.tif")):
         with rasterio.open(tmp_path / "m1" / name) as a, rasterio.open(tmp_path / "m2" / name) as b:
@@ -313,8 +409,7 @@ def test_the_api_resumes_features_and_chains_them_into_the_map(data: Path, sampl
     assert one.stat().st_mtime_ns == mtime and content_sha256(one)
 
 
-def test_one_bundle_load_per_map_run(slovenia_features: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                     ) -> None:
+def test_one_bundle_load_per_map_run(slovenia_features: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
     import model.bundle as mb

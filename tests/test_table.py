@@ -20,7 +20,7 @@ def test_real_export_becomes_a_feature_table(full, elc10_frame: pd.DataFrame) ->
     gdf, rep = full
     spec = load_spec("elc10")
     assert list(gdf.columns[: len(BASE_COLUMNS)]) == BASE_COLUMNS
-    assert list(gdf.columns[len(BASE_COLUMNS):-1]) == spec.names
+    assert list(gdf.columns[len(BASE_COLUMNS) : -1]) == spec.names
     assert gdf.crs.to_epsg() == 4326 and len(gdf) == len(elc10_frame) == rep.rows_written
     assert gdf["ndvi_p50"].dtype == np.float32
     # labels: ELC10 classes -> Level-1 (woodland + shrubland merge)
@@ -36,7 +36,7 @@ def test_real_export_becomes_a_feature_table(full, elc10_frame: pd.DataFrame) ->
 
 def test_shards_give_the_same_table_and_duplicates_are_reported(full, elc10_frame, tmp_path) -> None:
     spec = load_spec("elc10")
-    parts = [elc10_frame.iloc[i:i + 1000] for i in (0, 1000, 2000)]
+    parts = [elc10_frame.iloc[i : i + 1000] for i in (0, 1000, 2000)]
     paths = []
     for i, p in enumerate(parts):
         paths.append(tmp_path / f"S_{i}.csv")
@@ -85,8 +85,7 @@ def test_lucas_labels_give_level2(data: Path, tmp_path) -> None:
     back, meta = read_feature_table(out)
     assert meta["spec_hash"] == load_spec("elc10").digest()
     assert {s["file"] for s in meta["sources"]} == {str(data / SAMPLE), str(data / SURVEY)}
-    pd.testing.assert_frame_equal(back.drop(columns="geometry"), gdf.drop(columns="geometry"),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(back.drop(columns="geometry"), gdf.drop(columns="geometry"), check_dtype=False)
 
 
 def test_not_a_feature_table(tmp_path) -> None:

@@ -18,6 +18,7 @@ import typer
 # isort: off
 # each module registers its commands, in the order of the pipeline (the order of `eulc --help`)
 from pipeline.app import cli_model, cli_features, cli_map  # noqa: F401
+
 # isort: on
 from pipeline.app.cli_common import app, console, state
 from pipeline.app.cli_gee import gee_app
@@ -36,19 +37,35 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Print the version and exit.")] = False,
-          threads: Annotated[int | None, typer.Option(
-              "--threads", min=1, max=MAX_THREADS, envvar=THREADS_VAR,
-              help="CPU threads for every command (torch, GDAL, map workers); default: the cores this "
-                   "process may use. Results are bit-identical for a given number of threads.")] = None,
-          quiet: Annotated[bool, typer.Option(
-              "--quiet", "-q", help="No progress bars or notes: only results and errors.")] = False,
-          verbose: Annotated[bool, typer.Option(
-              "--verbose", "-v", help="Also log each step's details to stderr: per tile (time, pixels, memory), "
-                                      "per epoch (loss, hold-out F1), per STAC search, per comparison.")] = False,
-          ) -> None:
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            max=MAX_THREADS,
+            envvar=THREADS_VAR,
+            help="CPU threads for every command (torch, GDAL, map workers); default: the cores this "
+            "process may use. Results are bit-identical for a given number of threads.",
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars or notes: only results and errors.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also log each step's details to stderr: per tile (time, pixels, memory), "
+            "per epoch (loss, hold-out F1), per STAC search, per comparison.",
+        ),
+    ] = False,
+) -> None:
     """eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS."""
     if quiet and verbose:
         raise EulcError("--quiet and --verbose contradict each other", "Give one of them")
@@ -73,8 +90,9 @@ def _log_to_stderr() -> None:
 
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False,
-                          log_time_format="%H:%M:%S")
+    handler = RichHandler(
+        console=console, show_path=False, markup=False, rich_tracebacks=False, log_time_format="%H:%M:%S"
+    )
     for name in EULC_LOGGERS:
         lg = logging.getLogger(name)
         lg.setLevel(logging.DEBUG)
@@ -104,12 +122,19 @@ def info() -> None:
     data, origin = data_dir_setting()
     missing = "missing: the tests and training read it; demo and map do not"
     rows = [
-        ("eulc", __version__), ("python", f"{platform.python_version()} ({sys.executable})"),
-        ("numpy", numpy.__version__), ("rasterio", rasterio.__version__), ("GDAL", rasterio.__gdal_version__),
+        ("eulc", __version__),
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("numpy", numpy.__version__),
+        ("rasterio", rasterio.__version__),
+        ("GDAL", rasterio.__gdal_version__),
         ("torch", f"{torch.__version__}, {torch.get_num_threads()} threads"),
         ("device (auto)", f"{dev}{gpu}; CPU bf16 in hardware (AMX): {'yes' if cpu_has_fast_bf16() else 'no'}"),
-        (f"data (${DATA_VAR})", f"{origin}: set {DATA_VAR}" if data is None else
-         f"{data.resolve()}, {origin} ({'found' if data.is_dir() else missing})"),
+        (
+            f"data (${DATA_VAR})",
+            f"{origin}: set {DATA_VAR}"
+            if data is None
+            else f"{data.resolve()}, {origin} ({'found' if data.is_dir() else missing})",
+        ),
         (f"bundles (${MODELS_VAR})", f"{models_dir()}: {', '.join(shipped_bundles()) or 'none'}"),
         ("demo inputs", str(demo_data_dir())),
     ]
@@ -199,8 +224,11 @@ def main() -> None:
         if known is not None:
             _fail(known[1], code=known[0])
         log = _bug_log(e)
-        _fail(f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]}. This is a bug in eulc: "
-              f"the traceback is in {log}; please report it with that file", code=3)
+        _fail(
+            f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]}. This is a bug in eulc: "
+            f"the traceback is in {log}; please report it with that file",
+            code=3,
+        )
 
 
 if __name__ == "__main__":

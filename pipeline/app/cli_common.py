@@ -45,71 +45,135 @@ def _flags_show_no_type() -> None:
 
 _flags_show_no_type()
 
-app = typer.Typer(add_completion=True, no_args_is_help=True,
-                  help="eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS.",
-                  epilog="Examples: `eulc demo --out demo` (the main job, shipped data); `eulc info`; "
-                         "`eulc --threads 4 map --features-dir feats --bundle elc10-l1 --out maps`; "
-                         "`eulc report --map maps.vrt --reference clcplus.tif --crosswalk clcplus_backbone "
-                         "--out report`. Shell completion: `eulc --install-completion`.")
+app = typer.Typer(
+    add_completion=True,
+    no_args_is_help=True,
+    help="eulc: 10 m land-cover maps of Europe from Copernicus data and LUCAS.",
+    epilog="Examples: `eulc demo --out demo` (the main job, shipped data); `eulc info`; "
+    "`eulc --threads 4 map --features-dir feats --bundle elc10-l1 --out maps`; "
+    "`eulc report --map maps.vrt --reference clcplus.tif --crosswalk clcplus_backbone "
+    "--out report`. Shell completion: `eulc --install-completion`.",
+)
 console = Console(stderr=True)
 out_console = Console()
 state = {"debug": False}
 
 
 S2Collection = Annotated[str, typer.Option("--collection", help="with --stac: the S2 collection")]
-S1Collection = Annotated[str | None, typer.Option(
-    "--s1-collection", help="with --stac: the S1 collection of linear σ⁰/γ⁰ (e.g. sentinel-1-rtc on Planetary "
-    "Computer); needed when the features use S1")]
-DemCollection = Annotated[str | None, typer.Option(
-    "--dem-collection", help="with --stac: the DEM collection (e.g. cop-dem-glo-30); needed for DEM features")]
-CloudMaskOpt = Annotated[str, typer.Option(
-    "--cloud-mask", help="auto: the spec's S2 mask, SCL when the items lack s2cloudless CLP; none: no cloud mask")]
-ProcessingLevelOpt = Annotated[str, typer.Option(
-    "--processing-level", help="with --stac/--catalog: the Sentinel-2 processing level of the items, L2A "
-    "(harmonization offset applied) or L1C")]
+S1Collection = Annotated[
+    str | None,
+    typer.Option(
+        "--s1-collection",
+        help="with --stac: the S1 collection of linear σ⁰/γ⁰ (e.g. sentinel-1-rtc on Planetary "
+        "Computer); needed when the features use S1",
+    ),
+]
+DemCollection = Annotated[
+    str | None,
+    typer.Option(
+        "--dem-collection", help="with --stac: the DEM collection (e.g. cop-dem-glo-30); needed for DEM features"
+    ),
+]
+CloudMaskOpt = Annotated[
+    str,
+    typer.Option(
+        "--cloud-mask", help="auto: the spec's S2 mask, SCL when the items lack s2cloudless CLP; none: no cloud mask"
+    ),
+]
+ProcessingLevelOpt = Annotated[
+    str,
+    typer.Option(
+        "--processing-level",
+        help="with --stac/--catalog: the Sentinel-2 processing level of the items, L2A "
+        "(harmonization offset applied) or L1C",
+    ),
+]
 
 # Options that mean the same in every command that has them (tests/test_cli_options.py checks
 # that an option name keeps one help text across commands, or is listed there with the reason)
-FeaturesOpt = Annotated[str | None, typer.Option(
-    "--features", help="which features: a selection JSON (`eulc select`), a model bundle (folder or "
-    "shipped name, e.g. elc10-ndvi-l1) or comma-separated names; default: every feature of the spec")]
-LevelOpt = Annotated[str, typer.Option(
-    "--level", help="the class legend: level1 (7 land-cover classes) or level2 (19 crop types)")]
-DeviceOpt = Annotated[str, typer.Option(
-    "--device", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")]
-CrosswalkOpt = Annotated[str, typer.Option(
-    "--crosswalk", help="reference legend to Level-1: clcplus_backbone, corine_l3, osm_clcplus, eucropmap, "
-    "eolearn_lulc, elc10 or eulc_level1 (pipeline/legends/)")]
-_TILES = typer.Option("--tiles", help="EEA grid cells: codes (10kmE467N253,...), a .txt list, bbox:W,S,E,N "
-                      "(EPSG:4326 degrees) or a vector file")
+FeaturesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--features",
+        help="which features: a selection JSON (`eulc select`), a model bundle (folder or "
+        "shipped name, e.g. elc10-ndvi-l1) or comma-separated names; default: every feature of the spec",
+    ),
+]
+LevelOpt = Annotated[
+    str, typer.Option("--level", help="the class legend: level1 (7 land-cover classes) or level2 (19 crop types)")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")]
+CrosswalkOpt = Annotated[
+    str,
+    typer.Option(
+        "--crosswalk",
+        help="reference legend to Level-1: clcplus_backbone, corine_l3, osm_clcplus, eucropmap, "
+        "eolearn_lulc, elc10 or eulc_level1 (pipeline/legends/)",
+    ),
+]
+_TILES = typer.Option(
+    "--tiles",
+    help="EEA grid cells: codes (10kmE467N253,...), a .txt list, bbox:W,S,E,N (EPSG:4326 degrees) or a vector file",
+)
 TilesOpt = Annotated[str | None, _TILES]
 RequiredTilesOpt = Annotated[str, _TILES]
-TileSizeOpt = Annotated[str, typer.Option(
-    "--tile-size", help="cell size for a bbox or vector --tiles: 100km, 10km, 1km, 250m")]
-SpecOpt = Annotated[str | None, typer.Option(
-    "--spec", help="feature spec: a shipped name (elc10, bridge-lc-196) or a YAML path; default: the spec "
-    "that --features carries (a selection or bundle), else elc10")]
-StacOpt = Annotated[str | None, typer.Option(
-    "--stac", help="STAC API URL to compute the features from, e.g. https://earth-search.aws.element84.com/v1")]
-LandscapesOpt = Annotated[int, typer.Option(
-    "--landscapes", help="K of the OOD reference's landscape clusters (K-Means on the S2 band medians of the "
-    "training rows; seed paper 002: 16); 0 stores no reference (then `eulc map --ood` is refused)")]
-EmaOpt = Annotated[bool, typer.Option(
-    "--ema/--no-ema", help="weight EMA of the neural model(s), as the authors (each preset sets its momentum)")]
-_FEATURES_DIR_HELP = ("folder of feature COGs (*.tif): with --tiles one per tile, named <tile>.tif, <tile>_<year>.tif "
-                      "or <spec>_<year>_<tile>.tif; without, every file")
+TileSizeOpt = Annotated[
+    str, typer.Option("--tile-size", help="cell size for a bbox or vector --tiles: 100km, 10km, 1km, 250m")
+]
+SpecOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--spec",
+        help="feature spec: a shipped name (elc10, bridge-lc-196) or a YAML path; default: the spec "
+        "that --features carries (a selection or bundle), else elc10",
+    ),
+]
+StacOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--stac", help="STAC API URL to compute the features from, e.g. https://earth-search.aws.element84.com/v1"
+    ),
+]
+LandscapesOpt = Annotated[
+    int,
+    typer.Option(
+        "--landscapes",
+        help="K of the OOD reference's landscape clusters (K-Means on the S2 band medians of the "
+        "training rows; seed paper 002: 16); 0 stores no reference (then `eulc map --ood` is refused)",
+    ),
+]
+EmaOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ema/--no-ema", help="weight EMA of the neural model(s), as the authors (each preset sets its momentum)"
+    ),
+]
+_FEATURES_DIR_HELP = (
+    "folder of feature COGs (*.tif): with --tiles one per tile, named <tile>.tif, <tile>_<year>.tif "
+    "or <spec>_<year>_<tile>.tif; without, every file"
+)
 FeaturesDirOpt = Annotated[Path, typer.Option("--features-dir", help=_FEATURES_DIR_HELP)]
 OptionalFeaturesDirOpt = Annotated[Path | None, typer.Option("--features-dir", help=_FEATURES_DIR_HELP)]
-CatalogOpt = Annotated[Path | None, typer.Option(
-    "--catalog", help="static STAC catalogue (catalog.json) of S2 items to compute the features from")]
-AllowRootOpt = Annotated[list[Path] | None, typer.Option(
-    "--allow-root", help="with --catalog: a folder outside the catalogue's own its assets may lie in")]
-SchedulerOpt = Annotated[str, typer.Option(
-    "--scheduler", help="local (LocalCluster of worker processes), threads, sync (this process), or a dask "
-    "scheduler address tcp://host:8786 (dask-jobqueue, Kubernetes)")]
+CatalogOpt = Annotated[
+    Path | None,
+    typer.Option("--catalog", help="static STAC catalogue (catalog.json) of S2 items to compute the features from"),
+]
+AllowRootOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--allow-root", help="with --catalog: a folder outside the catalogue's own its assets may lie in"),
+]
+SchedulerOpt = Annotated[
+    str,
+    typer.Option(
+        "--scheduler",
+        help="local (LocalCluster of worker processes), threads, sync (this process), or a dask "
+        "scheduler address tcp://host:8786 (dask-jobqueue, Kubernetes)",
+    ),
+]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="workers for local/threads (default: CPU count)")]
-DashboardOpt = Annotated[str, typer.Option(
-    "--dashboard", help="host:port of the local cluster's dask dashboard (loopback by default)")]
+DashboardOpt = Annotated[
+    str, typer.Option("--dashboard", help="host:port of the local cluster's dask dashboard (loopback by default)")
+]
 BUNDLE_HELP = "model bundle: a folder, or the name of a shipped bundle (elc10-l1, elc10-ndvi-l1, ... `eulc info`)"
 
 
@@ -154,8 +218,15 @@ class PlainProgress(Progress):
             for task_id in list(self._tasks):
                 self._line(task_id)
 
-    def add_task(self, description: str, start: bool = True, total: float | None = 100.0, completed: int = 0,
-                 visible: bool = True, **fields: Any) -> TaskID:
+    def add_task(
+        self,
+        description: str,
+        start: bool = True,
+        total: float | None = 100.0,
+        completed: int = 0,
+        visible: bool = True,
+        **fields: Any,
+    ) -> TaskID:
         """As :meth:`rich.progress.Progress.add_task`, then its first line at once."""
         task_id = super().add_task(description, start, total, completed, visible, **fields)
         self._line(task_id, force=True)
@@ -206,8 +277,10 @@ class PlainProgress(Progress):
             if task.total:
                 left = self.time_left(task_id)
                 eta = "" if done or left is None else f", about {_duration(left)} left"
-                head = (f"{task.description}: {_count(task.completed)}/{task.total:,.0f} "
-                        f"({100 * task.completed / task.total:.0f} %) in {elapsed}{eta}")
+                head = (
+                    f"{task.description}: {_count(task.completed)}/{task.total:,.0f} "
+                    f"({100 * task.completed / task.total:.0f} %) in {elapsed}{eta}"
+                )
             else:
                 head = f"{task.description}: {task.completed:,.0f} done in {elapsed}"
             console.print(head + (f"; {info}" if info else ""), highlight=False, markup=False, soft_wrap=True)
@@ -231,12 +304,21 @@ def _progress() -> Progress:
         try:
             every_s = float(os.environ.get(PROGRESS_EVERY_VAR, "10"))
         except ValueError:
-            raise EulcError(f"${PROGRESS_EVERY_VAR}={os.environ[PROGRESS_EVERY_VAR]!r} is not a number of seconds",
-                            f"Set it to e.g. 10, or unset {PROGRESS_EVERY_VAR}") from None
+            raise EulcError(
+                f"${PROGRESS_EVERY_VAR}={os.environ[PROGRESS_EVERY_VAR]!r} is not a number of seconds",
+                f"Set it to e.g. 10, or unset {PROGRESS_EVERY_VAR}",
+            ) from None
         return PlainProgress(every_s)
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                    console=console)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+    )
 
 
 def _spec_and_selection(spec: str | None, features: str | None, default_spec: str = "elc10") -> tuple[Any, Any]:
@@ -285,14 +367,21 @@ class EventView:
         """Render one event."""
         if kind == "plan":
             t = self._task(self.label)
-            self.prog.update(t, total=info["total"], completed=info["skipped"],
-                             info=f"{info['skipped']} up to date" if info["skipped"] else "")
+            self.prog.update(
+                t,
+                total=info["total"],
+                completed=info["skipped"],
+                info=f"{info['skipped']} up to date" if info["skipped"] else "",
+            )
         elif kind == "tile":
             t = self._task(self.label)
             self.prog.update(t, advance=1, info=f"{info['tile_id']} {info['status']}")
             if info.get("status") == "failed" and info.get("stage") == "features":
-                console.print(Text(f"{info['tile_id']}: no features ({_flags(str(info.get('error')))})", "yellow"),
-                              highlight=False, soft_wrap=True)
+                console.print(
+                    Text(f"{info['tile_id']}: no features ({_flags(str(info.get('error')))})", "yellow"),
+                    highlight=False,
+                    soft_wrap=True,
+                )
         elif kind == "feature":
             t = self._task("features", self.feature_total)
             self.prog.update(t, advance=1, info=str(info["name"]))
@@ -300,8 +389,11 @@ class EventView:
             t = self._task(str(info.get("stage") or "progress"), info.get("total"))
             self.prog.update(t, completed=info["done"], total=info.get("total"), info=str(info.get("info", "")))
         elif kind == "step":
-            self.prog.console.print(Text.assemble((f"{info['step']:>9}", "cyan"), "  ", _flags(str(info["message"]))),
-                                    highlight=False, soft_wrap=True)
+            self.prog.console.print(
+                Text.assemble((f"{info['step']:>9}", "cyan"), "  ", _flags(str(info["message"]))),
+                highlight=False,
+                soft_wrap=True,
+            )
         elif kind == "note":
             out_console.print(_flags(str(info["message"])), highlight=False, markup=False, soft_wrap=True)
         elif kind == "status":
@@ -309,8 +401,11 @@ class EventView:
         elif kind == "dashboard":
             out_console.print(f"dask dashboard: {info['link']}", highlight=False, markup=False)
         elif kind == "warning":
-            console.print(Text.assemble(("warning:", "yellow"), " ", _flags(str(info["message"]))), highlight=False,
-                          soft_wrap=True)
+            console.print(
+                Text.assemble(("warning:", "yellow"), " ", _flags(str(info["message"]))),
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def fail_tiles(failures: dict[str, str], what: str, ledger: Path, retry: str) -> None:
@@ -324,8 +419,11 @@ def fail_tiles(failures: dict[str, str], what: str, ledger: Path, retry: str) ->
     """
     if not failures:
         return
-    console.print(Text.assemble((f"{len(failures)} {what}", "bold red"), f" (recorded in {ledger}; {retry}):"),
-                  highlight=False, soft_wrap=True)
+    console.print(
+        Text.assemble((f"{len(failures)} {what}", "bold red"), f" (recorded in {ledger}; {retry}):"),
+        highlight=False,
+        soft_wrap=True,
+    )
     for name, err in failures.items():
         console.print(Text(f"  {name}: {_flags(err)}"), highlight=False, soft_wrap=True)
     raise typer.Exit(1)

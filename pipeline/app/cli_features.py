@@ -64,11 +64,27 @@ def features(
     from pipeline.stages.features import FeaturesRequest
     from pipeline.stages.features import features as run
 
-    req = FeaturesRequest(out, year, files=files, catalog=catalog, stac=stac, collection=collection,
-                          s1_collection=s1_collection, dem_collection=dem_collection, cloud_mask=cloud_mask,
-                          tiles=tiles, tile_size=tile_size, processing_level=processing_level, spec=spec,
-                          features=features, tile_id=tile_id, allow_root=tuple(allow_root or ()),
-                          scheduler=scheduler, workers=workers, dashboard=dashboard)
+    req = FeaturesRequest(
+        out,
+        year,
+        files=files,
+        catalog=catalog,
+        stac=stac,
+        collection=collection,
+        s1_collection=s1_collection,
+        dem_collection=dem_collection,
+        cloud_mask=cloud_mask,
+        tiles=tiles,
+        tile_size=tile_size,
+        processing_level=processing_level,
+        spec=spec,
+        features=features,
+        tile_id=tile_id,
+        allow_root=tuple(allow_root or ()),
+        scheduler=scheduler,
+        workers=workers,
+        dashboard=dashboard,
+    )
     with EventView("features") as view:
         summary = run(req, view)
     if tiles is None and not summary.done and not summary.failures:  # a whole stack: one COG
@@ -77,17 +93,27 @@ def features(
     if tiles is None and summary.done:
         out_console.print(f"wrote {summary.outputs[0]}")
         return
-    out_console.print(f"wrote {summary.done} feature COG(s) to {out} ({summary.skipped} up to date"
-                      + (f", {len(summary.failures)} without features" if summary.failures else "")
-                      + f") in {summary.seconds:.1f} s")
-    fail_tiles(summary.failures, "tile(s) without features", out / ".eulc-features.json",
-               "rerun to retry them: done tiles are kept")
+    out_console.print(
+        f"wrote {summary.done} feature COG(s) to {out} ({summary.skipped} up to date"
+        + (f", {len(summary.failures)} without features" if summary.failures else "")
+        + f") in {summary.seconds:.1f} s"
+    )
+    fail_tiles(
+        summary.failures,
+        "tile(s) without features",
+        out / ".eulc-features.json",
+        "rerun to retry them: done tiles are kept",
+    )
 
 
 @app.command()
 def sample(
-    points: Annotated[Path, typer.Option(
-        help="LUCAS points: CSV with POINT_ID and TH_LAT/TH_LONG or lat/lon (EPSG:4326), or polygons; LC1/LU1 kept")],
+    points: Annotated[
+        Path,
+        typer.Option(
+            help="LUCAS points: CSV with POINT_ID and TH_LAT/TH_LONG or lat/lon (EPSG:4326), or polygons; LC1/LU1 kept"
+        ),
+    ],
     features_dir: FeaturesDirOpt,
     out: Annotated[Path, typer.Option("--out", help="export CSV for `eulc table` (GEE sampleRegions layout)")],
 ) -> None:
@@ -103,8 +129,10 @@ def sample(
     table, counts = sample_features(cogs, points_frame(points))
     with out_lock(out, "eulc sample", is_file=True), atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
-    out_console.print(f"wrote {out}: {counts['sampled']:,} of {counts['points']:,} points sampled "
-                      f"({counts['outside']:,} outside the {len(cogs)} COG(s)), {table.shape[1] - 2} columns")
+    out_console.print(
+        f"wrote {out}: {counts['sampled']:,} of {counts['points']:,} points sampled "
+        f"({counts['outside']:,} outside the {len(cogs)} COG(s)), {table.shape[1] - 2} columns"
+    )
 
 
 READ_TOGETHER = (
@@ -113,20 +141,25 @@ READ_TOGETHER = (
     "pixels. A tile of few landscapes has a large PSI against all of Europe even when none of its pixels "
     "is out of distribution; trust the OOD share for 'is the map extrapolating here', and a PSI beyond what "
     "one training landscape shows for a shift of the features themselves (another processing level, "
-    "season or sensor).")
+    "season or sensor)."
+)
 
 
 def drift_reading(df: Any) -> str:
     """One line on the pairs whose PSI exceeds what single training landscapes show."""
     beyond = df[df["beyond_expected"].astype(bool)]
     if df["expected_p90"].isna().all():
-        return ("the table has too few (100 km cell, Level-1 class) groups of 50 rows to say what PSI one training "
-                "landscape shows; drift against a full training table says it")
+        return (
+            "the table has too few (100 km cell, Level-1 class) groups of 50 rows to say what PSI one training "
+            "landscape shows; drift against a full training table says it"
+        )
     worst = beyond.sort_values("psi", ascending=False).head(3)
     named = ", ".join(f"{r.tile} {r.feature} ({r.psi:.2f} > {r.expected_p90:.2f})" for r in worst.itertuples())
-    return (f"{len(beyond)} of {len(df)} pair(s) beyond what one training landscape shows (the 90th percentile "
-            "of the PSI of the table's own 100 km cell x Level-1 class groups against it)"
-            + (f": {named}" if named else "; their PSI is the usual gap between one place and all of Europe"))
+    return (
+        f"{len(beyond)} of {len(df)} pair(s) beyond what one training landscape shows (the 90th percentile "
+        "of the PSI of the table's own 100 km cell x Level-1 class groups against it)"
+        + (f": {named}" if named else "; their PSI is the usual gap between one place and all of Europe")
+    )
 
 
 @app.command()
@@ -136,13 +169,19 @@ def drift(
     out: Annotated[Path | None, typer.Option(help="write every (tile, feature) row to this CSV")] = None,
     threshold: Annotated[float, typer.Option(help="PSI above which a feature is flagged as shifted")] = 0.25,
     fail_on_shift: Annotated[bool, typer.Option(help="exit 1 when any feature is flagged")] = False,
-    bundle: Annotated[str | None, typer.Option(
-        help="also compare the tiles' landscape histogram with this bundle's training landscapes "
-             f"(its OOD reference); {BUNDLE_HELP}")] = None,
-    landscapes_csv: Annotated[Path | None, typer.Option(
-        help="with --bundle: write the (tile, landscape cluster) shares to this CSV")] = None,
-    landscapes_png: Annotated[Path | None, typer.Option(
-        help="with --bundle: draw the training vs tile landscape histograms into this PNG")] = None,
+    bundle: Annotated[
+        str | None,
+        typer.Option(
+            help="also compare the tiles' landscape histogram with this bundle's training landscapes "
+            f"(its OOD reference); {BUNDLE_HELP}"
+        ),
+    ] = None,
+    landscapes_csv: Annotated[
+        Path | None, typer.Option(help="with --bundle: write the (tile, landscape cluster) shares to this CSV")
+    ] = None,
+    landscapes_png: Annotated[
+        Path | None, typer.Option(help="with --bundle: draw the training vs tile landscape histograms into this PNG")
+    ] = None,
 ) -> None:
     """Flag features whose distribution over the tiles differs from the training table (PSI, KS),
     and with --bundle landscapes the training data did not have (seed paper 002's histograms).
@@ -155,26 +194,52 @@ def drift(
     with EventView("drift") as view:
         res = run(req, view)
     df = res.rows
-    tab = Table("tile", "feature", "PSI", "KS", "median train", "median tile", "nodata", "flag",
-                "PSI of one training landscape (p90)",
-                title=f"drift (PSI > {threshold:g} = shift, > {PSI_MODERATE:g} = moderate)")
+    tab = Table(
+        "tile",
+        "feature",
+        "PSI",
+        "KS",
+        "median train",
+        "median tile",
+        "nodata",
+        "flag",
+        "PSI of one training landscape (p90)",
+        title=f"drift (PSI > {threshold:g} = shift, > {PSI_MODERATE:g} = moderate)",
+    )
     for r in df.head(15).itertuples():
-        tab.add_row(str(r.tile), str(r.feature), f"{r.psi:.3f}", f"{r.ks:.3f}", f"{r.median_train:.4g}",
-                    f"{r.median_tile:.4g}", f"{r.nodata_share:.0%}", str(r.flag),
-                    f"{r.expected_p90:.3f}" + (" beyond" if r.beyond_expected else ""))
+        tab.add_row(
+            str(r.tile),
+            str(r.feature),
+            f"{r.psi:.3f}",
+            f"{r.ks:.3f}",
+            f"{r.median_train:.4g}",
+            f"{r.median_tile:.4g}",
+            f"{r.nodata_share:.0%}",
+            str(r.flag),
+            f"{r.expected_p90:.3f}" + (" beyond" if r.beyond_expected else ""),
+        )
     out_console.print(tab)
     shifted = df[df["flag"] == "shift"]
-    out_console.print(f"{len(shifted)} of {len(df)} (tile, feature) pairs shifted in {shifted['tile'].nunique()} "
-                      f"of {len(res.tiles)} tile(s)" + (f"; all rows in {out}" if out else ""))
+    out_console.print(
+        f"{len(shifted)} of {len(df)} (tile, feature) pairs shifted in {shifted['tile'].nunique()} "
+        f"of {len(res.tiles)} tile(s)" + (f"; all rows in {out}" if out else "")
+    )
     out_console.print(drift_reading(df), soft_wrap=True)
     if res.landscape_summary is not None:
-        ltab = Table("tile", "pixels", "landscape PSI", "rare or unseen landscape", "flag",
-                     title=f"landscapes of {bundle} (K = {res.k}; PSI > {PSI_SIGNIFICANT:g} = shift)")
+        ltab = Table(
+            "tile",
+            "pixels",
+            "landscape PSI",
+            "rare or unseen landscape",
+            "flag",
+            title=f"landscapes of {bundle} (K = {res.k}; PSI > {PSI_SIGNIFICANT:g} = shift)",
+        )
         for rec in res.landscape_summary.head(15).to_dict("records"):
             v = float(rec["psi"])
             flag = "shift" if v > PSI_SIGNIFICANT else ("moderate" if v > PSI_MODERATE else "stable")
-            ltab.add_row(str(rec["tile"]), f"{int(rec['pixels']):,}", f"{v:.3f}", f"{float(rec['rare_share']):.1%}",
-                         flag)
+            ltab.add_row(
+                str(rec["tile"]), f"{int(rec['pixels']):,}", f"{v:.3f}", f"{float(rec['rare_share']):.1%}", flag
+            )
         out_console.print(ltab)
         out_console.print(READ_TOGETHER, soft_wrap=True)
         if landscapes_csv or landscapes_png:

@@ -26,25 +26,28 @@ from pipeline.core.errors import EulcError
 console = Console(stderr=True)
 out_console = Console()
 
-gee_app = typer.Typer(no_args_is_help=True,
-                      help="Earth Engine exports (offline graphs by default; --start to submit).")
+gee_app = typer.Typer(no_args_is_help=True, help="Earth Engine exports (offline graphs by default; --start to submit).")
 
 
-def _gee_common(spec: str | None, selection: str | None, dem_asset: str | None = None,
-                dem_band: str | None = None) -> Any:
+def _gee_common(
+    spec: str | None, selection: str | None, dem_asset: str | None = None, dem_band: str | None = None
+) -> Any:
     try:
         import gee_scripts.run  # noqa: F401  (imports ee)
     except ImportError as e:
         raise EulcError(f"Earth Engine support is not installed ({e})", 'Run pip install -e ".[gee]"') from None
     from gee_scripts.images import with_dem_asset
+
     # a selection JSON or a bundle brings its own spec (the select -> export seam); else --spec,
     # default bridge-lc-196
     sp, sel = _spec_and_selection(spec, selection, "bridge-lc-196")
     return with_dem_asset(sp, dem_asset, dem_band).subset(sel.names)
 
 
-_DEM_HELP = ("DEM asset (default ASTER GDEM v3, projects/sat-io/open-datasets/ASTER/GDEM); "
-             "e.g. NASA/NASADEM_HGT/001, USGS/SRTMGL1_003, COPERNICUS/DEM/GLO30")
+_DEM_HELP = (
+    "DEM asset (default ASTER GDEM v3, projects/sat-io/open-datasets/ASTER/GDEM); "
+    "e.g. NASA/NASADEM_HGT/001, USGS/SRTMGL1_003, COPERNICUS/DEM/GLO30"
+)
 
 
 def _destination(dest: str, folder: str, bucket: str | None, asset_root: str | None) -> Any:
@@ -56,18 +59,26 @@ def _destination(dest: str, folder: str, bucket: str | None, asset_root: str | N
 
 
 def _report_plan(out: Path, n: int, started: Any = None) -> None:
-    out_console.print(f"{n} task(s): graphs in {out / 'graphs'}, list in {out / 'tasks.csv'}, "
-                      f"band names in {out / 'bands.json'}")
+    out_console.print(
+        f"{n} task(s): graphs in {out / 'graphs'}, list in {out / 'tasks.csv'}, band names in {out / 'bands.json'}"
+    )
     if started is not None:
-        out_console.print(f"started {len(started.started)}, already live/done {len(started.skipped)}, "
-                          f"recovered {len(started.recovered)}, gave up {len(started.gave_up)}; "
-                          f"`eulc gee status --out {out}` follows them")
+        out_console.print(
+            f"started {len(started.started)}, already live/done {len(started.skipped)}, "
+            f"recovered {len(started.recovered)}, gave up {len(started.gave_up)}; "
+            f"`eulc gee status --out {out}` follows them"
+        )
 
 
 # Options shared by both export commands.
-SpecOpt = Annotated[str | None, typer.Option(
-    "--spec", help="feature spec: a shipped name (elc10, bridge-lc-196) or a YAML path; default: the spec "
-    "that --features carries (a selection or bundle), else bridge-lc-196")]
+SpecOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--spec",
+        help="feature spec: a shipped name (elc10, bridge-lc-196) or a YAML path; default: the spec "
+        "that --features carries (a selection or bundle), else bridge-lc-196",
+    ),
+]
 DestOpt = Annotated[str, typer.Option(help="drive, gcs or asset")]
 FolderOpt = Annotated[str, typer.Option(help="Drive folder / path prefix in the bucket")]
 BucketOpt = Annotated[str | None, typer.Option(help="Cloud Storage bucket (--dest gcs)")]
@@ -100,8 +111,7 @@ def gee_export_table(
     from gee_scripts.run import plan_table_exports
 
     d = _destination(dest, folder, bucket, asset_root)
-    _plan_or_start(out, lambda ev: plan_table_exports(points, sp, year, d, shard_size, ev), sp, year, project,
-                   start)
+    _plan_or_start(out, lambda ev: plan_table_exports(points, sp, year, d, shard_size, ev), sp, year, project, start)
 
 
 @gee_app.command("export-tiles")

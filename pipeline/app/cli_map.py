@@ -36,31 +36,49 @@ from pipeline.app.cli_common import (
 @app.command("map")
 def map_(
     out: Annotated[Path, typer.Option("--out", help="run folder: COGs, STAC, manifest.sqlite")],
-    feature_cogs: Annotated[list[Path] | None, typer.Argument(
-        help="feature COG(s) to map whole (without --tiles)", show_default=False)] = None,
+    feature_cogs: Annotated[
+        list[Path] | None, typer.Argument(help="feature COG(s) to map whole (without --tiles)", show_default=False)
+    ] = None,
     bundle: Annotated[str, typer.Option("--bundle", help=BUNDLE_HELP)] = "elc10-l1",
     tiles: TilesOpt = None,
     tile_size: TileSizeOpt = "10km",
     features_dir: OptionalFeaturesDirOpt = None,
-    mosaic: Annotated[Path | None, typer.Option(
-        "--mosaic", help="one feature COG or VRT mosaic holding all --tiles (read window by window)")] = None,
-    level2: Annotated[str | None, typer.Option(
-        help="Level-2 crop bundle (folder or shipped name, e.g. elc10-l2): crop types inside Cropland")] = None,
+    mosaic: Annotated[
+        Path | None,
+        typer.Option("--mosaic", help="one feature COG or VRT mosaic holding all --tiles (read window by window)"),
+    ] = None,
+    level2: Annotated[
+        str | None,
+        typer.Option(help="Level-2 crop bundle (folder or shipped name, e.g. elc10-l2): crop types inside Cropland"),
+    ] = None,
     scheduler: SchedulerOpt = "local",
     workers: WorkersOpt = None,
     device: DeviceOpt = "auto",
-    precision: Annotated[str, typer.Option(
-        help="auto (bf16 on CUDA, float32 on CPU), fp32, or bf16: ~2x faster on CPUs with AMX-BF16, "
-             "0.1 % of pixels change class against float32; recorded in the tags")] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 on CUDA, float32 on CPU), fp32, or bf16: ~2x faster on CPUs with AMX-BF16, "
+            "0.1 % of pixels change class against float32; recorded in the tags"
+        ),
+    ] = "auto",
     probabilities: Annotated[bool, typer.Option(help="also write per-class probabilities")] = False,
-    adapt_priors: Annotated[bool, typer.Option(
-        help="adapt each tile's class priors by EM on its own pixels (Saerens et al. 2002): in LORO "
-             "+2.5 on Alpine but -10.8 on Mediterranean, and unstable for rare classes "
-             "(docs/results.md); check against reference data; reads each tile twice")] = False,
+    adapt_priors: Annotated[
+        bool,
+        typer.Option(
+            help="adapt each tile's class priors by EM on its own pixels (Saerens et al. 2002): in LORO "
+            "+2.5 on Alpine but -10.8 on Mediterranean, and unstable for rare classes "
+            "(docs/results.md); check against reference data; reads each tile twice"
+        ),
+    ] = False,
     compress: Annotated[str, typer.Option(help="DEFLATE or ZSTD")] = "DEFLATE",
-    ood: Annotated[bool, typer.Option(
-        "--ood", help="also write <tile>_ood.tif: 0 in distribution, 1 rare landscape, 2 far from the training "
-        "data in feature space, 3 both (the bundle's OOD reference; docs/outputs.md)")] = False,
+    ood: Annotated[
+        bool,
+        typer.Option(
+            "--ood",
+            help="also write <tile>_ood.tif: 0 in distribution, 1 rare landscape, 2 far from the training "
+            "data in feature space, 3 both (the bundle's OOD reference; docs/outputs.md)",
+        ),
+    ] = False,
     stac: StacOpt = None,
     catalog: CatalogOpt = None,
     allow_root: AllowRootOpt = None,
@@ -70,12 +88,17 @@ def map_(
     cloud_mask: CloudMaskOpt = "auto",
     year: Annotated[int | None, typer.Option(help="with --stac: the map year")] = None,
     processing_level: ProcessingLevelOpt = "L2A",
-    overwrite: Annotated[bool, typer.Option(
-        help="write into an --out holding other files (never replacing them)")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="write into an --out holding other files (never replacing them)")
+    ] = False,
     dashboard: DashboardOpt = "127.0.0.1:8787",
-    accept: Annotated[str | None, typer.Option(
-        help="feature-contract differences to tolerate: cloud_mask, level (comma-separated); "
-             "any other difference from the bundle's features fails the tile")] = None,
+    accept: Annotated[
+        str | None,
+        typer.Option(
+            help="feature-contract differences to tolerate: cloud_mask, level (comma-separated); "
+            "any other difference from the bundle's features fails the tile"
+        ),
+    ] = None,
 ) -> None:
     """Map tiles with a model bundle: class + confidence COGs, STAC items, a resumable manifest.
 
@@ -85,26 +108,53 @@ def map_(
     """
     from pipeline.stages.mapping import MapRequest, map_tiles
 
-    req = MapRequest(out=out, feature_files=tuple(feature_cogs or ()), bundle=bundle, tiles=tiles, tile_size=tile_size,
-                     features_dir=features_dir, mosaic=mosaic, level2=level2, scheduler=scheduler, workers=workers,
-                     device=device, precision=precision, probabilities=probabilities, adapt_priors=adapt_priors,
-                     compress=compress, ood=ood, stac=stac, catalog=catalog, collection=collection,
-                     s1_collection=s1_collection, dem_collection=dem_collection, cloud_mask=cloud_mask, year=year,
-                     processing_level=processing_level, allow_root=tuple(allow_root or ()), overwrite=overwrite,
-                     dashboard=dashboard, accept=tuple(a.strip() for a in (accept or "").split(",") if a.strip()))
+    req = MapRequest(
+        out=out,
+        feature_files=tuple(feature_cogs or ()),
+        bundle=bundle,
+        tiles=tiles,
+        tile_size=tile_size,
+        features_dir=features_dir,
+        mosaic=mosaic,
+        level2=level2,
+        scheduler=scheduler,
+        workers=workers,
+        device=device,
+        precision=precision,
+        probabilities=probabilities,
+        adapt_priors=adapt_priors,
+        compress=compress,
+        ood=ood,
+        stac=stac,
+        catalog=catalog,
+        collection=collection,
+        s1_collection=s1_collection,
+        dem_collection=dem_collection,
+        cloud_mask=cloud_mask,
+        year=year,
+        processing_level=processing_level,
+        allow_root=tuple(allow_root or ()),
+        overwrite=overwrite,
+        dashboard=dashboard,
+        accept=tuple(a.strip() for a in (accept or "").split(",") if a.strip()),
+    )
     with EventView("mapping") as view:
         summary = map_tiles(req, view)
     px = summary.pixels - summary.nodata
     rate = f", {summary.pixels / summary.seconds / 1e6:.2f} Mpx/s" if summary.done and summary.seconds else ""
-    out_console.print(f"{out}: {summary.done} tile(s) mapped, {summary.skipped} up to date, "
-                      f"{len(summary.failures)} failed; {px:,} pixels classified, {summary.nodata:,} nodata"
-                      f" in {summary.seconds:.1f} s{rate}")
+    out_console.print(
+        f"{out}: {summary.done} tile(s) mapped, {summary.skipped} up to date, "
+        f"{len(summary.failures)} failed; {px:,} pixels classified, {summary.nodata:,} nodata"
+        f" in {summary.seconds:.1f} s{rate}"
+    )
     if ood:
         _print_ood(out)
     if summary.features_done or summary.features_failed:
-        out_console.print(f"features computed on the mapping workers: {summary.features_done} tile(s)"
-                          + (f", {summary.features_failed} without features" if summary.features_failed else "")
-                          + f" (in {out / 'features'})")
+        out_console.print(
+            f"features computed on the mapping workers: {summary.features_done} tile(s)"
+            + (f", {summary.features_failed} without features" if summary.features_failed else "")
+            + f" (in {out / 'features'})"
+        )
     fail_tiles(summary.failures, "failed tile(s)", out / "manifest.sqlite", "fix them and rerun: done tiles are kept")
 
 
@@ -129,16 +179,24 @@ def report(
     reference: Annotated[Path, typer.Option(help="reference raster (CLC+ Backbone, CORINE, ...), any CRS")],
     crosswalk: CrosswalkOpt,
     out: Annotated[Path, typer.Option("--out", help="output folder")],
-    points: Annotated[Path | None, typer.Option(
-        help="reference points: FeatureTable or LUCAS LC1 points (accuracy + area with 95 % CI)")] = None,
+    points: Annotated[
+        Path | None,
+        typer.Option(help="reference points: FeatureTable or LUCAS LC1 points (accuracy + area with 95 % CI)"),
+    ] = None,
     zones: Annotated[Path | None, typer.Option(help="zones (e.g. NUTS polygons): composition per zone")] = None,
     previous: Annotated[Path | None, typer.Option(help="an earlier class map: transition matrix (ha)")] = None,
     bundle: Annotated[str | None, typer.Option(help=f"its model card goes in the report; {BUNDLE_HELP}")] = None,
     title: Annotated[str | None, typer.Option(help="report title")] = None,
-    ood_layer: Annotated[Path | None, typer.Option(
-        help="the map's OOD layer from `eulc map --ood` (default: the <tile>_ood.tif beside --map, if any)")] = None,
-    drift: Annotated[Path | None, typer.Option(
-        help="the CSV of `eulc drift --out` for the map's features: shown beside the OOD share")] = None,
+    ood_layer: Annotated[
+        Path | None,
+        typer.Option(
+            help="the map's OOD layer from `eulc map --ood` (default: the <tile>_ood.tif beside --map, if any)"
+        ),
+    ] = None,
+    drift: Annotated[
+        Path | None,
+        typer.Option(help="the CSV of `eulc drift --out` for the map's features: shown beside the OOD share"),
+    ] = None,
 ) -> None:
     """Compare a map with a reference map: report.html (self-contained), metrics.json, CSVs."""
     from pipeline.stages.assess import ReportRequest
@@ -154,8 +212,10 @@ def report(
         msg += f"; accuracy from {rs['n_points']} points {rs['overall'] * 100:.1f} ± {rs['overall_ci95'] * 100:.1f} %"
     if "ood" in m:
         o = m["ood"]
-        msg += (f"; {_pct(o['share'])} of the map flagged out of distribution (agreement "
-                f"{_pct(o['agreement_flagged'])} there, {_pct(o['agreement_in_distribution'])} elsewhere)")
+        msg += (
+            f"; {_pct(o['share'])} of the map flagged out of distribution (agreement "
+            f"{_pct(o['agreement_flagged'])} there, {_pct(o['agreement_in_distribution'])} elsewhere)"
+        )
     out_console.print(msg)
 
 
@@ -196,8 +256,9 @@ def demo(
         res = run_demo(DemoRequest(out, epochs=epochs, lr=lr, year=year, train=train), view)
     _print_agreement(res)
     extra = ", model/, table.parquet" if train else ""
-    out_console.print(f"outputs in {out} (agreement.json, maps/, features/{extra}); "
-                      f"open the report: {out / 'report' / 'report.html'}")
+    out_console.print(
+        f"outputs in {out} (agreement.json, maps/, features/{extra}); open the report: {out / 'report' / 'report.html'}"
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -205,18 +266,25 @@ def _fmt(v: Any) -> str:
 
 
 def _print_agreement(res: dict[str, Any]) -> None:
-    t = Table(title=f"Agreement with {Path(res['reference']).name} "
-                    f"({res['n_pixels']:,} pixels, {res['resampling']} resampling)")
+    t = Table(
+        title=f"Agreement with {Path(res['reference']).name} "
+        f"({res['n_pixels']:,} pixels, {res['resampling']} resampling)"
+    )
     for col in ("class", "user's acc.", "producer's acc.", "F1", "map px", "reference px"):
         t.add_column(col, justify="right" if col != "class" else "left")
     for name, r in res["per_class"].items():
         if r["map_pixels"] or r["reference_pixels"]:
-            t.add_row(name, _fmt(r["users_accuracy"]), _fmt(r["producers_accuracy"]),
-                      _fmt(r["f1"]), f"{r['map_pixels']:,}", f"{r['reference_pixels']:,}")
+            t.add_row(
+                name,
+                _fmt(r["users_accuracy"]),
+                _fmt(r["producers_accuracy"]),
+                _fmt(r["f1"]),
+                f"{r['map_pixels']:,}",
+                f"{r['reference_pixels']:,}",
+            )
     out_console.print(t)
     cm = res["confusion"]
-    keep = [i for i, _ in enumerate(cm["classes"])
-            if sum(cm["matrix"][i]) or sum(row[i] for row in cm["matrix"])]
+    keep = [i for i, _ in enumerate(cm["classes"]) if sum(cm["matrix"][i]) or sum(row[i] for row in cm["matrix"])]
     c = Table(title="Confusion matrix (rows = map, columns = reference)")
     c.add_column("map \\ ref")
     for i in keep:

@@ -49,21 +49,24 @@ def train(
     table_path: Annotated[Path, typer.Argument(help="FeatureTable from `eulc table`")],
     out: Annotated[Path, typer.Option("--out", help="bundle directory")],
     features: FeaturesOpt = None,
-    spec: Annotated[str | None, typer.Option(
-        help="feature spec name or YAML path (default: the table's)")] = None,
+    spec: Annotated[str | None, typer.Option(help="feature spec name or YAML path (default: the table's)")] = None,
     level: LevelOpt = "level1",
     epochs: Annotated[int, typer.Option(help="training epochs (paper: 500)")] = 500,
     lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 1e-4)")] = 1e-4,
     batch_size: Annotated[int, typer.Option(help="batch size (authors' code: 128)")] = 128,
     seed: Annotated[int, typer.Option()] = 0,
     ema: EmaOpt = True,
-    preset: Annotated[str, typer.Option(
-        help="eulc (default: blocked hold-out selection + calibration), bridge-lc (faithful) or mlp")] = "eulc",
-    overwrite: Annotated[bool, typer.Option(
-        help="replace an existing bundle in --out (never a folder holding other files)")] = False,
+    preset: Annotated[
+        str, typer.Option(help="eulc (default: blocked hold-out selection + calibration), bridge-lc (faithful) or mlp")
+    ] = "eulc",
+    overwrite: Annotated[
+        bool, typer.Option(help="replace an existing bundle in --out (never a folder holding other files)")
+    ] = False,
     device: DeviceOpt = "auto",
-    test_fraction: Annotated[float, typer.Option(
-        help="share of rows (whole EEA 100 km cells) kept untouched for the bundle's reported metrics")] = 0.1,
+    test_fraction: Annotated[
+        float,
+        typer.Option(help="share of rows (whole EEA 100 km cells) kept untouched for the bundle's reported metrics"),
+    ] = 0.1,
     landscapes: LandscapesOpt = 16,
 ) -> None:
     """Train a model (eulc's default, faithful BRIDGE-LC or a plain MLP) and write a ModelBundle
@@ -73,9 +76,23 @@ def train(
     from pipeline.stages.train import TrainRequest
     from pipeline.stages.train import train as run
 
-    req = TrainRequest(table=table_path, out=out, features=features, spec=spec, level=level, epochs=epochs, lr=lr,
-                       batch_size=batch_size, seed=seed, ema=ema, preset=preset, overwrite=overwrite, device=device,
-                       test_fraction=test_fraction, landscapes=landscapes)
+    req = TrainRequest(
+        table=table_path,
+        out=out,
+        features=features,
+        spec=spec,
+        level=level,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        ema=ema,
+        preset=preset,
+        overwrite=overwrite,
+        device=device,
+        test_fraction=test_fraction,
+        landscapes=landscapes,
+    )
     with EventView("training") as view:
         res = run(req, view)
     metrics = res.metrics
@@ -84,12 +101,16 @@ def train(
         return
     if "test_weighted_f1" in metrics:
         how = "whole 100 km cells" if metrics.get("test_split") == "blocked" else "a random draw: ≤ 10 cells"
-        msg = (f"wrote {out}: on {metrics['n_test']:,} untouched rows ({how}) accuracy "
-               f"{metrics['test_accuracy']:.3f}, weighted F1 {metrics['test_weighted_f1']:.3f}, "
-               f"ECE {metrics['test_ece'] * 100:.1f} %")
+        msg = (
+            f"wrote {out}: on {metrics['n_test']:,} untouched rows ({how}) accuracy "
+            f"{metrics['test_accuracy']:.3f}, weighted F1 {metrics['test_weighted_f1']:.3f}, "
+            f"ECE {metrics['test_ece'] * 100:.1f} %"
+        )
     else:
-        msg = (f"wrote {out}: {metrics.get('holdout', '')} hold-out accuracy {metrics.get('val_accuracy', 0):.3f}, "
-               f"weighted F1 {metrics.get('val_weighted_f1', 0):.3f} (also used for selection: optimistic)")
+        msg = (
+            f"wrote {out}: {metrics.get('holdout', '')} hold-out accuracy {metrics.get('val_accuracy', 0):.3f}, "
+            f"weighted F1 {metrics.get('val_weighted_f1', 0):.3f} (also used for selection: optimistic)"
+        )
     if "temperature" in metrics:
         msg += f"; temperature T = {metrics['temperature']:.2f} fitted on the hold-out"
     if landscapes:
@@ -102,46 +123,71 @@ def evaluate(
     table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     bundle: Annotated[Path | None, typer.Option(help=f"evaluate this bundle on the table; {BUNDLE_HELP}")] = None,
-    scenario: Annotated[str | None, typer.Option(
-        help="extrap, extrap-blocked, loro or ablation (Table 12 variants on LORO)")] = None,
+    scenario: Annotated[
+        str | None, typer.Option(help="extrap, extrap-blocked, loro or ablation (Table 12 variants on LORO)")
+    ] = None,
     features: FeaturesOpt = None,
-    models: Annotated[str, typer.Option(
-        help="comma-separated: bridge-lc (faithful), eulc (default), eulc-v1, mlp, nested (the best "
-             "candidate preset per split, chosen on training-side data), rf, xgboost, svm")
+    models: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated: bridge-lc (faithful), eulc (default), eulc-v1, mlp, nested (the best "
+            "candidate preset per split, chosen on training-side data), rf, xgboost, svm"
+        ),
     ] = "bridge-lc,eulc,mlp,rf,xgboost,svm",
     seeds: Annotated[int, typer.Option(help="number of seeds (paper-style: >= 5)")] = 5,
     epochs: Annotated[int, typer.Option(help="neural-model epochs (paper: 500)")] = 500,
     lr: Annotated[float, typer.Option(help="neural-model learning rate (paper: 1e-4)")] = 1e-4,
     level: LevelOpt = "level1",
     regions: Annotated[str | None, typer.Option(help="LORO regions, comma-separated (default: all 8)")] = None,
-    max_rows: Annotated[int | None, typer.Option(
-        help="quick runs: a random subsample of this many rows, drawn anew for each seed")] = None,
+    max_rows: Annotated[
+        int | None, typer.Option(help="quick runs: a random subsample of this many rows, drawn anew for each seed")
+    ] = None,
     ema: EmaOpt = True,
-    adapt_priors: Annotated[bool, typer.Option(
-        help="also report <model>+em: test posteriors adapted to the test area's class priors, "
-             "estimated by EM on its unlabelled features (Saerens et al. 2002)")] = False,
-    select_k: Annotated[int | None, typer.Option(
-        help="keep the top k features by RF importance fitted on each split's training rows")] = None,
+    adapt_priors: Annotated[
+        bool,
+        typer.Option(
+            help="also report <model>+em: test posteriors adapted to the test area's class priors, "
+            "estimated by EM on its unlabelled features (Saerens et al. 2002)"
+        ),
+    ] = False,
+    select_k: Annotated[
+        int | None, typer.Option(help="keep the top k features by RF importance fitted on each split's training rows")
+    ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Evaluate a bundle on a table (metrics.json), or run a paper scenario (CSV + Markdown)."""
     from pipeline.stages.evaluate import EvaluateRequest
     from pipeline.stages.evaluate import evaluate as run
 
-    req = EvaluateRequest(table=table_path, out=out, bundle=None if bundle is None else str(bundle),
-                          scenario=scenario, features=features,
-                          models=tuple(m.strip() for m in models.split(",") if m.strip()), seeds=seeds, epochs=epochs,
-                          lr=lr, level=level, regions=tuple(r.strip() for r in regions.split(",")) if regions else None,
-                          max_rows=max_rows, ema=ema, adapt_priors=adapt_priors, select_k=select_k, device=device)
+    req = EvaluateRequest(
+        table=table_path,
+        out=out,
+        bundle=None if bundle is None else str(bundle),
+        scenario=scenario,
+        features=features,
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        seeds=seeds,
+        epochs=epochs,
+        lr=lr,
+        level=level,
+        regions=tuple(r.strip() for r in regions.split(",")) if regions else None,
+        max_rows=max_rows,
+        ema=ema,
+        adapt_priors=adapt_priors,
+        select_k=select_k,
+        device=device,
+    )
     with EventView(scenario or "evaluate") as view:
         res = run(req, view)
     if res.metrics is not None:
         m = res.metrics
         left_out = {k: v for k, v in m["dropped"].items() if v}
-        out_console.print(f"overall accuracy {m['overall_accuracy']:.4f}, weighted F1 {m['weighted_f1']:.4f}, "
-                          f"ECE {100 * m['ece']:.1f} % on {m['n']:,} rows"
-                          + (f" (left out, not imputed: {left_out})" if left_out else "")
-                          + f"; wrote {out / 'metrics.json'}")
+        out_console.print(
+            f"overall accuracy {m['overall_accuracy']:.4f}, weighted F1 {m['weighted_f1']:.4f}, "
+            f"ECE {100 * m['ece']:.1f} % on {m['n']:,} rows"
+            + (f" (left out, not imputed: {left_out})" if left_out else "")
+            + f"; wrote {out / 'metrics.json'}"
+        )
         return
     assert res.summary_md is not None and res.runs is not None
     out_console.print(res.summary_md.read_text())
@@ -188,6 +234,8 @@ def ood_(
     with EventView("ood") as view:
         ref = add_ood(OodRequest(bundle, table_path, landscapes), view)
     rare = int((ref.share < ref.rare_share).sum())
-    out_console.print(f"wrote {bundle / 'ood.json'} and ood.safetensors: K = {ref.k} landscapes "
-                      f"({rare} hold under {ref.rare_share:.0%} of the {ref.info['n_rows']:,} training rows), "
-                      f"thresholds at the training {ref.info['quantile']:.0%} quantile")
+    out_console.print(
+        f"wrote {bundle / 'ood.json'} and ood.safetensors: K = {ref.k} landscapes "
+        f"({rare} hold under {ref.rare_share:.0%} of the {ref.info['n_rows']:,} training rows), "
+        f"thresholds at the training {ref.info['quantile']:.0%} quantile"
+    )

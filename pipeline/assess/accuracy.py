@@ -63,22 +63,36 @@ class StratifiedEstimates:
 
     def to_json(self, classes: list[str] | None = None) -> dict[str, Any]:
         """A JSON-able dict (NaN → None), per class when ``classes`` are given."""
+
         def clean(a: np.ndarray) -> list[float | None]:
             return [None if not np.isfinite(v) else float(v) for v in np.ravel(a)]
 
         names = classes or [str(i) for i in range(len(self.area))]
-        per = {n: {"area": clean(self.area)[i], "area_ci95": clean(self.area_ci95)[i],
-                   "users": clean(self.users)[i], "users_ci95": clean(self.users_ci95)[i],
-                   "producers": clean(self.producers)[i], "producers_ci95": clean(self.producers_ci95)[i]}
-               for i, n in enumerate(names)}
-        return {"overall": clean(np.array([self.overall]))[0], "overall_ci95": clean(np.array([self.overall_ci95]))[0],
-                "per_class": per, "proportions": [clean(r) for r in self.proportions], "warnings": self.warnings,
-                "n_per_stratum": {n: int(v) for n, v in zip(names, self.n_per_stratum, strict=False)},
-                "method": "stratified estimation, strata = map classes (Olofsson et al. 2014, eqs. 4-11)"}
+        per = {
+            n: {
+                "area": clean(self.area)[i],
+                "area_ci95": clean(self.area_ci95)[i],
+                "users": clean(self.users)[i],
+                "users_ci95": clean(self.users_ci95)[i],
+                "producers": clean(self.producers)[i],
+                "producers_ci95": clean(self.producers_ci95)[i],
+            }
+            for i, n in enumerate(names)
+        }
+        return {
+            "overall": clean(np.array([self.overall]))[0],
+            "overall_ci95": clean(np.array([self.overall_ci95]))[0],
+            "per_class": per,
+            "proportions": [clean(r) for r in self.proportions],
+            "warnings": self.warnings,
+            "n_per_stratum": {n: int(v) for n, v in zip(names, self.n_per_stratum, strict=False)},
+            "method": "stratified estimation, strata = map classes (Olofsson et al. 2014, eqs. 4-11)",
+        }
 
 
-def stratified_estimates(counts: np.ndarray, mapped_area: np.ndarray,
-                         classes: list[str] | None = None) -> StratifiedEstimates:
+def stratified_estimates(
+    counts: np.ndarray, mapped_area: np.ndarray, classes: list[str] | None = None
+) -> StratifiedEstimates:
     """Olofsson et al. (2014) estimators of accuracy and area with 95 % confidence intervals.
 
     Args:
@@ -98,8 +112,10 @@ def stratified_estimates(counts: np.ndarray, mapped_area: np.ndarray,
     k = len(a_m)
     names = classes or [str(i) for i in range(k)]
     if n.shape != (k, k):
-        raise EulcError(f"counts has shape {n.shape} but mapped_area has {k} classes",
-                        "Give a (K, K) matrix (rows map, columns reference) and K mapped areas")
+        raise EulcError(
+            f"counts has shape {n.shape} but mapped_area has {k} classes",
+            "Give a (K, K) matrix (rows map, columns reference) and K mapped areas",
+        )
     if (n < 0).any() or (a_m < 0).any():
         raise EulcError("counts and mapped areas must be non-negative")
     total = a_m.sum()
@@ -110,10 +126,13 @@ def stratified_estimates(counts: np.ndarray, mapped_area: np.ndarray,
     warnings: list[str] = []
     sampled = n_i > 0
     for i in np.flatnonzero(~sampled & (a_m > 0)):
-        warnings.append(f"stratum {names[i]!r} has mapped area {a_m[i]:g} but no sample (n per stratum: "
-                        + ", ".join(f"{names[s]} {int(n_i[s])}" for s in range(k)) + "): overall accuracy and "
-                        "every area estimate are not estimable (Olofsson et al. 2014 need n_i. ≥ 1 in every "
-                        "mapped stratum); add reference points in this class")
+        warnings.append(
+            f"stratum {names[i]!r} has mapped area {a_m[i]:g} but no sample (n per stratum: "
+            + ", ".join(f"{names[s]} {int(n_i[s])}" for s in range(k))
+            + "): overall accuracy and "
+            "every area estimate are not estimable (Olofsson et al. 2014 need n_i. ≥ 1 in every "
+            "mapped stratum); add reference points in this class"
+        )
     for i in np.flatnonzero(n_i == 1):
         warnings.append(f"stratum {names[i]!r} has a single sample: its variance is undefined (NaN)")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -126,7 +145,7 @@ def stratified_estimates(counts: np.ndarray, mapped_area: np.ndarray,
         users = np.where(sampled, np.diag(frac), np.nan)
         var_u = users * (1 - users) / dof
         overall = float(np.trace(p))
-        var_o = float(np.sum(np.where(a_m > 0, w ** 2 * users * (1 - users) / dof, 0.0)))
+        var_o = float(np.sum(np.where(a_m > 0, w**2 * users * (1 - users) / dof, 0.0)))
         p_col = p.sum(0)
         se_col = np.sqrt(var_terms.sum(0))
         producers = np.diag(p) / p_col
@@ -135,14 +154,26 @@ def stratified_estimates(counts: np.ndarray, mapped_area: np.ndarray,
         var_p = np.empty(k)
         for j in range(k):
             own = a_m[j] ** 2 * (1 - producers[j]) ** 2 * users[j] * (1 - users[j]) / dof[j] if a_m[j] > 0 else 0.0
-            others = sum(a_m[i] ** 2 * frac[i, j] * (1 - frac[i, j]) / dof[i]
-                         for i in range(k) if i != j and a_m[i] > 0)
+            others = sum(
+                a_m[i] ** 2 * frac[i, j] * (1 - frac[i, j]) / dof[i] for i in range(k) if i != j and a_m[i] > 0
+            )
             var_p[j] = (own + producers[j] ** 2 * others) / n_hat[j] ** 2
     for jj in np.flatnonzero(p_col == 0):
-        warnings.append(f"class {names[jj]!r} was never found in the reference sample: its producer's "
-                        "accuracy is undefined")
+        warnings.append(
+            f"class {names[jj]!r} was never found in the reference sample: its producer's accuracy is undefined"
+        )
     return StratifiedEstimates(
-        area=total * p_col, area_ci95=Z95 * total * se_col, area_proportion=p_col, area_proportion_se=se_col,
-        users=users, users_ci95=Z95 * np.sqrt(var_u), producers=producers, producers_ci95=Z95 * np.sqrt(var_p),
-        overall=overall, overall_ci95=Z95 * float(np.sqrt(var_o)), proportions=p, warnings=warnings,
-        n_per_stratum=n_i)
+        area=total * p_col,
+        area_ci95=Z95 * total * se_col,
+        area_proportion=p_col,
+        area_proportion_se=se_col,
+        users=users,
+        users_ci95=Z95 * np.sqrt(var_u),
+        producers=producers,
+        producers_ci95=Z95 * np.sqrt(var_p),
+        overall=overall,
+        overall_ci95=Z95 * float(np.sqrt(var_o)),
+        proportions=p,
+        warnings=warnings,
+        n_per_stratum=n_i,
+    )

@@ -26,8 +26,13 @@ from pipeline.core.legend import Crosswalk, Legend
 __all__ = ["agreement", "align_reference"]
 
 
-def agreement(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legend,
-              on_window: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def agreement(
+    map_path: Path,
+    reference: Path,
+    crosswalk: Crosswalk,
+    legend: Legend,
+    on_window: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Agreement of a class COG with a reference raster (:func:`pipeline.assess.compare.compare`).
 
     Args:
@@ -51,11 +56,17 @@ def agreement(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Leg
     return {
         "overall_accuracy": s["overall_agreement"],
         "per_class": s["per_class"],
-        "confusion": {"rows": "map", "columns": "reference", "classes": legend.names,
-                      "matrix": np.asarray(c.confusion).tolist()},
+        "confusion": {
+            "rows": "map",
+            "columns": "reference",
+            "classes": legend.names,
+            "matrix": np.asarray(c.confusion).tolist(),
+        },
         "n_pixels": s["n_pixels"],
-        "excluded": {"map_nodata": s["excluded"]["map_nodata"],
-                     "reference_nodata_or_unmapped": s["excluded"]["reference_nodata_or_dropped"]},
+        "excluded": {
+            "map_nodata": s["excluded"]["map_nodata"],
+            "reference_nodata_or_unmapped": s["excluded"]["reference_nodata_or_dropped"],
+        },
         "resampling": c.resampling,
         "reference": str(reference),
         "crosswalk": c.crosswalk_report,

@@ -96,11 +96,23 @@ def zone_ids(zones: Path, like: Path, field: str | None = None) -> tuple[np.ndar
         shape, transform = s.shape, s.transform
         over = _overlapping(gdf, abs(transform.a * transform.e))
         plain = [i for i in range(len(gdf)) if i not in set(over)]
-        ids = rasterize(((gdf.geometry.iloc[i], i + 1) for i in plain), out_shape=shape, transform=transform,
-                        fill=0, dtype="int32") if plain else np.zeros(shape, np.int32)
+        ids = (
+            rasterize(
+                ((gdf.geometry.iloc[i], i + 1) for i in plain),
+                out_shape=shape,
+                transform=transform,
+                fill=0,
+                dtype="int32",
+            )
+            if plain
+            else np.zeros(shape, np.int32)
+        )
     if len(over) > MAX_OVERLAPPING_ZONES:
-        raise SchemaError(f"{len(over)} zones overlap one another (e.g. {names[over[0]]!r} and {names[over[1]]!r})",
-                          f"Give zones that do not overlap (at most {MAX_OVERLAPPING_ZONES} may)", path=zones)
+        raise SchemaError(
+            f"{len(over)} zones overlap one another (e.g. {names[over[0]]!r} and {names[over[1]]!r})",
+            f"Give zones that do not overlap (at most {MAX_OVERLAPPING_ZONES} may)",
+            path=zones,
+        )
     if over:
         key = np.zeros(shape, np.int64)
         for bit, i in enumerate(over):

@@ -224,9 +224,12 @@ class _CodeMapper:
         codes, n = self.histogram()
         per = dict(zip(codes.tolist(), n.tolist(), strict=True))
         listed = ", ".join(f"{code_key(c)} ({per.get(c, 0)} px)" for c in sorted(self.unknown))
-        raise RasterError(f"has codes missing from the crosswalk {self.crosswalk.name!r}: {listed} "
-                          "(pixel counts over the part read before the comparison stopped)",
-                          "Add them to the crosswalk CSV (or choose the crosswalk of this product)", path=reference)
+        raise RasterError(
+            f"has codes missing from the crosswalk {self.crosswalk.name!r}: {listed} "
+            "(pixel counts over the part read before the comparison stopped)",
+            "Add them to the crosswalk CSV (or choose the crosswalk of this product)",
+            path=reference,
+        )
 
 
 def _block_sums(a: np.ndarray, step: int) -> np.ndarray:
@@ -241,14 +244,20 @@ def _check_overlap(map_path: Path, reference: Path) -> None:
             if src.crs is None:
                 raise RasterError("has no CRS", "Assign one (e.g. `rio edit-info --crs EPSG:3035`)", path=p)
             if src.transform.is_identity:
-                raise RasterError("has a CRS but no geotransform", "Georeference it (e.g. `rio edit-info "
-                                  "--transform`) or export it again with its transform", path=p)
+                raise RasterError(
+                    "has a CRS but no geotransform",
+                    "Georeference it (e.g. `rio edit-info --transform`) or export it again with its transform",
+                    path=p,
+                )
         rb = transform_bounds(r.crs, m.crs, *r.bounds, densify_pts=21)
         if disjoint_bounds(tuple(m.bounds), rb) or not _overlaps(tuple(m.bounds), rb):
             mb = tuple(round(v) for v in m.bounds)
-            raise RasterError(f"does not overlap the map {map_path.name} (map bounds {mb}, reference bounds in "
-                              f"the map CRS {tuple(round(v) for v in rb)})",
-                              "Give a reference that covers the mapped area", path=reference)
+            raise RasterError(
+                f"does not overlap the map {map_path.name} (map bounds {mb}, reference bounds in "
+                f"the map CRS {tuple(round(v) for v in rb)})",
+                "Give a reference that covers the mapped area",
+                path=reference,
+            )
 
 
 def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
@@ -261,14 +270,24 @@ def windows(shape: tuple[int, int], step: int, window_px: int = WINDOW_PX) -> li
     """
     side = max(step, window_px // step * step)
     h, w = shape
-    return [Window(c0, r0, min(side, w - c0), min(side, h - r0))
-            for r0 in range(0, h, side) for c0 in range(0, w, side)]
+    return [
+        Window(c0, r0, min(side, w - c0), min(side, h - r0)) for r0 in range(0, h, side) for c0 in range(0, w, side)
+    ]
 
 
-def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legend, *,
-            disagreement: Path | None = None, block_m: float = BLOCK_M, window_px: int = WINDOW_PX,
-            thumb_px: int = THUMB_PX, on_window: Callable[[int, int], None] | None = None,
-            ood: Path | None = None) -> Comparison:
+def compare(
+    map_path: Path,
+    reference: Path,
+    crosswalk: Crosswalk,
+    legend: Legend,
+    *,
+    disagreement: Path | None = None,
+    block_m: float = BLOCK_M,
+    window_px: int = WINDOW_PX,
+    thumb_px: int = THUMB_PX,
+    on_window: Callable[[int, int], None] | None = None,
+    ood: Path | None = None,
+) -> Comparison:
     """Align, crosswalk and cross-tabulate a class map and a reference raster, window by window.
 
     Each window of the map's grid reads the map and the reference warped onto it (GDAL reads
@@ -307,8 +326,16 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
     res = abs(transform.a)
     step = max(1, int(round(block_m / res)))
     wins = windows(shape, step, window_px)
-    log.info("comparing %s (%d x %d px, %s) with %s: %d window(s), reference warped with %s resampling",
-             map_path, shape[1], shape[0], crs, reference, len(wins), method)
+    log.info(
+        "comparing %s (%d x %d px, %s) with %s: %d window(s), reference warped with %s resampling",
+        map_path,
+        shape[1],
+        shape[0],
+        crs,
+        reference,
+        len(wins),
+        method,
+    )
     ts = max(1, int(np.ceil(max(shape) / thumb_px)))
     thumb_map = np.full((-(-shape[0] // ts), -(-shape[1] // ts)), NODATA, np.uint8)
     thumb_ref = np.full(thumb_map.shape, -1, np.int16)
@@ -321,10 +348,24 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
     with ExitStack() as stack:
         msrc = stack.enter_context(_open(map_path))
         ref = stack.enter_context(open_on_grid(reference, transform, crs, shape, resampling=Resampling[method]))
-        dis = stack.enter_context(cog_writer(
-            disagreement, shape, "uint8", transform, crs, NODATA, description="disagreement",
-            tags={"values": "0 agree, 1 disagree, 255 nodata", "resampling": method},
-            colormap={0: (26, 150, 65, 255), 1: (*DISAGREE_RGB, 255)}, resampling="mode")) if disagreement else None
+        dis = (
+            stack.enter_context(
+                cog_writer(
+                    disagreement,
+                    shape,
+                    "uint8",
+                    transform,
+                    crs,
+                    NODATA,
+                    description="disagreement",
+                    tags={"values": "0 agree, 1 disagree, 255 nodata", "resampling": method},
+                    colormap={0: (26, 150, 65, 255), 1: (*DISAGREE_RGB, 255)},
+                    resampling="mode",
+                )
+            )
+            if disagreement
+            else None
+        )
         osrc = stack.enter_context(_open(ood)) if ood is not None else None
         mapper = _CodeMapper(crosswalk, ref.dtype)
         for i, win in enumerate(wins):
@@ -352,40 +393,67 @@ def compare(map_path: Path, reference: Path, crosswalk: Crosswalk, legend: Legen
                 cm_ood += np.bincount(mp[fv].astype(np.int64) * k + ids[fv], minlength=k * k)
                 n_o = _block_sums(fv, step)
                 to = np.where(has_map, codes, NODATA)[a::ts, b::ts]
-                thumb_ood[r0:r0 + to.shape[0], c0:c0 + to.shape[1]] = to
-            block_parts.append(np.stack([br + win.row_off // step, bc + win.col_off // step,
-                                         n_v[br, bc], n_a[br, bc], n_o[br, bc]], 1).astype(np.int64))
+                thumb_ood[r0 : r0 + to.shape[0], c0 : c0 + to.shape[1]] = to
+            block_parts.append(
+                np.stack(
+                    [br + win.row_off // step, bc + win.col_off // step, n_v[br, bc], n_a[br, bc], n_o[br, bc]], 1
+                ).astype(np.int64)
+            )
             tm, tr = mp[a::ts, b::ts], ids[a::ts, b::ts]
-            thumb_map[r0:r0 + tm.shape[0], c0:c0 + tm.shape[1]] = tm
-            thumb_ref[r0:r0 + tr.shape[0], c0:c0 + tr.shape[1]] = tr
+            thumb_map[r0 : r0 + tm.shape[0], c0 : c0 + tm.shape[1]] = tm
+            thumb_ref[r0 : r0 + tr.shape[0], c0 : c0 + tr.shape[1]] = tr
             if dis is not None:
                 out = np.full(mp.shape, NODATA, np.uint8)
                 out[valid] = (~agree[valid]).astype(np.uint8)
                 dis.write(out, 1, window=win)
             if on_window is not None:
                 on_window(i + 1, len(wins))
-    blocks = _blocks_table(np.concatenate(block_parts) if block_parts else np.zeros((0, 5), np.int64),
-                           transform, shape, step, with_ood=ood is not None)
+    blocks = _blocks_table(
+        np.concatenate(block_parts) if block_parts else np.zeros((0, 5), np.int64),
+        transform,
+        shape,
+        step,
+        with_ood=ood is not None,
+    )
     pixel_ha = abs(transform.a * transform.e) / 1e4
-    return Comparison(cm.reshape(k, k), pixel_ha, transform, crs, shape, method,
-                      {"name": crosswalk.name, **mapper.report().to_json()}, map_nodata, ref_excluded, blocks,
-                      step * res, thumb_map, thumb_ref, ts, disagreement,
-                      cm_ood.reshape(k, k) if ood is not None else None, thumb_ood,
-                      ood_counts if ood is not None else None)
+    return Comparison(
+        cm.reshape(k, k),
+        pixel_ha,
+        transform,
+        crs,
+        shape,
+        method,
+        {"name": crosswalk.name, **mapper.report().to_json()},
+        map_nodata,
+        ref_excluded,
+        blocks,
+        step * res,
+        thumb_map,
+        thumb_ref,
+        ts,
+        disagreement,
+        cm_ood.reshape(k, k) if ood is not None else None,
+        thumb_ood,
+        ood_counts if ood is not None else None,
+    )
 
 
 def _check_same_grid(layer: Path, map_path: Path) -> None:
     """Refuse a layer (the OOD COG) that is not on the map's grid (CRS, transform, size)."""
     with _open(layer) as o, _open(map_path) as m:
-        same = (o.crs == m.crs and o.transform.almost_equals(m.transform) and o.shape == m.shape)
+        same = o.crs == m.crs and o.transform.almost_equals(m.transform) and o.shape == m.shape
         if not same:
-            raise RasterError(f"is not on the grid of {map_path.name} ({o.crs}, {o.width}x{o.height} px vs "
-                              f"{m.crs}, {m.width}x{m.height} px)",
-                              "Give the _ood.tif that `eulc map` wrote beside this class map with `ood`", path=layer)
+            raise RasterError(
+                f"is not on the grid of {map_path.name} ({o.crs}, {o.width}x{o.height} px vs "
+                f"{m.crs}, {m.width}x{m.height} px)",
+                "Give the _ood.tif that `eulc map` wrote beside this class map with `ood`",
+                path=layer,
+            )
 
 
-def _blocks_table(parts: np.ndarray, transform: Any, shape: tuple[int, int], step: int,
-                  with_ood: bool = False) -> pd.DataFrame:
+def _blocks_table(
+    parts: np.ndarray, transform: Any, shape: tuple[int, int], step: int, with_ood: bool = False
+) -> pd.DataFrame:
     """Block rows (block row, block col, n_pixels, n_agree, n_ood) → x_m, y_m (centres), counts,
     agreement (and ``n_ood`` with an OOD layer).
     """
@@ -415,8 +483,13 @@ def class_metrics(cm: np.ndarray, names: list[str]) -> dict[str, dict[str, float
     """
     out: dict[str, dict[str, float | int | None]] = {}
     for n, r in class_accuracies(cm, names, rows="map").items():
-        out[n] = {"users_accuracy": r["users_accuracy"], "producers_accuracy": r["producers_accuracy"],
-                  "f1": r["f1"], "map_pixels": r["map_total"], "reference_pixels": r["reference_total"]}
+        out[n] = {
+            "users_accuracy": r["users_accuracy"],
+            "producers_accuracy": r["producers_accuracy"],
+            "f1": r["f1"],
+            "map_pixels": r["map_total"],
+            "reference_pixels": r["reference_total"],
+        }
     return out
 
 
@@ -460,10 +533,17 @@ def agreement_by(blocks: pd.DataFrame, key: str, pixel_ha: float) -> list[dict[s
         return []
     cols = ["n_agree", "n_pixels", *(["n_ood"] if "n_ood" in blocks.columns else [])]
     g = blocks.assign(**{key: blocks[key].astype(str).replace("", "unknown")}).groupby(key, sort=True)[cols].sum()
-    out = [{key: str(name), "agreement": int(r.n_agree) / int(r.n_pixels), "n_pixels": int(r.n_pixels),
+    out = [
+        {
+            key: str(name),
+            "agreement": int(r.n_agree) / int(r.n_pixels),
+            "n_pixels": int(r.n_pixels),
             "area_ha": int(r.n_pixels) * pixel_ha,
-            **({"ood_share": int(r.n_ood) / int(r.n_pixels)} if "n_ood" in cols else {})}
-           for name, r in g.iterrows() if r.n_pixels]
+            **({"ood_share": int(r.n_ood) / int(r.n_pixels)} if "n_ood" in cols else {}),
+        }
+        for name, r in g.iterrows()
+        if r.n_pixels
+    ]
     return sorted(out, key=lambda r: r["agreement"])
 
 
@@ -475,9 +555,16 @@ def summary(c: Comparison, legend: Legend) -> dict[str, Any]:
     return {
         "overall_agreement": float(np.trace(c.confusion) / total) if total else None,
         "per_class": class_metrics(c.confusion, legend.names),
-        "confusion": {"rows": "map", "columns": "reference", "classes": legend.names,
-                      "pixels": c.confusion.tolist(), "hectares": (c.confusion * c.pixel_ha).round(4).tolist()},
-        "n_pixels": total, "pixel_ha": c.pixel_ha, "area_compared_ha": total * c.pixel_ha,
+        "confusion": {
+            "rows": "map",
+            "columns": "reference",
+            "classes": legend.names,
+            "pixels": c.confusion.tolist(),
+            "hectares": (c.confusion * c.pixel_ha).round(4).tolist(),
+        },
+        "n_pixels": total,
+        "pixel_ha": c.pixel_ha,
+        "area_compared_ha": total * c.pixel_ha,
         "excluded": {"map_nodata": c.map_nodata, "reference_nodata_or_dropped": c.reference_excluded},
         "resampling": c.resampling,
         "crosswalk": c.crosswalk_report,

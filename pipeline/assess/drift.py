@@ -79,8 +79,9 @@ def _psi_on(edges: np.ndarray, p_ref: np.ndarray, smp: np.ndarray) -> float:
     return float(np.sum((p_smp - p_ref) * np.log(p_smp / p_ref)))
 
 
-def expected_psi(train: pd.DataFrame, features: list[str], min_rows: int = NULL_MIN_ROWS,
-                 bins: int = 10) -> dict[str, np.ndarray]:
+def expected_psi(
+    train: pd.DataFrame, features: list[str], min_rows: int = NULL_MIN_ROWS, bins: int = 10
+) -> dict[str, np.ndarray]:
     """The PSI that single in-distribution landscapes of the training data show against it: per
     feature, the PSI of every (EEA 100 km cell, Level-1 class) group of at least ``min_rows``
     rows against all rows (module docstring).
@@ -135,8 +136,14 @@ class DriftRow:
     beyond_expected: bool = False
 
 
-def drift_table(train: pd.DataFrame, tiles: list[Path], features: list[str] | None = None,
-                max_pixels: int = 200_000, psi_threshold: float = PSI_SIGNIFICANT, seed: int = 0) -> pd.DataFrame:
+def drift_table(
+    train: pd.DataFrame,
+    tiles: list[Path],
+    features: list[str] | None = None,
+    max_pixels: int = 200_000,
+    psi_threshold: float = PSI_SIGNIFICANT,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Drift of every feature of every feature COG against the training table.
 
     Args:
@@ -165,11 +172,18 @@ def drift_table(train: pd.DataFrame, tiles: list[Path], features: list[str] | No
             names = band_names(src, path)
         common = [f for f in (features or names) if f in names and f in train.columns]
         if not common:
-            raise SchemaError(f"has no feature in common with the training table (bands {names[:6]}...)",
-                              "Compare a table and tiles of the same spec", path=path)
+            raise SchemaError(
+                f"has no feature in common with the training table (bands {names[:6]}...)",
+                "Compare a table and tiles of the same spec",
+                path=path,
+            )
         todo = [f for f in common if f not in nulls]
-        nulls.update({f: float(np.quantile(v, NULL_QUANTILE)) if len(v) else float("nan")
-                      for f, v in expected_psi(train, todo).items()})
+        nulls.update(
+            {
+                f: float(np.quantile(v, NULL_QUANTILE)) if len(v) else float("nan")
+                for f, v in expected_psi(train, todo).items()
+            }
+        )
         with FeatureReader(path, common) as r:
             vals = r.read().reshape(len(common), -1)
         if vals.shape[1] > max_pixels:
@@ -184,7 +198,19 @@ def drift_table(train: pd.DataFrame, tiles: list[Path], features: list[str] | No
             p = psi(ref, v)
             ks = float(ks_2samp(ref[np.isfinite(ref)], v[ok]).statistic)
             flag = "shift" if p > psi_threshold else ("moderate" if p > PSI_MODERATE else "stable")
-            rows.append(DriftRow(path.stem, f, p, ks, float(np.nanmedian(ref)), float(np.median(v[ok])),
-                                 float(1 - ok.mean()), flag, nulls[f], bool(p > nulls[f])))
+            rows.append(
+                DriftRow(
+                    path.stem,
+                    f,
+                    p,
+                    ks,
+                    float(np.nanmedian(ref)),
+                    float(np.median(v[ok])),
+                    float(1 - ok.mean()),
+                    flag,
+                    nulls[f],
+                    bool(p > nulls[f]),
+                )
+            )
     df = pd.DataFrame([r.__dict__ for r in rows])
     return df.sort_values("psi", ascending=False, na_position="first").reset_index(drop=True)

@@ -12,8 +12,15 @@ from pipeline.core.atomic import atomic_path
 from pipeline.core.legend import Crosswalk, Legend
 
 
-def quicklook(class_cog: Path, confidence_cog: Path, reference: Path | None, crosswalk: Crosswalk | None,
-              legend: Legend, dest: Path, title: str = "") -> Path:
+def quicklook(
+    class_cog: Path,
+    confidence_cog: Path,
+    reference: Path | None,
+    crosswalk: Crosswalk | None,
+    legend: Legend,
+    dest: Path,
+    title: str = "",
+) -> Path:
     """Write a PNG with the class map, the reference crosswalked to the legend (when given), and
     the confidence (0–100 %), all on the class map's grid (EPSG:3035, 10 m).
 
@@ -36,7 +43,6 @@ def quicklook(class_cog: Path, confidence_cog: Path, reference: Path | None, cro
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-
     with rasterio.open(class_cog) as s:
         cls = s.read(1).astype(float)
         extent = (s.bounds.left, s.bounds.right, s.bounds.bottom, s.bounds.top)
@@ -52,8 +58,7 @@ def quicklook(class_cog: Path, confidence_cog: Path, reference: Path | None, cro
     cmap = ListedColormap([c.colour for c in legend.classes])
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.2 * (len(panels) + 1) + 1.5, 4.6))
     for ax, (name, arr) in zip(axes, panels, strict=False):
-        ax.imshow(arr, cmap=cmap, vmin=-0.5, vmax=len(legend) - 0.5, extent=extent,
-                  interpolation="nearest")
+        ax.imshow(arr, cmap=cmap, vmin=-0.5, vmax=len(legend) - 0.5, extent=extent, interpolation="nearest")
         ax.set_title(name)
     im = axes[-1].imshow(conf, cmap="viridis", vmin=0, vmax=100, extent=extent, interpolation="nearest")
     axes[-1].set_title("confidence (%)")

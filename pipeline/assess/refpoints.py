@@ -43,14 +43,18 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
             lon = next((cols[c.lower()] for c in LON_COLUMNS if c.lower() in cols), None)
             lat = next((cols[c.lower()] for c in LAT_COLUMNS if c.lower() in cols), None)
             if lon is None or lat is None:
-                raise SchemaError("has no TH_LONG/TH_LAT or lon/lat columns",
-                                  "Add the point coordinates as lon and lat (EPSG:4326 degrees)", path=path)
+                raise SchemaError(
+                    "has no TH_LONG/TH_LAT or lon/lat columns",
+                    "Add the point coordinates as lon and lat (EPSG:4326 degrees)",
+                    path=path,
+                )
             gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df[lon], df[lat]), crs="EPSG:4326")
         else:
             gdf = gpd.read_file(path)
     except (OSError, ValueError) as e:
-        raise RasterError(f"cannot be read as reference points ({e})", "Give a GeoParquet, GeoPackage or CSV",
-                          path=path) from None
+        raise RasterError(
+            f"cannot be read as reference points ({e})", "Give a GeoParquet, GeoPackage or CSV", path=path
+        ) from None
     cols = {c.lower(): c for c in gdf.columns}
     if "level1" in cols:
         gdf["level1"] = gdf[cols["level1"]].astype("Int8")
@@ -59,8 +63,11 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
         l1, _, _ = lucas_to_levels(gdf[lc1].astype("string"), gdf[lu1] if lu1 else None)
         gdf["level1"] = l1
     else:
-        raise SchemaError("has neither a level1 nor an LC1 column (LC1, LC or lc1 with LUCAS codes)",
-                          "Give a FeatureTable (eulc table) or LUCAS points with LC1 codes", path=path)
+        raise SchemaError(
+            "has neither a level1 nor an LC1 column (LC1, LC or lc1 with LUCAS codes)",
+            "Give a FeatureTable (eulc table) or LUCAS points with LC1 codes",
+            path=path,
+        )
     return gdf
 
 
@@ -85,9 +92,15 @@ class PointSample:
 
     def to_json(self, legend: Legend) -> dict[str, Any]:
         """JSON-able summary with per-class estimates."""
-        return {"n_points": self.n_points, "n_outside_map": self.n_outside, "n_map_nodata": self.n_map_nodata,
-                "n_without_level1": self.n_unlabelled, "counts": self.counts.tolist(),
-                "mapped_area_ha": self.mapped_ha.tolist(), **self.estimates.to_json(legend.names)}
+        return {
+            "n_points": self.n_points,
+            "n_outside_map": self.n_outside,
+            "n_map_nodata": self.n_map_nodata,
+            "n_without_level1": self.n_unlabelled,
+            "counts": self.counts.tolist(),
+            "mapped_area_ha": self.mapped_ha.tolist(),
+            **self.estimates.to_json(legend.names),
+        }
 
 
 def sample_accuracy(map_path: Path, points: gpd.GeoDataFrame, legend: Legend, source: str = "points") -> PointSample:
@@ -108,9 +121,13 @@ def sample_accuracy(map_path: Path, points: gpd.GeoDataFrame, legend: Legend, so
     inside = (rows >= 0) & (rows < arr.shape[0]) & (cols >= 0) & (cols < arr.shape[1])
     if not inside.any():
         pb = pts.total_bounds
-        raise RasterError(f"none of the {len(pts)} reference points ({source}) falls inside the map "
-                          f"(map bounds {tuple(round(v) for v in bounds)}, points {tuple(round(v) for v in pb)} "
-                          f"in {crs})", "Give points that lie in the mapped area", path=map_path)
+        raise RasterError(
+            f"none of the {len(pts)} reference points ({source}) falls inside the map "
+            f"(map bounds {tuple(round(v) for v in bounds)}, points {tuple(round(v) for v in pb)} "
+            f"in {crs})",
+            "Give points that lie in the mapped area",
+            path=map_path,
+        )
     mcls = np.full(len(pts), NODATA, np.int64)
     mcls[inside] = arr[rows[inside], cols[inside]]
     ref = pts["level1"].to_numpy(dtype="float64", na_value=np.nan)
@@ -119,5 +136,12 @@ def sample_accuracy(map_path: Path, points: gpd.GeoDataFrame, legend: Legend, so
     pix_ha = abs(t.a * t.e) / 1e4
     mapped = np.bincount(arr[arr < k].ravel(), minlength=k)[:k] * pix_ha
     est = stratified_estimates(counts, mapped, legend.names)
-    return PointSample(counts, mapped.astype(float), int(ok.sum()), int((~inside).sum()),
-                       int((inside & (mcls >= k)).sum()), int((inside & (mcls < k) & ~np.isfinite(ref)).sum()), est)
+    return PointSample(
+        counts,
+        mapped.astype(float),
+        int(ok.sum()),
+        int((~inside).sum()),
+        int((inside & (mcls >= k)).sum()),
+        int((inside & (mcls < k) & ~np.isfinite(ref)).sum()),
+        est,
+    )

@@ -58,12 +58,27 @@ def _img(png: bytes, alt: str) -> str:
 
 
 HEADERS = {
-    "users_accuracy": "user's accuracy", "producers_accuracy": "producer's accuracy", "f1": "F1",
-    "map_pixels": "map pixels", "reference_pixels": "reference pixels", "x_m": "x (m)", "y_m": "y (m)",
-    "lon": "lon (°)", "lat": "lat (°)", "n_pixels": "pixels compared", "n_agree": "pixels agreeing",
-    "area_ha": "area (ha)", "tile": "EEA 10 km cell", "mapped_ha": "mapped (ha)", "estimated_ha": "estimated (ha)",
-    "ci95_ha": "± 95 % CI (ha)", "users": "user's accuracy", "users_ci95": "± 95 % CI", "producers": "producer's "
-    "accuracy", "producers_ci95": "± 95 % CI ", "bioregion": "biogeographical region",
+    "users_accuracy": "user's accuracy",
+    "producers_accuracy": "producer's accuracy",
+    "f1": "F1",
+    "map_pixels": "map pixels",
+    "reference_pixels": "reference pixels",
+    "x_m": "x (m)",
+    "y_m": "y (m)",
+    "lon": "lon (°)",
+    "lat": "lat (°)",
+    "n_pixels": "pixels compared",
+    "n_agree": "pixels agreeing",
+    "area_ha": "area (ha)",
+    "tile": "EEA 10 km cell",
+    "mapped_ha": "mapped (ha)",
+    "estimated_ha": "estimated (ha)",
+    "ci95_ha": "± 95 % CI (ha)",
+    "users": "user's accuracy",
+    "users_ci95": "± 95 % CI",
+    "producers": "producer's accuracy",
+    "producers_ci95": "± 95 % CI ",
+    "bioregion": "biogeographical region",
 }
 """Readable column names of the report's HTML tables (the CSVs keep the field names)."""
 
@@ -84,8 +99,32 @@ def _legend_of(map_path: Path) -> Legend:
     return level1_legend()
 
 
-CARD_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "li", "table", "thead", "tbody", "tr", "th",
-             "td", "code", "pre", "em", "strong", "blockquote", "hr", "br", "a"}
+CARD_TAGS = {
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "p",
+    "ul",
+    "ol",
+    "li",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "code",
+    "pre",
+    "em",
+    "strong",
+    "blockquote",
+    "hr",
+    "br",
+    "a",
+}
 """The HTML a rendered model card may keep: text structure only; no image, script, style or form."""
 
 
@@ -97,8 +136,13 @@ def safe_card_html(fragment: str) -> str:
     """
     import nh3
 
-    return nh3.clean(fragment, tags=CARD_TAGS, attributes={"a": {"href"}, "th": {"align"}, "td": {"align"}},
-                     url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer")
+    return nh3.clean(
+        fragment,
+        tags=CARD_TAGS,
+        attributes={"a": {"href"}, "th": {"align"}, "td": {"align"}},
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+    )
 
 
 def _model_card(bundle: Path | None, map_path: Path) -> str:
@@ -111,8 +155,10 @@ def _model_card(bundle: Path | None, map_path: Path) -> str:
         return _bundle_summary(bundle, meta)
     with rasterio.open(map_path) as s:
         tags = {k: v for k, v in s.tags().items() if k != "legend"}
-    return ("<p class='note'>No bundle given; the map's tags name the model:</p>"
-            f"<pre>{html.escape(json.dumps(tags, indent=1))}</pre>")
+    return (
+        "<p class='note'>No bundle given; the map's tags name the model:</p>"
+        f"<pre>{html.escape(json.dumps(tags, indent=1))}</pre>"
+    )
 
 
 def _dropped(dropped: dict[str, int]) -> str:
@@ -125,16 +171,22 @@ def _bundle_summary(bundle: Path, meta: dict[str, Any]) -> str:
     metrics = {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, int | float)}
     arch = {k: v for k, v in (meta.get("architecture") or {}).items() if isinstance(v, int | float | str | bool)}
     feats = meta.get("features") or []
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" if isinstance(v, float)
-                   else f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in metrics.items())
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>"
+        if isinstance(v, float)
+        else f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
+        for k, v in metrics.items()
+    )
     arows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in arch.items())
     spec = meta.get("spec")
     spec_name = str(spec.get("name", "") if isinstance(spec, dict) else spec or "")
     listed = html.escape(", ".join(map(str, feats[:12]))) + (" …" if len(feats) > 12 else "")
-    return (f"<p>Bundle <code>{html.escape(bundle.name)}</code> (no MODEL_CARD.md): spec "
-            f"<code>{html.escape(spec_name)}</code>, {len(feats)} features ({listed}).</p>"
-            "<div class='row'><table><tr><th>metric</th><th>value</th></tr>" + rows + "</table>"
-            "<table><tr><th>architecture</th><th>value</th></tr>" + arows + "</table></div>")
+    return (
+        f"<p>Bundle <code>{html.escape(bundle.name)}</code> (no MODEL_CARD.md): spec "
+        f"<code>{html.escape(spec_name)}</code>, {len(feats)} features ({listed}).</p>"
+        "<div class='row'><table><tr><th>metric</th><th>value</th></tr>" + rows + "</table>"
+        "<table><tr><th>architecture</th><th>value</th></tr>" + arows + "</table></div>"
+    )
 
 
 def ood_beside(map_path: Path) -> Path | None:
@@ -154,37 +206,63 @@ def _ood_section(comp: Any, ood: Path, legend: Legend) -> tuple[str, pd.DataFram
     counts = comp.ood_counts
     mapped = int(counts.sum())
     rows = []
-    for label, cm in (("in distribution (code 0)", comp.confusion - comp.confusion_ood),
-                      ("flagged (codes 1-3)", comp.confusion_ood)):
+    for label, cm in (
+        ("in distribution (code 0)", comp.confusion - comp.confusion_ood),
+        ("flagged (codes 1-3)", comp.confusion_ood),
+    ):
         n = int(cm.sum())
-        rows.append({"pixels": label, "n_pixels": n, "area_ha": n * comp.pixel_ha,
-                     "agreement": float(np.trace(cm) / n) if n else None})
+        rows.append(
+            {
+                "pixels": label,
+                "n_pixels": n,
+                "area_ha": n * comp.pixel_ha,
+                "agreement": float(np.trace(cm) / n) if n else None,
+            }
+        )
     table = pd.DataFrame(rows)
     with rasterio.open(ood) as src:
         tags = src.tags()
-    metrics = {"file": ood.name, "share": float((mapped - counts[0]) / mapped) if mapped else None,
-               "counts": {OOD_CODES[c]: int(counts[c]) for c in range(4)},
-               "agreement_in_distribution": rows[0]["agreement"], "agreement_flagged": rows[1]["agreement"],
-               "compared_flagged": rows[1]["n_pixels"], "compared_in_distribution": rows[0]["n_pixels"],
-               "thresholds": {k: tags.get(k, "") for k in ("landscape_threshold", "distance_threshold", "k",
-                                                            "quantile", "rare_share", "ood_hash")}}
-    by_code = pd.DataFrame({"OOD code": [f"{c}: {OOD_CODES[c]}" for c in range(4)],
-                            "mapped pixels": [int(counts[c]) for c in range(4)],
-                            "share (%)": [counts[c] / mapped * 100 if mapped else None for c in range(4)]})
-    note = (f"<p>The OOD layer <code>{html.escape(ood.name)}</code> flags pixels unlike the model's training "
-            "data (thresholds at the training rows' "
-            f"{html.escape(str(tags.get('quantile', '0.99')))} quantile): <b>1</b> a rare landscape (its nearest of "
-            f"K = {html.escape(str(tags.get('k', '16')))} K-Means landscape clusters of the Sentinel-2 band medians "
-            "holds under "
-            f"{float(tags.get('rare_share', 0.01)) * 100:g} % of the training rows, or it lies beyond the "
-            "clusters), <b>2</b> far from the training data in the network's penultimate embedding "
-            "(class-conditional Mahalanobis distance, Lee et al. 2018), <b>3</b> both. Expect lower accuracy where "
-            "it flags; a low share does not prove the map right (docs/results.md, issue #18).</p>")
-    html_ = (note + _img(fig.ood_quicklook(comp.thumb_map, comp.thumb_ood, comp.extent, legend, comp.crs),
-                         "OOD layer")
-             + "<div class='row'>" + _table(by_code) + _table(table, "{:,.3f}") + "</div>"
-             + "<p class='note'>The share of flagged pixels per EEA 10 km tile and per biogeographical region is in "
-             "the tables of the previous section (column <i>ood share</i>).</p>")
+    metrics = {
+        "file": ood.name,
+        "share": float((mapped - counts[0]) / mapped) if mapped else None,
+        "counts": {OOD_CODES[c]: int(counts[c]) for c in range(4)},
+        "agreement_in_distribution": rows[0]["agreement"],
+        "agreement_flagged": rows[1]["agreement"],
+        "compared_flagged": rows[1]["n_pixels"],
+        "compared_in_distribution": rows[0]["n_pixels"],
+        "thresholds": {
+            k: tags.get(k, "")
+            for k in ("landscape_threshold", "distance_threshold", "k", "quantile", "rare_share", "ood_hash")
+        },
+    }
+    by_code = pd.DataFrame(
+        {
+            "OOD code": [f"{c}: {OOD_CODES[c]}" for c in range(4)],
+            "mapped pixels": [int(counts[c]) for c in range(4)],
+            "share (%)": [counts[c] / mapped * 100 if mapped else None for c in range(4)],
+        }
+    )
+    note = (
+        f"<p>The OOD layer <code>{html.escape(ood.name)}</code> flags pixels unlike the model's training "
+        "data (thresholds at the training rows' "
+        f"{html.escape(str(tags.get('quantile', '0.99')))} quantile): <b>1</b> a rare landscape (its nearest of "
+        f"K = {html.escape(str(tags.get('k', '16')))} K-Means landscape clusters of the Sentinel-2 band medians "
+        "holds under "
+        f"{float(tags.get('rare_share', 0.01)) * 100:g} % of the training rows, or it lies beyond the "
+        "clusters), <b>2</b> far from the training data in the network's penultimate embedding "
+        "(class-conditional Mahalanobis distance, Lee et al. 2018), <b>3</b> both. Expect lower accuracy where "
+        "it flags; a low share does not prove the map right (docs/results.md, issue #18).</p>"
+    )
+    html_ = (
+        note
+        + _img(fig.ood_quicklook(comp.thumb_map, comp.thumb_ood, comp.extent, legend, comp.crs), "OOD layer")
+        + "<div class='row'>"
+        + _table(by_code)
+        + _table(table, "{:,.3f}")
+        + "</div>"
+        + "<p class='note'>The share of flagged pixels per EEA 10 km tile and per biogeographical region is in "
+        "the tables of the previous section (column <i>ood share</i>).</p>"
+    )
     return html_, table, metrics
 
 
@@ -194,7 +272,8 @@ DRIFT_AND_OOD = (
     "pixels is out of distribution; the OOD layer asks pixel by pixel whether the model has seen such pixels. Read "
     "the OOD share for <i>is the map extrapolating here</i>, and a PSI beyond what one training landscape shows "
     "(the 90th percentile of the table's own 100 km cell × Level-1 class groups) for a shift of the features "
-    "themselves: another processing level, season or sensor.")
+    "themselves: another processing level, season or sensor."
+)
 
 
 def drift_summary(drift_csv: Path) -> pd.DataFrame:
@@ -211,21 +290,48 @@ def drift_summary(drift_csv: Path) -> pd.DataFrame:
         raise SchemaError(f"lacks column(s) {missing}", "Give the CSV `eulc drift --out` writes", path=drift_csv)
     beyond = df["beyond_expected"].astype(str).str.lower().isin(["true", "1"])
     g = df.assign(shifted=df["flag"].eq("shift"), beyond=beyond).groupby("tile", sort=True)
-    return pd.DataFrame({"features": g.size(), "shifted (PSI)": g["shifted"].sum(),
-                         "beyond one training landscape": g["beyond"].sum(),
-                         "largest PSI": g["psi"].max()}).reset_index()
+    return pd.DataFrame(
+        {
+            "features": g.size(),
+            "shifted (PSI)": g["shifted"].sum(),
+            "beyond one training landscape": g["beyond"].sum(),
+            "largest PSI": g["psi"].max(),
+        }
+    ).reset_index()
 
 
-REPORT_FILES = ("report.html", "metrics.json", "disagreement.tif", "blocks.csv", "by_bioregion.csv", "by_tile.csv",
-                "confusion_ha.csv", "per_class.csv", "area_estimates.csv", "ood.csv", "transitions_ha.csv", "zones.csv",
-                "drift.csv")
+REPORT_FILES = (
+    "report.html",
+    "metrics.json",
+    "disagreement.tif",
+    "blocks.csv",
+    "by_bioregion.csv",
+    "by_tile.csv",
+    "confusion_ha.csv",
+    "per_class.csv",
+    "area_estimates.csv",
+    "ood.csv",
+    "transitions_ha.csv",
+    "zones.csv",
+    "drift.csv",
+)
 """Every file a report may write into its folder."""
 
 
-def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, points: Path | None = None,
-                 zones: Path | None = None, previous: Path | None = None, bundle: Path | None = None,
-                 title: str | None = None, on_window: Callable[[int, int], None] | None = None,
-                 ood: Path | None = None, drift: Path | None = None) -> dict[str, Any]:
+def write_report(
+    map_path: Path,
+    reference: Path,
+    crosswalk: str,
+    out: Path,
+    points: Path | None = None,
+    zones: Path | None = None,
+    previous: Path | None = None,
+    bundle: Path | None = None,
+    title: str | None = None,
+    on_window: Callable[[int, int], None] | None = None,
+    ood: Path | None = None,
+    drift: Path | None = None,
+) -> dict[str, Any]:
     """Compare ``map_path`` with ``reference`` and write the report files into ``out``.
 
     Args:
@@ -254,8 +360,16 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         RasterError, SchemaError, SpecError: bad rasters, crosswalk, points or zones (see
             :func:`pipeline.assess.compare.compare`, :func:`pipeline.assess.refpoints.sample_accuracy`).
     """
-    for what, path in (("`map`", map_path), ("`reference`", reference), ("`points`", points), ("`zones`", zones),
-                       ("`previous`", previous), ("`bundle`", bundle), ("`ood_layer`", ood), ("`drift`", drift)):
+    for what, path in (
+        ("`map`", map_path),
+        ("`reference`", reference),
+        ("`points`", points),
+        ("`zones`", zones),
+        ("`previous`", previous),
+        ("`bundle`", bundle),
+        ("`ood_layer`", ood),
+        ("`drift`", drift),
+    ):
         if path is not None and not Path(path).exists():  # every input checked before anything is written
             raise RasterError(f"{what} does not exist", "Check the path", path=path)
     legend = _legend_of(map_path)
@@ -263,8 +377,7 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
     drift_table_ = drift_summary(drift) if drift is not None else None  # read (and refused) before writing
     out.mkdir(parents=True, exist_ok=True)
     check_all_replaceable(out, REPORT_FILES)  # a refusal before the first file, not after half of them
-    comp = compare(map_path, reference, cw, legend, disagreement=out / "disagreement.tif", on_window=on_window,
-                   ood=ood)
+    comp = compare(map_path, reference, cw, legend, disagreement=out / "disagreement.tif", on_window=on_window, ood=ood)
     metrics = summary(comp, legend)
     blocks = block_agreement(comp)
     names = legend.names
@@ -272,7 +385,8 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
     tables: dict[str, pd.DataFrame] = {}
     cm_ha = comp.confusion * comp.pixel_ha
     tables["confusion_ha"] = pd.DataFrame(cm_ha, columns=names).assign(**{"map \\ reference": names})[
-        ["map \\ reference", *names]]
+        ["map \\ reference", *names]
+    ]
     tables["per_class"] = pd.DataFrame([{"class": n, **v} for n, v in metrics["per_class"].items()])
     tables["blocks"] = blocks
     tables["by_tile"] = pd.DataFrame(agreement_by(blocks, "tile", comp.pixel_ha))
@@ -281,28 +395,51 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
     metrics["by_bioregion"] = tables["by_bioregion"].to_dict("records")
     sections: list[tuple[str, str]] = []
     oa = metrics["overall_agreement"]
-    kpis = [("overall agreement", f"{oa * 100:.1f} %" if oa is not None else "n/a (0 pixels compared)"),
-            ("area compared", f"{metrics['area_compared_ha']:,.1f} ha"),
-            ("reference alignment", comp.resampling), ("crosswalk", cw.name)]
+    kpis = [
+        ("overall agreement", f"{oa * 100:.1f} %" if oa is not None else "n/a (0 pixels compared)"),
+        ("area compared", f"{metrics['area_compared_ha']:,.1f} ha"),
+        ("reference alignment", comp.resampling),
+        ("crosswalk", cw.name),
+    ]
     if points is not None:
-
         ps = sample_accuracy(map_path, read_points(points), legend, source=points.name)
         metrics["reference_sample"] = ps.to_json(legend)
         e = ps.estimates
-        tables["area_estimates"] = pd.DataFrame({
-            "class": names, "n_points": e.n_per_stratum.astype(int), "mapped_ha": ps.mapped_ha,
-            "estimated_ha": e.area, "ci95_ha": e.area_ci95, "users": e.users, "users_ci95": e.users_ci95,
-            "producers": e.producers, "producers_ci95": e.producers_ci95})
-        kpis.append(("overall accuracy (points)", f"{e.overall * 100:.1f} ± {e.overall_ci95 * 100:.1f} %"
-                     if np.isfinite(e.overall) else f"n/a ({ps.n_points} points)"))
+        tables["area_estimates"] = pd.DataFrame(
+            {
+                "class": names,
+                "n_points": e.n_per_stratum.astype(int),
+                "mapped_ha": ps.mapped_ha,
+                "estimated_ha": e.area,
+                "ci95_ha": e.area_ci95,
+                "users": e.users,
+                "users_ci95": e.users_ci95,
+                "producers": e.producers,
+                "producers_ci95": e.producers_ci95,
+            }
+        )
+        kpis.append(
+            (
+                "overall accuracy (points)",
+                f"{e.overall * 100:.1f} ± {e.overall_ci95 * 100:.1f} %"
+                if np.isfinite(e.overall)
+                else f"n/a ({ps.n_points} points)",
+            )
+        )
         warn = "".join(f"<li>{html.escape(w)}</li>" for w in e.warnings)
-        sections.append(("Accuracy and area from the reference sample", (
-            f"<p>{ps.n_points} reference points inside the map ({ps.n_outside} outside, {ps.n_map_nodata} on map "
-            f"nodata, {ps.n_unlabelled} without a Level-1 class), strata = map classes; estimators of Olofsson "
-            "et al. (2014, RSE 148:42–57), 95 % confidence intervals.</p>"
-            + (f"<ul class='note'>{warn}</ul>" if warn else "")
-            + _img(fig.area_bars(names, ps.mapped_ha, e.area, e.area_ci95), "area estimates")
-            + _table(tables["area_estimates"], na_rep="not estimable"))))
+        sections.append(
+            (
+                "Accuracy and area from the reference sample",
+                (
+                    f"<p>{ps.n_points} reference points inside the map ({ps.n_outside} outside, "
+                    f"{ps.n_map_nodata} on map nodata, {ps.n_unlabelled} without a Level-1 class), strata = map "
+                    "classes; estimators of Olofsson et al. (2014, RSE 148:42–57), 95 % confidence intervals.</p>"
+                    + (f"<ul class='note'>{warn}</ul>" if warn else "")
+                    + _img(fig.area_bars(names, ps.mapped_ha, e.area, e.area_ci95), "area estimates")
+                    + _table(tables["area_estimates"], na_rep="not estimable")
+                ),
+            )
+        )
     if ood is not None:
         section, ood_table, metrics["ood"] = _ood_section(comp, ood, legend)
         tables["ood"] = ood_table
@@ -313,31 +450,52 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
         tables["drift"] = drift_table_
         metrics["drift"] = {"file": drift.name, "tiles": drift_table_.to_dict("records")}
         ood_share = metrics.get("ood", {}).get("share")
-        beside = ("" if ood is None else
-                  f"<p>The OOD layer flags <b>{'n/a' if ood_share is None else f'{ood_share * 100:.1f} %'}</b> of "
-                  "the mapped pixels (previous section).</p>")
-        sections.append(("Drift and the OOD layer", (
-            f"<p>From <code>{html.escape(drift.name)}</code> (<code>eulc drift --out</code>), per feature file:</p>"
-            + _table(drift_table_, "{:,.3f}") + beside + f"<p class='note'>{DRIFT_AND_OOD}</p>")))
+        beside = (
+            ""
+            if ood is None
+            else f"<p>The OOD layer flags <b>{'n/a' if ood_share is None else f'{ood_share * 100:.1f} %'}</b> of "
+            "the mapped pixels (previous section).</p>"
+        )
+        sections.append(
+            (
+                "Drift and the OOD layer",
+                (
+                    f"<p>From <code>{html.escape(drift.name)}</code> (<code>eulc drift --out</code>), "
+                    "per feature file:</p>"
+                    + _table(drift_table_, "{:,.3f}")
+                    + beside
+                    + f"<p class='note'>{DRIFT_AND_OOD}</p>"
+                ),
+            )
+        )
     if previous is not None:
-
         trans, _ = transition_matrix(previous, map_path, legend)
         tables["transitions_ha"] = pd.DataFrame(trans, columns=names).assign(**{"from \\ to": names})[
-            ["from \\ to", *names]]
+            ["from \\ to", *names]
+        ]
         metrics["transitions_ha"] = {"rows": "previous", "columns": "this map", "matrix": trans.tolist()}
-        sections.append(("Change since the previous map", (
-            f"<p class='note'>Previous map: {html.escape(previous.name)} (aligned by nearest neighbour).</p>"
-            + _img(fig.change_bars(names, trans), "change") + _table(tables["transitions_ha"]))))
+        sections.append(
+            (
+                "Change since the previous map",
+                (
+                    f"<p class='note'>Previous map: {html.escape(previous.name)} (aligned by nearest neighbour).</p>"
+                    + _img(fig.change_bars(names, trans), "change")
+                    + _table(tables["transitions_ha"])
+                ),
+            )
+        )
     if zones is not None:
-
         maps = {"previous": previous, "map": map_path} if previous is not None else {"map": map_path}
         tables["zones"] = zone_table(maps, zones, legend)
         z = tables["zones"]
         shared = sorted({str(n) for n in z["zone"] if " ∩ " in str(n)})
-        note = (f"<p class='note'>Zones overlap in {html.escape(str(zones.name))}: the pixels shared by two or more "
-                f"zones are counted once, in a zone of their own ({html.escape(', '.join(shared[:8]))}"
-                f"{' ...' if len(shared) > 8 else ''}), never given to one of them by drawing order.</p>"
-                if shared else "")
+        note = (
+            f"<p class='note'>Zones overlap in {html.escape(str(zones.name))}: the pixels shared by two or more "
+            f"zones are counted once, in a zone of their own ({html.escape(', '.join(shared[:8]))}"
+            f"{' ...' if len(shared) > 8 else ''}), never given to one of them by drawing order.</p>"
+            if shared
+            else ""
+        )
         metrics["zones_overlapping"] = shared
         sections.append(("Composition per zone", note + _table(z[z.filter(like="_ha").sum(axis=1) > 0])))
     kpi_html = "".join(f"<div class='kpi'><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>" for k, v in kpis)
@@ -347,36 +505,56 @@ def write_report(map_path: Path, reference: Path, crosswalk: str, out: Path, poi
     rep = comp.crosswalk_report
     body = [
         ("Summary", f"<div class='kpis'>{kpi_html}</div>"),
-        ("Map, reference and disagreement",
-         _img(fig.quicklooks(comp.thumb_map, comp.thumb_ref, extent, legend, comp.crs), "quicklooks")),
-        ("Agreement per class", "<div class='row'>" + _img(fig.confusion_heatmap(cm_ha, names), "confusion")
-         + _img(fig.class_bars(metrics["per_class"]), "per class") + "</div>" + _table(tables["per_class"], "{:,.3f}")),
-        ("Where the maps disagree", (_img(fig.block_map(blocks, extent, comp.block_m), "blocks") if len(blocks) else "")
-         + "<p class='note'>The ten blocks with the lowest agreement (hotspots):</p>" + _table(worst, "{:,.3f}")
-         + "<div class='row'><div><p class='note'>Per EEA 10 km tile:</p>" + _table(tables["by_tile"], "{:,.3f}")
-         + "</div><div><p class='note'>Per biogeographical region:</p>"
-         + _table(tables["by_bioregion"], "{:,.3f}") + "</div></div>"),
+        (
+            "Map, reference and disagreement",
+            _img(fig.quicklooks(comp.thumb_map, comp.thumb_ref, extent, legend, comp.crs), "quicklooks"),
+        ),
+        (
+            "Agreement per class",
+            "<div class='row'>"
+            + _img(fig.confusion_heatmap(cm_ha, names), "confusion")
+            + _img(fig.class_bars(metrics["per_class"]), "per class")
+            + "</div>"
+            + _table(tables["per_class"], "{:,.3f}"),
+        ),
+        (
+            "Where the maps disagree",
+            (_img(fig.block_map(blocks, extent, comp.block_m), "blocks") if len(blocks) else "")
+            + "<p class='note'>The ten blocks with the lowest agreement (hotspots):</p>"
+            + _table(worst, "{:,.3f}")
+            + "<div class='row'><div><p class='note'>Per EEA 10 km tile:</p>"
+            + _table(tables["by_tile"], "{:,.3f}")
+            + "</div><div><p class='note'>Per biogeographical region:</p>"
+            + _table(tables["by_bioregion"], "{:,.3f}")
+            + "</div></div>",
+        ),
         *sections,
-        ("Method", (
-            f"<p>The reference ({html.escape(reference.name)}) was reprojected onto the map grid "
-            f"({html.escape(comp.crs)}, "
-            f"{abs(comp.transform.a):g} m) with <b>{comp.resampling}</b> resampling (mode when the reference is finer, "
-            "nearest otherwise) and crosswalked to Level-1 with "
-            f"<b>{html.escape(cw.name)}</b> (<code>pipeline/legends/{html.escape(cw.name)}.csv</code>). "
-            f"{metrics['excluded']['map_nodata']:,} map-nodata pixels and "
-            f"{metrics['excluded']['reference_nodata_or_dropped']:,} "
-            "reference nodata or dropped pixels were left out; codes dropped on purpose: "
-            f"{html.escape(_dropped(rep.get('dropped') or {}))}. Confusion rows are map classes, columns reference "
-            "classes; user's accuracy = diagonal / row, producer's = diagonal / column.</p>")),
+        (
+            "Method",
+            (
+                f"<p>The reference ({html.escape(reference.name)}) was reprojected onto the map grid "
+                f"({html.escape(comp.crs)}, "
+                f"{abs(comp.transform.a):g} m) with <b>{comp.resampling}</b> resampling "
+                "(mode when the reference is finer, nearest otherwise) and crosswalked to Level-1 with "
+                f"<b>{html.escape(cw.name)}</b> (<code>pipeline/legends/{html.escape(cw.name)}.csv</code>). "
+                f"{metrics['excluded']['map_nodata']:,} map-nodata pixels and "
+                f"{metrics['excluded']['reference_nodata_or_dropped']:,} "
+                "reference nodata or dropped pixels were left out; codes dropped on purpose: "
+                f"{html.escape(_dropped(rep.get('dropped') or {}))}. Confusion rows are map classes, columns reference "
+                "classes; user's accuracy = diagonal / row, producer's = diagonal / column.</p>"
+            ),
+        ),
         ("Model card", _model_card(bundle, map_path)),
     ]
     title = title or f"Land-cover map {map_path.name} compared with {reference.name}"
-    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body><header><h1>{html.escape(title)}</h1><p>eulc comparison report · "
-            f"{dt.date.today().isoformat()} · map {html.escape(str(map_path))}</p></header><main>"
-            + "".join(f"<section><h2>{html.escape(h)}</h2>{c}</section>" for h, c in body)
-            + "</main><footer>Generated by eulc · BRIDGE-LC (Ghassemi et al. 2025) · Olofsson et al. 2014</footer>"
-            "</body></html>")
+    page = (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style></head><body><header><h1>{html.escape(title)}</h1><p>eulc comparison report · "
+        f"{dt.date.today().isoformat()} · map {html.escape(str(map_path))}</p></header><main>"
+        + "".join(f"<section><h2>{html.escape(h)}</h2>{c}</section>" for h, c in body)
+        + "</main><footer>Generated by eulc · BRIDGE-LC (Ghassemi et al. 2025) · Olofsson et al. 2014</footer>"
+        "</body></html>"
+    )
     with atomic_path(out / "report.html") as tmp:
         tmp.write_text(page, encoding="utf-8")
     for name, df in tables.items():

@@ -40,12 +40,24 @@ def _scale_bar(ax: Any, width_m: float) -> None:
     nice = [10, 20, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000]
     length = max([v for v in nice if v <= width_m / 4] or [nice[0]])
     label = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
-    ax.add_artist(AnchoredSizeBar(ax.transData, length, label, "lower left", pad=0.4, color="black",
-                                  frameon=True, size_vertical=width_m / 150, fontproperties={"size": 7}))
+    ax.add_artist(
+        AnchoredSizeBar(
+            ax.transData,
+            length,
+            label,
+            "lower left",
+            pad=0.4,
+            color="black",
+            frameon=True,
+            size_vertical=width_m / 150,
+            fontproperties={"size": 7},
+        )
+    )
 
 
-def quicklooks(map_ids: np.ndarray, ref_ids: np.ndarray, extent: tuple[float, float, float, float],
-               legend: Legend, crs: str) -> bytes:
+def quicklooks(
+    map_ids: np.ndarray, ref_ids: np.ndarray, extent: tuple[float, float, float, float], legend: Legend, crs: str
+) -> bytes:
     """Map, reference (crosswalked) and disagreement side by side, with a legend and scale bar.
 
     Args:
@@ -62,8 +74,9 @@ def quicklooks(map_ids: np.ndarray, ref_ids: np.ndarray, extent: tuple[float, fl
     for ax, arr, title in ((axes[0], m, "map"), (axes[1], r, "reference (crosswalked to Level-1)")):
         ax.imshow(arr, cmap=cmap, vmin=-0.5, vmax=k - 0.5, extent=extent, interpolation="nearest")
         ax.set_title(title, fontsize=10)
-    axes[2].imshow(dis, cmap=ListedColormap(["#dddddd", DISAGREE]), vmin=0, vmax=1, extent=extent,
-                   interpolation="nearest")
+    axes[2].imshow(
+        dis, cmap=ListedColormap(["#dddddd", DISAGREE]), vmin=0, vmax=1, extent=extent, interpolation="nearest"
+    )
     axes[2].set_title(f"disagreement ({np.nanmean(dis) * 100:.1f} % of compared pixels)", fontsize=10)
     for ax in axes:
         ax.set_xticks([])
@@ -78,8 +91,9 @@ def quicklooks(map_ids: np.ndarray, ref_ids: np.ndarray, extent: tuple[float, fl
     return _png(fig)
 
 
-def ood_quicklook(map_ids: np.ndarray, ood_codes: np.ndarray, extent: tuple[float, float, float, float],
-                  legend: Legend, crs: str) -> bytes:
+def ood_quicklook(
+    map_ids: np.ndarray, ood_codes: np.ndarray, extent: tuple[float, float, float, float], legend: Legend, crs: str
+) -> bytes:
     """The map beside its OOD layer (``eulc map --ood``), with both legends and a scale bar.
 
     Args:
@@ -91,8 +105,14 @@ def ood_quicklook(map_ids: np.ndarray, ood_codes: np.ndarray, extent: tuple[floa
     m = np.where(map_ids < k, map_ids, np.nan).astype(float)
     o = np.where(ood_codes < 4, ood_codes, np.nan).astype(float)
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.1))
-    axes[0].imshow(m, cmap=ListedColormap([c.colour for c in legend.classes]), vmin=-0.5, vmax=k - 0.5,
-                   extent=extent, interpolation="nearest")
+    axes[0].imshow(
+        m,
+        cmap=ListedColormap([c.colour for c in legend.classes]),
+        vmin=-0.5,
+        vmax=k - 0.5,
+        extent=extent,
+        interpolation="nearest",
+    )
     axes[0].set_title("map", fontsize=10)
     colours = ["#{:02x}{:02x}{:02x}".format(*OOD_COLORS[c][:3]) for c in range(4)]
     axes[1].imshow(o, cmap=ListedColormap(colours), vmin=-0.5, vmax=3.5, extent=extent, interpolation="nearest")
@@ -124,10 +144,17 @@ def landscape_bars(hist: pd.DataFrame, max_tiles: int = 6) -> bytes:
     ax.bar(x, train * 100, color="#c9ced6", label="training rows")
     tiles = [t for t in hist["tile"].unique() if t != "all tiles"]
     for t in tiles[:max_tiles] if len(tiles) > 1 else []:
-        ax.plot(x, hist[hist["tile"] == t].sort_values("cluster")["tile_share"] * 100, "o", ms=3.5, alpha=0.7,
-                label=str(t))
-    ax.plot(x, hist[hist["tile"] == "all tiles"].sort_values("cluster")["tile_share"] * 100, "D", color="#003399",
-            ms=5, label="all tiles" if len(tiles) > 1 else str(tiles[0]) if tiles else "tiles")
+        ax.plot(
+            x, hist[hist["tile"] == t].sort_values("cluster")["tile_share"] * 100, "o", ms=3.5, alpha=0.7, label=str(t)
+        )
+    ax.plot(
+        x,
+        hist[hist["tile"] == "all tiles"].sort_values("cluster")["tile_share"] * 100,
+        "D",
+        color="#003399",
+        ms=5,
+        label="all tiles" if len(tiles) > 1 else str(tiles[0]) if tiles else "tiles",
+    )
     ax.set_xticks(x)
     ax.set_xlabel("landscape cluster (K-Means on the S2 band medians of the training rows)")
     ax.set_ylabel("share (%)")
@@ -146,8 +173,15 @@ def confusion_heatmap(cm_ha: np.ndarray, names: list[str]) -> bytes:
     for i in range(k):
         for j in range(k):
             if cm_ha[i, j] > 0:
-                ax.text(j, i, f"{cm_ha[i, j]:,.1f}", ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{cm_ha[i, j]:,.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[i, j] > 0.6 else "black",
+                )
     short = [n.split(" ")[0].split("/")[0] for n in names]
     ax.set_xticks(range(k), short, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(k), short, fontsize=8)
@@ -162,8 +196,11 @@ def class_bars(per_class: dict[str, dict[str, Any]]) -> bytes:
     names = [n for n, v in per_class.items() if v["map_pixels"] or v["reference_pixels"]]
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 3.6))
-    for off, key, lab, colour in ((-0.27, "users_accuracy", "user's", "#2b83ba"),
-                                  (0.0, "producers_accuracy", "producer's", "#fdae61"), (0.27, "f1", "F1", "#5e3c99")):
+    for off, key, lab, colour in (
+        (-0.27, "users_accuracy", "user's", "#2b83ba"),
+        (0.0, "producers_accuracy", "producer's", "#fdae61"),
+        (0.27, "f1", "F1", "#5e3c99"),
+    ):
         vals = [per_class[n][key] if per_class[n][key] is not None else 0 for n in names]
         ax.bar(x + off, vals, width=0.27, label=lab, color=colour)
     ax.set_xticks(x, [n.split(" ")[0].split("/")[0] for n in names], fontsize=8)
@@ -183,8 +220,15 @@ def area_bars(names: list[str], mapped_ha: np.ndarray, est_ha: np.ndarray, ci_ha
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 3.6))
     ax.bar(x - 0.2, mapped_ha, width=0.4, label="mapped (pixel count)", color="#bbbbbb")
     ok = np.isfinite(est_ha)
-    ax.bar(x[ok] + 0.2, est_ha[ok], width=0.4, yerr=np.where(np.isfinite(ci_ha[ok]), ci_ha[ok], 0), capsize=3,
-           label="estimated from the reference sample ± 95 % CI", color="#2b83ba")
+    ax.bar(
+        x[ok] + 0.2,
+        est_ha[ok],
+        width=0.4,
+        yerr=np.where(np.isfinite(ci_ha[ok]), ci_ha[ok], 0),
+        capsize=3,
+        label="estimated from the reference sample ± 95 % CI",
+        color="#2b83ba",
+    )
     for xi in x[~ok]:
         ax.text(xi + 0.2, 0, "not estimable", rotation=90, ha="center", va="bottom", fontsize=7, color="#b2182b")
     ax.set_xticks(x, [n.split(" ")[0].split("/")[0] for n in names], fontsize=8)
@@ -194,8 +238,9 @@ def area_bars(names: list[str], mapped_ha: np.ndarray, est_ha: np.ndarray, ci_ha
     return _png(fig)
 
 
-def block_map(blocks: pd.DataFrame, extent: tuple[float, float, float, float], block_m: float,
-              max_cells: int = 800) -> bytes:
+def block_map(
+    blocks: pd.DataFrame, extent: tuple[float, float, float, float], block_m: float, max_cells: int = 800
+) -> bytes:
     """Agreement per block as a raster (red = low), with the ten worst blocks numbered as in the
     report's hotspot table.
 
@@ -219,8 +264,14 @@ def block_map(blocks: pd.DataFrame, extent: tuple[float, float, float, float], b
     np.add.at(n, r * nc + c, blocks["n_pixels"].to_numpy(float))
     img = np.divide(agree, n, out=np.full(nr * nc, np.nan), where=n > 0).reshape(nr, nc)
     fig, ax = plt.subplots(figsize=(5.6, 4.8))
-    im = ax.imshow(img, cmap="RdYlGn", vmin=0, vmax=1, extent=(left, left + nc * cell, top - nr * cell, top),
-                   interpolation="nearest")
+    im = ax.imshow(
+        img,
+        cmap="RdYlGn",
+        vmin=0,
+        vmax=1,
+        extent=(left, left + nc * cell, top - nr * cell, top),
+        interpolation="nearest",
+    )
     for i, b in enumerate(blocks.head(10).itertuples(), start=1):  # the hotspot table's ten
         ax.annotate(str(i), (b.x_m, b.y_m), ha="center", va="center", fontsize=9, weight="bold")
     ax.set_xlim(left, right)

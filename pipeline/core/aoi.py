@@ -37,8 +37,10 @@ def tiles_for_bounds_3035(bounds_m: tuple[float, float, float, float], size_m: i
     """
     left, bottom, right, top = bounds_m
     if not (right > left and top > bottom):
-        raise RasterError(f"the area {bounds_m} is empty or inverted",
-                          "Give (left, bottom, right, top) with right > left and top > bottom")
+        raise RasterError(
+            f"the area {bounds_m} is empty or inverted",
+            "Give (left, bottom, right, top) with right > left and top > bottom",
+        )
     e0, e1 = math.floor(left / size_m), math.ceil(right / size_m)
     n0, n1 = math.floor(bottom / size_m), math.ceil(top / size_m)
     return [TileId(size_m, e, n) for n in range(n0, n1) for e in range(e0, e1)]
@@ -60,11 +62,14 @@ def tiles_for_geometry(geom_3035: BaseGeometry, size_m: int) -> list[TileId]:
     if geom_3035.is_empty:
         raise RasterError("the area of interest is empty", "Give a non-empty polygon, bbox or cell list")
     left, bottom, right, top = _padded(geom_3035.bounds)
-    n = (math.floor(right / size_m) - math.floor(left / size_m) + 1) * (math.floor(top / size_m)
-                                                                       - math.floor(bottom / size_m) + 1)
+    n = (math.floor(right / size_m) - math.floor(left / size_m) + 1) * (
+        math.floor(top / size_m) - math.floor(bottom / size_m) + 1
+    )
     if n > MAX_CELLS:
-        raise RasterError(f"`tiles` spans about {n:,} cells of {size_m:,} m, more than {MAX_CELLS:,} in one run",
-                          "Use a larger `tile_size` (e.g. 10km) or split the area into several runs")
+        raise RasterError(
+            f"`tiles` spans about {n:,} cells of {size_m:,} m, more than {MAX_CELLS:,} in one run",
+            "Use a larger `tile_size` (e.g. 10km) or split the area into several runs",
+        )
     candidates = tiles_for_bounds_3035((left, bottom, right, top), size_m)
     boxes = [box(*t.bounds) for t in candidates]
     if geom_3035.area > 0:
@@ -88,8 +93,9 @@ def read_aoi(path: Path) -> BaseGeometry:
     try:
         gdf = gpd.read_parquet(path) if path.suffix == ".parquet" else gpd.read_file(path)
     except Exception as e:  # noqa: BLE001 - pyogrio/fiona raise many types
-        raise RasterError(f"cannot be read as a vector file ({e})",
-                          "Give a GeoJSON, GeoPackage or Shapefile", path=path) from None
+        raise RasterError(
+            f"cannot be read as a vector file ({e})", "Give a GeoJSON, GeoPackage or Shapefile", path=path
+        ) from None
     if gdf.empty:
         raise RasterError("has no features", "Give a file with at least one polygon", path=path)
     if gdf.crs is None:
@@ -106,8 +112,10 @@ def bbox_lonlat_to_3035(bbox: tuple[float, float, float, float]) -> BaseGeometry
     """
     w, s, e, n = bbox
     if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-        raise RasterError(f"the bbox {bbox} is not west,south,east,north in degrees",
-                          "Write it as lon/lat, e.g. `tiles` bbox:14.5,46.0,14.6,46.1")
+        raise RasterError(
+            f"the bbox {bbox} is not west,south,east,north in degrees",
+            "Write it as lon/lat, e.g. `tiles` bbox:14.5,46.0,14.6,46.1",
+        )
     poly = shapely.segmentize(box(w, s, e, n), 0.01)
     return gpd.GeoSeries([poly], crs="EPSG:4326").to_crs("EPSG:3035").iloc[0]
 
@@ -135,8 +143,10 @@ def parse_tiles(text: str, size_m: int = 10_000) -> list[TileId]:
         except ValueError:
             vals = ()
         if len(vals) != 4:
-            raise RasterError(f"`tiles` {text!r}: a bbox needs four numbers",
-                              "Write bbox:W,S,E,N in degrees, e.g. bbox:14.5,46.0,14.6,46.1")
+            raise RasterError(
+                f"`tiles` {text!r}: a bbox needs four numbers",
+                "Write bbox:W,S,E,N in degrees, e.g. bbox:14.5,46.0,14.6,46.1",
+            )
         return tiles_for_geometry(bbox_lonlat_to_3035(vals), size_m)
     if path.suffix.lower() in VECTOR_SUFFIXES:
         if not path.is_file():
@@ -169,6 +179,8 @@ def parse_tile_size(text: str) -> int:
     except ValueError:
         raise EulcError(f"`tile_size` {text!r} is not a size", "Write the cell size like 10km or 250m") from None
     if size < 100 or size % 10:
-        raise EulcError(f"`tile_size` {text!r} is not an EEA grid cell size",
-                        "Use a whole number of 10 m pixels from 100m up, e.g. 100km, 10km, 1km or 250m")
+        raise EulcError(
+            f"`tile_size` {text!r} is not an EEA grid cell size",
+            "Use a whole number of 10 m pixels from 100m up, e.g. 100km, 10km, 1km or 250m",
+        )
     return size

@@ -62,8 +62,11 @@ def refuse_link(path: str | Path) -> None:
         EulcError: ``path`` is a symbolic link (even a dangling one).
     """
     if os.path.islink(path):
-        raise EulcError("is a symbolic link; eulc does not write through links",
-                        "Remove the link or choose another `out`", path=path)
+        raise EulcError(
+            "is a symbolic link; eulc does not write through links",
+            "Remove the link or choose another `out`",
+            path=path,
+        )
 
 
 def open_no_follow(path: str | Path, flags: int = os.O_RDWR | os.O_CREAT, mode: int = 0o666) -> int:
@@ -157,8 +160,9 @@ def check_replaceable(dest: str | Path, recognise: Callable[[Path], bool] | None
     """
     dest = Path(dest)
     if dest.name == WRITTEN or dest.name.startswith(PREFIX):
-        raise EulcError("is a name eulc keeps for its own journal and temporaries", "Choose another file name",
-                        path=dest)
+        raise EulcError(
+            "is a name eulc keeps for its own journal and temporaries", "Choose another file name", path=dest
+        )
     refuse_link(dest)
     refuse_link(dest.parent / WRITTEN)  # the journal is appended to with the write
     if not os.path.lexists(dest):
@@ -167,8 +171,11 @@ def check_replaceable(dest: str | Path, recognise: Callable[[Path], bool] | None
         raise EulcError("exists and is not a file", "Choose another `out`", path=dest)
     if written_by_eulc(dest) or (recognise is not None and recognise(dest)):
         return
-    raise EulcError("exists and was not written by eulc",
-                    "Move it away or choose another `out`; eulc never replaces a file it did not write", path=dest)
+    raise EulcError(
+        "exists and was not written by eulc",
+        "Move it away or choose another `out`; eulc never replaces a file it did not write",
+        path=dest,
+    )
 
 
 def check_all_replaceable(folder: str | Path, names: list[str] | tuple[str, ...]) -> None:
@@ -207,9 +214,11 @@ def write_failed(dest: str | Path, reason: str) -> WriteError:
     dest = Path(dest)
     free = free_bytes(dest.parent)
     shown = "unknown" if free is None else f"{free / 2**20:.1f} MiB"
-    return WriteError(f"could not be written completely ({reason}; {shown} free on its disk)",
-                      "Free some space (or raise the file-size limit) and rerun: nothing was recorded as done",
-                      path=dest)
+    return WriteError(
+        f"could not be written completely ({reason}; {shown} free on its disk)",
+        "Free some space (or raise the file-size limit) and rerun: nothing was recorded as done",
+        path=dest,
+    )
 
 
 def temp_prefix(name: str) -> str:
@@ -246,7 +255,7 @@ def remove_leftovers(folder: str | Path, all_hosts: bool = False) -> list[Path]:
     for p in folder.iterdir():
         if not p.name.startswith(PREFIX):
             continue
-        parts = p.name[len(PREFIX):].split(".", 2)
+        parts = p.name[len(PREFIX) :].split(".", 2)
         if len(parts) < 3 or not parts[1].isdigit():
             continue
         host, pid = parts[0], int(parts[1])
@@ -260,8 +269,14 @@ def remove_leftovers(folder: str | Path, all_hosts: bool = False) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | Path, suffix: str | None = None, *, verify: Callable[[Path], None] | None = None,
-                recognise: Callable[[Path], bool] | None = None, allow_empty: bool = False) -> Iterator[Path]:
+def atomic_path(
+    dest: str | Path,
+    suffix: str | None = None,
+    *,
+    verify: Callable[[Path], None] | None = None,
+    recognise: Callable[[Path], bool] | None = None,
+    allow_empty: bool = False,
+) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; when the body ends, flush, verify and rename it onto
     ``dest`` and record it as eulc's (module docstring).
 
@@ -286,7 +301,8 @@ def atomic_path(dest: str | Path, suffix: str | None = None, *, verify: Callable
     dest.parent.mkdir(parents=True, exist_ok=True)
     check_replaceable(dest, recognise)
     fd, tmp = tempfile.mkstemp(
-        prefix=temp_prefix(dest.name), suffix=suffix if suffix is not None else dest.suffix,
+        prefix=temp_prefix(dest.name),
+        suffix=suffix if suffix is not None else dest.suffix,
         dir=dest.parent,
     )
     os.close(fd)
@@ -349,8 +365,9 @@ def current_umask() -> int:
     return mask
 
 
-def write_json(dest: str | Path, obj: Any, indent: int | None = 2,
-               recognise: Callable[[Path], bool] | None = None) -> None:
+def write_json(
+    dest: str | Path, obj: Any, indent: int | None = 2, recognise: Callable[[Path], bool] | None = None
+) -> None:
     """Write ``obj`` as UTF-8 JSON to ``dest`` through :func:`atomic_path` (``indent=None``: compact).
 
     Raises:

@@ -27,13 +27,28 @@ import pandas as pd
 from pipeline.core.eea import cell_index
 from pipeline.core.errors import SchemaError
 
-REGIONS: tuple[str, ...] = ("Alpine", "Atlantic", "BlackSea", "Boreal", "Continental",
-                            "Mediterranean", "Pannonian", "Steppic")
+REGIONS: tuple[str, ...] = (
+    "Alpine",
+    "Atlantic",
+    "BlackSea",
+    "Boreal",
+    "Continental",
+    "Mediterranean",
+    "Pannonian",
+    "Steppic",
+)
 """The paper's 8 EEA biogeographical regions, in the paper's order (index = region id)."""
 
-CODE_TO_REGION = {"ALP": "Alpine", "ATL": "Atlantic", "BLS": "BlackSea", "BOR": "Boreal",
-                  "CON": "Continental", "MED": "Mediterranean", "PAN": "Pannonian",
-                  "STE": "Steppic"}
+CODE_TO_REGION = {
+    "ALP": "Alpine",
+    "ATL": "Atlantic",
+    "BLS": "BlackSea",
+    "BOR": "Boreal",
+    "CON": "Continental",
+    "MED": "Mediterranean",
+    "PAN": "Pannonian",
+    "STE": "Steppic",
+}
 CELLS_FILE = Path("eea_biogeo_regions") / "biogeoregions10km_cells.csv.gz"
 """The EEA 10 km region table in the shared data (its SOURCES.md §3)."""
 SHIPPED_CELLS = Path(__file__).resolve().parents[1] / "reference" / "biogeoregions_10km.tif"
@@ -50,8 +65,11 @@ def _shipped_cells(path: Path) -> dict[tuple[int, int], frozenset[str]]:
         grid, t = src.read(1), src.transform
         bits = src.tags().get("bits", "").split(",")
     if tuple(bits) != BITS:
-        raise SchemaError(f"the tag 'bits' is {bits}, not {list(BITS)}",
-                          "Rebuild it with `python scripts/build_reference_tables.py`", path=path)
+        raise SchemaError(
+            f"the tag 'bits' is {bits}, not {list(BITS)}",
+            "Rebuild it with `python scripts/build_reference_tables.py`",
+            path=path,
+        )
     e0, n1 = round(t.c / 10_000), round(t.f / 10_000)
     rows, cols = np.nonzero(grid)
     sets = {int(v): frozenset(c for i, c in enumerate(BITS) if int(v) >> i & 1) for v in np.unique(grid[rows, cols])}
@@ -65,8 +83,7 @@ def _cell_regions(path: Path) -> dict[tuple[int, int], frozenset[str]]:
     df = pd.read_csv(path, dtype=str)
     for col in ("region", "CELLCODE"):
         if col not in df.columns:
-            raise SchemaError(f"column {col!r} is missing", "Use the EEA 10 km region table",
-                              path=path)
+            raise SchemaError(f"column {col!r} is missing", "Use the EEA 10 km region table", path=path)
     xy = df["CELLCODE"].str.extract(r"10kmE(\d+)N(\d+)").astype(int)
     out: dict[tuple[int, int], set[str]] = {}
     for e, n, r in zip(xy[0].to_numpy(), xy[1].to_numpy(), df["region"].to_numpy(), strict=True):
@@ -74,8 +91,9 @@ def _cell_regions(path: Path) -> dict[tuple[int, int], frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def assign_bioregion(x_3035_m: np.ndarray, y_3035_m: np.ndarray,
-                     cells_csv: Path | None = None) -> tuple[np.ndarray, Counter[str]]:
+def assign_bioregion(
+    x_3035_m: np.ndarray, y_3035_m: np.ndarray, cells_csv: Path | None = None
+) -> tuple[np.ndarray, Counter[str]]:
     """Assign each point one of the 8 regions, applying the documented border rule.
 
     Args:

@@ -28,13 +28,23 @@ from rasterio.io import DatasetWriter, MemoryFile
 from pipeline.core.atomic import atomic_path, temp_prefix, write_failed
 
 
-def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata: float | int,
-              descriptions: Sequence[str] | None = None, tags: Mapping[str, object] | None = None,
-              band_tags: Sequence[Mapping[str, object]] | None = None,
-              colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
-              resampling: str = "average", compress: str = "DEFLATE", blocksize: int = 256,
-              scales: Sequence[float] | None = None, offsets: Sequence[float] | None = None,
-              threads: int | str = "ALL_CPUS") -> Path:
+def write_cog(
+    dest: Path,
+    data: np.ndarray,
+    transform: Affine,
+    crs: str,
+    nodata: float | int,
+    descriptions: Sequence[str] | None = None,
+    tags: Mapping[str, object] | None = None,
+    band_tags: Sequence[Mapping[str, object]] | None = None,
+    colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
+    resampling: str = "average",
+    compress: str = "DEFLATE",
+    blocksize: int = 256,
+    scales: Sequence[float] | None = None,
+    offsets: Sequence[float] | None = None,
+    threads: int | str = "ALL_CPUS",
+) -> Path:
     """Write a (B, H, W) or (H, W) array as a COG at ``dest`` (temporary file, then rename).
 
     Args:
@@ -60,8 +70,16 @@ def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata:
     """
     arr = data[None] if data.ndim == 2 else data
     count, height, width = arr.shape
-    profile = {"driver": "GTiff", "height": height, "width": width, "count": count,
-               "dtype": arr.dtype.name, "crs": crs, "transform": transform, "nodata": nodata}
+    profile = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": count,
+        "dtype": arr.dtype.name,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+    }
     with MemoryFile() as mem:
         with mem.open(**profile) as ds:
             ds.write(arr)
@@ -69,8 +87,7 @@ def write_cog(dest: Path, data: np.ndarray, transform: Affine, crs: str, nodata:
                 for i, d in enumerate(descriptions, start=1):
                     ds.set_band_description(i, d)
             all_tags = {**(tags or {}), "overview_resampling": resampling}
-            ds.update_tags(**{k: v if isinstance(v, str) else json.dumps(v)
-                              for k, v in all_tags.items()})
+            ds.update_tags(**{k: v if isinstance(v, str) else json.dumps(v) for k, v in all_tags.items()})
             for i, bt in enumerate(band_tags or [], start=1):
                 ds.update_tags(i, **{k: str(v) for k, v in bt.items()})
             if colormap:
@@ -116,19 +133,45 @@ def is_eulc_cog(path: Path) -> bool:
     return ("features" in tags and "spec" in tags) or "model_hash" in tags
 
 
-def _copy_as_cog(src: rasterio.DatasetReader, dest: Path, dtype: np.dtype, resampling: str, compress: str,
-                 blocksize: int, threads: int | str = "ALL_CPUS") -> None:
+def _copy_as_cog(
+    src: rasterio.DatasetReader,
+    dest: Path,
+    dtype: np.dtype,
+    resampling: str,
+    compress: str,
+    blocksize: int,
+    threads: int | str = "ALL_CPUS",
+) -> None:
     with atomic_path(dest, verify=lambda p: verify_cog(p, dest), recognise=is_eulc_cog) as tmp:
         extra = {"PREDICTOR": "2"} if np.issubdtype(dtype, np.integer) and dtype.itemsize > 1 else {}
-        rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS=compress, OVERVIEW_RESAMPLING=resampling.upper(),
-                             BLOCKSIZE=blocksize, OVERVIEWS="AUTO", NUM_THREADS=str(threads), **extra)
+        rasterio.shutil.copy(
+            src,
+            tmp,
+            driver="COG",
+            COMPRESS=compress,
+            OVERVIEW_RESAMPLING=resampling.upper(),
+            BLOCKSIZE=blocksize,
+            OVERVIEWS="AUTO",
+            NUM_THREADS=str(threads),
+            **extra,
+        )
 
 
 @contextmanager
-def cog_writer(dest: Path, shape: tuple[int, int], dtype: str | np.dtype, transform: Affine, crs: str,
-               nodata: float | int, description: str | None = None, tags: Mapping[str, object] | None = None,
-               colormap: Mapping[int, tuple[int, int, int, int]] | None = None, resampling: str = "average",
-               compress: str = "DEFLATE", blocksize: int = 256) -> Iterator[DatasetWriter]:
+def cog_writer(
+    dest: Path,
+    shape: tuple[int, int],
+    dtype: str | np.dtype,
+    transform: Affine,
+    crs: str,
+    nodata: float | int,
+    description: str | None = None,
+    tags: Mapping[str, object] | None = None,
+    colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
+    resampling: str = "average",
+    compress: str = "DEFLATE",
+    blocksize: int = 256,
+) -> Iterator[DatasetWriter]:
     """A one-band COG written window by window, for rasters larger than memory.
 
     Yields an open tiled GeoTIFF staged beside ``dest`` (eulc's temporary prefix); the caller
@@ -152,14 +195,33 @@ def cog_writer(dest: Path, shape: tuple[int, int], dtype: str | np.dtype, transf
     stage = Path(stage_name)
     dt = np.dtype(dtype)
     try:
-        with rasterio.open(stage, "w", driver="GTiff", height=shape[0], width=shape[1], count=1, dtype=dt.name,
-                           crs=crs, transform=transform, nodata=nodata, tiled=True, blockxsize=blocksize,
-                           blockysize=blocksize, compress="DEFLATE", zlevel=1, BIGTIFF="IF_SAFER",
-                           SPARSE_OK=True) as ds:
+        with rasterio.open(
+            stage,
+            "w",
+            driver="GTiff",
+            height=shape[0],
+            width=shape[1],
+            count=1,
+            dtype=dt.name,
+            crs=crs,
+            transform=transform,
+            nodata=nodata,
+            tiled=True,
+            blockxsize=blocksize,
+            blockysize=blocksize,
+            compress="DEFLATE",
+            zlevel=1,
+            BIGTIFF="IF_SAFER",
+            SPARSE_OK=True,
+        ) as ds:
             if description:
                 ds.set_band_description(1, description)
-            ds.update_tags(**{k: v if isinstance(v, str) else json.dumps(v)
-                              for k, v in {**(tags or {}), "overview_resampling": resampling}.items()})
+            ds.update_tags(
+                **{
+                    k: v if isinstance(v, str) else json.dumps(v)
+                    for k, v in {**(tags or {}), "overview_resampling": resampling}.items()
+                }
+            )
             if colormap:
                 ds.write_colormap(1, dict(colormap))
             yield ds

@@ -100,8 +100,10 @@ def cpu_threads() -> int:
     raw = os.environ.get(THREADS_VAR)
     if raw:
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_THREADS:
-            raise EulcError(f"{THREADS_VAR}={raw!r} is not a number of threads",
-                            f"Set {THREADS_VAR} (or `threads`) to 1 to {MAX_THREADS}")
+            raise EulcError(
+                f"{THREADS_VAR}={raw!r} is not a number of threads",
+                f"Set {THREADS_VAR} (or `threads`) to 1 to {MAX_THREADS}",
+            )
         return int(raw)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

@@ -13,8 +13,9 @@ from typing import Literal
 import numpy as np
 
 
-def class_accuracies(cm: np.ndarray, names: list[str], rows: Literal["map", "reference"],
-                     undefined: float | None = None) -> dict[str, dict[str, float | int | None]]:
+def class_accuracies(
+    cm: np.ndarray, names: list[str], rows: Literal["map", "reference"], undefined: float | None = None
+) -> dict[str, dict[str, float | int | None]]:
     """User's and producer's accuracy and F1 per class.
 
     Args:
@@ -39,6 +40,11 @@ def class_accuracies(cm: np.ndarray, names: list[str], rows: Literal["map", "ref
         f1: float | None = undefined
         if ua is not None and pa is not None and mapped[i] and ref[i]:
             f1 = 2 * ua * pa / (ua + pa) if ua + pa else 0.0
-        out[n] = {"users_accuracy": ua, "producers_accuracy": pa, "f1": f1,
-                  "map_total": int(round(mapped[i])), "reference_total": int(round(ref[i]))}
+        out[n] = {
+            "users_accuracy": ua,
+            "producers_accuracy": pa,
+            "f1": f1,
+            "map_total": int(round(mapped[i])),
+            "reference_total": int(round(ref[i])),
+        }
     return out

@@ -43,13 +43,20 @@ def feature_semantics(spec: FeatureSpec, name: str) -> dict[str, Any]:
     f = spec.feature(name)
     s = spec.sensors[f.sensor]
     sem: dict[str, Any] = {
-        "sensor": s.kind, "level": s.level, "units": s.units, "dn_per_unit": s.dn_per_unit,
+        "sensor": s.kind,
+        "level": s.level,
+        "units": s.units,
+        "dn_per_unit": s.dn_per_unit,
         "scene_cloud_max_pct": s.scene_cloud_max_pct,
         "cloud_probability": s.cloud_probability.model_dump() if s.cloud_probability else None,
-        "scl_mask": list(s.scl_mask), "daily_mosaic": s.daily_mosaic,
-        "instrument_mode": s.instrument_mode, "polarisations": list(s.polarisations),
-        "focal_median_radius_m": s.focal_median_radius_m, "orbit": f.orbit,
-        "window_months": list(f.window.months), "scale": f.scale,
+        "scl_mask": list(s.scl_mask),
+        "daily_mosaic": s.daily_mosaic,
+        "instrument_mode": s.instrument_mode,
+        "polarisations": list(s.polarisations),
+        "focal_median_radius_m": s.focal_median_radius_m,
+        "orbit": f.orbit,
+        "window_months": list(f.window.months),
+        "scale": f.scale,
     }
     if f.derived:
         sem["derived"] = "".join(f.derived.split())
@@ -84,8 +91,10 @@ def embedded_spec(obj: Mapping[str, Any] | str, where: str) -> FeatureSpec:
         raw = json.loads(obj) if isinstance(obj, str) else dict(obj)
         return FeatureSpec.model_validate(raw)
     except (json.JSONDecodeError, ValidationError, TypeError) as e:
-        raise ContractError(f"{where}: the embedded feature spec is not valid ({str(e).splitlines()[0]})",
-                            "Re-create the artifact with this version of eulc") from None
+        raise ContractError(
+            f"{where}: the embedded feature spec is not valid ({str(e).splitlines()[0]})",
+            "Re-create the artifact with this version of eulc",
+        ) from None
 
 
 def _diff(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
@@ -102,8 +111,14 @@ def _group(path: str) -> str:
     return next((FIELD_GROUPS[p] for p in parts if p in FIELD_GROUPS), parts[-1])
 
 
-def compare_features(expected: FeatureSpec, actual: FeatureSpec, names: Iterable[str], expected_what: str,
-                     actual_what: str, accept: Iterable[str] = ()) -> list[str]:
+def compare_features(
+    expected: FeatureSpec,
+    actual: FeatureSpec,
+    names: Iterable[str],
+    expected_what: str,
+    actual_what: str,
+    accept: Iterable[str] = (),
+) -> list[str]:
     """Check that ``actual`` computes ``names`` as ``expected`` does.
 
     Args:
@@ -125,8 +140,10 @@ def compare_features(expected: FeatureSpec, actual: FeatureSpec, names: Iterable
     tolerated: list[str] = []
     for n in names:
         if n not in actual.names:
-            raise ContractError(f"{actual_what} has no feature {n!r}, which {expected_what} needs",
-                                "Compute the features with the consumer's spec")
+            raise ContractError(
+                f"{actual_what} has no feature {n!r}, which {expected_what} needs",
+                "Compute the features with the consumer's spec",
+            )
         diffs = _diff(feature_semantics(expected, n), feature_semantics(actual, n))
         for path, want, got in diffs:
             if _group(path) in ok:
@@ -135,8 +152,12 @@ def compare_features(expected: FeatureSpec, actual: FeatureSpec, names: Iterable
             raise ContractError(
                 f"feature {n!r} differs: {expected_what} has {path}={want!r}, {actual_what} has {got!r}",
                 "Recompute the features with the spec embedded in the consumer"
-                + (f", or accept the difference explicitly (`accept` {_group(path)})"
-                   if _group(path) in ("cloud_mask", "level") else ""))
+                + (
+                    f", or accept the difference explicitly (`accept` {_group(path)})"
+                    if _group(path) in ("cloud_mask", "level")
+                    else ""
+                ),
+            )
     return tolerated
 
 
@@ -148,8 +169,11 @@ def check_digest(spec: FeatureSpec, names: list[str], recorded: str, what: str) 
             features than the spec it embeds, i.e. it was edited by hand.
     """
     if recorded and recorded != features_digest(spec, names):
-        raise ContractError(f"{what}: the recorded features digest {recorded} does not match its embedded spec "
-                            f"({features_digest(spec, names)})", "Re-create it with eulc; do not edit it by hand")
+        raise ContractError(
+            f"{what}: the recorded features digest {recorded} does not match its embedded spec "
+            f"({features_digest(spec, names)})",
+            "Re-create it with eulc; do not edit it by hand",
+        )
 
 
 def artifact_spec(record: Mapping[str, Any], names: list[str], where: str) -> FeatureSpec:
@@ -173,11 +197,15 @@ def artifact_spec(record: Mapping[str, Any], names: list[str], where: str) -> Fe
     name = str(record.get("spec") if isinstance(record.get("spec"), str) else record.get("name", ""))
     recorded = str(record.get("spec_hash") or record.get("hash") or "")
     if name not in shipped_specs():
-        raise ContractError(f"{where} embeds no feature spec and names {name!r}, which is not a shipped spec",
-                            "Re-create it with this version of eulc (it then carries its spec)")
+        raise ContractError(
+            f"{where} embeds no feature spec and names {name!r}, which is not a shipped spec",
+            "Re-create it with this version of eulc (it then carries its spec)",
+        )
     spec = load_spec(name)
     if recorded and recorded != spec.digest():
-        raise ContractError(f"{where} was made with another version of spec {name!r} "
-                            f"(hash {recorded}, the shipped spec is {spec.digest()})",
-                            "Re-create it with this version of eulc")
+        raise ContractError(
+            f"{where} was made with another version of spec {name!r} "
+            f"(hash {recorded}, the shipped spec is {spec.digest()})",
+            "Re-create it with this version of eulc",
+        )
     return spec

@@ -41,8 +41,9 @@ def lucas_theoretical_xy(point_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (pid // 10_000) * 1000.0, (pid % 10_000) * 1000.0
 
 
-def snap_to_lucas_grid(point_id: np.ndarray, x_3035_m: np.ndarray, y_3035_m: np.ndarray,
-                       tol_m: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def snap_to_lucas_grid(
+    point_id: np.ndarray, x_3035_m: np.ndarray, y_3035_m: np.ndarray, tol_m: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Replace coordinates within ``tol_m`` of their POINT_ID's theoretical point by that point.
 
     Published LUCAS lon/lat are rounded (up to ~7 cm off here), which puts points that lie

@@ -27,10 +27,19 @@ from pipeline.core.grid import EEA_10M, Grid, GridWindow
 from pipeline.core.spec import FeatureSpec
 
 
-def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window: GridWindow,
-                      year: int, level: str, sources: list[str],
-                      extra_tags: dict[str, str] | None = None, *, requested: FeatureSpec | None = None,
-                      spec_hash: str = "") -> Path:
+def write_feature_cog(
+    dest: Path,
+    values: np.ndarray,
+    spec: FeatureSpec,
+    window: GridWindow,
+    year: int,
+    level: str,
+    sources: list[str],
+    extra_tags: dict[str, str] | None = None,
+    *,
+    requested: FeatureSpec | None = None,
+    spec_hash: str = "",
+) -> Path:
     """Write features (F, H, W) float32 in spec units as a feature COG (atomic), in the spec's
     ``export_dtype`` (module docstring; int16 values beyond ±32767 saturate and are counted in the
     band tag ``clipped_pixels``).
@@ -68,16 +77,32 @@ def write_feature_cog(dest: Path, values: np.ndarray, spec: FeatureSpec, window:
         fill = NODATA_INT16
         scales = [1.0 / f.scale for f in spec.features]
     return write_cog(
-        dest, data, window.transform, window.grid.crs, fill, scales=scales,
+        dest,
+        data,
+        window.transform,
+        window.grid.crs,
+        fill,
+        scales=scales,
         descriptions=spec.names,
-        tags={"features": spec.names, "spec": spec.name, "spec_hash": spec_hash or spec.digest(),
-              "features_digest": features_digest(spec), "feature_spec": json.dumps(embed(spec)),
-              "request_digest": features_digest(requested or spec),
-              "year": str(year), "processing_level": level, "sources": sources,
-              "units": "physical value x scale (see band tag 'scale')", **(extra_tags or {})},
-        band_tags=[{"scale": f.scale, "stat": f.stat, "sensor": f.sensor, "nodata_pixels": int(n), **x}
-                   for f, n, x in zip(spec.features, nodata, band_extra, strict=True)],
-        resampling="average", compress="DEFLATE" if spec.export_dtype == "int16" else "ZSTD",
+        tags={
+            "features": spec.names,
+            "spec": spec.name,
+            "spec_hash": spec_hash or spec.digest(),
+            "features_digest": features_digest(spec),
+            "feature_spec": json.dumps(embed(spec)),
+            "request_digest": features_digest(requested or spec),
+            "year": str(year),
+            "processing_level": level,
+            "sources": sources,
+            "units": "physical value x scale (see band tag 'scale')",
+            **(extra_tags or {}),
+        },
+        band_tags=[
+            {"scale": f.scale, "stat": f.stat, "sensor": f.sensor, "nodata_pixels": int(n), **x}
+            for f, n, x in zip(spec.features, nodata, band_extra, strict=True)
+        ],
+        resampling="average",
+        compress="DEFLATE" if spec.export_dtype == "int16" else "ZSTD",
     )
 
 
@@ -101,9 +126,11 @@ def check_replaceable(dest: Path) -> None:
     except rasterio.errors.RasterioIOError:
         ours = False
     if not ours or dest.is_symlink() or not dest.is_file():
-        raise EulcError("exists and was not written by `eulc features`",
-                        "Move it away or choose another `out`; eulc never overwrites files it did not write",
-                        path=dest)
+        raise EulcError(
+            "exists and was not written by `eulc features`",
+            "Move it away or choose another `out`; eulc never overwrites files it did not write",
+            path=dest,
+        )
 
 
 def sidecar(path: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -118,8 +145,11 @@ def sidecar(path: Path) -> tuple[Path, dict[str, Any]] | None:
             try:
                 return side, dict(json.loads(side.read_text(encoding="utf-8")))
             except (json.JSONDecodeError, TypeError, ValueError) as e:
-                raise RasterError(f"the sidecar {side.name} is not a JSON object ({e})",
-                                  "Use the bands.json written by `eulc gee export-tiles`", path=path) from None
+                raise RasterError(
+                    f"the sidecar {side.name} is not a JSON object ({e})",
+                    "Use the bands.json written by `eulc gee export-tiles`",
+                    path=path,
+                ) from None
     return None
 
 
@@ -129,8 +159,11 @@ def _sidecar_names(path: Path, count: int) -> list[str] | None:
         side, meta = found
         names = meta.get("bands", [])
         if len(names) != count:
-            raise RasterError(f"the sidecar {side.name} names {len(names)} bands but the file has {count}",
-                              "Use the bands.json written with this export", path=path)
+            raise RasterError(
+                f"the sidecar {side.name} names {len(names)} bands but the file has {count}",
+                "Use the bands.json written with this export",
+                path=path,
+            )
         return [str(n) for n in names]
     return None
 
@@ -161,8 +194,11 @@ def band_names(src: rasterio.DatasetReader, path: Path) -> list[str]:
     if not all(desc):
         desc = _sidecar_names(path, src.count) or desc
     if not all(desc):
-        raise RasterError("has bands without names", "Write band descriptions (feature names) as "
-                          "`eulc features` does, or put the export's bands.json beside it", path=path)
+        raise RasterError(
+            "has bands without names",
+            "Write band descriptions (feature names) as `eulc features` does, or put the export's bands.json beside it",
+            path=path,
+        )
     return [str(d) for d in desc]
 
 

@@ -80,8 +80,7 @@ class GridWindow:
         return pixel_centres_lonlat(self.transform, self.height, self.width, self.grid.crs)
 
 
-def pixel_centres_lonlat(transform: Affine, height: int, width: int, crs: str
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def pixel_centres_lonlat(transform: Affine, height: int, width: int, crs: str) -> tuple[np.ndarray, np.ndarray]:
     """Pixel-centre lon and lat in degrees (EPSG:4326, pyproj ``always_xy=True``) of a raster.
 
     Args:
@@ -105,8 +104,9 @@ def _to_lonlat(crs: str) -> Transformer:
     return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
 
 
-def window_for_bounds(bounds: tuple[float, float, float, float], src_crs: object,
-                      grid: Grid = EEA_10M, source: str = "input") -> GridWindow:
+def window_for_bounds(
+    bounds: tuple[float, float, float, float], src_crs: object, grid: Grid = EEA_10M, source: str = "input"
+) -> GridWindow:
     """The smallest grid window covering ``bounds`` given in ``src_crs``.
 
     Args:
@@ -120,24 +120,28 @@ def window_for_bounds(bounds: tuple[float, float, float, float], src_crs: object
             grid CRS (e.g. outside the EPSG:3035 area of use).
     """
     if src_crs is None or str(src_crs) == "":
-        raise RasterError("has no CRS", "Assign one (e.g. `rio edit-info --crs EPSG:32633`)",
-                          path=source)
+        raise RasterError("has no CRS", "Assign one (e.g. `rio edit-info --crs EPSG:32633`)", path=source)
     try:
         CRS.from_user_input(src_crs)
         left, bottom, right, top = transform_bounds(src_crs, grid.crs, *bounds, densify_pts=21)
     except (CRSError, RioCRSError, ValueError) as e:
-        raise RasterError(f"its CRS {src_crs} cannot be transformed to the grid {grid.crs} ({e})",
-                          "Reproject it to a projected CRS over Europe", path=source) from None
+        raise RasterError(
+            f"its CRS {src_crs} cannot be transformed to the grid {grid.crs} ({e})",
+            "Reproject it to a projected CRS over Europe",
+            path=source,
+        ) from None
     if not all(math.isfinite(v) for v in (left, bottom, right, top)):
-        raise RasterError(f"its bounds do not fall within the grid {grid.crs}",
-                          "Use data inside the EPSG:3035 area (Europe)", path=source)
+        raise RasterError(
+            f"its bounds do not fall within the grid {grid.crs}",
+            "Use data inside the EPSG:3035 area (Europe)",
+            path=source,
+        )
     r = grid.res_m
     x0 = grid.origin_x_m + math.floor((left - grid.origin_x_m) / r) * r
     y1 = grid.origin_y_m + math.ceil((top - grid.origin_y_m) / r) * r
     x1 = grid.origin_x_m + math.ceil((right - grid.origin_x_m) / r) * r
     y0 = grid.origin_y_m + math.floor((bottom - grid.origin_y_m) / r) * r
-    return GridWindow(grid, Affine(r, 0.0, x0, 0.0, -r, y1), int(round((y1 - y0) / r)),
-                      int(round((x1 - x0) / r)))
+    return GridWindow(grid, Affine(r, 0.0, x0, 0.0, -r, y1), int(round((y1 - y0) / r)), int(round((x1 - x0) / r)))
 
 
 _TILE_RE = re.compile(r"(\d+)(km|m)[Ee](\d+)[Nn](\d+)")
@@ -169,8 +173,7 @@ class TileId:
         """
         m = _TILE_RE.fullmatch(text.strip())
         if not m or int(m.group(1)) == 0:
-            raise RasterError(f"{text!r} is not an EEA grid cell code",
-                              "Use codes like 10kmE432N321 or 100kmE43N32")
+            raise RasterError(f"{text!r} is not an EEA grid cell code", "Use codes like 10kmE432N321 or 100kmE43N32")
         size = int(m.group(1)) * (1000 if m.group(2) == "km" else 1)
         return cls(size, int(m.group(3)), int(m.group(4)))
 
@@ -202,15 +205,20 @@ class TileId:
         left, bottom, right, top = self.bounds
         n = (right - left) / grid.res_m
         if abs(n - round(n)) > 1e-9:
-            raise RasterError(f"the cell {self} is not a whole number of {grid.res_m:g} m pixels",
-                              "Use a cell size that is a multiple of the pixel size")
-        return GridWindow(grid, Affine(grid.res_m, 0.0, left, 0.0, -grid.res_m, top), int(round(n)),
-                          int(round(n)))
+            raise RasterError(
+                f"the cell {self} is not a whole number of {grid.res_m:g} m pixels",
+                "Use a cell size that is a multiple of the pixel size",
+            )
+        return GridWindow(grid, Affine(grid.res_m, 0.0, left, 0.0, -grid.res_m, top), int(round(n)), int(round(n)))
 
     def neighbours(self) -> list[TileId]:
         """The 8 cells around this one, same size (W, E, S, N and the diagonals)."""
-        return [TileId(self.size_m, self.e + de, self.n + dn)
-                for dn in (-1, 0, 1) for de in (-1, 0, 1) if (de, dn) != (0, 0)]
+        return [
+            TileId(self.size_m, self.e + de, self.n + dn)
+            for dn in (-1, 0, 1)
+            for de in (-1, 0, 1)
+            if (de, dn) != (0, 0)
+        ]
 
 
 def footprint_lonlat(window: GridWindow) -> tuple[dict[str, Any], list[float]]:

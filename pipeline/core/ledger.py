@@ -104,8 +104,13 @@ def is_current(entry: Entry | None, key: str, root: Path) -> bool:
     """**The** rule: ``entry`` is done, with input key ``key``, lists outputs, and every one of them
     is intact under ``root`` (:func:`outputs_intact`).
     """
-    return (entry is not None and entry.status == DONE and entry.key == key and bool(entry.outputs)
-            and outputs_intact(root, entry.outputs))
+    return (
+        entry is not None
+        and entry.status == DONE
+        and entry.key == key
+        and bool(entry.outputs)
+        and outputs_intact(root, entry.outputs)
+    )
 
 
 def output_sums(root: Path, outputs: list[Path] | Mapping[str, str]) -> dict[str, str]:
@@ -190,9 +195,14 @@ class JsonLedger:
         if rec is None:
             return None
         sums = rec.get("sha256") or {}
-        return Entry(name, str(rec.get("key", "")), str(rec.get("status", DONE)),
-                     {str(k): str(v) for k, v in sums.items()} if isinstance(sums, dict) else {},
-                     rec.get("error"), rec.get("info"))
+        return Entry(
+            name,
+            str(rec.get("key", "")),
+            str(rec.get("status", DONE)),
+            {str(k): str(v) for k, v in sums.items()} if isinstance(sums, dict) else {},
+            rec.get("error"),
+            rec.get("info"),
+        )
 
     def current(self, name: str, key: str) -> bool:
         """:func:`is_current` for ``name``."""
@@ -258,8 +268,9 @@ def folder_lock(folder: Path, lock_name: str, command: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise EulcError(f"another `{command}` is writing to {folder}",
-                            "Wait for it to finish, or write somewhere else") from None
+            raise EulcError(
+                f"another `{command}` is writing to {folder}", "Wait for it to finish, or write somewhere else"
+            ) from None
         remove_leftovers(folder, all_hosts=True)  # eulc's own temporaries only (pipeline.core.atomic)
         yield
     finally:

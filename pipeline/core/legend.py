@@ -72,9 +72,7 @@ class Legend:
     @classmethod
     def from_json(cls, level: str, items: list[dict[str, object]]) -> Legend:
         """Inverse of :meth:`to_json`."""
-        return cls(level, tuple(LegendClass(int(str(i["id"])), str(i["name"]), str(i["colour"]))
-                                for i in items))
-
+        return cls(level, tuple(LegendClass(int(str(i["id"])), str(i["name"]), str(i["colour"])) for i in items))
 
 
 def code_key(code: object) -> str:
@@ -83,6 +81,7 @@ def code_key(code: object) -> str:
     """
     text = str(code)
     return text[:-2] if text.endswith(".0") else text
+
 
 @dataclass
 class MappingReport:
@@ -108,20 +107,29 @@ class MappingReport:
         """A one-paragraph human summary."""
         parts = [f"{self.source}: {self.n_mapped:,} of {self.n_in:,} rows mapped"]
         if self.dropped:
-            parts.append(f"dropped on purpose {sum(self.dropped.values()):,} "
-                         f"({', '.join(f'{k}: {v}' for k, v in self.dropped.most_common(8))})")
+            parts.append(
+                f"dropped on purpose {sum(self.dropped.values()):,} "
+                f"({', '.join(f'{k}: {v}' for k, v in self.dropped.most_common(8))})"
+            )
         if self.unknown:
-            parts.append(f"UNKNOWN codes {sum(self.unknown.values()):,} "
-                         f"({', '.join(f'{k}: {v}' for k, v in self.unknown.most_common(8))})")
+            parts.append(
+                f"UNKNOWN codes {sum(self.unknown.values()):,} "
+                f"({', '.join(f'{k}: {v}' for k, v in self.unknown.most_common(8))})"
+            )
         if self.missing:
             parts.append(f"empty codes {self.missing:,}")
         return "; ".join(parts)
 
     def to_json(self) -> dict[str, object]:
         """The report as a JSON-able dict."""
-        return {"source": self.source, "n_in": self.n_in, "n_mapped": self.n_mapped,
-                "dropped": dict(self.dropped), "unknown": dict(self.unknown),
-                "missing": self.missing}
+        return {
+            "source": self.source,
+            "n_in": self.n_in,
+            "n_mapped": self.n_mapped,
+            "dropped": dict(self.dropped),
+            "unknown": dict(self.unknown),
+            "missing": self.missing,
+        }
 
 
 def _read_csv(name: str) -> pd.DataFrame:
@@ -131,8 +139,7 @@ def _read_csv(name: str) -> pd.DataFrame:
 
 def _legend(level: str, name: str) -> Legend:
     rows = _read_csv(name).to_dict("records")
-    return Legend(level, tuple(LegendClass(int(str(r["id"])), str(r["name"]), str(r["colour"]))
-                               for r in rows))
+    return Legend(level, tuple(LegendClass(int(str(r["id"])), str(r["name"]), str(r["colour"])) for r in rows))
 
 
 @cache
@@ -178,7 +185,9 @@ class Crosswalk:
         }
         self.mapping2: dict[str, int | None] = (
             {str(r["source_code"]): _as_int(str(r["level2"])) for r in table.to_dict("records")}
-            if "level2" in table.columns else {})
+            if "level2" in table.columns
+            else {}
+        )
 
     @classmethod
     def shipped(cls, name: str) -> Crosswalk:
@@ -188,12 +197,12 @@ class Crosswalk:
             SpecError: an unknown name (the message lists the shipped ones).
         """
         if name not in CROSSWALKS:
-
             raise SpecError(f"unknown crosswalk {name!r}", f"Use one of {', '.join(CROSSWALKS)}")
         return cls(name, _read_csv(f"{name}.csv"))
 
-    def apply(self, codes: pd.Series | np.ndarray, level: str = "level1", counts: np.ndarray | None = None
-              ) -> tuple[np.ndarray, MappingReport]:
+    def apply(
+        self, codes: pd.Series | np.ndarray, level: str = "level1", counts: np.ndarray | None = None
+    ) -> tuple[np.ndarray, MappingReport]:
         """Map codes to Level-1 (or, for crosswalks with a ``level2`` column, Level-2) ids.
 
         Args:
@@ -235,8 +244,7 @@ def _lucas_table() -> pd.DataFrame:
     return _read_csv("lucas_lc1.csv").set_index("lc1")
 
 
-def lucas_to_levels(lc1: pd.Series, lu1: pd.Series | None = None
-                    ) -> tuple[pd.Series, pd.Series, MappingReport]:
+def lucas_to_levels(lc1: pd.Series, lu1: pd.Series | None = None) -> tuple[pd.Series, pd.Series, MappingReport]:
     """Map LUCAS LC1 (+ LU1) codes to Level-1 and Level-2 ids.
 
     Rules (``lucas_lc1.csv``; EU crop map legend, SOURCES.md §4): crop codes B11–B54 give
@@ -254,8 +262,11 @@ def lucas_to_levels(lc1: pd.Series, lu1: pd.Series | None = None
     """
     tab = _lucas_table()
     codes = lc1.astype("string").str.strip()
-    agri = (lu1.astype("string").str.strip().str.upper().isin(AGRI_LU1)
-            if lu1 is not None else pd.Series(False, index=lc1.index))
+    agri = (
+        lu1.astype("string").str.strip().str.upper().isin(AGRI_LU1)
+        if lu1 is not None
+        else pd.Series(False, index=lc1.index)
+    )
     agri = agri.fillna(False).astype(bool)
     rep = MappingReport("LUCAS LC1+LU1", n_in=len(codes))
     l1 = pd.Series(pd.NA, index=lc1.index, dtype="Int8")

@@ -93,7 +93,8 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
         lon_c, lat_c = _pick(df, LON_COLUMNS), _pick(df, LAT_COLUMNS)
         if lon_c and lat_c:
             x, y = Transformer.from_crs(4326, 3035, always_xy=True).transform(
-                df[lon_c].to_numpy(float), df[lat_c].to_numpy(float))
+                df[lon_c].to_numpy(float), df[lat_c].to_numpy(float)
+            )
             x, y = np.asarray(x), np.asarray(y)
         else:
             ids = pd.to_numeric(df[pid], errors="coerce").fillna(-1).to_numpy()
@@ -102,17 +103,23 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
     bad = ~(np.isfinite(x) & np.isfinite(y) & (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
     if bad.any():
         ids = df[pid][bad].astype(str).tolist()
-        raise SchemaError(f"{bad.sum()} point(s) fall outside the EEA grid (EPSG:3035 area): "
-                          f"POINT_ID {ids[:5]}{'...' if len(ids) > 5 else ''}",
-                          "Fix or remove those points", path=path)
+        raise SchemaError(
+            f"{bad.sum()} point(s) fall outside the EEA grid (EPSG:3035 area): "
+            f"POINT_ID {ids[:5]}{'...' if len(ids) > 5 else ''}",
+            "Fix or remove those points",
+            path=path,
+        )
     ids = pd.to_numeric(df[pid], errors="coerce").astype("int64").to_numpy()
     lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(x, y)
     cx, cy = snap_to_lucas_grid(ids, x, y)  # shard cells from the LUCAS grid node
-    out = pd.DataFrame({
-        "POINT_ID": ids,
-        "x_3035": x, "y_3035": y,
-        "eea_cell_100km": cell_codes(cx, cy, 100),
-    })
+    out = pd.DataFrame(
+        {
+            "POINT_ID": ids,
+            "x_3035": x,
+            "y_3035": y,
+            "eea_cell_100km": cell_codes(cx, cy, 100),
+        }
+    )
     for name in LABEL_COLUMNS:
         c = label_column(df, name)
         out[name] = df[c].astype("string").to_numpy() if c else pd.array([pd.NA] * len(df), dtype="string")
@@ -131,5 +138,5 @@ def shards(points: gpd.GeoDataFrame, max_points: int) -> list[tuple[str, gpd.Geo
     for cell, grp in sorted(points.groupby("eea_cell_100km"), key=lambda kv: str(kv[0])):
         grp = grp.sort_values("POINT_ID")
         for i in range(0, len(grp), max_points):
-            out.append((f"{cell}_{i // max_points:03d}", grp.iloc[i:i + max_points]))
+            out.append((f"{cell}_{i // max_points:03d}", grp.iloc[i : i + max_points]))
     return out

@@ -26,11 +26,15 @@ def safe_name(name: str, what: str) -> str:
             name (the message names ``what`` it is: ``--tile-id``, ``manifest name``, ``feature file``).
     """
     if not _SLUG.fullmatch(name) or ".." in name:
-        raise EulcError(f"{what} {name!r} cannot name an output file",
-                        "Use letters, digits, '.', '_' and '-' only (no '/', no '..'), e.g. an EEA code 10kmE467N253")
+        raise EulcError(
+            f"{what} {name!r} cannot name an output file",
+            "Use letters, digits, '.', '_' and '-' only (no '/', no '..'), e.g. an EEA code 10kmE467N253",
+        )
     if name.lower() in RESERVED:
-        raise EulcError(f"{what} {name!r} is the name of a file the run writes for itself",
-                        f"Rename it: {sorted(RESERVED)} are reserved")
+        raise EulcError(
+            f"{what} {name!r} is the name of a file the run writes for itself",
+            f"Rename it: {sorted(RESERVED)} are reserved",
+        )
     return name
 
 
@@ -43,6 +47,8 @@ def unique_names(pairs: Iterable[tuple[str, str]], what: str) -> None:
     seen: dict[str, str] = {}
     for name, src in pairs:
         if name in seen:
-            raise EulcError(f"{what} {seen[name]} and {src} would both write {name!r}",
-                            "Rename one of them, or map them in separate runs")
+            raise EulcError(
+                f"{what} {seen[name]} and {src} would both write {name!r}",
+                "Rename one of them, or map them in separate runs",
+            )
         seen[name] = src

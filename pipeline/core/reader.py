@@ -58,24 +58,36 @@ class FeatureReader:
             the file and the band).
     """
 
-    def __init__(self, path: Path, names: list[str], expected_scales: Mapping[str, float] | None = None,
-                 grid: Grid = EEA_10M, threads: int = 1) -> None:
+    def __init__(
+        self,
+        path: Path,
+        names: list[str],
+        expected_scales: Mapping[str, float] | None = None,
+        grid: Grid = EEA_10M,
+        threads: int = 1,
+    ) -> None:
         self.path = Path(path)
         self.names = list(names)
         self.grid = grid
         try:
             self._src = rasterio.open(self.path, NUM_THREADS=str(max(1, threads)))
         except RasterioIOError as e:
-            raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
-                              "Re-create it with `eulc features` or re-export it", path=self.path) from None
+            raise RasterError(
+                f"cannot be read, it may be corrupt or truncated ({e})",
+                "Re-create it with `eulc features` or re-export it",
+                path=self.path,
+            ) from None
         try:
             self._check_grid()
             desc = band_names(self._src, self.path)
             missing = [n for n in self.names if n not in desc]
             if missing:
-                raise RasterError(f"band(s) {missing} are missing",
-                                  "Compute the features the model was trained on (the file has "
-                                  f"{desc[:8]}{'...' if len(desc) > 8 else ''})", path=self.path)
+                raise RasterError(
+                    f"band(s) {missing} are missing",
+                    "Compute the features the model was trained on (the file has "
+                    f"{desc[:8]}{'...' if len(desc) > 8 else ''})",
+                    path=self.path,
+                )
             self._index = [desc.index(n) + 1 for n in self.names]
             self._scale, self._offset = self._to_stored()
             self._check_scales(expected_scales or {})
@@ -88,18 +100,29 @@ class FeatureReader:
         if src.crs is None:
             raise RasterError("has no CRS", f"Write feature COGs in the grid CRS {self.grid.crs}", path=self.path)
         if src.crs != rasterio.crs.CRS.from_user_input(self.grid.crs):
-            raise RasterError(f"is in {src.crs}, not the grid CRS {self.grid.crs}",
-                              "Compute or export the features on the EEA grid (eulc features / eulc gee "
-                              "export-tiles), or warp with `gdalwarp -t_srs EPSG:3035 -tr 10 10 -tap`",
-                              path=self.path)
+            raise RasterError(
+                f"is in {src.crs}, not the grid CRS {self.grid.crs}",
+                "Compute or export the features on the EEA grid (eulc features / eulc gee "
+                "export-tiles), or warp with `gdalwarp -t_srs EPSG:3035 -tr 10 10 -tap`",
+                path=self.path,
+            )
         t: Affine = src.transform
         r = self.grid.res_m
         off_x = (t.c - self.grid.origin_x_m) / r
         off_y = (t.f - self.grid.origin_y_m) / r
-        if not (abs(t.a - r) < 1e-6 and abs(t.e + r) < 1e-6 and t.b == 0 and t.d == 0
-                and abs(off_x - round(off_x)) < 1e-6 and abs(off_y - round(off_y)) < 1e-6):
-            raise RasterError(f"its pixels ({t.a:g} × {-t.e:g} m at {t.c:g}, {t.f:g}) are not on the "
-                              f"{r:g} m grid", "Warp it with `gdalwarp -tr 10 10 -tap`", path=self.path)
+        if not (
+            abs(t.a - r) < 1e-6
+            and abs(t.e + r) < 1e-6
+            and t.b == 0
+            and t.d == 0
+            and abs(off_x - round(off_x)) < 1e-6
+            and abs(off_y - round(off_y)) < 1e-6
+        ):
+            raise RasterError(
+                f"its pixels ({t.a:g} × {-t.e:g} m at {t.c:g}, {t.f:g}) are not on the {r:g} m grid",
+                "Warp it with `gdalwarp -tr 10 10 -tap`",
+                path=self.path,
+            )
 
     def _to_stored(self) -> tuple[np.ndarray, np.ndarray]:
         """Per band (factor, offset) turning raw values into stored units (physical × spec scale).
@@ -140,9 +163,11 @@ class FeatureReader:
             except (TypeError, ValueError):
                 continue
             if not np.isclose(stored, expected[name]):
-                raise RasterError(f"band {name!r} is stored at scale {stored:g} but the spec says "
-                                  f"{expected[name]:g}", "Recompute the features with the model's spec",
-                                  path=self.path)
+                raise RasterError(
+                    f"band {name!r} is stored at scale {stored:g} but the spec says {expected[name]:g}",
+                    "Recompute the features with the model's spec",
+                    path=self.path,
+                )
 
     def __enter__(self) -> FeatureReader:
         return self
@@ -198,8 +223,11 @@ class FeatureReader:
         # a window inside the file (the usual case) is decoded straight into the output array,
         # pixel-major in memory ((h, w, F) seen as (F, h, w)): a pixel's features are adjacent,
         # which is the row layout the model reads, so no transpose is ever made
-        out = np.empty((h, w, len(self.names)), np.float32).transpose(2, 0, 1) if inside else \
-            np.full((len(self.names), h, w), np.nan, np.float32)
+        out = (
+            np.empty((h, w, len(self.names)), np.float32).transpose(2, 0, 1)
+            if inside
+            else np.full((len(self.names), h, w), np.nan, np.float32)
+        )
         if r_lo >= r_hi or c_lo >= c_hi:
             return out
         try:
@@ -209,8 +237,11 @@ class FeatureReader:
             else:
                 vals = self._src.read(self._index, window=win, out_dtype=np.float32)
         except RasterioIOError as e:
-            raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
-                              "Re-create it with `eulc features` or re-export it", path=self.path) from None
+            raise RasterError(
+                f"cannot be read, it may be corrupt or truncated ({e})",
+                "Re-create it with `eulc features` or re-export it",
+                path=self.path,
+            ) from None
         nod = self._src.nodata
         if nod is not None and not np.isnan(nod):
             vals[vals == np.float32(nod)] = np.nan
@@ -218,7 +249,7 @@ class FeatureReader:
             vals *= self._scale[:, None, None]
             vals += self._offset[:, None, None]
         if not inside:
-            out[:, r_lo - row:r_hi - row, c_lo - col:c_hi - col] = vals
+            out[:, r_lo - row : r_hi - row, c_lo - col : c_hi - col] = vals
         return out
 
     def read(self, window: GridWindow | None = None) -> np.ndarray:
@@ -227,8 +258,7 @@ class FeatureReader:
         return np.concatenate([b.values for b in self.blocks(win)], axis=1)
 
 
-def read_feature_cog(path: Path, names: list[str]
-                     ) -> tuple[np.ndarray, Affine, str, dict[str, str]]:
+def read_feature_cog(path: Path, names: list[str]) -> tuple[np.ndarray, Affine, str, dict[str, str]]:
     """Read the bands ``names`` of a feature COG, in that order (the whole file).
 
     Args:

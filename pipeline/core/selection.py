@@ -64,19 +64,23 @@ class FeatureSelection:
         try:
             return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError, TypeError) as e:
-            raise SpecError(f"not a feature selection ({e})", "Give a JSON written by eulc",
-                            path=path) from None
+            raise SpecError(f"not a feature selection ({e})", "Give a JSON written by eulc", path=path) from None
 
     @classmethod
-    def of(cls, spec: FeatureSpec, names: list[str], method: str, note: str = ""
-           ) -> FeatureSelection:
+    def of(cls, spec: FeatureSpec, names: list[str], method: str, note: str = "") -> FeatureSelection:
         """Validate ``names`` against ``spec`` and build a selection (spec order kept as given)."""
         spec.subset(names)  # raises SpecError on unknown names
         if not names:
-            raise SpecError(f"the feature selection from spec {spec.name!r} is empty",
-                            "Select at least one feature")
-        return cls(spec.name, spec.digest(), list(names), method, note=note,
-                   features_digest=features_digest(spec, names), feature_spec=embed(spec, names))
+            raise SpecError(f"the feature selection from spec {spec.name!r} is empty", "Select at least one feature")
+        return cls(
+            spec.name,
+            spec.digest(),
+            list(names),
+            method,
+            note=note,
+            features_digest=features_digest(spec, names),
+            feature_spec=embed(spec, names),
+        )
 
     def with_scores(self, seed: int | None, scores: dict[str, float], note: str = "") -> FeatureSelection:
         """The same selection with the selector's seed, scores and note."""
@@ -100,8 +104,9 @@ def parse_selection(spec: FeatureSpec, value: str | None) -> FeatureSelection:
     return FeatureSelection.of(spec, [v.strip() for v in value.split(",") if v.strip()], "names")
 
 
-def resolve_selection(spec_name: str | None, value: str | None, default_spec: str
-                      ) -> tuple[FeatureSpec, FeatureSelection]:
+def resolve_selection(
+    spec_name: str | None, value: str | None, default_spec: str
+) -> tuple[FeatureSpec, FeatureSelection]:
     """The spec and selection a command works on, from its ``--spec`` and ``--features``.
 
     A selection JSON carries its own spec, so ``--spec`` may be left out; given, it must compute

@@ -57,8 +57,12 @@ class CloudMask(_Strict):
     value: float
 
 
-UNITS_BY_KIND: dict[str, tuple[str, ...]] = {"s2": ("reflectance",), "s1": ("dB", "linear"), "lst": ("K",),
-                                             "dem": ("m",)}
+UNITS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "s2": ("reflectance",),
+    "s1": ("dB", "linear"),
+    "lst": ("K",),
+    "dem": ("m",),
+}
 """The units each engine can give a sensor's band values: S1 expressions read σ⁰ in dB or linear
 (both engines convert from what the source stores); the other sensors have one unit."""
 
@@ -224,13 +228,14 @@ class FeatureSpec(_Strict):
         for f in self.features:
             if f.sensor not in self.sensors:
                 raise ValueError(
-                    f"feature {f.name!r} names sensor {f.sensor!r}, "
-                    f"which is not one of {sorted(self.sensors)}"
+                    f"feature {f.name!r} names sensor {f.sensor!r}, which is not one of {sorted(self.sensors)}"
                 )
             kind = self.sensors[f.sensor].kind
             if not f.derived and (kind == "dem") != (f.stat == "value"):
-                raise ValueError(f"feature {f.name!r}: stat 'value' is for DEM features, and DEM features take "
-                                 f"stat 'value' (got {f.stat!r} on a {kind} sensor)")
+                raise ValueError(
+                    f"feature {f.name!r}: stat 'value' is for DEM features, and DEM features take "
+                    f"stat 'value' (got {f.stat!r} on a {kind} sensor)"
+                )
             if f.orbit and kind != "s1":
                 raise ValueError(f"feature {f.name!r}: orbit {f.orbit} is for Sentinel-1 features only")
             if f.derived:
@@ -281,12 +286,15 @@ class FeatureSpec(_Strict):
                 f"Use names from the spec: {self.names[:6]}...",
             )
         try:  # through the validators: a derived feature without its inputs is refused
-            return FeatureSpec.model_validate({**self.model_dump(), "features": [self.feature(n).model_dump()
-                                                                                for n in names]})
+            return FeatureSpec.model_validate(
+                {**self.model_dump(), "features": [self.feature(n).model_dump() for n in names]}
+            )
         except ValidationError as e:
-            raise SpecError(f"the selection {names[:4]}{'...' if len(names) > 4 else ''} of spec {self.name!r} "
-                            f"is not a valid spec: {e.errors()[0]['msg']}",
-                            "Select the features a derived feature reads as well") from None
+            raise SpecError(
+                f"the selection {names[:4]}{'...' if len(names) > 4 else ''} of spec {self.name!r} "
+                f"is not a valid spec: {e.errors()[0]['msg']}",
+                "Select the features a derived feature reads as well",
+            ) from None
 
     def digest(self) -> str:
         """SHA-256 (hex, first 16 chars) of the canonical JSON of the spec."""

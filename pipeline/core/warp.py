@@ -32,10 +32,18 @@ EXACT_PX = 1e-6
 effect. rasterio's ``WarpedVRT`` fails with ``tolerance=0`` (no approximate transformer)."""
 
 
-def read_on_grid(path: Path, transform: Affine, crs: object, shape: tuple[int, int], *,
-                 bands: list[int] | None = None, resampling: Resampling = Resampling.nearest,
-                 dtype: type | str = np.float32, fill: float | int = np.nan, src_nodata: float | None = None
-                 ) -> np.ndarray:
+def read_on_grid(
+    path: Path,
+    transform: Affine,
+    crs: object,
+    shape: tuple[int, int],
+    *,
+    bands: list[int] | None = None,
+    resampling: Resampling = Resampling.nearest,
+    dtype: type | str = np.float32,
+    fill: float | int = np.nan,
+    src_nodata: float | None = None,
+) -> np.ndarray:
     """Bands of ``path`` on the grid (``transform``, ``crs``, ``shape`` = (H, W)).
 
     Args:
@@ -62,11 +70,19 @@ def read_on_grid(path: Path, transform: Affine, crs: object, shape: tuple[int, i
             idx = bands or [1]
             nod = src_nodata if src_nodata is not None else src.nodata
             out = np.full((len(idx), *shape), fill, dtype=dtype)
-            reproject(rasterio.band(src, idx), out, src_nodata=nod, dst_transform=transform, dst_crs=crs,
-                      dst_nodata=fill, resampling=resampling)
+            reproject(
+                rasterio.band(src, idx),
+                out,
+                src_nodata=nod,
+                dst_transform=transform,
+                dst_crs=crs,
+                dst_nodata=fill,
+                resampling=resampling,
+            )
     except (RasterioIOError, OSError) as e:
-        raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
-                          "Re-download or re-export the file", path=path) from None
+        raise RasterError(
+            f"cannot be read, it may be corrupt or truncated ({e})", "Re-download or re-export the file", path=path
+        ) from None
     return out if bands else out[0]
 
 
@@ -101,14 +117,18 @@ class GridReader:
                 values = self.vrt.read(1, window=window)
                 valid = ~np.isnan(values) if np.isnan(self.nodata) else values != self.nodata
         except (RasterioIOError, OSError) as e:
-            raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
-                              "Re-download or re-export the file", path=self.path) from None
+            raise RasterError(
+                f"cannot be read, it may be corrupt or truncated ({e})",
+                "Re-download or re-export the file",
+                path=self.path,
+            ) from None
         return values, valid
 
 
 @contextmanager
-def open_on_grid(path: Path, transform: Affine, crs: object, shape: tuple[int, int], *,
-                 resampling: Resampling = Resampling.nearest) -> Iterator[GridReader]:
+def open_on_grid(
+    path: Path, transform: Affine, crs: object, shape: tuple[int, int], *, resampling: Resampling = Resampling.nearest
+) -> Iterator[GridReader]:
     """Open band 1 of ``path`` warped onto the grid (``transform``, ``crs``, ``shape`` = (H, W)).
 
     GDAL reads only the source blocks a window needs, so memory follows the window, not the
@@ -137,12 +157,21 @@ def open_on_grid(path: Path, transform: Affine, crs: object, shape: tuple[int, i
     try:
         src = rasterio.open(path)
     except (RasterioIOError, OSError) as e:
-        raise RasterError(f"cannot be read, it may be corrupt or truncated ({e})",
-                          "Re-download or re-export the file", path=path) from None
+        raise RasterError(
+            f"cannot be read, it may be corrupt or truncated ({e})", "Re-download or re-export the file", path=path
+        ) from None
     with src:
         if src.crs is None:
             raise RasterError("has no CRS", "Assign the raster's CRS (gdal_edit.py -a_srs)", path=path)
         opts: dict[str, object] = {"add_alpha": True} if src.nodata is None else {}
-        with WarpedVRT(src, crs=crs, transform=transform, width=shape[1], height=shape[0],
-                       resampling=resampling, tolerance=EXACT_PX, **opts) as vrt:
+        with WarpedVRT(
+            src,
+            crs=crs,
+            transform=transform,
+            width=shape[1],
+            height=shape[0],
+            resampling=resampling,
+            tolerance=EXACT_PX,
+            **opts,
+        ) as vrt:
             yield GridReader(vrt, np.dtype(src.dtypes[0]), src.nodata, Path(path))

@@ -56,8 +56,13 @@ def agreement(req: AgreementRequest, on_event: Event = ignore) -> dict[str, Any]
     Raises:
         EulcError: an unknown crosswalk, reference codes the crosswalk lacks, no overlap.
     """
-    res = _agreement(Path(req.class_map), Path(req.reference), Crosswalk.shipped(req.crosswalk), level1_legend(),
-                     on_window=_windows(on_event, "comparing"))
+    res = _agreement(
+        Path(req.class_map),
+        Path(req.reference),
+        Crosswalk.shipped(req.crosswalk),
+        level1_legend(),
+        on_window=_windows(on_event, "comparing"),
+    )
     if req.out is not None:
         with out_lock(req.out, "eulc agreement", is_file=True):
             write_json(Path(req.out), res)
@@ -111,10 +116,20 @@ def _report(req: ReportRequest, on_event: Event) -> dict[str, Any]:
     ood = req.ood_layer
     if ood is None and (ood := ood_beside(Path(req.map))) is not None:
         on_event("note", {"message": f"OOD layer: {ood} (found beside `map`)"})
-    return write_report(Path(req.map), Path(req.reference), req.crosswalk, Path(req.out), points=req.points,
-                        zones=req.zones, previous=req.previous,
-                        bundle=resolve_bundle(req.bundle) if req.bundle else None, title=req.title, ood=ood,
-                        drift=req.drift, on_window=_windows(on_event, "comparing", "drawing the report"))
+    return write_report(
+        Path(req.map),
+        Path(req.reference),
+        req.crosswalk,
+        Path(req.out),
+        points=req.points,
+        zones=req.zones,
+        previous=req.previous,
+        bundle=resolve_bundle(req.bundle) if req.bundle else None,
+        title=req.title,
+        ood=ood,
+        drift=req.drift,
+        on_window=_windows(on_event, "comparing", "drawing the report"),
+    )
 
 
 @dataclass(frozen=True)
@@ -141,8 +156,10 @@ class DriftRequest:
 
     def __post_init__(self) -> None:
         if self.bundle is None and (self.landscapes_csv or self.landscapes_png):
-            raise EulcError("`landscapes_csv` and `landscapes_png` need `bundle`",
-                            "Name the bundle whose training landscapes to compare with")
+            raise EulcError(
+                "`landscapes_csv` and `landscapes_png` need `bundle`",
+                "Name the bundle whose training landscapes to compare with",
+            )
 
 
 @dataclass
@@ -166,8 +183,9 @@ def drift(req: DriftRequest, on_event: Event = ignore) -> DriftResult:
     """
     tiles = sorted(p for p in Path(req.features_dir).glob("*.tif") if not p.name.startswith("."))
     if not tiles:
-        raise RasterError("has no feature COG (*.tif)", "Point `features_dir` at the features stage's outputs",
-                          path=req.features_dir)
+        raise RasterError(
+            "has no feature COG (*.tif)", "Point `features_dir` at the features stage's outputs", path=req.features_dir
+        )
     train, _ = read_feature_table(Path(req.table))
     on_event("status", {"message": f"comparing {len(tiles)} tile(s) with {len(train):,} training rows"})
     df = drift_table(train, tiles, psi_threshold=req.threshold)

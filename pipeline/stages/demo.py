@@ -113,8 +113,9 @@ def run_demo(req: DemoRequest, on_event: Event = ignore) -> dict[str, Any]:
     else:
         man, mroot = load_manifest(STACK)
         names = computable_features(spec, load_stack(man, mroot), req.year)
-        selection = FeatureSelection.of(spec, names, "stack-availability",
-                                        note=f"elc10 features computable from stack {STACK!r} for {req.year}")
+        selection = FeatureSelection.of(
+            spec, names, "stack-availability", note=f"elc10 features computable from stack {STACK!r} for {req.year}"
+        )
         selection.save(sel_path)
         log.finish("selection", key, [sel_path], names)
     say("selection", f"{len(selection.names)} features: {', '.join(selection.names)}")
@@ -123,11 +124,15 @@ def run_demo(req: DemoRequest, on_event: Event = ignore) -> dict[str, Any]:
     if shipped is not None:
         model_dir = shipped
         meta = load_bundle_cached(model_dir).meta
-        say("model", f"pretrained bundle {model_dir.name} ({len(meta['features'])} features, "
-                     f"blocked hold-out accuracy {meta['metrics'].get('val_accuracy', float('nan')):.3f}); "
-                     "`train` to train one here instead")
-        selection = FeatureSelection.of(spec, list(meta["features"]), "bundle",
-                                        note=f"features of the shipped bundle {model_dir.name}")
+        say(
+            "model",
+            f"pretrained bundle {model_dir.name} ({len(meta['features'])} features, "
+            f"blocked hold-out accuracy {meta['metrics'].get('val_accuracy', float('nan')):.3f}); "
+            "`train` to train one here instead",
+        )
+        selection = FeatureSelection.of(
+            spec, list(meta["features"]), "bundle", note=f"features of the shipped bundle {model_dir.name}"
+        )
     else:
         export = export or data_dir((str(ELC10_EXPORT),)) / ELC10_EXPORT
         tab = build_table(TableRequest((export,), out / "table.parquet", spec="elc10"), on_event, ledger=log)
@@ -136,13 +141,30 @@ def run_demo(req: DemoRequest, on_event: Event = ignore) -> dict[str, Any]:
         model_dir = out / "model"
         # short schedule: no weight EMA (5 per-epoch updates at momentum 0.95 would keep mostly the
         # epoch-6 weights; measured: hold-out accuracy 0.849 with it, 0.865 without)
-        tr = train(TrainRequest(tab.path, model_dir, features=",".join(selection.names), level="level1",
-                                epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed, ema=False, preset=FAITHFUL,
-                                overwrite=True, device="cpu", test_fraction=cfg.test_fraction),
-                   on_event, ledger=log)
+        tr = train(
+            TrainRequest(
+                tab.path,
+                model_dir,
+                features=",".join(selection.names),
+                level="level1",
+                epochs=cfg.epochs,
+                lr=cfg.lr,
+                seed=cfg.seed,
+                ema=False,
+                preset=FAITHFUL,
+                overwrite=True,
+                device="cpu",
+                test_fraction=cfg.test_fraction,
+            ),
+            on_event,
+            ledger=log,
+        )
         if not tr.up_to_date:
-            say("train", f"validation accuracy {tr.metrics.get('val_accuracy', float('nan')):.3f}, "
-                         f"weighted F1 {tr.metrics.get('val_weighted_f1', float('nan')):.3f}")
+            say(
+                "train",
+                f"validation accuracy {tr.metrics.get('val_accuracy', float('nan')):.3f}, "
+                f"weighted F1 {tr.metrics.get('val_weighted_f1', float('nan')):.3f}",
+            )
 
     # the features stage's runner, in this process (one tile)
     feats_dir = out / "features"
@@ -157,8 +179,17 @@ def run_demo(req: DemoRequest, on_event: Event = ignore) -> dict[str, Any]:
     # the map stage's runner: the production path (manifest, STAC item, resume)
     maps = out / "maps"
     has_ood = load_bundle_cached(model_dir).ood() is not None  # the layer wherever the bundle has a reference
-    ms = run_map(None, model_dir, maps, features_files=[feat], tile_ids=[TILE_ID], scheduler="sync", device="cpu",
-                 ood=has_ood, overwrite=True)
+    ms = run_map(
+        None,
+        model_dir,
+        maps,
+        features_files=[feat],
+        tile_ids=[TILE_ID],
+        scheduler="sync",
+        device="cpu",
+        ood=has_ood,
+        overwrite=True,
+    )
     if ms.failures:
         name, msg = next(iter(ms.failures.items()))
         raise (WriteError if name in ms.write_failures else EulcError)(msg)
@@ -166,24 +197,42 @@ def run_demo(req: DemoRequest, on_event: Event = ignore) -> dict[str, Any]:
         say("map", f"up to date: {maps}")
     else:
         share = _ood_share(maps / "manifest.sqlite") if has_ood else None
-        say("map", f"wrote {TILE_ID}_class.tif, {TILE_ID}_confidence.tif{f', {TILE_ID}_ood.tif' if has_ood else ''} "
-                   f"({ms.pixels - ms.nodata:,} pixels, {ms.nodata:,} nodata"
-                   + (f"; {share:.1%} flagged out of distribution" if share is not None else "") + ")")
+        say(
+            "map",
+            f"wrote {TILE_ID}_class.tif, {TILE_ID}_confidence.tif{f', {TILE_ID}_ood.tif' if has_ood else ''} "
+            f"({ms.pixels - ms.nodata:,} pixels, {ms.nodata:,} nodata"
+            + (f"; {share:.1%} flagged out of distribution" if share is not None else "")
+            + ")",
+        )
 
     class_map = maps / f"{TILE_ID}_class.tif"
     reference = root / SLOVENIA / "lulc_reference.tif"
     result = agreement(class_map, reference, Crosswalk.shipped("eolearn_lulc"), level1_legend())
     write_json(out / "agreement.json", result)
-    png = quicklook(class_map, maps / f"{TILE_ID}_confidence.tif", reference, Crosswalk.shipped("eolearn_lulc"),
-                    level1_legend(), maps / f"{TILE_ID}_quicklook.png",
-                    title=f"{model_dir.name} Level-1, Slovenia {req.year}: overall agreement "
-                          f"{result['overall_accuracy']:.3f}")
+    png = quicklook(
+        class_map,
+        maps / f"{TILE_ID}_confidence.tif",
+        reference,
+        Crosswalk.shipped("eolearn_lulc"),
+        level1_legend(),
+        maps / f"{TILE_ID}_quicklook.png",
+        title=f"{model_dir.name} Level-1, Slovenia {req.year}: overall agreement {result['overall_accuracy']:.3f}",
+    )
     say("quicklook", f"wrote {png}")
-    write_report(class_map, reference, "eolearn_lulc", out / "report", bundle=model_dir,
-                 ood=ood_beside(class_map) if has_ood else None,
-                 title=f"eulc demo: {model_dir.name} Level-1 map of the Slovenia patch ({req.year}) vs eo-learn LULC")
-    say("report", f"wrote {out / 'report' / 'report.html'} (no LUCAS 2018 point falls in this 1 km² patch, "
-                  "so the report has no sample-based area estimate)")
+    write_report(
+        class_map,
+        reference,
+        "eolearn_lulc",
+        out / "report",
+        bundle=model_dir,
+        ood=ood_beside(class_map) if has_ood else None,
+        title=f"eulc demo: {model_dir.name} Level-1 map of the Slovenia patch ({req.year}) vs eo-learn LULC",
+    )
+    say(
+        "report",
+        f"wrote {out / 'report' / 'report.html'} (no LUCAS 2018 point falls in this 1 km² patch, "
+        "so the report has no sample-based area estimate)",
+    )
     return result
 
 

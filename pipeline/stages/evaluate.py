@@ -92,8 +92,15 @@ def _evaluate(req: EvaluateRequest, on_event: Event) -> EvaluateResult:
     on_event("status", {"message": f"reading {table} and planning the {req.scenario} runs"})
     sel = table_selection(table_spec(table_metadata(table), f"table {table}"), req.features)
     # the base schedule of every neural model, through the validators (epochs 0 is refused)
-    cfg = preset_config(FAITHFUL, None, level=req.level, epochs=req.epochs, lr=req.lr,
-                        device=str(resolve_device(req.device)), **({} if req.ema else {"ema_momentum": None}))
+    cfg = preset_config(
+        FAITHFUL,
+        None,
+        level=req.level,
+        epochs=req.epochs,
+        lr=req.lr,
+        device=str(resolve_device(req.device)),
+        **({} if req.ema else {"ema_momentum": None}),
+    )
     total: list[int | None] = [None]
     done = [0]
 
@@ -103,14 +110,35 @@ def _evaluate(req: EvaluateRequest, on_event: Event) -> EvaluateResult:
 
     def on_result(r: dict[str, Any]) -> None:
         done[0] += 1
-        on_event("progress", {"stage": req.scenario, "done": done[0], "total": total[0],
-                              "info": f"{r['split']} {r['model']}: F1 {r['weighted_f1']:.3f}"})
+        on_event(
+            "progress",
+            {
+                "stage": req.scenario,
+                "done": done[0],
+                "total": total[0],
+                "info": f"{r['split']} {r['model']}: F1 {r['weighted_f1']:.3f}",
+            },
+        )
 
     def on_start(what: str) -> None:
         on_event("progress", {"stage": req.scenario, "done": done[0], "total": total[0], "info": f"fitting {what}"})
 
-    df = run_scenario(table, sel.names, req.scenario, out, req.models, tuple(range(req.seeds)), cfg,
-                      list(req.regions) if req.regions else None, req.max_rows, on_result,
-                      adapt_priors=req.adapt_priors, select_k=req.select_k, on_plan=on_plan, on_start=on_start)
-    return EvaluateResult(runs=df, summary_md=out / f"{req.scenario}_summary.md",
-                          runs_csv=out / f"{req.scenario}_runs.csv")
+    df = run_scenario(
+        table,
+        sel.names,
+        req.scenario,
+        out,
+        req.models,
+        tuple(range(req.seeds)),
+        cfg,
+        list(req.regions) if req.regions else None,
+        req.max_rows,
+        on_result,
+        adapt_priors=req.adapt_priors,
+        select_k=req.select_k,
+        on_plan=on_plan,
+        on_start=on_start,
+    )
+    return EvaluateResult(
+        runs=df, summary_md=out / f"{req.scenario}_summary.md", runs_csv=out / f"{req.scenario}_runs.csv"
+    )

@@ -76,8 +76,16 @@ class FeaturesRequest:
         Raises:
             EulcError: none or several of ``files``, ``catalog``, ``stac``.
         """
-        return source_of(self.files, self.catalog, self.stac, self.collection, self.s1_collection,
-                         self.dem_collection, self.processing_level, self.allow_root)
+        return source_of(
+            self.files,
+            self.catalog,
+            self.stac,
+            self.collection,
+            self.s1_collection,
+            self.dem_collection,
+            self.processing_level,
+            self.allow_root,
+        )
 
     def cells(self) -> list[TileId] | None:
         """The cells of ``tiles`` (None without).
@@ -100,21 +108,37 @@ def check_run_fields(cloud_mask: str, scheduler: str, workers: int | None, dashb
     check_dashboard(dashboard)
 
 
-def source_of(files: str | None, catalog: Path | None, stac: str | None, collection: str,
-              s1_collection: str | None, dem_collection: str | None, processing_level: str,
-              allow_root: tuple[Path, ...] = ()) -> FeatureSource:
+def source_of(
+    files: str | None,
+    catalog: Path | None,
+    stac: str | None,
+    collection: str,
+    s1_collection: str | None,
+    dem_collection: str | None,
+    processing_level: str,
+    allow_root: tuple[Path, ...] = (),
+) -> FeatureSource:
     """A :class:`~tiles.engine.runner.FeatureSource` from the request fields that name one."""
     api = None
     if stac is not None:
-        cols = {"s2": collection} | ({"s1": s1_collection} if s1_collection else {}) | (
-            {"dem": dem_collection} if dem_collection else {})
+        cols = (
+            {"s2": collection}
+            | ({"s1": s1_collection} if s1_collection else {})
+            | ({"dem": dem_collection} if dem_collection else {})
+        )
         api = StacApi(stac, cols)
-    return FeatureSource(files=files, catalog=None if catalog is None else str(catalog), stac=api,
-                         processing_level=processing_level, allow_roots=tuple(str(r) for r in allow_root))
+    return FeatureSource(
+        files=files,
+        catalog=None if catalog is None else str(catalog),
+        stac=api,
+        processing_level=processing_level,
+        allow_roots=tuple(str(r) for r in allow_root),
+    )
 
 
-def plan(req: FeaturesRequest, spec: FeatureSpec | None = None, selection: FeatureSelection | None = None
-         ) -> list[FeatureJob]:
+def plan(
+    req: FeaturesRequest, spec: FeatureSpec | None = None, selection: FeatureSelection | None = None
+) -> list[FeatureJob]:
     """The request's jobs (one per tile, or one for a whole stack), each with its ledger key.
 
     Args:
@@ -146,8 +170,14 @@ def features(req: FeaturesRequest, on_event: Event = ignore) -> FeaturesSummary:
             and it failed (a run of many tiles lists its failures in the summary instead).
     """
     jobs = plan(req)
-    summary = run_features(jobs, Path(req.out), scheduler=req.scheduler, workers=req.workers,
-                           emit=tagged(on_event, "features"), dashboard=req.dashboard)
+    summary = run_features(
+        jobs,
+        Path(req.out),
+        scheduler=req.scheduler,
+        workers=req.workers,
+        emit=tagged(on_event, "features"),
+        dashboard=req.dashboard,
+    )
     if summary.failures and summary.tiles == 1:
         name, msg = next(iter(summary.failures.items()))
         raise (WriteError if name in summary.write_failures else EulcError)(msg)

@@ -87,11 +87,14 @@ class MapRequest:
     def __post_init__(self) -> None:
         bad = [a for a in self.accept if a not in ACCEPTABLE]
         if bad:
-            raise EulcError(f"`accept` {','.join(bad)}: only cloud_mask and level differences can be accepted",
-                            "Recompute the features with the bundle's spec instead")
+            raise EulcError(
+                f"`accept` {','.join(bad)}: only cloud_mask and level differences can be accepted",
+                "Recompute the features with the bundle's spec instead",
+            )
         if self.compress.upper() not in COMPRESSIONS:
-            raise EulcError(f"`compress` {self.compress.upper()!r} is not supported",
-                            f"Use one of {', '.join(COMPRESSIONS)}")
+            raise EulcError(
+                f"`compress` {self.compress.upper()!r} is not supported", f"Use one of {', '.join(COMPRESSIONS)}"
+            )
         if self.precision not in PRECISIONS:
             raise EulcError(f"`precision` {self.precision!r} is not a precision", "Use auto, fp32 or bf16")
         check_run_fields(self.cloud_mask, self.scheduler, self.workers, self.dashboard)
@@ -132,20 +135,49 @@ def map_tiles(req: MapRequest, on_event: Event = ignore) -> MapSummary:
         sp = b.feature_spec()
         sel = FeatureSelection.of(sp, b.features, "bundle")
         features_dir = Path(req.out) / "features"
-        source = source_of(None, req.catalog, req.stac, req.collection, req.s1_collection, req.dem_collection,
-                           req.processing_level, req.allow_root)
+        source = source_of(
+            None,
+            req.catalog,
+            req.stac,
+            req.collection,
+            req.s1_collection,
+            req.dem_collection,
+            req.processing_level,
+            req.allow_root,
+        )
         feature_jobs = plan_features(cells, source, sp, sel, req.year, features_dir, req.cloud_mask)
         # the features come from items this run searched: the cloud mask the items allow and
         # their processing level are what there is (README "How the STAC path reads items")
         accepted = tuple(sorted({*accepted, *ACCEPTABLE}))
-        emit("warning", {"message": f"features from STAC: differences from the bundle's features in "
-                                    f"{', '.join(accepted)} are accepted and recorded in each class COG's "
-                                    "`contract` tag"})
-    summary = run_map(cells, bundle_dir, Path(req.out), features_dir=features_dir, features_files=files or None,
-                      level2_dir=level2_dir, scheduler=req.scheduler, workers=req.workers, device=req.device,
-                      probabilities=req.probabilities, compress=req.compress.upper(), on_event=emit,
-                      accept=accepted, dashboard=req.dashboard, overwrite=req.overwrite,
-                      adapt_priors=req.adapt_priors, precision=req.precision, ood=req.ood, feature_jobs=feature_jobs)
+        emit(
+            "warning",
+            {
+                "message": f"features from STAC: differences from the bundle's features in "
+                f"{', '.join(accepted)} are accepted and recorded in each class COG's "
+                "`contract` tag"
+            },
+        )
+    summary = run_map(
+        cells,
+        bundle_dir,
+        Path(req.out),
+        features_dir=features_dir,
+        features_files=files or None,
+        level2_dir=level2_dir,
+        scheduler=req.scheduler,
+        workers=req.workers,
+        device=req.device,
+        probabilities=req.probabilities,
+        compress=req.compress.upper(),
+        on_event=emit,
+        accept=accepted,
+        dashboard=req.dashboard,
+        overwrite=req.overwrite,
+        adapt_priors=req.adapt_priors,
+        precision=req.precision,
+        ood=req.ood,
+        feature_jobs=feature_jobs,
+    )
     hint = bundle_hint(summary.failures, files, req.bundle)
     if hint:
         emit("warning", {"message": hint})
@@ -168,7 +200,12 @@ def bundle_hint(failures: dict[str, str], files: list[Path], bundle: str) -> str
         return None
     default = " (the default)" if bundle == MapRequest.bundle else ""
     fits = pick_bundle(bands)
-    then = (f"the shipped bundle that uses the most of them is {fits.name}: `bundle` {fits.name}" if fits is not None
-            else "no shipped bundle uses only those: train one on them (`eulc train TABLE --features ...`)")
-    return (f"`bundle` {bundle}{default} needs features that {files[0].name} lacks; the file has "
-            f"{len(bands)} ({', '.join(bands[:4])}{', ...' if len(bands) > 4 else ''}), and {then}")
+    then = (
+        f"the shipped bundle that uses the most of them is {fits.name}: `bundle` {fits.name}"
+        if fits is not None
+        else "no shipped bundle uses only those: train one on them (`eulc train TABLE --features ...`)"
+    )
+    return (
+        f"`bundle` {bundle}{default} needs features that {files[0].name} lacks; the file has "
+        f"{len(bands)} ({', '.join(bands[:4])}{', ...' if len(bands) > 4 else ''}), and {then}"
+    )

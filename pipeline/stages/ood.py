@@ -43,11 +43,12 @@ def add_ood(req: OodRequest, on_event: Event = ignore) -> OODReference:
     """
     bundle = Path(req.bundle)
     if bundle.resolve().parent == models_dir().resolve():
-        raise EulcError(f"{bundle} is a bundle shipped with eulc", "Shipped bundles carry their OOD reference; "
-                        "give a bundle folder you trained")
+        raise EulcError(
+            f"{bundle} is a bundle shipped with eulc",
+            "Shipped bundles carry their OOD reference; give a bundle folder you trained",
+        )
     if not (bundle / "bundle.json").is_file():
-        raise EulcError("is not a model bundle (no bundle.json)", "Give a folder written by `eulc train`",
-                        path=bundle)
+        raise EulcError("is not a model bundle (no bundle.json)", "Give a folder written by `eulc train`", path=bundle)
     with out_lock(bundle, "eulc ood"):  # one writer; the temporaries of a killed `eulc ood` are removed
         return _add_ood(req, on_event)
 

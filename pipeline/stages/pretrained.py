@@ -45,8 +45,7 @@ def shipped_bundles(root: Path | None = None) -> dict[str, list[str]]:
         try:
             out[meta.parent.name] = list(json.loads(meta.read_text(encoding="utf-8"))["features"])
         except (OSError, json.JSONDecodeError, KeyError) as e:
-            raise BundleError(f"is not a readable bundle ({e})", "Restore models/ from git",
-                              path=meta) from None
+            raise BundleError(f"is not a readable bundle ({e})", "Restore models/ from git", path=meta) from None
     return out
 
 

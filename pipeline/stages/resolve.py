@@ -20,8 +20,9 @@ def bundle_features(value: str | None) -> Path | None:
     return path if path.is_dir() else None
 
 
-def spec_and_selection(spec: str | None, features: str | None, default_spec: str = "elc10"
-                       ) -> tuple[FeatureSpec, FeatureSelection]:
+def spec_and_selection(
+    spec: str | None, features: str | None, default_spec: str = "elc10"
+) -> tuple[FeatureSpec, FeatureSelection]:
     """``--spec``/``--features`` → (spec, selection); a selection JSON or a bundle brings its own spec.
 
     Raises:

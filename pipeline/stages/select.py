@@ -83,12 +83,25 @@ def _select(req: SelectRequest, on_event: Event) -> SelectResult:
     d = training_arrays(table, names, req.level)
     kk = req.k if req.k is not None else default_k(len(names))
     dropped = {k_: v for k_, v in d.dropped.items() if v}
-    on_event("step", {"step": "select", "message": f"{len(d.y):,} rows, {len(names)} features"
-                                                   + (f"; left out: {dropped}" if dropped else "")})
+    on_event(
+        "step",
+        {
+            "step": "select",
+            "message": f"{len(d.y):,} rows, {len(names)} features" + (f"; left out: {dropped}" if dropped else ""),
+        },
+    )
     seeds = tuple(range(req.seeds))
-    imp = rf_importance(d.x, d.y, d.cells, names, req.method, seeds,  # type: ignore[arg-type]
-                        lambda s: on_event("progress", {"stage": f"RF importance ({req.method})", "done": s + 1,
-                                                        "total": len(seeds), "info": ""}))
+    imp = rf_importance(
+        d.x,
+        d.y,
+        d.cells,
+        names,
+        req.method,  # type: ignore[arg-type]
+        seeds,
+        lambda s: on_event(
+            "progress", {"stage": f"RF importance ({req.method})", "done": s + 1, "total": len(seeds), "info": ""}
+        ),
+    )
     sel = select_top_k(spec, imp, kk)
     sel.save(Path(req.out))
     res = SelectResult(sel, len(d.y), len(names), dropped)
@@ -98,13 +111,16 @@ def _select(req: SelectRequest, on_event: Event) -> SelectResult:
 
         def on_k(kv: int, f1: float) -> None:
             done[0] += 1
-            on_event("progress", {"stage": "accuracy vs k", "done": done[0], "total": len(ks),
-                                  "info": f"k={kv}: F1 {f1:.3f}"})
+            on_event(
+                "progress",
+                {"stage": "accuracy vs k", "done": done[0], "total": len(ks), "info": f"k={kv}: F1 {f1:.3f}"},
+            )
 
         df = accuracy_vs_k(d.x, d.y, d.cells, names, req.method, on_k=on_k)  # type: ignore[arg-type]
         with atomic_path(Path(req.curve) / "accuracy_vs_k.csv") as tmp:
             df.to_csv(tmp, index=False)
-        curve_png(df, str(Path(req.curve) / "accuracy_vs_k.png"), f"{spec.name}: RF on top-k features ({req.method})",
-                  kk)
+        curve_png(
+            df, str(Path(req.curve) / "accuracy_vs_k.png"), f"{spec.name}: RF on top-k features ({req.method})", kk
+        )
         res.curve = df
     return res

@@ -79,16 +79,22 @@ def build_table(req: TableRequest, on_event: Event = ignore, ledger: Ledger | No
     check_table_dest(out)  # before reading anything
     remove_leftovers(out.parent)  # temporaries of killed eulc runs beside it, even when it is current
     spec = load_spec(req.spec)
-    key = input_key("table", [file_key(Path(e)) for e in req.exports], spec.digest(),
-                    file_key(Path(req.lucas)) if req.lucas else None, req.year)
+    key = input_key(
+        "table",
+        [file_key(Path(e)) for e in req.exports],
+        spec.digest(),
+        file_key(Path(req.lucas)) if req.lucas else None,
+        req.year,
+    )
     ledger = ledger or JsonLedger(out.parent, TABLE_LEDGER)
     entry = ledger.entry(out.name)
     if ledger.current(out.name, key):
         on_event("step", {"step": "table", "message": f"up to date: {out}"})
         return TableResult(out, True, list((entry.info if entry else None) or []))
     on_event("status", {"message": "building the training table"})
-    gdf, rep = build_feature_table([Path(e) for e in req.exports], spec, Path(req.lucas) if req.lucas else None,
-                                   req.year)
+    gdf, rep = build_feature_table(
+        [Path(e) for e in req.exports], spec, Path(req.lucas) if req.lucas else None, req.year
+    )
     write_feature_table(gdf, out)
     ledger.finish(out.name, key, [out], rep.lines())
     return TableResult(out, False, rep.lines())

@@ -64,8 +64,9 @@ class TrainRequest:
         if self.level not in LEVELS:
             raise EulcError(f"`level` {self.level!r} is not a legend", "Use level1 or level2")
         if self.landscapes < 0:
-            raise EulcError(f"`landscapes` {self.landscapes} is negative", "Use 0 (no OOD reference) or more "
-                            "(default 16)")
+            raise EulcError(
+                f"`landscapes` {self.landscapes} is negative", "Use 0 (no OOD reference) or more (default 16)"
+            )
         if self.preset not in PRESETS:
             raise EulcError(f"`preset` {self.preset!r} is unknown", f"Use one of {list(PRESETS)}")
 
@@ -101,12 +102,21 @@ def train(req: TrainRequest, on_event: Event = ignore, ledger: Ledger | None = N
     """
     table = Path(req.table)
     on_event("status", {"message": f"reading {table}"})
-    sel = table_selection(load_spec(req.spec) if req.spec else table_spec(table_metadata(table), f"table {table}"),
-                          req.features)
-    cfg = preset_config(req.preset, None, level=req.level, epochs=req.epochs, lr=req.lr,
-                        batch_size=req.batch_size, seed=req.seed, device=str(resolve_device(req.device)),
-                        test_fraction=req.test_fraction,
-                        **({} if req.ema else {"ema_momentum": None}))  # validated: epochs -3 is refused
+    sel = table_selection(
+        load_spec(req.spec) if req.spec else table_spec(table_metadata(table), f"table {table}"), req.features
+    )
+    cfg = preset_config(
+        req.preset,
+        None,
+        level=req.level,
+        epochs=req.epochs,
+        lr=req.lr,
+        batch_size=req.batch_size,
+        seed=req.seed,
+        device=str(resolve_device(req.device)),
+        test_fraction=req.test_fraction,
+        **({} if req.ema else {"ema_momentum": None}),
+    )  # validated: epochs -3 is refused
     out = Path(req.out)
     remove_leftovers(out.parent)  # a killed run's temporary bundle folder beside it, even when it is current
     key = input_key("train", file_key(table), sel.names, cfg.model_dump(mode="json"), req.landscapes)
@@ -119,11 +129,13 @@ def train(req: TrainRequest, on_event: Event = ignore, ledger: Ledger | None = N
         return TrainResult(out, True, dict((entry.info if entry else None) or {}))
 
     def on_epoch(e: int, loss: float) -> None:
-        on_event("progress", {"stage": "train", "done": e, "total": cfg.epochs, "loss": loss,
-                              "info": f"loss {loss:.3f}"})
+        on_event(
+            "progress", {"stage": "train", "done": e, "total": cfg.epochs, "loss": loss, "info": f"loss {loss:.3f}"}
+        )
 
-    metrics = train_from_table(table, out, sel, cfg, on_epoch, overwrite=req.overwrite, landscapes=req.landscapes,
-                               on_event=on_event)
+    metrics = train_from_table(
+        table, out, sel, cfg, on_epoch, overwrite=req.overwrite, landscapes=req.landscapes, on_event=on_event
+    )
     outputs = sorted(p for p in out.iterdir() if p.is_file() and p.name not in (TRAIN_LEDGER, WRITTEN, OUT_LOCK))
     if own:  # the atomic save replaced the folder: a ledger read before it is gone with it
         book = JsonLedger(out, TRAIN_LEDGER)

@@ -29,8 +29,9 @@ SCL_FALLBACK: tuple[int, ...] = (1, 8, 9, 10)
 CloudMaskChoice = Literal["auto", "none"]
 
 
-def resolve_cloud_mask(spec: FeatureSpec, assets: set[str], choice: CloudMaskChoice = "auto"
-                       ) -> tuple[FeatureSpec, str]:
+def resolve_cloud_mask(
+    spec: FeatureSpec, assets: set[str], choice: CloudMaskChoice = "auto"
+) -> tuple[FeatureSpec, str]:
     """The spec to compute with (its S2 masks adapted to the item assets) and what it masks.
 
     Args:
@@ -60,28 +61,36 @@ def resolve_cloud_mask(spec: FeatureSpec, assets: set[str], choice: CloudMaskCho
         clp, scl = s.cloud_probability, tuple(s.scl_mask)
         if clp is not None and "CLP" in assets and scl and "SCL" not in assets:  # L1C with s2cloudless
             sensors[key] = s.model_copy(update={"scl_mask": ()})
-            said.append(f"{key}: s2cloudless CLP {clp.op} {clp.value:g} (the items carry no SCL: the spec's "
-                        f"SCL {','.join(map(str, scl))} rule is not applied)")
+            said.append(
+                f"{key}: s2cloudless CLP {clp.op} {clp.value:g} (the items carry no SCL: the spec's "
+                f"SCL {','.join(map(str, scl))} rule is not applied)"
+            )
         elif clp is not None and "CLP" in assets:
-            said.append(f"{key}: s2cloudless CLP {clp.op} {clp.value:g}"
-                        + (f", SCL {','.join(map(str, scl))}" if scl else ""))
+            said.append(
+                f"{key}: s2cloudless CLP {clp.op} {clp.value:g}" + (f", SCL {','.join(map(str, scl))}" if scl else "")
+            )
         elif clp is not None and scl and "SCL" in assets:  # probability "when a probability band is present"
             sensors[key] = s.model_copy(update={"cloud_probability": None})
-            said.append(f"{key}: SCL {','.join(map(str, scl))} (the items carry no CLP: the spec's CLP "
-                        f"{clp.op} {clp.value:g} rule is not applied)")
+            said.append(
+                f"{key}: SCL {','.join(map(str, scl))} (the items carry no CLP: the spec's CLP "
+                f"{clp.op} {clp.value:g} rule is not applied)"
+            )
         elif clp is not None and "SCL" in assets:
             classes = SCL_FALLBACK
             sensors[key] = s.model_copy(update={"cloud_probability": None, "scl_mask": classes})
-            said.append(f"{key}: SCL {','.join(map(str, classes))} (fallback: the spec masks s2cloudless "
-                        f"CLP {clp.op} {clp.value:g}, the items carry no CLP)")
+            said.append(
+                f"{key}: SCL {','.join(map(str, classes))} (fallback: the spec masks s2cloudless "
+                f"CLP {clp.op} {clp.value:g}, the items carry no CLP)"
+            )
         elif clp is not None or (scl and "SCL" not in assets):
-            need = " and ".join(n for n, on in (("s2cloudless probability (CLP)", clp is not None),
-                                                ("Sen2Cor SCL", bool(scl))) if on)
+            need = " and ".join(
+                n for n, on in (("s2cloudless probability (CLP)", clp is not None), ("Sen2Cor SCL", bool(scl))) if on
+            )
             raise RasterError(
-                f"the spec {spec.name!r} masks clouds by {need}, and the S2 items carry neither a CLP nor an "
-                "SCL asset",
+                f"the spec {spec.name!r} masks clouds by {need}, and the S2 items carry neither a CLP nor an SCL asset",
                 "Use L2A items (they carry SCL), add a CLP asset, or pass `cloud_mask` none to compute "
-                "without a cloud mask (recorded in the feature COG)")
+                "without a cloud mask (recorded in the feature COG)",
+            )
         elif scl:
             said.append(f"{key}: SCL {','.join(map(str, scl))}")
         else:

@@ -96,17 +96,27 @@ def check_scheduler(scheduler: str, workers: int | None) -> None:
         EulcError: naming ``scheduler`` or ``workers``.
     """
     if scheduler not in SCHEDULERS and not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-        raise EulcError(f"`scheduler` {scheduler!r} is neither local, threads, sync nor a scheduler address",
-                        "Use local, threads, sync or tcp://host:8786")
+        raise EulcError(
+            f"`scheduler` {scheduler!r} is neither local, threads, sync nor a scheduler address",
+            "Use local, threads, sync or tcp://host:8786",
+        )
     if scheduler not in SCHEDULERS and not scheduler.startswith("inproc://"):
         _host_port(scheduler.split("://", 1)[1], "scheduler", "tcp://host:8786", shown=repr(scheduler))
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise EulcError(f"`workers` {workers} is not a worker count", f"Use 1 to {MAX_WORKERS}, or leave it out")
 
 
-def execute(fn: Callable[[J], dict[str, Any]], jobs: Sequence[J], *, scheduler: str, workers: int,
-            key: Callable[[J], str], failure: Callable[[J, BaseException], dict[str, Any]],
-            emit: Emit | None = None, dashboard: str = DASHBOARD) -> Iterator[tuple[J, dict[str, Any]]]:
+def execute(
+    fn: Callable[[J], dict[str, Any]],
+    jobs: Sequence[J],
+    *,
+    scheduler: str,
+    workers: int,
+    key: Callable[[J], str],
+    failure: Callable[[J, BaseException], dict[str, Any]],
+    emit: Emit | None = None,
+    dashboard: str = DASHBOARD,
+) -> Iterator[tuple[J, dict[str, Any]]]:
     """Run ``fn(job)`` for every job on ``scheduler`` and yield ``(job, result)`` as they finish.
 
     Args:
@@ -138,9 +148,14 @@ def execute(fn: Callable[[J], dict[str, Any]], jobs: Sequence[J], *, scheduler: 
         # worker as the future's exception; what the worker processes log at ERROR are dask's
         # shutdown races ("Failed to communicate with scheduler during heartbeat" once the
         # scheduler has closed), printed as tracebacks into the run's output
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=procs,
-                               silence_logs=logging.CRITICAL, dashboard_address=dashboard,
-                               **({"host": "127.0.0.1"} if procs else {}))
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=procs,
+            silence_logs=logging.CRITICAL,
+            dashboard_address=dashboard,
+            **({"host": "127.0.0.1"} if procs else {}),
+        )
         client = Client(cluster)
         link = local_dashboard_link(dashboard, cluster)
     else:
@@ -148,8 +163,10 @@ def execute(fn: Callable[[J], dict[str, Any]], jobs: Sequence[J], *, scheduler: 
         try:
             client = Client(scheduler, timeout="30s")
         except OSError as e:
-            raise EulcError(f"cannot reach the dask scheduler at `scheduler` {scheduler} ({e})",
-                            "Check the address (tcp://host:8786) or use the local scheduler") from None
+            raise EulcError(
+                f"cannot reach the dask scheduler at `scheduler` {scheduler} ({e})",
+                "Check the address (tcp://host:8786) or use the local scheduler",
+            ) from None
         link = client.dashboard_link
     try:
         if emit is not None and link:
@@ -165,8 +182,17 @@ def execute(fn: Callable[[J], dict[str, Any]], jobs: Sequence[J], *, scheduler: 
     finally:
         # shutdown races inside dask (a batched send on a comm the scheduler just closed) log
         # tracebacks that are not the run's errors: the jobs' own results were yielded above
-        quiet = [logging.getLogger(n) for n in ("distributed", "distributed.batched", "distributed.core",
-                                                 "distributed.comm", "distributed.worker", "distributed.scheduler")]
+        quiet = [
+            logging.getLogger(n)
+            for n in (
+                "distributed",
+                "distributed.batched",
+                "distributed.core",
+                "distributed.comm",
+                "distributed.worker",
+                "distributed.scheduler",
+            )
+        ]
         levels = [lg.level for lg in quiet]
         for lg in quiet:
             lg.setLevel(logging.CRITICAL)

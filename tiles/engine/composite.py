@@ -58,7 +58,7 @@ def circle_offsets(radius_px: float) -> list[tuple[int, int]]:
     (GEE ``ee.Kernel.circle``: 30 m at 10 m = radius 3 px, 29 pixels).
     """
     r = int(np.floor(radius_px))
-    return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= radius_px ** 2]
+    return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= radius_px**2]
 
 
 def focal_median(values: np.ndarray, radius_px: float) -> np.ndarray:
@@ -85,6 +85,6 @@ def focal_median(values: np.ndarray, radius_px: float) -> np.ndarray:
     out = np.empty_like(arr)
     for i in range(t):
         pad = np.pad(arr[i], r, constant_values=np.nan)
-        shifted = np.stack([pad[r + dy:r + dy + h, r + dx:r + dx + w] for dy, dx in offs])
+        shifted = np.stack([pad[r + dy : r + dy + h, r + dx : r + dx + w] for dy, dx in offs])
         out[i] = nan_percentiles(shifted, (50.0,))[0]
     return out[0] if squeeze else out

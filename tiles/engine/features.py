@@ -51,8 +51,7 @@ def feature_inputs(spec: FeatureSpec, feature: Feature, stack_vars: set[str]) ->
     return spec.inputs(feature)
 
 
-def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack) -> tuple[np.ndarray, np.ndarray]:
     """Evaluate the feature's source on every acquisition; return times (T,) and float32
     values (T, H, W) with masked pixels as NaN.
     """
@@ -69,8 +68,10 @@ def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack
     times = stack.variables[next(iter(sorted(names)))][0]
     for n in names:
         if not np.array_equal(stack.variables[n][0], times):
-            raise RasterError(f"bands {sorted(names)} of feature {feature.name!r} have different "
-                              "acquisition dates", "Give every band for every date")
+            raise RasterError(
+                f"bands {sorted(names)} of feature {feature.name!r} have different acquisition dates",
+                "Give every band for every date",
+            )
     keep = _orbit_filter(feature, stack, sorted(names), times)
     if feature.source in spec.indices and feature.source in stack.variables:
         values = stack.variables[feature.source][1][keep]
@@ -108,15 +109,16 @@ def _orbit_filter(feature: Feature, stack: Stack, names: list[str], times: np.nd
         return np.ones(len(times), bool)
     orb = stack.orbits.get(names[0]) if names else None
     if orb is None or len(orb) != len(times) or (orb == "").any():
-        raise RasterError(f"feature {feature.name!r} uses {feature.orbit} passes only, and the stack does not "
-                          f"record the orbit pass of every acquisition of {names}",
-                          "Give `orbit:`/`orbits:` in the stack manifest, or STAC items with sat:orbit_state",
-                          path=stack.sources[0] if stack.sources else None)
+        raise RasterError(
+            f"feature {feature.name!r} uses {feature.orbit} passes only, and the stack does not "
+            f"record the orbit pass of every acquisition of {names}",
+            "Give `orbit:`/`orbits:` in the stack manifest, or STAC items with sat:orbit_state",
+            path=stack.sources[0] if stack.sources else None,
+        )
     return np.asarray(orb == feature.orbit)
 
 
-def _mask_tests(clp: CloudMask | None, scl: tuple[int, ...]
-                ) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
+def _mask_tests(clp: CloudMask | None, scl: tuple[int, ...]) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
     tests: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = [("VALID", lambda v: v == 0)]
     if clp is not None:
         limit = clp.value
@@ -126,8 +128,12 @@ def _mask_tests(clp: CloudMask | None, scl: tuple[int, ...]
     return tests
 
 
-def _align(var: tuple[np.ndarray, np.ndarray], times: np.ndarray,
-           test: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+def _align(
+    var: tuple[np.ndarray, np.ndarray],
+    times: np.ndarray,
+    test: Callable[[np.ndarray], np.ndarray],
+    shape: tuple[int, ...],
+) -> np.ndarray:
     """Mask (T, H, W) from a mask variable, matched to ``times`` by acquisition time; an
     acquisition without a mask layer is not masked.
     """
@@ -190,12 +196,14 @@ def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
                 case "texture_sd":
                     med = np.nanmedian(values, axis=0)
                     return _texture_sd(med, int(feature.kernel_radius_px or 1))
-    raise RasterError(f"statistic {feature.stat!r} of {feature.name!r} is not implemented locally",
-                      "Use another statistic")
+    raise RasterError(
+        f"statistic {feature.stat!r} of {feature.name!r} is not implemented locally", "Use another statistic"
+    )
 
 
-def compute_features(spec: FeatureSpec, stack: Stack, year: int,
-                     on_feature: Callable[[str], None] | None = None) -> np.ndarray:
+def compute_features(
+    spec: FeatureSpec, stack: Stack, year: int, on_feature: Callable[[str], None] | None = None
+) -> np.ndarray:
     """Compute every feature of ``spec`` on ``stack`` for the map ``year``.
 
     Args:
@@ -235,8 +243,7 @@ def compute_features(spec: FeatureSpec, stack: Stack, year: int,
     for f in spec.features:
         if f.derived:
             with np.errstate(divide="ignore", invalid="ignore"):
-                physical[f.name] = np.asarray(ne.evaluate(f.derived, local_dict=physical),
-                                              dtype=np.float32)
+                physical[f.name] = np.asarray(ne.evaluate(f.derived, local_dict=physical), dtype=np.float32)
             if on_feature:
                 on_feature(f.name)
     return np.stack([physical[f.name] * np.float32(f.scale) for f in spec.features]).astype(np.float32)
@@ -271,14 +278,22 @@ def halo_px(spec: FeatureSpec, res_m: float = 10.0) -> int:
     S1 focal median, or both in turn) come out as on the whole tile.
     """
     tex = [int(f.kernel_radius_px or 1) for f in spec.features if f.stat == "texture_sd"]
-    foc = [int(np.ceil(s.focal_median_radius_m / res_m)) for k, s in spec.sensors.items()
-           if s.focal_median_radius_m and any(f.sensor == k for f in spec.features)]
+    foc = [
+        int(np.ceil(s.focal_median_radius_m / res_m))
+        for k, s in spec.sensors.items()
+        if s.focal_median_radius_m and any(f.sensor == k for f in spec.features)
+    ]
     return max(tex, default=0) + max(foc, default=0)
 
 
-def compute_features_blocked(spec: FeatureSpec, load: Callable[[GridWindow], Stack], window: GridWindow,
-                             year: int, block_rows: int = 256,
-                             on_block: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, Stack]:
+def compute_features_blocked(
+    spec: FeatureSpec,
+    load: Callable[[GridWindow], Stack],
+    window: GridWindow,
+    year: int,
+    block_rows: int = 256,
+    on_block: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, Stack]:
     """:func:`compute_features` one row block at a time, so memory is bounded by a block's stack
     (T × bands × (block_rows + 2·halo) × width), not the tile's.
 
@@ -322,7 +337,7 @@ def compute_features_blocked(spec: FeatureSpec, load: Callable[[GridWindow], Sta
         first = first or stack
         vals = compute_features(spec, stack, year)
         h = min(block_rows, window.height - r0)
-        out[:, r0:r0 + h] = vals[:, r0 - top:r0 - top + h]
+        out[:, r0 : r0 + h] = vals[:, r0 - top : r0 - top + h]
         if on_block:
             on_block(i + 1, len(starts))
     if first is None:  # no block has a scene: the tile has none

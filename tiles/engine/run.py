@@ -23,10 +23,16 @@ from tiles.engine.stack import Stack, canonical_band, load_manifest, load_stack,
 log = logging.getLogger(__name__)
 
 
-def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: FeatureSelection,
-                        year: int, dest: Path,
-                        on_feature: Callable[[str], None] | None = None, cloud_mask: CloudMaskChoice = "auto",
-                        window: GridWindow | None = None) -> Path:
+def features_from_stack(
+    manifest: str | Path,
+    spec: FeatureSpec,
+    selection: FeatureSelection,
+    year: int,
+    dest: Path,
+    on_feature: Callable[[str], None] | None = None,
+    cloud_mask: CloudMaskChoice = "auto",
+    window: GridWindow | None = None,
+) -> Path:
     """Compute the selected features of ``spec`` from a stack manifest and write a feature COG.
 
     Args:
@@ -56,11 +62,25 @@ def features_from_stack(manifest: str | Path, spec: FeatureSpec, selection: Feat
         needed |= feature_inputs(sub, f, {*sub.indices})
         needed |= spec.inputs(f)
     window = window or manifest_window(man, root)
-    values, stack = compute_features_blocked(compute_spec, lambda w: load_stack(man, root, variables=needed, window=w),
-                                             window, year, on_block=_progress(on_feature, sub))
-    return write_feature_cog(dest, values, as_computed(compute_spec, stack.level), window, year, stack.level,
-                             stack.sources, {"cloud_mask": mask_said} if mask_said else None, requested=sub,
-                             spec_hash=spec.digest())
+    values, stack = compute_features_blocked(
+        compute_spec,
+        lambda w: load_stack(man, root, variables=needed, window=w),
+        window,
+        year,
+        on_block=_progress(on_feature, sub),
+    )
+    return write_feature_cog(
+        dest,
+        values,
+        as_computed(compute_spec, stack.level),
+        window,
+        year,
+        stack.level,
+        stack.sources,
+        {"cloud_mask": mask_said} if mask_said else None,
+        requested=sub,
+        spec_hash=spec.digest(),
+    )
 
 
 def stack_features_path(out_dir: Path, manifest_name: str, year: int, tile_id: str | None = None) -> Path:
@@ -95,10 +115,19 @@ def _progress(on_feature: Callable[[str], None] | None, sub: FeatureSpec) -> Cal
     return on_block
 
 
-def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: FeatureSelection, year: int,
-                       window: GridWindow, dest: Path, level: str = "L2A", cloud_mask: CloudMaskChoice = "auto",
-                       on_feature: Callable[[str], None] | None = None, block_rows: int = 256,
-                       allow_roots: tuple[Path, ...] = ()) -> Path:
+def features_from_stac(
+    source: Path | StacApi,
+    spec: FeatureSpec,
+    selection: FeatureSelection,
+    year: int,
+    window: GridWindow,
+    dest: Path,
+    level: str = "L2A",
+    cloud_mask: CloudMaskChoice = "auto",
+    on_feature: Callable[[str], None] | None = None,
+    block_rows: int = 256,
+    allow_roots: tuple[Path, ...] = (),
+) -> Path:
     """Compute the selected features from STAC on one grid window and write a feature COG (the
     same file :func:`features_from_stack` and the GEE tile export produce).
 
@@ -133,8 +162,10 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
     for f in sub.features:
         kind = spec.sensors[f.sensor].kind
         if kind == "lst":
-            raise RasterError(f"feature {f.name!r} needs MODIS MOD21C3 LST, which no public STAC collection carries",
-                              "Give LST rasters in a stack manifest (`files`), or select features without LST")
+            raise RasterError(
+                f"feature {f.name!r} needs MODIS MOD21C3 LST, which no public STAC collection carries",
+                "Give LST rasters in a stack manifest (`files`), or select features without LST",
+            )
         kinds.setdefault(kind, []).append(f)
 
     def assets(items: list[Any]) -> set[str]:
@@ -151,11 +182,13 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
             per_kind[k] = search_items(source, k, window, year, cloud)
             log.info("%s: %d %s item(s) from %s", dest.name, len(per_kind[k]), k, source.url)
             if not per_kind[k]:
-                raise NoSceneError(f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
-                                  f"{'' if k == 'dem' else f' in {year}'} in the collection "
-                                  f"{source.collections[k]!r} of {source.url}"
-                                  + (f" with less than {cloud:g} % cloud cover" if cloud is not None else ""),
-                                  "Check the tile, the year and the collection")
+                raise NoSceneError(
+                    f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
+                    f"{'' if k == 'dem' else f' in {year}'} in the collection "
+                    f"{source.collections[k]!r} of {source.url}"
+                    + (f" with less than {cloud:g} % cloud cover" if cloud is not None else ""),
+                    "Check the tile, the year and the collection",
+                )
     else:
         items = items_from_catalog(source, allow_roots)
         have = assets(items)
@@ -167,24 +200,50 @@ def features_from_stac(source: Path | StacApi, spec: FeatureSpec, selection: Fea
     compute_spec, mask_said = resolve_cloud_mask(sub, s2_assets, cloud_mask)
     if "s2" in needed:  # the mask layers the (adapted) spec uses
         s2s = [s for s in compute_spec.sensors.values() if s.kind == "s2"]
-        needed["s2"] |= {m for m, used in (("SCL", any(s.scl_mask for s in s2s)),
-                                           ("CLP", any(s.cloud_probability for s in s2s))) if used}
+        needed["s2"] |= {
+            m
+            for m, used in (("SCL", any(s.scl_mask for s in s2s)), ("CLP", any(s.cloud_probability for s in s2s)))
+            if used
+        }
 
     def load(w: GridWindow) -> Stack:
-        stacks = {k: load_stac_stack(per_kind[k], w, sorted(bands), year=None if k == "dem" else year,
-                                     level={"s2": level, "s1": "GRD", "dem": "DEM"}[k], kind=k,
-                                     as_stored=set(sub.indices))
-                  for k, bands in needed.items()}
+        stacks = {
+            k: load_stac_stack(
+                per_kind[k],
+                w,
+                sorted(bands),
+                year=None if k == "dem" else year,
+                level={"s2": level, "s1": "GRD", "dem": "DEM"}[k],
+                kind=k,
+                as_stored=set(sub.indices),
+            )
+            for k, bands in needed.items()
+        }
         merged = {name: val for st in stacks.values() for name, val in st.variables.items()}
         first = stacks.get("s2") or next(iter(stacks.values()))
-        return Stack(w, merged, first.level, [src for st in stacks.values() for src in st.sources],
-                     {name: o for st in stacks.values() for name, o in st.orbits.items()})
+        return Stack(
+            w,
+            merged,
+            first.level,
+            [src for st in stacks.values() for src in st.sources],
+            {name: o for st in stacks.values() for name, o in st.orbits.items()},
+        )
 
-    values, stack = compute_features_blocked(compute_spec, load, window, year, block_rows=block_rows,
-                                             on_block=_progress(on_feature, sub))
-    return write_feature_cog(dest, values, as_computed(compute_spec, stack.level), window, year, stack.level,
-                             stack.sources, extra_tags={"cloud_mask": mask_said} if mask_said else None,
-                             requested=sub, spec_hash=spec.digest())
+    values, stack = compute_features_blocked(
+        compute_spec, load, window, year, block_rows=block_rows, on_block=_progress(on_feature, sub)
+    )
+    return write_feature_cog(
+        dest,
+        values,
+        as_computed(compute_spec, stack.level),
+        window,
+        year,
+        stack.level,
+        stack.sources,
+        extra_tags={"cloud_mask": mask_said} if mask_said else None,
+        requested=sub,
+        spec_hash=spec.digest(),
+    )
 
 
 def _carries(item: Any, bands: set[str], kind: str) -> bool:

@@ -72,11 +72,12 @@ class FeatureSource:
 
     def __post_init__(self) -> None:
         if sum(v is not None for v in (self.files, self.catalog, self.stac)) != 1:
-            raise EulcError("give one of `files` (a local stack manifest), `catalog` (a static STAC catalogue) "
-                            "or `stac` (a STAC API URL)")
+            raise EulcError(
+                "give one of `files` (a local stack manifest), `catalog` (a static STAC catalogue) "
+                "or `stac` (a STAC API URL)"
+            )
         if self.processing_level not in ("L2A", "L1C"):
-            raise EulcError(f"`processing_level` {self.processing_level!r} is not a Sentinel-2 level",
-                            "Use L2A or L1C")
+            raise EulcError(f"`processing_level` {self.processing_level!r} is not a Sentinel-2 level", "Use L2A or L1C")
 
     def key(self) -> str:
         """What the features are computed from, for the ledger's input key: a stack by its files
@@ -93,9 +94,13 @@ class FeatureSource:
             inputs = [root / it.path for it in man.items if (root / it.path).is_file()]
             return input_key(str(self.files), *inputs)
         cat = Path(str(self.catalog))
-        items = sorted((it.to_dict(include_self_link=False)
-                        for it in items_from_catalog(cat, tuple(Path(r) for r in self.allow_roots))),
-                       key=lambda d: str(d.get("id")))
+        items = sorted(
+            (
+                it.to_dict(include_self_link=False)
+                for it in items_from_catalog(cat, tuple(Path(r) for r in self.allow_roots))
+            ),
+            key=lambda d: str(d.get("id")),
+        )
         return input_key(content_sha256(cat), json.dumps(items, sort_keys=True, default=str))
 
 
@@ -163,24 +168,50 @@ def feature_tile(job: FeatureJob, on_feature: Callable[[str], None] | None = Non
     Returns:
         ``{"status", "outputs": {COG name: SHA-256}, "error", "seconds", "worker"}``.
     """
+
     def work() -> dict[str, Any]:
         sel = FeatureSelection.of(job.spec, list(job.names), "names")
         src = job.source
         if src.files is not None:
-            features_from_stack(src.files, job.spec, sel, job.year, job.dest, on_feature, cloud_mask=job.cloud_mask,
-                                window=job.cell.window() if job.cell is not None else None)
+            features_from_stack(
+                src.files,
+                job.spec,
+                sel,
+                job.year,
+                job.dest,
+                on_feature,
+                cloud_mask=job.cloud_mask,
+                window=job.cell.window() if job.cell is not None else None,
+            )
         else:
             assert job.cell is not None
-            features_from_stac(src.stac if src.stac is not None else Path(str(src.catalog)), job.spec, sel, job.year,
-                               job.cell.window(), job.dest, src.processing_level, job.cloud_mask,
-                               on_feature=on_feature, allow_roots=tuple(Path(r) for r in src.allow_roots))
+            features_from_stac(
+                src.stac if src.stac is not None else Path(str(src.catalog)),
+                job.spec,
+                sel,
+                job.year,
+                job.cell.window(),
+                job.dest,
+                src.processing_level,
+                job.cloud_mask,
+                on_feature=on_feature,
+                allow_roots=tuple(Path(r) for r in src.allow_roots),
+            )
         return {"status": "done", "outputs": {job.name: file_sha256(job.dest)}}
 
     return worker_result(work, str(job.dest))
 
 
-def plan_features(cells: list[TileId] | None, source: FeatureSource, spec: FeatureSpec, selection: FeatureSelection,
-                  year: int, out_dir: Path, cloud_mask: str = "auto", tile_id: str | None = None) -> list[FeatureJob]:
+def plan_features(
+    cells: list[TileId] | None,
+    source: FeatureSource,
+    spec: FeatureSpec,
+    selection: FeatureSelection,
+    year: int,
+    out_dir: Path,
+    cloud_mask: str = "auto",
+    tile_id: str | None = None,
+) -> list[FeatureJob]:
     """The jobs of a features run, each with its ledger input key (features digest, year, cloud
     mask, processing level, the source's key and the cell).
 
@@ -206,23 +237,39 @@ def plan_features(cells: list[TileId] | None, source: FeatureSource, spec: Featu
     names = tuple(selection.names)
     if cells is None:
         if source.files is None:
-            raise EulcError("features from a STAC catalogue or API need `tiles`",
-                            "Name the EEA cells to compute (codes, bbox:W,S,E,N or a file)")
+            raise EulcError(
+                "features from a STAC catalogue or API need `tiles`",
+                "Name the EEA cells to compute (codes, bbox:W,S,E,N or a file)",
+            )
         man, _ = load_manifest(source.files)
         dest = stack_features_path(out_dir, man.name, year, tile_id)
         return [FeatureJob(dest.name, None, source, spec, names, year, str(out_dir), mask, input_key(*base))]
     if tile_id is not None:
-        raise EulcError("`tile_id` names the COG of a whole stack", "Leave it out with `tiles`: COGs are "
-                        "named <cell>_<year>.tif")
+        raise EulcError(
+            "`tile_id` names the COG of a whole stack", "Leave it out with `tiles`: COGs are named <cell>_<year>.tif"
+        )
     if len(cells) > MAX_TILES:
-        raise EulcError(f"`tiles` gives {len(cells):,} cells, more than {MAX_TILES:,} in one run",
-                        "Use larger cells or a smaller area")
-    return [FeatureJob(f"{cell}_{year}.tif", cell, source, spec, names, year, str(out_dir), mask,
-                       input_key(*base, str(cell))) for cell in cells]
+        raise EulcError(
+            f"`tiles` gives {len(cells):,} cells, more than {MAX_TILES:,} in one run",
+            "Use larger cells or a smaller area",
+        )
+    return [
+        FeatureJob(
+            f"{cell}_{year}.tif", cell, source, spec, names, year, str(out_dir), mask, input_key(*base, str(cell))
+        )
+        for cell in cells
+    ]
 
 
-def run_features(jobs: list[FeatureJob], out_dir: Path, *, scheduler: str = "local", workers: int | None = None,
-                 emit: Emit | None = None, dashboard: str = DASHBOARD) -> FeaturesSummary:
+def run_features(
+    jobs: list[FeatureJob],
+    out_dir: Path,
+    *,
+    scheduler: str = "local",
+    workers: int | None = None,
+    emit: Emit | None = None,
+    dashboard: str = DASHBOARD,
+) -> FeaturesSummary:
     """Run feature jobs resumably on ``scheduler``; every tile is recorded as done or failed, and
     a bad tile does not stop the others.
 
@@ -259,18 +306,35 @@ def run_features(jobs: list[FeatureJob], out_dir: Path, *, scheduler: str = "loc
         if len(todo) == 1:
             fn = functools.partial(feature_tile, on_feature=lambda n: say("feature", {"name": n}))
         n_workers = min(workers or cpu_threads(), max(1, len(todo)))
-        for job, res in execute(fn, todo, scheduler=scheduler, workers=n_workers, key=lambda j: f"eulc-features-"
-                                f"{j.name}-{j.key}", failure=_dead_worker, emit=say, dashboard=dashboard):
+        for job, res in execute(
+            fn,
+            todo,
+            scheduler=scheduler,
+            workers=n_workers,
+            key=lambda j: f"eulc-features-{j.name}-{j.key}",
+            failure=_dead_worker,
+            emit=say,
+            dashboard=dashboard,
+        ):
             record_feature_result(ledger, job, res, summary)
-            say("tile", {"tile_id": job.tile_id, "name": job.name, "status": res["status"],
-                         "error": res.get("error"), "seconds": res.get("seconds")})
+            say(
+                "tile",
+                {
+                    "tile_id": job.tile_id,
+                    "name": job.name,
+                    "status": res["status"],
+                    "error": res.get("error"),
+                    "seconds": res.get("seconds"),
+                },
+            )
     summary.outputs = [j.dest for j in jobs if j.name not in summary.failures]
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def record_feature_result(ledger: JsonLedger, job: FeatureJob, res: dict[str, Any],
-                          summary: FeaturesSummary | None = None) -> None:
+def record_feature_result(
+    ledger: JsonLedger, job: FeatureJob, res: dict[str, Any], summary: FeaturesSummary | None = None
+) -> None:
     """Record a feature tile's result in its folder's ledger (done with the COG's SHA-256, or
     failed with the reason) and count it in ``summary``.
     """

@@ -61,8 +61,11 @@ def sample_features(feature_cogs: list[Path], points: pd.DataFrame) -> tuple[pd.
             names = bands
             values = np.full((len(points), len(names)), np.nan, np.float32)
         elif bands != names:
-            raise RasterError(f"names other bands than {feature_cogs[0].name}", "Sample COGs of one spec and "
-                              "selection together", path=path)
+            raise RasterError(
+                f"names other bands than {feature_cogs[0].name}",
+                "Sample COGs of one spec and selection together",
+                path=path,
+            )
         with FeatureReader(path, names) as r:
             win = r.window
             t = win.transform
@@ -76,11 +79,15 @@ def sample_features(feature_cogs: list[Path], points: pd.DataFrame) -> tuple[pd.
             values[inside] = arr[:, rows[inside], cols[inside]].T
             done |= inside
     if names is None or values is None or not done.any():
-        raise RasterError(f"none of the {len(points)} points falls inside the {len(feature_cogs)} feature COG(s)",
-                          "Give the tiles that cover the points (EPSG:3035 grid)",
-                          path=feature_cogs[0] if feature_cogs else None)
-    geo = [json.dumps({"type": "Point", "coordinates": [float(a), float(b)]}) for a, b in zip(lon[done], lat[done],
-                                                                                              strict=True)]
+        raise RasterError(
+            f"none of the {len(points)} points falls inside the {len(feature_cogs)} feature COG(s)",
+            "Give the tiles that cover the points (EPSG:3035 grid)",
+            path=feature_cogs[0] if feature_cogs else None,
+        )
+    geo = [
+        json.dumps({"type": "Point", "coordinates": [float(a), float(b)]})
+        for a, b in zip(lon[done], lat[done], strict=True)
+    ]
     out = pd.DataFrame({"POINT_ID": points["POINT_ID"].to_numpy()[done], ".geo": geo})
     for c in CARRY:
         if c in points.columns:
@@ -98,5 +105,11 @@ def points_frame(path: Path) -> pd.DataFrame:
         SchemaError: see :func:`pipeline.core.lucas.read_points`.
     """
     pts = read_points(path)
-    return pd.DataFrame({"POINT_ID": pts["POINT_ID"].to_numpy(), "lon": pts.geometry.x.to_numpy(),
-                         "lat": pts.geometry.y.to_numpy(), **{c: pts[c].to_numpy() for c in CARRY}})
+    return pd.DataFrame(
+        {
+            "POINT_ID": pts["POINT_ID"].to_numpy(),
+            "lon": pts.geometry.x.to_numpy(),
+            "lat": pts.geometry.y.to_numpy(),
+            **{c: pts[c].to_numpy() for c in CARRY},
+        }
+    )

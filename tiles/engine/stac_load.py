@@ -65,8 +65,9 @@ def items_from_catalog(path: Path, allow_roots: tuple[Path, ...] = ()) -> list[p
     try:
         cat = pystac.read_file(str(path))
     except (pystac.STACError, pystac.errors.STACTypeError, ValueError, KeyError, TypeError) as e:
-        raise RasterError(f"is not a STAC catalogue ({e})", "Give a catalog.json or collection.json",
-                          path=path) from None
+        raise RasterError(
+            f"is not a STAC catalogue ({e})", "Give a catalog.json or collection.json", path=path
+        ) from None
     roots = (Path(path).resolve().parent, *(Path(r).resolve() for r in allow_roots))
     if isinstance(cat, pystac.Item):
         items = [cat]
@@ -75,10 +76,20 @@ def items_from_catalog(path: Path, allow_roots: tuple[Path, ...] = ()) -> list[p
         try:  # children and items are read lazily: a malformed one fails here
             for child in _walk(cat, roots, Path(path)):
                 items.extend(child.get_items())
-        except (pystac.STACError, pystac.errors.STACTypeError, ValueError, KeyError, TypeError, AttributeError,
-                OSError) as e:
-            raise RasterError(f"holds a child or item that is not valid STAC ({' '.join(str(e).split())[:200]})",
-                              "Fix or remove that item (pystac / stac-validator name the field)", path=path) from None
+        except (
+            pystac.STACError,
+            pystac.errors.STACTypeError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            OSError,
+        ) as e:
+            raise RasterError(
+                f"holds a child or item that is not valid STAC ({' '.join(str(e).split())[:200]})",
+                "Fix or remove that item (pystac / stac-validator name the field)",
+                path=path,
+            ) from None
     else:
         raise RasterError("is not a STAC catalogue", "Give a catalog.json or collection.json", path=path)
     for it in items:
@@ -97,17 +108,26 @@ def _check_href(href: str, roots: tuple[Path, ...], what: str, catalogue: Path, 
     if u.scheme in ("http", "https"):
         return
     if u.scheme not in ("", "file") and len(u.scheme) > 1:  # s3://, gs://, ... (a drive letter is 1 char)
-        raise RasterError(f"{what} names {href!r}, a {u.scheme}:// href", "Use files inside the catalogue's folder "
-                          "or http(s) URLs (a STAC API with `stac` signs and serves cloud assets)", path=catalogue)
+        raise RasterError(
+            f"{what} names {href!r}, a {u.scheme}:// href",
+            "Use files inside the catalogue's folder "
+            "or http(s) URLs (a STAC API with `stac` signs and serves cloud assets)",
+            path=catalogue,
+        )
     raw = u.path if u.scheme == "file" else href
     if raw.startswith("/vsi"):
-        raise RasterError(f"{what} names {href!r}, a GDAL virtual path", "Use plain files inside the catalogue's "
-                          "folder or http(s) URLs", path=catalogue)
+        raise RasterError(
+            f"{what} names {href!r}, a GDAL virtual path",
+            "Use plain files inside the catalogue's folder or http(s) URLs",
+            path=catalogue,
+        )
     target = Path(raw).resolve()
     if not any(target.is_relative_to(r) for r in roots):
-        raise RasterError(f"{what} names {href!r}, outside the catalogue's folder tree",
-                          "Move the files under the catalogue's folder, or allow their folder with `allow_root` DIR",
-                          path=catalogue)
+        raise RasterError(
+            f"{what} names {href!r}, outside the catalogue's folder tree",
+            "Move the files under the catalogue's folder, or allow their folder with `allow_root` DIR",
+            path=catalogue,
+        )
     if depth < MAX_VRT_DEPTH and target.is_file() and _is_vrt(target):
         for source in _vrt_sources(target, what, catalogue):
             _check_href(source, roots, f"{what} (VRT source in {target.name})", catalogue, depth + 1)
@@ -140,11 +160,15 @@ def _vrt_sources(vrt: Path, what: str, catalogue: Path) -> list[str]:
     try:
         root = ET.parse(vrt).getroot()
     except (ET.ParseError, OSError) as e:
-        raise RasterError(f"{what}: {vrt.name} is not a readable VRT ({e})", "Give a valid VRT or a GeoTIFF",
-                          path=catalogue) from None
+        raise RasterError(
+            f"{what}: {vrt.name} is not a readable VRT ({e})", "Give a valid VRT or a GeoTIFF", path=catalogue
+        ) from None
     if any(el.tag == "PixelFunctionLanguage" or el.tag == "PixelFunctionCode" for el in root.iter()):
-        raise RasterError(f"{what}: {vrt.name} holds pixel-function code", "eulc does not run code from a "
-                          "catalogue; give a plain VRT or a GeoTIFF", path=catalogue)
+        raise RasterError(
+            f"{what}: {vrt.name} holds pixel-function code",
+            "eulc does not run code from a catalogue; give a plain VRT or a GeoTIFF",
+            path=catalogue,
+        )
     out = []
     for el in root.iter():
         if el.tag in ("SourceFilename", "SourceDataset") and el.text:
@@ -190,8 +214,15 @@ def _offset(item: pystac.Item, level: str) -> float:
     return BOA_ADD_OFFSET if _item_time(item) >= HARMONIZATION_DATE else 0.0
 
 
-def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: list[str], year: int | None = None,
-                    level: str = "L2A", kind: str = "s2", as_stored: set[str] | None = None) -> Stack:
+def load_stac_stack(
+    items: Iterable[pystac.Item],
+    window: GridWindow,
+    bands: list[str],
+    year: int | None = None,
+    level: str = "L2A",
+    kind: str = "s2",
+    as_stored: set[str] | None = None,
+) -> Stack:
     """Load the ``bands`` of S2 (or S1) ``items`` onto ``window``.
 
     Args:
@@ -218,7 +249,6 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
     import odc.stac
     from odc.geo.geobox import GeoBox
 
-
     w, s, e, n = footprint_lonlat(window)[1]
     chosen = []
     for it in items:
@@ -228,20 +258,31 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
             continue
         chosen.append(it)
     if not chosen:
-        raise NoSceneError(f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
-                          + (f" in {year}" if year is not None else ""),
-                          "Widen the search (dates, cloud cover) or check the tile")
+        raise NoSceneError(
+            f"no scene in the window {tuple(round(v) for v in window.bounds)} (EPSG:3035)"
+            + (f" in {year}" if year is not None else ""),
+            "Widen the search (dates, cloud cover) or check the tile",
+        )
     keys = {canonical_band(k): k for it in chosen for k in it.assets}
     dem_key = next((k for k in DEM_ASSETS if k in keys), None)
     if kind == "dem" and dem_key is not None:
         keys[DEM_VARIABLE] = keys[dem_key]
     missing = [b for b in bands if canonical_band(b) not in keys]
     if missing:
-        raise RasterError(f"band(s) {missing} are missing from the STAC items (assets: {sorted(keys.values())})",
-                          "Use a collection with these assets, or select features that do not need them")
+        raise RasterError(
+            f"band(s) {missing} are missing from the STAC items (assets: {sorted(keys.values())})",
+            "Use a collection with these assets, or select features that do not need them",
+        )
     gbox = GeoBox((window.height, window.width), window.transform, window.grid.crs)
-    ds = odc.stac.load(chosen, bands=[keys[canonical_band(b)] for b in bands], geobox=gbox, resampling="nearest",
-                       dtype="float32", groupby="id", preserve_original_order=True)
+    ds = odc.stac.load(
+        chosen,
+        bands=[keys[canonical_band(b)] for b in bands],
+        geobox=gbox,
+        resampling="nearest",
+        dtype="float32",
+        groupby="id",
+        preserve_original_order=True,
+    )
     times = ds["time"].to_numpy().astype("datetime64[ns]")
     by_time = {_item_time(it): it for it in chosen}
     offsets = np.array([_offset(by_time[t], level) if t in by_time else 0.0 for t in times], np.float32)
@@ -272,16 +313,24 @@ def load_stac_stack(items: Iterable[pystac.Item], window: GridWindow, bands: lis
         variables[name] = (times[order], v[order])
     orbits: dict[str, np.ndarray] = {}
     if kind == "s1":  # the pass of each acquisition (STAC sat extension), for features with `orbit`
-        passes = np.array([str(by_time[t].properties.get("sat:orbit_state", "")).upper() if t in by_time else ""
-                           for t in times])
+        passes = np.array(
+            [str(by_time[t].properties.get("sat:orbit_state", "")).upper() if t in by_time else "" for t in times]
+        )
         orbits = {name: passes[np.argsort(times, kind="stable")] for name in variables}
-    sources = sorted({a.href for it in chosen for k, a in it.assets.items() if canonical_band(k) in
-                      {canonical_band(b) for b in bands}})
+    sources = sorted(
+        {
+            a.href
+            for it in chosen
+            for k, a in it.assets.items()
+            if canonical_band(k) in {canonical_band(b) for b in bands}
+        }
+    )
     return Stack(window, variables, level, sources, orbits)
 
 
-def _drop_offsets_the_data_lack(offsets: np.ndarray, times: np.ndarray, by_time: dict[np.datetime64, pystac.Item],
-                                dn: dict[str, np.ndarray]) -> None:
+def _drop_offsets_the_data_lack(
+    offsets: np.ndarray, times: np.ndarray, by_time: dict[np.datetime64, pystac.Item], dn: dict[str, np.ndarray]
+) -> None:
     """Set ``offsets[i]`` to 0 where acquisition ``i``'s values are already harmonized although
     its metadata say otherwise (see the module docstring); warn once per such item.
 
@@ -298,8 +347,11 @@ def _drop_offsets_the_data_lack(offsets: np.ndarray, times: np.ndarray, by_time:
             valid = v[i][np.isfinite(v[i]) & (v[i] > 0)]
             if valid.size and (share := float((valid < -offsets[i]).mean())) > NOT_OFFSET_SHARE:
                 item = by_time.get(times[i])
-                warnings.warn(f"STAC item {item.id if item else times[i]}: its metadata call for the L2A offset "
-                              f"{offsets[i]:g} DN, but {share:.0%} of its valid {band} values are below "
-                              f"{-offsets[i]:g} DN: taken as already harmonized (no offset)", stacklevel=3)
+                warnings.warn(
+                    f"STAC item {item.id if item else times[i]}: its metadata call for the L2A offset "
+                    f"{offsets[i]:g} DN, but {share:.0%} of its valid {band} values are below "
+                    f"{-offsets[i]:g} DN: taken as already harmonized (no offset)",
+                    stacklevel=3,
+                )
                 offsets[i] = 0.0
                 break

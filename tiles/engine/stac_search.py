@@ -53,10 +53,14 @@ class StacApi:
         """
         if kind not in self.collections:
             option = {"s2": "`collection`", "s1": "`s1_collection`", "dem": "`dem_collection`"}.get(kind, kind)
-            example = {"s1": " (e.g. sentinel-1-rtc on Planetary Computer)",
-                       "dem": " (e.g. cop-dem-glo-30 on Earth Search or Planetary Computer)"}.get(kind, "")
-            raise RasterError(f"the selected features need {kind.upper()} items from the STAC API {self.url}",
-                              f"Give {option}{example}, or select features without {kind.upper()}")
+            example = {
+                "s1": " (e.g. sentinel-1-rtc on Planetary Computer)",
+                "dem": " (e.g. cop-dem-glo-30 on Earth Search or Planetary Computer)",
+            }.get(kind, "")
+            raise RasterError(
+                f"the selected features need {kind.upper()} items from the STAC API {self.url}",
+                f"Give {option}{example}, or select features without {kind.upper()}",
+            )
         return self.collections[kind]
 
 
@@ -77,18 +81,20 @@ def open_api(url: str) -> Any:
         try:
             import planetary_computer
         except ImportError:
-            raise RasterError("Planetary Computer assets must be signed",
-                              "pip install planetary-computer") from None
+            raise RasterError("Planetary Computer assets must be signed", "pip install planetary-computer") from None
         modifier = planetary_computer.sign_inplace
     try:
         return Client.open(url, modifier=modifier, timeout=60)
     except Exception as e:  # noqa: BLE001 - network and API errors of many kinds
-        raise RasterError(f"the STAC API {url} could not be searched ({type(e).__name__}: {e})",
-                          "Check the URL and the network, or use `catalog` with a static catalogue") from None
+        raise RasterError(
+            f"the STAC API {url} could not be searched ({type(e).__name__}: {e})",
+            "Check the URL and the network, or use `catalog` with a static catalogue",
+        ) from None
 
 
-def search_items(api: StacApi, kind: str, window: GridWindow, year: int,
-                 max_cloud_pct: float | None = None, client: Any = None) -> list[pystac.Item]:
+def search_items(
+    api: StacApi, kind: str, window: GridWindow, year: int, max_cloud_pct: float | None = None, client: Any = None
+) -> list[pystac.Item]:
     """The items of ``api``'s collection for ``kind`` over ``window`` in ``year``.
 
     Args:
@@ -108,8 +114,11 @@ def search_items(api: StacApi, kind: str, window: GridWindow, year: int,
     if kind == "s1":
         check_s1_calibrated(collection, api.url)
     cl = client if client is not None else open_api(api.url)
-    params: dict[str, Any] = {"collections": [collection], "bbox": footprint_lonlat(window)[1],
-                              "max_items": api.max_items}
+    params: dict[str, Any] = {
+        "collections": [collection],
+        "bbox": footprint_lonlat(window)[1],
+        "max_items": api.max_items,
+    }
     if kind != "dem":
         params["datetime"] = f"{year}-01-01/{year}-12-31"
     if max_cloud_pct is not None:
@@ -121,8 +130,10 @@ def search_items(api: StacApi, kind: str, window: GridWindow, year: int,
     try:
         items = list(cl.search(**params).items())
     except Exception as e:  # noqa: BLE001 - network and API errors of many kinds
-        raise RasterError(f"the STAC API {api.url} could not be searched ({type(e).__name__}: {e})",
-                          "Check the URL, the collection name and the network") from None
+        raise RasterError(
+            f"the STAC API {api.url} could not be searched ({type(e).__name__}: {e})",
+            "Check the URL, the collection name and the network",
+        ) from None
     if max_cloud_pct is not None:
         items = [it for it in items if float(it.properties.get("eo:cloud_cover", 0.0)) < max_cloud_pct]
     return items
@@ -144,4 +155,5 @@ def check_s1_calibrated(collection: str, url: str) -> None:
             f"the S1 collection {collection!r} of {url} holds GRD scenes: uncalibrated amplitude digital numbers, "
             "not backscatter σ⁰",
             "Use a calibrated collection (Planetary Computer: `s1_collection` sentinel-1-rtc), or calibrated σ⁰ "
-            "files in a stack manifest")
+            "files in a stack manifest",
+        )

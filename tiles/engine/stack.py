@@ -83,9 +83,24 @@ class StackManifest(BaseModel):
     items: tuple[StackItem, ...]
 
 
-COMMON_NAMES = {"coastal": "B1", "blue": "B2", "green": "B3", "red": "B4", "rededge1": "B5", "rededge2": "B6",
-                "rededge3": "B7", "nir": "B8", "nir08": "B8A", "nir09": "B9", "cirrus": "B10", "swir16": "B11",
-                "swir22": "B12", "scl": "SCL", "vv": "VV", "vh": "VH"}
+COMMON_NAMES = {
+    "coastal": "B1",
+    "blue": "B2",
+    "green": "B3",
+    "red": "B4",
+    "rededge1": "B5",
+    "rededge2": "B6",
+    "rededge3": "B7",
+    "nir": "B8",
+    "nir08": "B8A",
+    "nir09": "B9",
+    "cirrus": "B10",
+    "swir16": "B11",
+    "swir22": "B12",
+    "scl": "SCL",
+    "vv": "VV",
+    "vh": "VH",
+}
 """STAC common names / Earth Search asset keys → Sentinel-2 band names."""
 
 
@@ -116,8 +131,10 @@ def load_manifest(name_or_path: str | Path) -> tuple[StackManifest, Path]:
     p = Path(name_or_path)
     if p.suffix not in (".yaml", ".yml"):
         if str(name_or_path) not in shipped_stacks():
-            raise SpecError(f"no stack manifest called {name_or_path!r}",
-                            f"Use one of {shipped_stacks()} or a path to a .yaml manifest")
+            raise SpecError(
+                f"no stack manifest called {name_or_path!r}",
+                f"Use one of {shipped_stacks()} or a path to a .yaml manifest",
+            )
         text = (resources.files("tiles") / "stacks" / f"{name_or_path}.yaml").read_text()
         base = Path.cwd()
     else:
@@ -127,8 +144,9 @@ def load_manifest(name_or_path: str | Path) -> tuple[StackManifest, Path]:
     try:
         man = StackManifest.model_validate(yaml.safe_load(text))
     except (yaml.YAMLError, ValidationError) as e:
-        raise SpecError(f"invalid stack manifest ({str(e).splitlines()[0]}: "
-                        f"{str(e).splitlines()[1:3]})", "Fix the manifest", path=p) from None
+        raise SpecError(
+            f"invalid stack manifest ({str(e).splitlines()[0]}: {str(e).splitlines()[1:3]})", "Fix the manifest", path=p
+        ) from None
     root = man.root
     if "${EULC_DATA}" in root:
         root = root.replace("${EULC_DATA}", str(data_dir()))
@@ -165,24 +183,25 @@ def _open(path: Path) -> rasterio.DatasetReader:
     try:
         return rasterio.open(path)
     except RasterioIOError as e:
-        raise RasterError(f"not a readable GeoTIFF ({e})", "Re-download or re-export the file",
-                          path=path) from None
+        raise RasterError(f"not a readable GeoTIFF ({e})", "Re-download or re-export the file", path=path) from None
 
 
 def _times(labels: tuple[str, ...] | list[str], path: Path) -> np.ndarray:
     try:
         return pd.to_datetime(list(labels)).to_numpy(dtype="datetime64[ns]")
     except (ValueError, TypeError) as e:
-        raise RasterError(f"band descriptions are not ISO dates ({e})",
-                          "Set `times:` for this item in the manifest", path=path) from None
+        raise RasterError(
+            f"band descriptions are not ISO dates ({e})", "Set `times:` for this item in the manifest", path=path
+        ) from None
 
 
 def _read_on_grid(path: Path, window: GridWindow, nodata: float | None) -> np.ndarray:
     """Read all bands of ``path`` reprojected onto ``window``: float32 (B, H, W), NaN = nodata."""
     with _open(path) as src:
         count = src.count
-    return read_on_grid(path, window.transform, window.grid.crs, window.shape, bands=list(range(1, count + 1)),
-                        src_nodata=nodata)
+    return read_on_grid(
+        path, window.transform, window.grid.crs, window.shape, bands=list(range(1, count + 1)), src_nodata=nodata
+    )
 
 
 def manifest_variables(manifest: StackManifest, root: Path) -> set[str]:
@@ -215,13 +234,20 @@ def manifest_window(manifest: StackManifest, root: Path, grid: Grid = EEA_10M) -
         path = root / item.path
         with _open(path) as src:
             w = window_for_bounds(tuple(src.bounds), src.crs, grid, source=str(path))
-        lefts.append(w.bounds[0]); bottoms.append(w.bounds[1])  # noqa: E702
-        rights.append(w.bounds[2]); tops.append(w.bounds[3])  # noqa: E702
+        lefts.append(w.bounds[0])
+        bottoms.append(w.bounds[1])  # noqa: E702
+        rights.append(w.bounds[2])
+        tops.append(w.bounds[3])  # noqa: E702
     return window_for_bounds((min(lefts), min(bottoms), max(rights), max(tops)), grid.crs, grid)
 
 
-def load_stack(manifest: StackManifest, root: Path, grid: Grid = EEA_10M,
-               variables: set[str] | None = None, window: GridWindow | None = None) -> Stack:
+def load_stack(
+    manifest: StackManifest,
+    root: Path,
+    grid: Grid = EEA_10M,
+    variables: set[str] | None = None,
+    window: GridWindow | None = None,
+) -> Stack:
     """Read a stack onto the grid window covering the union of its files (or onto ``window``).
 
     Args:
@@ -248,13 +274,12 @@ def load_stack(manifest: StackManifest, root: Path, grid: Grid = EEA_10M,
         if item.kind == "bands":
             names = [canonical_band(b) for b in (item.bands or desc)]
             if len(names) != count or not all(names):
-                raise RasterError(f"has {count} bands but {len(names)} band names",
-                                  "Set `bands:` in the manifest", path=path)
+                raise RasterError(
+                    f"has {count} bands but {len(names)} band names", "Set `bands:` in the manifest", path=path
+                )
             if item.time is None:
-                raise RasterError("a `bands` item needs `time:`", "Add the acquisition time",
-                                  path=path)
-            wanted = [n for n in names
-                      if variables is None or n in variables or n in MASK_VARIABLES]
+                raise RasterError("a `bands` item needs `time:`", "Add the acquisition time", path=path)
+            wanted = [n for n in names if variables is None or n in variables or n in MASK_VARIABLES]
             if not wanted:
                 continue
             data = _read_on_grid(path, window, item.nodata) * np.float32(item.to_physical)
@@ -265,18 +290,19 @@ def load_stack(manifest: StackManifest, root: Path, grid: Grid = EEA_10M,
         else:
             var = item.variable or ""
             if not var:
-                raise RasterError("a `timeseries` item needs `variable:`", "Name the variable",
-                                  path=path)
+                raise RasterError("a `timeseries` item needs `variable:`", "Name the variable", path=path)
             var = canonical_band(var)
             if variables is not None and var not in variables and var not in MASK_VARIABLES:
                 continue
             t = _times(item.times or tuple(desc), path)
             if len(t) != count:
-                raise RasterError(f"has {count} bands but {len(t)} times",
-                                  "Set `times:` in the manifest", path=path)
+                raise RasterError(f"has {count} bands but {len(t)} times", "Set `times:` in the manifest", path=path)
             if item.orbits is not None and len(item.orbits) != count:
-                raise RasterError(f"has {count} bands but {len(item.orbits)} orbits",
-                                  "Give one orbit pass per band in `orbits:`", path=path)
+                raise RasterError(
+                    f"has {count} bands but {len(item.orbits)} orbits",
+                    "Give one orbit pass per band in `orbits:`",
+                    path=path,
+                )
             data = _read_on_grid(path, window, item.nodata) * np.float32(item.to_physical)
             orb = np.array(list(item.orbits) if item.orbits is not None else [item.orbit or ""] * count)
             acc.setdefault(var, []).append((t, data, orb))

@@ -23,8 +23,9 @@ from pipeline.core.reader import FeatureReader
 EPS = 1e-4
 
 
-def landscape_drift(ref: OODReference, tiles: list[Path], max_pixels: int = 200_000, seed: int = 0
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def landscape_drift(
+    ref: OODReference, tiles: list[Path], max_pixels: int = 200_000, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Landscape histograms of feature COGs against the training histogram.
 
     Args:
@@ -59,19 +60,38 @@ def landscape_drift(ref: OODReference, tiles: list[Path], max_pixels: int = 200_
         pooled += counts
         rare_all, n_all = rare_all + rare, n_all + len(v)
         hist += _rows(path.stem, ref.share, counts)
-        summary.append({"tile": path.stem, "pixels": len(v), "psi": _psi(ref.share, counts),
-                        "rare_share": rare / len(v) if len(v) else float("nan")})
+        summary.append(
+            {
+                "tile": path.stem,
+                "pixels": len(v),
+                "psi": _psi(ref.share, counts),
+                "rare_share": rare / len(v) if len(v) else float("nan"),
+            }
+        )
     hist += _rows("all tiles", ref.share, pooled)
-    summary.append({"tile": "all tiles", "pixels": n_all, "psi": _psi(ref.share, pooled),
-                    "rare_share": rare_all / n_all if n_all else float("nan")})
+    summary.append(
+        {
+            "tile": "all tiles",
+            "pixels": n_all,
+            "psi": _psi(ref.share, pooled),
+            "rare_share": rare_all / n_all if n_all else float("nan"),
+        }
+    )
     df = pd.DataFrame(summary).sort_values("psi", ascending=False, na_position="first").reset_index(drop=True)
     return pd.DataFrame(hist), df
 
 
 def _rows(tile: str, train: np.ndarray, counts: np.ndarray) -> list[dict[str, object]]:
     total = counts.sum()
-    return [{"tile": tile, "cluster": k, "train_share": float(train[k]),
-             "tile_share": float(counts[k] / total) if total else float("nan")} for k in range(len(train))]
+    return [
+        {
+            "tile": tile,
+            "cluster": k,
+            "train_share": float(train[k]),
+            "tile_share": float(counts[k] / total) if total else float("nan"),
+        }
+        for k in range(len(train))
+    ]
 
 
 def _psi(train: np.ndarray, counts: np.ndarray) -> float:

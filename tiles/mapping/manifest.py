@@ -80,37 +80,52 @@ class Manifest:
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             try:
-                tables = {r[0] for r in self._db.execute(
-                    "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")}
+                tables = {
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+                    )
+                }
                 if tables - {"tiles"}:
-                    raise EulcError(f"is an SQLite database with other tables ({', '.join(sorted(tables)[:3])}), "
-                                    "not eulc's map manifest", "Move it away or choose another `out`", path=self.path)
+                    raise EulcError(
+                        f"is an SQLite database with other tables ({', '.join(sorted(tables)[:3])}), "
+                        "not eulc's map manifest",
+                        "Move it away or choose another `out`",
+                        path=self.path,
+                    )
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.execute(SCHEMA)
                 cols = {r[1] for r in self._db.execute("PRAGMA table_info(tiles)")}
                 missing = {"tile_id", "inputs_hash", "status", "outputs"} - cols
                 if missing:
-                    raise EulcError(f"has a `tiles` table without {', '.join(sorted(missing))}: not eulc's map "
-                                    "manifest", "Move it away or choose another `out`", path=self.path)
+                    raise EulcError(
+                        f"has a `tiles` table without {', '.join(sorted(missing))}: not eulc's map manifest",
+                        "Move it away or choose another `out`",
+                        path=self.path,
+                    )
                 if "ood_share" not in cols:  # a manifest of an eulc before the OOD layer (issue #18)
                     self._db.execute("ALTER TABLE tiles ADD COLUMN ood_share REAL")
             except BaseException:
                 self._db.close()
                 raise
         except sqlite3.DatabaseError as e:
-            raise EulcError(f"is not a readable SQLite manifest ({e})",
-                            "Move the damaged file away and rerun (finished tiles are then checked again)",
-                            path=self.path) from None
+            raise EulcError(
+                f"is not a readable SQLite manifest ({e})",
+                "Move the damaged file away and rerun (finished tiles are then checked again)",
+                path=self.path,
+            ) from None
 
     def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         """One statement and its rows; a damaged database ends in an EulcError naming the file."""
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as e:
-            raise EulcError(f"is not a readable SQLite manifest ({e})",
-                            "Move the damaged file away and rerun (finished tiles are then checked again)",
-                            path=self.path) from None
+            raise EulcError(
+                f"is not a readable SQLite manifest ({e})",
+                "Move the damaged file away and rerun (finished tiles are then checked again)",
+                path=self.path,
+            ) from None
 
     def close(self) -> None:
         """Close the database."""
@@ -120,7 +135,9 @@ class Manifest:
         """The row of ``tile_id``, or None."""
         cur = self._execute(
             "SELECT tile_id, inputs_hash, status, features_file, outputs, error, seconds, n_pixels, n_nodata, "
-            "ood_share FROM tiles WHERE tile_id = ?", (tile_id,))
+            "ood_share FROM tiles WHERE tile_id = ?",
+            (tile_id,),
+        )
         if not cur:
             return None
         r = cur[0]
@@ -168,7 +185,8 @@ class Manifest:
             "INSERT INTO tiles (tile_id, inputs_hash, status, features_file, started) VALUES (?, ?, 'running', ?, ?) "
             "ON CONFLICT(tile_id) DO UPDATE SET inputs_hash=excluded.inputs_hash, status='running', "
             "features_file=excluded.features_file, started=excluded.started, error=NULL, finished=NULL",
-            (tile_id, inputs_hash, features_file, time.time()))
+            (tile_id, inputs_hash, features_file, time.time()),
+        )
 
     def record(self, tile_id: str, result: dict[str, Any]) -> None:
         """Record a worker's result: ``status``, ``outputs`` (name → SHA-256), ``error``,
@@ -181,6 +199,16 @@ class Manifest:
         self._execute(
             "UPDATE tiles SET status=?, outputs=?, error=?, finished=?, seconds=?, n_pixels=?, n_nodata=?, worker=?, "
             "ood_share=? WHERE tile_id=?",
-            (result["status"], json.dumps(result.get("outputs", {}), sort_keys=True), result.get("error"),
-             time.time(), result.get("seconds"), result.get("n_pixels"), result.get("n_nodata"),
-             result.get("worker"), result.get("ood_share"), tile_id))
+            (
+                result["status"],
+                json.dumps(result.get("outputs", {}), sort_keys=True),
+                result.get("error"),
+                time.time(),
+                result.get("seconds"),
+                result.get("n_pixels"),
+                result.get("n_nodata"),
+                result.get("worker"),
+                result.get("ood_share"),
+                tile_id,
+            ),
+        )

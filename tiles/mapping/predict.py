@@ -110,22 +110,30 @@ class Predictor:
         BundleError: ``ood`` with a bundle without an OOD reference (or a damaged one).
     """
 
-    def __init__(self, bundle: ModelBundle, level2: ModelBundle | None = None, device: str = "auto",
-                 batch_px: int | None = None, bf16: bool | None = None, ood: bool = False) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        level2: ModelBundle | None = None,
+        device: str = "auto",
+        batch_px: int | None = None,
+        bf16: bool | None = None,
+        ood: bool = False,
+    ) -> None:
         self.bundle = bundle
         self.level2 = level2
         self.device = resolve_device(device)
         self.batch_px = batch_px or (CUDA_BATCH_PX if self.device.type == "cuda" else CPU_BATCH_PX)
         self.bf16 = self.device.type == "cuda" if bf16 is None else bf16
         self.net = FusedClassifier(bundle.model, bundle.normalizer).to(self.device).eval()
-        self.net2 = (FusedClassifier(level2.model, level2.normalizer).to(self.device).eval()
-                     if level2 else None)
+        self.net2 = FusedClassifier(level2.model, level2.normalizer).to(self.device).eval() if level2 else None
         self.ood: OODReference | None = bundle.require_ood() if ood else None
         self.crop_id = -1
         if level2 is not None:
             if CROPLAND not in bundle.legend.names:
-                raise RasterError(f"the map bundle has no {CROPLAND!r} class to fill with crop types",
-                                  "Give a Level-1 bundle with `bundle` and the crop bundle with `level2`")
+                raise RasterError(
+                    f"the map bundle has no {CROPLAND!r} class to fill with crop types",
+                    "Give a Level-1 bundle with `bundle` and the crop bundle with `level2`",
+                )
             self.crop_id = bundle.legend.names.index(CROPLAND)
         names = list(bundle.features)
         names += [n for n in (level2.features if level2 else []) if n not in names]
@@ -195,8 +203,14 @@ class Predictor:
             other.net.head_b.add_(torch.as_tensor(bias, dtype=other.net.head_b.dtype, device=other.net.head_b.device))
         return other
 
-    def run(self, net: FusedClassifier, x: np.ndarray, lonlat_deg: np.ndarray, proba: bool = False,
-            ood: OODReference | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    def run(
+        self,
+        net: FusedClassifier,
+        x: np.ndarray,
+        lonlat_deg: np.ndarray,
+        proba: bool = False,
+        ood: OODReference | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Class id uint8 (N,), max probability float32 (N,), with ``proba`` the probabilities
         float32 (N, C), and with ``ood`` the OOD codes uint8 (N,) (:data:`pipeline.core.ood_codes.OOD_CODES`) of
         raw features (N, F) and lon/lat (N, 2), in sub-batches (softmax of the
@@ -218,22 +232,22 @@ class Predictor:
         with torch.inference_mode():
             for i in range(0, n, self.batch_px):
                 if cuda:
-                    xb = torch.from_numpy(np.ascontiguousarray(x[i:i + self.batch_px]))
-                    lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i:i + self.batch_px]))
+                    xb = torch.from_numpy(np.ascontiguousarray(x[i : i + self.batch_px]))
+                    lb = torch.from_numpy(np.ascontiguousarray(lonlat_deg[i : i + self.batch_px]))
                     xb = xb.pin_memory().to(self.device, non_blocking=True)
                     lb = lb.pin_memory().to(self.device, non_blocking=True)
                 else:  # any strided view works as it is (a transposed one goes to BLAS transposed)
-                    xb = torch.from_numpy(x[i:i + self.batch_px])
-                    lb = torch.from_numpy(lonlat_deg[i:i + self.batch_px])
+                    xb = torch.from_numpy(x[i : i + self.batch_px])
+                    lb = torch.from_numpy(lonlat_deg[i : i + self.batch_px])
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                    slot = hbuf[i - g0:i - g0 + len(xb)] if hbuf is not None else None
+                    slot = hbuf[i - g0 : i - g0 + len(xb)] if hbuf is not None else None
                     h = net.embed(xb, lb, out=slot)
                     z = net.head(h).float()
                 if ood is not None and far is not None:  # the embedding the logits came from
                     if hbuf is None:
-                        far[i:i + len(z)] = ood.far(h).cpu().numpy()
+                        far[i : i + len(z)] = ood.far(h).cpu().numpy()
                     elif i + len(z) - g0 == group or i + len(z) == n:
-                        far[g0:i + len(z)] = ood.far(hbuf[:i + len(z) - g0]).numpy()
+                        far[g0 : i + len(z)] = ood.far(hbuf[: i + len(z) - g0]).numpy()
                         g0 = i + len(z)
                 top, arg = z.max(1)
                 e = torch.exp(z - top[:, None])
@@ -357,9 +371,11 @@ def _adapt_to_tile(pred: Predictor, reader: FeatureReader, win: GridWindow) -> t
     bias = prior_bias(target, train)
     names = pred.bundle.legend.names
     return pred.with_prior_bias(bias), {
-        "method": "EM class-prior re-estimation (Saerens et al. 2002)", "pixels": int(len(p)),
+        "method": "EM class-prior re-estimation (Saerens et al. 2002)",
+        "pixels": int(len(p)),
         "train_prior": {n: round(float(v), 4) for n, v in zip(names, train, strict=True)},
-        "tile_prior": {n: round(float(v), 4) for n, v in zip(names, target, strict=True)}}
+        "tile_prior": {n: round(float(v), 4) for n, v in zip(names, target, strict=True)},
+    }
 
 
 def class_ids(index: np.ndarray, legend: Legend) -> np.ndarray:
@@ -386,16 +402,27 @@ def _check_overlap(win: GridWindow, file_win: GridWindow, tile_id: str, feature_
     from rasterio.warp import transform_bounds
 
     w, s, e, n = transform_bounds(file_win.grid.crs, "EPSG:4326", fl, fb, fr, ft)
-    raise RasterError(f"tile {tile_id} ({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) lies outside the file's "
-                      f"extent ({fl:.0f}, {fb:.0f}, {fr:.0f}, {ft:.0f} in {file_win.grid.crs})",
-                      f"Choose tiles inside it (its lon/lat box is bbox:{w:.4f},{s:.4f},{e:.4f},{n:.4f}), or give "
-                      "features that cover these tiles", path=feature_cog)
+    raise RasterError(
+        f"tile {tile_id} ({left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}) lies outside the file's "
+        f"extent ({fl:.0f}, {fb:.0f}, {fr:.0f}, {ft:.0f} in {file_win.grid.crs})",
+        f"Choose tiles inside it (its lon/lat box is bbox:{w:.4f},{s:.4f},{e:.4f},{n:.4f}), or give "
+        "features that cover these tiles",
+        path=feature_cog,
+    )
 
 
-def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Path, tile_id: str,
-                 tile: TileId | None = None, probabilities: bool = False, compress: str = "DEFLATE",
-                 prefetch: bool | None = None, accept: tuple[str, ...] = (),
-                 adapt_priors: bool = False) -> TileResult:
+def predict_tile(
+    model: ModelBundle | Predictor,
+    feature_cog: Path,
+    out_dir: Path,
+    tile_id: str,
+    tile: TileId | None = None,
+    probabilities: bool = False,
+    compress: str = "DEFLATE",
+    prefetch: bool | None = None,
+    accept: tuple[str, ...] = (),
+    adapt_priors: bool = False,
+) -> TileResult:
     """Predict one tile and write its COGs (each written to a temporary file, then renamed).
 
     Writes ``<tile_id>_class.tif`` (uint8, nodata 255, legend colormap, mode overviews),
@@ -431,8 +458,10 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
     legend = pred.bundle.legend
     gdal_threads = torch.get_num_threads()  # GDAL decodes and compresses with the model's threads
     # blocks are read once, row band by row band: a small GDAL cache keeps the RSS down
-    with (rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024),
-          FeatureReader(feature_cog, pred.features, pred.scales, threads=gdal_threads) as reader):
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024),
+        FeatureReader(feature_cog, pred.features, pred.scales, threads=gdal_threads) as reader,
+    ):
         contract = pred.check_features(reader, accept)
         win: GridWindow = tile.window(reader.grid) if tile is not None else reader.window
         _check_overlap(win, reader.window, tile_id, feature_cog)
@@ -451,7 +480,7 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
         if prefetch is None:
             prefetch = pred.device.type == "cuda"
         whole = pred._idx1 == list(range(len(pred.features)))
-        for blk, lonlat in (_prefetch(blocks) if prefetch else blocks):
+        for blk, lonlat in _prefetch(blocks) if prefetch else blocks:
             f, bh, _ = blk.values.shape
             flat = blk.values.reshape(f, -1)
             # NaN or ±inf in any model feature makes the band sum non-finite: one pass, no (F, N) mask
@@ -480,45 +509,119 @@ def predict_tile(model: ModelBundle | Predictor, feature_cog: Path, out_dir: Pat
     n_nodata = int((cls == NODATA).sum())
     if n_nodata == h * w:
         empty = [n for n, c in zip(pred.features, n_valid_by_feature, strict=True) if c == 0]
-        raise RasterError(f"every pixel of tile {tile_id} is nodata"
-                          + (f" (no value at all in {empty[:6]}{'...' if len(empty) > 6 else ''})" if empty else ""),
-                          "Check that the features cover this tile (cloud-free observations, the right year)",
-                          path=feature_cog)
-    common = {"model_hash": pred.digest, "precision": "bf16" if pred.bf16 else "fp32",
-              "spec_hash": tags_in.get("spec_hash", ""),
-              "features_digest": pred.bundle.features_digest, "contract": contract,
-              "spec": tags_in.get("spec", ""), "tile_id": tile_id, "features_file": Path(feature_cog).name,
-              "year": tags_in.get("year", ""),
-              **({"prior_adaptation": json.dumps(adaptation)} if adaptation else {})}
+        raise RasterError(
+            f"every pixel of tile {tile_id} is nodata"
+            + (f" (no value at all in {empty[:6]}{'...' if len(empty) > 6 else ''})" if empty else ""),
+            "Check that the features cover this tile (cloud-free observations, the right year)",
+            path=feature_cog,
+        )
+    common = {
+        "model_hash": pred.digest,
+        "precision": "bf16" if pred.bf16 else "fp32",
+        "spec_hash": tags_in.get("spec_hash", ""),
+        "features_digest": pred.bundle.features_digest,
+        "contract": contract,
+        "spec": tags_in.get("spec", ""),
+        "tile_id": tile_id,
+        "features_file": Path(feature_cog).name,
+        "year": tags_in.get("year", ""),
+        **({"prior_adaptation": json.dumps(adaptation)} if adaptation else {}),
+    }
     t, crs = win.transform, win.grid.crs
-    cpath = write_cog(out_dir / f"{tile_id}_class.tif", cls.reshape(h, w), t, crs, NODATA,
-                      descriptions=[legend.level], tags={**common, "legend": legend.to_json()},
-                      colormap=legend.colormap(), resampling="mode", compress=compress, threads=gdal_threads)
-    qpath = write_cog(out_dir / f"{tile_id}_confidence.tif", outs["confidence"].reshape(h, w), t, crs,
-                      NODATA, descriptions=["confidence_pct"],
-                      tags={**common, "units": "percent (max class probability x 100)"},
-                      resampling="average", compress=compress, threads=gdal_threads)
+    cpath = write_cog(
+        out_dir / f"{tile_id}_class.tif",
+        cls.reshape(h, w),
+        t,
+        crs,
+        NODATA,
+        descriptions=[legend.level],
+        tags={**common, "legend": legend.to_json()},
+        colormap=legend.colormap(),
+        resampling="mode",
+        compress=compress,
+        threads=gdal_threads,
+    )
+    qpath = write_cog(
+        out_dir / f"{tile_id}_confidence.tif",
+        outs["confidence"].reshape(h, w),
+        t,
+        crs,
+        NODATA,
+        descriptions=["confidence_pct"],
+        tags={**common, "units": "percent (max class probability x 100)"},
+        resampling="average",
+        compress=compress,
+        threads=gdal_threads,
+    )
     extra: list[Path] = []
     if proba is not None:
-        extra.append(write_cog(out_dir / f"{tile_id}_proba.tif", proba.reshape(-1, h, w), t, crs, NODATA,
-                               descriptions=legend.names, tags={**common, "units": "percent"},
-                               resampling="average", compress=compress, threads=gdal_threads))
+        extra.append(
+            write_cog(
+                out_dir / f"{tile_id}_proba.tif",
+                proba.reshape(-1, h, w),
+                t,
+                crs,
+                NODATA,
+                descriptions=legend.names,
+                tags={**common, "units": "percent"},
+                resampling="average",
+                compress=compress,
+                threads=gdal_threads,
+            )
+        )
     if pred.level2 is not None:
         l2 = pred.level2.legend
-        extra.append(write_cog(out_dir / f"{tile_id}_level2.tif", outs["level2"].reshape(h, w), t, crs,
-                               NODATA, descriptions=[l2.level], tags={**common, "legend": l2.to_json()},
-                               colormap=l2.colormap(), resampling="mode", compress=compress, threads=gdal_threads))
+        extra.append(
+            write_cog(
+                out_dir / f"{tile_id}_level2.tif",
+                outs["level2"].reshape(h, w),
+                t,
+                crs,
+                NODATA,
+                descriptions=[l2.level],
+                tags={**common, "legend": l2.to_json()},
+                colormap=l2.colormap(),
+                resampling="mode",
+                compress=compress,
+                threads=gdal_threads,
+            )
+        )
     ood_counts = None
     if pred.ood is not None:
         ref = pred.ood
         codes = outs["ood"]
         ood_counts = {str(c): int(n) for c, n in enumerate(np.bincount(codes[codes != OOD_NODATA], minlength=4))}
-        extra.append(write_cog(
-            out_dir / f"{tile_id}_ood.tif", codes.reshape(h, w), t, crs, OOD_NODATA, descriptions=["ood_code"],
-            tags={**common, "ood_hash": pred.ood_digest, "codes": json.dumps(OOD_CODES),
-                  "landscape_threshold": f"{ref.landscape_threshold:.6g}",
-                  "distance_threshold": f"{ref.distance_threshold:.6g}", "k": str(ref.k),
-                  "quantile": str(ref.info.get("quantile", "")), "rare_share": str(ref.rare_share)},
-            colormap=dict(OOD_COLORS), resampling="mode", compress=compress, threads=gdal_threads))
-    return TileResult(cpath, qpath, h * w, n_nodata,
-                      {n: int(counts[i]) for i, n in enumerate(legend.names)}, extra, common, ood_counts)
+        extra.append(
+            write_cog(
+                out_dir / f"{tile_id}_ood.tif",
+                codes.reshape(h, w),
+                t,
+                crs,
+                OOD_NODATA,
+                descriptions=["ood_code"],
+                tags={
+                    **common,
+                    "ood_hash": pred.ood_digest,
+                    "codes": json.dumps(OOD_CODES),
+                    "landscape_threshold": f"{ref.landscape_threshold:.6g}",
+                    "distance_threshold": f"{ref.distance_threshold:.6g}",
+                    "k": str(ref.k),
+                    "quantile": str(ref.info.get("quantile", "")),
+                    "rare_share": str(ref.rare_share),
+                },
+                colormap=dict(OOD_COLORS),
+                resampling="mode",
+                compress=compress,
+                threads=gdal_threads,
+            )
+        )
+    return TileResult(
+        cpath,
+        qpath,
+        h * w,
+        n_nodata,
+        {n: int(counts[i]) for i, n in enumerate(legend.names)},
+        extra,
+        common,
+        ood_counts,
+    )

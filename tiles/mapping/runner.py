@@ -103,8 +103,18 @@ class MapJob:
 
     def key(self, features_sha256: str) -> str:
         """The manifest key of this tile for a feature file with this SHA-256 (:func:`inputs_hash`)."""
-        return inputs_hash(features_sha256, self.tile_id, self.tile, self.model_hash, self.probabilities,
-                           self.compress, self.accept, self.adapt_priors, self.bf16, self.ood_hash)
+        return inputs_hash(
+            features_sha256,
+            self.tile_id,
+            self.tile,
+            self.model_hash,
+            self.probabilities,
+            self.compress,
+            self.accept,
+            self.adapt_priors,
+            self.bf16,
+            self.ood_hash,
+        )
 
 
 @dataclass
@@ -170,16 +180,31 @@ def run_tile(job: MapJob) -> dict[str, Any]:
 
     def work() -> dict[str, Any]:
         torch.set_num_threads(max(1, job.threads))
-        res = predict_tile(_predictor(job), Path(job.features_file), Path(job.out_dir), job.tile_id,
-                           tile=job.tile, probabilities=job.probabilities, compress=job.compress,
-                           accept=job.accept, adapt_priors=job.adapt_priors)
+        res = predict_tile(
+            _predictor(job),
+            Path(job.features_file),
+            Path(job.out_dir),
+            job.tile_id,
+            tile=job.tile,
+            probabilities=job.probabilities,
+            compress=job.compress,
+            accept=job.accept,
+            adapt_priors=job.adapt_priors,
+        )
         tags = res.tags
-        return {"status": "done", "outputs": {p.name: file_sha256(p) for p in res.outputs},
-                "n_pixels": res.n_pixels, "n_nodata": res.n_nodata,
-                "class_counts": res.class_counts, "year": tags.get("year", ""),
-                "spec_hash": tags.get("spec_hash", ""), "features_digest": tags.get("features_digest", ""),
-                "contract": tags.get("contract", ""), "peak_rss_mb": _peak_rss_mb(),
-                **({"ood_counts": res.ood_counts, "ood_share": res.ood_share} if res.ood_counts is not None else {})}
+        return {
+            "status": "done",
+            "outputs": {p.name: file_sha256(p) for p in res.outputs},
+            "n_pixels": res.n_pixels,
+            "n_nodata": res.n_nodata,
+            "class_counts": res.class_counts,
+            "year": tags.get("year", ""),
+            "spec_hash": tags.get("spec_hash", ""),
+            "features_digest": tags.get("features_digest", ""),
+            "contract": tags.get("contract", ""),
+            "peak_rss_mb": _peak_rss_mb(),
+            **({"ood_counts": res.ood_counts, "ood_share": res.ood_share} if res.ood_counts is not None else {}),
+        }
 
     res = worker_result(work, job.features_file)
     if "features" in chained:  # the tile's time includes its features'
@@ -221,42 +246,81 @@ def find_features(features_dir: Path, tile_id: str) -> Path:
     exact = [features_dir / f"{tile_id}{s}" for s in (".tif", ".vrt")]
     pattern = re.compile(rf"(?:.+_)?{re.escape(tile_id)}(?:_[^_]+)?\.tif")
     found = [p for p in exact if p.is_file()] or sorted(
-        p for p in features_dir.glob(f"*{tile_id}*.tif") if pattern.fullmatch(p.name))
+        p for p in features_dir.glob(f"*{tile_id}*.tif") if pattern.fullmatch(p.name)
+    )
     if not found:
-        raise RasterError(f"no feature COG for tile {tile_id}",
-                          f"Expected {tile_id}.tif, {tile_id}_<year>.tif (`eulc features`) or "
-                          f"<spec>_<year>_{tile_id}.tif (`eulc gee export-tiles`)", path=features_dir)
+        raise RasterError(
+            f"no feature COG for tile {tile_id}",
+            f"Expected {tile_id}.tif, {tile_id}_<year>.tif (`eulc features`) or "
+            f"<spec>_<year>_{tile_id}.tif (`eulc gee export-tiles`)",
+            path=features_dir,
+        )
     if len(found) > 1:
-        raise RasterError(f"several feature files for tile {tile_id}: {[p.name for p in found]}",
-                          "Keep one per tile, or mosaic the parts with `gdalbuildvrt <tile>.vrt ...`",
-                          path=features_dir)
+        raise RasterError(
+            f"several feature files for tile {tile_id}: {[p.name for p in found]}",
+            "Keep one per tile, or mosaic the parts with `gdalbuildvrt <tile>.vrt ...`",
+            path=features_dir,
+        )
     return found[0]
 
 
-def inputs_hash(features_sha256: str, tile_id: str, tile: TileId | None, model_hash: str,
-                probabilities: bool, compress: str, accept: tuple[str, ...] = (), adapt_priors: bool = False,
-                bf16: bool = False, ood_hash: str = "") -> str:
+def inputs_hash(
+    features_sha256: str,
+    tile_id: str,
+    tile: TileId | None,
+    model_hash: str,
+    probabilities: bool,
+    compress: str,
+    accept: tuple[str, ...] = (),
+    adapt_priors: bool = False,
+    bf16: bool = False,
+    ood_hash: str = "",
+) -> str:
     """SHA-256 of everything a tile's outputs depend on (feature bytes, cell, models, options,
     and the OOD reference's hash when its layer is asked for).
     """
-    key = {"format": FORMAT, "features": features_sha256, "tile_id": tile_id,
-           "cell": str(tile) if tile else None, "model": model_hash, "probabilities": probabilities,
-           "compress": compress, **({"accept": sorted(accept)} if accept else {}),
-           **({"adapt_priors": True} if adapt_priors else {}), **({"precision": "bf16"} if bf16 else {}),
-           **({"ood": ood_hash} if ood_hash else {})}
+    key = {
+        "format": FORMAT,
+        "features": features_sha256,
+        "tile_id": tile_id,
+        "cell": str(tile) if tile else None,
+        "model": model_hash,
+        "probabilities": probabilities,
+        "compress": compress,
+        **({"accept": sorted(accept)} if accept else {}),
+        **({"adapt_priors": True} if adapt_priors else {}),
+        **({"precision": "bf16"} if bf16 else {}),
+        **({"ood": ood_hash} if ood_hash else {}),
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 Event = Callable[[str, dict[str, Any]], None]
 
 
-def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, features_dir: Path | None = None,
-            features_files: list[Path] | None = None, level2_dir: Path | None = None, scheduler: str = "local",
-            workers: int | None = None, device: str = "auto", probabilities: bool = False,
-            compress: str = "DEFLATE", on_event: Event | None = None, accept: tuple[str, ...] = (),
-            dashboard: str = "127.0.0.1:8787", overwrite: bool = False,
-            adapt_priors: bool = False, precision: str = "auto", ood: bool = False,
-            feature_jobs: list[FeatureJob] | None = None, tile_ids: list[str] | None = None) -> MapSummary:
+def run_map(
+    tiles: list[TileId] | None,
+    bundle_dir: Path,
+    out_dir: Path,
+    *,
+    features_dir: Path | None = None,
+    features_files: list[Path] | None = None,
+    level2_dir: Path | None = None,
+    scheduler: str = "local",
+    workers: int | None = None,
+    device: str = "auto",
+    probabilities: bool = False,
+    compress: str = "DEFLATE",
+    on_event: Event | None = None,
+    accept: tuple[str, ...] = (),
+    dashboard: str = "127.0.0.1:8787",
+    overwrite: bool = False,
+    adapt_priors: bool = False,
+    precision: str = "auto",
+    ood: bool = False,
+    feature_jobs: list[FeatureJob] | None = None,
+    tile_ids: list[str] | None = None,
+) -> MapSummary:
     """Map tiles, resumably. See the module docstring for the files written.
 
     Args:
@@ -301,18 +365,28 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
             ``out_dir`` holding other files without ``overwrite``, an unknown ``compress``.
     """
     if (features_dir is None) == (not features_files):
-        raise EulcError("give either `features_dir` (one COG per tile) or feature file(s)",
-                        "Use `features_dir` DIR with `tiles`, or `mosaic` FILE (one mosaic for all `tiles`)")
+        raise EulcError(
+            "give either `features_dir` (one COG per tile) or feature file(s)",
+            "Use `features_dir` DIR with `tiles`, or `mosaic` FILE (one mosaic for all `tiles`)",
+        )
     if tiles is None and features_dir is not None:  # every feature file of the folder, each whole
-        features_files = sorted(p for p in features_dir.glob("*") if p.suffix in (".tif", ".vrt")
-                                and not p.name.startswith(".") and p.is_file())
+        features_files = sorted(
+            p
+            for p in features_dir.glob("*")
+            if p.suffix in (".tif", ".vrt") and not p.name.startswith(".") and p.is_file()
+        )
         if not features_files:
-            raise RasterError("has no feature file (*.tif, *.vrt)",
-                              "Compute features with `eulc features`, or give `tiles`", path=features_dir)
+            raise RasterError(
+                "has no feature file (*.tif, *.vrt)",
+                "Compute features with `eulc features`, or give `tiles`",
+                path=features_dir,
+            )
         features_dir = None
     if tiles is not None and features_files and len(features_files) > 1:
-        raise EulcError(f"`tiles` with {len(features_files)} feature files",
-                        "Give one mosaic (a COG or a VRT: `gdalbuildvrt all.vrt *.tif`) or `features_dir`")
+        raise EulcError(
+            f"`tiles` with {len(features_files)} feature files",
+            "Give one mosaic (a COG or a VRT: `gdalbuildvrt all.vrt *.tif`) or `features_dir`",
+        )
     if compress not in COMPRESSIONS:
         raise EulcError(f"`compress` {compress!r} is not supported", f"Use one of {', '.join(COMPRESSIONS)}")
     check_scheduler(scheduler, workers)
@@ -330,8 +404,10 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
     dev = str(dev_t)
     bf16 = resolve_precision(precision, dev_t)
     if bf16 and dev_t.type == "cpu" and not cpu_has_fast_bf16():
-        emit("warning", {"message": "`precision` bf16 on a CPU without AMX-BF16: oneDNN emulates it, "
-                                    "slower than float32"})
+        emit(
+            "warning",
+            {"message": "`precision` bf16 on a CPU without AMX-BF16: oneDNN emulates it, slower than float32"},
+        )
     ncpu = cpu_threads()  # --threads / EULC_THREADS, else the cores this process may use
     n_workers = workers or (1 if dev.startswith("cuda") else ncpu)
     threads = max(1, ncpu // n_workers) if scheduler in ("local", "threads", "sync") else 1
@@ -348,10 +424,12 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
         own = _own_files(out_dir / MANIFEST)
         foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in own and not p.name.startswith(PREFIX))
         if foreign and not overwrite:
-            raise EulcError(f"`out` {out_dir} holds files this map run did not write "
-                            f"({', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''})",
-                            "Give a new or empty folder, or pass `overwrite` to write beside them "
-                            "(eulc never replaces a file it did not write)")
+            raise EulcError(
+                f"`out` {out_dir} holds files this map run did not write "
+                f"({', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''})",
+                "Give a new or empty folder, or pass `overwrite` to write beside them "
+                "(eulc never replaces a file it did not write)",
+            )
         chained: dict[str, FeatureJob] = {}
         known: dict[Path, str] = {}  # current feature COGs: the SHA-256 the ledger just verified
         for fj in feature_jobs or []:
@@ -360,17 +438,37 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
                 known[fj.dest] = entry.outputs[fj.name]
             else:
                 chained[fj.tile_id] = fj
-        jobs, planned_failures = _plan(tiles, features_dir, features_files, bundle_dir, level2_dir, out_dir,
-                                       device, probabilities, compress, threads, model_hash, accept, adapt_priors,
-                                       bf16, ood_hash, chained, tile_ids, known)
+        jobs, planned_failures = _plan(
+            tiles,
+            features_dir,
+            features_files,
+            bundle_dir,
+            level2_dir,
+            out_dir,
+            device,
+            probabilities,
+            compress,
+            threads,
+            model_hash,
+            accept,
+            adapt_priors,
+            bf16,
+            ood_hash,
+            chained,
+            tile_ids,
+            known,
+        )
         manifest = Manifest(out_dir / MANIFEST)  # created only once the inputs are known to be usable
         try:
             for j in list(jobs):  # with --overwrite: a foreign file named like an output fails its tile
                 clash = [n for n in _output_names(j, level2_dir is not None) if n in foreign]
                 if clash:
                     jobs.remove(j)
-                    planned_failures[j.tile_id] = (j.features_file, f"{out_dir}: {clash} exist and were not "
-                                                   "written by eulc; move them away (they are never overwritten)")
+                    planned_failures[j.tile_id] = (
+                        j.features_file,
+                        f"{out_dir}: {clash} exist and were not "
+                        "written by eulc; move them away (they are never overwritten)",
+                    )
             summary.tiles = len(jobs) + len(planned_failures)
             todo = [j for j in jobs if not manifest.current(j.tile_id, j.inputs_hash)]
             summary.skipped = len(jobs) - len(todo)
@@ -382,14 +480,22 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
                 emit("tile", {"tile_id": tid, "status": "failed", "error": err})
             for j in todo:
                 manifest.begin(j.tile_id, j.inputs_hash, j.features_file)
+
             def on_cluster(kind: str, info: dict[str, Any]) -> None:
                 if kind == "dashboard":  # the address it listens on (threads too: cluster.local_dashboard_link)
                     summary.dashboard = info["link"]
                     emit(kind, info)
 
-            for job, res in execute(run_tile, todo, scheduler=scheduler, workers=n_workers,
-                                    key=lambda j: f"eulc-map-{j.tile_id}-{(j.inputs_hash or 'chained')[:12]}",
-                                    failure=_dead_worker, emit=on_cluster, dashboard=dashboard):
+            for job, res in execute(
+                run_tile,
+                todo,
+                scheduler=scheduler,
+                workers=n_workers,
+                key=lambda j: f"eulc-map-{j.tile_id}-{(j.inputs_hash or 'chained')[:12]}",
+                failure=_dead_worker,
+                emit=on_cluster,
+                dashboard=dashboard,
+            ):
                 if job.features is not None and "features" in res and fledger is not None:
                     record_feature_result(fledger, job.features, res["features"])
                     if res["features"]["status"] == "done":
@@ -399,8 +505,11 @@ def run_map(tiles: list[TileId] | None, bundle_dir: Path, out_dir: Path, *, feat
                 _record(job, res, manifest, out_dir, legends, model_hash, summary, emit)
             done_rows = [r for r in manifest.rows() if r.status == "done"]
 
-            write_catalog(out_dir, [r.tile_id for r in done_rows if f"{r.tile_id}.json" in r.outputs],
-                          f"eulc land-cover map, model {model_hash}")
+            write_catalog(
+                out_dir,
+                [r.tile_id for r in done_rows if f"{r.tile_id}.json" in r.outputs],
+                f"eulc land-cover map, model {model_hash}",
+            )
         finally:
             manifest.close()
     summary.seconds = time.perf_counter() - t_run
@@ -411,8 +520,16 @@ def _own_files(manifest_path: Path) -> set[str]:
     """Names in a run folder that this kind of run writes: its manifest (and SQLite side files),
     catalogue, lock, features folder (``--stac``) and every output an existing manifest records.
     """
-    own = {MANIFEST, f"{MANIFEST}-journal", f"{MANIFEST}-wal", f"{MANIFEST}-shm", "catalog.json", LOCK, "features",
-           WRITTEN}
+    own = {
+        MANIFEST,
+        f"{MANIFEST}-journal",
+        f"{MANIFEST}-wal",
+        f"{MANIFEST}-shm",
+        "catalog.json",
+        LOCK,
+        "features",
+        WRITTEN,
+    }
     if manifest_path.is_file():
         m = Manifest(manifest_path)
         try:
@@ -430,32 +547,73 @@ OUTPUT_SUFFIXES = ("_class.tif", "_confidence.tif", "_proba.tif", "_level2.tif",
 def _output_names(job: MapJob, level2: bool) -> list[str]:
     """The files a tile's job writes into the run folder."""
     names = [f"{job.tile_id}_class.tif", f"{job.tile_id}_confidence.tif", f"{job.tile_id}.json"]
-    return names + ([f"{job.tile_id}_proba.tif"] if job.probabilities else []) + (
-        [f"{job.tile_id}_level2.tif"] if level2 else []) + ([f"{job.tile_id}_ood.tif"] if job.ood else [])
+    return (
+        names
+        + ([f"{job.tile_id}_proba.tif"] if job.probabilities else [])
+        + ([f"{job.tile_id}_level2.tif"] if level2 else [])
+        + ([f"{job.tile_id}_ood.tif"] if job.ood else [])
+    )
 
 
-def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files: list[Path] | None, bundle_dir: Path,
-          level2_dir: Path | None, out_dir: Path, device: str, probabilities: bool, compress: str,
-          threads: int, model_hash: str, accept: tuple[str, ...] = (), adapt_priors: bool = False,
-          bf16: bool = False, ood_hash: str = "", chained: dict[str, FeatureJob] | None = None,
-          tile_ids: list[str] | None = None, known: dict[Path, str] | None = None
-          ) -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
+def _plan(
+    tiles: list[TileId] | None,
+    features_dir: Path | None,
+    features_files: list[Path] | None,
+    bundle_dir: Path,
+    level2_dir: Path | None,
+    out_dir: Path,
+    device: str,
+    probabilities: bool,
+    compress: str,
+    threads: int,
+    model_hash: str,
+    accept: tuple[str, ...] = (),
+    adapt_priors: bool = False,
+    bf16: bool = False,
+    ood_hash: str = "",
+    chained: dict[str, FeatureJob] | None = None,
+    tile_ids: list[str] | None = None,
+    known: dict[Path, str] | None = None,
+) -> tuple[list[MapJob], dict[str, tuple[str | None, str]]]:
     jobs: list[MapJob] = []
     failed: dict[str, tuple[str | None, str]] = {}
     hashes: dict[Path, str] = dict(known or {})  # each feature file hashed once
     cells: list[tuple[str, TileId | None, Path | None]] = (
-        [(str(t), t, features_files[0] if features_files else None) for t in tiles] if tiles is not None
-        else [(tid, None, f) for tid, f in zip(tile_ids or [f.stem for f in features_files or []],
-                                                features_files or [], strict=True)])
+        [(str(t), t, features_files[0] if features_files else None) for t in tiles]
+        if tiles is not None
+        else [
+            (tid, None, f)
+            for tid, f in zip(tile_ids or [f.stem for f in features_files or []], features_files or [], strict=True)
+        ]
+    )
     for tid, _, given in cells:  # every output stays inside --out, and no two inputs share one
         safe_name(tid, "feature file" if given is not None and tiles is None else "tile id")
     unique_names(((tid, str(given or tid)) for tid, _, given in cells), "the feature files")
     for tid, cell, given in cells:
         fjob = (chained or {}).get(tid)
         if fjob is not None:  # features computed on the worker that maps the tile; its key there
-            jobs.append(MapJob(tid, cell, str(fjob.dest), str(bundle_dir), str(level2_dir) if level2_dir else None,
-                               str(out_dir), device, probabilities, compress, threads, "", accept, adapt_priors,
-                               bf16, bool(ood_hash), model_hash, ood_hash, fjob))
+            jobs.append(
+                MapJob(
+                    tid,
+                    cell,
+                    str(fjob.dest),
+                    str(bundle_dir),
+                    str(level2_dir) if level2_dir else None,
+                    str(out_dir),
+                    device,
+                    probabilities,
+                    compress,
+                    threads,
+                    "",
+                    accept,
+                    adapt_priors,
+                    bf16,
+                    bool(ood_hash),
+                    model_hash,
+                    ood_hash,
+                    fjob,
+                )
+            )
             continue
         try:
             ffile = given if given is not None else find_features(Path(str(features_dir)), tid)
@@ -466,9 +624,25 @@ def _plan(tiles: list[TileId] | None, features_dir: Path | None, features_files:
             continue
         if ffile not in hashes:
             hashes[ffile] = file_sha256(ffile)
-        job = MapJob(tid, cell, str(ffile), str(bundle_dir), str(level2_dir) if level2_dir else None,
-                     str(out_dir), device, probabilities, compress, threads, "", accept, adapt_priors, bf16,
-                     bool(ood_hash), model_hash, ood_hash)
+        job = MapJob(
+            tid,
+            cell,
+            str(ffile),
+            str(bundle_dir),
+            str(level2_dir) if level2_dir else None,
+            str(out_dir),
+            device,
+            probabilities,
+            compress,
+            threads,
+            "",
+            accept,
+            adapt_priors,
+            bf16,
+            bool(ood_hash),
+            model_hash,
+            ood_hash,
+        )
         jobs.append(dataclasses.replace(job, inputs_hash=job.key(hashes[ffile])))
     return jobs, failed
 
@@ -477,31 +651,50 @@ def _dead_worker(job: MapJob, e: BaseException) -> dict[str, Any]:
     return {"status": "failed", "error": f"{job.features_file}: the worker failed ({type(e).__name__}: {e})"}
 
 
-def _with_item(job: MapJob, res: dict[str, Any], out_dir: Path, legends: dict[str, Any], model_hash: str
-               ) -> dict[str, Any]:
+def _with_item(
+    job: MapJob, res: dict[str, Any], out_dir: Path, legends: dict[str, Any], model_hash: str
+) -> dict[str, Any]:
     """Write the tile's STAC item; ``res`` with the item among its outputs."""
     files = {name.removeprefix(f"{job.tile_id}_").removesuffix(".tif"): name for name in res["outputs"]}
     window = job.tile.window() if job.tile is not None else dataset_window(out_dir / files["class"])
-    props = {"eulc:model_hash": model_hash, "eulc:spec_hash": res.get("spec_hash", ""),
-             "eulc:features_digest": res.get("features_digest", ""), "eulc:contract": res.get("contract", ""),
-             "eulc:n_pixels": res["n_pixels"], "eulc:n_nodata": res["n_nodata"],
-             "eulc:class_counts": res["class_counts"]}
+    props = {
+        "eulc:model_hash": model_hash,
+        "eulc:spec_hash": res.get("spec_hash", ""),
+        "eulc:features_digest": res.get("features_digest", ""),
+        "eulc:contract": res.get("contract", ""),
+        "eulc:n_pixels": res["n_pixels"],
+        "eulc:n_nodata": res["n_nodata"],
+        "eulc:class_counts": res["class_counts"],
+    }
     if res.get("ood_counts") is not None:
         props |= {"eulc:ood_share": round(float(res["ood_share"]), 6), "eulc:ood_counts": res["ood_counts"]}
-    item = tile_item(job.tile_id, window, str(res.get("year", "")), files,
-                     {k: v for k, v in legends.items() if k in files}, props)
+    item = tile_item(
+        job.tile_id, window, str(res.get("year", "")), files, {k: v for k, v in legends.items() if k in files}, props
+    )
     ipath = write_item(item, out_dir)
     return {**res, "outputs": {**res["outputs"], ipath.name: file_sha256(ipath)}}
 
 
-def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path, legends: dict[str, Any],
-            model_hash: str, summary: MapSummary, emit: Event) -> None:
+def _record(
+    job: MapJob,
+    res: dict[str, Any],
+    manifest: Manifest,
+    out_dir: Path,
+    legends: dict[str, Any],
+    model_hash: str,
+    summary: MapSummary,
+    emit: Event,
+) -> None:
     if res["status"] == "done":
         try:
             res = _with_item(job, res, out_dir, legends, model_hash)
         except Exception as e:  # noqa: BLE001 - the tile is recorded as failed, never left "running"
-            res = {**res, "status": "failed", "error": f"{job.tile_id}: its STAC item could not be written "
-                   f"({type(e).__name__}: {' '.join(str(e).split())[:200]})"}
+            res = {
+                **res,
+                "status": "failed",
+                "error": f"{job.tile_id}: its STAC item could not be written "
+                f"({type(e).__name__}: {' '.join(str(e).split())[:200]})",
+            }
     if res["status"] == "done":
         summary.done += 1
         summary.pixels += int(res["n_pixels"])
@@ -512,9 +705,14 @@ def _record(job: MapJob, res: dict[str, Any], manifest: Manifest, out_dir: Path,
             summary.write_failures.add(job.tile_id)
     manifest.record(job.tile_id, res)
     if res["status"] == "done":
-        log.info("%s: mapped in %.1f s, %s pixels (%s nodata), peak RSS %.0f MB", job.tile_id, res.get("seconds", 0.0),
-                 f"{int(res['n_pixels']):,}", f"{int(res['n_nodata']):,}", res.get("peak_rss_mb"))
+        log.info(
+            "%s: mapped in %.1f s, %s pixels (%s nodata), peak RSS %.0f MB",
+            job.tile_id,
+            res.get("seconds", 0.0),
+            f"{int(res['n_pixels']):,}",
+            f"{int(res['n_nodata']):,}",
+            res.get("peak_rss_mb"),
+        )
     else:
         log.info("%s: %s after %.1f s: %s", job.tile_id, res["status"], res.get("seconds", 0.0), res.get("error"))
     emit("tile", {"tile_id": job.tile_id, **{k: res.get(k) for k in ("status", "error", "seconds", "peak_rss_mb")}})
-

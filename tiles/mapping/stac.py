@@ -22,8 +22,13 @@ from pipeline.core.atomic import write_json
 from pipeline.core.grid import GridWindow, footprint_lonlat
 from pipeline.core.legend import Legend
 
-ASSET_ROLES = {"class": ["data"], "level2": ["data"], "confidence": ["metadata", "quality"],
-               "proba": ["data", "probability"], "ood": ["metadata", "quality"]}
+ASSET_ROLES = {
+    "class": ["data"],
+    "level2": ["data"],
+    "confidence": ["metadata", "quality"],
+    "proba": ["data", "probability"],
+    "ood": ["metadata", "quality"],
+}
 
 
 def _classes(legend: Legend) -> list[Classification]:
@@ -31,14 +36,25 @@ def _classes(legend: Legend) -> list[Classification]:
     colours = legend.colormap()
     for c in legend.classes:
         r, g, b, _ = colours[c.id]
-        out.append(Classification.create(value=c.id, description=c.name,
-                                         name=c.name.lower().replace("/", "_").replace(" ", "_"),
-                                         color_hint=f"{r:02X}{g:02X}{b:02X}"))
+        out.append(
+            Classification.create(
+                value=c.id,
+                description=c.name,
+                name=c.name.lower().replace("/", "_").replace(" ", "_"),
+                color_hint=f"{r:02X}{g:02X}{b:02X}",
+            )
+        )
     return out
 
 
-def tile_item(tile_id: str, window: GridWindow, year: str, files: dict[str, str],
-              legends: dict[str, Legend], properties: dict[str, Any]) -> pystac.Item:
+def tile_item(
+    tile_id: str,
+    window: GridWindow,
+    year: str,
+    files: dict[str, str],
+    legends: dict[str, Legend],
+    properties: dict[str, Any],
+) -> pystac.Item:
     """The STAC Item of one mapped tile.
 
     Args:
@@ -66,8 +82,9 @@ def tile_item(tile_id: str, window: GridWindow, year: str, files: dict[str, str]
     proj.shape = [window.height, window.width]
     proj.transform = list(window.transform)[:6]
     for key, name in files.items():
-        asset = pystac.Asset(f"./{name}", media_type=pystac.MediaType.COG, roles=ASSET_ROLES.get(key, ["data"]),
-                             title=key)
+        asset = pystac.Asset(
+            f"./{name}", media_type=pystac.MediaType.COG, roles=ASSET_ROLES.get(key, ["data"]), title=key
+        )
         item.add_asset(key, asset)
         if key in legends:
             ClassificationExtension.ext(asset, add_if_missing=True).classes = _classes(legends[key])
@@ -80,8 +97,9 @@ def write_item(item: pystac.Item, out_dir: Path) -> Path:
     """
     dest = out_dir / f"{item.id}.json"
     d = item.to_dict(include_self_link=False, transform_hrefs=False)
-    d["links"] = [{"rel": rel, "href": "./catalog.json", "type": pystac.MediaType.JSON.value}
-                  for rel in ("root", "parent")]
+    d["links"] = [
+        {"rel": rel, "href": "./catalog.json", "type": pystac.MediaType.JSON.value} for rel in ("root", "parent")
+    ]
     write_json(dest, d)
     return dest
 
