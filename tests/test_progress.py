@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -73,8 +74,15 @@ def test_the_heartbeat_speaks_without_updates(captured: io.StringIO) -> None:
 def _start(cmd: list[str], cwd: Path) -> tuple[subprocess.Popen[str], float, list[tuple[float, str]], threading.Thread]:
     env = {**os.environ, "EULC_PROGRESS_S": "3"}
     t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-m", "pipeline.app.cli", *cmd], cwd=cwd, env=env, text=True,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.app.cli", *cmd],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: the kill below reaches forked workers too
+    )
     lines: list[tuple[float, str]] = []
 
     def read() -> None:
@@ -90,24 +98,42 @@ def _start(cmd: list[str], cwd: Path) -> tuple[subprocess.Popen[str], float, lis
 def test_long_commands_are_never_silent(full_table: Path, data: Path, tmp_path: Path) -> None:
     """The three phases the issue found silent for minutes, run side by side for 25 s: each prints
     within 10 s and then at least every 10 s, with the progress of the phase it is in."""
-    cmds = {"train": ["train", str(full_table), "--out", "m"],  # the default: teacher, then 500 epochs
-            "evaluate": ["evaluate", "--table", str(full_table), "--scenario", "loro", "--models", "eulc",
-                         "--regions", "Alpine", "--seeds", "1", "--out", "ev"],
-            "gee": ["gee", "export-table", "--points", str(data / SURVEY), "--year", "2022", "--out", "g"]}
-    expect = {"train": ["reading ", "training schedule: 500 epochs", "teacher: 0/2"],
-              "evaluate": ["loro: 0/1", "fitting eulc on loro-Alpine, seed 0"],
-              "gee": ["reading the points", "task graphs: "]}
+    cmds = {
+        "train": ["train", str(full_table), "--out", "m"],  # the default: teacher, then 500 epochs
+        "evaluate": [
+            "evaluate",
+            "--table",
+            str(full_table),
+            "--scenario",
+            "loro",
+            "--models",
+            "eulc",
+            "--regions",
+            "Alpine",
+            "--seeds",
+            "1",
+            "--out",
+            "ev",
+        ],
+        "gee": ["gee", "export-table", "--points", str(data / SURVEY), "--year", "2022", "--out", "g"],
+    }
+    expect = {
+        "train": ["reading ", "training schedule: 500 epochs", "teacher: 0/2"],
+        "evaluate": ["loro: 0/1", "fitting eulc on loro-Alpine, seed 0"],
+        "gee": ["reading the points", "task graphs: "],
+    }
     runs = {k: _start(c, tmp_path) for k, c in cmds.items()}
     time.sleep(25)
     end = time.monotonic()
     for which, (p, t0, lines, reader) in runs.items():
-        p.kill()
+        os.killpg(p.pid, signal.SIGKILL)  # the command and its forked workers (gee's graph builders)
         p.wait()
         reader.join(5)
         stamps = [t for t, _ in lines]
         text = "\n".join(line for _, line in lines)
         assert stamps, f"{which}: no line in 25 s"
         silence = max(b - a for a, b in zip(stamps, [*stamps[1:], end], strict=True))
-        assert stamps[0] - t0 < 10 and silence < 10, \
+        assert stamps[0] - t0 < 10 and silence < 10, (
             f"{which}: first line after {stamps[0] - t0:.1f} s, silent for {silence:.1f} s:\n{text}"
+        )
         assert all(e in text for e in expect[which]), f"{which}:\n{text}"
