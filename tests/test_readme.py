@@ -6,9 +6,11 @@ The README's ``bash`` blocks are read from README.md itself, in order:
   internet, a cluster, a Google account, or hours); each of its ``eulc`` commands is parsed by the
   CLI itself (every option exists, every value converts, required options are there), and every
   other program it names must be installed;
-- every other block is executed, command by command, in one scratch folder that stands for the
-  repository root: ``../shared/data`` is the real data (``EULC_DATA``), and each command reads
-  what the ones before it wrote, as a reader following the README would. ``pip install`` and the
+- every other block is executed, command by command, exactly as written, in the root of a copy of
+  this checkout's tree beside its own ``../shared/data`` and with no ``EULC_DATA`` set (a fresh
+  clone beside ``../shared``, issue #27): each command reads what the ones before it wrote, as a
+  reader following the README would, and an output that collides with the project's own folders
+  (``--out model``) fails. ``pip install`` and the
   test suite itself are not rerun (``.ci/run`` installs exactly that way); the extras they name
   must exist.
 
@@ -138,7 +140,8 @@ def test_the_readme_blocks_are_found() -> None:
         assert b.commands, b.name
         if b.not_run:  # a block that is not run says so to the reader too
             assert "not run in the tests" in README.read_text().splitlines()[b.line] or all(
-                c[0] != "eulc" for c in b.commands), b.name
+                c[0] != "eulc" for c in b.commands
+            ), b.name
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.not_run], ids=lambda b: b.name)
@@ -158,45 +161,113 @@ def test_parse_catches_a_wrong_option() -> None:
         _parse(["eulc", "train", "t.parquet", "--out", "m", "--epochs", "many"])
 
 
+def clone_root(data: Path, parent: Path) -> Path:
+    """A copy of this checkout's tree (tracked and untracked-but-not-ignored files, links kept) at
+    ``parent/eulc``, with ``parent/shared/data`` standing for the real data: a fresh clone beside
+    ``../shared``, as the README's reader has. Commands run there see the project's own folders
+    (``model/``, ``pipeline/``, ...), so an output name that collides with one fails.
+    """
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    root = parent / "eulc"
+    for rel in filter(None, files):
+        src, dst = ROOT / rel, root / rel
+        if not src.is_symlink() and not src.is_file():  # deleted in the work tree, not yet committed
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            dst.symlink_to(os.readlink(src))
+        else:
+            shutil.copy2(src, dst)
+    (parent / "shared").mkdir()
+    (parent / "shared" / "data").symlink_to(data)
+    return root
+
+
+def clone_env() -> dict[str, str]:
+    """The environment of a reader who set nothing: no ``EULC_DATA`` (the clone finds
+    ``../shared/data`` itself), the copy's own ``pipeline`` first on the path."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EULC_DATA", "PYTHONPATH")}
+    return {**env, "EULC_PROGRESS_S": "30"}
+
+
 @pytest.fixture(scope="module")
 def ran(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Execute the blocks that run, in README order, in one folder; fail at the first command
-    that does not exit 0 or prints a traceback.
+    """Execute the blocks that run, in README order, in the root of a copy of the checkout beside
+    its own ``../shared/data`` (:func:`clone_root`), with no ``EULC_DATA`` set, exactly as written;
+    fail at the first command that does not exit 0 or prints a traceback.
     """
-    root = tmp_path_factory.mktemp("readme")
-    env = {**os.environ, "EULC_DATA": str(data), "EULC_PROGRESS_S": "30"}
+    root = clone_root(data, tmp_path_factory.mktemp("readme"))
+    env = clone_env()
     logs: list[str] = []
     for block in BLOCKS:
         if block.not_run:
             continue
         for argv in block.commands:
             if argv[:2] == ["python", "-c"]:  # a Python block: run as a script in the same folder
-                cmd = [sys.executable, "-c", argv[2].replace("../shared/data", str(data))]
+                cmd = [sys.executable, "-c", argv[2]]
             elif _check_not_executed(argv):
                 continue
             else:
                 assert argv[0] == "eulc", f"{block.name}: {argv[0]} is neither eulc nor a known tool"
-                cmd = [sys.executable, "-m", "pipeline.app.cli", *[a.replace("../shared/data", str(data))
-                                                                  for a in argv[1:]]]
+                cmd = [sys.executable, "-m", "pipeline.app.cli", *argv[1:]]  # the copy's eulc (cwd first)
             t0 = time.perf_counter()
             p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
             print(f"{time.perf_counter() - t0:6.1f} s  {shlex.join(argv)[:110]}")  # pytest -s: the README's times
             logs.append(f"{shlex.join(argv)}\n{p.stderr}")
             assert p.returncode == 0, f"{block.name}: `{shlex.join(argv)}` exit {p.returncode}:\n{p.stderr[-3000:]}"
             assert "Traceback" not in p.stderr, p.stderr[-3000:]
-    (root / "readme-stderr.json").write_text(json.dumps(logs))
+    (root / "out" / "readme-stderr.json").write_text(json.dumps(logs))
     return root
 
 
 def _stderr(ran: Path, command_start: str) -> str:
-    (err,) = [e for e in json.loads((ran / "readme-stderr.json").read_text()) if e.startswith(command_start)]
+    (err,) = [e for e in json.loads((ran / "out" / "readme-stderr.json").read_text()) if e.startswith(command_start)]
     return " ".join(err.split())
 
 
+def test_an_output_colliding_with_the_project_fails_here(ran: Path) -> None:
+    """The README runs in a clone's root: ``--out model`` there meets the project's own ``model/``
+    package, is refused (exit 2) and leaves it untouched, so a README block writing there fails."""
+    before = sorted(p.name for p in (ran / "model").iterdir())
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.app.cli",
+            "train",
+            "out/t.parquet",
+            "--out",
+            "model",
+            "--features",
+            "elc10-ndvi-l1",
+            "--preset",
+            "eulc-plain",
+            "--epochs",
+            "1",
+        ],
+        cwd=ran,
+        env=clone_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "model" in p.stderr and sorted(q.name for q in (ran / "model").iterdir()) == before
+
+
 def test_the_python_api_example(ran: Path) -> None:
-    m = json.loads((ran / "out" / "report" / "metrics.json").read_text())
+    m = json.loads((ran / "out" / "api" / "report" / "metrics.json").read_text())
     assert f"{m['overall_agreement']:.3f}" in README.read_text()  # the figure the README prints
-    assert (ran / "out" / "maps" / "eolearn_slovenia_demo_2017_class.tif").is_file()
+    assert (ran / "out" / "api" / "maps" / "eolearn_slovenia_demo_2017_class.tif").is_file()
 
 
 def test_the_main_job(ran: Path, data: Path) -> None:
@@ -218,51 +289,58 @@ def test_the_main_job(ran: Path, data: Path) -> None:
     cls = next((out / "maps").glob("*_class.tif"))
     good = cls.read_bytes()
     cls.write_bytes(good[: len(good) // 3])
-    p = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "demo", "--out", "out/demo"], cwd=ran,
-                       env={**os.environ, "EULC_DATA": str(data)}, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "pipeline.app.cli", "demo", "--out", "out/demo"],
+        cwd=ran,
+        env=clone_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert cls.read_bytes() == good
 
 
 def test_the_stage_commands(ran: Path) -> None:
-    sel = json.loads((ran / "selection.json").read_text())
+    sel = json.loads((ran / "out" / "selection.json").read_text())
     assert len(sel["names"]) == 19  # "19 of 35"
-    bundle = json.loads((ran / "model" / "bundle.json").read_text())
-    assert bundle["features"] == [f"ndvi_{s}" for s in ("p5", "p25", "p50", "p75", "p95", "summer", "winter",
-                                                          "spring", "fall", "texture_sd")]
-    with rasterio.open(ran / "features" / "eolearn_slovenia_2017.tif") as src:
+    bundle = json.loads((ran / "out" / "model" / "bundle.json").read_text())
+    assert bundle["features"] == [
+        f"ndvi_{s}" for s in ("p5", "p25", "p50", "p75", "p95", "summer", "winter", "spring", "fall", "texture_sd")
+    ]
+    with rasterio.open(ran / "out" / "features" / "eolearn_slovenia_2017.tif") as src:
         assert list(src.descriptions) == bundle["features"]
-    with rasterio.open(ran / "maps" / "eolearn_slovenia_2017_class.tif") as src:
+    with rasterio.open(ran / "out" / "maps" / "eolearn_slovenia_2017_class.tif") as src:
         assert src.crs.to_epsg() == 3035 and src.res == (10.0, 10.0) and src.colormap(1)
-    with rasterio.open(ran / "maps" / "eolearn_slovenia_2017_ood.tif") as src:  # --ood
+    with rasterio.open(ran / "out" / "maps" / "eolearn_slovenia_2017_ood.tif") as src:  # --ood
         assert src.nodata == 255 and src.colormap(1)[3][:3] == (120, 0, 0)
-    a = json.loads((ran / "agreement.json").read_text())
+    a = json.loads((ran / "out" / "agreement.json").read_text())
     assert a["n_pixels"] > 9000 and a["overall_accuracy"] > 0.7
-    m = json.loads((ran / "eval" / "metrics.json").read_text())
+    m = json.loads((ran / "out" / "eval" / "metrics.json").read_text())
     # the bundle's own training table: only its untouched rows are scored, the rest apart (issue #26)
     assert m["n"] > 5_000 and 0.5 < m["weighted_f1"] <= 1 and "untouched" in m["rows_scored"]
     assert m["n"] + m["by_split"]["training"]["n_rows"] + m["by_split"]["hold_out"]["n_rows"] > 50_000
-    runs = pd.read_csv(ran / "eval-quick" / "loro_runs.csv")
+    runs = pd.read_csv(ran / "out" / "eval-quick" / "loro_runs.csv")
     assert set(runs["model"]) == {"eulc-plain", "rf"} and set(runs["split"]) == {"loro-Pannonian", "loro-Steppic"}
     # the progress knows the number of runs (2 regions x 2 models x 1 seed): a plain line when not a terminal
-    assert "loro: 4/4 (100 %)" in _stderr(ran, "eulc evaluate --table t.parquet --scenario loro")
+    assert "loro: 4/4 (100 %)" in _stderr(ran, "eulc evaluate --table out/t.parquet --scenario loro")
 
 
 def test_the_feature_drift_and_tile_commands(ran: Path) -> None:
-    assert (ran / "feats" / "eolearn_slovenia_2017.tif").is_file()
-    drift = pd.read_csv(ran / "drift.csv")
+    assert (ran / "out" / "feats" / "eolearn_slovenia_2017.tif").is_file()
+    drift = pd.read_csv(ran / "out" / "drift.csv")
     assert len(drift) == 10 and {"psi", "ks"} <= set(drift.columns)
-    assert (ran / "landscapes.png").read_bytes()[:4] == b"\x89PNG"
-    classes = sorted((ran / "maps-tiles").glob("1kmE*_class.tif"))
+    assert (ran / "out" / "landscapes.png").read_bytes()[:4] == b"\x89PNG"
+    classes = sorted((ran / "out" / "maps-tiles").glob("1kmE*_class.tif"))
     assert len(classes) >= 2  # the bbox spans more than one 1 km cell
     assert all(c.with_name(c.name.replace("_class", "_proba")).is_file() for c in classes)
 
 
 def test_the_report(ran: Path) -> None:
-    m = json.loads((ran / "report" / "metrics.json").read_text())
+    m = json.loads((ran / "out" / "report" / "metrics.json").read_text())
     assert 0.7 < m["overall_agreement"] <= 1
-    assert "transitions_ha" in json.dumps(m) or (ran / "report" / "transitions_ha.csv").is_file()
-    html = (ran / "report" / "report.html").read_text()
+    assert "transitions_ha" in json.dumps(m) or (ran / "out" / "report" / "transitions_ha.csv").is_file()
+    html = (ran / "out" / "report" / "report.html").read_text()
     assert "Continental" in html or "Alpine" in html  # the bioregion zones
     assert m["ood"]["file"] == "eolearn_slovenia_2017_ood.tif"  # the layer beside --map
     assert "Where the model is out of its depth" in html
@@ -270,7 +348,7 @@ def test_the_report(ran: Path) -> None:
 
 def test_the_gee_plans(ran: Path, data: Path) -> None:
     """The offline Earth Engine plans of the README, on the real LUCAS 2018 points."""
-    out = ran / "gee_table"
+    out = ran / "out" / "gee_table"
     raw = pd.read_csv(data / SURVEY)
     cells = (raw["POINT_ID"] // 10_000 // 100).astype(str) + "_" + (raw["POINT_ID"] % 10_000 // 100).astype(str)
     expected_tasks = sum(math.ceil(n / 2000) for n in cells.value_counts())
@@ -283,17 +361,37 @@ def test_the_gee_plans(ran: Path, data: Path) -> None:
     g = json.loads((out / "graphs" / f"{rows[0]['key']}.json").read_text())
     assert g["task_type"] == "Type.EXPORT_TABLE" and g["config"]["fileExportOptions"]["fileFormat"] == "CSV"
     assert "Image.sampleRegions" in json.dumps(g["expression"])
-    tiles = json.loads((ran / "gee_tiles" / "bands.json").read_text())
-    sel = json.loads((ran / "selection.json").read_text())  # from `eulc select`: its spec came along
+    tiles = json.loads((ran / "out" / "gee_tiles" / "bands.json").read_text())
+    sel = json.loads((ran / "out" / "selection.json").read_text())  # from `eulc select`: its spec came along
     assert tiles["bands"] == sel["names"] and tiles["features_digest"] == sel["features_digest"]
     # a --spec that disagrees with the selection is refused, before anything is written
-    p = subprocess.run([sys.executable, "-m", "pipeline.app.cli", "gee", "export-tiles", "--tiles", "10kmE467N253",
-                        "--features", "selection.json", "--year", "2022", "--spec", "bridge-lc-196", "--out", "plan2"],
-                       cwd=ran, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2 and "error:" in p.stderr and not (ran / "plan2").exists()
-    graphs = (ran / "gee_tiles" / "graphs").iterdir()
-    assert sorted(p.name for p in graphs if p.name != ".eulc-written") == ["10kmE467N253.json",
-                                                                              "10kmE468N253.json"]
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.app.cli",
+            "gee",
+            "export-tiles",
+            "--tiles",
+            "10kmE467N253",
+            "--features",
+            "out/selection.json",
+            "--year",
+            "2022",
+            "--spec",
+            "bridge-lc-196",
+            "--out",
+            "out/plan2",
+        ],
+        cwd=ran,
+        env=clone_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 2 and "error:" in p.stderr and not (ran / "out" / "plan2").exists()
+    graphs = (ran / "out" / "gee_tiles" / "graphs").iterdir()
+    assert sorted(p.name for p in graphs if p.name != ".eulc-written") == ["10kmE467N253.json", "10kmE468N253.json"]
 
 
 def test_ci_runs_the_readmes_test_command() -> None:
