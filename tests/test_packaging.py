@@ -96,12 +96,19 @@ main()
 """
 
 
-def test_demo_runs_from_the_installed_wheel_without_shared_data(built: tuple[Path, Path], tmp_path: Path) -> None:
-    target = tmp_path / "site"
+@pytest.fixture(scope="module")
+def site(built: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel installed (``--no-deps``) into a folder of its own, once for the module."""
+    target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(built[0])],
         check=True,
     )
+    return target
+
+
+def test_demo_runs_from_the_installed_wheel_without_shared_data(site: Path, tmp_path: Path) -> None:
+    target = site
     work = tmp_path / "empty"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("EULC_DATA", "EULC_MODELS")}
@@ -127,23 +134,19 @@ def test_demo_runs_from_the_installed_wheel_without_shared_data(built: tuple[Pat
     assert sorted(p.name for p in work.iterdir()) == ["demo"]  # nothing written outside --out
 
 
-def test_every_stage_runs_from_the_installed_wheel(built: tuple[Path, Path], tmp_path: Path, data: Path) -> None:
+def test_every_stage_runs_from_the_installed_wheel(site: Path, tmp_path: Path, data: Path) -> None:
     """A pip user without the shared data (issue #27): ``eulc table`` on their own LUCAS-style CSV
-    (here 3,000 real rows of the ELC10 export), ``eulc train`` on a short schedule, ``eulc map`` and
+    (here 2,000 real rows of the ELC10 export), ``eulc train`` on a short schedule, ``eulc map`` and
     ``eulc report`` all run from the wheel in an empty folder, and the report's bioregion and EEA
     cell columns are filled from the table shipped in the package."""
     import pandas as pd
 
     from .conftest import ELC10
 
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(built[0])],
-        check=True,
-    )
+    target = site
     mine = tmp_path / "mine"
     mine.mkdir()
-    pd.read_csv(data / ELC10).sample(3000, random_state=0).to_csv(mine / "my_lucas.csv", index=False)
+    pd.read_csv(data / ELC10).sample(2000, random_state=0).to_csv(mine / "my_lucas.csv", index=False)
     work = tmp_path / "empty"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("EULC_DATA", "EULC_MODELS")}
@@ -175,7 +178,7 @@ def test_every_stage_runs_from_the_installed_wheel(built: tuple[Path, Path], tmp
     )
     eulc("features", "--files", "eolearn_slovenia_demo", "--year", "2017", "--features", "mymodel", "--out", "feats")
     (feat,) = (work / "feats").glob("*.tif")
-    eulc("map", str(feat.relative_to(work)), "--bundle", "mymodel", "--out", "maps")
+    eulc("map", str(feat.relative_to(work)), "--bundle", "mymodel", "--out", "maps", "--scheduler", "sync")
     (cls,) = (work / "maps").glob("*_class.tif")
     eulc(
         "report",

@@ -287,7 +287,9 @@ def drift_summary(drift_csv: Path) -> pd.DataFrame:
     need = ["tile", "feature", "psi", "flag", "beyond_expected"]
     missing = [c for c in need if c not in df.columns]
     if missing:
-        raise SchemaError(f"lacks column(s) {missing}", "Give the CSV `eulc drift --out` writes", path=drift_csv)
+        raise SchemaError(
+            f"lacks column(s) {missing}", "Give the per-feature CSV that eulc drift writes", path=drift_csv
+        )
     beyond = df["beyond_expected"].astype(str).str.lower().isin(["true", "1"])
     g = df.assign(shifted=df["flag"].eq("shift"), beyond=beyond).groupby("tile", sort=True)
     return pd.DataFrame(
