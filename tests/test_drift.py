@@ -23,16 +23,21 @@ def test_psi_is_zero_for_the_same_sample_and_grows_with_a_shift() -> None:
     assert 0.1 < psi(a, a + 0.5) < psi(a, a + 1.0)
 
 
-def test_drift_flags_a_shifted_tile(sample_table: Path, slovenia_features: Path, tmp_path: Path) -> None:
+def _patch_and_shifted(features: Path, tmp_path: Path, shift: float) -> tuple[Path, list[str]]:
+    """A folder with the real Slovenia feature COG (``slo``) and a copy whose ``ndvi_p50`` is
+    raised by ``shift`` stored units (``slo_shifted``); and the band names."""
     tiles = tmp_path / "tiles"
     tiles.mkdir()
-    (tiles / "slo.tif").write_bytes(slovenia_features.read_bytes())
-    with rasterio.open(slovenia_features) as s:
+    (tiles / "slo.tif").write_bytes(features.read_bytes())
+    with rasterio.open(features) as s:
         data, t, desc = s.read(), s.transform, list(s.descriptions)
-    shifted = data.copy()
-    i = desc.index("ndvi_p50")
-    shifted[i] = shifted[i] + 4000  # NDVI stored x 10,000: +0.4
-    write_cog(tiles / "slo_shifted.tif", shifted, t, "EPSG:3035", np.nan, descriptions=desc)
+    data[desc.index("ndvi_p50")] += shift
+    write_cog(tiles / "slo_shifted.tif", data, t, "EPSG:3035", np.nan, descriptions=desc)
+    return tiles, desc
+
+
+def test_drift_flags_a_shifted_tile(sample_table: Path, slovenia_features: Path, tmp_path: Path) -> None:
+    tiles, desc = _patch_and_shifted(slovenia_features, tmp_path, 4000)  # NDVI stored x 1,000: +4
     p = eulc(
         "drift",
         "--table",
@@ -59,15 +64,7 @@ def test_drift_says_what_one_training_landscape_shows(
     """Issue #27: against the whole table the real Slovenia patch "shifts" (PSI > 0.25), yet no
     more than the table's own single landscapes do; the same patch with NDVI p50 raised by 0.2
     is beyond them, and the output says which."""
-    tiles = tmp_path / "tiles"
-    tiles.mkdir()
-    (tiles / "slo.tif").write_bytes(slovenia_features.read_bytes())
-    with rasterio.open(slovenia_features) as s:
-        data, t, desc = s.read(), s.transform, list(s.descriptions)
-    shifted = data.copy()
-    i = desc.index("ndvi_p50")
-    shifted[i] = shifted[i] + 200  # NDVI stored x 1,000 in the ELC10 table: +0.2
-    write_cog(tiles / "slo_shifted.tif", shifted, t, "EPSG:3035", np.nan, descriptions=desc)
+    tiles, _ = _patch_and_shifted(slovenia_features, tmp_path, 200)  # NDVI stored x 1,000: +0.2
     p = eulc("drift", "--table", str(full_table), "--features-dir", str(tiles), "--out", str(tmp_path / "d.csv"))
     df = pd.read_csv(tmp_path / "d.csv")
     base = df[(df.tile == "slo") & (df.feature == "ndvi_p50")].iloc[0]

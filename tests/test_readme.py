@@ -199,6 +199,18 @@ def clone_env() -> dict[str, str]:
     return {**env, "EULC_PROGRESS_S": "30"}
 
 
+def in_clone(root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """``eulc ARGS`` as the README's reader runs it in the clone's root (:func:`clone_env`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.app.cli", *args],
+        cwd=root,
+        env=clone_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="module")
 def ran(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Execute the blocks that run, in README order, in the root of a copy of the checkout beside
@@ -238,27 +250,18 @@ def test_an_output_colliding_with_the_project_fails_here(ran: Path) -> None:
     """The README runs in a clone's root: ``--out model`` there meets the project's own ``model/``
     package, is refused (exit 2) and leaves it untouched, so a README block writing there fails."""
     before = sorted(p.name for p in (ran / "model").iterdir())
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.app.cli",
-            "train",
-            "out/t.parquet",
-            "--out",
-            "model",
-            "--features",
-            "elc10-ndvi-l1",
-            "--preset",
-            "eulc-plain",
-            "--epochs",
-            "1",
-        ],
-        cwd=ran,
-        env=clone_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    p = in_clone(
+        ran,
+        "train",
+        "out/t.parquet",
+        "--out",
+        "model",
+        "--features",
+        "elc10-ndvi-l1",
+        "--preset",
+        "eulc-plain",
+        "--epochs",
+        "1",
     )
     assert p.returncode == 2, p.stderr[-2000:]
     assert "model" in p.stderr and sorted(q.name for q in (ran / "model").iterdir()) == before
@@ -289,14 +292,7 @@ def test_the_main_job(ran: Path, data: Path) -> None:
     cls = next((out / "maps").glob("*_class.tif"))
     good = cls.read_bytes()
     cls.write_bytes(good[: len(good) // 3])
-    p = subprocess.run(
-        [sys.executable, "-m", "pipeline.app.cli", "demo", "--out", "out/demo"],
-        cwd=ran,
-        env=clone_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    p = in_clone(ran, "demo", "--out", "out/demo", timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert cls.read_bytes() == good
 
@@ -365,29 +361,20 @@ def test_the_gee_plans(ran: Path, data: Path) -> None:
     sel = json.loads((ran / "out" / "selection.json").read_text())  # from `eulc select`: its spec came along
     assert tiles["bands"] == sel["names"] and tiles["features_digest"] == sel["features_digest"]
     # a --spec that disagrees with the selection is refused, before anything is written
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.app.cli",
-            "gee",
-            "export-tiles",
-            "--tiles",
-            "10kmE467N253",
-            "--features",
-            "out/selection.json",
-            "--year",
-            "2022",
-            "--spec",
-            "bridge-lc-196",
-            "--out",
-            "out/plan2",
-        ],
-        cwd=ran,
-        env=clone_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    p = in_clone(
+        ran,
+        "gee",
+        "export-tiles",
+        "--tiles",
+        "10kmE467N253",
+        "--features",
+        "out/selection.json",
+        "--year",
+        "2022",
+        "--spec",
+        "bridge-lc-196",
+        "--out",
+        "out/plan2",
     )
     assert p.returncode == 2 and "error:" in p.stderr and not (ran / "out" / "plan2").exists()
     graphs = (ran / "out" / "gee_tiles" / "graphs").iterdir()
