@@ -220,26 +220,21 @@ def compute_features(
             acquisition in ``year`` (the message names the feature and the window).
     """
     physical: dict[str, np.ndarray] = {}
+    # features of one source series (sensor, source, orbit) are computed together, from one masked
+    # series held only while they need it; the percentiles of one series and window share one sort
+    # (nan_percentiles computes each percentile exactly as alone, so the values do not change)
+    groups: dict[tuple[str, str, str | None], list[Feature]] = {}
     for f in spec.features:
-        if f.derived:
-            continue
-        times, values = _masked_series(spec, f, stack)
-        years = times.astype("datetime64[Y]").astype(int) + 1970
-        months = times.astype("datetime64[M]").astype(int) % 12 + 1
-        keep = (years == year) & np.isin(months, f.window.months)
-        if spec.sensors[f.sensor].kind == "dem":  # terrain has no acquisition year: every layer counts
-            keep = np.ones(len(times), bool)
-        if not keep.any():
-            inputs = sorted(feature_inputs(spec, f, set(stack.variables)))
-            raise RasterError(
-                f"feature {f.name!r}: the stack has no acquisition of {inputs} "
-                f"in {year} months {list(f.window.months)}",
-                "Pick a year the stack covers, or select features the stack can compute",
-                path=stack.sources[0] if stack.sources else None,
-            )
-        physical[f.name] = _reduce(f, values[keep])
-        if on_feature:
-            on_feature(f.name)
+        if not f.derived:
+            groups.setdefault((f.sensor, f.source, f.orbit), []).append(f)
+    for members in groups.values():
+        series = _masked_series(spec, members[0], stack)
+        for f in members:
+            if f.name not in physical:
+                _reduce_with_siblings(spec, stack, f, members, series, year, physical)
+            if on_feature:
+                on_feature(f.name)
+        del series
     for f in spec.features:
         if f.derived:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -247,6 +242,65 @@ def compute_features(
             if on_feature:
                 on_feature(f.name)
     return np.stack([physical[f.name] * np.float32(f.scale) for f in spec.features]).astype(np.float32)
+
+
+def _percentile_of(feature: Feature) -> float | None:
+    """The percentile a feature is (``pN`` or ``median``), else None."""
+    if feature.percentile is not None:
+        return float(feature.percentile)
+    return 50.0 if feature.stat == "median" else None
+
+
+def _reduce_with_siblings(
+    spec: FeatureSpec,
+    stack: Stack,
+    f: Feature,
+    members: list[Feature],
+    series: tuple[np.ndarray, np.ndarray],
+    year: int,
+    physical: dict[str, np.ndarray],
+) -> None:
+    """Reduce ``f`` (and, for a percentile, every member of the same window that is one too, in
+    one sort) over the acquisitions of ``year`` in its window, into ``physical``.
+    """
+    times, values = series
+    keep = _in_window(spec, f, stack, times, year)
+    q = _percentile_of(f)
+    siblings = [
+        g for g in members if q is not None and g.window.months == f.window.months and _percentile_of(g) is not None
+    ]
+    if len(siblings) < 2:
+        physical[f.name] = _reduce(f, values[keep])
+        return
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
+            res = nan_percentiles(values[keep], tuple(float(_percentile_of(g) or 0.0) for g in siblings))
+    for g, r in zip(siblings, res, strict=True):
+        physical[g.name] = r
+
+
+def _in_window(spec: FeatureSpec, f: Feature, stack: Stack, times: np.ndarray, year: int) -> np.ndarray:
+    """Boolean (T,): the acquisitions of ``year`` in the feature's window (every one for terrain).
+
+    Raises:
+        RasterError: no acquisition is left (the message names the feature and the window).
+    """
+    years = times.astype("datetime64[Y]").astype(int) + 1970
+    months = times.astype("datetime64[M]").astype(int) % 12 + 1
+    keep = (years == year) & np.isin(months, f.window.months)
+    if spec.sensors[f.sensor].kind == "dem":  # terrain has no acquisition year: every layer counts
+        keep = np.ones(len(times), bool)
+    if not keep.any():
+        inputs = sorted(feature_inputs(spec, f, set(stack.variables)))
+        raise RasterError(
+            f"feature {f.name!r}: the stack has no acquisition of {inputs} in {year} months {list(f.window.months)}",
+            "Pick a year the stack covers, or select features the stack can compute",
+            path=stack.sources[0] if stack.sources else None,
+        )
+    return keep
 
 
 def computable_features(spec: FeatureSpec, stack: Stack, year: int) -> list[str]:
