@@ -10,7 +10,7 @@ read by :func:`tiles.engine.run.features_from_stac` for the 10 NDVI features of 
   functions give the parts: catalogue set-up (``items_from_catalog``), load = decode + warp
   (``load_stac_stack``, odc-stac), masked series (``_masked_series``: expression, cloud mask,
   daily mosaic, of which ``_daily_mosaic`` apart), reduction (``_reduce_with_siblings``: the
-  percentiles of one series and window in one sort, the rest one feature at a time in
+  percentiles and medians of one series and window in one sort, other statistics in
   ``_reduce``, of which the texture filter ``_texture_sd``) and the COG write
   (``write_feature_cog``). Parts nest as indented; profiling adds overhead, so the parts are
   read as shares of the profiled total, and the unprofiled total is measured in its own process.
@@ -93,7 +93,7 @@ PARTS = [
     ("masked series: expression, cloud mask, mosaic", "_masked_series", 0),
     ("daily mosaic", "_daily_mosaic", 1),
     ("reduction (percentiles, medians, texture)", "_reduce_with_siblings", 0),
-    ("one feature at a time (seasonal medians, texture)", "_reduce", 1),
+    ("other statistics (the texture's median)", "_reduce", 1),
     ("texture filter (7 × 7 std. dev. of the median)", "_texture_sd", 2),
     ("feature COG write", "write_feature_cog", 0),
 ]

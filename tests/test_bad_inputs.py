@@ -1641,6 +1641,7 @@ def test_a_tile_outside_the_features_says_so(fx: dict[str, Path], tmp_path: Path
     )
     said = " ".join(p.stderr.split())
     assert p.returncode == 1 and "lies outside the file's extent" in said and "cloud-free" not in said
+    assert "needs features" not in said  # the file has every feature of the bundle: no bundle hint
     box = re.search(r"bbox:([-\d.]+),([-\d.]+),([-\d.]+),([-\d.]+)", said)
     assert box is not None
     w, s, e, n = map(float, box.groups())

@@ -340,6 +340,13 @@ def test_the_report(ran: Path) -> None:
     assert "Continental" in html or "Alpine" in html  # the bioregion zones
     assert m["ood"]["file"] == "eolearn_slovenia_2017_ood.tif"  # the layer beside --map
     assert "Where the model is out of its depth" in html
+    # --drift: the drift CSV summarised per file beside the OOD share, counted again here from the CSV
+    drift = pd.read_csv(ran / "out" / "drift.csv")
+    (row,) = m["drift"]["tiles"]
+    assert row["tile"] == "eolearn_slovenia_2017" and row["features"] == len(drift) == 10
+    assert row["beyond one training landscape"] == int(drift["beyond_expected"].sum())
+    assert row["shifted (PSI)"] == int((drift["flag"] == "shift").sum())
+    assert "Drift and the OOD layer" in html
 
 
 def test_the_gee_plans(ran: Path, data: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -135,33 +135,6 @@ def sample(
     )
 
 
-READ_TOGETHER = (
-    "How to read them together: PSI compares a tile's value distribution with the training table's; "
-    "the landscape columns (and `eulc map --ood`) ask pixel by pixel whether the model has seen such "
-    "pixels. A tile of few landscapes has a large PSI against all of Europe even when none of its pixels "
-    "is out of distribution; trust the OOD share for 'is the map extrapolating here', and a PSI beyond what "
-    "one training landscape shows for a shift of the features themselves (another processing level, "
-    "season or sensor)."
-)
-
-
-def drift_reading(df: Any) -> str:
-    """One line on the pairs whose PSI exceeds what single training landscapes show."""
-    beyond = df[df["beyond_expected"].astype(bool)]
-    if df["expected_p90"].isna().all():
-        return (
-            "the table has too few (100 km cell, Level-1 class) groups of 50 rows to say what PSI one training "
-            "landscape shows; drift against a full training table says it"
-        )
-    worst = beyond.sort_values("psi", ascending=False).head(3)
-    named = ", ".join(f"{r.tile} {r.feature} ({r.psi:.2f} > {r.expected_p90:.2f})" for r in worst.itertuples())
-    return (
-        f"{len(beyond)} of {len(df)} pair(s) beyond what one training landscape shows (the 90th percentile "
-        "of the PSI of the table's own 100 km cell x Level-1 class groups against it)"
-        + (f": {named}" if named else "; their PSI is the usual gap between one place and all of Europe")
-    )
-
-
 @app.command()
 def drift(
     table_path: Annotated[Path, typer.Option("--table", help="FeatureTable from `eulc table`")],
@@ -186,7 +159,7 @@ def drift(
     """Flag features whose distribution over the tiles differs from the training table (PSI, KS),
     and with --bundle landscapes the training data did not have (seed paper 002's histograms).
     """
-    from pipeline.assess.drift import PSI_MODERATE, PSI_SIGNIFICANT
+    from pipeline.assess.drift import PSI_MODERATE, PSI_SIGNIFICANT, READ_WITH_OOD, beyond_line
     from pipeline.stages.assess import DriftRequest
     from pipeline.stages.assess import drift as run
 
@@ -224,7 +197,7 @@ def drift(
         f"{len(shifted)} of {len(df)} (tile, feature) pairs shifted in {shifted['tile'].nunique()} "
         f"of {len(res.tiles)} tile(s)" + (f"; all rows in {out}" if out else "")
     )
-    out_console.print(drift_reading(df), soft_wrap=True)
+    out_console.print(beyond_line(df), soft_wrap=True)
     if res.landscape_summary is not None:
         ltab = Table(
             "tile",
@@ -241,7 +214,7 @@ def drift(
                 str(rec["tile"]), f"{int(rec['pixels']):,}", f"{v:.3f}", f"{float(rec['rare_share']):.1%}", flag
             )
         out_console.print(ltab)
-        out_console.print(READ_TOGETHER, soft_wrap=True)
+        out_console.print(READ_WITH_OOD, soft_wrap=True)
         if landscapes_csv or landscapes_png:
             out_console.print("wrote " + " and ".join(str(p) for p in (landscapes_csv, landscapes_png) if p))
     if fail_on_shift and len(shifted):

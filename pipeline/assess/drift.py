@@ -214,3 +214,34 @@ def drift_table(
             )
     df = pd.DataFrame([r.__dict__ for r in rows])
     return df.sort_values("psi", ascending=False, na_position="first").reset_index(drop=True)
+
+
+READ_WITH_OOD = (
+    "How to read drift and the OOD layer together: drift's PSI compares each tile's value distribution with the "
+    "whole training table, and a tile of few landscapes has a large PSI against all of Europe even when none of its "
+    "pixels is out of distribution; the OOD layer (`eulc map --ood`, the landscape columns of `eulc drift "
+    "--bundle`) asks pixel by pixel whether the model has seen such pixels. Read the OOD share for 'is the map "
+    "extrapolating here', and a PSI beyond what one training landscape shows (the 90th percentile of the table's "
+    "own 100 km cell x Level-1 class groups) for a shift of the features themselves: another processing level, "
+    "season or sensor."
+)
+"""One paragraph, shown by ``eulc drift --bundle`` and the report's drift section."""
+
+
+def beyond_line(df: pd.DataFrame) -> str:
+    """One line on the (tile, feature) rows of :func:`drift_table` whose PSI exceeds what single
+    training landscapes show (``beyond_expected``), naming the three largest.
+    """
+    if df["expected_p90"].isna().all():
+        return (
+            f"the table has too few (100 km cell, Level-1 class) groups of {NULL_MIN_ROWS} rows to say what PSI one "
+            "training landscape shows; drift against a full training table says it"
+        )
+    beyond = df[df["beyond_expected"].astype(bool)]
+    worst = beyond.sort_values("psi", ascending=False).head(3)
+    named = ", ".join(f"{r.tile} {r.feature} ({r.psi:.2f} > {r.expected_p90:.2f})" for r in worst.itertuples())
+    return (
+        f"{len(beyond)} of {len(df)} pair(s) beyond what one training landscape shows (the 90th percentile "
+        "of the PSI of the table's own 100 km cell x Level-1 class groups against it)"
+        + (f": {named}" if named else "; their PSI is the usual gap between one place and all of Europe")
+    )

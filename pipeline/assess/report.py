@@ -28,6 +28,7 @@ import rasterio
 from pipeline.assess import report_figures as fig
 from pipeline.assess.change import transition_matrix, zone_table
 from pipeline.assess.compare import agreement_by, block_agreement, compare, summary
+from pipeline.assess.drift import READ_WITH_OOD
 from pipeline.assess.refpoints import read_points, sample_accuracy
 from pipeline.core.atomic import atomic_path, check_all_replaceable, write_json
 from pipeline.core.errors import RasterError, SchemaError
@@ -266,16 +267,6 @@ def _ood_section(comp: Any, ood: Path, legend: Legend) -> tuple[str, pd.DataFram
     return html_, table, metrics
 
 
-DRIFT_AND_OOD = (
-    "How to read drift and the OOD layer together: drift's PSI compares each tile's value distribution with the "
-    "whole training table, and a tile of few landscapes has a large PSI against all of Europe even when none of its "
-    "pixels is out of distribution; the OOD layer asks pixel by pixel whether the model has seen such pixels. Read "
-    "the OOD share for <i>is the map extrapolating here</i>, and a PSI beyond what one training landscape shows "
-    "(the 90th percentile of the table's own 100 km cell × Level-1 class groups) for a shift of the features "
-    "themselves: another processing level, season or sensor."
-)
-
-
 def drift_summary(drift_csv: Path) -> pd.DataFrame:
     """Per tile of an ``eulc drift --out`` CSV: features compared, shifted (PSI above the run's
     threshold), beyond what one training landscape shows, and the largest PSI.
@@ -466,7 +457,7 @@ def write_report(
                     "per feature file:</p>"
                     + _table(drift_table_, "{:,.3f}")
                     + beside
-                    + f"<p class='note'>{DRIFT_AND_OOD}</p>"
+                    + f"<p class='note'>{html.escape(READ_WITH_OOD)}</p>"
                 ),
             )
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 from model.bundle import load_bundle_cached
 from pipeline.core.aoi import parse_tile_size, parse_tiles
 from pipeline.core.errors import EulcError
+from pipeline.core.featurecog import band_names
 from pipeline.core.selection import FeatureSelection
 from pipeline.stages.events import Event, ignore, tagged
 from pipeline.stages.features import check_run_fields, source_of
@@ -178,25 +179,29 @@ def map_tiles(req: MapRequest, on_event: Event = ignore) -> MapSummary:
         ood=req.ood,
         feature_jobs=feature_jobs,
     )
-    hint = bundle_hint(summary.failures, files, req.bundle)
+    hint = bundle_hint(summary.failures, files, req.bundle, bundle_dir)
     if hint:
         emit("warning", {"message": hint})
     return summary
 
 
-def bundle_hint(failures: dict[str, str], files: list[Path], bundle: str) -> str | None:
-    """What to pass as ``bundle`` when the tiles failed for bands the bundle needs and the files
-    lack: the bundle in use (saying when it is the default) and the shipped bundles that use only
-    the first file's bands (:func:`pipeline.stages.pretrained.pick_bundle`); None otherwise.
+def bundle_hint(failures: dict[str, str], files: list[Path], bundle: str, bundle_dir: Path) -> str | None:
+    """What to pass as ``bundle`` when tiles failed and the first feature file lacks features the
+    bundle needs: the bundle in use (saying when it is the default) and the shipped bundle that
+    uses the most of the file's bands (:func:`pipeline.stages.pretrained.pick_bundle`); None when
+    nothing failed, no file was given, or the file has every feature (or cannot be read: its
+    tile's own failure says why).
     """
-    if not files or not any("are missing" in f and "band(s)" in f for f in failures.values()):
+    if not failures or not files:
         return None
     import rasterio
 
     try:
         with rasterio.open(files[0]) as src:
-            bands = [d for d in src.descriptions if d]
-    except rasterio.errors.RasterioIOError:
+            bands = band_names(src, files[0])
+    except (rasterio.errors.RasterioIOError, EulcError):
+        return None
+    if set(load_bundle_cached(bundle_dir).features) <= set(bands):
         return None
     default = " (the default)" if bundle == MapRequest.bundle else ""
     fits = pick_bundle(bands)

@@ -23,7 +23,9 @@ index; otherwise the expression is evaluated on the bands.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numexpr as ne
 import numpy as np
@@ -173,29 +175,29 @@ def _texture_sd(median: np.ndarray, radius: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        import warnings
+@contextmanager
+def _all_nan_stays_nan() -> Iterator[None]:
+    """Silence numpy's warnings for pixels without a valid acquisition (they stay NaN)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
-            p = feature.percentile
-            if p is not None:  # one sort, numpy's linear nanpercentile (tiles.engine.composite)
-                return nan_percentiles(values, (float(p),))[0]
-            match feature.stat:
-                case "median":
-                    return nan_percentiles(values, (50.0,))[0]
-                case "mean" | "value":
-                    return np.nanmean(values, axis=0).astype(np.float32)
-                case "stddev":
-                    return np.nanstd(values, axis=0, ddof=0).astype(np.float32)
-                case "min":
-                    return np.nanmin(values, axis=0).astype(np.float32)
-                case "max":
-                    return np.nanmax(values, axis=0).astype(np.float32)
-                case "texture_sd":
-                    med = np.nanmedian(values, axis=0)
-                    return _texture_sd(med, int(feature.kernel_radius_px or 1))
+
+def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
+    """A statistic that is not a percentile (percentiles: :func:`_reduce_with_siblings`)."""
+    with _all_nan_stays_nan():
+        match feature.stat:
+            case "mean" | "value":
+                return np.nanmean(values, axis=0).astype(np.float32)
+            case "stddev":
+                return np.nanstd(values, axis=0, ddof=0).astype(np.float32)
+            case "min":
+                return np.nanmin(values, axis=0).astype(np.float32)
+            case "max":
+                return np.nanmax(values, axis=0).astype(np.float32)
+            case "texture_sd":
+                med = np.nanmedian(values, axis=0)
+                return _texture_sd(med, int(feature.kernel_radius_px or 1))
     raise RasterError(
         f"statistic {feature.stat!r} of {feature.name!r} is not implemented locally", "Use another statistic"
     )
@@ -260,25 +262,19 @@ def _reduce_with_siblings(
     year: int,
     physical: dict[str, np.ndarray],
 ) -> None:
-    """Reduce ``f`` (and, for a percentile, every member of the same window that is one too, in
-    one sort) over the acquisitions of ``year`` in its window, into ``physical``.
+    """Reduce ``f`` over the acquisitions of ``year`` in its window, into ``physical``; a
+    percentile together with every member of ``members`` that is one over the same window, in
+    one sort (:func:`tiles.engine.composite.nan_percentiles`, numpy's linear ``nanpercentile``).
     """
     times, values = series
     keep = _in_window(spec, f, stack, times, year)
-    q = _percentile_of(f)
-    siblings = [
-        g for g in members if q is not None and g.window.months == f.window.months and _percentile_of(g) is not None
-    ]
-    if len(siblings) < 2:
+    if _percentile_of(f) is None:
         physical[f.name] = _reduce(f, values[keep])
         return
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
-            res = nan_percentiles(values[keep], tuple(float(_percentile_of(g) or 0.0) for g in siblings))
-    for g, r in zip(siblings, res, strict=True):
+    same = [(g, q) for g in members if g.window.months == f.window.months and (q := _percentile_of(g)) is not None]
+    with _all_nan_stays_nan():
+        res = nan_percentiles(values[keep], tuple(q for _, q in same))
+    for (g, _), r in zip(same, res, strict=True):
         physical[g.name] = r
 
 
