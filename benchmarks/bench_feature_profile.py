@@ -8,8 +8,9 @@ read by :func:`tiles.engine.run.features_from_stac` for the 10 NDVI features of 
 
 - **profile**: the same call under :mod:`cProfile`; the cumulative seconds of the engine's own
   functions give the parts: catalogue set-up (``items_from_catalog``), load = decode + warp
-  (``load_stac_stack``, odc-stac), masked series (``_masked_series``: expression, cloud mask,
-  daily mosaic, of which ``_daily_mosaic`` apart), reduction (``_reduce_with_siblings``: the
+  (``load_stac_stack``: odc-stac until issue #28's second part, eulc's asset reader since),
+  masked series (``_masked_series``: expression, cloud mask, daily mosaic, of which
+  ``_daily_mosaic`` apart), reduction (``_reduce_with_siblings``: the
   percentiles and medians of one series and window in one sort, other statistics in
   ``_reduce``, of which the texture filter ``_texture_sd``) and the COG write
   (``write_feature_cog``). Parts nest as indented; profiling adds overhead, so the parts are
@@ -89,7 +90,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "assets": len(hrefs), "thr
 
 PARTS = [
     ("catalogue set-up", "items_from_catalog", 0),
-    ("load: decode + warp (odc-stac)", "load_stac_stack", 0),
+    ("load: decode + warp (AssetReader)", "load_stac_stack", 0),
     ("masked series: expression, cloud mask, mosaic", "_masked_series", 0),
     ("daily mosaic", "_daily_mosaic", 1),
     ("reduction (percentiles, medians, texture)", "_reduce_with_siblings", 0),

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-from rasterio.warp import Resampling, reproject
+from rasterio.warp import Resampling
 from rio_cogeo.cogeo import cog_validate
 from scipy.ndimage import generic_filter
 
@@ -18,6 +18,7 @@ from tiles.engine.run import features_from_stack
 from tiles.engine.stack import load_manifest, load_stack
 
 from .conftest import NDVI_FEATURES, SLO
+from .oracles import reproject_exact
 
 
 def _source(data: Path):
@@ -35,7 +36,7 @@ def _source(data: Path):
 def _on_grid(arr: np.ndarray, profile: dict, cog: Path) -> np.ndarray:
     with rasterio.open(cog) as dst_ds:
         out = np.full((dst_ds.height, dst_ds.width), np.nan, np.float32)
-        reproject(
+        reproject_exact(
             arr.astype(np.float32),
             out,
             src_transform=profile["transform"],
@@ -271,7 +272,7 @@ def test_dem_elevation_from_the_real_slovenia_dem(data: Path, tmp_path: Path) ->
     with rasterio.open(out) as s, rasterio.open(dem) as d:
         got = s.read(1)
         want = np.full(got.shape, np.nan, np.float32)
-        reproject(
+        reproject_exact(
             d.read(1),
             want,
             src_transform=d.transform,

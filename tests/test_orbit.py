@@ -27,6 +27,7 @@ from pipeline.core.grid import TileId
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec, load_spec
 
+from .oracles import reproject_exact
 from .test_gee import _find, _region, _value, gee  # noqa: F401 - the offline ee fixture
 
 S1_NAMES = [
@@ -87,11 +88,11 @@ def _s1_files(tmp: Path, with_orbit: bool = True) -> tuple[Path, dict[str, list[
 
 
 def _on_window(path: Path) -> np.ndarray:
-    from rasterio.warp import Resampling, reproject
+    from rasterio.warp import Resampling
 
     with rasterio.open(path) as src:
         v = np.full(WINDOW.shape, np.nan, np.float32)
-        reproject(
+        reproject_exact(
             src.read(1),
             v,
             src_transform=src.transform,

@@ -393,3 +393,53 @@ def test_ood_numbers_are_accepted_only_in_range(v: object, key: str, share: list
     else:
         with pytest.raises(EulcError, match=f"{key}|cluster shares"):
             check_ood(meta, arr, Path("ood.json"))
+
+
+@given(
+    st.integers(1, 80),
+    st.integers(1, 6),
+    st.floats(0.0, 1.0),
+    st.integers(0, 2**32 - 1),
+)
+def test_the_median_of_the_sorted_series_is_numpys_nanmedian_bit_for_bit(
+    t: int, w: int, masked: float, seed: int
+) -> None:
+    """The texture's median comes from the percentiles' sort (issue #28): it must equal
+    ``numpy.nanmedian`` exactly (the two middle values summed, then halved, in float32)."""
+    import warnings
+
+    from tiles.engine.composite import median_of_sorted, nan_sorted
+
+    rng = np.random.default_rng(seed)
+    v = rng.normal(0.4, 0.3, (t, 3, w)).astype(np.float32)
+    v[rng.random(v.shape) < masked] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.nanmedian(v, axis=0)
+    np.testing.assert_array_equal(median_of_sorted(*nan_sorted(v)), want)
+
+
+@given(st.integers(0, 40), st.integers(1, 60))
+def test_a_row_block_of_the_nearest_map_is_the_rows_of_the_whole_map(top: int, rows: int) -> None:
+    """Exact nearest neighbour does not depend on the row blocks (issue #28): a block's map
+    picks, pixel for pixel, the source pixels of the same rows of the whole tile's map."""
+    from pipeline.core.grid import TileId
+    from pipeline.core.warp import NearestMap
+
+    win = TileId.parse("1kmE4679N2535").window()
+    src_t = Affine(9.99, 0.0, 465_181.05, 0.0, -10.0, 5_080_254.63)  # the eo-learn Slovenia patch's UTM grid
+    whole = NearestMap.of("EPSG:32633", src_t, (900, 900), win.transform, win.grid.crs, win.shape)
+    rows = min(rows, win.height - top)
+    t = win.transform
+    part_t = Affine(t.a, t.b, t.c, t.d, t.e, t.f + top * t.e)
+    part = NearestMap.of("EPSG:32633", src_t, (900, 900), part_t, win.grid.crs, (rows, win.width))
+    assert whole is not None and part is not None
+
+    def source_pixels(m: NearestMap, shape: tuple[int, int]) -> np.ndarray:
+        w = m.roi.width
+        rc = np.stack([m.index // w + m.roi.row_off, m.index % w + m.roi.col_off])
+        return np.where(m.inside, rc, -1).reshape(2, *shape)
+
+    np.testing.assert_array_equal(
+        source_pixels(part, (rows, win.width)), source_pixels(whole, win.shape)[:, top : top + rows]
+    )

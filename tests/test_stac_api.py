@@ -1,7 +1,7 @@
 """The STAC API path offline: a real STAC API server (rustac's in-memory backend) serves
 collections over the real Slovenia L1C bands (with a seeded SCL layer: L1C has none), seeded
 Sentinel-1 σ⁰ rasters (no S1 raster is in the shared data) and the real Slovenia DEM; the
-engine searches it with pystac-client and loads with odc-stac, exactly as against Earth Search
+engine searches it with pystac-client and reads the assets, exactly as against Earth Search
 or Planetary Computer."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-from rasterio.warp import Resampling, reproject
+from rasterio.warp import Resampling
 
 from pipeline.core.errors import RasterError
 from pipeline.core.selection import FeatureSelection
@@ -29,6 +29,7 @@ from tiles.engine.run import features_from_stac
 from tiles.engine.stac_search import StacApi
 from tiles.engine.stack import load_manifest, load_stack
 
+from .oracles import reproject_exact
 from .test_stac_load import _catalog, _s1_catalog
 
 CLOUDY_ITEM = "s2l1c_toa_13bands_20150820"  # given eo:cloud_cover 90 %: above elc10's 60 % scene filter
@@ -204,7 +205,7 @@ def test_s2_from_the_api_with_the_scl_fallback_and_the_scene_filter(
         item = f"s2l1c_toa_13bands_{d}"
         with rasterio.open(ctx["scl"][item]) as src:
             cls = np.full(local.window.shape, 0, np.float32)
-            reproject(
+            reproject_exact(
                 src.read(1).astype(np.float32),
                 cls,
                 src_transform=src.transform,
@@ -241,7 +242,7 @@ def test_s1_and_dem_from_the_api(api: tuple[str, dict], tmp_path: Path) -> None:
         np.testing.assert_array_equal(a.read([1, 2]), b.read())
         got = a.read(3) / float(a.tags(3)["scale"])
         want = np.full(got.shape, np.nan, np.float32)
-        reproject(
+        reproject_exact(
             d.read(1),
             want,
             src_transform=d.transform,

@@ -1,5 +1,5 @@
-"""The STAC path offline: a static STAC catalogue over the real Slovenia L1C bands, loaded with
-odc-stac, equals the local-file loader; the L2A harmonization offset; bad catalogues."""
+"""The STAC path offline: a static STAC catalogue over the real Slovenia L1C bands, read by the
+asset reader, equals the local-file loader; the L2A harmonization offset; bad catalogues."""
 
 from __future__ import annotations
 
@@ -482,3 +482,26 @@ def test_blocks_without_a_scene_stay_nodata(data: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(RasterError, match="no scene in the window"):
         features_from_stac(cat, sp, sel, 2015, far, tmp_path / "far.tif", level="L1C", cloud_mask="none")
+
+
+def test_the_asset_reader_keeps_files_open_or_not_with_the_same_values(data: Path, tmp_path: Path) -> None:
+    """Datasets kept open across blocks (the default) or opened per read (past the open-file
+    limit) give the same stack, on one thread or two; a truncated asset is named (issue #28)."""
+    from tiles.engine.asset_reader import AssetReader
+
+    cat = _catalog(data, tmp_path)
+    man, root = load_manifest("eolearn_slovenia")
+    window = load_stack(man, root, variables={"B2"}).window
+    items = items_from_catalog(cat)
+    stacks = []
+    for threads, max_open in ((2, None), (1, 0), (2, 3)):
+        with AssetReader(threads, max_open) as reader:
+            stacks.append(load_stac_stack(items, window, BANDS, year=2015, level="L1C", reader=reader))
+            assert len(reader._open) <= (max_open if max_open is not None else 10**6)
+    for st in stacks[1:]:
+        for b in BANDS:
+            np.testing.assert_array_equal(st.variables[b][1], stacks[0].variables[b][1])
+    href = Path(items[1].assets["B4"].get_absolute_href() or "")
+    href.write_bytes(href.read_bytes()[:300])  # truncated
+    with pytest.raises(RasterError, match=rf"asset {items[1].id}/B4 cannot be read"):
+        load_stac_stack(items, window, BANDS, year=2015, level="L1C")

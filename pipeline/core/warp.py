@@ -23,6 +23,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject
+from rasterio.warp import transform as transform_points
 from rasterio.windows import Window
 
 from pipeline.core.errors import RasterError
@@ -175,3 +176,111 @@ def open_on_grid(
             **opts,
         ) as vrt:
             yield GridReader(vrt, np.dtype(src.dtypes[0]), src.nodata, Path(path))
+
+
+@dataclass(frozen=True)
+class NearestMap:
+    """Which source pixel lies under each target pixel's centre: GDAL's nearest-neighbour rule
+    (``floor(x + 1e-10)`` of the source pixel coordinate, gdalwarpkernel.cpp ``GWKNearest``) on
+    coordinates transformed exactly by GDAL's ``OGRCoordinateTransformation`` (PROJ), as its
+    warper transforms them, but without its approximation (GDAL's default interpolates
+    them to 0.125 px along each chunk's scanlines, so its choice near a source pixel edge
+    depends on how the target is cut into blocks; this map does not).
+
+    Attributes:
+        roi: the source window to decode (every source pixel some target pixel needs).
+        index: int64 (H·W,) flat index into the decoded window, 0 where ``inside`` is False.
+        inside: bool (H·W,), False where the target pixel centre falls outside the source.
+    """
+
+    roi: Window
+    index: np.ndarray
+    inside: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        crs: object,
+        transform: Affine,
+        shape: tuple[int, int],
+        dst_transform: Affine,
+        dst_crs: object,
+        dst_shape: tuple[int, int],
+    ) -> NearestMap | None:
+        """The map of a source grid (``crs``, ``transform``, ``shape`` = (rows, cols)) onto the
+        target grid (``dst_transform``, ``dst_crs``, ``dst_shape`` = (H, W)); None when no target
+        pixel centre falls on the source.
+
+        Target pixel centres are ``origin + (index + 0.5) · size``: on a grid whose origin is a
+        whole multiple of its pixel size (the EEA grid) they are exact in float64, so a row
+        block's centres are bit for bit those of the whole tile.
+        """
+        h, w = dst_shape
+        t = dst_transform
+        cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+        x = t.c + cols * t.a + rows * t.b
+        y = t.f + cols * t.d + rows * t.e
+        xs, ys = transform_points(dst_crs, crs, x.ravel(), y.ravel())  # GDAL's OGR transform, as its warper's
+        inv = ~transform
+        sc = inv.a * np.asarray(xs) + inv.b * np.asarray(ys) + inv.c
+        sr = inv.d * np.asarray(xs) + inv.e * np.asarray(ys) + inv.f
+        with np.errstate(invalid="ignore"):
+            inside = (sc >= 0) & (sr >= 0) & (sc < shape[1]) & (sr < shape[0])
+        if not inside.any():
+            return None
+        ci = np.floor(np.where(inside, sc, 0) + 1e-10).astype(np.int64)
+        ri = np.floor(np.where(inside, sr, 0) + 1e-10).astype(np.int64)
+        c0, c1 = int(ci[inside].min()), int(ci[inside].max()) + 1
+        r0, r1 = int(ri[inside].min()), int(ri[inside].max()) + 1
+        index = np.where(inside, (ri - r0) * (c1 - c0) + (ci - c0), 0)
+        return cls(Window(c0, r0, c1 - c0, r1 - r0), index, inside)
+
+    def gather(self, values: np.ndarray, nodata: float | None, out: np.ndarray) -> None:
+        """Write the decoded ``values`` (the :attr:`roi`, source dtype) into ``out`` (float32
+        (H, W)): NaN outside the source and where the source is ``nodata``.
+        """
+        v = values.ravel().take(self.index)
+        bad = ~self.inside
+        if nodata is not None:
+            bad |= np.isnan(v) if np.isnan(nodata) else v == nodata
+        res = v.astype(np.float32)
+        res[bad] = np.nan
+        out[...] = res.reshape(out.shape)
+
+
+def read_nearest(
+    path: Path, transform: Affine, crs: object, shape: tuple[int, int], *, src_nodata: float | None = None
+) -> np.ndarray:
+    """Every band of ``path`` on the grid (``transform``, ``crs``, ``shape`` = (H, W)) by exact
+    nearest neighbour (:class:`NearestMap`): the stacks' reader, the same rule as the STAC
+    reader (:mod:`tiles.engine.asset_reader`), so both engines put the same source pixel on
+    each 10 m pixel whatever the row blocks.
+
+    Args:
+        path: any raster GDAL reads, in any CRS.
+        transform, crs, shape: the target grid (e.g. a :class:`~pipeline.core.grid.GridWindow`'s).
+        src_nodata: the source's nodata value when its metadata lacks or misstates it.
+
+    Returns:
+        float32 (B, H, W); NaN for nodata and outside the source.
+
+    Raises:
+        RasterError: unreadable, corrupt or truncated file, or a file without a CRS (named).
+    """
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise RasterError("has no CRS", "Assign the raster's CRS (gdal_edit.py -a_srs)", path=path)
+            out = np.full((src.count, *shape), np.nan, np.float32)
+            m = NearestMap.of(src.crs, src.transform, (src.height, src.width), transform, crs, shape)
+            if m is None:
+                return out
+            values = src.read(window=m.roi)
+            nod = src_nodata if src_nodata is not None else src.nodata
+    except (RasterioIOError, OSError) as e:
+        raise RasterError(
+            f"cannot be read, it may be corrupt or truncated ({e})", "Re-download or re-export the file", path=path
+        ) from None
+    for b in range(len(out)):
+        m.gather(values[b], nod, out[b])
+    return out

@@ -27,18 +27,25 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def nan_percentiles(values: np.ndarray, q: Sequence[float]) -> np.ndarray:
-    """Percentiles over axis 0 ignoring NaN, linear interpolation.
+def nan_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's series sorted, NaN last, and its count of valid values.
 
     Args:
         values: float (T, ...) series; NaN = masked.
-        q: percentiles in [0, 100] (50 = the median).
+
+    Returns:
+        ``(float32 (T, ...) sorted along axis 0, int (...) valid count n)``.
+    """
+    v = np.sort(np.asarray(values, dtype=np.float32), axis=0)  # NaN last
+    return v, np.isfinite(v).sum(axis=0)
+
+
+def percentiles_of_sorted(v: np.ndarray, n: np.ndarray, q: Sequence[float]) -> np.ndarray:
+    """Percentiles of series sorted by :func:`nan_sorted`, numpy's ``nanpercentile(method="linear")``.
 
     Returns:
         float32 (len(q), ...); NaN where a pixel has no valid value.
     """
-    v = np.sort(np.asarray(values, dtype=np.float32), axis=0)  # NaN last
-    n = np.isfinite(v).sum(axis=0)
     out = np.empty((len(q), *v.shape[1:]), np.float32)
     last = np.maximum(n - 1, 0)
     for i, p in enumerate(q):
@@ -51,6 +58,34 @@ def nan_percentiles(values: np.ndarray, q: Sequence[float]) -> np.ndarray:
         r = a + (b - a) * frac
         out[i] = np.where(n > 0, np.where(frac > 0, r, a), np.nan)
     return out
+
+
+def median_of_sorted(v: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The median of series sorted by :func:`nan_sorted` as ``numpy.nanmedian`` computes it in
+    float32: the middle value, or the sum of the two middle values halved (``(a + b) / 2``, not
+    the percentile rule's ``a + (b - a) / 2``, which may differ in the last bit).
+
+    Returns:
+        float32 (...); NaN where a pixel has no valid value.
+    """
+    hi = (n // 2)[None]
+    lo = np.maximum(n - 1, 0)[None] // 2
+    a = np.take_along_axis(v, lo, axis=0)[0]
+    b = np.take_along_axis(v, np.minimum(hi, np.maximum(n - 1, 0)[None]), axis=0)[0]
+    return np.where(n > 0, (a + b) / np.float32(2), np.nan).astype(np.float32)
+
+
+def nan_percentiles(values: np.ndarray, q: Sequence[float]) -> np.ndarray:
+    """Percentiles over axis 0 ignoring NaN, linear interpolation.
+
+    Args:
+        values: float (T, ...) series; NaN = masked.
+        q: percentiles in [0, 100] (50 = the median).
+
+    Returns:
+        float32 (len(q), ...); NaN where a pixel has no valid value.
+    """
+    return percentiles_of_sorted(*nan_sorted(values), q)
 
 
 def circle_offsets(radius_px: float) -> list[tuple[int, int]]:

@@ -35,7 +35,7 @@ from scipy.ndimage import uniform_filter
 from pipeline.core.errors import NoSceneError, RasterError
 from pipeline.core.grid import GridWindow
 from pipeline.core.spec import CloudMask, Feature, FeatureSpec
-from tiles.engine.composite import focal_median, nan_percentiles
+from tiles.engine.composite import focal_median, median_of_sorted, nan_sorted, percentiles_of_sorted
 from tiles.engine.stack import Stack
 
 
@@ -184,7 +184,7 @@ def _all_nan_stays_nan() -> Iterator[None]:
 
 
 def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
-    """A statistic that is not a percentile (percentiles: :func:`_reduce_with_siblings`)."""
+    """A statistic not computed from the sorted series (those: :func:`_reduce_with_siblings`)."""
     with _all_nan_stays_nan():
         match feature.stat:
             case "mean" | "value":
@@ -195,9 +195,6 @@ def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
                 return np.nanmin(values, axis=0).astype(np.float32)
             case "max":
                 return np.nanmax(values, axis=0).astype(np.float32)
-            case "texture_sd":
-                med = np.nanmedian(values, axis=0)
-                return _texture_sd(med, int(feature.kernel_radius_px or 1))
     raise RasterError(
         f"statistic {feature.stat!r} of {feature.name!r} is not implemented locally", "Use another statistic"
     )
@@ -263,19 +260,32 @@ def _reduce_with_siblings(
     physical: dict[str, np.ndarray],
 ) -> None:
     """Reduce ``f`` over the acquisitions of ``year`` in its window, into ``physical``; a
-    percentile together with every member of ``members`` that is one over the same window, in
-    one sort (:func:`tiles.engine.composite.nan_percentiles`, numpy's linear ``nanpercentile``).
+    percentile, median or texture together with every member of ``members`` that is one over
+    the same window, from one sort (:func:`tiles.engine.composite.nan_sorted`: numpy's linear
+    ``nanpercentile`` and ``nanmedian``, bit for bit).
     """
     times, values = series
     keep = _in_window(spec, f, stack, times, year)
-    if _percentile_of(f) is None:
+    if not _sorts(f):
         physical[f.name] = _reduce(f, values[keep])
         return
-    same = [(g, q) for g in members if g.window.months == f.window.months and (q := _percentile_of(g)) is not None]
+    same = [g for g in members if g.window.months == f.window.months and _sorts(g)]
     with _all_nan_stays_nan():
-        res = nan_percentiles(values[keep], tuple(q for _, q in same))
-    for (g, _), r in zip(same, res, strict=True):
-        physical[g.name] = r
+        v, n = nan_sorted(values[keep])
+        pct = [(g, q) for g in same if (q := _percentile_of(g)) is not None]
+        for (g, _), r in zip(pct, percentiles_of_sorted(v, n, tuple(q for _, q in pct)), strict=True):
+            physical[g.name] = r
+        if any(g.stat == "texture_sd" for g in same):
+            med = median_of_sorted(v, n)  # numpy's nanmedian, bit for bit
+            for g in (g for g in same if g.stat == "texture_sd"):
+                physical[g.name] = _texture_sd(med, int(g.kernel_radius_px or 1))
+
+
+def _sorts(f: Feature) -> bool:
+    """Whether ``f`` is computed from its series sorted: a percentile, the median, or the
+    texture (the standard deviation around the median).
+    """
+    return _percentile_of(f) is not None or f.stat == "texture_sd"
 
 
 def _in_window(spec: FeatureSpec, f: Feature, stack: Stack, times: np.ndarray, year: int) -> np.ndarray:

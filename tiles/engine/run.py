@@ -14,6 +14,7 @@ from pipeline.core.grid import GridWindow
 from pipeline.core.names import safe_name
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
+from tiles.engine.asset_reader import AssetReader
 from tiles.engine.cloud_mask import CloudMaskChoice, resolve_cloud_mask
 from tiles.engine.features import compute_features_blocked, feature_inputs
 from tiles.engine.stac_load import DEM_ASSETS, DEM_VARIABLE, items_from_catalog, load_stac_stack
@@ -206,6 +207,8 @@ def features_from_stac(
             if used
         }
 
+    reader = AssetReader()  # the tile's datasets stay open across its blocks
+
     def load(w: GridWindow) -> Stack:
         stacks = {
             k: load_stac_stack(
@@ -216,6 +219,7 @@ def features_from_stac(
                 level={"s2": level, "s1": "GRD", "dem": "DEM"}[k],
                 kind=k,
                 as_stored=set(sub.indices),
+                reader=reader,
             )
             for k, bands in needed.items()
         }
@@ -229,9 +233,10 @@ def features_from_stac(
             {name: o for st in stacks.values() for name, o in st.orbits.items()},
         )
 
-    values, stack = compute_features_blocked(
-        compute_spec, load, window, year, block_rows=block_rows, on_block=_progress(on_feature, sub)
-    )
+    with reader:
+        values, stack = compute_features_blocked(
+            compute_spec, load, window, year, block_rows=block_rows, on_block=_progress(on_feature, sub)
+        )
     return write_feature_cog(
         dest,
         values,

@@ -16,9 +16,10 @@ is what features with an ``orbit`` filter on. Variables are spectral bands, a pr
 ``to_physical`` multiplies stored values into physical units: reflectance 0–1 for bands (so
 1e-4 for L1C/L2A DN; the L2A harmonization offset is issue 7's), percent for CLP.
 
-Every file is reprojected onto the EEA 10 m grid (EPSG:3035) with nearest-neighbour
-resampling (paper §2.1.1: 20 m bands to 10 m by nearest neighbour) through rasterio
-(:func:`pipeline.core.warp.read_on_grid`), only the window being read.
+Every file is reprojected onto the EEA 10 m grid (EPSG:3035) by nearest neighbour (paper
+§2.1.1: 20 m bands to 10 m by nearest neighbour): the source pixel under each target pixel's
+centre, coordinates transformed exactly (:func:`pipeline.core.warp.read_nearest`, the rule of
+the STAC reader too), only the source window needed being decoded.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from rasterio.errors import RasterioIOError
 from pipeline.core.config import data_dir, demo_data_dir
 from pipeline.core.errors import RasterError, SpecError
 from pipeline.core.grid import EEA_10M, Grid, GridWindow, window_for_bounds
-from pipeline.core.warp import read_on_grid
+from pipeline.core.warp import read_nearest
 
 MASK_VARIABLES = ("CLP", "SCL", "VALID")
 
@@ -197,11 +198,9 @@ def _times(labels: tuple[str, ...] | list[str], path: Path) -> np.ndarray:
 
 def _read_on_grid(path: Path, window: GridWindow, nodata: float | None) -> np.ndarray:
     """Read all bands of ``path`` reprojected onto ``window``: float32 (B, H, W), NaN = nodata."""
-    with _open(path) as src:
-        count = src.count
-    return read_on_grid(
-        path, window.transform, window.grid.crs, window.shape, bands=list(range(1, count + 1)), src_nodata=nodata
-    )
+    with _open(path):  # a clear message for a missing or unreadable file
+        pass
+    return read_nearest(path, window.transform, window.grid.crs, window.shape, src_nodata=nodata)
 
 
 def manifest_variables(manifest: StackManifest, root: Path) -> set[str]:
