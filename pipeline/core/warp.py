@@ -33,6 +33,15 @@ EXACT_PX = 1e-6
 effect. rasterio's ``WarpedVRT`` fails with ``tolerance=0`` (no approximate transformer)."""
 
 
+@contextmanager
+def _georeferenced(path: Path) -> Iterator[rasterio.io.DatasetReader]:
+    """Open ``path`` for reading; RasterError (named) when it has no CRS."""
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            raise RasterError("has no CRS", "Assign the raster's CRS (gdal_edit.py -a_srs)", path=path)
+        yield src
+
+
 def read_on_grid(
     path: Path,
     transform: Affine,
@@ -65,9 +74,7 @@ def read_on_grid(
         RasterError: unreadable, corrupt or truncated file, or a file without a CRS (named).
     """
     try:
-        with rasterio.open(path) as src:
-            if src.crs is None:
-                raise RasterError("has no CRS", "Assign the raster's CRS (gdal_edit.py -a_srs)", path=path)
+        with _georeferenced(path) as src:
             idx = bands or [1]
             nod = src_nodata if src_nodata is not None else src.nodata
             out = np.full((len(idx), *shape), fill, dtype=dtype)
@@ -268,9 +275,7 @@ def read_nearest(
         RasterError: unreadable, corrupt or truncated file, or a file without a CRS (named).
     """
     try:
-        with rasterio.open(path) as src:
-            if src.crs is None:
-                raise RasterError("has no CRS", "Assign the raster's CRS (gdal_edit.py -a_srs)", path=path)
+        with _georeferenced(path) as src:
             out = np.full((src.count, *shape), np.nan, np.float32)
             m = NearestMap.of(src.crs, src.transform, (src.height, src.width), transform, crs, shape)
             if m is None:
