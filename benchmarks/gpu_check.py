@@ -11,7 +11,9 @@ Figures, each printed as one line ``gpu_check <figure> key=value ...`` and appen
    ``predict_tile`` on the device;
 3. **eulc map**: the same file cut into four 5 km tiles through the tile runner (``--device``);
 4. **training**: one epoch of the faithful schedule (batch 128, lr 1e-4, EMA off for one epoch)
-   on the full real ELC10 table (all usable rows, 35 features).
+   on the full real ELC10 table (all usable rows, 35 features);
+5. **reduction** (issue #28): the masked percentiles and median of a 70-date 1000 × 1000 series in
+   torch on the device against the feature engine's numpy path, with the share of equal values.
 
 Without CUDA it runs the same code on the CPU with smaller batches and says that no GPU was
 found, so CI covers the script. It installs nothing and finishes in well under 8 minutes.
@@ -128,6 +130,32 @@ def map_tiles(dev: torch.device, path: Path, out: Path, lines: list[str], tile: 
     )
 
 
+def reduction(dev: torch.device, lines: list[str], rows: int) -> None:
+    """The masked percentiles and medians of a 70-date series (rows × 1000 px, 30 % masked) in
+    torch on the device (``model.reduce_torch``) against the engine's numpy path: seconds each,
+    and the share of values equal bit for bit (1.0 on the CPU; a GPU's fused multiply-add may move
+    the last bit of an interpolated percentile)."""
+    from model.reduce_torch import torch_order_stats
+    from tiles.engine.composite import numpy_order_stats
+
+    rng = np.random.default_rng(28)
+    v = rng.normal(0.4, 0.2, (70, rows, 1000)).astype(np.float32)
+    v[rng.random(v.shape) < 0.3] = np.nan
+    q = (5.0, 25.0, 50.0, 75.0, 95.0)
+    t = time.perf_counter()
+    want, want_med = numpy_order_stats(v, q, True)
+    s_np = time.perf_counter() - t
+    torch_order_stats(v[:, :8], q, True, device=str(dev))  # warm-up (CUDA context, kernels)
+    _sync(dev)
+    t = time.perf_counter()
+    got, got_med = torch_order_stats(v, q, True, device=str(dev))
+    _sync(dev)
+    s_t = time.perf_counter() - t
+    assert want_med is not None and got_med is not None
+    same = float(np.mean(np.concatenate([(got == want).ravel(), (got_med == want_med).ravel()])))
+    _line(lines, "reduction", px=rows * 1000, dates=70, numpy_s=s_np, torch_s=s_t, speedup=s_np / s_t, equal=same)
+
+
 def train_epoch(dev: torch.device, out: Path, lines: list[str], max_rows: int | None = None) -> None:
     spec = load_spec("elc10")
     table, _ = build_feature_table([data_dir() / ELC10_CSV], spec)
@@ -179,6 +207,7 @@ def main() -> None:
         end_to_end(dev, path, bundle, out, lines, tile)
         map_tiles(dev, path, out, lines, tile)
         train_epoch(dev, out, lines, 8000 if args.smoke else None)
+        reduction(dev, lines, 100 if args.smoke else 1000)
     _line(lines, "total", seconds=time.perf_counter() - t0)
     with args.results.open("a", encoding="utf-8") as fh:
         fh.write(f"\n### gpu_check.py, {dt.date.today().isoformat()}: {name}\n\n```\n" + "\n".join(lines) + "\n```\n")

@@ -26,7 +26,7 @@ def test_gpu_check_runs_and_reports_every_figure(data: Path, tmp_path: Path) -> 
     assert p.returncode == 0, p.stderr[-3000:]
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("gpu_check ")]
     figures = {ln.split()[1] for ln in lines}
-    assert figures == {"device", "model_only", "end_to_end", "eulc_map", "train_epoch", "total"}
+    assert figures == {"device", "model_only", "end_to_end", "eulc_map", "train_epoch", "reduction", "total"}
     import torch
 
     if not torch.cuda.is_available():
@@ -34,5 +34,7 @@ def test_gpu_check_runs_and_reports_every_figure(data: Path, tmp_path: Path) -> 
     assert "done=4 failed=0" in next(ln for ln in lines if " eulc_map " in ln)
     assert "px=40000" in next(ln for ln in lines if " end_to_end " in ln)  # --smoke: a 2 km tile
     assert "rows=7" in next(ln for ln in lines if " train_epoch " in ln)  # --smoke: 8,000 rows less the unusable
+    if not torch.cuda.is_available():  # torch on the CPU: the numpy engine's values, bit for bit
+        assert "equal=1 " in next(ln for ln in lines if " reduction " in ln) + " "
     text = results.read_text()
     assert text.startswith("# results\n") and all(ln in text for ln in lines)  # appended, not replaced

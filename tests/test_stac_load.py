@@ -505,3 +505,14 @@ def test_the_asset_reader_keeps_files_open_or_not_with_the_same_values(data: Pat
     href.write_bytes(href.read_bytes()[:300])  # truncated
     with pytest.raises(RasterError, match=rf"asset {items[1].id}/B4 cannot be read"):
         load_stac_stack(items, window, BANDS, year=2015, level="L1C")
+
+
+def test_block_rows_follow_the_sources_a_block_holds() -> None:
+    """A block's stack stays within the budget (issue #28): 256 rows for the NDVI bundle's 210
+    slices of a 10 km tile, fewer for the 820 of elc10-l1, never below the floor."""
+    from tiles.engine.run import BLOCK_STACK_BYTES, MIN_BLOCK_ROWS, block_rows_for
+
+    assert block_rows_for(210, 1000) == 256
+    assert block_rows_for(820, 1000) == 163
+    assert 820 * 163 * 1000 * 4 <= BLOCK_STACK_BYTES < 820 * 164 * 1000 * 4
+    assert block_rows_for(100_000, 1000) == MIN_BLOCK_ROWS and block_rows_for(0, 1000) == 256

@@ -54,6 +54,13 @@ def features(
     scheduler: SchedulerOpt = "local",
     workers: WorkersOpt = None,
     dashboard: DashboardOpt = "127.0.0.1:8787",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="where percentiles and medians are sorted: cpu, or cuda, cuda:N, auto (torch; same values)",
+        ),
+    ] = "cpu",
 ) -> None:
     """Compute spec features from a local stack (whole, or cut into --tiles), a static STAC
     catalogue or a STAC API: one feature COG per tile, on the same schedulers as `eulc map`.
@@ -84,6 +91,7 @@ def features(
         scheduler=scheduler,
         workers=workers,
         dashboard=dashboard,
+        device=device,
     )
     with EventView("features") as view:
         summary = run(req, view)

@@ -5,6 +5,7 @@ for one stack or many EEA cells, resumably, on the same schedulers as the map
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,9 @@ class FeaturesRequest:
         scheduler: ``local``, ``threads``, ``sync`` or a dask scheduler address.
         workers: worker count for ``local``/``threads`` (default: the CPU count).
         dashboard: ``host:port`` of a local cluster's dask dashboard.
+        device: where the masked percentiles and medians are sorted: ``cpu`` (numpy, the
+            default) or ``cuda``/``cuda:N``/``auto`` (torch, :mod:`model.reduce_torch`; the same
+            values); checked where the run starts, so a GPU must be visible there.
     """
 
     out: Path
@@ -66,9 +70,12 @@ class FeaturesRequest:
     scheduler: str = "local"
     workers: int | None = None
     dashboard: str = DASHBOARD
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         check_run_fields(self.cloud_mask, self.scheduler, self.workers, self.dashboard)
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|auto", self.device):
+            raise EulcError(f"`device` {self.device!r} is not a device", "Use cpu, cuda, cuda:N or auto")
 
     def source(self) -> FeatureSource:
         """The :class:`~tiles.engine.runner.FeatureSource` this request names.
@@ -152,7 +159,14 @@ def plan(
     source = req.source()
     if spec is None or selection is None:
         spec, selection = spec_and_selection(req.spec, req.features)
-    return plan_features(req.cells(), source, spec, selection, req.year, Path(req.out), req.cloud_mask, req.tile_id)
+    order_stats = None
+    if req.device != "cpu":
+        from model.reduce_torch import order_stats_on
+
+        order_stats = order_stats_on(req.device)
+    return plan_features(
+        req.cells(), source, spec, selection, req.year, Path(req.out), req.cloud_mask, req.tile_id, order_stats
+    )
 
 
 def features(req: FeaturesRequest, on_event: Event = ignore) -> FeaturesSummary:

@@ -22,7 +22,7 @@ against xarray's quantile.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -73,6 +73,21 @@ def median_of_sorted(v: np.ndarray, n: np.ndarray) -> np.ndarray:
     a = np.take_along_axis(v, lo, axis=0)[0]
     b = np.take_along_axis(v, np.minimum(hi, np.maximum(n - 1, 0)[None]), axis=0)[0]
     return np.where(n > 0, (a + b) / np.float32(2), np.nan).astype(np.float32)
+
+
+OrderStats = Callable[[np.ndarray, tuple[float, ...], bool], tuple[np.ndarray, np.ndarray | None]]
+"""How a series' order statistics are computed: ``(values (T, ...) float32 NaN = masked, percentiles,
+whether the median is wanted) → (float32 (len(q), ...) percentiles, float32 (...) median or None)``,
+with the rules of :func:`percentiles_of_sorted` and :func:`median_of_sorted`. The engine's own is
+:func:`numpy_order_stats`; ``model.reduce_torch`` gives one that sorts in torch on a GPU."""
+
+
+def numpy_order_stats(values: np.ndarray, q: tuple[float, ...], median: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """:data:`OrderStats` with numpy: one sort (:func:`nan_sorted`) for the percentiles ``q`` and,
+    when ``median``, numpy's ``nanmedian``.
+    """
+    v, n = nan_sorted(values)
+    return percentiles_of_sorted(v, n, q), (median_of_sorted(v, n) if median else None)
 
 
 def nan_percentiles(values: np.ndarray, q: Sequence[float]) -> np.ndarray:

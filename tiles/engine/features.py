@@ -23,20 +23,24 @@ index; otherwise the expression is evaluated on the bands.
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 
 import numexpr as ne
 import numpy as np
 from affine import Affine
 from scipy.ndimage import uniform_filter
 
+from pipeline.core.config import cpu_threads
 from pipeline.core.errors import NoSceneError, RasterError
 from pipeline.core.grid import GridWindow
 from pipeline.core.spec import CloudMask, Feature, FeatureSpec
-from tiles.engine.composite import focal_median, median_of_sorted, nan_sorted, percentiles_of_sorted
-from tiles.engine.stack import Stack
+from tiles.engine.composite import OrderStats, focal_median, numpy_order_stats
+from tiles.engine.stack import MASK_VARIABLES, Stack
 
 
 def feature_inputs(spec: FeatureSpec, feature: Feature, stack_vars: set[str]) -> set[str]:
@@ -79,7 +83,7 @@ def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack) -> tuple[n
         values = stack.variables[feature.source][1][keep]
     else:
         expr = spec.expression(feature)
-        local = {n: stack.variables[n][1][keep] for n in names}
+        local = {n: _take(stack.variables[n][1], keep) for n in names}  # read only
         if sensor.focal_median_radius_m:  # S1 speckle filter on the bands, as GEE's focalMedian
             radius_px = sensor.focal_median_radius_m / float(stack.window.grid.res_m)
             local = {n: focal_median(v, radius_px) for n, v in local.items()}
@@ -98,6 +102,13 @@ def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack) -> tuple[n
     if sensor.daily_mosaic:
         times, values = _daily_mosaic(times, values)
     return times, values
+
+
+def _take(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``values[keep]`` along axis 0, without a copy when every acquisition is kept (the caller
+    only reads the result).
+    """
+    return values if keep.all() else values[keep]
 
 
 def _orbit_filter(feature: Feature, stack: Stack, names: list[str], times: np.ndarray) -> np.ndarray:
@@ -201,7 +212,14 @@ def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
 
 
 def compute_features(
-    spec: FeatureSpec, stack: Stack, year: int, on_feature: Callable[[str], None] | None = None
+    spec: FeatureSpec,
+    stack: Stack,
+    year: int,
+    on_feature: Callable[[str], None] | None = None,
+    *,
+    release: bool = False,
+    order_stats: OrderStats | None = None,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Compute every feature of ``spec`` on ``stack`` for the map ``year``.
 
@@ -210,6 +228,13 @@ def compute_features(
         stack: the stack on the grid window (EPSG:3035, 10 m).
         year: the map year; only acquisitions in that calendar year are used.
         on_feature: called with each feature name when it is done (progress).
+        release: remove each variable from ``stack.variables`` once no later series needs it,
+            so its memory is freed while the rest is reduced (the blocked computation owns its
+            blocks' stacks; a caller that reads the stack afterwards leaves it False).
+        order_stats: how percentiles, medians and the texture's median are computed (default
+            numpy; ``model.reduce_torch.order_stats_on`` sorts in torch on a GPU, same values).
+        threads: source series computed at once (default
+            :func:`pipeline.core.config.cpu_threads`); each holds its masked series and sort.
 
     Returns:
         float32 array (F, H, W) in the spec's stored units (physical × scale); NaN = nodata.
@@ -221,19 +246,61 @@ def compute_features(
     physical: dict[str, np.ndarray] = {}
     # features of one source series (sensor, source, orbit) are computed together, from one masked
     # series held only while they need it; the percentiles of one series and window share one sort
-    # (nan_percentiles computes each percentile exactly as alone, so the values do not change)
+    # (each percentile is computed exactly as alone, so the values do not change)
     groups: dict[tuple[str, str, str | None], list[Feature]] = {}
     for f in spec.features:
         if not f.derived:
             groups.setdefault((f.sensor, f.source, f.orbit), []).append(f)
-    for members in groups.values():
+    have = set(stack.variables)
+    order = list(groups.values())
+    masks = set(MASK_VARIABLES) & have
+    needs = [feature_inputs(spec, m[0], have) | masks for m in order]
+    left = Counter(n for ns in needs for n in ns)  # series still to read each stack variable
+    lock = threading.Lock()
+
+    def run(members: list[Feature], needed: set[str]) -> dict[str, np.ndarray]:
         series = _masked_series(spec, members[0], stack)
+        if release:  # a variable no series left to compute reads is dropped: its memory is freed
+            with lock:
+                for n in needed:
+                    left[n] -= 1
+                    if left[n] == 0:
+                        stack.variables.pop(n, None)
+        # one task per statistic that is not sorted, and per window of the sorted ones (their
+        # siblings come along); the windows of one series are reduced on threads as well
+        reps: list[Feature] = []
         for f in members:
-            if f.name not in physical:
-                _reduce_with_siblings(spec, stack, f, members, series, year, physical)
-            if on_feature:
+            if not _sorts(f) or all(g.window.months != f.window.months or not _sorts(g) for g in reps):
+                reps.append(f)
+
+        def one(f: Feature) -> dict[str, np.ndarray]:
+            done: dict[str, np.ndarray] = {}
+            _reduce_with_siblings(spec, stack, f, members, series, year, done, order_stats)
+            return done
+
+        parts = list(windows.map(one, reps)) if windows is not None and len(reps) > 1 else [one(f) for f in reps]
+        return {k: v for d in parts for k, v in d.items()}
+
+    # the series run on threads (numpy sorts and numexpr release the GIL); numpy's all-NaN
+    # warnings are silenced once around them (warnings filters are process-wide)
+    n_threads = threads if threads is not None else cpu_threads()
+    workers = min(len(order), n_threads)
+    with _all_nan_stays_nan(), ExitStack() as pools:
+        windows = (
+            pools.enter_context(ThreadPoolExecutor(n_threads, thread_name_prefix="eulc-windows"))
+            if n_threads > 1
+            else None
+        )
+        if workers <= 1:
+            results = [run(m, n) for m, n in zip(order, needs, strict=True)]
+        else:
+            pool = pools.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="eulc-series"))
+            results = list(pool.map(run, order, needs))
+    for members, done in zip(order, results, strict=True):
+        physical.update(done)
+        if on_feature:
+            for f in members:
                 on_feature(f.name)
-        del series
     for f in spec.features:
         if f.derived:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -258,6 +325,7 @@ def _reduce_with_siblings(
     series: tuple[np.ndarray, np.ndarray],
     year: int,
     physical: dict[str, np.ndarray],
+    order_stats: OrderStats | None = None,
 ) -> None:
     """Reduce ``f`` over the acquisitions of ``year`` in its window, into ``physical``; a
     percentile, median or texture together with every member of ``members`` that is one over
@@ -267,18 +335,18 @@ def _reduce_with_siblings(
     times, values = series
     keep = _in_window(spec, f, stack, times, year)
     if not _sorts(f):
-        physical[f.name] = _reduce(f, values[keep])
+        physical[f.name] = _reduce(f, _take(values, keep))
         return
     same = [g for g in members if g.window.months == f.window.months and _sorts(g)]
+    pct = [(g, q) for g in same if (q := _percentile_of(g)) is not None]
+    textures = [g for g in same if g.stat == "texture_sd"]
     with _all_nan_stays_nan():
-        v, n = nan_sorted(values[keep])
-        pct = [(g, q) for g in same if (q := _percentile_of(g)) is not None]
-        for (g, _), r in zip(pct, percentiles_of_sorted(v, n, tuple(q for _, q in pct)), strict=True):
-            physical[g.name] = r
-        if any(g.stat == "texture_sd" for g in same):
-            med = median_of_sorted(v, n)  # numpy's nanmedian, bit for bit
-            for g in (g for g in same if g.stat == "texture_sd"):
-                physical[g.name] = _texture_sd(med, int(g.kernel_radius_px or 1))
+        res, med = (order_stats or numpy_order_stats)(_take(values, keep), tuple(q for _, q in pct), bool(textures))
+    for (g, _), r in zip(pct, res, strict=True):
+        physical[g.name] = r
+    for g in textures:  # around the median: numpy's nanmedian, bit for bit
+        assert med is not None
+        physical[g.name] = _texture_sd(med, int(g.kernel_radius_px or 1))
 
 
 def _sorts(f: Feature) -> bool:
@@ -353,6 +421,7 @@ def compute_features_blocked(
     year: int,
     block_rows: int = 256,
     on_block: Callable[[int, int], None] | None = None,
+    order_stats: OrderStats | None = None,
 ) -> tuple[np.ndarray, Stack]:
     """:func:`compute_features` one row block at a time, so memory is bounded by a block's stack
     (T × bands × (block_rows + 2·halo) × width), not the tile's.
@@ -365,9 +434,11 @@ def compute_features_blocked(
         block_rows: rows per block; each block is read with :func:`halo_px` extra rows above and
             below, then cropped, so neighbourhood features equal the whole-tile computation.
         on_block: progress callback ``(done, total)``.
+        order_stats: as for :func:`compute_features`.
 
     Returns:
-        ``(features float32 (F, H, W), the first block's stack)`` (its level and sources).
+        ``(features float32 (F, H, W), the first block's stack)``: its level, sources, orbits
+        and each variable's dates, with empty (0, H, W) arrays.
 
     A block that no acquisition covers (``load`` raises :class:`NoSceneError`: sea, a border
     strip) stays nodata (NaN, counted in the COG's ``nodata_pixels``).
@@ -394,8 +465,17 @@ def compute_features_blocked(
             if on_block:
                 on_block(i + 1, len(starts))
             continue
-        first = first or stack
-        vals = compute_features(spec, stack, year)
+        # what the caller needs of the stack (level, sources, the variables' dates), without
+        # holding the first block's arrays for the whole tile
+        first = first or Stack(
+            stack.window,
+            {k: (t, np.empty((0, sub.height, sub.width), np.float32)) for k, (t, _) in stack.variables.items()},
+            stack.level,
+            stack.sources,
+            stack.orbits,
+        )
+        vals = compute_features(spec, stack, year, release=True, order_stats=order_stats)
+        del stack  # freed before the next block is read: one block's stack at a time
         h = min(block_rows, window.height - r0)
         out[:, r0 : r0 + h] = vals[:, r0 - top : r0 - top + h]
         if on_block:

@@ -16,6 +16,7 @@ from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
 from tiles.engine.asset_reader import AssetReader
 from tiles.engine.cloud_mask import CloudMaskChoice, resolve_cloud_mask
+from tiles.engine.composite import OrderStats
 from tiles.engine.features import compute_features_blocked, feature_inputs
 from tiles.engine.stac_load import DEM_ASSETS, DEM_VARIABLE, items_from_catalog, load_stac_stack
 from tiles.engine.stac_search import StacApi, search_items
@@ -33,6 +34,7 @@ def features_from_stack(
     on_feature: Callable[[str], None] | None = None,
     cloud_mask: CloudMaskChoice = "auto",
     window: GridWindow | None = None,
+    order_stats: OrderStats | None = None,
 ) -> Path:
     """Compute the selected features of ``spec`` from a stack manifest and write a feature COG.
 
@@ -47,6 +49,8 @@ def features_from_stack(
             :mod:`tiles.engine.cloud_mask`) or ``none``; recorded in the COG.
         window: compute this grid window (an EEA cell; outside the stack's files = nodata);
             default: the window covering the stack's files.
+        order_stats: how percentiles and medians are computed (default numpy; a torch one on a
+            GPU gives the same values: :func:`tiles.engine.features.compute_features`).
 
     Raises:
         RasterError: unreadable stack files, missing bands, no acquisitions in the window, a
@@ -69,6 +73,7 @@ def features_from_stack(
         window,
         year,
         on_block=_progress(on_feature, sub),
+        order_stats=order_stats,
     )
     return write_feature_cog(
         dest,
@@ -126,8 +131,9 @@ def features_from_stac(
     level: str = "L2A",
     cloud_mask: CloudMaskChoice = "auto",
     on_feature: Callable[[str], None] | None = None,
-    block_rows: int = 256,
+    block_rows: int | None = None,
     allow_roots: tuple[Path, ...] = (),
+    order_stats: OrderStats | None = None,
 ) -> Path:
     """Compute the selected features from STAC on one grid window and write a feature COG (the
     same file :func:`features_from_stack` and the GEE tile export produce).
@@ -146,9 +152,11 @@ def features_from_stac(
         cloud_mask: ``auto`` or ``none`` (see :mod:`tiles.engine.cloud_mask`); what was applied goes
             into the COG's ``cloud_mask`` tag.
         on_feature: progress callback per finished feature.
-        block_rows: rows computed at a time (memory ≈ dates × bands × (rows + 2·halo) × width
-            × 4 bytes; ``window.height`` = the whole tile at once).
+        block_rows: rows computed at a time; default :func:`block_rows_for` the tile's source
+            slices (a block's stack ≈ slices × (rows + 2·halo) × width × 4 bytes; ``window.height``
+            = the whole tile at once).
         allow_roots: folders besides a static catalogue's own tree its assets may lie in.
+        order_stats: as for :func:`features_from_stack`.
 
     Raises:
         RasterError: missing catalogue, no scene in the window/year, a band missing from the
@@ -233,9 +241,21 @@ def features_from_stac(
             {name: o for st in stacks.values() for name, o in st.orbits.items()},
         )
 
+    if block_rows is None:
+        slices = sum(
+            len(needed[k]) * (len(per_kind[k]) if k == "dem" else sum(_item_year(it) == year for it in per_kind[k]))
+            for k in needed
+        )
+        block_rows = block_rows_for(slices, window.width)
     with reader:
         values, stack = compute_features_blocked(
-            compute_spec, load, window, year, block_rows=block_rows, on_block=_progress(on_feature, sub)
+            compute_spec,
+            load,
+            window,
+            year,
+            block_rows=block_rows,
+            on_block=_progress(on_feature, sub),
+            order_stats=order_stats,
         )
     return write_feature_cog(
         dest,
@@ -257,3 +277,25 @@ def _carries(item: Any, bands: set[str], kind: str) -> bool:
     if kind == "dem":
         return bool(keys & set(DEM_ASSETS))
     return bands <= keys
+
+
+BLOCK_STACK_BYTES = 512 * 2**20
+"""What one row block's stack of source slices may hold (float32): with the masked series, the
+sorts and the feature arrays, a 10 km tile stays under 2 GB of RSS (``benchmarks/RESULTS.md``)."""
+MAX_BLOCK_ROWS = 256
+MIN_BLOCK_ROWS = 16
+
+
+def block_rows_for(slices: int, width: int) -> int:
+    """Rows per block for ``slices`` source slices (dates × bands) of ``width`` pixels: as many as
+    :data:`BLOCK_STACK_BYTES` holds, between :data:`MIN_BLOCK_ROWS` and :data:`MAX_BLOCK_ROWS`
+    (the 10 NDVI features of 70 dates: 256; the 35 of ``elc10-l1`` with 60 Sentinel-1 dates: 163).
+    """
+    rows = BLOCK_STACK_BYTES // max(1, slices * width * 4)
+    return int(min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, rows)))
+
+
+def _item_year(item: Any) -> int | None:
+    """The calendar year of a STAC item's acquisition (None without a date)."""
+    raw = getattr(item, "datetime", None) or getattr(item, "properties", {}).get("start_datetime")
+    return None if raw is None else int(str(raw)[:4])

@@ -38,6 +38,7 @@ from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
 from tiles.engine.cloud_mask import CloudMaskChoice
 from tiles.engine.cluster import DASHBOARD, Emit, check_scheduler, execute, worker_result
+from tiles.engine.composite import OrderStats
 from tiles.engine.run import features_from_stac, features_from_stack, stack_features_path
 from tiles.engine.stac_load import items_from_catalog
 from tiles.engine.stac_search import StacApi
@@ -118,6 +119,8 @@ class FeatureJob:
         out_dir: the output folder.
         cloud_mask: ``auto`` or ``none`` (:mod:`tiles.engine.cloud_mask`).
         key: the ledger's input key of this tile.
+        order_stats: how percentiles and medians are computed (None: numpy; a picklable torch
+            one for a GPU worker). Not in the key: every implementation gives the same values.
     """
 
     name: str
@@ -129,6 +132,7 @@ class FeatureJob:
     out_dir: str
     cloud_mask: CloudMaskChoice
     key: str
+    order_stats: OrderStats | None = None
 
     @property
     def dest(self) -> Path:
@@ -182,6 +186,7 @@ def feature_tile(job: FeatureJob, on_feature: Callable[[str], None] | None = Non
                 on_feature,
                 cloud_mask=job.cloud_mask,
                 window=job.cell.window() if job.cell is not None else None,
+                order_stats=job.order_stats,
             )
         else:
             assert job.cell is not None
@@ -196,6 +201,7 @@ def feature_tile(job: FeatureJob, on_feature: Callable[[str], None] | None = Non
                 job.cloud_mask,
                 on_feature=on_feature,
                 allow_roots=tuple(Path(r) for r in src.allow_roots),
+                order_stats=job.order_stats,
             )
         return {"status": "done", "outputs": {job.name: file_sha256(job.dest)}}
 
@@ -211,6 +217,7 @@ def plan_features(
     out_dir: Path,
     cloud_mask: str = "auto",
     tile_id: str | None = None,
+    order_stats: OrderStats | None = None,
 ) -> list[FeatureJob]:
     """The jobs of a features run, each with its ledger input key (features digest, year, cloud
     mask, processing level, the source's key and the cell).
@@ -223,6 +230,7 @@ def plan_features(
         out_dir: the output folder.
         cloud_mask: ``auto`` or ``none``.
         tile_id: the whole-stack COG's name instead of the manifest's (no ``cells``).
+        order_stats: given to every job (:class:`FeatureJob`).
 
     Raises:
         EulcError: no ``cells`` for a STAC source, ``tile_id`` with ``cells``, too many cells, a
@@ -243,7 +251,9 @@ def plan_features(
             )
         man, _ = load_manifest(source.files)
         dest = stack_features_path(out_dir, man.name, year, tile_id)
-        return [FeatureJob(dest.name, None, source, spec, names, year, str(out_dir), mask, input_key(*base))]
+        return [
+            FeatureJob(dest.name, None, source, spec, names, year, str(out_dir), mask, input_key(*base), order_stats)
+        ]
     if tile_id is not None:
         raise EulcError(
             "`tile_id` names the COG of a whole stack", "Leave it out with `tiles`: COGs are named <cell>_<year>.tif"
@@ -255,7 +265,16 @@ def plan_features(
         )
     return [
         FeatureJob(
-            f"{cell}_{year}.tif", cell, source, spec, names, year, str(out_dir), mask, input_key(*base, str(cell))
+            f"{cell}_{year}.tif",
+            cell,
+            source,
+            spec,
+            names,
+            year,
+            str(out_dir),
+            mask,
+            input_key(*base, str(cell)),
+            order_stats,
         )
         for cell in cells
     ]
