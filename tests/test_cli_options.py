@@ -27,7 +27,7 @@ VARIANTS = {
     "--bundle": "map needs one (default: the shipped elc10-l1); evaluate, report and drift take one optionally",
     "--year": "the survey year of a table, the map year of features and maps",
     "--device": "the network's device for train, evaluate and map (auto: CUDA when present); for features "
-    "where the percentiles are sorted, cpu by default so that a feature run does not load torch",
+    "where the percentiles are sorted, cpu by default (numpy, the reference values)",
     "--points": "points to sample features at (sample, gee export-table) or reference points (report)",
     "--seeds": "Random-Forest seeds of the importance (select) or model seeds (evaluate)",
     "--adapt-priors": "extra <model>+em rows in an evaluation, or the adapted map itself",

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.reduce_torch import order_stats_on
 from pipeline.core.aoi import parse_tile_size, parse_tiles
 from pipeline.core.atomic import WriteError
 from pipeline.core.errors import EulcError
@@ -159,11 +160,7 @@ def plan(
     source = req.source()
     if spec is None or selection is None:
         spec, selection = spec_and_selection(req.spec, req.features)
-    order_stats = None
-    if req.device != "cpu":
-        from model.reduce_torch import order_stats_on
-
-        order_stats = order_stats_on(req.device)
+    order_stats = order_stats_on(req.device)  # None on the CPU: the engine's numpy path
     return plan_features(
         req.cells(), source, spec, selection, req.year, Path(req.out), req.cloud_mask, req.tile_id, order_stats
     )
