@@ -14,6 +14,9 @@ real layout: UTM 33N, uint16 ``B04``/``B08``, uint8 ``CLP``, DEFLATE-tiled, over
   ``quantile([.05, .25, .5, .75, .95], "time")``, the seasonal medians by ``time.dt.month``, and the
   texture as ``rolling(x=7, y=7, center=True).std()`` of the annual median; computed with dask's
   threaded scheduler on as many threads as eulc uses; the arrays kept in memory (no COG written).
+- **stackstac + xarray** (when stackstac is installed, a dev dependency): the same computation on
+  ``stackstac.stack`` (EPSG:3035, 10 m, the tile's bounds, nearest, float32, 256 px chunks, the
+  dates rechunked into one chunk for ``quantile``).
 - **floor**: every source window only decoded and warped onto the tile's grid
   (:mod:`bench_feature_profile`'s floor).
 
@@ -101,6 +104,49 @@ np.save(out_path, values.astype("float32"))
 print(json.dumps({"seconds": seconds, "peak_rss_gb": peak_gb()}))
 """
 
+STACKSTAC = r"""
+import json, sys, time
+import numpy as np
+
+def peak_gb():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024 ** 2
+
+import dask
+import pystac
+import stackstac
+import xarray as xr
+from rasterio.enums import Resampling
+from pipeline.core.config import cpu_threads
+from pipeline.core.grid import TileId
+
+cat_path, out_path = sys.argv[1], sys.argv[2]
+win = TileId.parse(sys.argv[3]).window()
+t = time.perf_counter()
+items = list(pystac.Catalog.from_file(cat_path).get_items(recursive=True))
+stack = stackstac.stack(items, assets=["B04", "B08", "CLP"], epsg=3035, resolution=10, bounds=win.bounds,
+                        snap_bounds=False, resampling=Resampling.nearest, dtype="float32",
+                        fill_value=np.float32(np.nan), rescale=False, chunksize=256)
+ds = stack.chunk({"time": -1}).to_dataset("band")
+# L2A processing baseline 04.00: reflectance = (DN - 1000) / 10,000; DN 0 = nodata
+red = ((ds.B04.where(ds.B04 != 0) - 1000) / 10_000).astype("float32")
+nir = ((ds.B08.where(ds.B08 != 0) - 1000) / 10_000).astype("float32")
+red, nir = red.where(red > 0), nir.where(nir > 0)
+ndvi = ((nir - red) / (nir + red)).where(ds.CLP < 40)
+month = ndvi.time.dt.month
+q = ndvi.quantile([0.05, 0.25, 0.5, 0.75, 0.95], dim="time", skipna=True)
+seasons = [ndvi.where(month.isin(m)).median("time", skipna=True)
+           for m in ([6, 7, 8], [12, 1, 2], [9, 10, 11], [3, 4, 5])]
+annual = ndvi.median("time", skipna=True)
+texture = annual.rolling(x=7, y=7, center=True, min_periods=1).std().where(annual.notnull())
+stacked = xr.concat([*(q.sel(quantile=v).drop_vars("quantile") for v in q["quantile"].values), *seasons, texture],
+                    dim="feature")
+with dask.config.set(scheduler="threads", num_workers=cpu_threads()):
+    values = stacked.compute().values * 1000.0
+seconds = time.perf_counter() - t
+np.save(out_path, values.astype("float32"))
+print(json.dumps({"seconds": seconds, "peak_rss_gb": peak_gb()}))
+"""
+
 
 def compare(ours_tif: Path, odc_npy: Path) -> list[tuple[str, float, float]]:
     """Per feature: (name, share of pixels valid on both sides within 0.5 stored units, share
@@ -132,12 +178,21 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} CPU cores; {T} scenes × (B04, B08, CLP) over {CELL}, {size_mb:.0f} MB")
         ours = run_child(OURS, [str(cat), str(root / "ours.tif"), CELL])
         odc = run_child(ODC, [str(cat), str(root / "odc.npy"), CELL])
+        try:
+            import stackstac  # noqa: F401
+
+            ss = run_child(STACKSTAC, [str(cat), str(root / "stackstac.npy"), CELL])
+        except ImportError:
+            ss = None
         floor = run_child(FLOOR, [str(cat), CELL])
-        print("feature            within 0.5 of odc   valid on one side only")
-        for name, within, one in compare(root / "ours.tif", root / "odc.npy"):
-            print(f"  {name:<16} {100 * within:8.2f} %        {100 * one:6.3f} %")
+        for peer in ("odc", "stackstac") if ss is not None else ("odc",):
+            print(f"feature            within 0.5 of {peer:<10} valid on one side only")
+            for name, within, one in compare(root / "ours.tif", root / f"{peer}.npy"):
+                print(f"  {name:<16} {100 * within:8.2f} %        {100 * one:6.3f} %")
         print(f"ours (eulc):            {ours['seconds']:6.1f} s, peak RSS {ours['peak_rss_gb']:.2f} GB")
         print(f"odc-stac + xarray:      {odc['seconds']:6.1f} s, peak RSS {odc['peak_rss_gb']:.2f} GB")
+        if ss is not None:
+            print(f"stackstac + xarray:     {ss['seconds']:6.1f} s, peak RSS {ss['peak_rss_gb']:.2f} GB")
         print(f"floor (decode + warp):  {floor['seconds']:6.1f} s")
         print(
             f"ours/floor {ours['seconds'] / floor['seconds']:.2f}; odc/ours {odc['seconds'] / ours['seconds']:.2f}; "
