@@ -62,7 +62,7 @@ features_from_stac(Path(sys.argv[1]), sp, FeatureSelection.of(sp, names, "names"
 print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_gb": peak_gb(), "torch": "torch" in sys.modules}))
 """
 
-ODC = r"""
+PEER_START = r"""
 import json, sys, time
 import numpy as np
 
@@ -70,10 +70,8 @@ def peak_gb():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024 ** 2
 
 import dask
-import odc.stac
 import pystac
 import xarray as xr
-from odc.geo.geobox import GeoBox
 from pipeline.core.config import cpu_threads
 from pipeline.core.grid import TileId
 
@@ -81,9 +79,10 @@ cat_path, out_path = sys.argv[1], sys.argv[2]
 win = TileId.parse(sys.argv[3]).window()
 t = time.perf_counter()
 items = list(pystac.Catalog.from_file(cat_path).get_items(recursive=True))
-gbox = GeoBox((win.height, win.width), win.transform, "EPSG:3035")
-ds = odc.stac.load(items, bands=["B04", "B08", "CLP"], geobox=gbox, resampling="nearest",
-                   groupby="solar_day", chunks={"time": -1, "x": 256, "y": 256})
+"""
+"""What both peers do first: the catalogue's items and the tile; each then loads ``ds``."""
+
+PEER_FEATURES = r"""
 # L2A processing baseline 04.00: reflectance = (DN - 1000) / 10,000; DN 0 = nodata
 red = ((ds.B04.where(ds.B04 != 0) - 1000) / 10_000).astype("float32")
 nir = ((ds.B08.where(ds.B08 != 0) - 1000) / 10_000).astype("float32")
@@ -103,49 +102,35 @@ seconds = time.perf_counter() - t
 np.save(out_path, values.astype("float32"))
 print(json.dumps({"seconds": seconds, "peak_rss_gb": peak_gb()}))
 """
+"""The 10 features from ``ds`` (variables ``B04``, ``B08``, ``CLP`` over ``time, y, x``), as a user of
+xarray writes them, the same for both peers."""
 
-STACKSTAC = r"""
-import json, sys, time
-import numpy as np
+ODC = (
+    PEER_START
+    + r"""
+import odc.stac
+from odc.geo.geobox import GeoBox
 
-def peak_gb():
-    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024 ** 2
+gbox = GeoBox((win.height, win.width), win.transform, "EPSG:3035")
+ds = odc.stac.load(items, bands=["B04", "B08", "CLP"], geobox=gbox, resampling="nearest",
+                   groupby="solar_day", chunks={"time": -1, "x": 256, "y": 256})
+"""
+    + PEER_FEATURES
+)
 
-import dask
-import pystac
+STACKSTAC = (
+    PEER_START
+    + r"""
 import stackstac
-import xarray as xr
 from rasterio.enums import Resampling
-from pipeline.core.config import cpu_threads
-from pipeline.core.grid import TileId
 
-cat_path, out_path = sys.argv[1], sys.argv[2]
-win = TileId.parse(sys.argv[3]).window()
-t = time.perf_counter()
-items = list(pystac.Catalog.from_file(cat_path).get_items(recursive=True))
 stack = stackstac.stack(items, assets=["B04", "B08", "CLP"], epsg=3035, resolution=10, bounds=win.bounds,
                         snap_bounds=False, resampling=Resampling.nearest, dtype="float32",
                         fill_value=np.float32(np.nan), rescale=False, chunksize=256)
 ds = stack.chunk({"time": -1}).to_dataset("band")
-# L2A processing baseline 04.00: reflectance = (DN - 1000) / 10,000; DN 0 = nodata
-red = ((ds.B04.where(ds.B04 != 0) - 1000) / 10_000).astype("float32")
-nir = ((ds.B08.where(ds.B08 != 0) - 1000) / 10_000).astype("float32")
-red, nir = red.where(red > 0), nir.where(nir > 0)
-ndvi = ((nir - red) / (nir + red)).where(ds.CLP < 40)
-month = ndvi.time.dt.month
-q = ndvi.quantile([0.05, 0.25, 0.5, 0.75, 0.95], dim="time", skipna=True)
-seasons = [ndvi.where(month.isin(m)).median("time", skipna=True)
-           for m in ([6, 7, 8], [12, 1, 2], [9, 10, 11], [3, 4, 5])]
-annual = ndvi.median("time", skipna=True)
-texture = annual.rolling(x=7, y=7, center=True, min_periods=1).std().where(annual.notnull())
-stacked = xr.concat([*(q.sel(quantile=v).drop_vars("quantile") for v in q["quantile"].values), *seasons, texture],
-                    dim="feature")
-with dask.config.set(scheduler="threads", num_workers=cpu_threads()):
-    values = stacked.compute().values * 1000.0
-seconds = time.perf_counter() - t
-np.save(out_path, values.astype("float32"))
-print(json.dumps({"seconds": seconds, "peak_rss_gb": peak_gb()}))
 """
+    + PEER_FEATURES
+)
 
 
 def compare(ours_tif: Path, odc_npy: Path) -> list[tuple[str, float, float]]:
