@@ -33,13 +33,10 @@ EXACT_PX = 1e-6
 effect. rasterio's ``WarpedVRT`` fails with ``tolerance=0`` (no approximate transformer)."""
 
 
-@contextmanager
-def _georeferenced(path: Path) -> Iterator[rasterio.io.DatasetReader]:
-    """Open ``path`` for reading; RasterError (named) when it has no CRS."""
-    with rasterio.open(path) as src:
-        if src.crs is None:
-            raise RasterError("has no CRS", "Assign the raster's CRS (gdal_edit.py -a_srs)", path=path)
-        yield src
+def _check_crs(src: rasterio.io.DatasetReader) -> None:
+    """RasterError (naming the file) when ``src`` has no CRS."""
+    if src.crs is None:
+        raise RasterError("has no CRS", "Assign the raster's CRS (gdal_edit.py -a_srs)", path=src.name)
 
 
 def read_on_grid(
@@ -74,7 +71,8 @@ def read_on_grid(
         RasterError: unreadable, corrupt or truncated file, or a file without a CRS (named).
     """
     try:
-        with _georeferenced(path) as src:
+        with rasterio.open(path) as src:
+            _check_crs(src)
             idx = bands or [1]
             nod = src_nodata if src_nodata is not None else src.nodata
             out = np.full((len(idx), *shape), fill, dtype=dtype)
@@ -169,8 +167,7 @@ def open_on_grid(
             f"cannot be read, it may be corrupt or truncated ({e})", "Re-download or re-export the file", path=path
         ) from None
     with src:
-        if src.crs is None:
-            raise RasterError("has no CRS", "Assign the raster's CRS (gdal_edit.py -a_srs)", path=path)
+        _check_crs(src)
         opts: dict[str, object] = {"add_alpha": True} if src.nodata is None else {}
         with WarpedVRT(
             src,
@@ -220,7 +217,11 @@ class NearestMap:
 
         Target pixel centres are ``origin + (index + 0.5) · size``: on a grid whose origin is a
         whole multiple of its pixel size (the EEA grid) they are exact in float64, so a row
-        block's centres are bit for bit those of the whole tile.
+        block's centres are bit for bit those of the whole tile. Coordinates are x/y (easting,
+        northing; lon/lat order for a geographic CRS), in each CRS's units.
+
+        Raises:
+            rasterio.errors.CRSError: a CRS GDAL cannot transform between.
         """
         h, w = dst_shape
         t = dst_transform
@@ -255,16 +256,21 @@ class NearestMap:
         out[...] = res.reshape(out.shape)
 
 
-def read_nearest(
-    path: Path, transform: Affine, crs: object, shape: tuple[int, int], *, src_nodata: float | None = None
+def nearest_on_grid(
+    src: rasterio.io.DatasetReader,
+    transform: Affine,
+    crs: object,
+    shape: tuple[int, int],
+    *,
+    src_nodata: float | None = None,
 ) -> np.ndarray:
-    """Every band of ``path`` on the grid (``transform``, ``crs``, ``shape`` = (H, W)) by exact
-    nearest neighbour (:class:`NearestMap`): the stacks' reader, the same rule as the STAC
-    reader (:mod:`tiles.engine.asset_reader`), so both engines put the same source pixel on
-    each 10 m pixel whatever the row blocks.
+    """Every band of the open dataset ``src`` on the grid (``transform``, ``crs``, ``shape`` = (H, W))
+    by exact nearest neighbour (:class:`NearestMap`): the stacks' reader, the same rule as the STAC
+    reader (:mod:`tiles.engine.asset_reader`), so both engines put the same source pixel on each
+    10 m pixel whatever the row blocks. Only the source window the grid needs is decoded.
 
     Args:
-        path: any raster GDAL reads, in any CRS.
+        src: any raster GDAL reads, in any CRS.
         transform, crs, shape: the target grid (e.g. a :class:`~pipeline.core.grid.GridWindow`'s).
         src_nodata: the source's nodata value when its metadata lacks or misstates it.
 
@@ -272,20 +278,21 @@ def read_nearest(
         float32 (B, H, W); NaN for nodata and outside the source.
 
     Raises:
-        RasterError: unreadable, corrupt or truncated file, or a file without a CRS (named).
+        RasterError: a file without a CRS, or a source block that cannot be decoded (corrupt or
+            truncated file), naming the file.
     """
+    _check_crs(src)
+    out = np.full((src.count, *shape), np.nan, np.float32)
+    m = NearestMap.of(src.crs, src.transform, (src.height, src.width), transform, crs, shape)
+    if m is None:
+        return out
     try:
-        with _georeferenced(path) as src:
-            out = np.full((src.count, *shape), np.nan, np.float32)
-            m = NearestMap.of(src.crs, src.transform, (src.height, src.width), transform, crs, shape)
-            if m is None:
-                return out
-            values = src.read(window=m.roi)
-            nod = src_nodata if src_nodata is not None else src.nodata
+        values = src.read(window=m.roi)
     except (RasterioIOError, OSError) as e:
         raise RasterError(
-            f"cannot be read, it may be corrupt or truncated ({e})", "Re-download or re-export the file", path=path
+            f"cannot be read, it may be corrupt or truncated ({e})", "Re-download or re-export the file", path=src.name
         ) from None
+    nod = src_nodata if src_nodata is not None else src.nodata
     for b in range(len(out)):
         m.gather(values[b], nod, out[b])
     return out

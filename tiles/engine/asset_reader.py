@@ -99,6 +99,7 @@ class AssetReader:
         self._pool: ThreadPoolExecutor | None = None
         self._maps: dict[tuple[object, ...], NearestMap | None] = {}
         self._maps_for: tuple[object, ...] | None = None
+        self._map_lock = threading.Lock()
 
     def __enter__(self) -> AssetReader:
         return self
@@ -188,18 +189,16 @@ class AssetReader:
     def _grid(self, src: rasterio.io.DatasetReader, window: GridWindow) -> NearestMap | None:
         """The nearest-neighbour map of ``src``'s grid onto ``window``, computed once per
         (source grid, window) and shared by every asset on that grid (all dates and bands of an
-        MGRS tile).
+        MGRS tile). Computed under a lock: the threads reading a block's first assets wait for the
+        one map instead of each transforming the same pixel centres.
         """
-        key = (src.crs.to_wkt(), tuple(src.transform), src.width, src.height, window.transform, window.shape)
-        with self._lock:
-            if self._maps_for != (window.transform, window.shape):
+        key = (src.crs.to_wkt(), tuple(src.transform), src.width, src.height)
+        with self._map_lock:
+            if self._maps_for != (window.transform, window.shape):  # a new block: new maps
                 self._maps.clear()
                 self._maps_for = (window.transform, window.shape)
-            if key in self._maps:
-                return self._maps[key]
-        m = NearestMap.of(
-            src.crs, src.transform, (src.height, src.width), window.transform, window.grid.crs, window.shape
-        )
-        with self._lock:
-            self._maps[key] = m
-        return m
+            if key not in self._maps:
+                self._maps[key] = NearestMap.of(
+                    src.crs, src.transform, (src.height, src.width), window.transform, window.grid.crs, window.shape
+                )
+            return self._maps[key]

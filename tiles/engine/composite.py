@@ -85,6 +85,14 @@ with the rules of :func:`percentiles_of_sorted` and :func:`median_of_sorted`. Th
 def numpy_order_stats(values: np.ndarray, q: tuple[float, ...], median: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """:data:`OrderStats` with numpy: one sort (:func:`nan_sorted`) for the percentiles ``q`` and,
     when ``median``, numpy's ``nanmedian``.
+
+    Args:
+        values: float32 (T, ...) series, NaN = masked (unitless or the feature's physical unit).
+        q: percentiles in [0, 100].
+        median: whether the median is wanted too.
+
+    Returns:
+        ``(float32 (len(q), ...), float32 (...) or None)``; NaN where a pixel has no valid value.
     """
     v, n = nan_sorted(values)
     return percentiles_of_sorted(v, n, q), (median_of_sorted(v, n) if median else None)

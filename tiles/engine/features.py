@@ -188,7 +188,10 @@ def _texture_sd(median: np.ndarray, radius: int) -> np.ndarray:
 
 @contextmanager
 def _all_nan_stays_nan() -> Iterator[None]:
-    """Silence numpy's warnings for pixels without a valid acquisition (they stay NaN)."""
+    """Silence numpy's warnings for pixels without a valid acquisition (they stay NaN), around the
+    series threads of :func:`compute_features`: its warnings filter is process-wide, so it is set
+    once there, from the calling thread; the workers set numpy's (thread-local) error state only.
+    """
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
@@ -196,7 +199,7 @@ def _all_nan_stays_nan() -> Iterator[None]:
 
 def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
     """A statistic not computed from the sorted series (those: :func:`_reduce_with_siblings`)."""
-    with _all_nan_stays_nan():
+    with np.errstate(all="ignore"):  # the warnings: _all_nan_stays_nan around the threads
         match feature.stat:
             case "mean" | "value":
                 return np.nanmean(values, axis=0).astype(np.float32)
@@ -258,7 +261,7 @@ def compute_features(
     left = Counter(n for ns in needs for n in ns)  # series still to read each stack variable
     lock = threading.Lock()
 
-    def run(members: list[Feature], needed: set[str]) -> dict[str, np.ndarray]:
+    def run(members: list[Feature], needed: set[str], windows: ThreadPoolExecutor | None) -> dict[str, np.ndarray]:
         series = _masked_series(spec, members[0], stack)
         if release:  # a variable no series left to compute reads is dropped: its memory is freed
             with lock:
@@ -292,10 +295,10 @@ def compute_features(
             else None
         )
         if workers <= 1:
-            results = [run(m, n) for m, n in zip(order, needs, strict=True)]
+            results = [run(m, n, windows) for m, n in zip(order, needs, strict=True)]
         else:
             pool = pools.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="eulc-series"))
-            results = list(pool.map(run, order, needs))
+            results = list(pool.map(run, order, needs, [windows] * len(order)))
     for members, done in zip(order, results, strict=True):
         physical.update(done)
         if on_feature:
@@ -340,7 +343,7 @@ def _reduce_with_siblings(
     same = [g for g in members if g.window.months == f.window.months and _sorts(g)]
     pct = [(g, q) for g in same if (q := _percentile_of(g)) is not None]
     textures = [g for g in same if g.stat == "texture_sd"]
-    with _all_nan_stays_nan():
+    with np.errstate(all="ignore"):  # the warnings: _all_nan_stays_nan around the threads
         res, med = (order_stats or numpy_order_stats)(_take(values, keep), tuple(q for _, q in pct), bool(textures))
     for (g, _), r in zip(pct, res, strict=True):
         physical[g.name] = r

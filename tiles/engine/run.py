@@ -18,7 +18,7 @@ from tiles.engine.asset_reader import AssetReader
 from tiles.engine.cloud_mask import CloudMaskChoice, resolve_cloud_mask
 from tiles.engine.composite import OrderStats
 from tiles.engine.features import compute_features_blocked, feature_inputs
-from tiles.engine.stac_load import DEM_ASSETS, DEM_VARIABLE, items_from_catalog, load_stac_stack
+from tiles.engine.stac_load import DEM_ASSETS, DEM_VARIABLE, item_year, items_from_catalog, load_stac_stack
 from tiles.engine.stac_search import StacApi, search_items
 from tiles.engine.stack import Stack, canonical_band, load_manifest, load_stack, manifest_variables, manifest_window
 
@@ -243,7 +243,7 @@ def features_from_stac(
 
     if block_rows is None:
         slices = sum(
-            len(needed[k]) * (len(per_kind[k]) if k == "dem" else sum(_item_year(it) == year for it in per_kind[k]))
+            len(needed[k]) * (len(per_kind[k]) if k == "dem" else sum(item_year(it) == year for it in per_kind[k]))
             for k in needed
         )
         block_rows = block_rows_for(slices, window.width)
@@ -293,9 +293,3 @@ def block_rows_for(slices: int, width: int) -> int:
     """
     rows = BLOCK_STACK_BYTES // max(1, slices * width * 4)
     return int(min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, rows)))
-
-
-def _item_year(item: Any) -> int | None:
-    """The calendar year of a STAC item's acquisition (None without a date)."""
-    raw = getattr(item, "datetime", None) or getattr(item, "properties", {}).get("start_datetime")
-    return None if raw is None else int(str(raw)[:4])

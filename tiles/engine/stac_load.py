@@ -3,11 +3,13 @@ window, into the same :class:`~tiles.engine.stack.Stack` the local-file loader
 produces, so the feature engine cannot tell them apart (issue #7).
 
 - Items are filtered to the window's footprint and the map year.
-- Each item is one time slice (time order); its band assets are decoded and warped onto the
-  window (EPSG:3035, 10 m, GDAL nearest as in paper §2.1.1) straight into the block's float32
-  array, NaN = nodata, by :class:`~tiles.engine.asset_reader.AssetReader` (datasets open across
-  a tile's blocks, threads). Until issue #28 this was ``odc.stac.load``; the values are the same
-  (the same GDAL warp), 3–4× faster (``benchmarks/bench_feature_profile.py``).
+- Each item is one time slice (time order); its band assets are decoded and put onto the window
+  (EPSG:3035, 10 m, nearest neighbour as in paper §2.1.1: the source pixel under each pixel
+  centre, :class:`pipeline.core.warp.NearestMap`) straight into the block's float32 array,
+  NaN = nodata, by :class:`~tiles.engine.asset_reader.AssetReader` (datasets open across a
+  tile's blocks, threads). Until issue #28 this was ``odc.stac.load``, whose GDAL warp
+  approximates coordinates: about 1 % of a tile's pixels took a neighbouring source pixel
+  (``benchmarks/RESULTS.md``).
 - Digital numbers → reflectance: ``(DN + BOA_ADD_OFFSET) · 1e-4`` for L2A items of processing
   baseline ≥ 04.00 (ESA's harmonization: offset −1000 from 2022-01-25; the baseline is read
   from ``s2:processing_baseline`` or, when absent, from the acquisition date), ``DN · 1e-4``
@@ -206,6 +208,15 @@ def _item_time(item: pystac.Item) -> np.datetime64:
     return np.datetime64(ts.to_datetime64()).astype("datetime64[ns]")
 
 
+def item_year(item: pystac.Item) -> int:
+    """The calendar year (UTC) of a STAC item's acquisition (``datetime`` or ``start_datetime``).
+
+    Raises:
+        RasterError: the item has no date (names the item).
+    """
+    return int(_item_time(item).astype("datetime64[Y]").astype(int)) + 1970
+
+
 def _offset(item: pystac.Item, level: str) -> float:
     if level != "L2A" or any(item.properties.get(k) is True for k in OFFSET_APPLIED_KEYS):
         return 0.0
@@ -259,7 +270,7 @@ def load_stac_stack(
     for it in items:
         if it.bbox and (it.bbox[0] > e or it.bbox[2] < w or it.bbox[1] > n or it.bbox[3] < s):
             continue
-        if year is not None and _item_time(it).astype("datetime64[Y]").astype(int) + 1970 != year:
+        if year is not None and item_year(it) != year:
             continue
         chosen.append(it)
     if not chosen:
@@ -286,12 +297,13 @@ def load_stac_stack(
     names = [canonical_band(b) for b in bands]
     buf = np.full((len(names) * len(chosen), window.height, window.width), np.nan, np.float32)
     raw = {name: buf[k * len(chosen) : (k + 1) * len(chosen)] for k, name in enumerate(names)}
-    reads = [
-        AssetRead(asset.get_absolute_href() or asset.href, k * len(chosen) + i, _asset_nodata(asset), f"{it.id}/{key}")
-        for k, name in enumerate(names)
-        for i, it in enumerate(chosen)
-        if (key := keys[name]) in it.assets and (asset := it.assets[key]) is not None
-    ]  # an item without the band: its slice stays nodata
+    reads = []
+    for k, name in enumerate(names):
+        for i, it in enumerate(chosen):
+            asset = it.assets.get(keys[name])
+            if asset is not None:  # an item without the band: its slice stays nodata
+                href = asset.get_absolute_href() or asset.href
+                reads.append(AssetRead(href, k * len(chosen) + i, _asset_nodata(asset), f"{it.id}/{keys[name]}"))
     if reader is None:
         with AssetReader() as own:
             own.read(reads, window, buf)

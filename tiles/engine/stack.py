@@ -18,7 +18,7 @@ is what features with an ``orbit`` filter on. Variables are spectral bands, a pr
 
 Every file is reprojected onto the EEA 10 m grid (EPSG:3035) by nearest neighbour (paper
 §2.1.1: 20 m bands to 10 m by nearest neighbour): the source pixel under each target pixel's
-centre, coordinates transformed exactly (:func:`pipeline.core.warp.read_nearest`, the rule of
+centre, coordinates transformed exactly (:func:`pipeline.core.warp.nearest_on_grid`, the rule of
 the STAC reader too), only the source window needed being decoded.
 """
 
@@ -41,7 +41,7 @@ from rasterio.errors import RasterioIOError
 from pipeline.core.config import data_dir, demo_data_dir
 from pipeline.core.errors import RasterError, SpecError
 from pipeline.core.grid import EEA_10M, Grid, GridWindow, window_for_bounds
-from pipeline.core.warp import read_nearest
+from pipeline.core.warp import nearest_on_grid
 
 MASK_VARIABLES = ("CLP", "SCL", "VALID")
 
@@ -198,9 +198,8 @@ def _times(labels: tuple[str, ...] | list[str], path: Path) -> np.ndarray:
 
 def _read_on_grid(path: Path, window: GridWindow, nodata: float | None) -> np.ndarray:
     """Read all bands of ``path`` reprojected onto ``window``: float32 (B, H, W), NaN = nodata."""
-    with _open(path):  # a clear message for a missing or unreadable file
-        pass
-    return read_nearest(path, window.transform, window.grid.crs, window.shape, src_nodata=nodata)
+    with _open(path) as src:  # one open: a clear message for a missing or unreadable file
+        return nearest_on_grid(src, window.transform, window.grid.crs, window.shape, src_nodata=nodata)
 
 
 def manifest_variables(manifest: StackManifest, root: Path) -> set[str]:
