@@ -302,3 +302,18 @@ def test_a_stack_without_the_specs_cloud_layer_is_refused(data: Path, tmp_path: 
         emb = json.loads(s.tags()["feature_spec"])
         assert "--cloud-mask none" in s.tags()["cloud_mask"]
     assert emb["sensors"]["s2"]["cloud_probability"] is None and emb["sensors"]["s2"]["level"] == "L1C"
+
+
+@pytest.mark.parametrize("rows", [1, 7])
+def test_row_chunks_give_the_whole_window_bit_for_bit(data: Path, rows: int) -> None:
+    """The series are masked and reduced in row chunks (issue #28): any chunk height gives the
+    values of one chunk over the whole window, the texture (7 x 7 around the annual median, across
+    chunk edges) and the masks (CLP, VALID) included, on the real Slovenia stack."""
+    spec = load_spec("elc10").subset(NDVI_FEATURES)
+    man, root = load_manifest("eolearn_slovenia")
+    stack = load_stack(man, root)
+    whole = compute_features(spec, stack, 2017, chunk_rows=stack.window.height)
+    assert np.isfinite(whole).mean() > 0.8 and "ndvi_texture_sd" in NDVI_FEATURES
+    np.testing.assert_array_equal(compute_features(spec, stack, 2017, chunk_rows=rows, threads=2), whole)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        compute_features(spec, stack, 2017, chunk_rows=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -442,4 +443,43 @@ def test_a_row_block_of_the_nearest_map_is_the_rows_of_the_whole_map(top: int, r
 
     np.testing.assert_array_equal(
         source_pixels(part, (rows, win.width)), source_pixels(whole, win.shape)[:, top : top + rows]
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    when=st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1)),
+    offset_min=st.one_of(st.none(), st.integers(-14 * 60, 14 * 60)),
+    sep=st.sampled_from(["T", " "]),
+    zulu=st.booleans(),
+)
+def test_iso_dates_parse_as_pandas_does(when: datetime, offset_min: int | None, sep: str, zulu: bool) -> None:
+    """The engine's date parser (standard library, no pandas in the workers) gives pandas'
+    ``Timestamp`` in UTC for ISO 8601 strings with and without offsets, and for datetimes."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from pipeline.core.dates import utc_datetime64
+
+    if offset_min is not None:
+        when = when.replace(tzinfo=dt.timezone(dt.timedelta(minutes=offset_min)))
+    text = when.isoformat(sep=sep)
+    if zulu and offset_min == 0:
+        text = text.replace("+00:00", "Z")
+    ts = pd.Timestamp(text)
+    want = (ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts).to_datetime64()
+    assert utc_datetime64(text) == want.astype("datetime64[ns]")
+    assert utc_datetime64(when) == want.astype("datetime64[ns]")
+
+
+def test_feature_workers_do_not_import_pandas() -> None:
+    """A dask worker of ``eulc features`` imports the engine's runner: no pandas (70 MB each)."""
+    import subprocess
+    import sys
+
+    code = "import sys, tiles.engine.runner, distributed; print('pandas' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
     )

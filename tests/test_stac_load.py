@@ -18,22 +18,31 @@ from tiles.engine.stack import load_manifest, load_stack
 BANDS = ["B2", "B4", "B8"]
 
 
-def _catalog(data: Path, tmp: Path, baseline: str = "02.01", add_dn: float = 0.0, props: dict | None = None) -> Path:
+def _catalog(
+    data: Path,
+    tmp: Path,
+    baseline: str = "02.01",
+    add_dn: float = 0.0,
+    props: dict | None = None,
+    dtype: str = "float32",
+) -> Path:
     """One STAC item per real acquisition; one DN COG per band (reflectance × 10,000 + ``add_dn``,
-    float32 so that no rounding hides a difference; real catalogues hold uint16 DN)."""
+    float32 by default so that no rounding hides a difference; ``uint16`` rounds the DN as real
+    catalogues hold them, nodata 0)."""
     man, root = load_manifest("eolearn_slovenia")
     cat = pystac.Catalog("slovenia-l1c", "the eo-learn Slovenia L1C bands as a static catalogue")
     for item in (i for i in man.items if i.kind == "bands"):
         src_path = root / item.path
         with rasterio.open(src_path) as src:
             desc = [d.replace("B0", "B") for d in src.descriptions]
-            prof = src.profile | {"count": 1, "dtype": "float32", "nodata": 0, "driver": "GTiff"}
+            prof = src.profile | {"count": 1, "dtype": dtype, "nodata": 0, "driver": "GTiff"}
             bounds, crs = src.bounds, src.crs
             assets = {}
             for b in BANDS:
                 dest = tmp / f"{src_path.stem}_{b}.tif"
                 with rasterio.open(dest, "w", **prof) as d:
-                    d.write((src.read(desc.index(b) + 1).astype(np.float64) * 10_000 + add_dn).astype(np.float32), 1)
+                    dn = src.read(desc.index(b) + 1).astype(np.float64) * 10_000 + add_dn
+                    d.write(np.round(dn).astype(dtype) if dtype != "float32" else dn.astype(np.float32), 1)
                 assets[b] = pystac.Asset(dest.name, media_type=pystac.MediaType.GEOTIFF, roles=["data"])
         from pyproj import Transformer
 
@@ -122,6 +131,68 @@ def test_offset_from_metadata_and_data(data: Path, tmp_path: Path) -> None:
             ok = np.isfinite(v1) & np.isfinite(v2)
             assert ok.mean() > 0.8, label
             np.testing.assert_allclose(v2[ok], v1[ok], rtol=1e-5, atol=2e-5, err_msg=label)
+
+
+@pytest.mark.parametrize(
+    ("level", "add", "props", "warned"),
+    [
+        ("L2A", 1000.0, None, 0),
+        ("L2A", 0.0, {"earthsearch:boa_offset_applied": False}, 4),
+        ("L1C", 0.0, None, 0),
+    ],
+    ids=["offset in the DN", "metadata wrong", "L1C"],
+)
+def test_an_encoded_stack_is_the_float_stack_bit_for_bit(
+    data: Path, tmp_path: Path, level: str, add: float, props: dict | None, warned: int
+) -> None:
+    """uint16 DN (baseline 04.00) held as stored (issue #28) decode to exactly the float32
+    loader's reflectance (its gather, offset, scaling and, for L2A, <= 0 rule, computed there in
+    place; for L1C only nodata is NaN), the wrongly flagged items are found the same way, and the
+    features of both stacks are equal."""
+    import warnings
+
+    from pipeline.core.spec import load_spec
+    from tiles.engine.features import compute_features
+
+    man, root = load_manifest("eolearn_slovenia")
+    window = load_stack(man, root, variables={"B2"}).window
+    items = items_from_catalog(_catalog(data, tmp_path, "04.00", add, props, dtype="uint16"))
+    stacks, said = [], []
+    for encoded in (False, True):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stacks.append(load_stac_stack(items, window, BANDS, year=2015, level=level, encoded=encoded))
+        said.append(sorted(str(w.message) for w in caught if "already harmonized" in str(w.message)))
+    plain, held = stacks
+    assert said[0] == said[1] and len(said[0]) == warned
+    assert not plain.encodings and set(held.encodings) == set(BANDS)
+    for b in BANDS:
+        assert held.variables[b][1].dtype == np.uint16 and plain.variables[b][1].dtype == np.float32
+        np.testing.assert_array_equal(held.values(b), plain.variables[b][1])  # NaN where NaN
+        keep = np.array([True, False, True, True, False])
+        np.testing.assert_array_equal(held.values(b, (3, 17), keep), plain.variables[b][1][keep, 3:17])
+    assert np.isnan(plain.variables["B4"][1]).any()  # nodata (and the <= 0 rule) are exercised
+    sp = load_spec("elc10").subset(["ndvi_p5", "ndvi_p50", "ndvi_p95", "ndvi_texture_sd", "blue_median"])
+    np.testing.assert_array_equal(compute_features(sp, held, 2015), compute_features(sp, plain, 2015))
+
+
+def test_the_offset_check_does_not_count_a_non_zero_nodata_as_valid() -> None:
+    """Held as stored, a band's nodata value (here 65535) is not a valid DN: 8 % of the valid
+    values below 1000 DN (more than NOT_OFFSET_SHARE) mark the item as already harmonized, though
+    half the pixels are nodata."""
+    import warnings
+
+    from tiles.engine.stac_load import _drop_offsets_the_data_lack
+
+    dn = np.full((1, 10, 100), 65535, np.uint16)
+    dn[0, :5] = 3000
+    dn[0, :5, :8] = 500  # 40 of 500 valid values
+    item = pystac.Item("S2_x", None, None, dt.datetime(2023, 6, 1, tzinfo=dt.UTC), {})
+    offsets = np.array([-1000.0], np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _drop_offsets_the_data_lack(offsets, [item], {"B4": dn}, {"B4": 65535})
+    assert offsets[0] == 0 and any("8% of its valid B4 values" in str(w.message) for w in caught)
 
 
 def test_bad_catalogues(data: Path, tmp_path: Path) -> None:
@@ -399,6 +470,23 @@ def test_sentinel1_from_a_static_catalogue(data: Path, tmp_path: Path) -> None:
     np.testing.assert_array_less(np.abs(got[ok] - want[ok]), 0.5 + 1e-3)
 
 
+@pytest.mark.parametrize("rows", [1, 4])
+def test_s1_row_chunks_read_a_halo_for_the_focal_median(data: Path, tmp_path: Path, rows: int) -> None:
+    """The 30 m focal median of a row chunk reads the kernel's radius of rows around it, cut at the
+    window's edges: chunks of any height give the whole window's S1 features bit for bit."""
+    from pipeline.core.spec import load_spec
+    from tiles.engine.features import compute_features
+
+    man, root = load_manifest("eolearn_slovenia")
+    window = load_stack(man, root, variables={"B2"}).window
+    cat, _ = _s1_catalog(tmp_path, window)
+    stack = load_stac_stack(items_from_catalog(cat), window, ["VV", "VH"], year=2019, level="GRD", kind="s1")
+    sp = load_spec("bridge-lc-196").subset(["s1_vv_p50", "s1_vh_p5"])
+    whole = compute_features(sp, stack, 2019, chunk_rows=window.height)
+    assert np.isfinite(whole).mean() > 0.95
+    np.testing.assert_array_equal(compute_features(sp, stack, 2019, chunk_rows=rows), whole)
+
+
 def test_mixed_crs_items_go_onto_the_eea_grid(data: Path, tmp_path: Path) -> None:
     """Items in different UTM zones (a scene re-projected to EPSG:32632, as S2 tiles straddling a
     zone border are): the target grid is always EPSG:3035, so they load together, and the moved
@@ -508,11 +596,31 @@ def test_the_asset_reader_keeps_files_open_or_not_with_the_same_values(data: Pat
 
 
 def test_block_rows_follow_the_sources_a_block_holds() -> None:
-    """A block's stack stays within the budget (issue #28): 256 rows for the NDVI bundle's 210
-    slices of a 10 km tile, fewer for the 820 of elc10-l1, never below the floor."""
+    """A block's stack stays within the budget (issue #28): 256 rows for a 10 km tile of the NDVI
+    bundle (140 uint16 + 70 uint8 slices) and of elc10-l1 held as stored (1,810 bytes a pixel);
+    its 820 slices as float32 (3,280 bytes) take 163; never below the floor."""
     from tiles.engine.run import BLOCK_STACK_BYTES, MIN_BLOCK_ROWS, block_rows_for
 
-    assert block_rows_for(210, 1000) == 256
-    assert block_rows_for(820, 1000) == 163
-    assert 820 * 163 * 1000 * 4 <= BLOCK_STACK_BYTES < 820 * 164 * 1000 * 4
-    assert block_rows_for(100_000, 1000) == MIN_BLOCK_ROWS and block_rows_for(0, 1000) == 256
+    assert block_rows_for(140 * 2 + 70, 1000) == 256 and block_rows_for(1810, 1000) == 256
+    assert block_rows_for(820 * 4, 1000) == 163
+    assert 820 * 4 * 163 * 1000 <= BLOCK_STACK_BYTES < 820 * 4 * 164 * 1000
+    assert block_rows_for(400_000, 1000) == MIN_BLOCK_ROWS and block_rows_for(0, 1000) == 256
+
+
+def test_held_bytes_are_what_the_encoded_stack_holds(data: Path, tmp_path: Path) -> None:
+    """The block budget's bytes per pixel are those of the stack the loader builds: 2 per date for a
+    uint16 band held as stored, 4 for a float32 one (the float32 DN catalogue)."""
+    from tiles.engine.asset_reader import AssetReader
+    from tiles.engine.stac_load import held_bytes
+
+    man, root = load_manifest("eolearn_slovenia")
+    window = load_stack(man, root, variables={"B2"}).window
+    for dtype, size in (("uint16", 2), ("float32", 4)):
+        sub = tmp_path / dtype
+        sub.mkdir()
+        items = items_from_catalog(_catalog(data, sub, dtype=dtype))
+        with AssetReader() as reader:
+            got = held_bytes(items, BANDS, "s2", reader)
+            st = load_stac_stack(items, window, BANDS, year=2015, level="L1C", reader=reader, encoded=True)
+        assert got == len(BANDS) * size
+        assert sum(v.nbytes for _, v in st.variables.values()) == got * len(items) * window.height * window.width

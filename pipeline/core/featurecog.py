@@ -64,7 +64,7 @@ def write_feature_cog(
     """
     nodata = np.isnan(values).reshape(len(spec.features), -1).sum(1)
     band_extra: list[dict[str, object]] = [{} for _ in spec.features]
-    data: np.ndarray = values.astype(np.float32)
+    data: np.ndarray = values.astype(np.float32, copy=False)  # no second copy of the tile
     fill: float = np.nan
     scales = None
     if spec.export_dtype == "int16":

@@ -182,6 +182,11 @@ def open_on_grid(
             yield GridReader(vrt, np.dtype(src.dtypes[0]), src.nodata, Path(path))
 
 
+MAP_POINTS = 65_536
+"""Target pixel centres transformed at a time by :meth:`NearestMap.of` (GDAL answers with Python
+lists of floats, 32 bytes a coordinate: a 256-row block at once would hold 16 MB of them)."""
+
+
 @dataclass(frozen=True)
 class NearestMap:
     """Which source pixel lies under each target pixel's centre: GDAL's nearest-neighbour rule
@@ -225,13 +230,18 @@ class NearestMap:
         """
         h, w = dst_shape
         t = dst_transform
-        cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-        x = t.c + cols * t.a + rows * t.b
-        y = t.f + cols * t.d + rows * t.e
-        xs, ys = transform_points(dst_crs, crs, x.ravel(), y.ravel())  # GDAL's OGR transform, as its warper's
         inv = ~transform
-        sc = inv.a * np.asarray(xs) + inv.b * np.asarray(ys) + inv.c
-        sr = inv.d * np.asarray(xs) + inv.e * np.asarray(ys) + inv.f
+        sc = np.empty(h * w)
+        sr = np.empty(h * w)
+        step = max(1, MAP_POINTS // max(1, w))  # rows at a time: GDAL returns Python lists
+        for r0 in range(0, h, step):
+            cols, rows = np.meshgrid(np.arange(w) + 0.5, np.arange(r0, min(h, r0 + step)) + 0.5)
+            x = t.c + cols * t.a + rows * t.b
+            y = t.f + cols * t.d + rows * t.e
+            xs, ys = transform_points(dst_crs, crs, x.ravel(), y.ravel())  # GDAL's OGR transform, as its warper's
+            xa, ya = np.asarray(xs), np.asarray(ys)
+            sc[r0 * w : r0 * w + xa.size] = inv.a * xa + inv.b * ya + inv.c
+            sr[r0 * w : r0 * w + xa.size] = inv.d * xa + inv.e * ya + inv.f
         with np.errstate(invalid="ignore"):
             inside = (sc >= 0) & (sr >= 0) & (sc < shape[1]) & (sr < shape[0])
         if not inside.any():
@@ -244,9 +254,26 @@ class NearestMap:
         return cls(Window(c0, r0, c1 - c0, r1 - r0), index, inside)
 
     def gather(self, values: np.ndarray, nodata: float | None, out: np.ndarray) -> None:
-        """Write the decoded ``values`` (the :attr:`roi`, source dtype) into ``out`` (float32
-        (H, W)): NaN outside the source and where the source is ``nodata``.
+        """Write the decoded ``values`` (the :attr:`roi`, source dtype) into ``out`` ((H, W)).
+
+        ``out`` float: NaN outside the source and where the source is ``nodata``. ``out`` of the
+        source's integer dtype: the values as stored, ``nodata`` outside the source (decoded
+        later, :class:`tiles.engine.stack.Encoding`).
+
+        Raises:
+            ValueError: an integer ``out`` whose dtype is not the source's, not C-contiguous, or
+                without ``nodata``.
         """
+        if not np.issubdtype(out.dtype, np.floating):
+            if out.dtype != values.dtype or nodata is None or not out.flags.c_contiguous:
+                raise ValueError(
+                    f"out: a {out.dtype} output takes a source of that dtype with a nodata value, "
+                    f"C-contiguous (got {values.dtype}, nodata {nodata})"
+                )
+            flat = out.reshape(-1)  # a view: out is a C-contiguous slice of the block
+            np.take(values.ravel(), self.index, out=flat)
+            flat[~self.inside] = nodata
+            return
         v = values.ravel().take(self.index)
         bad = ~self.inside
         if nodata is not None:

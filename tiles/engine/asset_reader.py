@@ -5,12 +5,16 @@ array, on threads (issue #28).
 A feature tile is computed in row blocks (:func:`tiles.engine.features.compute_features_blocked`);
 every block reads every asset of the tile. :class:`AssetReader` keeps the datasets open from one
 block to the next, so nothing about a file is parsed twice (header, IFDs, the HTTP range requests
-of a remote COG) and GDAL's block cache (:data:`GDAL_OPTIONS`, 64 MB) keeps the source tiles that
-straddle two blocks. Each asset's window is decoded in its own dtype (``DatasetReader.read``) and
-gathered through a :class:`pipeline.core.warp.NearestMap`: the source pixel under each target pixel
-centre, coordinates transformed exactly by GDAL/PROJ, computed once per source grid and block and
-shared by every asset on that grid (all dates and bands of an MGRS tile), so no per-asset warp is
-set up. NaN where the source is nodata (the file's, or ``raster:bands`` nodata) or absent.
+of a remote COG); GDAL's block cache is kept small (:data:`GDAL_OPTIONS`, 16 MB): a source tile
+that straddles two blocks is decoded by each (about 3× the decoding of reading each file once,
+which one tile row of every asset in memory would avoid at 250 MB and more).
+Each asset's window is decoded in its own dtype (``DatasetReader.read``) and gathered through a
+:class:`pipeline.core.warp.NearestMap`: the source pixel under each target pixel centre,
+coordinates transformed exactly by GDAL/PROJ, computed once per source grid and block and shared
+by every asset on that grid (all dates and bands of an MGRS tile), so no per-asset warp is set
+up. Into a float32 array: NaN where the source is nodata (the file's, or ``raster:bands``
+nodata) or absent; into an array of the sources' integer dtype: the values as stored, the nodata
+value where absent (:class:`tiles.engine.stack.Encoding` decodes them later).
 
 Until issue #28 odc-stac's ``load`` read the assets (one GDAL warp per asset and block, GDAL's
 approximate transformer): the values differ only where that approximation picked the neighbouring
@@ -28,9 +32,11 @@ from __future__ import annotations
 
 import resource
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 import numpy as np
 import rasterio
@@ -41,6 +47,8 @@ from pipeline.core.errors import RasterError
 from pipeline.core.grid import GridWindow
 from pipeline.core.warp import NearestMap
 
+T = TypeVar("T")
+
 FD_MARGIN = 256
 """Open files left to the rest of the process (COG writer, ledger, sockets)."""
 
@@ -48,13 +56,16 @@ GDAL_OPTIONS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # a remote COG: no directory listing per open
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
-    "GDAL_CACHEMAX": 64 * 2**20,  # bytes (rasterio sets GDAL's block cache): RSS stays bounded
+    # bytes (rasterio sets GDAL's block cache). A block's reads share little: each asset's window
+    # is decoded once per block, and one tile row of every asset (210 assets × 1.5 MB for the NDVI
+    # tile) would not fit any reasonable cache, so a small one bounds the RSS at no cost in time
+    "GDAL_CACHEMAX": 16 * 2**20,
 }
 
 
 @dataclass(frozen=True)
 class AssetRead:
-    """One asset to read: band 1 of ``href`` into time slice ``index`` of the output.
+    """One asset to read: band 1 of ``href`` into time slice ``index`` of output array ``array``.
 
     Attributes:
         href: a local path or an http(s) URL (checked earlier by
@@ -69,6 +80,25 @@ class AssetRead:
     index: int
     nodata: float | None = None
     what: str = ""
+    array: int = 0
+
+
+@dataclass(frozen=True)
+class AssetInfo:
+    """What an asset's band 1 holds: its numpy ``dtype`` and the nodata value its reads use
+    (:attr:`AssetRead.nodata` when the metadata give one, else the file's; None when neither).
+    """
+
+    dtype: np.dtype
+    nodata: float | None
+
+
+def _unreadable(r: AssetRead, e: Exception) -> RasterError:
+    return RasterError(
+        f"asset {r.what or r.href} cannot be read ({' '.join(str(e).split())[:200]})",
+        "Check that the file exists and is a valid GeoTIFF/COG (re-download it), or drop the item",
+        path=r.href,
+    )
 
 
 def _max_open() -> int:
@@ -119,26 +149,51 @@ class AssetReader:
                 src.close()
             self._open.clear()
 
-    def read(self, reads: list[AssetRead], window: GridWindow, out: np.ndarray) -> None:
-        """Warp every asset of ``reads`` onto ``window`` into ``out[read.index]``.
+    def read(self, reads: list[AssetRead], window: GridWindow, out: np.ndarray | Sequence[np.ndarray]) -> None:
+        """Warp every asset of ``reads`` onto ``window`` into ``out[read.array][read.index]``.
 
         Args:
             reads: the assets.
             window: the target grid window (EPSG:3035, 10 m).
-            out: float32 (N, window.height, window.width), prefilled with NaN by the caller;
-                each read writes its slice, NaN where the source is nodata or absent.
+            out: one array or a sequence of arrays (N, window.height, window.width), prefilled by
+                the caller: float32 (NaN where the source is nodata or absent), or the sources'
+                own integer dtype (the source's nodata value where it is nodata or absent; every
+                asset read into it must have that dtype and nodata, :meth:`info`).
 
         Raises:
             RasterError: an asset that cannot be opened or decoded (names the item, asset and href).
         """
+        arrays = [out] if isinstance(out, np.ndarray) else list(out)
+        self._map(lambda r: self._read_one(r, window, arrays[r.array]), reads)
+
+    def info(self, reads: list[AssetRead]) -> list[AssetInfo]:
+        """The dtype and effective nodata of each asset of ``reads`` (the datasets are opened,
+        and stay open for the reads).
+
+        Raises:
+            RasterError: an asset that cannot be opened (names the item, asset and href).
+        """
+        return self._map(self._info_one, reads)
+
+    def _map(self, fn: Callable[[AssetRead], T], reads: list[AssetRead]) -> list[T]:
+        """``fn`` of every read, on the thread pool; the first failure once every call has ended."""
         if self.threads <= 1 or len(reads) <= 1:
-            for r in reads:
-                self._read_one(r, window, out)
-            return
+            return [fn(r) for r in reads]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="eulc-read")
-        for f in [self._pool.submit(self._read_one, r, window, out) for r in reads]:
-            f.result()  # the first failure, once every read has ended
+        return [f.result() for f in [self._pool.submit(fn, r) for r in reads]]
+
+    def _info_one(self, r: AssetRead) -> AssetInfo:
+        try:
+            with rasterio.Env(**GDAL_OPTIONS):
+                src, _, close = self._dataset(r.href)
+                try:
+                    return AssetInfo(np.dtype(src.dtypes[0]), r.nodata if r.nodata is not None else src.nodata)
+                finally:
+                    if close:
+                        src.close()
+        except (RasterioIOError, OSError) as e:
+            raise _unreadable(r, e) from None
 
     def _dataset(self, href: str) -> tuple[rasterio.io.DatasetReader, threading.Lock, bool]:
         """The open dataset of ``href``, the lock its reads hold (a GDAL dataset is read by one
@@ -179,11 +234,7 @@ class AssetReader:
                     if close:
                         src.close()
         except (RasterioIOError, OSError) as e:
-            raise RasterError(
-                f"asset {r.what or r.href} cannot be read ({' '.join(str(e).split())[:200]})",
-                "Check that the file exists and is a valid GeoTIFF/COG (re-download it), or drop the item",
-                path=r.href,
-            ) from None
+            raise _unreadable(r, e) from None
         grid.gather(values, nodata, out[r.index])
 
     def _grid(self, src: rasterio.io.DatasetReader, window: GridWindow) -> NearestMap | None:

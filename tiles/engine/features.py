@@ -28,7 +28,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 import numexpr as ne
 import numpy as np
@@ -38,6 +38,7 @@ from scipy.ndimage import uniform_filter
 from pipeline.core.config import cpu_threads
 from pipeline.core.errors import NoSceneError, RasterError
 from pipeline.core.grid import GridWindow
+from pipeline.core.memory import return_freed_memory
 from pipeline.core.spec import CloudMask, Feature, FeatureSpec
 from tiles.engine.composite import OrderStats, focal_median, numpy_order_stats
 from tiles.engine.stack import MASK_VARIABLES, Stack
@@ -57,11 +58,12 @@ def feature_inputs(spec: FeatureSpec, feature: Feature, stack_vars: set[str]) ->
     return spec.inputs(feature)
 
 
-def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluate the feature's source on every acquisition; return times (T,) and float32
-    values (T, H, W) with masked pixels as NaN.
+def _check_inputs(spec: FeatureSpec, feature: Feature, stack: Stack) -> set[str]:
+    """The stack variables ``feature`` reads, checked: present, and on the same dates.
+
+    Raises:
+        RasterError: a band is missing from the stack, or the bands have different dates.
     """
-    sensor = spec.sensors[feature.sensor]
     names = feature_inputs(spec, feature, set(stack.variables))
     missing = sorted(n for n in names if n not in stack.variables)
     if missing:
@@ -78,15 +80,40 @@ def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack) -> tuple[n
                 f"bands {sorted(names)} of feature {feature.name!r} have different acquisition dates",
                 "Give every band for every date",
             )
+    return names
+
+
+def _masked_series(
+    spec: FeatureSpec, feature: Feature, stack: Stack, rows: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate the feature's source on every acquisition, on the window's rows ``rows``
+    (``(first, end)``, default all); return times (T,) and float32 values (T, rows, W) with
+    masked pixels as NaN.
+
+    Raises:
+        RasterError: as :func:`_check_inputs`; the feature names an orbit pass the stack does
+            not record (:func:`_orbit_filter`).
+    """
+    sensor = spec.sensors[feature.sensor]
+    names = _check_inputs(spec, feature, stack)
+    times = stack.variables[next(iter(sorted(names)))][0]
+    r0, r1 = rows if rows is not None else (0, stack.window.height)
     keep = _orbit_filter(feature, stack, sorted(names), times)
     if feature.source in spec.indices and feature.source in stack.variables:
-        values = stack.variables[feature.source][1][keep]
+        values = stack.values(feature.source, (r0, r1), keep)
+        if feature.source not in stack.encodings:  # a view of the stack: masked below, so copied
+            values = np.array(values, dtype=np.float32)
     else:
         expr = spec.expression(feature)
-        local = {n: _take(stack.variables[n][1], keep) for n in names}  # read only
         if sensor.focal_median_radius_m:  # S1 speckle filter on the bands, as GEE's focalMedian
             radius_px = sensor.focal_median_radius_m / float(stack.window.grid.res_m)
-            local = {n: focal_median(v, radius_px) for n, v in local.items()}
+            # the chunk with a halo of the kernel's radius, cut at the window's edges as the whole
+            # window is: its rows come out as the whole window's
+            halo = int(np.ceil(radius_px))
+            a, b = max(0, r0 - halo), min(stack.window.height, r1 + halo)
+            local = {n: focal_median(stack.values(n, (a, b), keep), radius_px)[:, r0 - a : r1 - a] for n in names}
+        else:
+            local = {n: stack.values(n, (r0, r1), keep) for n in names}  # read only
         if sensor.kind == "s1" and sensor.units == "dB":  # stacks hold linear σ0; the spec reads dB
             with np.errstate(divide="ignore", invalid="ignore"):
                 local = {n: (10 * np.log10(v)).astype(np.float32) for n, v in local.items()}
@@ -94,11 +121,9 @@ def _masked_series(spec: FeatureSpec, feature: Feature, stack: Stack) -> tuple[n
             values = np.asarray(ne.evaluate(expr, local_dict=local), dtype=np.float32)
         values[~np.isfinite(values)] = np.nan
     times = times[keep]
-    mask = np.zeros(values.shape, dtype=bool)
     for var, test in _mask_tests(sensor.cloud_probability, sensor.scl_mask):
         if var in stack.variables:
-            mask |= _align(stack.variables[var], times, test, values.shape)
-    values[mask] = np.nan
+            _apply_mask((stack.variables[var][0], stack.values(var, (r0, r1))), times, test, values)
     if sensor.daily_mosaic:
         times, values = _daily_mosaic(times, values)
     return times, values
@@ -141,23 +166,21 @@ def _mask_tests(clp: CloudMask | None, scl: tuple[int, ...]) -> list[tuple[str, 
     return tests
 
 
-def _align(
+def _apply_mask(
     var: tuple[np.ndarray, np.ndarray],
     times: np.ndarray,
     test: Callable[[np.ndarray], np.ndarray],
-    shape: tuple[int, ...],
-) -> np.ndarray:
-    """Mask (T, H, W) from a mask variable, matched to ``times`` by acquisition time; an
-    acquisition without a mask layer is not masked.
+    values: np.ndarray,
+) -> None:
+    """Set ``values`` (T, H, W) to NaN where the mask variable's ``test`` holds, matched to
+    ``times`` by acquisition time; an acquisition without a mask layer is not masked.
     """
     mt, mv = var
-    out = np.zeros(shape, dtype=bool)
     pos = {t: i for i, t in enumerate(mt)}
     for i, t in enumerate(times):
         j = pos.get(t)
         if j is not None:
-            out[i] = test(mv[j])
-    return out
+            values[i][test(mv[j])] = np.nan
 
 
 def _daily_mosaic(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,6 +237,22 @@ def _reduce(feature: Feature, values: np.ndarray) -> np.ndarray:
     )
 
 
+SERIES_CHUNK_BYTES = 4 * 2**20
+"""What one task's masked series may hold (float32 acquisitions × rows × width): a block's series
+are computed and reduced in row chunks of this size (15 rows of a 70-date, 1,000 px block), so a
+series never exists for the whole block at once and the block's memory is its stack (issue #28);
+each task also holds its decoded bands, masks and sort, a few times this."""
+
+
+def chunk_rows_for(stack: Stack, budget_bytes: int | None = None) -> int:
+    """Rows per series task for ``stack``: as many as ``budget_bytes`` (default
+    :data:`SERIES_CHUNK_BYTES`) of float32 hold at its longest time series, at least 1.
+    """
+    budget = SERIES_CHUNK_BYTES if budget_bytes is None else budget_bytes
+    longest = max((len(t) for t, _ in stack.variables.values()), default=1)
+    return max(1, budget // max(1, longest * stack.window.width * 4))
+
+
 def compute_features(
     spec: FeatureSpec,
     stack: Stack,
@@ -223,8 +262,15 @@ def compute_features(
     release: bool = False,
     order_stats: OrderStats | None = None,
     threads: int | None = None,
+    chunk_rows: int | None = None,
 ) -> np.ndarray:
     """Compute every feature of ``spec`` on ``stack`` for the map ``year``.
+
+    Each source series (sensor, source, orbit) is masked and reduced in row chunks (tasks of
+    ``chunk_rows`` rows, on threads): every statistic of a pixel depends on that pixel's series
+    only, so the chunks give the values of the whole window bit for bit (the texture is computed
+    from the whole window's median once its chunks are done; the S1 focal median reads the chunk
+    with a halo of its radius, cut at the window's edges as the whole window is).
 
     Args:
         spec: the (selected) spec; output bands follow its order.
@@ -236,8 +282,9 @@ def compute_features(
             blocks' stacks; a caller that reads the stack afterwards leaves it False).
         order_stats: how percentiles, medians and the texture's median are computed (default
             numpy; ``model.reduce_torch.order_stats_on`` sorts in torch on a GPU, same values).
-        threads: source series computed at once (default
-            :func:`pipeline.core.config.cpu_threads`); each holds its masked series and sort.
+        threads: tasks computed at once (default :func:`pipeline.core.config.cpu_threads`);
+            each holds one chunk's masked series and its sort.
+        chunk_rows: rows per task (default :func:`chunk_rows_for`: :data:`SERIES_CHUNK_BYTES`).
 
     Returns:
         float32 array (F, H, W) in the spec's stored units (physical × scale); NaN = nodata.
@@ -245,11 +292,13 @@ def compute_features(
     Raises:
         RasterError: a needed band is missing from the stack, or a feature's window holds no
             acquisition in ``year`` (the message names the feature and the window).
+        ValueError: ``chunk_rows`` < 1.
     """
-    physical: dict[str, np.ndarray] = {}
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     # features of one source series (sensor, source, orbit) are computed together, from one masked
-    # series held only while they need it; the percentiles of one series and window share one sort
-    # (each percentile is computed exactly as alone, so the values do not change)
+    # series; the percentiles of one series and window share one sort (each percentile is
+    # computed exactly as alone, so the values do not change)
     groups: dict[tuple[str, str, str | None], list[Feature]] = {}
     for f in spec.features:
         if not f.derived:
@@ -258,49 +307,70 @@ def compute_features(
     order = list(groups.values())
     masks = set(MASK_VARIABLES) & have
     needs = [feature_inputs(spec, m[0], have) | masks for m in order]
-    left = Counter(n for ns in needs for n in ns)  # series still to read each stack variable
+    for members in order:  # a missing band fails before any work, on the calling thread
+        _check_inputs(spec, members[0], stack)
+    # one task per statistic that is not sorted, and per window of the sorted ones (their
+    # siblings come along)
+    reps: list[list[Feature]] = []
+    for members in order:
+        mine: list[Feature] = []
+        for f in members:
+            if not _sorts(f) or all(g.window.months != f.window.months or not _sorts(g) for g in mine):
+                mine.append(f)
+        reps.append(mine)
+    height, width = stack.window.shape
+    rows = chunk_rows or chunk_rows_for(stack)
+    spans = [(r0, min(height, r0 + rows)) for r0 in range(0, height, rows)]
+    tasks = [(g, r0, r1) for g in range(len(order)) for r0, r1 in spans]
+    physical: dict[str, np.ndarray] = {
+        f.name: np.empty((height, width), np.float32) for f in spec.features if not f.derived
+    }
+    medians: dict[tuple[int, str], np.ndarray] = {}  # (group, window rep) → the block's median, for textures
+    for g, mine in enumerate(reps):
+        for f in mine:
+            if _sorts(f) and any(t.stat == "texture_sd" and t.window.months == f.window.months for t in order[g]):
+                medians[(g, f.name)] = np.empty((height, width), np.float32)
+    chunks_left = Counter(g for g, _, _ in tasks)
+    uses = Counter(n for ns in needs for n in ns)  # series still to read each stack variable
     lock = threading.Lock()
 
-    def run(members: list[Feature], needed: set[str], windows: ThreadPoolExecutor | None) -> dict[str, np.ndarray]:
-        series = _masked_series(spec, members[0], stack)
+    def task(g: int, r0: int, r1: int) -> None:
+        members = order[g]
+        series = _masked_series(spec, members[0], stack, (r0, r1))
+        for f in reps[g]:
+            done: dict[str, np.ndarray] = {}
+            med = _reduce_with_siblings(spec, stack, f, members, series, year, done, order_stats)
+            for name, v in done.items():
+                physical[name][r0:r1] = v
+            if med is not None:
+                medians[(g, f.name)][r0:r1] = med
+        del series
         if release:  # a variable no series left to compute reads is dropped: its memory is freed
             with lock:
-                for n in needed:
-                    left[n] -= 1
-                    if left[n] == 0:
-                        stack.variables.pop(n, None)
-        # one task per statistic that is not sorted, and per window of the sorted ones (their
-        # siblings come along); the windows of one series are reduced on threads as well
-        reps: list[Feature] = []
-        for f in members:
-            if not _sorts(f) or all(g.window.months != f.window.months or not _sorts(g) for g in reps):
-                reps.append(f)
+                chunks_left[g] -= 1
+                if chunks_left[g] == 0:
+                    for n in needs[g]:
+                        uses[n] -= 1
+                        if uses[n] == 0:
+                            stack.variables.pop(n, None)
 
-        def one(f: Feature) -> dict[str, np.ndarray]:
-            done: dict[str, np.ndarray] = {}
-            _reduce_with_siblings(spec, stack, f, members, series, year, done, order_stats)
-            return done
-
-        parts = list(windows.map(one, reps)) if windows is not None and len(reps) > 1 else [one(f) for f in reps]
-        return {k: v for d in parts for k, v in d.items()}
-
-    # the series run on threads (numpy sorts and numexpr release the GIL); numpy's all-NaN
+    # the tasks run on threads (numexpr and numpy's sorts release the GIL); numpy's all-NaN
     # warnings are silenced once around them (warnings filters are process-wide)
-    n_threads = threads if threads is not None else cpu_threads()
-    workers = min(len(order), n_threads)
-    with _all_nan_stays_nan(), ExitStack() as pools:
-        windows = (
-            pools.enter_context(ThreadPoolExecutor(n_threads, thread_name_prefix="eulc-windows"))
-            if n_threads > 1
-            else None
-        )
-        if workers <= 1:
-            results = [run(m, n, windows) for m, n in zip(order, needs, strict=True)]
+    n_threads = min(len(tasks), threads if threads is not None else cpu_threads())
+    with _all_nan_stays_nan():
+        if n_threads <= 1:
+            for args in tasks:
+                task(*args)
         else:
-            pool = pools.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="eulc-series"))
-            results = list(pool.map(run, order, needs, [windows] * len(order)))
-    for members, done in zip(order, results, strict=True):
-        physical.update(done)
+            with ThreadPoolExecutor(n_threads, thread_name_prefix="eulc-series") as pool:
+                for fut in [pool.submit(task, *args) for args in tasks]:
+                    fut.result()  # the first failure, once every task has ended
+        for (g, rep), med in medians.items():  # around the median: numpy's nanmedian, bit for bit
+            months = next(f.window.months for f in order[g] if f.name == rep)
+            for tex in order[g]:
+                if tex.stat == "texture_sd" and tex.window.months == months:
+                    physical[tex.name] = _texture_sd(med, int(tex.kernel_radius_px or 1))
+    for members in order:
         if on_feature:
             for f in members:
                 on_feature(f.name)
@@ -329,27 +399,29 @@ def _reduce_with_siblings(
     year: int,
     physical: dict[str, np.ndarray],
     order_stats: OrderStats | None = None,
-) -> None:
+) -> np.ndarray | None:
     """Reduce ``f`` over the acquisitions of ``year`` in its window, into ``physical``; a
-    percentile, median or texture together with every member of ``members`` that is one over
-    the same window, from one sort (:func:`tiles.engine.composite.nan_sorted`: numpy's linear
+    percentile or median together with every member of ``members`` that is one over the same
+    window, from one sort (:func:`tiles.engine.composite.nan_sorted`: numpy's linear
     ``nanpercentile`` and ``nanmedian``, bit for bit).
+
+    Returns:
+        float32 (rows, W): the median of that window when a member is a texture over it (the
+        caller computes the texture from the whole window's median), else None.
     """
     times, values = series
     keep = _in_window(spec, f, stack, times, year)
     if not _sorts(f):
         physical[f.name] = _reduce(f, _take(values, keep))
-        return
+        return None
     same = [g for g in members if g.window.months == f.window.months and _sorts(g)]
     pct = [(g, q) for g in same if (q := _percentile_of(g)) is not None]
-    textures = [g for g in same if g.stat == "texture_sd"]
+    textures = any(g.stat == "texture_sd" for g in same)
     with np.errstate(all="ignore"):  # the warnings: _all_nan_stays_nan around the threads
-        res, med = (order_stats or numpy_order_stats)(_take(values, keep), tuple(q for _, q in pct), bool(textures))
+        res, med = (order_stats or numpy_order_stats)(_take(values, keep), tuple(q for _, q in pct), textures)
     for (g, _), r in zip(pct, res, strict=True):
         physical[g.name] = r
-    for g in textures:  # around the median: numpy's nanmedian, bit for bit
-        assert med is not None
-        physical[g.name] = _texture_sd(med, int(g.kernel_radius_px or 1))
+    return med
 
 
 def _sorts(f: Feature) -> bool:
@@ -479,8 +551,10 @@ def compute_features_blocked(
         )
         vals = compute_features(spec, stack, year, release=True, order_stats=order_stats)
         del stack  # freed before the next block is read: one block's stack at a time
+        return_freed_memory()  # and given back to the system (glibc keeps it otherwise)
         h = min(block_rows, window.height - r0)
         out[:, r0 : r0 + h] = vals[:, r0 - top : r0 - top + h]
+        del vals
         if on_block:
             on_block(i + 1, len(starts))
     if first is None:  # no block has a scene: the tile has none

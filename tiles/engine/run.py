@@ -18,7 +18,14 @@ from tiles.engine.asset_reader import AssetReader
 from tiles.engine.cloud_mask import CloudMaskChoice, resolve_cloud_mask
 from tiles.engine.composite import OrderStats
 from tiles.engine.features import compute_features_blocked, feature_inputs
-from tiles.engine.stac_load import DEM_ASSETS, DEM_VARIABLE, item_year, items_from_catalog, load_stac_stack
+from tiles.engine.stac_load import (
+    DEM_ASSETS,
+    DEM_VARIABLE,
+    held_bytes,
+    item_year,
+    items_from_catalog,
+    load_stac_stack,
+)
 from tiles.engine.stac_search import StacApi, search_items
 from tiles.engine.stack import Stack, canonical_band, load_manifest, load_stack, manifest_variables, manifest_window
 
@@ -228,6 +235,7 @@ def features_from_stac(
                 kind=k,
                 as_stored=set(sub.indices),
                 reader=reader,
+                encoded=True,  # uint16 DN and uint8 masks held as stored: the block's memory halves
             )
             for k, bands in needed.items()
         }
@@ -239,15 +247,17 @@ def features_from_stac(
             first.level,
             [src for st in stacks.values() for src in st.sources],
             {name: o for st in stacks.values() for name, o in st.orbits.items()},
+            {name: e for st in stacks.values() for name, e in st.encodings.items()},
         )
 
-    if block_rows is None:
-        slices = sum(
-            len(needed[k]) * (len(per_kind[k]) if k == "dem" else sum(item_year(it) == year for it in per_kind[k]))
-            for k in needed
-        )
-        block_rows = block_rows_for(slices, window.width)
     with reader:
+        if block_rows is None:  # the bytes a pixel of a block holds: dates × bands, as held
+            px_bytes = sum(
+                held_bytes(per_kind[k], sorted(needed[k]), k, reader)
+                * (len(per_kind[k]) if k == "dem" else sum(item_year(it) == year for it in per_kind[k]))
+                for k in needed
+            )
+            block_rows = block_rows_for(px_bytes, window.width)
         values, stack = compute_features_blocked(
             compute_spec,
             load,
@@ -280,16 +290,18 @@ def _carries(item: Any, bands: set[str], kind: str) -> bool:
 
 
 BLOCK_STACK_BYTES = 512 * 2**20
-"""What one row block's stack of source slices may hold (float32): with the masked series, the
-sorts and the feature arrays, a 10 km tile stays under 2 GB of RSS (``benchmarks/RESULTS.md``)."""
+"""What one row block's stack of source slices may hold: with the series chunks, the sorts and the
+feature arrays, a 10 km tile stays under 2 GB of RSS (``benchmarks/RESULTS.md``)."""
 MAX_BLOCK_ROWS = 256
 MIN_BLOCK_ROWS = 16
 
 
-def block_rows_for(slices: int, width: int) -> int:
-    """Rows per block for ``slices`` source slices (dates × bands) of ``width`` pixels: as many as
-    :data:`BLOCK_STACK_BYTES` holds, between :data:`MIN_BLOCK_ROWS` and :data:`MAX_BLOCK_ROWS`
-    (the 10 NDVI features of 70 dates: 256; the 35 of ``elc10-l1`` with 60 Sentinel-1 dates: 163).
+def block_rows_for(px_bytes: int, width: int) -> int:
+    """Rows per block when a pixel's source slices (dates × bands) take ``px_bytes`` bytes
+    (:func:`tiles.engine.stac_load.held_bytes`: 2 for a uint16 band, 4 for float32) over
+    ``width`` pixels: as many as :data:`BLOCK_STACK_BYTES` holds, between :data:`MIN_BLOCK_ROWS`
+    and :data:`MAX_BLOCK_ROWS` (a 10 km tile: 256 for the 10 NDVI features of 70 dates and for
+    the 35 of ``elc10-l1`` with 60 Sentinel-1 dates, 1,810 bytes a pixel).
     """
-    rows = BLOCK_STACK_BYTES // max(1, slices * width * 4)
+    rows = BLOCK_STACK_BYTES // max(1, px_bytes * width)
     return int(min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, rows)))

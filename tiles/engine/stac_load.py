@@ -28,16 +28,17 @@ produces, so the feature engine cannot tell them apart (issue #7).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pystac
 
+from pipeline.core.dates import utc_datetime64
 from pipeline.core.errors import NoSceneError, RasterError
 from pipeline.core.grid import GridWindow, footprint_lonlat
 from tiles.engine.asset_reader import AssetRead, AssetReader
-from tiles.engine.stack import MASK_VARIABLES, Stack, canonical_band
+from tiles.engine.stack import MASK_VARIABLES, Encoding, Stack, canonical_band
 
 DEM_VARIABLE = "elevation"
 DEM_ASSETS = ("elevation", "data", "dem", "DEM")
@@ -202,10 +203,10 @@ def _item_time(item: pystac.Item) -> np.datetime64:
     raw = item.datetime or item.properties.get("start_datetime")
     if raw is None:
         raise RasterError(f"STAC item {item.id!r} has no datetime", "Give items with datetime or start_datetime")
-    ts = pd.Timestamp(raw)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return np.datetime64(ts.to_datetime64()).astype("datetime64[ns]")
+    try:
+        return utc_datetime64(raw)
+    except (ValueError, TypeError) as e:
+        raise RasterError(f"STAC item {item.id!r}: {e}", "Give an ISO 8601 datetime or start_datetime") from None
 
 
 def item_year(item: pystac.Item) -> int:
@@ -238,6 +239,7 @@ def load_stac_stack(
     kind: str = "s2",
     as_stored: set[str] | None = None,
     reader: AssetReader | None = None,
+    encoded: bool = False,
 ) -> Stack:
     """Load the ``bands`` of S2 (or S1) ``items`` onto ``window``.
 
@@ -255,10 +257,16 @@ def load_stac_stack(
             index assets such as ``ndvi``, unitless).
         reader: the tile's :class:`~tiles.engine.asset_reader.AssetReader` (datasets open across
             its blocks); default: one for this call.
+        encoded: hold each S2/S1 band whose assets all share one integer dtype and nodata value
+            as stored (uint16 DN, uint8 masks), with an :class:`~tiles.engine.stack.Encoding`
+            that decodes it per series to the same float32 values (half or a quarter of the
+            memory, issue #28); read the variables through :meth:`Stack.values`. Other bands
+            (float files, mixed dtypes, no nodata) and DEMs are float32 as without it.
 
     Returns:
         A :class:`Stack` with ``variables[band] = (times, float32 (T, H, W))`` in reflectance
-        0–1 (bands) or native units (masks), NaN = nodata.
+        0–1 (bands) or native units (masks), NaN = nodata (``encoded``: some as stored, with
+        their ``encodings``).
 
     Raises:
         NoSceneError: no item in the window/year.
@@ -295,37 +303,50 @@ def load_stac_stack(
     times = np.array([_item_time(it) for it in chosen], dtype="datetime64[ns]")
     offsets = np.array([_offset(it, level) for it in chosen], np.float32)
     names = [canonical_band(b) for b in bands]
-    buf = np.full((len(names) * len(chosen), window.height, window.width), np.nan, np.float32)
-    raw = {name: buf[k * len(chosen) : (k + 1) * len(chosen)] for k, name in enumerate(names)}
     reads = []
     for k, name in enumerate(names):
         for i, it in enumerate(chosen):
             asset = it.assets.get(keys[name])
             if asset is not None:  # an item without the band: its slice stays nodata
                 href = asset.get_absolute_href() or asset.href
-                reads.append(AssetRead(href, k * len(chosen) + i, _asset_nodata(asset), f"{it.id}/{keys[name]}"))
-    if reader is None:
-        with AssetReader() as own:
-            own.read(reads, window, buf)
-    else:
-        reader.read(reads, window, buf)
+                reads.append(AssetRead(href, i, _asset_nodata(asset), f"{it.id}/{keys[name]}", array=k))
+    with ExitStack() as closing:
+        if reader is None:
+            reader = closing.enter_context(AssetReader())
+        stored = _stored_as(reader, reads, len(names)) if encoded and kind != "dem" else [None] * len(names)
+        shape = (len(chosen), window.height, window.width)
+        raw = {  # one array per band: a band no series needs any more is freed alone
+            name: np.full(shape, np.nan, np.float32) if how is None else np.full(shape, how[1], how[0])
+            for name, how in zip(names, stored, strict=True)
+        }
+        reader.read(reads, window, list(raw.values()))
     reflectance = [n for n in raw if n not in MASK_VARIABLES and n not in (as_stored or set())]
+    nodata = {name: (None if how is None else int(how[1])) for name, how in zip(names, stored, strict=True)}
     if kind == "s2":
-        _drop_offsets_the_data_lack(offsets, chosen, {n: raw[n] for n in reflectance})
+        _drop_offsets_the_data_lack(offsets, chosen, {n: raw[n] for n in reflectance}, nodata)
     variables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    encodings: dict[str, Encoding] = {}
     for name, v in raw.items():
         if kind == "dem":  # one terrain layer: the first valid tile value at each pixel
             first = np.argmax(np.isfinite(v), axis=0)
             variables[name] = (times[:1], np.take_along_axis(v, first[None], axis=0))
             continue
-        if kind == "s1":
+        variables[name] = (times, v)
+        scaled = kind == "s2" and name in reflectance
+        if (nod := nodata[name]) is not None:  # held as stored: decoded per series, same values
+            encodings[name] = Encoding(
+                nod,
+                offsets if scaled else np.zeros(len(chosen), np.float32),
+                np.float32(DN_TO_REFLECTANCE if scaled else 1.0),
+                positive=kind == "s1" or (scaled and level == "L2A"),
+            )
+        elif kind == "s1":
             v[v <= 0] = np.nan  # linear backscatter is positive; 0 = no data
-        elif name in reflectance:
+        elif scaled:
             v += offsets[:, None, None]  # in place: the block's buffer is the stack
             v *= np.float32(DN_TO_REFLECTANCE)
             if level == "L2A":
                 v[v <= 0] = np.nan
-        variables[name] = (times, v)
     orbits: dict[str, np.ndarray] = {}
     if kind == "s1":  # the pass of each acquisition (STAC sat extension), for features with `orbit`
         passes = np.array([str(it.properties.get("sat:orbit_state", "")).upper() for it in chosen])
@@ -338,7 +359,54 @@ def load_stac_stack(
             if canonical_band(k) in {canonical_band(b) for b in bands}
         }
     )
-    return Stack(window, variables, level, sources, orbits)
+    return Stack(window, variables, level, sources, orbits, encodings)
+
+
+def held_bytes(items: list[pystac.Item], bands: list[str], kind: str, reader: AssetReader) -> int:
+    """Bytes per pixel that one acquisition of ``bands`` takes in the stack
+    :func:`load_stac_stack` (``encoded=True``) builds: each band's dtype size when it is held as
+    stored (as probed on the first item that carries it: 2 for uint16 DN, 1 for uint8 masks), 4
+    (float32) otherwise. For sizing row blocks (:func:`tiles.engine.run.block_rows_for`).
+
+    Raises:
+        RasterError: the probed asset cannot be opened (names it).
+    """
+    total = 0
+    for band in bands:
+        name = canonical_band(band)
+        found = next(((it, k) for it in items for k in it.assets if canonical_band(k) == name), None)
+        if kind == "dem" or found is None:  # a DEM is float32; a band no item has stays NaN
+            total += 4
+            continue
+        it, key = found
+        asset = it.assets[key]
+        read = AssetRead(asset.get_absolute_href() or asset.href, 0, _asset_nodata(asset), f"{it.id}/{key}")
+        how = _stored_as(reader, [read], 1)[0]
+        total += 4 if how is None else how[0].itemsize
+    return total
+
+
+def _stored_as(reader: AssetReader, reads: list[AssetRead], n: int) -> list[tuple[np.dtype, int] | None]:
+    """Per band (``AssetRead.array``): ``(dtype, nodata)`` when every asset of it has that one
+    integer dtype and a nodata value it can hold, so the band can be held as stored; else None
+    (float32).
+    """
+    infos = reader.info(reads)
+    out: list[tuple[np.dtype, int] | None] = []
+    for k in range(n):
+        kinds = {(i.dtype, i.nodata) for r, i in zip(reads, infos, strict=True) if r.array == k}
+        if len(kinds) != 1:
+            out.append(None)
+            continue
+        dtype, nod = kinds.pop()
+        holds = (
+            np.issubdtype(dtype, np.integer)
+            and nod is not None
+            and float(nod).is_integer()
+            and np.iinfo(dtype).min <= nod <= np.iinfo(dtype).max
+        )
+        out.append((dtype, int(nod)) if holds else None)  # type: ignore[arg-type]
+    return out
 
 
 def _asset_nodata(asset: pystac.Asset) -> float | None:
@@ -353,20 +421,25 @@ def _asset_nodata(asset: pystac.Asset) -> float | None:
     return None
 
 
-def _drop_offsets_the_data_lack(offsets: np.ndarray, items: list[pystac.Item], dn: dict[str, np.ndarray]) -> None:
+def _drop_offsets_the_data_lack(
+    offsets: np.ndarray, items: list[pystac.Item], dn: dict[str, np.ndarray], nodata: dict[str, int | None]
+) -> None:
     """Set ``offsets[i]`` to 0 where acquisition ``i``'s values are already harmonized although
     its metadata say otherwise (see the module docstring); warn once per such item.
 
     Args:
         offsets: float32 (T,) BOA_ADD_OFFSET per acquisition, changed in place.
         items: the T items, for the warning.
-        dn: band → float32 (T, H, W) digital numbers, NaN = nodata.
+        dn: band → (T, H, W) digital numbers: float32 with NaN = nodata, or as stored.
+        nodata: band → the stored nodata value of a band held as stored, None for float32.
     """
     import warnings
 
     for i in np.flatnonzero(offsets != 0):
         for band, v in ((b, a) for b, a in dn.items() if b in CHECK_BANDS):
             valid = v[i] > 0  # NaN compares False
+            if (nod := nodata.get(band)) is not None:
+                valid &= v[i] != nod
             n = np.count_nonzero(valid)
             low = np.count_nonzero(valid & (v[i] < -offsets[i]))
             if n and (share := low / n) > NOT_OFFSET_SHARE:

@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import rasterio
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rasterio.errors import RasterioIOError
 
 from pipeline.core.config import data_dir, demo_data_dir
+from pipeline.core.dates import utc_datetime64
 from pipeline.core.errors import RasterError, SpecError
 from pipeline.core.grid import EEA_10M, Grid, GridWindow, window_for_bounds
 from pipeline.core.warp import nearest_on_grid
@@ -157,18 +157,58 @@ def load_manifest(name_or_path: str | Path) -> tuple[StackManifest, Path]:
     return man, (root_path if root_path.is_absolute() else base / root_path)
 
 
+@dataclass(frozen=True)
+class Encoding:
+    """How a variable held in its source's integer dtype decodes to physical float32 values, as
+    the float32 loader computes them (the same float32 operations in the same order, so the
+    values are bit for bit those of a float32 stack): ``v = float32(DN)``; NaN where
+    ``DN == nodata``; ``v += offset[t]``; ``v *= scale``; NaN where ``v <= 0`` when ``positive``.
+
+    A Sentinel-2 L2A band as distributed (uint16 DN, nodata 0, ``BOA_ADD_OFFSET`` −1000 from
+    baseline 04.00, ``1e-4`` to reflectance: Sentinel-2 L2A Product Specification) takes 2
+    bytes a pixel instead of 4, and a uint8 mask layer (``CLP``, ``SCL``) 1 (issue #28).
+
+    Attributes:
+        nodata: the stored value of nodata and of pixels outside the source.
+        offset: float32 (T,) added to each acquisition's DN (0 when none).
+        scale: float32 multiplier to physical units (1 for masks and stored indices).
+        positive: whether values <= 0 after scaling are nodata (L2A reflectance, as GEE's
+            ``COPERNICUS/S2_SR_HARMONIZED``).
+    """
+
+    nodata: int
+    offset: np.ndarray
+    scale: np.float32
+    positive: bool = False
+
+    def decode(self, stored: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """float32 (len(index), ...) physical values of the acquisitions ``index`` (int (T',))
+        of ``stored`` (integer (T, ...)), NaN = nodata.
+        """
+        dn = stored[index]
+        v = dn.astype(np.float32)
+        v[dn == self.nodata] = np.nan
+        v += self.offset[index].reshape((-1,) + (1,) * (v.ndim - 1))
+        v *= self.scale
+        if self.positive:
+            v[v <= 0] = np.nan
+        return v
+
+
 @dataclass
 class Stack:
     """A stack on a grid window.
 
     Attributes:
         window: the EPSG:3035 10 m grid window.
-        variables: name → (times (T,) datetime64[ns], values float32 (T, H, W) in physical
-            units with NaN for nodata).
+        variables: name → (times (T,) datetime64[ns], values (T, H, W)): float32 in physical
+            units with NaN for nodata, or, for a variable in ``encodings``, as stored (integer
+            DN); read them through :meth:`values`.
         level: processing level (``L1C``/``L2A``).
         sources: the files read.
         orbits: name → the orbit pass of each acquisition (str (T,), ``ASCENDING``,
             ``DESCENDING`` or ``""`` when unknown), for Sentinel-1 variables that have one.
+        encodings: name → how that variable's stored integers decode (:class:`Encoding`).
     """
 
     window: GridWindow
@@ -176,6 +216,25 @@ class Stack:
     level: str
     sources: list[str]
     orbits: dict[str, np.ndarray] = field(default_factory=dict)
+    encodings: dict[str, Encoding] = field(default_factory=dict)
+
+    def values(self, name: str, rows: tuple[int, int] | None = None, keep: np.ndarray | None = None) -> np.ndarray:
+        """A variable's float32 (T', rows, W) physical values (NaN = nodata) on the window's rows
+        ``rows`` (``(first, end)``, default all) for the acquisitions ``keep`` (bool (T,),
+        default all). Read only: without an encoding, every acquisition kept, it is a view of
+        the stored array.
+
+        Raises:
+            KeyError: ``name`` is not a variable of the stack.
+        """
+        stored = self.variables[name][1]
+        if rows is not None:
+            stored = stored[:, rows[0] : rows[1]]
+        enc = self.encodings.get(name)
+        if enc is not None:
+            index = np.arange(len(stored)) if keep is None else np.flatnonzero(keep)
+            return enc.decode(stored, index)
+        return stored if keep is None or keep.all() else stored[keep]
 
 
 def _open(path: Path) -> rasterio.DatasetReader:
@@ -189,7 +248,7 @@ def _open(path: Path) -> rasterio.DatasetReader:
 
 def _times(labels: tuple[str, ...] | list[str], path: Path) -> np.ndarray:
     try:
-        return pd.to_datetime(list(labels)).to_numpy(dtype="datetime64[ns]")
+        return np.array([utc_datetime64(label) for label in labels], dtype="datetime64[ns]")
     except (ValueError, TypeError) as e:
         raise RasterError(
             f"band descriptions are not ISO dates ({e})", "Set `times:` for this item in the manifest", path=path
