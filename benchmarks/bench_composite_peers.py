@@ -4,9 +4,11 @@ eulc against odc-stac + xarray, and the I/O floor, each in a process of its own.
 The tile and catalogue are :mod:`bench_stac_tile`'s (70 synthetic Sentinel-2 L2A scenes in the
 real layout: UTM 33N, uint16 ``B04``/``B08``, uint8 ``CLP``, DEFLATE-tiled, over 10kmE467N253).
 
-- **ours**: :func:`tiles.engine.run.features_from_stac`, 256-row blocks (the default), the feature
-  COG written; the process imports what ``eulc features`` imports (no torch), as the peer's
-  imports only its libraries.
+- **ours**: :func:`tiles.engine.run.features_from_stac` with its default row blocks
+  (:func:`tiles.engine.run.block_rows_for`: 256 rows here), the feature COG written. The process
+  imports the feature engine only, as the peer's imports only its libraries; the ``eulc features``
+  command also imports the model-bundle code (torch, geopandas: about 0.3 GB more resident
+  memory before the tile starts), which this figure leaves out on both sides.
 - **odc-stac + xarray**: what an experienced user of those libraries writes from their
   documentation: ``odc.stac.load`` onto the tile's ``GeoBox`` (EPSG:3035, 10 m, nearest,
   ``groupby="solar_day"`` for the daily mosaic, dask chunks of 256 × 256 px with all dates in one

@@ -8,7 +8,9 @@ in the real layout: UTM 33N, uint16 ``B04``/``B08``, uint8 ``CLP``, DEFLATE-tile
 and 20 m as Sentinel-2 stores them, and 60 Sentinel-1 RTC dates). Read by
 :func:`tiles.engine.run.features_from_stac` with its default blocks (:func:`tiles.engine.run.block_rows_for`).
 
-- **ours**: the call in its own process, importing what ``eulc features`` imports (no torch).
+- **ours**: the call in its own process, importing the feature engine only (the ``eulc features``
+  command also imports the model-bundle code, torch and geopandas: about 0.3 GB more resident
+  memory, not counted here).
 - **profile**: the same call under :mod:`cProfile`; the cumulative seconds of the engine's own
   functions give the parts (:data:`PARTS`); profiling adds overhead, so the parts are read as
   shares of the profiled total.
