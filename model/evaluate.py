@@ -9,6 +9,11 @@ A scenario run writes, in ``out_dir``:
 - ``<scenario>_summary.md`` / ``_summary.csv``: weighted F1 and accuracy in %, mean ± 95 % CI over
   seeds, per split and model, and for LORO/ablation the mean over regions;
 - ``<scenario>_per_class.csv``: F1, user's and producer's accuracy per class and model;
+- ``<scenario>_predictions.parquet``: every run's test predictions, one row per test point
+  (:data:`model.differences.PREDICTION_COLUMNS` and the settings' key);
+- ``<scenario>_differences.md`` / ``.csv``: the first neural model (else the first model) minus
+  each other model, with the seed interval and the paired cell-bootstrap interval
+  (:mod:`model.differences`, issue #29);
 - ``<scenario>_confusion_<model>.png``: the confusion matrix summed over splits and seeds.
 """
 
@@ -27,13 +32,14 @@ from model.augment import PhysicalAugmentation
 from model.baselines import BASELINES, fit_predict_proba_baseline
 from model.bundle import load_bundle
 from model.calibration import expected_calibration_error
+from model.differences import PREDICTION_COLUMNS, difference_table, differences_markdown
 from model.importance import rf_importance
 from model.infer import predict_proba
 from model.metrics import classification_metrics, mean_ci95
 from model.plots import confusion_png
 from model.presets import ABLATION, CANDIDATES, PRESETS, run_config
 from model.priors import adapt
-from model.scenarios import MIN_TEST_SAMPLES, Split, extrap_blocked, extrap_random, loro
+from model.scenarios import LORO_AGGREGATES, MIN_TEST_SAMPLES, SIZE_WEIGHTED, Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, split_rows, train_bridge, training_arrays
 from model.tuning import choose_preset, load_choices, write_choice
 from pipeline.core.atomic import atomic_path
@@ -271,6 +277,9 @@ def run_scenario(
         sort_keys=True,
     )
     done = _load_done(runs_path)
+    preds_path = out_dir / f"{scenario}_predictions.parquet"
+    settings_key = hashlib.sha256(settings.encode()).hexdigest()[:16]
+    preds_other, preds_same = _load_predictions(preds_path, settings_key)
     rows: list[dict[str, Any]] = []
     other: list[dict[str, Any]] = []  # runs of other settings: kept in the file, never dropped
     if len(done):
@@ -278,6 +287,10 @@ def run_scenario(
         rows = [{str(k): v for k, v in r.items()} for r in done[same].to_dict("records")]
         other = [{str(k): v for k, v in r.items()} for r in done[~same].to_dict("records")]
     have = {(r["split"], r["model"], int(r["seed"])) for r in rows}
+    if preds_same:  # keep the predictions of finished runs only (a run cut between the two writes is redone)
+        p0 = preds_same[0]
+        done_key = [(sp, m, int(sd)) in have for sp, m, sd in zip(p0["split"], p0["model"], p0["seed"], strict=True)]
+        preds_same = [p0[np.asarray(done_key, bool)]]
     chosen = load_choices(sel_path, settings)
     # XGBoost has no row or column sampling: the same split (LORO on all rows, every seed) gives the
     # same trees, so it is fitted once per split key
@@ -289,7 +302,8 @@ def run_scenario(
         per_split = len(models) + (sum(m != "svm" for m in models) if adapt_priors else 0)
         on_plan(max(len(seeds) * n_splits * per_split - len(rows), 0))
     for seed in seeds:
-        d = d_all.take(seed_rows(len(d_all.y), max_rows, seed))
+        sub = seed_rows(len(d_all.y), max_rows, seed)
+        d = d_all.take(sub)
         for split in scenario_splits(scenario, d, seed, regions):
             todo = [
                 m
@@ -355,6 +369,9 @@ def run_scenario(
                     }
                     rows.append(row)
                     have.add((split.name, name, seed))
+                    preds_same.append(_prediction_frame(split.name, name, seed, sub[split.test], ds, split, p))
+                    # predictions first: a run is only counted done once both files hold it
+                    _write_predictions(preds_path, preds_other, preds_same, settings_key)
                     _write_runs(runs_path, other + rows)
                     if on_result:
                         on_result(row)
@@ -379,8 +396,66 @@ def run_scenario(
             f"nested: per split, the best of {list(CANDIDATES)} on a blocked hold-out of whole "
             f"EEA 100 km cells inside the training side ({sel_path.name})"
         )
+    preds = pd.concat(preds_same, ignore_index=True) if preds_same else pd.DataFrame(columns=PREDICTION_COLUMNS)
+    preds = preds[preds["seed"].isin(seeds) & preds["model"].isin(wanted)]
+    reference = next((m for m in models if m not in BASELINES), models[0]) if models else ""
+    notes.append(
+        f"paired differences ({scenario}_differences.md): {reference} − each other model, with the seed "
+        "interval and a cell-bootstrap interval (whole EEA 100 km test cells resampled)"
+    )
     write_reports(df, scenario, names, out_dir, notes=notes)
+    write_differences(preds, scenario, len(names), reference, out_dir)
     return df
+
+
+def _load_predictions(path: Path, settings_key: str) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """A scenario's stored test predictions: those of other settings (kept in the file, never
+    dropped) and those of these settings (resumed).
+    """
+    if not path.is_file():
+        return pd.DataFrame(), []
+    p = pd.read_parquet(path)
+    same = p["settings_key"] == settings_key
+    return p[~same], [p[same].drop(columns="settings_key")]
+
+
+def _prediction_frame(
+    split: str, model: str, seed: int, rows: np.ndarray, d: TrainingData, s: Split, pred: np.ndarray
+) -> pd.DataFrame:
+    """One run's test predictions as rows of :data:`PREDICTION_COLUMNS`."""
+    cells = d.cells[s.test].astype(str) if len(d.cells) == len(d.y) else np.full(len(s.test), "")
+    return pd.DataFrame(
+        {
+            "split": split,
+            "model": model,
+            "seed": seed,
+            "row": rows.astype(np.int64),
+            "cell": cells,
+            "y_true": d.y[s.test].astype(np.int16),
+            "y_pred": np.asarray(pred).astype(np.int16),
+        }
+    )
+
+
+def _write_predictions(path: Path, other: pd.DataFrame, same: list[pd.DataFrame], settings_key: str) -> None:
+    frames = [other] if len(other) else []
+    frames += [f.assign(settings_key=settings_key) for f in same]
+    with atomic_path(path) as tmp:
+        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
+
+
+def write_differences(
+    preds: pd.DataFrame, scenario: str, n_classes: int, reference: str, out_dir: Path
+) -> pd.DataFrame:
+    """Write ``<scenario>_differences.csv`` and ``.md``: ``reference`` − every other model with
+    seed and cell-bootstrap intervals (:func:`model.differences.difference_table`); returns the table.
+    """
+    table = difference_table(preds, n_classes, reference) if len(preds) else pd.DataFrame()
+    with atomic_path(out_dir / f"{scenario}_differences.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out_dir / f"{scenario}_differences.md") as tmp:
+        tmp.write_text(differences_markdown(table, scenario), encoding="utf-8")
+    return table
 
 
 def train_side_selection(d: TrainingData, split: Split, k: int, seed: int) -> np.ndarray:
@@ -458,15 +533,6 @@ def per_class_table(df: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-LORO_AGGREGATES = {
-    "mean": "mean of the held-out regions",
-    f"mean (n ≥ {MIN_TEST_SAMPLES})": f"mean of the regions with at least {MIN_TEST_SAMPLES} test points",
-    "pooled": "mean weighted by the regions' test points",
-}
-"""The three LORO figures (issue #15): every region counts once; only regions with enough test
-points to trust; every test point counts once."""
-
-
 def _loro_aggregate(per_split: pd.DataFrame, name: str) -> pd.DataFrame:
     """Per seed, one LORO aggregate of weighted F1, accuracy and ECE over the regions."""
     g = per_split
@@ -474,7 +540,7 @@ def _loro_aggregate(per_split: pd.DataFrame, name: str) -> pd.DataFrame:
         g = g[g["n_test"] >= MIN_TEST_SAMPLES]
     out = []
     for seed, s in g.groupby("seed"):
-        w = s["n_test"].to_numpy(float) if name == "pooled" else np.ones(len(s))
+        w = s["n_test"].to_numpy(float) if name == SIZE_WEIGHTED else np.ones(len(s))
         row: dict[str, Any] = {"seed": seed, "n_test": int(s["n_test"].sum())}
         for k in ("weighted_f1", "accuracy", "ece"):
             v = s[k].to_numpy(float)

@@ -14,6 +14,17 @@ from pipeline.core.errors import SchemaError
 MIN_TEST_SAMPLES = 100
 """LORO regions with fewer test samples are flagged as unreliable (the paper's BlackSea/Steppic)."""
 
+SIZE_WEIGHTED = "size-weighted mean"
+"""The LORO aggregate that weights each region's figure by its test points."""
+LORO_AGGREGATES = {
+    "mean": "mean of the held-out regions",
+    f"mean (n ≥ {MIN_TEST_SAMPLES})": f"mean of the regions with at least {MIN_TEST_SAMPLES} test points",
+    SIZE_WEIGHTED: "mean of the regions' figures weighted by their test points",
+}
+"""The three LORO figures (issue #15): every region counts once; only regions with enough test
+points to trust; each region by its test points (a mean of per-region figures, not the metric of
+the pooled predictions: issue #29 named it so; it was called "pooled")."""
+
 
 @dataclass
 class Split:

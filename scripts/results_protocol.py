@@ -4,18 +4,23 @@
 
 Each RUN_DIR holds a ``loro_runs.csv`` written by ``eulc evaluate --scenario loro`` (runs split
 over several folders, e.g. one per group of regions, are pooled; their settings must agree) and
-optionally ``loro_selection.csv``. Prints: the three LORO aggregates per model (mean ± 95 % CI
-over seeds), the per-region table, and the nested choices.
+optionally ``loro_selection.csv`` and ``loro_predictions.parquet``. Prints: the three LORO
+aggregates per model (mean ± 95 % CI over seeds), the per-region table, the nested choices, and
+(where the predictions are stored) the first model minus each other one with its seed and
+cell-bootstrap intervals (:mod:`model.differences`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from model.evaluate import LORO_AGGREGATES, summary_table
+from model.differences import difference_table, differences_markdown
+from model.evaluate import LORO_AGGREGATES, SIZE_WEIGHTED, summary_table
+from pipeline.core.legend import legend_for
 
 
 def _fmt(m: float, h: float) -> str:
@@ -31,7 +36,7 @@ def main(dirs: list[Path]) -> None:
     models = list(dict.fromkeys(runs["model"]))
     seeds = runs["seed"].nunique()
     print(f"LORO, {runs['level'].iloc[0]}: weighted F1 / accuracy / ECE (%), mean ± 95 % CI over {seeds} seeds\n")
-    print("| model | " + " | ".join(f"{a} wF1" for a in LORO_AGGREGATES) + " | pooled acc | pooled ECE |")
+    print("| model | " + " | ".join(f"{a} wF1" for a in LORO_AGGREGATES) + " | size-weighted acc | size-weighted ECE |")
     print("|---|" + "---|" * (len(LORO_AGGREGATES) + 2))
     for m in models:
         g = s[s["model"] == m].set_index("split")
@@ -39,8 +44,8 @@ def main(dirs: list[Path]) -> None:
             _fmt(g.loc[a, "weighted_f1"], g.loc[a, "weighted_f1_ci95"]) if a in g.index else "–"
             for a in LORO_AGGREGATES
         ]
-        acc = _fmt(g.loc["pooled", "accuracy"], g.loc["pooled", "accuracy_ci95"])
-        ece = _fmt(g.loc["pooled", "ece"], g.loc["pooled", "ece_ci95"])
+        acc = _fmt(g.loc[SIZE_WEIGHTED, "accuracy"], g.loc[SIZE_WEIGHTED, "accuracy_ci95"])
+        ece = _fmt(g.loc[SIZE_WEIGHTED, "ece"], g.loc[SIZE_WEIGHTED, "ece_ci95"])
         print(f"| {m} | " + " | ".join(cells) + f" | {acc} | {ece} |")
     per = s[s["split"].str.startswith("loro-")]
     print("\nPer held-out region (weighted F1 %, mean over seeds; ECE % in brackets)\n")
@@ -59,6 +64,15 @@ def main(dirs: list[Path]) -> None:
         print("|---|" + "---|" * (len(cols) + 1))
         for r in df.to_dict("records"):
             print(f"| {str(r['split'])[5:]} | " + " | ".join(f"{100 * r[c]:.2f}" for c in cols) + f" | {r['winner']} |")
+
+    pred = [d / "loro_predictions.parquet" for d in dirs if (d / "loro_predictions.parquet").is_file()]
+    if pred:
+        key = hashlib.sha256(str(runs["settings"].iloc[0]).encode()).hexdigest()[:16]
+        p = pd.concat([pd.read_parquet(f) for f in pred])
+        p = p[p["settings_key"] == key]
+        n_classes = len(legend_for(str(runs["level"].iloc[0])).names)
+        print()
+        print(differences_markdown(difference_table(p, n_classes, models[0]), "loro"))
 
 
 if __name__ == "__main__":

@@ -155,9 +155,10 @@ def test_loro_aggregates_by_hand() -> None:
     s = ev.summary_table(runs).set_index("split")
     assert s.loc["mean", "weighted_f1"] == pytest.approx(100 * (0.6 + 0.6) / 2)
     assert s.loc["mean (n ≥ 100)", "weighted_f1"] == pytest.approx(100 * (0.75 + 0.7) / 2)
-    pooled = [(0.9 * 1000 + 0.6 * 3000 + 0.3 * 20) / 4020, (0.8 * 1000 + 0.6 * 3000 + 0.4 * 20) / 4020]
-    assert s.loc["pooled", "weighted_f1"] == pytest.approx(100 * np.mean(pooled))
-    assert s.loc["pooled", "weighted_f1_ci95"] > 0
+    sized = [(0.9 * 1000 + 0.6 * 3000 + 0.3 * 20) / 4020, (0.8 * 1000 + 0.6 * 3000 + 0.4 * 20) / 4020]
+    assert s.loc["size-weighted mean", "weighted_f1"] == pytest.approx(100 * np.mean(sized))
+    assert s.loc["size-weighted mean", "weighted_f1_ci95"] > 0
+    assert "pooled" not in s.index  # issue #29: a mean of per-region figures is not a pooled metric
 
 
 def test_nested_choice_and_train_side_selection_never_see_the_test_region(
@@ -206,7 +207,7 @@ def test_nested_choice_and_train_side_selection_never_see_the_test_region(
     assert sizes == n_train.tolist()  # importance fitted on each split's training rows only
     assert df.groupby("seed")["n_test"].first().nunique() == 2  # each seed its own subsample
     md = (tmp_path / "loro_summary.md").read_text()
-    assert "pooled" in md and "mean (n ≥ 100)" in md and "nested:" in md and "top 12" in md
+    assert "size-weighted mean" in md and "mean (n ≥ 100)" in md and "nested:" in md and "top 12" in md
 
 
 def test_training_paths_of_the_candidates_run_on_real_rows(sample_table: Path, tmp_path: Path) -> None:
