@@ -9,10 +9,14 @@ regions, ``i`` their position in :data:`pipeline.core.bioregion.BITS` (0 = a cel
 table). DEFLATE with a horizontal predictor: about 30 KB instead of 0.6 MB, and the same
 (cell → regions) table exactly (``tests/test_bioregion.py`` compares it with the CSV).
 
-Run from the repository root: ``python scripts/build_reference_tables.py``.
+Run from the repository root: ``python scripts/build_reference_tables.py`` (``--out PATH`` writes
+elsewhere, e.g. to compare with the shipped file).
 """
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,8 +27,8 @@ from pipeline.core.bioregion import BITS, CELLS_FILE, SHIPPED_CELLS
 from pipeline.core.config import data_dir
 
 
-def main() -> None:
-    """Write :data:`pipeline.core.bioregion.SHIPPED_CELLS` from the shared data's CSV.
+def main(out: Path = SHIPPED_CELLS) -> None:
+    """Write :data:`pipeline.core.bioregion.SHIPPED_CELLS` (or ``out``) from the shared data's CSV.
 
     Raises:
         DataDirError: the shared data is not found.
@@ -57,15 +61,17 @@ def main() -> None:
         "zlevel": 9,
         "tiled": False,
     }
-    SHIPPED_CELLS.parent.mkdir(exist_ok=True)
-    with rasterio.open(SHIPPED_CELLS, "w", **profile) as dst:
+    out.parent.mkdir(exist_ok=True)
+    with rasterio.open(out, "w", **profile) as dst:  # a file of the repository, rewritten on purpose
         dst.write(grid, 1)
         dst.update_tags(bits=",".join(BITS), source=f"{CELLS_FILE} (EEA Art. 17 biogeographical regions, 10 km)")
     print(
-        f"{SHIPPED_CELLS}: {grid.shape[1]} x {grid.shape[0]} cells, {int((grid > 0).sum()):,} with a region, "
-        f"{SHIPPED_CELLS.stat().st_size:,} bytes"
+        f"{out}: {grid.shape[1]} x {grid.shape[0]} cells, {int((grid > 0).sum()):,} with a region, "
+        f"{out.stat().st_size:,} bytes"
     )
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=SHIPPED_CELLS)
+    main(ap.parse_args().out)

@@ -59,9 +59,11 @@ def main() -> int:
     ap.add_argument("report", type=Path, help="report.html from `eulc report` or `eulc demo`")
     ap.add_argument("--screenshot", type=Path, default=Path("report_screenshot.png"))
     args = ap.parse_args()
+    if not args.report.is_file() or not (args.report.parent / "metrics.json").is_file():
+        sys.exit(f"{args.report}: not an `eulc report` page (it and metrics.json beside it must exist)")
+    browser = _browser()
     html = args.report.read_text(encoding="utf-8")
     metrics = json.loads((args.report.parent / "metrics.json").read_text())
-    browser = _browser()
     url = args.report.resolve().as_uri()
     ok = True
 

@@ -36,6 +36,7 @@ from model.fused import FusedClassifier
 from model.ood import DEFAULT_RANK, fit_ood
 from model.presets import DEFAULT, preset_config
 from model.train import TrainConfig, train_bridge, training_arrays
+from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.legend import legend_for
 from pipeline.table import read_feature_table, table_spec
@@ -91,14 +92,31 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--regions", default="", help="comma-separated held-out regions (default: all)")
+    ap.add_argument("--max-rows", type=int, default=None, help="a seeded random subsample of the rows (quick runs)")
     args = ap.parse_args()
     table, meta = read_feature_table(args.table)
     spec = table_spec(meta, str(args.table))
     feats = spec.names
     d = training_arrays(table, feats)
+    if args.max_rows and len(d.y) > args.max_rows:
+        d = d.take(np.sort(np.random.default_rng(args.seed).choice(len(d.y), args.max_rows, replace=False)))
     cfg = preset_config(DEFAULT, TrainConfig(epochs=args.epochs, lr=1e-3, seed=args.seed), test_fraction=0.0)
     n_cls = len(legend_for("level1"))
+    settings = {
+        "preset": DEFAULT,
+        "epochs": args.epochs,
+        "lr": 1e-3,
+        "seed": args.seed,
+        "max_rows": args.max_rows,
+        "k": 16,
+        "rank": DEFAULT_RANK,
+        "quantile": 0.99,
+        "rare_share": 0.01,
+        "table": str(args.table),
+    }
     done = json.loads(args.out.read_text()) if args.out.is_file() else {"regions": {}, "pool": {}}
+    if done.get("settings", settings) != settings:  # resume only a run of the same settings
+        raise SystemExit(f"{args.out} holds a run with other settings ({done['settings']}); choose another --out")
     pool: dict[str, list[np.ndarray]] = {k: [] for k in ("err", "conf", "land", "far", "dl", "df", "farfull", "dffull")}
     cache = args.out.with_suffix(".npz")
     arrays = dict(np.load(cache)) if cache.is_file() else {}
@@ -142,7 +160,8 @@ def main() -> None:
                 f"{name}_farfull": df_full > full.distance_threshold,
                 f"{name}_dffull": df_full,
             }
-            np.savez(cache, **arrays)
+            with atomic_path(cache) as tmp:
+                np.savez(tmp, **arrays)
             print(f"{name}: trained and scored in {time.time() - t0:.0f} s", flush=True)
         a = [arrays[f"{name}_{k}"] for k in ("err", "conf", "land", "far", "dl", "df", "farfull", "dffull")]
         done["regions"][name] = scores(*a[:6])
@@ -156,18 +175,9 @@ def main() -> None:
     cat = [np.concatenate(pool[k]) for k in pool]
     done["pool"] = scores(*cat[:6])
     done["pool"]["full_rank"] = scores(*cat[:3], cat[6], cat[4], cat[7])
-    done["settings"] = {
-        "preset": DEFAULT,
-        "epochs": args.epochs,
-        "lr": 1e-3,
-        "seed": args.seed,
-        "k": 16,
-        "rank": DEFAULT_RANK,
-        "quantile": 0.99,
-        "rare_share": 0.01,
-        "table": str(args.table),
-    }
-    args.out.write_text(json.dumps(done, indent=1) + "\n")
+    done["settings"] = settings
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(done, indent=1) + "\n")
     print("pooled", json.dumps(done["pool"]), flush=True)
 
 

@@ -1,94 +1,122 @@
-"""The pilot that chose eulc's default (issue #15), on training-side data only.
+"""The pilot behind eulc's default preset, on training-side data only, one LORO fold at a time.
 
-    python scripts/pilot_default.py TABLE.parquet Alpine [--epochs 10] [--only m30,m30kd5]
+    python scripts/pilot_default.py TABLE.parquet --folds Alpine,Mediterranean [--epochs 30]
+        [--candidates eulc,eulc-plain,eulc-coords] [--max-rows N] [--out pilot.csv]
+    python scripts/pilot_default.py TABLE.parquet --folds all     # for the shipped bundle
 
-For one LORO fold (the held-out region named), the training side (the other 7 regions) is
-split again: 15 % of its EEA 100 km cells form an inner hold-out (seed 0), the candidates train
-on the rest and are scored (weighted F1 %) on it, next to XGBoost (the paper's settings) on the
-same rows. The held-out region's rows are never read. Prints one line per model:
-``<fold> <model> <weighted F1 %> <seconds> <selected epoch>``. docs/results.md lists the runs
-(folds Alpine and Mediterranean).
+For each fold (a held-out bioregion), its training side (the other regions) is split again:
+15 % of the side's EEA 100 km cells form an inner hold-out; every candidate preset trains on the
+rest and is scored (weighted F1 %) on it, next to XGBoost (the paper's settings) trained on the
+same rows. This is :func:`model.tuning.choose_preset`, the code ``eulc evaluate --models nested``
+runs inside each split, so the pilot's choice for a fold is the one ``nested`` makes there. The
+fold's own region is never read, and nothing chosen for one fold is carried to another: a single
+preset for every LORO fold cannot be chosen on training-side data alone, because every region is
+some fold's test region (the issue #15 pilot did that; issue #29).
+
+``--folds all`` pilots the shipped bundles' choice: the side is every row except the untouched
+EEA 100 km cells ``eulc train --test-fraction 0.1`` keeps for the model card (seed 0), which stay
+unread. ``--max-rows`` subsamples the table (seeded) for a quick look; the candidates also train
+on at most :data:`model.tuning.INNER_MAX_ROWS` rows, as in ``nested``.
+
+Prints one line per (fold, model): ``<fold> <model> <weighted F1 %> <seconds>`` (a candidate's
+seconds are the fold's mean per candidate), then each fold's winner; ``--out`` writes the same as
+CSV through eulc's guarded writer.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import f1_score
 
 from model.augment import PhysicalAugmentation
 from model.baselines import fit_predict_baseline
-from model.infer import predict_proba
-from model.presets import preset_config
-from model.train import TrainingData, _blocked_or_random, train_bridge, training_arrays
+from model.presets import CANDIDATES, DEFAULT, PRESETS, preset_config
+from model.train import TrainConfig, split_off, split_rows, training_arrays
+from model.tuning import INNER_FRACTION, INNER_MAX_ROWS, choose_preset
+from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
+from pipeline.core.errors import EulcError
+from pipeline.core.legend import legend_for
 from pipeline.table import read_feature_table, table_spec
 
-M = {"location": "none", "region_branch": False, "scaling": "robust", "ema_mode": "step", "dropout": 0.1}
-CANDIDATES: dict[str, dict[str, object]] = {
-    "v1 (issue #4 default)": {},
-    "robust+stepema": {"scaling": "robust", "ema_mode": "step"},
-    "robust+stepema+phys": {"scaling": "robust", "ema_mode": "step", "augment": "physical"},
-    "robust+stepema+kd": {"scaling": "robust", "ema_mode": "step", "distill": 0.5},
-    "d01": {"scaling": "robust", "ema_mode": "step", "dropout": 0.1},
-    "mlp-d01": M,
-    "m30": {**M, "epochs": 30},
-    "m30kd5": {**M, "epochs": 30, "distill": 0.5},
-    "m30phys": {**M, "epochs": 30, "augment": "physical"},
-    "m30kd5phys": {**M, "epochs": 30, "distill": 0.5, "augment": "physical"},
-    "m30minmax": {**M, "epochs": 30, "scaling": "minmax"},
-    "m30epochema": {**M, "epochs": 30, "ema_mode": "epoch"},
-    "m30d0": {**M, "epochs": 30, "dropout": 0.0},
-}
-"""Overrides of the issue #4 default (``eulc-v1``); ``epochs`` defaults to --epochs."""
+TEST_FRACTION = 0.1
+"""The untouched share of ``--folds all`` (as ``scripts/train_pretrained.py`` and the cards)."""
 
 
-def main() -> None:
-    """CLI entry point (see module docstring)."""
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (module docstring); returns the exit status."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("table", type=Path)
-    ap.add_argument("fold", choices=REGIONS)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--only", help="comma-separated candidate names")
+    ap.add_argument("--folds", default="Alpine,Mediterranean", help="comma-separated regions, or 'all'")
+    ap.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated presets")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--level", default="level1", choices=["level1", "level2"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-rows", type=int, default=None)
     ap.add_argument("--no-xgboost", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None, help="CSV of the scores and winners")
+    args = ap.parse_args(argv)
+    folds = [f.strip() for f in args.folds.split(",") if f.strip()]
+    candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    bad = [f for f in folds if f not in (*REGIONS, "all")] + [c for c in candidates if c not in PRESETS]
+    if bad or not folds or not candidates:
+        print(
+            f"pilot_default: unknown fold or preset {bad}; folds: {list(REGIONS)} or all; presets: {list(PRESETS)}",
+            file=sys.stderr,
+        )
+        return 2
     table, meta = read_feature_table(args.table)
     spec = table_spec(meta, str(args.table))
     names = [n for n in spec.names if n in table.columns]
-    d = training_arrays(table, names, "level1")
+    d = training_arrays(table, names, args.level)
+    if args.max_rows and len(d.y) > args.max_rows:
+        d = d.take(np.sort(np.random.default_rng(args.seed).choice(len(d.y), args.max_rows, replace=False)))
     aug = PhysicalAugmentation.from_spec(spec, names)
-    side = np.flatnonzero(np.array(REGIONS)[d.region] != args.fold)
-    tr, va = _blocked_or_random(side, d, 0.15, 0, True)
-    fit = TrainingData(d.x[tr], d.lonlat[tr], d.y[tr], d.region[tr], d.dropped, d.cells[tr])
-    if not args.no_xgboost:
+    n_classes = len(legend_for(args.level).names)
+    cfg = TrainConfig(level=args.level, epochs=args.epochs, lr=1e-3)
+    records = []
+    for fold in folds:
+        if fold == "all":
+            card = preset_config(DEFAULT, cfg, seed=args.seed, test_fraction=TEST_FRACTION, val_fraction=0.0)
+            side = split_rows(d, card)[0]  # the untouched card cells are left out, never read
+        else:
+            side = np.flatnonzero(np.array(REGIONS)[d.region] != fold)
+        data = d.take(side)
         t0 = time.time()
-        pred = fit_predict_baseline("xgboost", d.x[tr], d.y[tr], d.x[va], 0)
-        print(
-            args.fold,
-            "xgboost",
-            round(100 * f1_score(d.y[va], pred, average="weighted"), 2),
-            round(time.time() - t0),
-            "-",
-            flush=True,
+        winner, scores = choose_preset(data, candidates, cfg, args.seed, n_classes, aug)
+        seconds = (time.time() - t0) / len(candidates)
+        if not args.no_xgboost:  # the same inner split and row cap as choose_preset's
+            tr, va = split_off(np.arange(len(data.y)), data, INNER_FRACTION, args.seed, True)
+            if len(tr) > INNER_MAX_ROWS:
+                tr = np.sort(np.random.default_rng(args.seed).choice(tr, INNER_MAX_ROWS, replace=False))
+            t1 = time.time()
+            pred = fit_predict_baseline("xgboost", data.x[tr], data.y[tr], data.x[va], args.seed)
+            f1 = float(f1_score(data.y[va], pred, average="weighted", zero_division=0))
+            took = time.time() - t1
+            records.append({"fold": fold, "model": "xgboost", "inner_weighted_f1": 100 * f1, "seconds": took})
+        for name, v in scores.items():
+            records.append({"fold": fold, "model": name, "inner_weighted_f1": 100 * v, "seconds": seconds})
+        records.append({"fold": fold, "model": f"winner: {winner}", "inner_weighted_f1": 100 * scores[winner]})
+        for r in records[-(len(scores) + 1 + (not args.no_xgboost)) :]:
+            print(r["fold"], r["model"], f"{r['inner_weighted_f1']:.2f}", f"{r.get('seconds', 0):.0f}", flush=True)
+    if args.out is not None:
+        df = pd.DataFrame(records).assign(
+            epochs=args.epochs, level=args.level, seed=args.seed, max_rows=args.max_rows or 0, table=str(args.table)
         )
-    for name in args.only.split(",") if args.only else CANDIDATES:
-        over = {"epochs": args.epochs, "lr": 1e-3, **CANDIDATES[name]}
-        cfg = preset_config("eulc-v1", None, **over)
-        t0 = time.time()
-        res = train_bridge(fit, 7, cfg, augmentation=aug)
-        prob = predict_proba(res.model, res.normalizer.transform(d.x[va]), d.lonlat[va])
-        print(
-            args.fold,
-            name,
-            round(100 * f1_score(d.y[va], prob.argmax(1), average="weighted"), 2),
-            round(time.time() - t0),
-            res.metrics.get("selected_epoch"),
-            flush=True,
-        )
+        with atomic_path(args.out) as tmp:
+            df.to_csv(tmp, index=False)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        sys.exit(main())
+    except EulcError as err:  # bad input: one line, exit 2
+        print(f"pilot_default: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -17,17 +17,25 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import f1_score
 
 from model.api import fit_ood_for_bundle, train_from_table
+from model.baselines import fit_predict_baseline
+from model.bootstrap import Stratum, paired_cell_bootstrap
+from model.bundle import load_bundle
+from model.infer import predict_proba
 from model.presets import DEFAULT, preset_config
-from model.train import TrainConfig
+from model.train import TrainConfig, split_rows, training_arrays
 from pipeline.core.atomic import atomic_path
 from pipeline.core.config import data_dir
 from pipeline.core.hashing import file_sha256
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import load_spec
 from pipeline.stages.pretrained import models_dir
-from pipeline.table import build_feature_table, write_feature_table
+from pipeline.table import build_feature_table, read_feature_table, write_feature_table
 
 ELC10 = Path("elc10_lucas2018") / "lucas2018_elc10_s2_s1_features.csv.gz"
 ELC10_L2 = Path("derived") / "lucas2018_elc10_features_with_lc1_lu1.csv.gz"
@@ -57,9 +65,9 @@ def bundles() -> dict[str, tuple[list[str], str, str]]:
     }
 
 
-def ood_line(name: str) -> str:
+def ood_line(name: str, root: Path) -> str:
     """The model card's bullet on the bundle's OOD reference (``eulc map --ood``, issue #18)."""
-    path = models_dir() / name / "ood.json"
+    path = root / name / "ood.json"
     if not path.is_file():
         return "- **OOD reference:** none (`eulc map --ood` is refused)."
     o = json.loads(path.read_text(encoding="utf-8"))
@@ -72,7 +80,9 @@ def ood_line(name: str) -> str:
     )
 
 
-def card(name: str, desc: str, features: list[str], meta: dict, data_file: Path, sha: str, seconds: float) -> str:
+def card(
+    name: str, desc: str, features: list[str], meta: dict, data_file: Path, sha: str, seconds: float, root: Path
+) -> str:
     """MODEL_CARD.md text."""
     m, cfg = meta["metrics"], meta["train_config"]
     level = meta["legend"]["level"]
@@ -101,9 +111,17 @@ def card(name: str, desc: str, features: list[str], meta: dict, data_file: Path,
         extra.append(f"physical augmentation ({m.get('augmentation', '')})")
     what = "Level-1 land-cover" if level == "level1" else "Level-2 crop-type"
     x = m.get("xgboost_test_weighted_f1")
+    ci = m.get("minus_xgboost_cell_ci95")
+    verdict = (
+        ""
+        if ci is None
+        else f"; paired cell-bootstrap 95 % interval [{ci[0]:+.2f}, {ci[1]:+.2f}] over the "
+        f"{m.get('n_test_cells', 0)} test cells: "
+        + ("this model is better" if ci[0] > 0 else "XGBoost is better" if ci[1] < 0 else "a tie")
+    )
     xgb = (
         "XGBoost (the paper's baseline settings) trained on the same training rows: weighted F1 "
-        f"{pct(x)} on the same test cells ({100 * (m['test_weighted_f1'] - x):+.2f} points for this model)"
+        f"{pct(x)} on the same test cells ({100 * (m['test_weighted_f1'] - x):+.2f} points for this model{verdict})"
         if x is not None
         else "XGBoost on the same rows: not measured (rerun without --cards-only)"
     )
@@ -137,27 +155,37 @@ cells){"; " + "; ".join(extra) if extra else ""}. Inputs: {desc}; {coords}.
 - **Weights:** `weights.safetensors`, SHA-256 `{meta["weights_sha256"][:16]}…`; no pickle.
 - **Reproduce:** `python scripts/train_pretrained.py --only {name}` (CPU training is not
   bit-reproducible across machines; expect the metrics within about ±0.5 points).
-{ood_line(name)}
+{ood_line(name, root)}
 - **Limits:** trained on LUCAS 2018 points with 2018 features (ELC10's L1C composites); the
   Sentinel-1 features are ELC10's. Maps of other years or L2A inputs shift the feature
   distributions. 12 % of the EEA 100 km cells were withheld from the shared data (SOURCES.md).
 """
 
 
-def xgboost_on_same_rows(table: Path, features: list[str], cfg: TrainConfig) -> float:
-    """Weighted F1 on the bundle's untouched test cells of XGBoost (paper settings) trained on
-    the bundle's training rows (the same :func:`model.train.split_rows`).
+def versus_xgboost(bundle_dir: Path, table: Path) -> dict[str, Any]:
+    """The bundle against XGBoost (paper settings) trained on the bundle's own training rows, both
+    scored on its untouched test cells (:func:`model.train.split_rows` with the bundle's stored
+    settings): XGBoost's weighted F1 (0–1) and the paired cell-bootstrap 95 % interval of the
+    difference, bundle − XGBoost, in points (:mod:`model.bootstrap`, issue #29).
+
+    Raises:
+        SystemExit: the rows do not reproduce the bundle's own test score (another table).
     """
-    from sklearn.metrics import f1_score
-
-    from model.baselines import fit_predict_baseline
-    from model.train import split_rows, training_arrays
-    from pipeline.table import read_feature_table
-
-    d = training_arrays(read_feature_table(table)[0], features, cfg.level)
+    b = load_bundle(bundle_dir)
+    cfg = TrainConfig(**b.meta["train_config"])
+    d = training_arrays(read_feature_table(table)[0], b.features, cfg.level)
     tr, _, te = split_rows(d, cfg)
+    ours = predict_proba(b.model, b.normalizer.transform(d.x[te]), d.lonlat[te]).argmax(1)
+    if abs(f1_score(d.y[te], ours, average="weighted") - b.meta["metrics"]["test_weighted_f1"]) > 1e-4:
+        raise SystemExit(f"{bundle_dir}: its test rows are not those of {table} (the card's score does not reproduce)")
     pred = fit_predict_baseline("xgboost", d.x[tr], d.y[tr], d.x[te], cfg.seed)
-    return float(f1_score(d.y[te], pred, average="weighted"))
+    res = paired_cell_bootstrap([Stratum(d.y[te], ours[None], pred[None], d.cells[te])], len(b.legend.names))
+    f = res["weighted_f1"]
+    return {
+        "xgboost_test_weighted_f1": float(f1_score(d.y[te], pred, average="weighted")),
+        "minus_xgboost_cell_ci95": [round(f.low, 3), round(f.high, 3)],
+        "n_test_cells": f.n_cells,
+    }
 
 
 def _sha(src: Path = ELC10) -> str:
@@ -169,52 +197,62 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", action="append", help="bundle name(s) to rebuild")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--out", type=Path, default=None, help="folder of the bundles (default: the shipped models/)")
+    ap.add_argument("--max-rows", type=int, default=None, help="a seeded subsample of each table (quick runs)")
     ap.add_argument("--cards-only", action="store_true", help="rewrite MODEL_CARD.md of existing bundles")
+    ap.add_argument(
+        "--intervals",
+        action="store_true",
+        help="measure existing bundles against XGBoost on their untouched cells (cell-bootstrap interval), "
+        "then rewrite their cards",
+    )
     ap.add_argument(
         "--ood-only",
         action="store_true",
         help="add the OOD reference (issue #18) to existing bundles, fitted on their training rows",
     )
     args = ap.parse_args()
+    root = args.out or models_dir()
+    chosen = {k: v for k, v in bundles().items() if not args.only or k in args.only}
     if args.cards_only:
-        for name, (features, desc, level) in bundles().items():
-            dest = models_dir() / name
-            src = ELC10 if level == "level1" else ELC10_L2
-            meta = json.loads((dest / "bundle.json").read_text(encoding="utf-8"))
-            old = re.search(r"([0-9.]+) min on 2 CPU", (dest / "MODEL_CARD.md").read_text(encoding="utf-8"))
-            with atomic_path(dest / "MODEL_CARD.md") as t:
-                t.write_text(
-                    card(name, desc, features, meta, src, _sha(src), 60 * float(old.group(1)) if old else float("nan")),
-                    encoding="utf-8",
-                )
+        for name, (features, desc, level) in chosen.items():
+            write_card(root, name, desc, features, level)
         return
     spec = load_spec("elc10")
     with tempfile.TemporaryDirectory() as tmp:
         tables = {}
         for level, src in (("level1", ELC10), ("level2", ELC10_L2)):
+            if not any(lv == level for _, _, lv in chosen.values()):
+                continue
             tables[level] = Path(tmp) / f"{level}.parquet"
             gdf, _ = build_feature_table([data_dir((str(src),)) / src], spec)
+            if args.max_rows and len(gdf) > args.max_rows:
+                gdf = gdf.iloc[np.sort(np.random.default_rng(SEED).choice(len(gdf), args.max_rows, replace=False))]
             write_feature_table(gdf, tables[level])
-        for name, (features, desc, level) in bundles().items():
-            if args.only and name not in args.only:
-                continue
+        for name, (features, desc, level) in chosen.items():
+            dest = root / name
             if args.ood_only:
-                ref = fit_ood_for_bundle(models_dir() / name, tables[level])
-                cpath = models_dir() / name / "MODEL_CARD.md"
+                ref = fit_ood_for_bundle(dest, tables[level])
+                cpath = dest / "MODEL_CARD.md"
                 text = re.sub(
                     r"- \*\*OOD reference.*?\n(?=- \*\*Limits)", "", cpath.read_text(encoding="utf-8"), flags=re.S
                 )
-                with atomic_path(cpath) as t:
-                    t.write_text(text.replace("- **Limits:**", ood_line(name) + "\n- **Limits:**"), encoding="utf-8")
+                with atomic_path(cpath, recognise=_in_bundle) as t:
+                    t.write_text(
+                        text.replace("- **Limits:**", ood_line(name, root) + "\n- **Limits:**"), encoding="utf-8"
+                    )
                 print(f"{name}: OOD reference, K = {ref.k}, {ref.info['n_rows']} training rows", flush=True)
                 continue
-            src = ELC10 if level == "level1" else ELC10_L2
+            if args.intervals:
+                _add_metrics(dest, versus_xgboost(dest, tables[level]))
+                write_card(root, name, desc, features, level)
+                print(f"{name}: {json.loads((dest / 'bundle.json').read_text())['metrics']}", flush=True)
+                continue
             epochs = args.epochs if level == "level1" else L2_EPOCHS
             cfg = preset_config(
                 DEFAULT, TrainConfig(level=level, epochs=epochs, lr=LR, seed=SEED), test_fraction=TEST_FRACTION
             )
             sel = FeatureSelection.of(spec, features, "names", note=desc)
-            dest = models_dir() / name
             t0 = time.perf_counter()
             train_from_table(
                 tables[level],
@@ -225,11 +263,41 @@ def main() -> None:
                 overwrite=True,
             )
             seconds = time.perf_counter() - t0
+            _add_metrics(dest, versus_xgboost(dest, tables[level]))
+            write_card(root, name, desc, features, level, seconds)
             meta = json.loads((dest / "bundle.json").read_text(encoding="utf-8"))
-            meta["metrics"]["xgboost_test_weighted_f1"] = xgboost_on_same_rows(tables[level], features, cfg)
-            with atomic_path(dest / "MODEL_CARD.md") as t:
-                t.write_text(card(name, desc, features, meta, src, _sha(src), seconds), encoding="utf-8")
             print(f"wrote {dest}: test weighted F1 {meta['metrics']['test_weighted_f1']:.4f}", flush=True)
+
+
+def _in_bundle(path: Path) -> bool:
+    """A file of an eulc bundle folder (the shipped ones were committed without eulc's journal)."""
+    try:
+        fmt = json.loads((path.parent / "bundle.json").read_text(encoding="utf-8")).get("format", "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(fmt, str) and fmt.startswith("eulc-bundle/")
+
+
+def _add_metrics(dest: Path, extra: dict[str, Any]) -> None:
+    """Add card-only figures to the bundle's metrics (bundle.json, rewritten through the guarded writer)."""
+    meta = json.loads((dest / "bundle.json").read_text(encoding="utf-8"))
+    meta["metrics"].update(extra)
+    with atomic_path(dest / "bundle.json", recognise=_in_bundle) as t:
+        t.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def write_card(root: Path, name: str, desc: str, features: list[str], level: str, seconds: float | None = None) -> None:
+    """(Re)write ``root/name/MODEL_CARD.md`` from its bundle.json; the training time is kept from
+    the old card when ``seconds`` is None.
+    """
+    dest = root / name
+    src = ELC10 if level == "level1" else ELC10_L2
+    meta = json.loads((dest / "bundle.json").read_text(encoding="utf-8"))
+    if seconds is None:
+        old = re.search(r"([0-9.]+) min on 2 CPU", (dest / "MODEL_CARD.md").read_text(encoding="utf-8"))
+        seconds = 60 * float(old.group(1)) if old else float("nan")
+    with atomic_path(dest / "MODEL_CARD.md", recognise=_in_bundle) as t:
+        t.write_text(card(name, desc, features, meta, src, _sha(src), seconds, root), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,185 @@
+"""Every script in ``scripts/`` runs, on a tiny setting, as a reader would run it (issue #29 part 3:
+``pilot_default.py`` had stopped importing and nothing noticed).
+
+Each script has one case here; a new script without a case fails :func:`test_every_script_has_a_case`.
+The cases check what the script produced against an independent oracle where there is one (the
+shipped file a generator made, the runs a table was built from), not only that it exited 0."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py"))
+CASES = {
+    "build_reference_tables.py",
+    "check_report_browser.py",
+    "make_bridge_lc_196_spec.py",
+    "mutants.py",
+    "ood_loro.py",
+    "pilot_default.py",
+    "results_protocol.py",
+    "results_tables.py",
+    "train_pretrained.py",
+}
+
+
+def script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python scripts/<name> args`` from ``cwd`` (not the checkout: nothing may depend on it)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
+
+
+def test_every_script_has_a_case() -> None:
+    assert set(SCRIPTS) == CASES
+
+
+def test_build_reference_tables_reproduces_the_shipped_raster(data: Path, tmp_path: Path) -> None:
+    from pipeline.core.bioregion import SHIPPED_CELLS
+
+    p = script("build_reference_tables.py", "--out", str(tmp_path / "b.tif"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    with rasterio.open(tmp_path / "b.tif") as a, rasterio.open(SHIPPED_CELLS) as b:
+        assert np.array_equal(a.read(), b.read()) and a.transform == b.transform and a.crs == b.crs
+        assert a.tags()["bits"] == b.tags()["bits"]
+
+
+def test_make_bridge_lc_196_spec_reproduces_the_shipped_spec(tmp_path: Path) -> None:
+    p = script("make_bridge_lc_196_spec.py", "--out", str(tmp_path / "s.yaml"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    shipped = ROOT / "pipeline" / "specs" / "bridge-lc-196.yaml"
+    assert (tmp_path / "s.yaml").read_text() == shipped.read_text()
+    assert len(yaml.safe_load(shipped.read_text())["features"]) == 196
+
+
+def test_check_report_browser_refuses_a_missing_page_in_one_line(tmp_path: Path) -> None:
+    p = script("check_report_browser.py", str(tmp_path / "none.html"), cwd=tmp_path)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "not an `eulc report` page" in p.stderr
+
+
+def test_mutants_kills_one_named_mutant(data: Path, tmp_path: Path) -> None:
+    p = script("mutants.py", "6", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr[-2000:]
+    assert "mutant 6" in p.stdout and "killed" in p.stdout and "1 of 1 named mutants killed" in p.stdout
+
+
+def test_ood_loro_runs_one_region_and_refuses_other_settings_on_resume(full_table: Path, tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path / "o.json"), "--regions", "Pannonian", "--max-rows", "3000"]
+    p = script("ood_loro.py", str(full_table), *args, "--epochs", "1", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads((tmp_path / "o.json").read_text())
+    pann = out["regions"]["Pannonian"]
+    assert out["pool"]["n"] == pann["n"] > 0 and 0 <= pann["accuracy"] <= 1 and 0 <= pann["flag_any"] <= 1
+    assert out["settings"]["max_rows"] == 3000
+    p = script("ood_loro.py", str(full_table), *args, "--epochs", "2", cwd=tmp_path)
+    assert p.returncode == 1 and "other settings" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_pilot_default_chooses_inside_one_fold(full_table: Path, tmp_path: Path) -> None:
+    """The pilot on the Pannonian fold: the winner is the candidate with the best inner score
+    (ties: the earlier), XGBoost is scored on the same inner hold-out, and bad input is one line."""
+    p = script(
+        "pilot_default.py",
+        str(full_table),
+        "--folds",
+        "Pannonian",
+        "--candidates",
+        "eulc-plain,eulc-coords",
+        "--epochs",
+        "1",
+        "--max-rows",
+        "3000",
+        "--out",
+        str(tmp_path / "p.csv"),
+        cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    df = pd.read_csv(tmp_path / "p.csv").set_index("model")
+    cand = df.loc[["eulc-plain", "eulc-coords"], "inner_weighted_f1"]
+    best = cand.index[int(np.argmax(cand.to_numpy()))]
+    assert f"winner: {best}" in df.index and 0 < df.loc["xgboost", "inner_weighted_f1"] <= 100
+    assert (df["fold"] == "Pannonian").all()
+    bad = script("pilot_default.py", str(full_table), "--folds", "Atlantis", cwd=tmp_path)
+    assert bad.returncode == 2 and "Atlantis" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def loro_dir(full_table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LORO run (two regions, one seed, 3,000 rows, 1 epoch) as `eulc evaluate` writes it."""
+    from model.evaluate import run_scenario
+    from model.train import TrainConfig
+    from pipeline.core.spec import load_spec
+
+    out = tmp_path_factory.mktemp("loro")
+    run_scenario(
+        full_table,
+        load_spec("elc10").names,
+        "loro",
+        out,
+        models=("mlp", "xgboost"),
+        seeds=(0,),
+        cfg=TrainConfig(epochs=1, lr=1e-3),
+        regions=["Pannonian", "Atlantic"],
+        max_rows=3000,
+    )
+    return out
+
+
+def test_results_protocol_prints_the_runs_and_their_intervals(loro_dir: Path, tmp_path: Path) -> None:
+    p = script("results_protocol.py", str(loro_dir), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    runs = pd.read_csv(loro_dir / "loro_runs.csv")
+    for r in runs.to_dict("records"):  # the per-region table shows each run's weighted F1
+        assert f"{100 * r['weighted_f1']:.2f}" in p.stdout
+    diff = pd.read_csv(loro_dir / "loro_differences.csv").set_index("split")
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("| size-weighted mean | xgboost |"))
+    assert f"{diff.loc['size-weighted mean', 'weighted_f1_diff']:+.2f}" in line
+    assert "size-weighted mean wF1" in p.stdout and "pooled" not in p.stdout
+
+
+def test_results_tables_lists_regions_not_aggregates(loro_dir: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "l2"
+    empty.mkdir()
+    p = script("results_tables.py", str(loro_dir), str(empty), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    level1 = p.stdout.split("## LORO per region, Level-1")[1].split("##")[0]
+    rows = [ln.split("|")[1].strip() for ln in level1.splitlines() if ln.startswith("| ") and "(" in ln]
+    assert sorted(r.split(" (")[0] for r in rows if not r.startswith("region")) == ["Atlantic", "Pannonian"]
+
+
+def test_train_pretrained_writes_a_bundle_with_its_interval(data: Path, tmp_path: Path) -> None:
+    """One bundle on 3,000 rows, 1 epoch, into --out: it loads, its card gives XGBoost on the same
+    untouched cells with the paired cell-bootstrap interval recorded in bundle.json."""
+    from model.bundle import load_bundle
+
+    out = tmp_path / "models"
+    p = script(
+        "train_pretrained.py",
+        "--only",
+        "elc10-ndvi-l1",
+        "--epochs",
+        "1",
+        "--max-rows",
+        "3000",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    b = load_bundle(out / "elc10-ndvi-l1")
+    m = b.meta["metrics"]
+    lo, hi = m["minus_xgboost_cell_ci95"]
+    assert lo <= 100 * (m["test_weighted_f1"] - m["xgboost_test_weighted_f1"]) <= hi and m["n_test_cells"] > 5
+    assert f"[{lo:+.2f}, {hi:+.2f}]" in (out / "elc10-ndvi-l1" / "MODEL_CARD.md").read_text()
+    assert sorted(q.name for q in out.iterdir()) == ["elc10-ndvi-l1"]
