@@ -244,9 +244,9 @@ def main() -> None:
                 print(f"{name}: OOD reference, K = {ref.k}, {ref.info['n_rows']} training rows", flush=True)
                 continue
             if args.intervals:
-                _add_metrics(dest, versus_xgboost(dest, tables[level]))
+                _write_comparison(dest, versus_xgboost(dest, tables[level]))
                 write_card(root, name, desc, features, level)
-                print(f"{name}: {json.loads((dest / 'bundle.json').read_text())['metrics']}", flush=True)
+                print(f"{name}: {(dest / COMPARISON).read_text()}", flush=True)
                 continue
             epochs = args.epochs if level == "level1" else L2_EPOCHS
             cfg = preset_config(
@@ -263,7 +263,7 @@ def main() -> None:
                 overwrite=True,
             )
             seconds = time.perf_counter() - t0
-            _add_metrics(dest, versus_xgboost(dest, tables[level]))
+            _write_comparison(dest, versus_xgboost(dest, tables[level]))
             write_card(root, name, desc, features, level, seconds)
             meta = json.loads((dest / "bundle.json").read_text(encoding="utf-8"))
             print(f"wrote {dest}: test weighted F1 {meta['metrics']['test_weighted_f1']:.4f}", flush=True)
@@ -278,21 +278,25 @@ def _in_bundle(path: Path) -> bool:
     return isinstance(fmt, str) and fmt.startswith("eulc-bundle/")
 
 
-def _add_metrics(dest: Path, extra: dict[str, Any]) -> None:
-    """Add card-only figures to the bundle's metrics (bundle.json, rewritten through the guarded writer)."""
-    meta = json.loads((dest / "bundle.json").read_text(encoding="utf-8"))
-    meta["metrics"].update(extra)
-    with atomic_path(dest / "bundle.json", recognise=_in_bundle) as t:
-        t.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+COMPARISON = "versus_xgboost.json"
+"""The card's comparison with XGBoost, beside bundle.json (which it must not touch: its SHA-256 is
+part of the model's digest, which the OOD reference and map resume keys are tied to)."""
+
+
+def _write_comparison(dest: Path, figures: dict[str, Any]) -> None:
+    with atomic_path(dest / COMPARISON, recognise=_in_bundle) as t:
+        t.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
 
 
 def write_card(root: Path, name: str, desc: str, features: list[str], level: str, seconds: float | None = None) -> None:
-    """(Re)write ``root/name/MODEL_CARD.md`` from its bundle.json; the training time is kept from
-    the old card when ``seconds`` is None.
+    """(Re)write ``root/name/MODEL_CARD.md`` from its bundle.json and :data:`COMPARISON`; the
+    training time is kept from the old card when ``seconds`` is None.
     """
     dest = root / name
     src = ELC10 if level == "level1" else ELC10_L2
     meta = json.loads((dest / "bundle.json").read_text(encoding="utf-8"))
+    if (dest / COMPARISON).is_file():
+        meta["metrics"] = {**meta["metrics"], **json.loads((dest / COMPARISON).read_text(encoding="utf-8"))}
     if seconds is None:
         old = re.search(r"([0-9.]+) min on 2 CPU", (dest / "MODEL_CARD.md").read_text(encoding="utf-8"))
         seconds = 60 * float(old.group(1)) if old else float("nan")
