@@ -65,3 +65,23 @@ def expected_calibration_error(prob: np.ndarray, y: np.ndarray, n_bins: int = EC
         if m.any():
             ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
     return float(ece)
+
+
+PROB_FLOOR = 1e-12
+"""Probabilities are floored here before the log (a tree ensemble gives exact zeros)."""
+
+
+def log_probabilities(prob: np.ndarray) -> np.ndarray:
+    """Logits of a model that gives probabilities only (RF, XGBoost): ``log(max(p, 1e-12))``, float64
+    (N, C). Temperature scaling on them is Guo et al.'s method applied to any classifier
+    (softmax(log p) = p, so T = 1 leaves the model unchanged).
+    """
+    return np.log(np.maximum(np.asarray(prob, np.float64), PROB_FLOOR))
+
+
+def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(logits / T)``, float64 (N, C); rows sum to 1."""
+    z = np.asarray(logits, np.float64) / temperature
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(1, keepdims=True))

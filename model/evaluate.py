@@ -31,16 +31,16 @@ import pandas as pd
 from model.augment import PhysicalAugmentation
 from model.baselines import BASELINES, fit_predict_proba_baseline
 from model.bundle import load_bundle
-from model.calibration import expected_calibration_error
+from model.calibration import apply_temperature, expected_calibration_error, fit_temperature, log_probabilities
 from model.differences import PREDICTION_COLUMNS, difference_table, differences_markdown
 from model.importance import rf_importance
 from model.infer import predict_proba
 from model.metrics import classification_metrics, mean_ci95
 from model.plots import confusion_png
-from model.presets import ABLATION, CANDIDATES, PRESETS, run_config
+from model.presets import ABLATION, CANDIDATES, DEFAULT, PRESETS, run_config
 from model.priors import adapt
 from model.scenarios import LORO_AGGREGATES, MIN_TEST_SAMPLES, SIZE_WEIGHTED, Split, extrap_blocked, extrap_random, loro
-from model.train import TrainConfig, TrainingData, split_rows, train_bridge, training_arrays
+from model.train import TrainConfig, TrainingData, holdout_split, split_rows, train_bridge, training_arrays
 from model.tuning import choose_preset, load_choices, write_choice
 from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
@@ -148,6 +148,33 @@ def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
     }
 
 
+TS_BASELINES = ("rf", "xgboost")
+"""The baselines with probabilities, reported temperature-scaled too with ``calibrate_baselines``."""
+
+
+def baseline_temperature_scaled(
+    model: str, d: TrainingData, split: Split, n_classes: int, cfg: TrainConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A baseline calibrated as the network is (issue #29 part 2): fitted on the split's training
+    rows less the blocked hold-out the default preset (``eulc``) carves from them for epoch
+    selection and calibration (:func:`model.train.holdout_split`, the same rows for the same seed),
+    then temperature-scaled on that hold-out (:func:`model.calibration.fit_temperature` on
+    ``log p``). The test rows are used for nothing but the returned predictions.
+
+    Returns:
+        (test classes (N,) int, test probabilities (N, C) float64, the temperature T).
+    """
+    side = d.take(split.train)
+    kept, held = holdout_split(side, run_config(DEFAULT, cfg, seed))
+    x_eval = np.concatenate([side.x[held], d.x[split.test]])
+    _, prob = fit_predict_proba_baseline(model, side.x[kept], side.y[kept], x_eval, seed, n_classes)
+    assert prob is not None  # TS_BASELINES give probabilities
+    logits = log_probabilities(prob)
+    t = fit_temperature(logits[: len(held)], side.y[held])
+    test_prob = apply_temperature(logits[len(held) :], t)
+    return np.asarray(test_prob.argmax(1)), test_prob, t
+
+
 def _columns(d: TrainingData, cols: np.ndarray) -> TrainingData:
     return TrainingData(d.x[:, cols], d.lonlat, d.y, d.region, d.dropped, d.cells)
 
@@ -215,6 +242,7 @@ def run_scenario(
     select_k: int | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_start: Callable[[str], None] | None = None,
+    calibrate_baselines: bool = False,
 ) -> pd.DataFrame:
     """Run every model on every split and seed and write the tables (module docstring).
 
@@ -243,6 +271,9 @@ def run_scenario(
             compute (for a progress bar with the time left).
         on_start: called before each model is fitted, with what it is (``rf on loro-Alpine,
             seed 0``), so a long fit is not a silent phase.
+        calibrate_baselines: also report ``rf+ts`` and ``xgboost+ts``: the baseline fitted on the
+            rows the network trains on and temperature-scaled on the blocked hold-out the network
+            calibrates on (:func:`baseline_temperature_scaled`), so ECE compares like with like.
 
     Returns:
         One row per (split, model, seed).
@@ -300,7 +331,11 @@ def run_scenario(
         n_splits = len(
             list(scenario_splits(scenario, d_all.take(seed_rows(len(d_all.y), max_rows, seeds[0])), seeds[0], regions))
         )
-        per_split = len(models) + (sum(m != "svm" for m in models) if adapt_priors else 0)
+        per_split = (
+            len(models)
+            + (sum(m != "svm" for m in models) if adapt_priors else 0)
+            + (sum(m in TS_BASELINES for m in models) if calibrate_baselines else 0)
+        )
         on_plan(max(len(seeds) * n_splits * per_split - len(rows), 0))
     for seed in seeds:
         sub = seed_rows(len(d_all.y), max_rows, seed)
@@ -311,6 +346,7 @@ def run_scenario(
                 for m in models
                 if (split.name, m, seed) not in have
                 or (adapt_priors and m != "svm" and (split.name, f"{m}+em", seed) not in have)
+                or (m in TS_BASELINES and calibrate_baselines and (split.name, f"{m}+ts", seed) not in have)
             ]
             if not todo:
                 continue
@@ -348,6 +384,10 @@ def run_scenario(
                     prior = np.bincount(ds.y[split.train], minlength=len(names)) / len(split.train)
                     ad = adapt(prob, prior)
                     variants.append((f"{model}+em", ad.argmax(1), ad))
+                if calibrate_baselines and model in TS_BASELINES and (split.name, f"{model}+ts", seed) not in have:
+                    # the hold-out is drawn with the seed, so even XGBoost's +ts differs between seeds
+                    ts_pred, ts_prob, _ = baseline_temperature_scaled(model, ds, split, len(names), cfg, seed)
+                    variants.append((f"{model}+ts", ts_pred, ts_prob))
                 for name, p, pb in variants:
                     if (split.name, name, seed) in have:
                         continue
@@ -376,7 +416,11 @@ def run_scenario(
                     _write_runs(runs_path, other + rows)
                     if on_result:
                         on_result(row)
-    wanted = set(models) | ({f"{m}+em" for m in models} if adapt_priors else set())
+    wanted = (
+        set(models)
+        | ({f"{m}+em" for m in models} if adapt_priors else set())
+        | ({f"{m}+ts" for m in models if m in TS_BASELINES} if calibrate_baselines else set())
+    )
     df = pd.DataFrame(rows)
     df = df[df["seed"].isin(seeds) & df["model"].isin(wanted)].reset_index(drop=True)
     left_out = {k: v for k, v in d_all.dropped.items() if v}

@@ -153,6 +153,13 @@ def evaluate(
     select_k: Annotated[
         int | None, typer.Option(help="keep the top k features by RF importance fitted on each split's training rows")
     ] = None,
+    calibrate_baselines: Annotated[
+        bool,
+        typer.Option(
+            help="also report rf+ts and xgboost+ts: fitted on the rows the network trains on and "
+            "temperature-scaled on the blocked hold-out it calibrates on (fair ECE)"
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Evaluate a bundle on a table (metrics.json), or run a paper scenario (CSV + Markdown)."""
@@ -175,6 +182,7 @@ def evaluate(
         ema=ema,
         adapt_priors=adapt_priors,
         select_k=select_k,
+        calibrate_baselines=calibrate_baselines,
         device=device,
     )
     with EventView(scenario or "evaluate") as view:

@@ -32,7 +32,7 @@ class EvaluateRequest:
         bundle: score this bundle (folder or shipped name) on every labelled row; or
         scenario: ``extrap``, ``extrap-blocked``, ``loro`` or ``ablation``, with
         features, models, seeds, epochs, lr, level, regions, max_rows, ema, adapt_priors,
-            select_k, device: as ``model.evaluate.run_scenario`` takes them.
+            select_k, calibrate_baselines, device: as ``model.evaluate.run_scenario`` takes them.
     """
 
     table: Path
@@ -50,6 +50,7 @@ class EvaluateRequest:
     ema: bool = True
     adapt_priors: bool = False
     select_k: int | None = None
+    calibrate_baselines: bool = False
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -136,6 +137,7 @@ def _evaluate(req: EvaluateRequest, on_event: Event) -> EvaluateResult:
         on_result,
         adapt_priors=req.adapt_priors,
         select_k=req.select_k,
+        calibrate_baselines=req.calibrate_baselines,
         on_plan=on_plan,
         on_start=on_start,
     )

@@ -1,0 +1,94 @@
+"""Issue #29 part 2: the baselines' ECE next to a temperature-scaled network, calibrated the same
+way: fitted on the rows the network trains on, temperature fitted on the blocked hold-out the
+network calibrates on. Oracles: the rows `train_bridge` itself trains on, scipy's scalar
+minimiser of the hold-out NLL, and an XGBoost refitted here on those rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+import model.evaluate as ev
+from model.baselines import fit_predict_proba_baseline
+from model.calibration import apply_temperature, log_probabilities
+from model.presets import run_config
+from model.scenarios import loro
+from model.train import TrainConfig, train_bridge, training_arrays
+from pipeline.core.bioregion import REGIONS
+from pipeline.core.spec import load_spec
+from pipeline.table import read_feature_table
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(2, 7)), elements=st.floats(0, 1)))
+def test_temperature_one_leaves_probabilities_unchanged(raw: np.ndarray) -> None:
+    p = raw + 1e-3
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(apply_temperature(log_probabilities(p), 1.0), p, rtol=1e-9, atol=1e-12)
+    hot = apply_temperature(log_probabilities(p), 3.0)  # T > 1 softens: the top class loses mass
+    assert np.all(hot.max(1) <= p.max(1) + 1e-12) and np.allclose(hot.sum(1), 1)
+
+
+@pytest.fixture(scope="module")
+def pannonian(full_table: Path):
+    table, _ = read_feature_table(full_table)
+    d = training_arrays(table, load_spec("elc10").names)
+    rows = np.sort(np.random.default_rng(0).choice(len(d.y), 4000, replace=False))
+    d = d.take(rows)
+    return d, loro(d.y, np.array(REGIONS)[d.region], "Pannonian")
+
+
+def test_xgboost_ts_uses_the_networks_rows_and_the_nll_minimising_temperature(
+    pannonian, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, split = pannonian
+    cfg = TrainConfig(epochs=1, lr=1e-3)
+    seen: list[np.ndarray] = []
+    real = ev.fit_predict_proba_baseline
+
+    def spy(name, x_train, *a, **k):
+        seen.append(x_train)
+        return real(name, x_train, *a, **k)
+
+    monkeypatch.setattr(ev, "fit_predict_proba_baseline", spy)
+    pred, prob, t = ev.baseline_temperature_scaled("xgboost", d, split, 7, cfg, seed=3)
+    side = d.take(split.train)
+    net = train_bridge(side, 7, run_config("eulc", cfg, 3))  # the rows the network itself trains on
+    assert np.array_equal(seen[0], side.x[net.train_rows])
+    held = np.setdiff1d(np.arange(len(side.y)), net.train_rows)
+    _, p = fit_predict_proba_baseline(
+        "xgboost", side.x[net.train_rows], side.y[net.train_rows], np.concatenate([side.x[held], d.x[split.test]]), 3, 7
+    )
+    z = np.log(np.maximum(p, 1e-12))
+    zh, zt = z[: len(held)], z[len(held) :]
+    nll = minimize_scalar(
+        lambda s: -log_softmax(zh / np.exp(s), axis=1)[np.arange(len(held)), side.y[held]].mean(),
+        bounds=(-3, 3),
+        method="bounded",
+    )
+    assert t == pytest.approx(np.exp(nll.x), rel=1e-3)
+    np.testing.assert_allclose(prob, softmax(zt / t, axis=1), rtol=1e-9)
+    assert np.array_equal(pred, prob.argmax(1))
+
+
+def test_scenario_reports_ts_rows_and_resumes(full_table: Path, tmp_path: Path) -> None:
+    kw = dict(models=("xgboost",), seeds=(0,), cfg=TrainConfig(epochs=1, lr=1e-3), regions=["Pannonian"])
+    df = ev.run_scenario(
+        full_table, load_spec("elc10").names, "loro", tmp_path, max_rows=4000, calibrate_baselines=True, **kw
+    )
+    assert set(df["model"]) == {"xgboost", "xgboost+ts"}
+    raw, ts = (df.set_index("model").loc[m] for m in ("xgboost", "xgboost+ts"))
+    assert ts["n_test"] == raw["n_test"] and np.isfinite(ts["ece"])
+    assert "xgboost+ts" in (tmp_path / "loro_summary.md").read_text()
+    before = (tmp_path / "loro_runs.csv").read_bytes()
+    again = ev.run_scenario(
+        full_table, load_spec("elc10").names, "loro", tmp_path, max_rows=4000, calibrate_baselines=True, **kw
+    )
+    assert len(again) == 2 and (tmp_path / "loro_runs.csv").read_bytes() == before
