@@ -20,6 +20,14 @@ from sklearn.svm import SVC
 
 BASELINES = ("rf", "xgboost", "svm")
 SVM_MAX_TRAIN = 15_000
+XGBOOST_GRID: dict[str, dict[str, Any]] = {
+    "paper": {"n_estimators": 300, "max_depth": 6, "learning_rate": 0.3},
+    "deep": {"n_estimators": 600, "max_depth": 8, "learning_rate": 0.1},
+    "shallow": {"n_estimators": 600, "max_depth": 4, "learning_rate": 0.1},
+}
+"""The tuned XGBoost's candidates (issue #29 part 2): the paper's setting (XGBoost's defaults,
+300 rounds) and two slower-learning ones, as many as the network's nested candidates, chosen on
+the same inner blocked hold-out (:func:`model.tuning.choose_xgboost`)."""
 
 
 def fit_predict_baseline(
@@ -36,11 +44,17 @@ def fit_predict_baseline(
 
 
 def fit_predict_proba_baseline(
-    name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int, n_classes: int
+    name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    seed: int,
+    n_classes: int,
+    xgboost_params: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Fit baseline ``name``; return the test rows' classes (N_test,) int and class
     probabilities (N_test, n_classes) float64 (None for the SVM, which has none without Platt
-    scaling).
+    scaling). ``xgboost_params`` replace the paper's XGBoost setting (a :data:`XGBOOST_GRID` entry).
 
     Raises:
         ValueError: unknown baseline name.
@@ -55,7 +69,8 @@ def fit_predict_proba_baseline(
 
         classes = np.unique(y_train)  # XGBoost needs labels 0..K-1
         lut = {c: i for i, c in enumerate(classes)}
-        m = XGBClassifier(tree_method="hist", n_estimators=300, random_state=seed, n_jobs=-1)
+        params = xgboost_params or XGBOOST_GRID["paper"]
+        m = XGBClassifier(tree_method="hist", random_state=seed, n_jobs=-1, **params)
         m.fit(x_train, np.array([lut[c] for c in y_train]))
         p = np.asarray(m.predict_proba(x_test), np.float64)
         prob = np.zeros((len(x_test), n_classes))

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from model.augment import PhysicalAugmentation
-from model.baselines import BASELINES, fit_predict_proba_baseline
+from model.baselines import BASELINES, XGBOOST_GRID, fit_predict_proba_baseline
 from model.bundle import load_bundle
 from model.calibration import apply_temperature, expected_calibration_error, fit_temperature, log_probabilities
 from model.differences import PREDICTION_COLUMNS, difference_table, differences_markdown
@@ -41,7 +41,7 @@ from model.presets import ABLATION, CANDIDATES, DEFAULT, PRESETS, run_config
 from model.priors import adapt
 from model.scenarios import LORO_AGGREGATES, MIN_TEST_SAMPLES, SIZE_WEIGHTED, Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, holdout_split, split_rows, train_bridge, training_arrays
-from model.tuning import choose_preset, load_choices, write_choice
+from model.tuning import choose_preset, choose_xgboost, load_choices, write_choice
 from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.confusion import class_accuracies
@@ -51,9 +51,12 @@ from pipeline.core.hashing import file_sha256
 from pipeline.core.legend import legend_for
 from pipeline.table import read_feature_table, table_spec
 
-MODELS = (*PRESETS, "nested", *BASELINES)
+TUNED_XGBOOST = "xgboost-tuned"
+"""XGBoost with its setting chosen per split among :data:`model.baselines.XGBOOST_GRID` on the
+inner blocked hold-out ``nested`` uses (:func:`model.tuning.choose_xgboost`)."""
+MODELS = (*PRESETS, "nested", *BASELINES, TUNED_XGBOOST)
 """Models of ``--models``: the neural presets, ``nested`` (the best of the candidate presets,
-chosen per split on training-side data) and the baselines."""
+chosen per split on training-side data), the baselines and the tuned XGBoost."""
 PROTOCOL = 3
 """Bumped when the protocol changes (2: per-seed subsamples, train-side selection, EM variants;
 3: ``nested`` also chooses coordinates on/off, runs store their test predictions)."""
@@ -372,6 +375,21 @@ def run_scenario(
                     pred, prob = fitted.get(chosen[key]) or _fit_proba(
                         chosen[key], ds, split, len(names), cfg, seed, aug
                     )
+                elif model == TUNED_XGBOOST:
+                    xkey = f"{key}:{TUNED_XGBOOST}:{seed}"  # the inner split is drawn with the seed
+                    if xkey not in chosen:
+                        winner, scores = choose_xgboost(ds.take(split.train), seed, len(names))
+                        chosen[xkey] = winner
+                        write_choice(sel_path, settings, split.name, xkey, seed, winner, scores)
+                    pred, prob = fit_predict_proba_baseline(
+                        "xgboost",
+                        ds.x[split.train],
+                        ds.y[split.train],
+                        ds.x[split.test],
+                        seed,
+                        len(names),
+                        XGBOOST_GRID[chosen[xkey]],
+                    )
                 elif model == "xgboost" and key in xgb_done:
                     pred, prob = xgb_done[key]
                 else:
@@ -405,7 +423,13 @@ def run_scenario(
                         "n_test": len(split.test),
                         "flags": "; ".join(split.flags),
                         "confusion": json.dumps({"rows": "map", "matrix": m["confusion"]["matrix"]}),
-                        "chosen": chosen.get(key, "") if model == "nested" else "",
+                        "chosen": (
+                            chosen.get(key, "")
+                            if model == "nested"
+                            else chosen.get(f"{key}:{TUNED_XGBOOST}:{seed}", "")
+                            if model == TUNED_XGBOOST
+                            else ""
+                        ),
                         "settings": settings,
                     }
                     rows.append(row)
@@ -436,6 +460,11 @@ def run_scenario(
     ]
     if select_k:
         notes.append(f"features: top {select_k} by RF importance fitted on each split's training rows")
+    if TUNED_XGBOOST in models:
+        notes.append(
+            f"{TUNED_XGBOOST}: per split and seed, the best of {list(XGBOOST_GRID)} (model.baselines.XGBOOST_GRID) "
+            f"on the same inner blocked hold-out as nested ({sel_path.name})"
+        )
     if "nested" in models:
         notes.append(
             f"nested: per split, the best of {list(CANDIDATES)} on a blocked hold-out of whole "
@@ -443,7 +472,7 @@ def run_scenario(
         )
     preds = pd.concat(preds_same, ignore_index=True) if preds_same else pd.DataFrame(columns=PREDICTION_COLUMNS)
     preds = preds[preds["seed"].isin(seeds) & preds["model"].isin(wanted)]
-    reference = next((m for m in models if m not in BASELINES), models[0]) if models else ""
+    reference = next((m for m in models if m not in (*BASELINES, TUNED_XGBOOST)), models[0]) if models else ""
     notes.append(
         f"paired differences ({scenario}_differences.md): {reference} − each other model, with the seed "
         "interval and a cell-bootstrap interval (whole EEA 100 km test cells resampled)"

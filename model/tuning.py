@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from model.augment import PhysicalAugmentation
+from model.baselines import XGBOOST_GRID, fit_predict_proba_baseline
 from model.infer import predict_proba
 from model.presets import run_config
 from model.train import TrainConfig, TrainingData, split_off, train_bridge
@@ -52,16 +53,41 @@ def choose_preset(
     Returns:
         (winner, {candidate: inner weighted F1 in 0–1}); ties go to the earlier candidate.
     """
-    inner_tr, inner_va = split_off(np.arange(len(train_side.y)), train_side, INNER_FRACTION, seed, True)
-    if len(inner_tr) > INNER_MAX_ROWS:
-        inner_tr = np.sort(np.random.default_rng(seed).choice(inner_tr, INNER_MAX_ROWS, replace=False))
-    fit_rows, val = train_side.take(inner_tr), train_side.take(inner_va)
+    fit_rows, val = inner_split(train_side, seed)
     scores: dict[str, float] = {}
     for name in candidates:
         res = train_bridge(fit_rows, n_classes, run_config(name, cfg, seed), augmentation=augmentation)
         prob = predict_proba(res.model, res.normalizer.transform(val.x), val.lonlat, cfg.device)
         scores[name] = float(f1_score(val.y, prob.argmax(1), average="weighted", zero_division=0))
     winner = max(candidates, key=lambda n: (scores[n], -list(candidates).index(n)))
+    return winner, scores
+
+
+def inner_split(train_side: TrainingData, seed: int) -> tuple[TrainingData, TrainingData]:
+    """The inner (fit, hold-out) rows every nested choice uses: :data:`INNER_FRACTION` of the
+    training side's EEA 100 km cells held out (seeded), the rest capped at :data:`INNER_MAX_ROWS`.
+    """
+    inner_tr, inner_va = split_off(np.arange(len(train_side.y)), train_side, INNER_FRACTION, seed, True)
+    if len(inner_tr) > INNER_MAX_ROWS:
+        inner_tr = np.sort(np.random.default_rng(seed).choice(inner_tr, INNER_MAX_ROWS, replace=False))
+    return train_side.take(inner_tr), train_side.take(inner_va)
+
+
+def choose_xgboost(train_side: TrainingData, seed: int, n_classes: int) -> tuple[str, dict[str, float]]:
+    """The :data:`model.baselines.XGBOOST_GRID` setting with the best weighted F1 on the same inner
+    hold-out as :func:`choose_preset` (the network's candidates' budget: as many candidates, the
+    same rows). Ties go to the earlier setting (the paper's first).
+
+    Returns:
+        (winner, {setting: inner weighted F1 in 0–1}).
+    """
+    fit_rows, val = inner_split(train_side, seed)
+    scores: dict[str, float] = {}
+    for name, params in XGBOOST_GRID.items():
+        pred, _ = fit_predict_proba_baseline("xgboost", fit_rows.x, fit_rows.y, val.x, seed, n_classes, params)
+        scores[name] = float(f1_score(val.y, pred, average="weighted", zero_division=0))
+    names = list(XGBOOST_GRID)
+    winner = max(names, key=lambda n: (scores[n], -names.index(n)))
     return winner, scores
 
 

@@ -92,3 +92,47 @@ def test_scenario_reports_ts_rows_and_resumes(full_table: Path, tmp_path: Path) 
         full_table, load_spec("elc10").names, "loro", tmp_path, max_rows=4000, calibrate_baselines=True, **kw
     )
     assert len(again) == 2 and (tmp_path / "loro_runs.csv").read_bytes() == before
+
+
+def test_tuned_xgboost_is_chosen_inside_the_training_side(full_table: Path, tmp_path: Path) -> None:
+    """`xgboost-tuned` on the Pannonian fold (4,000 rows): the choice is recorded with the three
+    settings' inner scores and is their argmax; the inner hold-out and fit rows hold no Pannonian
+    row; its test predictions equal XGBoost refitted here with the chosen setting on the split's
+    training rows (the test rows' labels play no part)."""
+    import pandas as pd
+
+    from model.baselines import XGBOOST_GRID
+    from model.tuning import inner_split
+
+    names = load_spec("elc10").names
+    df = ev.run_scenario(
+        full_table,
+        names,
+        "loro",
+        tmp_path,
+        models=("xgboost-tuned",),
+        seeds=(1,),
+        cfg=TrainConfig(epochs=1, lr=1e-3),
+        regions=["Pannonian"],
+        max_rows=4000,
+    )
+    sel = pd.read_csv(tmp_path / "loro_selection.csv")
+    assert len(sel) == 1
+    scores = {k: sel[f"inner_wf1_{k}"].iloc[0] for k in XGBOOST_GRID}
+    winner = sel["winner"].iloc[0]
+    assert winner == max(XGBOOST_GRID, key=lambda k: (scores[k], -list(XGBOOST_GRID).index(k)))
+    assert df["chosen"].iloc[0] == winner
+
+    table, _ = read_feature_table(full_table)
+    d_all = training_arrays(table, names)
+    d = d_all.take(ev.seed_rows(len(d_all.y), 4000, 1))
+    split = loro(d.y, np.array(REGIONS)[d.region], "Pannonian")
+    fit, held = inner_split(d.take(split.train), 1)
+    pann = REGIONS.index("Pannonian")
+    assert pann not in set(fit.region.tolist()) | set(held.region.tolist())
+    assert not set(fit.cells.tolist()) & set(held.cells.tolist())  # whole cells held out
+    pred, _ = fit_predict_proba_baseline(
+        "xgboost", d.x[split.train], d.y[split.train], d.x[split.test], 1, 7, XGBOOST_GRID[winner]
+    )
+    preds = pd.read_parquet(tmp_path / "loro_predictions.parquet")
+    assert np.array_equal(preds["y_pred"].to_numpy(), pred)

@@ -130,8 +130,9 @@ def evaluate(
     models: Annotated[
         str,
         typer.Option(
-            help="comma-separated: bridge-lc (faithful), eulc (default), eulc-v1, mlp, nested (the best "
-            "candidate preset per split, chosen on training-side data), rf, xgboost, svm"
+            help="comma-separated: bridge-lc (faithful), eulc (default), eulc-plain, eulc-coords, eulc-v1, mlp, "
+            "nested (the best candidate preset per split, chosen on training-side data), rf, xgboost, svm, "
+            "xgboost-tuned (its setting chosen per split the same way)"
         ),
     ] = "bridge-lc,eulc,mlp,rf,xgboost,svm",
     seeds: Annotated[int, typer.Option(help="number of seeds (paper-style: >= 5)")] = 5,
