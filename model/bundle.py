@@ -144,7 +144,13 @@ def _versions() -> dict[str, str]:
 
 TRAIN_LEDGER = ".eulc-train.json"
 """The train stage's ledger in a bundle folder (:mod:`pipeline.core.ledger`): what the bundle was trained from."""
-BUNDLE_FILES = frozenset({META, WEIGHTS, "MODEL_CARD.md", OOD_META, OOD_WEIGHTS, TRAIN_LEDGER, WRITTEN, OUT_LOCK})
+CARD_COMPARISON = "versus_xgboost.json"
+"""The model card's comparison with XGBoost on the untouched cells, with its cell-bootstrap interval
+(``scripts/train_pretrained.py``, issue #29); kept beside ``bundle.json`` because that file's hash is
+part of the model's digest."""
+BUNDLE_FILES = frozenset(
+    {META, WEIGHTS, "MODEL_CARD.md", CARD_COMPARISON, OOD_META, OOD_WEIGHTS, TRAIN_LEDGER, WRITTEN, OUT_LOCK}
+)
 """The files a bundle directory may hold; any other file makes it someone else's folder."""
 
 

@@ -349,16 +349,19 @@ def save_ood(folder: Path, ref: OODReference, bundle_digest: str) -> None:
         "whitener": ref.whitener,
         "class_means": ref.class_means,
     }
-    with atomic_path(folder / OOD_WEIGHTS, recognise=_in_bundle) as tmp:
+    with atomic_path(folder / OOD_WEIGHTS, recognise=in_bundle) as tmp:
         save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, str(tmp))
         sha = file_sha256(tmp)
     write_json(
-        folder / OOD_META, {**ref.to_json(), "bundle_digest": bundle_digest, "arrays_sha256": sha}, recognise=_in_bundle
+        folder / OOD_META, {**ref.to_json(), "bundle_digest": bundle_digest, "arrays_sha256": sha}, recognise=in_bundle
     )
 
 
-def _in_bundle(path: Path) -> bool:
-    """An OOD file inside an eulc bundle folder (written with the bundle, before the journal)."""
+def in_bundle(path: Path) -> bool:
+    """Whether ``path`` lies in an eulc bundle folder (its ``bundle.json`` has eulc's format): the
+    files written with or beside a bundle (OOD reference, card) may replace their predecessors
+    there, including in bundles committed without eulc's journal. False when unreadable.
+    """
     try:
         fmt = json.loads((path.parent / "bundle.json").read_text(encoding="utf-8")).get("format", "")
     except (OSError, ValueError, AttributeError):

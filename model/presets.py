@@ -57,20 +57,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "select_best": True,
         "calibrate": True,
     },
-    # The default with the paper's learnt lat/lon encoding (coordinates on): the candidate that
-    # lets the nested choice and the pilot decide on coordinates on training-side data (issue #29).
-    "eulc-coords": {
-        "location": "learnt",
-        "region_branch": False,
-        "dropout": 0.1,
-        "scaling": "robust",
-        "ema_mode": "step",
-        "distill": 0.5,
-        "val_fraction": 0.1,
-        "val_split": "blocked",
-        "select_best": True,
-        "calibrate": True,
-    },
     # The issue #4 default, kept for comparison (min–max inputs, the authors' per-epoch EMA).
     "eulc-v1": {
         "location": "none",
@@ -83,6 +69,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A plain MLP with the same encoder, no coordinates, no region branch.
     "mlp": {"location": "none", "region_branch": False},
 }
+
+# The default with the paper's learnt lat/lon encoding (coordinates on): the candidate that lets
+# the nested choice and the pilot decide on coordinates on training-side data (issue #29).
+PRESETS["eulc-coords"] = {**PRESETS[DEFAULT], "location": "learnt"}
 
 CANDIDATES: tuple[str, ...] = ("eulc", "eulc-plain", "eulc-coords")
 """The presets ``nested`` evaluation chooses among, per split, on training-side data: the default,

@@ -25,8 +25,9 @@ from sklearn.metrics import f1_score
 from model.api import fit_ood_for_bundle, train_from_table
 from model.baselines import fit_predict_baseline
 from model.bootstrap import Stratum, paired_cell_bootstrap
-from model.bundle import load_bundle
+from model.bundle import CARD_COMPARISON, load_bundle
 from model.infer import predict_proba
+from model.ood import in_bundle
 from model.presets import DEFAULT, preset_config
 from model.train import TrainConfig, split_rows, training_arrays
 from pipeline.core.atomic import atomic_path
@@ -238,7 +239,7 @@ def main() -> None:
                 text = re.sub(
                     r"- \*\*OOD reference.*?\n(?=- \*\*Limits)", "", cpath.read_text(encoding="utf-8"), flags=re.S
                 )
-                with atomic_path(cpath, recognise=_in_bundle) as t:
+                with atomic_path(cpath, recognise=in_bundle) as t:
                     t.write_text(
                         text.replace("- **Limits:**", ood_line(name, root) + "\n- **Limits:**"), encoding="utf-8"
                     )
@@ -270,22 +271,11 @@ def main() -> None:
             print(f"wrote {dest}: test weighted F1 {meta['metrics']['test_weighted_f1']:.4f}", flush=True)
 
 
-def _in_bundle(path: Path) -> bool:
-    """A file of an eulc bundle folder (the shipped ones were committed without eulc's journal)."""
-    try:
-        fmt = json.loads((path.parent / "bundle.json").read_text(encoding="utf-8")).get("format", "")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(fmt, str) and fmt.startswith("eulc-bundle/")
-
-
-COMPARISON = "versus_xgboost.json"
-"""The card's comparison with XGBoost, beside bundle.json (which it must not touch: its SHA-256 is
-part of the model's digest, which the OOD reference and map resume keys are tied to)."""
+COMPARISON = CARD_COMPARISON
 
 
 def _write_comparison(dest: Path, figures: dict[str, Any]) -> None:
-    with atomic_path(dest / COMPARISON, recognise=_in_bundle) as t:
+    with atomic_path(dest / COMPARISON, recognise=in_bundle) as t:
         t.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
 
 
@@ -301,7 +291,7 @@ def write_card(root: Path, name: str, desc: str, features: list[str], level: str
     if seconds is None:
         old = re.search(r"([0-9.]+) min on 2 CPU", (dest / "MODEL_CARD.md").read_text(encoding="utf-8"))
         seconds = 60 * float(old.group(1)) if old else float("nan")
-    with atomic_path(dest / "MODEL_CARD.md", recognise=_in_bundle) as t:
+    with atomic_path(dest / "MODEL_CARD.md", recognise=in_bundle) as t:
         t.write_text(card(name, desc, features, meta, src, _sha(src), seconds, root), encoding="utf-8")
 
 

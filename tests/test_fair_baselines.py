@@ -95,7 +95,7 @@ def test_scenario_reports_ts_rows_and_resumes(full_table: Path, tmp_path: Path) 
 
 
 def test_tuned_xgboost_is_chosen_inside_the_training_side(full_table: Path, tmp_path: Path) -> None:
-    """`xgboost-tuned` on the Pannonian fold (4,000 rows): the choice is recorded with the three
+    """`xgboost-tuned` on the Pannonian fold (2,500 rows): the choice is recorded with the three
     settings' inner scores and is their argmax; the inner hold-out and fit rows hold no Pannonian
     row; its test predictions equal XGBoost refitted here with the chosen setting on the split's
     training rows (the test rows' labels play no part)."""
@@ -114,7 +114,7 @@ def test_tuned_xgboost_is_chosen_inside_the_training_side(full_table: Path, tmp_
         seeds=(1,),
         cfg=TrainConfig(epochs=1, lr=1e-3),
         regions=["Pannonian"],
-        max_rows=4000,
+        max_rows=2500,
     )
     sel = pd.read_csv(tmp_path / "loro_selection.csv")
     assert len(sel) == 1
@@ -125,7 +125,7 @@ def test_tuned_xgboost_is_chosen_inside_the_training_side(full_table: Path, tmp_
 
     table, _ = read_feature_table(full_table)
     d_all = training_arrays(table, names)
-    d = d_all.take(ev.seed_rows(len(d_all.y), 4000, 1))
+    d = d_all.take(ev.seed_rows(len(d_all.y), 2500, 1))
     split = loro(d.y, np.array(REGIONS)[d.region], "Pannonian")
     fit, held = inner_split(d.take(split.train), 1)
     pann = REGIONS.index("Pannonian")
