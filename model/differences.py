@@ -72,7 +72,7 @@ def _record(split: str, reference: str, other: str, res: dict[str, PairedInterva
         "accuracy_diff": a.diff,
         "accuracy_cell_low": a.low,
         "accuracy_cell_high": a.high,
-        "verdict": (f"{reference} better" if f.low > 0 else f"{other} better" if f.high < 0 else "tie"),
+        "verdict": {"a better": f"{reference} better", "b better": f"{other} better"}.get(f.verdict, "tie"),
         "n_boot": f.n_boot,
     }
 

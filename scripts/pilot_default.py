@@ -37,8 +37,8 @@ from sklearn.metrics import f1_score
 from model.augment import PhysicalAugmentation
 from model.baselines import fit_predict_baseline
 from model.presets import CANDIDATES, DEFAULT, PRESETS, preset_config
-from model.train import TrainConfig, split_off, split_rows, training_arrays
-from model.tuning import INNER_FRACTION, INNER_MAX_ROWS, choose_preset
+from model.train import TrainConfig, split_rows, training_arrays
+from model.tuning import choose_preset, inner_split
 from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.errors import EulcError
@@ -92,12 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         winner, scores = choose_preset(data, candidates, cfg, args.seed, n_classes, aug)
         seconds = (time.time() - t0) / len(candidates)
         if not args.no_xgboost:  # the same inner split and row cap as choose_preset's
-            tr, va = split_off(np.arange(len(data.y)), data, INNER_FRACTION, args.seed, True)
-            if len(tr) > INNER_MAX_ROWS:
-                tr = np.sort(np.random.default_rng(args.seed).choice(tr, INNER_MAX_ROWS, replace=False))
+            fit, held = inner_split(data, args.seed)
             t1 = time.time()
-            pred = fit_predict_baseline("xgboost", data.x[tr], data.y[tr], data.x[va], args.seed)
-            f1 = float(f1_score(data.y[va], pred, average="weighted", zero_division=0))
+            pred = fit_predict_baseline("xgboost", fit.x, fit.y, held.x, args.seed)
+            f1 = float(f1_score(held.y, pred, average="weighted", zero_division=0))
             took = time.time() - t1
             records.append({"fold": fold, "model": "xgboost", "inner_weighted_f1": 100 * f1, "seconds": took})
         for name, v in scores.items():
