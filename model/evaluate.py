@@ -38,10 +38,10 @@ from model.infer import predict_proba
 from model.metrics import classification_metrics, mean_ci95
 from model.plots import confusion_png
 from model.presets import ABLATION, CANDIDATES, DEFAULT, PRESETS, run_config
-from model.priors import adapt
+from model.priors import Adaptation, adaptation_from_label, choose_adaptation
 from model.scenarios import LORO_AGGREGATES, MIN_TEST_SAMPLES, SIZE_WEIGHTED, Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, holdout_split, split_rows, train_bridge, training_arrays
-from model.tuning import choose_preset, choose_xgboost, load_choices, write_choice
+from model.tuning import choose_preset, choose_xgboost, inner_region_split, load_choices, write_choice
 from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.confusion import class_accuracies
@@ -57,9 +57,10 @@ inner blocked hold-out ``nested`` uses (:func:`model.tuning.choose_xgboost`)."""
 MODELS = (*PRESETS, "nested", *BASELINES, TUNED_XGBOOST)
 """Models of ``--models``: the neural presets, ``nested`` (the best of the candidate presets,
 chosen per split on training-side data), the baselines and the tuned XGBoost."""
-PROTOCOL = 3
+PROTOCOL = 4
 """Bumped when the protocol changes (2: per-seed subsamples, train-side selection, EM variants;
-3: ``nested`` also chooses coordinates on/off, runs store their test predictions)."""
+3: ``nested`` also chooses coordinates on/off, runs store their test predictions; 4: ``+em`` is
+Dirichlet-MAP EM with a guard, its setting chosen per split on inner held-out regions)."""
 DEFAULT_MODELS = ("bridge-lc", "eulc", "mlp", "rf", "xgboost", "svm")
 SCENARIOS = ("extrap", "extrap-blocked", "loro", "ablation")
 
@@ -178,6 +179,37 @@ def baseline_temperature_scaled(
     return np.asarray(test_prob.argmax(1)), test_prob, t
 
 
+def inner_adaptation(
+    model: str,
+    d: TrainingData,
+    split: Split,
+    n_classes: int,
+    cfg: TrainConfig,
+    seed: int,
+    aug: PhysicalAugmentation | None,
+) -> tuple[Adaptation, dict[str, float]]:
+    """EM's strength and guard for ``model`` on one split, chosen on its training side only
+    (issue #29 part 5): ``model`` is fitted on the side less some whole bioregions
+    (:func:`model.tuning.inner_region_split`) and :func:`model.priors.choose_adaptation` scores
+    the grid on each held-out region. The split's test rows are never read.
+
+    Args:
+        model: a preset or a baseline with probabilities (``nested``'s chosen preset is passed
+            as itself; ``xgboost-tuned`` as ``xgboost``).
+
+    Returns:
+        (the chosen :class:`model.priors.Adaptation`, {setting label: size-weighted gain, points}).
+    """
+    side = d.take(split.train)
+    fit, held = inner_region_split(side, seed)
+    inner = Split(f"{split.name}/inner-regions", split.train[fit], split.train[held])
+    _, prob = _fit_proba(model, d, inner, n_classes, cfg, seed, aug)
+    assert prob is not None  # callers pass models with probabilities
+    prior = np.bincount(d.y[inner.train], minlength=n_classes) / len(inner.train)
+    looks = [(prob[side.region[held] == r], side.y[held][side.region[held] == r]) for r in np.unique(side.region[held])]
+    return choose_adaptation(looks, prior)
+
+
 def _columns(d: TrainingData, cols: np.ndarray) -> TrainingData:
     return TrainingData(d.x[:, cols], d.lonlat, d.y, d.region, d.dropped, d.cells)
 
@@ -266,8 +298,10 @@ def run_scenario(
         max_rows: a random subsample of the usable rows, drawn per seed (quick runs); None = all.
         on_result: called with each result row (progress).
         adapt_priors: also report ``<model>+em`` for every model with probabilities: its test
-            posteriors adapted to the test area's class priors, estimated by EM on the test rows'
-            features alone (:mod:`model.priors`; labels unused).
+            posteriors adapted to the test area's class priors, estimated by Dirichlet-MAP EM on
+            the test rows' features alone (:mod:`model.priors`; labels unused), with the strength
+            and guard chosen per split on inner held-out bioregions of its training side
+            (:func:`inner_adaptation`; recorded in ``<scenario>_selection.csv``).
         select_k: fit RF importance on each split's training rows and keep the top k features
             for every model of that split (feature selection never sees the test rows).
         on_plan: called once, before the first run, with the number of result rows still to
@@ -398,9 +432,15 @@ def run_scenario(
                         xgb_done[key] = (pred, prob)
                 fitted[model] = (pred, prob)
                 variants = [(model, pred, prob)]
-                if adapt_priors and prob is not None:
+                if adapt_priors and prob is not None and (split.name, f"{model}+em", seed) not in have:
+                    akey = f"{key}:{model}+em:{seed}"  # the inner regions are drawn with the seed
+                    if akey not in chosen:
+                        kind = chosen[key] if model == "nested" else "xgboost" if model == TUNED_XGBOOST else model
+                        setting, gains = inner_adaptation(kind, ds, split, len(names), cfg, seed, aug)
+                        chosen[akey] = setting.label
+                        write_choice(sel_path, settings, f"{split.name} ({model}+em)", akey, seed, setting.label, gains)
                     prior = np.bincount(ds.y[split.train], minlength=len(names)) / len(split.train)
-                    ad = adapt(prob, prior)
+                    ad = adaptation_from_label(chosen[akey]).apply(prob, prior)
                     variants.append((f"{model}+em", ad.argmax(1), ad))
                 if calibrate_baselines and model in TS_BASELINES and (split.name, f"{model}+ts", seed) not in have:
                     # the hold-out is drawn with the seed, so even XGBoost's +ts differs between seeds
@@ -424,7 +464,9 @@ def run_scenario(
                         "flags": "; ".join(split.flags),
                         "confusion": json.dumps({"rows": "map", "matrix": m["confusion"]["matrix"]}),
                         "chosen": (
-                            chosen.get(key, "")
+                            chosen.get(f"{key}:{name}:{seed}", "")
+                            if name.endswith("+em")
+                            else chosen.get(key, "")
                             if model == "nested"
                             else chosen.get(f"{key}:{TUNED_XGBOOST}:{seed}", "")
                             if model == TUNED_XGBOOST

@@ -22,6 +22,7 @@ from model.augment import PhysicalAugmentation
 from model.baselines import XGBOOST_GRID, fit_predict_proba_baseline
 from model.infer import predict_proba
 from model.presets import run_config
+from model.scenarios import MIN_TEST_SAMPLES
 from model.train import TrainConfig, TrainingData, split_off, train_bridge
 from pipeline.core.atomic import atomic_path
 
@@ -71,6 +72,49 @@ def inner_split(train_side: TrainingData, seed: int) -> tuple[TrainingData, Trai
     if len(inner_tr) > INNER_MAX_ROWS:
         inner_tr = np.sort(np.random.default_rng(seed).choice(inner_tr, INNER_MAX_ROWS, replace=False))
     return train_side.take(inner_tr), train_side.take(inner_va)
+
+
+INNER_REGION_SHARE = 0.35
+"""At most this share of the training side's rows is held out as inner regions (at least one region)."""
+INNER_REGIONS_MAX = 3
+"""At most this many inner regions are held out (each one area EM adaptation is scored on)."""
+
+
+def inner_region_split(train_side: TrainingData, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (into ``train_side``) of an inner *leave-regions-out* split: whole EEA
+    bioregions of the training side held out, so a model fitted on the rest meets areas it never
+    saw, as a LORO test region is (issue #29: EM's strength and guard are chosen there).
+
+    The regions with at least :data:`model.scenarios.MIN_TEST_SAMPLES` rows are shuffled with
+    ``seed`` and taken in that order while the held-out rows stay within
+    :data:`INNER_REGION_SHARE` of the side (the first one always; at most
+    :data:`INNER_REGIONS_MAX`); the fit rows are capped at :data:`INNER_MAX_ROWS` (seeded).
+
+    Returns:
+        (fit rows, held-out rows), sorted int64.
+
+    Raises:
+        ValueError: the training side has fewer than two regions with enough rows.
+    """
+    ids, counts = np.unique(train_side.region, return_counts=True)
+    eligible = ids[counts >= MIN_TEST_SAMPLES]
+    if len(eligible) < 2:
+        raise ValueError(f"train_side has {len(eligible)} region(s) with >= {MIN_TEST_SAMPLES} rows; need 2")
+    order = np.random.default_rng(seed).permutation(eligible)
+    n = len(train_side.y)
+    held: list[int] = []
+    rows = 0
+    for r in order[:-1]:  # never every region: something must remain to fit on
+        size = int(counts[ids == r][0])
+        if held and (rows + size > INNER_REGION_SHARE * n or len(held) >= INNER_REGIONS_MAX):
+            continue
+        held.append(int(r))
+        rows += size
+    out = np.isin(train_side.region, held)
+    fit, val = np.flatnonzero(~out), np.flatnonzero(out)
+    if len(fit) > INNER_MAX_ROWS:
+        fit = np.sort(np.random.default_rng(seed).choice(fit, INNER_MAX_ROWS, replace=False))
+    return fit, val
 
 
 def choose_xgboost(train_side: TrainingData, seed: int, n_classes: int) -> tuple[str, dict[str, float]]:

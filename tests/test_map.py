@@ -150,30 +150,46 @@ def test_mode_overviews_keep_class_values(data: Path, tmp_path: Path) -> None:
 def test_prior_adaptation_shifts_the_map_toward_the_tiles_priors(
     tile, small_bundle: Path, slovenia_features: Path, tmp_path: Path
 ) -> None:
-    """--adapt-priors on the real Slovenia tile: the EM tile priors are tagged, and the classes
-    whose priors rose gain pixels while those whose priors fell lose them (Saerens et al. 2002).
-    A bundle without training priors is refused with a message naming the option.
-    Mutation caught: a bias with the wrong sign moves the shares the other way."""
+    """--adapt-priors on the real Slovenia tile, unguarded (strength 3): the tile priors are
+    tagged, and the classes whose priors rose gain pixels while those whose priors fell lose them
+    (Saerens et al. 2002); the Dirichlet pull keeps the estimate nearer the training prior than
+    plain EM's. Guarded below the tile's likelihood gain, the map is the unadapted map, pixel for
+    pixel, and the tag says so. A bundle without training priors is refused with a message naming
+    the option. Mutations caught: a bias with the wrong sign moves the shares the other way; a
+    guard compared the wrong way round adapts the guarded tile."""
     import shutil
 
     from model.bundle import META
+    from model.priors import Adaptation
     from pipeline.core.errors import EulcError
 
     plain, _ = tile
-    res = predict_tile(load_bundle(small_bundle), slovenia_features, tmp_path, "slo", adapt_priors=True)
-    with rasterio.open(res.class_path) as c, rasterio.open(plain.class_path) as p:
+    bundle = load_bundle(small_bundle)
+    res = predict_tile(bundle, slovenia_features, tmp_path, "slo", adapt_priors=True, adaptation=Adaptation(3.0))
+    ml = predict_tile(bundle, slovenia_features, tmp_path / "ml", "slo", adapt_priors=True, adaptation=Adaptation(0.0))
+    with rasterio.open(res.class_path) as c, rasterio.open(plain.class_path) as p, rasterio.open(ml.class_path) as m:
         tags = json.loads(c.tags()["prior_adaptation"])
+        tags_ml = json.loads(m.tags()["prior_adaptation"])
         adapted, before = c.read(1), p.read(1)
     names = level1_legend().names
     train = np.array([tags["train_prior"][n] for n in names])
     target = np.array([tags["tile_prior"][n] for n in names])
+    target_ml = np.array([tags_ml["tile_prior"][n] for n in names])
     assert target.sum() == pytest.approx(1, abs=1e-3) and tags["pixels"] > 5_000
+    assert tags["applied"] and tags["setting"] == "map-em s=3" and tags["gain"] > 0
+    assert 0 < np.abs(target - train).sum() < np.abs(target_ml - train).sum()  # the pull toward π
     ok = before != NODATA
     ratio = np.where(train > 0, target / np.where(train > 0, train, 1), 1.0)  # classes seen in training
     rose, fell = np.flatnonzero(ratio > 1), np.flatnonzero(ratio < 1)
     assert len(rose) and len(fell)
     assert np.isin(adapted[ok], rose).mean() > np.isin(before[ok], rose).mean()  # priors up: more pixels
     assert np.isin(adapted[ok], fell).mean() < np.isin(before[ok], fell).mean()
+    guard = Adaptation(3.0, tags["gain"] / 2)
+    held = predict_tile(bundle, slovenia_features, tmp_path / "g", "slo", adapt_priors=True, adaptation=guard)
+    with rasterio.open(held.class_path) as g:
+        g_tags = json.loads(g.tags()["prior_adaptation"])
+        np.testing.assert_array_equal(g.read(1), before)
+    assert not g_tags["applied"] and g_tags["gain"] == tags["gain"]
     old = tmp_path / "old"
     shutil.copytree(small_bundle, old)
     meta = json.loads((old / META).read_text())

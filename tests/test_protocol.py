@@ -17,7 +17,7 @@ import model.tuning as tuning
 from model.augment import PhysicalAugmentation
 from model.bridge import BridgeConfig, BridgeLC
 from model.normalize import AffineNormalizer, fit_normalizer
-from model.priors import adapt, em_priors, prior_bias
+from model.priors import ADAPTATION_GRID, adapt, em_priors, prior_bias
 from model.train import TrainConfig, split_rows, training_arrays
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.spec import load_spec
@@ -200,9 +200,14 @@ def test_nested_choice_and_train_side_selection_never_see_the_test_region(
     assert set(df["model"]) == {"nested", "nested+em", "xgboost", "xgboost+em"}
     assert seen_regions and all(pann not in r for r in seen_regions)
     sel = pd.read_csv(tmp_path / "loro_selection.csv")
+    em = sel["split"].str.endswith("+em)")
     # chosen once per distinct split (each seed draws its own rows here), never keyed by name alone
-    assert len(sel) == sel["split_key"].nunique() == 2 and sel["winner"].isin(ev.CANDIDATES).all()
-    assert len(seen_regions) == 2 * len(ev.CANDIDATES) + 2
+    assert len(sel[~em]) == sel[~em]["split_key"].nunique() == 2 and sel[~em]["winner"].isin(ev.CANDIDATES).all()
+    # EM's setting: once per (split, model, seed), from the grid, on inner regions (not the test's)
+    assert len(sel[em]) == sel[em]["split_key"].nunique() == 4
+    assert sel[em]["winner"].isin([a.label for a in ADAPTATION_GRID]).all()
+    # per seed: the candidates, the winner, and the winner once more on the inner regions' fit rows
+    assert len(seen_regions) == 2 * len(ev.CANDIDATES) + 2 + 2
     n_train = df.groupby("seed")["n_train"].first()
     assert sizes == n_train.tolist()  # importance fitted on each split's training rows only
     assert df.groupby("seed")["n_test"].first().nunique() == 2  # each seed its own subsample

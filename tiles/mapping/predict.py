@@ -34,7 +34,7 @@ from model.bundle import ModelBundle
 from model.fused import FusedClassifier
 from model.infer import resolve_device
 from model.ood import OODReference
-from model.priors import em_priors, prior_bias
+from model.priors import DEFAULT_ADAPTATION, Adaptation, prior_bias
 from pipeline.core.cog import write_cog
 from pipeline.core.contract import artifact_spec, compare_features
 from pipeline.core.errors import RasterError
@@ -352,8 +352,12 @@ ADAPT_SAMPLE_PX = 100_000
 """Pixels of a tile (a regular sample of the valid ones) that EM prior adaptation reads."""
 
 
-def _adapt_to_tile(pred: Predictor, reader: FeatureReader, win: GridWindow) -> tuple[Predictor, dict[str, object]]:
-    """The predictor with the tile's EM prior bias, and what was estimated (for the tags)."""
+def _adapt_to_tile(
+    pred: Predictor, reader: FeatureReader, win: GridWindow, setting: Adaptation
+) -> tuple[Predictor, dict[str, object]]:
+    """The predictor with the tile's EM prior bias (itself when the guard fires), and what was
+    estimated (for the tags).
+    """
     train = pred.bundle.class_prior()
     stride = max(1, -(-win.shape[0] * win.shape[1] // ADAPT_SAMPLE_PX))
     probs: list[np.ndarray] = []
@@ -367,15 +371,28 @@ def _adapt_to_tile(pred: Predictor, reader: FeatureReader, win: GridWindow) -> t
     if not probs:
         return pred, {}
     p = np.concatenate(probs)
-    target = em_priors(p, train)
-    bias = prior_bias(target, train)
+    target, info = setting.estimate(p, train)
     names = pred.bundle.legend.names
-    return pred.with_prior_bias(bias), {
-        "method": "EM class-prior re-estimation (Saerens et al. 2002)",
+    tags: dict[str, object] = {
+        "method": "Dirichlet-MAP EM class-prior re-estimation (Saerens et al. 2002) with a likelihood-gain guard",
+        "setting": setting.label,
+        "strength": setting.strength,
+        "max_gain": setting.max_gain,
+        "chosen_on": (
+            "eulc's default, chosen on inner held-out bioregions of the LORO folds' training sides "
+            "(docs/results.md, issue #29)"
+            if setting == DEFAULT_ADAPTATION
+            else "given by the caller"
+        ),
         "pixels": int(len(p)),
+        "gain": info["gain"],
+        "applied": info["applied"],
         "train_prior": {n: round(float(v), 4) for n, v in zip(names, train, strict=True)},
         "tile_prior": {n: round(float(v), 4) for n, v in zip(names, target, strict=True)},
     }
+    if not info["applied"]:  # guarded: the tile is mapped with the training priors
+        return pred, tags
+    return pred.with_prior_bias(prior_bias(target, train)), tags
 
 
 def class_ids(index: np.ndarray, legend: Legend) -> np.ndarray:
@@ -422,6 +439,7 @@ def predict_tile(
     prefetch: bool | None = None,
     accept: tuple[str, ...] = (),
     adapt_priors: bool = False,
+    adaptation: Adaptation = DEFAULT_ADAPTATION,
 ) -> TileResult:
     """Predict one tile and write its COGs (each written to a temporary file, then renamed).
 
@@ -443,10 +461,13 @@ def predict_tile(
         prefetch: read blocks in a thread ahead of the model (default: on CUDA only; on a
             CPU the model already uses every core, and the thread measured 0–20 % slower here).
         accept: contract fields whose difference is tolerated (``cloud_mask``, ``level``).
-        adapt_priors: first estimate the tile's class priors by EM on a regular sample of its
-            valid pixels (at most :data:`ADAPT_SAMPLE_PX`; Saerens et al. 2002) and add
-            ``log(π_tile / π_train)`` to the Level-1 logits (tag ``prior_adaptation``). The
-            tile is read twice.
+        adapt_priors: first estimate the tile's class priors by Dirichlet-MAP EM
+            (:data:`model.priors.DEFAULT_ADAPTATION`) on a regular sample of its valid pixels
+            (at most :data:`ADAPT_SAMPLE_PX`; Saerens et al. 2002) and add
+            ``log(π_tile / π_train)`` to the Level-1 logits, unless EM's likelihood gain exceeds
+            the setting's guard (tag ``prior_adaptation``: setting, gain, applied, the training
+            prior and EM's estimate). The tile is read twice.
+        adaptation: the EM strength and guard ``adapt_priors`` uses.
 
     Raises:
         ContractError: the file's features are not the bundle's (see :meth:`Predictor.check_features`).
@@ -473,9 +494,9 @@ def predict_tile(
             outs["ood"] = np.full(h * w, OOD_NODATA, np.uint8)
         proba = np.full((len(legend), h * w), NODATA, np.uint8) if probabilities else None
         n_valid_by_feature = np.zeros(len(pred.features), np.int64)
-        adaptation: dict[str, object] = {}
+        adapted: dict[str, object] = {}
         if adapt_priors:
-            pred, adaptation = _adapt_to_tile(pred, reader, win)
+            pred, adapted = _adapt_to_tile(pred, reader, win, adaptation)
         blocks = _with_lonlat(reader.blocks(win), win, pred.uses_coordinates)
         if prefetch is None:
             prefetch = pred.device.type == "cuda"
@@ -525,7 +546,7 @@ def predict_tile(
         "tile_id": tile_id,
         "features_file": Path(feature_cog).name,
         "year": tags_in.get("year", ""),
-        **({"prior_adaptation": json.dumps(adaptation)} if adaptation else {}),
+        **({"prior_adaptation": json.dumps(adapted)} if adapted else {}),
     }
     t, crs = win.transform, win.grid.crs
     cpath = write_cog(
