@@ -187,7 +187,7 @@ def inner_adaptation(
     cfg: TrainConfig,
     seed: int,
     aug: PhysicalAugmentation | None,
-) -> tuple[Adaptation, dict[str, float]]:
+) -> tuple[Adaptation, dict[str, float], list[str]]:
     """EM's strength and guard for ``model`` on one split, chosen on its training side only
     (issue #29 part 5): ``model`` is fitted on the side less some whole bioregions
     (:func:`model.tuning.inner_region_split`) and :func:`model.priors.choose_adaptation` scores
@@ -198,7 +198,8 @@ def inner_adaptation(
             as itself; ``xgboost-tuned`` as ``xgboost``).
 
     Returns:
-        (the chosen :class:`model.priors.Adaptation`, {setting label: size-weighted gain, points}).
+        (the chosen :class:`model.priors.Adaptation`, {setting label: size-weighted gain, points},
+        the held-out regions' names).
     """
     side = d.take(split.train)
     fit, held = inner_region_split(side, seed)
@@ -206,8 +207,10 @@ def inner_adaptation(
     _, prob = _fit_proba(model, d, inner, n_classes, cfg, seed, aug)
     assert prob is not None  # callers pass models with probabilities
     prior = np.bincount(d.y[inner.train], minlength=n_classes) / len(inner.train)
-    looks = [(prob[side.region[held] == r], side.y[held][side.region[held] == r]) for r in np.unique(side.region[held])]
-    return choose_adaptation(looks, prior)
+    regions = np.unique(side.region[held])
+    looks = [(prob[side.region[held] == r], side.y[held][side.region[held] == r]) for r in regions]
+    setting, gains = choose_adaptation(looks, prior)
+    return setting, gains, [REGIONS[int(r)] for r in regions]
 
 
 def _columns(d: TrainingData, cols: np.ndarray) -> TrainingData:
@@ -436,9 +439,12 @@ def run_scenario(
                     akey = f"{key}:{model}+em:{seed}"  # the inner regions are drawn with the seed
                     if akey not in chosen:
                         kind = chosen[key] if model == "nested" else "xgboost" if model == TUNED_XGBOOST else model
-                        setting, gains = inner_adaptation(kind, ds, split, len(names), cfg, seed, aug)
+                        setting, gains, held = inner_adaptation(kind, ds, split, len(names), cfg, seed, aug)
                         chosen[akey] = setting.label
-                        write_choice(sel_path, settings, f"{split.name} ({model}+em)", akey, seed, setting.label, gains)
+                        where = f"held-out regions: {', '.join(held)} ({kind} fitted on the others)"
+                        write_choice(
+                            sel_path, settings, f"{split.name} ({model}+em)", akey, seed, setting.label, gains, where
+                        )
                     prior = np.bincount(ds.y[split.train], minlength=len(names)) / len(split.train)
                     ad = adaptation_from_label(chosen[akey]).apply(prob, prior)
                     variants.append((f"{model}+em", ad.argmax(1), ad))

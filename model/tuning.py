@@ -148,9 +148,18 @@ def load_choices(path: Path, settings: str) -> dict[str, str]:
 
 
 def write_choice(
-    path: Path, settings: str, split: str, split_key: str, seed: int, winner: str, scores: dict[str, float]
+    path: Path,
+    settings: str,
+    split: str,
+    split_key: str,
+    seed: int,
+    winner: str,
+    scores: dict[str, float],
+    inner: str = f"blocked: {INNER_FRACTION:g} of the training side's 100 km cells",
 ) -> None:
-    """Append one choice (atomically: the file is rewritten whole)."""
+    """Append one choice (atomically: the file is rewritten whole); ``inner`` says what it was
+    scored on (column ``inner``).
+    """
     old = pd.read_csv(path, keep_default_na=False) if path.is_file() else pd.DataFrame()
     row = pd.DataFrame(
         [
@@ -160,7 +169,7 @@ def write_choice(
                 "seed": seed,
                 "winner": winner,
                 **{f"inner_wf1_{k}": round(v, 5) for k, v in scores.items()},
-                "inner_fraction": INNER_FRACTION,
+                "inner": inner,
                 "scores": json.dumps(scores),
                 "settings": settings,
             }

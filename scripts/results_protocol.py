@@ -1,13 +1,14 @@
 """Markdown tables of issue #15's LORO runs for docs/results.md.
 
-    python scripts/results_protocol.py RUN_DIR [RUN_DIR ...]
+    python scripts/results_protocol.py RUN_DIR [RUN_DIR ...] [--reference=MODEL ...]
 
 Each RUN_DIR holds a ``loro_runs.csv`` written by ``eulc evaluate --scenario loro`` (runs split
 over several folders, e.g. one per group of regions, are pooled; their settings must agree) and
 optionally ``loro_selection.csv`` and ``loro_predictions.parquet``. Prints: the three LORO
-aggregates per model (mean ± 95 % CI over seeds), the per-region table, the nested choices, and
-(where the predictions are stored) the first model minus each other one with its seed and
-cell-bootstrap intervals (:mod:`model.differences`).
+aggregates per model (mean ± 95 % CI over seeds), the per-region table, the nested choices and
+the EM settings chosen (``--adapt-priors``), and (where the predictions are stored) the first
+model (or each ``--reference``) minus each other one with its seed and cell-bootstrap intervals
+(:mod:`model.differences`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ def _fmt(m: float, h: float) -> str:
     return "–" if pd.isna(m) else f"{m:.2f}" + ("" if pd.isna(h) else f" ± {h:.2f}")
 
 
-def main(dirs: list[Path]) -> None:
-    """Print the tables (module docstring)."""
+def main(dirs: list[Path], references: list[str] | None = None) -> None:
+    """Print the tables (module docstring); the differences take each of ``references`` (default:
+    the first model) minus every other model.
+    """
     runs = pd.concat([pd.read_csv(d / "loro_runs.csv", keep_default_na=False, na_values=[""]) for d in dirs])
     if runs["settings"].nunique() != 1:
         raise SystemExit("the runs were made with different settings; give folders of one configuration")
@@ -58,12 +61,20 @@ def main(dirs: list[Path]) -> None:
     sel = [d / "loro_selection.csv" for d in dirs if (d / "loro_selection.csv").is_file()]
     if sel:
         df = pd.concat([pd.read_csv(p) for p in sel])
-        cols = [c for c in df.columns if c.startswith("inner_wf1_")]
-        print("\nNested choice (inner blocked hold-out inside each split's training side, seed 0)\n")
-        print("| split | " + " | ".join(c[10:] for c in cols) + " | chosen |")
-        print("|---|" + "---|" * (len(cols) + 1))
-        for r in df.to_dict("records"):
-            print(f"| {str(r['split'])[5:]} | " + " | ".join(f"{100 * r[c]:.2f}" for c in cols) + f" | {r['winner']} |")
+        em = df["split"].astype(str).str.endswith("+em)")
+        for title, part, scale in (
+            ("Nested choice (inner blocked hold-out inside each split's training side; weighted F1 %)", df[~em], 100),
+            ("EM setting (inner held-out regions of each split's training side; weighted-F1 gain, points)", df[em], 1),
+        ):
+            if not len(part):
+                continue
+            cols = [c for c in part.columns if c.startswith("inner_wf1_") and part[c].notna().all()]
+            print(f"\n{title}\n")
+            print("| split | " + " | ".join(c[10:] for c in cols) + " | chosen | scored on |")
+            print("|---|" + "---|" * (len(cols) + 2))
+            for r in part.to_dict("records"):
+                vals = " | ".join(f"{scale * r[c]:.2f}" for c in cols)
+                print(f"| {str(r['split'])[5:]} | {vals} | {r['winner']} | {r.get('inner', '')} |")
 
     pred = [d / "loro_predictions.parquet" for d in dirs if (d / "loro_predictions.parquet").is_file()]
     if pred:
@@ -72,8 +83,11 @@ def main(dirs: list[Path]) -> None:
         p = p[p["settings_key"] == key]
         n_classes = len(legend_for(str(runs["level"].iloc[0])).names)
         print()
-        print(differences_markdown(difference_table(p, n_classes, models[0]), "loro"))
+        for ref in references or [models[0]]:
+            print(differences_markdown(difference_table(p, n_classes, ref), "loro"))
 
 
 if __name__ == "__main__":
-    main([Path(a) for a in sys.argv[1:]])
+    args = sys.argv[1:]
+    refs = [a.split("=", 1)[1] for a in args if a.startswith("--reference=")]
+    main([Path(a) for a in args if not a.startswith("--reference=")], refs)

@@ -23,6 +23,7 @@ SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py"))
 CASES = {
     "build_reference_tables.py",
     "check_report_browser.py",
+    "elevation_loro.py",
     "make_bridge_lc_196_spec.py",
     "mutants.py",
     "ood_loro.py",
@@ -66,6 +67,41 @@ def test_check_report_browser_refuses_a_missing_page_in_one_line(tmp_path: Path)
     p = script("check_report_browser.py", str(tmp_path / "none.html"), cwd=tmp_path)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip().count("\n") == 0 and "not an `eulc report` page" in p.stderr
+
+
+def test_elevation_loro_joins_the_survey_and_compares_on_the_same_points(
+    full_table: Path, data: Path, tmp_path: Path
+) -> None:
+    """The join keeps exactly the table's points with a plausible survey ``Elev`` (recounted here
+    from the two files), and the with/without runs test the same points, so their difference has
+    a paired interval; a survey without ``Elev`` ends in one line."""
+    import geopandas as gpd
+
+    survey = data / "lucas2018_survey_points" / "lucas2018_topsoil_points_survey_attrs.csv"
+    args = ["--survey", str(survey), "--out", str(tmp_path / "e"), "--models", "xgboost", "--regions", "Alpine"]
+    p = script("elevation_loro.py", str(full_table), *args, "--max-rows", "4000", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    s = pd.read_csv(survey, usecols=["POINT_ID", "Elev"])
+    t = gpd.read_parquet(full_table)[["point_id", "level1"]]
+    good = t.merge(s, left_on="point_id", right_on="POINT_ID")
+    good = good[good["Elev"].between(-30, 4810)]
+    n = good["level1"].value_counts()
+    good = good[good["level1"].isin(n[n >= 30].index)]
+    joined = gpd.read_parquet(tmp_path / "e" / "elc10_elevation.parquet")
+    assert len(joined) == len(good) > 10_000 and set(joined["level1"]) == {0, 1, 6}
+    got = joined.set_index("point_id")["dem_elevation"].sort_index()
+    np.testing.assert_allclose(got.to_numpy(), good.set_index("POINT_ID")["Elev"].sort_index().to_numpy(), rtol=1e-6)
+    diff = pd.read_csv(tmp_path / "e" / "elevation_loro.csv")
+    row = diff[(diff["split"] == "loro-Alpine") & (diff["model"] == "xgboost")].iloc[0]
+    assert row["weighted_f1_cell_low"] <= row["weighted_f1_diff"] <= row["weighted_f1_cell_high"]
+    runs = {t: pd.read_csv(tmp_path / "e" / t / "loro_runs.csv") for t in ("with", "without")}
+    assert runs["with"]["n_test"].tolist() == runs["without"]["n_test"].tolist()
+    wf1 = {t: float(r["weighted_f1"].iloc[0]) for t, r in runs.items()}
+    assert row["weighted_f1_diff"] == pytest.approx(100 * (wf1["with"] - wf1["without"]), abs=1e-6)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("POINT_ID,height\n1,2\n")
+    p = script("elevation_loro.py", str(full_table), "--survey", str(bad), "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert p.returncode == 1 and "Traceback" not in p.stderr and "no column(s) ['Elev']" in p.stderr
 
 
 def test_mutants_kills_one_named_mutant(data: Path, tmp_path: Path) -> None:

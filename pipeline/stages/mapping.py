@@ -43,7 +43,8 @@ class MapRequest:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, resolved on each worker.
         precision: ``auto``, ``fp32`` or ``bf16``.
         probabilities: also write per-class probabilities.
-        adapt_priors: EM class-prior adaptation per tile (Saerens et al. 2002).
+        adapt_priors: Dirichlet-MAP EM class-prior adaptation per tile with a likelihood-gain
+            guard (Saerens et al. 2002; :mod:`model.priors`).
         compress: ``DEFLATE``, ``ZSTD`` or ``LZW``.
         ood: also write the OOD layer.
         stac, catalog: compute the bundle's features first, from a STAC API or a static catalogue,

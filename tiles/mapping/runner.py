@@ -345,8 +345,9 @@ def run_map(
             ``0.0.0.0:8787`` exposes it on every interface).
         overwrite: write into an ``out_dir`` that holds files this run did not write (they are
             never replaced: a tile whose output name is taken by one fails).
-        adapt_priors: adapt each tile's Level-1 class priors by EM on its own pixels (Saerens
-            et al. 2002; the bundle must record its training priors).
+        adapt_priors: adapt each tile's Level-1 class priors by Dirichlet-MAP EM on its own pixels
+            (Saerens et al. 2002; :data:`model.priors.DEFAULT_ADAPTATION`, guarded by EM's
+            likelihood gain; the bundle must record its training priors).
         precision: ``auto`` (bf16 on CUDA, float32 on CPU), ``fp32`` or ``bf16``
             (:func:`model.infer.resolve_precision`; recorded in the tags and the resume key).
         ood: also write ``<tile>_ood.tif`` (:mod:`model.ood`) and record each tile's OOD share
