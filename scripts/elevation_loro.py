@@ -133,6 +133,7 @@ def main() -> None:
         )
         tables.append(difference_table(preds, 7, f"{m}+elevation"))
     diff = pd.concat(tables, ignore_index=True)
+    body = "\n".join(differences_markdown(t, "loro") for t in tables)  # one block per model, titled by it
     head = (
         f"# Elevation in LORO (issue #29 part 6)\n\n{counts['table']:,} table rows; {counts['joined']:,} "
         f"joined to a survey `Elev` by POINT_ID; {counts['implausible']:,} left out as implausible "
@@ -143,7 +144,7 @@ def main() -> None:
     with atomic_path(a.out / "elevation_loro.csv") as tmp:
         diff.to_csv(tmp, index=False)
     with atomic_path(a.out / "elevation_loro.md") as tmp:
-        tmp.write_text(head + differences_markdown(diff, "loro"))
+        tmp.write_text(head + body)
     print((a.out / "elevation_loro.md").read_text())
 
 

@@ -61,6 +61,7 @@ def test_mutant_2_the_em_prior_comes_from_the_training_labels(
 
     import model.evaluate as ev
     from model.baselines import fit_predict_proba_baseline
+    from model.calibration import expected_calibration_error
     from model.evaluate import run_scenario, scenario_splits, seed_rows
     from model.priors import Adaptation
     from model.train import training_arrays
@@ -79,11 +80,17 @@ def test_mutant_2_the_em_prior_comes_from_the_training_labels(
     _, prob = fit_predict_proba_baseline("rf", d.x[split.train], d.y[split.train], d.x[split.test], 0, 7)
     assert prob is not None
     prior = np.bincount(d.y[split.train], minlength=7) / len(split.train)
-    acc = float((setting.apply(prob, prior).argmax(1) == d.y[split.test]).mean())
+    adapted = setting.apply(prob, prior)
+    acc = float((adapted.argmax(1) == d.y[split.test]).mean())
+    ece = expected_calibration_error(adapted, d.y[split.test])
     row = runs[(runs["model"] == "rf+em") & (runs["split"] == split.name)].iloc[0]
     assert row["accuracy"] == pytest.approx(acc, abs=1e-12) and row["chosen"] == setting.label
-    cheat = np.bincount(d.y[split.test], minlength=7) / len(split.test)  # what the mutant does
-    assert float((setting.apply(prob, cheat).argmax(1) == d.y[split.test]).mean()) != acc
+    assert row["ece"] == pytest.approx(ece, abs=1e-12)
+    # what the mutant does: the stratified split makes the test shares nearly the training ones,
+    # so the argmax rarely changes; the ECE, a continuous function of the posteriors, does
+    cheat = np.bincount(d.y[split.test], minlength=7) / len(split.test)
+    assert not np.allclose(cheat, prior, rtol=0, atol=1e-9)
+    assert expected_calibration_error(setting.apply(prob, cheat), d.y[split.test]) != pytest.approx(ece, abs=1e-9)
 
 
 def test_mutant_3_the_ood_distance_uses_the_smallest_variance_directions(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -206,6 +206,8 @@ def test_nested_choice_and_train_side_selection_never_see_the_test_region(
     # EM's setting: once per (split, model, seed), from the grid, on inner regions (not the test's)
     assert len(sel[em]) == sel[em]["split_key"].nunique() == 4
     assert sel[em]["winner"].isin([a.label for a in ADAPTATION_GRID]).all()
+    assert sel[em]["inner"].str.startswith("held-out regions: ").all()
+    assert not sel[em]["inner"].str.contains("Pannonian").any()  # never the split's test region
     # per seed: the candidates, the winner, and the winner once more on the inner regions' fit rows
     assert len(seen_regions) == 2 * len(ev.CANDIDATES) + 2 + 2
     n_train = df.groupby("seed")["n_train"].first()
