@@ -200,6 +200,10 @@ def inner_adaptation(
     Returns:
         (the chosen :class:`model.priors.Adaptation`, {setting label: size-weighted gain, points},
         the held-out regions' names).
+
+    Raises:
+        ValueError: the training side has fewer than two regions with enough rows
+            (:func:`model.tuning.inner_region_split`).
     """
     side = d.take(split.train)
     fit, held = inner_region_split(side, seed)

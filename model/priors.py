@@ -206,13 +206,13 @@ def choose_adaptation(
     if not looks:
         raise ValueError("choose_adaptation needs at least one look")
     sizes = np.array([len(y) for _, y in looks], np.float64)
+    base = [f1_score(y, np.asarray(prob).argmax(1), average="weighted", zero_division=0) for prob, y in looks]
     scores: dict[str, float] = {}
     for a in grid:
-        gains = []
-        for prob, y in looks:
-            base = f1_score(y, np.asarray(prob).argmax(1), average="weighted", zero_division=0)
-            new = f1_score(y, a.apply(prob, train_prior).argmax(1), average="weighted", zero_division=0)
-            gains.append(100.0 * (new - base))
+        gains = [
+            100.0 * (f1_score(y, a.apply(prob, train_prior).argmax(1), average="weighted", zero_division=0) - b)
+            for (prob, y), b in zip(looks, base, strict=True)
+        ]
         scores[a.label] = float(np.average(gains, weights=sizes))
     best = max(range(len(grid)), key=lambda i: (scores[grid[i].label], -i))
     return grid[best], scores

@@ -63,10 +63,10 @@ def with_dem_feature(meta: dict[str, Any], where: str) -> dict[str, Any]:
     return {**meta, "feature_spec": embed(spec), "features": spec.names, "features_digest": features_digest(spec)}
 
 
-def join_elevation(table: Path, survey: Path, dest: Path) -> dict[str, int]:
+def join_elevation(table: Path, survey: Path, dest: Path) -> dict[str, Any]:
     """Write ``table``'s rows that have a plausible survey ``Elev`` to ``dest`` with the column
     :data:`FEATURE` (float32 metres), less the rows of rare classes; return the row counts
-    (table, joined, implausible, rare_class, kept).
+    (table, joined, implausible, rare_class, kept) and the table's own feature names (features).
 
     Raises:
         SystemExit: the survey lacks ``POINT_ID`` or ``Elev`` (one line naming the file).
@@ -84,6 +84,7 @@ def join_elevation(table: Path, survey: Path, dest: Path) -> dict[str, int]:
     out = j[ok & common].drop(columns=["POINT_ID"]).rename(columns={"Elev": FEATURE}).reset_index(drop=True)
     out[FEATURE] = out[FEATURE].astype("float32")
     out.attrs["eulc"] = with_dem_feature(meta, f"table {table}")
+    names = table_spec(meta, f"table {table}").names
     write_feature_table(out, dest)
     return {
         "table": len(gdf),
@@ -91,6 +92,7 @@ def join_elevation(table: Path, survey: Path, dest: Path) -> dict[str, int]:
         "implausible": int((~ok).sum()),
         "rare_class": int((ok & ~common).sum()),
         "kept": len(out),
+        "features": names,
     }
 
 
@@ -114,7 +116,7 @@ def main() -> None:
     joined = a.out / "elc10_elevation.parquet"
     try:
         counts = join_elevation(a.table, a.survey, joined)
-        names = [n for n in table_spec(read_feature_table(joined)[1], f"table {joined}").names if n != FEATURE]
+        names = counts.pop("features")  # the table's own features, without elevation
         models = tuple(m for m in a.models.split(",") if m)
         cfg = TrainConfig(epochs=a.epochs, lr=a.lr)
         regions = [r for r in a.regions.split(",") if r] or None
