@@ -9,16 +9,18 @@ from typing import Any
 import numpy as np
 
 from model.augment import PhysicalAugmentation
-from model.bundle import check_bundle_dest, load_bundle, save_bundle
+from model.bundle import check_bundle_dest, load_bundle, save_bundle, save_tree_bundle
 from model.fused import FusedClassifier
 from model.ood import DEFAULT_K, OODReference, fit_ood, save_ood
 from model.train import TrainConfig, TrainingData, split_rows, train_bridge, training_arrays
+from model.trees import SPLIT_FIELDS, train_trees
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.contract import compare_features, embed, features_digest
 from pipeline.core.errors import BundleError, SchemaError
 from pipeline.core.hashing import file_sha256
-from pipeline.core.legend import legend_for
+from pipeline.core.legend import Legend, legend_for
 from pipeline.core.selection import FeatureSelection
+from pipeline.core.spec import FeatureSpec
 from pipeline.table import read_feature_table, table_spec
 
 
@@ -55,23 +57,7 @@ def train_from_table(
         ContractError: the selection's features mean something else than the table's columns
             (another spec version, scale, orbit, mask, ...).
     """
-    check_bundle_dest(out_dir, overwrite)  # before hours of training, not after
-    table, meta = read_feature_table(table_path)
-    tspec = table_spec(meta, f"table {table_path}")
-    # the selection's features must mean what the table's columns hold (table -> train seam)
-    compare_features(
-        tspec, selection.feature_spec_obj(), selection.names, f"table {table_path}", "the feature selection"
-    )
-    data = training_arrays(table, selection.names, cfg.level)
-    legend = legend_for(cfg.level)
-    present = np.unique(data.y)
-    if len(present) < 2:
-        only = legend.names[int(present[0])] if len(present) else "none"
-        raise SchemaError(
-            f"its labelled rows hold {len(present)} {cfg.level} class ({only}): a classifier needs at least two",
-            "Give a table with rows of several land-cover classes",
-            path=table_path,
-        )
+    data, legend, tspec, meta = _prepare(table_path, out_dir, selection, cfg.level, overwrite)
     aug = PhysicalAugmentation.from_spec(tspec, selection.names) if cfg.augment == "physical" else None
     res = train_bridge(data, len(legend), cfg, on_epoch, aug, on_event)
     if on_event is not None and landscapes > 0:
@@ -101,19 +87,102 @@ def train_from_table(
         res.normalizer,
         legend,
         selection.names,
-        spec={
-            "name": tspec.name,
-            "hash": tspec.digest(),
-            "table_spec_hash": str(meta.get("spec_hash", "")),
-            "features_digest": features_digest(tspec, selection.names),
-            "feature_spec": embed(tspec, selection.names),
-        },
+        spec=_spec_record(tspec, meta, selection.names),
         train_config=cfg.model_dump(),
         train_config_hash=cfg.digest(),
         data_hash=file_sha256(table_path)[:16],
         metrics=res.metrics,
         overwrite=overwrite,
         ood=ood,
+    )
+    return res.metrics
+
+
+def _prepare(
+    table_path: Path, out_dir: Path, selection: FeatureSelection, level: str, overwrite: bool
+) -> tuple[TrainingData, Legend, FeatureSpec, dict[str, Any]]:
+    """The checks and arrays every training shares: the destination (before any fit), the
+    table's contract against the selection's, the rows, and at least two classes.
+    """
+    check_bundle_dest(out_dir, overwrite)  # before hours of training, not after
+    table, meta = read_feature_table(table_path)
+    tspec = table_spec(meta, f"table {table_path}")
+    # the selection's features must mean what the table's columns hold (table -> train seam)
+    compare_features(
+        tspec, selection.feature_spec_obj(), selection.names, f"table {table_path}", "the feature selection"
+    )
+    data = training_arrays(table, selection.names, level)
+    legend = legend_for(level)
+    present = np.unique(data.y)
+    if len(present) < 2:
+        only = legend.names[int(present[0])] if len(present) else "none"
+        raise SchemaError(
+            f"its labelled rows hold {len(present)} {level} class ({only}): a classifier needs at least two",
+            "Give a table with rows of several land-cover classes",
+            path=table_path,
+        )
+    return data, legend, tspec, meta
+
+
+def _spec_record(tspec: FeatureSpec, meta: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    return {
+        "name": tspec.name,
+        "hash": tspec.digest(),
+        "table_spec_hash": str(meta.get("spec_hash", "")),
+        "features_digest": features_digest(tspec, names),
+        "feature_spec": embed(tspec, names),
+    }
+
+
+def train_trees_from_table(
+    table_path: Path,
+    out_dir: Path,
+    selection: FeatureSelection,
+    cfg: TrainConfig,
+    setting: str = "paper",
+    overwrite: bool = False,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train the XGBoost bundle (:mod:`model.trees`) on a FeatureTable file and write it to
+    ``out_dir``, with the same checks, contract and records as :func:`train_from_table`.
+
+    Args:
+        table_path: GeoParquet from ``eulc table``.
+        out_dir: the bundle directory (replaced atomically).
+        selection: the ordered features.
+        cfg: the split settings (the network's with the same seed: the same hold-out and
+            untouched cells) and ``calibrate``.
+        setting: a :data:`model.trees.SETTINGS` name.
+        overwrite: replace an existing eulc bundle in ``out_dir``.
+        on_event: ``status`` messages before each fit.
+
+    Returns:
+        The metrics stored in the bundle (:func:`model.trees.train_trees`).
+
+    Raises:
+        SchemaError, BundleError, ContractError: as :func:`train_from_table`; an unknown setting.
+    """
+    data, legend, tspec, meta = _prepare(table_path, out_dir, selection, cfg.level, overwrite)
+
+    def status(message: str) -> None:
+        if on_event is not None:
+            on_event("status", {"message": message})
+
+    res = train_trees(data, len(legend), cfg, setting, status)
+    record = {k: v for k, v in cfg.model_dump().items() if k in SPLIT_FIELDS}
+    save_tree_bundle(
+        out_dir,
+        res.trees,
+        res.setting,
+        res.params,
+        legend,
+        selection.names,
+        spec=_spec_record(tspec, meta, selection.names),
+        train_config=record,
+        train_config_hash=TrainConfig(**record).digest(),
+        data_hash=file_sha256(table_path)[:16],
+        metrics=res.metrics,
+        overwrite=overwrite,
     )
     return res.metrics
 
@@ -158,9 +227,8 @@ def fit_ood_for_bundle(bundle_dir: Path, table_path: Path, landscapes: int = DEF
     table, _ = read_feature_table(table_path)
     data = training_arrays(table, bundle.features, cfg.level)
     tr, _, _ = split_rows(data, cfg)
-    ref = _fit_reference(
-        bundle.model, bundle.normalizer, bundle.features, bundle.feature_spec(), data.take(tr), landscapes, cfg.seed
-    )
+    net, norm = bundle.network()
+    ref = _fit_reference(net, norm, bundle.features, bundle.feature_spec(), data.take(tr), landscapes, cfg.seed)
     ref.info["fitted_on"] = "the bundle's training rows, re-drawn from its table (eulc ood)"
     save_ood(Path(bundle_dir), ref, bundle.digest)
     return ref

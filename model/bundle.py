@@ -1,10 +1,13 @@
-"""The ModelBundle: a directory with ``weights.safetensors`` and ``bundle.json``; no pickle.
+"""The ModelBundle: a directory with ``weights.safetensors`` (the network) or ``trees.json``
+(an XGBoost model in its own JSON format, :mod:`model.trees`) and ``bundle.json``; no pickle.
 
 ``bundle.json`` holds everything inference needs to reproduce training exactly (DESIGN.md
 §2): the ordered feature names and the spec they come from, the normaliser statistics, the
 legend (ids, names, colours), the region list, the positional-encoding settings (lon first,
 degrees), the architecture, the training config and its hash, the training-data hash,
 package versions, metrics and the SHA-256 of the weights. :func:`load_bundle` checks all of it.
+``bundle.json``'s ``model`` says which kind it is: ``bridge-lc`` (the network, any preset) or
+``xgboost`` (no normaliser, no coordinates, no OOD reference).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -27,8 +31,10 @@ from safetensors.torch import load_file, save_file
 
 from model import bounds
 from model.bridge import BridgeConfig, BridgeLC
+from model.infer import predict_proba
 from model.normalize import AffineNormalizer
 from model.ood import OOD_META, OOD_WEIGHTS, OODReference, load_ood, save_ood
+from model.trees import TREES, TreeEnsemble, load_trees, save_trees, xgboost_version
 from pipeline.core.atomic import WRITTEN, current_umask, remove_leftovers, temp_prefix
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.contract import artifact_spec, features_digest
@@ -43,17 +49,54 @@ WEIGHTS = "weights.safetensors"
 META = "bundle.json"
 
 
+NETWORK = "bridge-lc"
+XGBOOST = "xgboost"
+KINDS = (NETWORK, XGBOOST)
+"""``bundle.json``'s ``model``: the network (every preset) or an XGBoost tree model."""
+
+
 @dataclass
 class ModelBundle:
-    """A loaded bundle: the network (eval mode), its normaliser, legend and metadata."""
+    """A loaded bundle: the network (eval mode) and its normaliser, or an XGBoost
+    :class:`~model.trees.TreeEnsemble` (normaliser None), with the legend and metadata.
+    """
 
-    model: BridgeLC
-    normalizer: AffineNormalizer
+    model: BridgeLC | TreeEnsemble
+    normalizer: AffineNormalizer | None
     legend: Legend
     features: list[str]
     meta: dict[str, Any]
     path: Path | None = None
     json_sha256: str = ""
+
+    @property
+    def kind(self) -> str:
+        """``bridge-lc`` (the network) or ``xgboost`` (:data:`KINDS`)."""
+        return XGBOOST if isinstance(self.model, TreeEnsemble) else NETWORK
+
+    def network(self) -> tuple[BridgeLC, AffineNormalizer]:
+        """The network and its normaliser.
+
+        Raises:
+            BundleError: a tree-model bundle (it has neither).
+        """
+        if isinstance(self.model, TreeEnsemble) or self.normalizer is None:
+            raise BundleError(
+                "is an XGBoost bundle: it has no network (its embedding, normaliser or coordinates)",
+                "Give a network bundle (one trained without `model` xgboost)",
+                path=self.path,
+            )
+        return self.model, self.normalizer
+
+    def predict_proba(self, x: np.ndarray, lonlat_deg: np.ndarray, device: str = "cpu") -> np.ndarray:
+        """Calibrated class probabilities float32 (N, C), legend order, of raw features ``x``
+        float32 (N, F) in the spec's stored units and ``lonlat_deg`` float32 (N, 2) (lon, lat,
+        EPSG:4326; trees ignore them), whatever the bundle's kind.
+        """
+        if isinstance(self.model, TreeEnsemble):
+            return self.model.predict_proba(x)
+        net, norm = self.network()
+        return predict_proba(net, norm.transform(x), lonlat_deg, device)
 
     @functools.cached_property
     def _feature_spec(self) -> FeatureSpec:
@@ -99,7 +142,7 @@ class ModelBundle:
 
     @functools.cached_property
     def _ood(self) -> OODReference | None:
-        if self.path is None:
+        if self.path is None or isinstance(self.model, TreeEnsemble):
             return None
         return load_ood(self.path, self.digest, self.features, self.model.cfg.hidden, self.model.cfg.n_classes)
 
@@ -119,6 +162,12 @@ class ModelBundle:
             BundleError: no reference (saying how to add one), or one that does not load.
         """
         ref = self.ood()
+        if ref is None and isinstance(self.model, TreeEnsemble):
+            raise BundleError(
+                "is an XGBoost bundle: the OOD layer measures distance in a network's embedding, which trees lack",
+                "Map without `ood`, or give a network bundle",
+                path=self.path,
+            )
         if ref is None:
             raise BundleError(
                 "has no OOD reference (ood.json, ood.safetensors): it was trained before eulc fitted one",
@@ -149,7 +198,7 @@ CARD_COMPARISON = "versus_xgboost.json"
 (``scripts/train_pretrained.py``, issue #29); kept beside ``bundle.json`` because that file's hash is
 part of the model's digest."""
 BUNDLE_FILES = frozenset(
-    {META, WEIGHTS, "MODEL_CARD.md", CARD_COMPARISON, OOD_META, OOD_WEIGHTS, TRAIN_LEDGER, WRITTEN, OUT_LOCK}
+    {META, WEIGHTS, TREES, "MODEL_CARD.md", CARD_COMPARISON, OOD_META, OOD_WEIGHTS, TRAIN_LEDGER, WRITTEN, OUT_LOCK}
 )
 """The files a bundle directory may hold; any other file makes it someone else's folder."""
 
@@ -238,16 +287,13 @@ def save_bundle(
             "Check the table for extreme values and lower `lr`",
             path=dest,
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(dest.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), dir=dest.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
+
+    def fill(tmp: Path) -> dict[str, Any]:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
-        meta = {
+        return {
             "format": FORMAT,
-            "model": "bridge-lc",
+            "model": NETWORK,
             "architecture": model.cfg.to_json(),
             "features": list(features),
             "spec": spec,
@@ -269,11 +315,85 @@ def save_bundle(
             "metrics": metrics,
             "weights_sha256": file_sha256(tmp / WEIGHTS),
         }
+
+    return _write_bundle(dest, WEIGHTS, fill, ood)
+
+
+def save_tree_bundle(
+    dest: Path,
+    trees: TreeEnsemble,
+    setting: str,
+    params: dict[str, Any],
+    legend: Legend,
+    features: list[str],
+    spec: dict[str, Any],
+    train_config: dict[str, Any],
+    train_config_hash: str,
+    data_hash: str,
+    metrics: dict[str, Any],
+    overwrite: bool = False,
+) -> Path:
+    """Write an XGBoost bundle directory atomically: ``trees.json`` (XGBoost's JSON model) and
+    ``bundle.json`` with the same records as :func:`save_bundle` (features, spec contract,
+    legend, training settings and data hash, metrics, the model file's SHA-256); the
+    ``architecture`` holds the setting, its parameters, the classes and the temperature
+    (:meth:`model.trees.TreeEnsemble.architecture`). No normaliser, no coordinates, no OOD reference.
+
+    Args:
+        dest: the bundle directory.
+        trees: the fitted model (:func:`model.trees.train_trees`).
+        setting, params: the XGBoost setting's name and parameters.
+        legend, features, spec, data_hash, metrics, overwrite: as :func:`save_bundle`.
+        train_config, train_config_hash: the split settings (a :class:`model.train.TrainConfig`
+            record: the network's with the same seed has the same hold-out and test cells) and
+            their hash.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        BundleError: ``dest`` is not eulc's to replace.
+    """
+    dest = Path(dest)
+    check_bundle_dest(dest, overwrite)
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        save_trees(trees, tmp / TREES)
+        return {
+            "format": FORMAT,
+            "model": XGBOOST,
+            "architecture": trees.architecture(setting, params),
+            "features": list(features),
+            "spec": spec,
+            "legend": {"level": legend.level, "classes": legend.to_json()},
+            "regions": list(_regions()),
+            "encoding": {"location": "none"},
+            "train_config": train_config,
+            "train_config_hash": train_config_hash,
+            "data_hash": data_hash,
+            "versions": {**_versions(), "xgboost": xgboost_version()},
+            "metrics": metrics,
+            "weights_sha256": file_sha256(tmp / TREES),
+        }
+
+    return _write_bundle(dest, TREES, fill, None)
+
+
+def _write_bundle(dest: Path, weights: str, fill: Callable[[Path], dict[str, Any]], ood: OODReference | None) -> Path:
+    """Build the bundle in a temporary sibling (``fill`` writes the model file ``weights`` and
+    returns ``bundle.json``'s record), then rename it over ``dest`` (checked replaceable).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(dest.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), dir=dest.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
+        meta = fill(tmp)
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        for f in (tmp / WEIGHTS, tmp / META):  # safetensors writes 0600: honour the umask like any file
+        for f in (tmp / weights, tmp / META):  # safetensors writes 0600: honour the umask like any file
             os.chmod(f, 0o666 & ~current_umask())
         if ood is not None:
-            save_ood(tmp, ood, _digest(file_sha256(tmp / WEIGHTS), file_sha256(tmp / META)))
+            save_ood(tmp, ood, _digest(file_sha256(tmp / weights), file_sha256(tmp / META)))
         if dest.exists():  # an eulc bundle (checked above): swap, then drop the old one
             old = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name + "-old"), dir=dest.parent))
             os.replace(dest, old / dest.name)
@@ -333,10 +453,9 @@ def load_bundle(path: Path) -> ModelBundle:
             normaliser length, legend size), or the weights' SHA-256 does not match.
     """
     path = Path(path)
-    mpath, wpath = path / META, path / WEIGHTS
-    for p in (mpath, wpath):
-        if not p.is_file():
-            raise BundleError(f"{p.name} is missing", "Give a directory written by `eulc train`", path=path)
+    mpath = path / META
+    if not mpath.is_file():
+        raise BundleError(f"{META} is missing", "Give a directory written by `eulc train`", path=path)
     try:
         meta = json.loads(mpath.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -347,14 +466,20 @@ def load_bundle(path: Path) -> ModelBundle:
         raise BundleError(
             f"format is {meta.get('format')!r}, expected {FORMAT!r}", "Re-train with this version of eulc", path=mpath
         )
+    kind = meta.get("model", NETWORK)
+    if kind not in KINDS:
+        raise BundleError(f"model is {kind!r}, not one of {', '.join(KINDS)}", bounds.RESTORE, path=mpath)
+    wpath = path / (TREES if kind == XGBOOST else WEIGHTS)
+    if not wpath.is_file():
+        raise BundleError(f"{wpath.name} is missing", "Give a directory written by `eulc train`", path=path)
     if file_sha256(wpath) != meta.get("weights_sha256"):
         raise BundleError(
             "weights do not match the SHA-256 recorded in bundle.json",
             "The bundle was modified or truncated; re-train or restore it",
             path=wpath,
         )
-    if not isinstance(meta, dict):
-        raise BundleError("is not a JSON object", "Re-train or restore the bundle", path=mpath)
+    if kind == XGBOOST:
+        return _load_tree_bundle(path, meta, wpath)
     cfg = _check_architecture(meta.get("architecture"), mpath)  # bounds first: no huge allocation
     try:
         features = list(meta["features"])
@@ -399,6 +524,26 @@ def load_bundle(path: Path) -> ModelBundle:
     net.eval()
     out = ModelBundle(net, norm, legend, features, meta, path, file_sha256(mpath))
     out.feature_spec()  # the contract is checked at load: an edited or foreign spec is refused here
+    return out
+
+
+def _load_tree_bundle(path: Path, meta: dict[str, Any], wpath: Path) -> ModelBundle:
+    """The checks of :func:`load_bundle` for an XGBoost bundle (its model file's hash is checked)."""
+    mpath = path / META
+    try:
+        features = list(meta["features"])
+        legend = Legend.from_json(meta["legend"]["level"], meta["legend"]["classes"])
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise BundleError(f"lacks or mangles the key {e}", "Re-train the bundle", path=mpath) from None
+    bounds.check_classes(len(legend), [c.id for c in legend.classes], mpath)
+    metrics = meta.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise BundleError(f"metrics is {type(metrics).__name__}, not an object", bounds.RESTORE, path=mpath)
+    if "class_prior" in metrics:
+        bounds.check_prior(metrics["class_prior"], len(legend), mpath)
+    trees = load_trees(wpath, meta.get("architecture"), len(features), len(legend), mpath)
+    out = ModelBundle(trees, None, legend, features, meta, path, file_sha256(mpath))
+    out.feature_spec()  # the contract is checked at load, as for a network
     return out
 
 

@@ -103,7 +103,7 @@ def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
             path=table_path,
         )
     data = training_arrays(table, b.features, b.legend.level)
-    prob = predict_proba(b.model, b.normalizer.transform(data.x), data.lonlat)
+    prob = b.predict_proba(data.x, data.lonlat)
 
     def scores(rows: np.ndarray) -> dict[str, Any]:
         return {

@@ -225,7 +225,10 @@ class TrainResult:
     train_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
-def _scores(prob: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def split_scores(prob: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy, weighted F1 (0–1) and ECE (fraction) of float (N, C) probabilities against int
+    (N,) classes: the train/hold-out/test metrics a bundle stores.
+    """
     p = prob.argmax(1)
     return {
         "accuracy": float(accuracy_score(y, p)),
@@ -522,7 +525,7 @@ def train_bridge(
         if cfg.select_best and len(va):
             state = _final_state(net, ema)
             with _TemporaryWeights(net, state):
-                f1 = _scores(predict_proba(net, x[va], data.lonlat[va], cfg.device), data.y[va])["weighted_f1"]
+                f1 = split_scores(predict_proba(net, x[va], data.lonlat[va], cfg.device), data.y[va])["weighted_f1"]
             if best is None or f1 > best[0]:
                 best = (f1, epoch, {k: v.clone() for k, v in state.items()})
         log.debug(
@@ -552,11 +555,11 @@ def train_bridge(
     if best is not None:
         metrics["selected_epoch"] = best[1]
     if len(tr):
-        for k, v in _scores(predict_proba(net, x[tr], data.lonlat[tr], cfg.device), data.y[tr]).items():
+        for k, v in split_scores(predict_proba(net, x[tr], data.lonlat[tr], cfg.device), data.y[tr]).items():
             metrics[f"train_{k}"] = v
     if len(va):
         logits = predict_logits_np(net, x[va], data.lonlat[va], cfg.device)
-        for k, v in _scores(softmax(logits), data.y[va]).items():
+        for k, v in split_scores(softmax(logits), data.y[va]).items():
             metrics[f"val_{k}"] = v
         if cfg.calibrate:
             t = fit_temperature(logits, data.y[va])
@@ -564,7 +567,7 @@ def train_bridge(
             metrics["temperature"] = t
             metrics["val_ece_calibrated"] = expected_calibration_error(softmax(logits / t), data.y[va])
     if len(te):  # after calibration: the card reports the model as shipped, on untouched rows
-        for k, v in _scores(predict_proba(net, x[te], data.lonlat[te], cfg.device), data.y[te]).items():
+        for k, v in split_scores(predict_proba(net, x[te], data.lonlat[te], cfg.device), data.y[te]).items():
             metrics[f"test_{k}"] = v
     return TrainResult(net.cpu(), norm, metrics, np.asarray(tr, np.int64))
 

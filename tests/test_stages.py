@@ -114,6 +114,16 @@ CASES = [  # (request, CLI args, the field, the flag)
     ("map", dict(accept=("orbit",)), ["--accept", "orbit"], "accept"),
     ("map", dict(precision="fp8"), ["--precision", "fp8"], "precision"),
     ("map", dict(device="tpu"), ["--device", "tpu"], "device"),
+    ("train", dict(model="forest"), ["--model", "forest"], "model"),
+    (
+        "train",
+        dict(model="xgboost", xgboost_setting="huge"),
+        ["--model", "xgboost", "--xgboost-setting", "huge"],
+        "xgboost_setting",
+    ),
+    ("train", dict(model="xgboost", epochs=3), ["--model", "xgboost", "--epochs", "3"], "epochs"),
+    ("train", dict(model="xgboost", ema=False), ["--model", "xgboost", "--no-ema"], "ema"),
+    ("train", dict(model="xgboost", device="cuda"), ["--model", "xgboost", "--device", "cuda"], "device"),
 ]
 
 
@@ -134,6 +144,10 @@ def test_the_cli_and_the_api_refuse_alike(
         req = dict(out=tmp_path / "o", year=2017, files="eolearn_slovenia_demo") | fields
         base = ["features", "--out", str(tmp_path / "o"), "--year", "2017", "--files", "eolearn_slovenia_demo"]
         make = lambda: api.run(api.FeaturesRequest(**req))  # noqa: E731
+    elif stage == "train":
+        req = dict(table=tmp_path / "t.parquet", out=tmp_path / "o") | fields
+        base = ["train", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "o")]
+        make = lambda: api.run(api.TrainRequest(**req))  # noqa: E731
     else:
         feats = tmp_path / "f.tif"
         feats.write_bytes(b"")

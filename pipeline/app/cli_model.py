@@ -68,10 +68,26 @@ def train(
         typer.Option(help="share of rows (whole EEA 100 km cells) kept untouched for the bundle's reported metrics"),
     ] = 0.1,
     landscapes: LandscapesOpt = 16,
+    model: Annotated[
+        str,
+        typer.Option(
+            help="network (eulc's model; --preset picks the variant) or xgboost: the paper's baseline as a bundle "
+            "in XGBoost's JSON format, calibrated on the same hold-out and scored on the same untouched cells, "
+            "that `eulc map` runs like the network (no --ood)"
+        ),
+    ] = "network",
+    xgboost_setting: Annotated[
+        str,
+        typer.Option(
+            help="with --model xgboost: paper (300 rounds, depth 6), deep, shallow, or tuned (the best of the three "
+            "on the blocked hold-out)"
+        ),
+    ] = "paper",
 ) -> None:
-    """Train a model (eulc's default, faithful BRIDGE-LC or a plain MLP) and write a ModelBundle
-    (safetensors + JSON), with the OOD reference of its training rows (`eulc map --ood`). A rerun
-    with the same table, features and settings says the bundle is up to date.
+    """Train a model (eulc's default, faithful BRIDGE-LC, a plain MLP, or with --model xgboost the
+    paper's XGBoost baseline) and write a ModelBundle (safetensors or XGBoost JSON, + JSON), with
+    the OOD reference of a network's training rows (`eulc map --ood`). A rerun with the same
+    table, features and settings says the bundle is up to date.
     """
     from pipeline.stages.train import TrainRequest
     from pipeline.stages.train import train as run
@@ -92,6 +108,8 @@ def train(
         device=device,
         test_fraction=test_fraction,
         landscapes=landscapes,
+        model=model,
+        xgboost_setting=xgboost_setting,
     )
     with EventView("training") as view:
         res = run(req, view)
@@ -113,7 +131,9 @@ def train(
         )
     if "temperature" in metrics:
         msg += f"; temperature T = {metrics['temperature']:.2f} fitted on the hold-out"
-    if landscapes:
+    if model == "xgboost":
+        msg += f"; XGBoost setting {metrics.get('xgboost_setting')} (no OOD reference: it needs a network)"
+    elif landscapes:
         msg += f"; OOD reference of the training rows stored (K = {landscapes}; `eulc map --ood`)"
     out_console.print(msg)
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.api import train_from_table
+from model.api import train_from_table, train_trees_from_table
 from model.bundle import TRAIN_LEDGER
 from model.infer import resolve_device
-from model.presets import PRESETS, preset_config
+from model.presets import DEFAULT, PRESETS, preset_config
+from model.trees import SETTINGS
 from pipeline.core.atomic import WRITTEN, remove_leftovers
 from pipeline.core.errors import EulcError
 from pipeline.core.ledger import OUT_LOCK, JsonLedger, Ledger, input_key
@@ -22,6 +23,12 @@ from pipeline.stages.table import file_key
 from pipeline.table import table_metadata, table_spec
 
 LEVELS = ("level1", "level2")
+MODELS = ("network", "xgboost")
+"""What ``eulc train`` fits: eulc's network (``preset`` chooses the variant) or the paper's
+XGBoost baseline as a tree-model bundle (:mod:`model.trees`) that ``eulc map`` runs alike."""
+NETWORK_ONLY = {"epochs": 500, "lr": 1e-4, "batch_size": 128, "ema": True, "preset": DEFAULT}
+"""The request fields that set the network's schedule, with their defaults: an XGBoost request
+that changes one is refused rather than silently ignored."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,12 @@ class TrainRequest:
         overwrite: replace an existing eulc bundle in ``out``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         test_fraction: share of rows (whole EEA 100 km cells) kept untouched for the reported metrics.
-        landscapes: K of the OOD reference stored with the bundle (0: none).
+        landscapes: K of the OOD reference stored with the bundle (0: none; an XGBoost bundle
+            has none, whatever K).
+        model: ``network`` or ``xgboost`` (:data:`MODELS`); with ``xgboost`` the schedule fields
+            (:data:`NETWORK_ONLY`) keep their defaults, and the splits are the default preset's
+            (the network with the same seed holds out the same cells).
+        xgboost_setting: the tree model's setting (:data:`model.trees.SETTINGS`).
     """
 
     table: Path
@@ -59,8 +71,28 @@ class TrainRequest:
     device: str = "auto"
     test_fraction: float = 0.1
     landscapes: int = 16
+    model: str = "network"
+    xgboost_setting: str = "paper"
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise EulcError(f"`model` {self.model!r} is not a model", f"Use one of {', '.join(MODELS)}")
+        if self.xgboost_setting not in SETTINGS:
+            raise EulcError(
+                f"`xgboost_setting` {self.xgboost_setting!r} is unknown", f"Use one of {', '.join(SETTINGS)}"
+            )
+        if self.model == "xgboost":
+            for name, default in NETWORK_ONLY.items():
+                if getattr(self, name) != default:
+                    raise EulcError(
+                        f"`{name}` sets the network's training; it does not apply to `model` xgboost",
+                        f"Leave `{name}` at its default, or choose the trees with `xgboost_setting`",
+                    )
+            if self.device.startswith("cuda"):
+                raise EulcError(
+                    f"`device` {self.device} with `model` xgboost: eulc fits XGBoost on the CPU",
+                    "Use `device` auto or cpu",
+                )
         if self.level not in LEVELS:
             raise EulcError(f"`level` {self.level!r} is not a legend", "Use level1 or level2")
         if self.landscapes < 0:
@@ -113,13 +145,18 @@ def train(req: TrainRequest, on_event: Event = ignore, ledger: Ledger | None = N
         lr=req.lr,
         batch_size=req.batch_size,
         seed=req.seed,
-        device=str(resolve_device(req.device)),
+        device="cpu" if req.model == "xgboost" else str(resolve_device(req.device)),
         test_fraction=req.test_fraction,
         **({} if req.ema else {"ema_momentum": None}),
     )  # validated: epochs -3 is refused
     out = Path(req.out)
     remove_leftovers(out.parent)  # a killed run's temporary bundle folder beside it, even when it is current
-    key = input_key("train", file_key(table), sel.names, cfg.model_dump(mode="json"), req.landscapes)
+    trees = req.model == "xgboost"
+    key = (
+        input_key("train", file_key(table), sel.names, cfg.model_dump(mode="json"), "xgboost", req.xgboost_setting)
+        if trees
+        else input_key("train", file_key(table), sel.names, cfg.model_dump(mode="json"), req.landscapes)
+    )
     own = ledger is None
     book: Ledger = ledger if ledger is not None else JsonLedger(out, TRAIN_LEDGER)
     name = "bundle" if own else "train"
@@ -133,9 +170,14 @@ def train(req: TrainRequest, on_event: Event = ignore, ledger: Ledger | None = N
             "progress", {"stage": "train", "done": e, "total": cfg.epochs, "loss": loss, "info": f"loss {loss:.3f}"}
         )
 
-    metrics = train_from_table(
-        table, out, sel, cfg, on_epoch, overwrite=req.overwrite, landscapes=req.landscapes, on_event=on_event
-    )
+    if trees:
+        metrics = train_trees_from_table(
+            table, out, sel, cfg, req.xgboost_setting, overwrite=req.overwrite, on_event=on_event
+        )
+    else:
+        metrics = train_from_table(
+            table, out, sel, cfg, on_epoch, overwrite=req.overwrite, landscapes=req.landscapes, on_event=on_event
+        )
     outputs = sorted(p for p in out.iterdir() if p.is_file() and p.name not in (TRAIN_LEDGER, WRITTEN, OUT_LOCK))
     if own:  # the atomic save replaced the folder: a ledger read before it is gone with it
         book = JsonLedger(out, TRAIN_LEDGER)

@@ -13,6 +13,9 @@ Level-2) COGs for one tile (paper §3.5 inference; issue #5).
   buffers, non-blocking copies and bf16 autocast.
 - Pixels where any model feature is NaN become nodata (255) and are counted.
 - With a Level-2 bundle, crop types are predicted inside the pixels mapped as Cropland.
+- An XGBoost bundle (:mod:`model.trees`) runs through the same reader, tiles, tags and COGs: its
+  calibrated log-probabilities take the network's logits' place (with the same EM prior bias);
+  XGBoost predicts on the CPU with the threads torch has.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from model.fused import FusedClassifier
 from model.infer import resolve_device
 from model.ood import OODReference
 from model.priors import DEFAULT_ADAPTATION, Adaptation, prior_bias
+from model.trees import TreeEnsemble
 from pipeline.core.cog import write_cog
 from pipeline.core.contract import artifact_spec, compare_features
 from pipeline.core.errors import RasterError
@@ -124,8 +128,10 @@ class Predictor:
         self.device = resolve_device(device)
         self.batch_px = batch_px or (CUDA_BATCH_PX if self.device.type == "cuda" else CPU_BATCH_PX)
         self.bf16 = self.device.type == "cuda" if bf16 is None else bf16
-        self.net = FusedClassifier(bundle.model, bundle.normalizer).to(self.device).eval()
-        self.net2 = FusedClassifier(level2.model, level2.normalizer).to(self.device).eval() if level2 else None
+        self.net = self._classifier(bundle)
+        self.net2 = self._classifier(level2) if level2 else None
+        if not any(isinstance(n, FusedClassifier) for n in (self.net, self.net2)):
+            self.bf16 = False  # trees only: float32 throughout, whatever the device
         self.ood: OODReference | None = bundle.require_ood() if ood else None
         self.crop_id = -1
         if level2 is not None:
@@ -141,6 +147,13 @@ class Predictor:
         self._idx1 = [names.index(n) for n in bundle.features]
         self._idx2 = [names.index(n) for n in level2.features] if level2 else []
         self._specs: list[tuple[ModelBundle, FeatureSpec]] | None = None
+
+    def _classifier(self, bundle: ModelBundle) -> FusedClassifier | TreeEnsemble:
+        if isinstance(bundle.model, TreeEnsemble):
+            bundle.model.set_threads(torch.get_num_threads())
+            return bundle.model
+        net, norm = bundle.network()
+        return FusedClassifier(net, norm).to(self.device).eval()
 
     @property
     def specs(self) -> list[tuple[ModelBundle, FeatureSpec]]:
@@ -198,14 +211,17 @@ class Predictor:
         the same fused network with a shifted class-head bias (Saerens et al. 2002).
         """
         other = copy.copy(self)
-        other.net = copy.deepcopy(self.net)
+        if isinstance(self.net, TreeEnsemble):
+            other.net = self.net.with_bias(bias)
+            return other
+        other.net = net = copy.deepcopy(self.net)
         with torch.no_grad():
-            other.net.head_b.add_(torch.as_tensor(bias, dtype=other.net.head_b.dtype, device=other.net.head_b.device))
+            net.head_b.add_(torch.as_tensor(bias, dtype=net.head_b.dtype, device=net.head_b.device))
         return other
 
     def run(
         self,
-        net: FusedClassifier,
+        net: FusedClassifier | TreeEnsemble,
         x: np.ndarray,
         lonlat_deg: np.ndarray,
         proba: bool = False,
@@ -215,8 +231,11 @@ class Predictor:
         float32 (N, C), and with ``ood`` the OOD codes uint8 (N,) (:data:`pipeline.core.ood_codes.OOD_CODES`) of
         raw features (N, F) and lon/lat (N, 2), in sub-batches (softmax of the
         temperature-scaled logits; paper §3.5). ``x`` may be any strided view, such as the
-        pixel rows ``values.reshape(F, -1).T`` of a reader block.
+        pixel rows ``values.reshape(F, -1).T`` of a reader block. A tree model's logits are its
+        calibrated log-probabilities (:meth:`model.trees.TreeEnsemble.logits`); it has no OOD codes.
         """
+        if isinstance(net, TreeEnsemble):
+            return _tree_run(net, x, proba, self.batch_px)
         n, n_cls = len(x), net.head_b.shape[0]
         cls = np.empty(n, np.uint8)
         pmax = np.empty(n, np.float32)
@@ -295,6 +314,28 @@ class Predictor:
                 l2[crop[ok]] = self.run(self.net2, x2[ok], lonlat_deg[crop[ok]])[0]
             res["level2"] = l2
         return res
+
+
+def _tree_run(
+    net: TreeEnsemble, x: np.ndarray, proba: bool, batch_px: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, None]:
+    """:meth:`Predictor.run` for a tree model, in sub-batches of ``batch_px`` rows: class id
+    uint8 (N,), max probability float32 (N,), probabilities float32 (N, C) with ``proba``.
+    """
+    n = len(x)
+    cls = np.empty(n, np.uint8)
+    pmax = np.empty(n, np.float32)
+    prob = np.empty((n, net.n_classes), np.float32) if proba else None
+    step = max(batch_px, 16_384)  # XGBoost spreads a batch over its threads: larger is cheaper
+    for i in range(0, n, step):
+        z = net.logits(x[i : i + step])
+        e = np.exp(z - z.max(1, keepdims=True))
+        tot = e.sum(1)
+        cls[i : i + len(z)] = z.argmax(1)
+        pmax[i : i + len(z)] = 1.0 / tot
+        if prob is not None:
+            prob[i : i + len(z)] = e / tot[:, None]
+    return cls, pmax, prob, None
 
 
 Prepared = tuple[Block, np.ndarray]
