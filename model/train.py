@@ -225,6 +225,27 @@ class TrainResult:
     train_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
+def split_metrics(
+    data: TrainingData, cfg: TrainConfig, tr: np.ndarray, va: np.ndarray, te: np.ndarray, n_classes: int
+) -> dict[str, Any]:
+    """The metrics every bundle records about its rows (network or trees): the three row counts,
+    the rows left out and why, how the hold-out and the test rows were drawn, and ``class_prior``
+    (C,) the training rows' class shares, for EM prior adaptation at map time.
+    """
+    prior = np.bincount(data.y[tr], minlength=n_classes).astype(np.float64)
+    return {
+        "n_train": len(tr),
+        "n_val": len(va),
+        "n_test": len(te),
+        "dropped": data.dropped,
+        "holdout": cfg.val_split if len(va) else "none",
+        "test_split": (
+            "none" if not len(te) else "blocked" if split_is_blocked(np.arange(len(data.y)), data) else "random"
+        ),
+        "class_prior": (prior / prior.sum()).tolist(),
+    }
+
+
 def split_scores(prob: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Accuracy, weighted F1 (0–1) and ECE (fraction) of float (N, C) probabilities against int
     (N,) classes: the train/hold-out/test metrics a bundle stores.
@@ -539,17 +560,7 @@ def train_bridge(
             on_epoch(epoch, float(total) / max(steps_per_epoch, 1))
     net.load_state_dict(best[2] if best is not None else _final_state(net, ema))
     net.eval()
-    metrics: dict[str, Any] = {
-        "n_train": len(tr),
-        "n_val": len(va),
-        "n_test": len(te),
-        "dropped": data.dropped,
-        "holdout": cfg.val_split if len(va) else "none",
-        "test_split": (
-            "none" if not len(te) else "blocked" if split_is_blocked(np.arange(len(data.y)), data) else "random"
-        ),
-    }
-    metrics["class_prior"] = (prior / prior.sum()).tolist()  # for EM prior adaptation at map time
+    metrics = split_metrics(data, cfg, tr, va, te, n_classes)
     if aug is not None:
         metrics["augmentation"] = aug.describe()
     if best is not None:

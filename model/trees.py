@@ -29,7 +29,7 @@ from model import bounds
 from model.baselines import XGBOOST_GRID
 from model.calibration import PROB_FLOOR, expected_calibration_error, fit_temperature
 from model.infer import softmax
-from model.train import TrainConfig, TrainingData, split_is_blocked, split_rows, split_scores
+from model.train import TrainConfig, TrainingData, split_metrics, split_rows, split_scores
 from pipeline.core.errors import BundleError, SchemaError
 
 TREES = "trees.json"
@@ -211,19 +211,7 @@ def train_trees(
     names = list(candidates)
     chosen = max(names, key=lambda n: (scores.get(n, 0.0), -names.index(n)))  # ties: the paper's first
     trees = fits[chosen]
-    prior = np.bincount(data.y[tr], minlength=n_classes).astype(np.float64)
-    metrics: dict[str, Any] = {
-        "n_train": len(tr),
-        "n_val": len(va),
-        "n_test": len(te),
-        "dropped": data.dropped,
-        "holdout": cfg.val_split if len(va) else "none",
-        "test_split": (
-            "none" if not len(te) else "blocked" if split_is_blocked(np.arange(len(data.y)), data) else "random"
-        ),
-        "class_prior": (prior / prior.sum()).tolist(),
-        "xgboost_setting": chosen,
-    }
+    metrics = {**split_metrics(data, cfg, tr, va, te, n_classes), "xgboost_setting": chosen}
     if scores:
         metrics["xgboost_holdout_weighted_f1"] = scores
     for k, v in split_scores(trees.predict_proba(data.x[tr]), data.y[tr]).items():

@@ -24,6 +24,7 @@ CASES = {
     "build_reference_tables.py",
     "check_report_browser.py",
     "elevation_loro.py",
+    "level2_cv.py",
     "make_bridge_lc_196_spec.py",
     "mutants.py",
     "ood_loro.py",
@@ -148,6 +149,40 @@ def test_pilot_default_chooses_inside_one_fold(full_table: Path, tmp_path: Path)
     assert (df["fold"] == "Pannonian").all()
     bad = script("pilot_default.py", str(full_table), "--folds", "Atlantis", cwd=tmp_path)
     assert bad.returncode == 2 and "Atlantis" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_level2_cv_never_reads_the_shipped_bundles_test_cells(data: Path, tmp_path: Path) -> None:
+    """Two folds on 600 training-side rows, 1 epoch: the rows it scored exclude every untouched row
+    of the shipped Level-2 bundle's split (recomputed here from the bundle's own record), its
+    weighted F1 is scikit-learn's on the stored out-of-fold predictions, each row was predicted
+    once (probabilities sum to 1), a rerun reuses the folds, and bad input is one line."""
+    from sklearn.metrics import f1_score
+
+    from model.bundle import load_bundle
+    from model.train import TrainConfig, split_rows, training_arrays
+    from pipeline.stages.pretrained import models_dir
+    from pipeline.table import read_feature_table
+
+    from .conftest import build_elc10_table
+
+    table = build_elc10_table(
+        data / "derived" / "lucas2018_elc10_features_with_lc1_lu1.csv.gz", tmp_path / "l2.parquet"
+    )
+    args = [str(table), "--out", str(tmp_path / "cv"), "--folds", "2", "--epochs", "1", "--max-rows", "600"]
+    p = script("level2_cv.py", *args, "--candidates", "eulc-plain", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    shipped = load_bundle(models_dir() / "elc10-l2")
+    d = training_arrays(read_feature_table(table)[0], shipped.features, "level2")
+    _, _, te = split_rows(d, TrainConfig(**shipped.meta["train_config"]))
+    z = np.load(tmp_path / "cv" / "oof_eulc-plain.npz")
+    assert len(z["rows"]) == 600 and not set(z["rows"].tolist()) & set(te.tolist())
+    np.testing.assert_allclose(z["prob"].sum(1), 1, atol=1e-4)
+    f1 = f1_score(d.y[z["rows"]], z["prob"].argmax(1), average="weighted")
+    assert f"| eulc-plain | {100 * f1:.2f} |" in (tmp_path / "cv" / "summary.md").read_text()
+    again = script("level2_cv.py", *args, "--candidates", "eulc-plain", cwd=tmp_path)
+    assert again.returncode == 0 and "eulc-plain: done before" in again.stdout
+    bad = script("level2_cv.py", *args, "--candidates", "forest", cwd=tmp_path)
+    assert bad.returncode == 2 and "forest" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.fixture(scope="module")
