@@ -194,7 +194,8 @@ def train_trees(
     tr, va, te = split_rows(data, cfg)
     if (setting == "tuned" or cfg.calibrate) and not len(va):
         raise SchemaError(
-            "the tuned setting and calibration need a hold-out", "Set `val_fraction` > 0 (the presets use 0.1)"
+            "the tuned setting and calibration need a hold-out",
+            "Give a train config whose val_fraction is > 0 (the presets use 0.1)",
         )
     if len(np.unique(data.y[tr])) < 2:
         raise SchemaError("the training rows hold fewer than two classes", "Give a table with several classes")
