@@ -219,6 +219,45 @@ def test_results_protocol_prints_the_runs_and_their_intervals(loro_dir: Path, tm
     assert "size-weighted mean wF1" in p.stdout and "pooled" not in p.stdout
 
 
+def test_results_protocol_gives_each_kind_of_choice_its_own_candidates(loro_dir: Path, tmp_path: Path) -> None:
+    """A run with both `nested` and `xgboost-tuned` writes both kinds of row to one selection CSV
+    (as `eulc evaluate` does); each table must list its own candidates' inner scores.
+    """
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "loro_runs.csv").write_bytes((loro_dir / "loro_runs.csv").read_bytes())
+    inner = "blocked: 0.15 of the training side's 100 km cells"
+    pd.DataFrame(
+        [
+            {
+                "split": "loro-Alpine",
+                "split_key": "k1",
+                "seed": 0,
+                "winner": "eulc-coords",
+                "inner": inner,
+                "inner_wf1_eulc": 0.54423,
+                "inner_wf1_eulc-coords": 0.56883,
+            },
+            {
+                "split": "loro-Alpine",
+                "split_key": "k1:xgboost-tuned:0",
+                "seed": 0,
+                "winner": "paper",
+                "inner": inner,
+                "inner_wf1_paper": 0.53666,
+                "inner_wf1_deep": 0.52777,
+            },
+        ]
+    ).to_csv(run / "loro_selection.csv", index=False)
+    p = script("results_protocol.py", str(run), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    assert "| split | eulc | eulc-coords | chosen | scored on |" in lines
+    assert f"| Alpine | 54.42 | 56.88 | eulc-coords | {inner} |" in lines
+    assert "| split | paper | deep | chosen | scored on |" in lines
+    assert f"| Alpine | 53.67 | 52.78 | paper | {inner} |" in lines
+
+
 def test_results_tables_lists_regions_not_aggregates(loro_dir: Path, tmp_path: Path) -> None:
     empty = tmp_path / "l2"
     empty.mkdir()
