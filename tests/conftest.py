@@ -1,6 +1,6 @@
 """Shared fixtures. Real-data tests FAIL (never skip) when EULC_DATA is missing.
 
-Two tiers, both run by ``python -m pytest -q -n 2 --dist loadfile`` (the README's command; in one
+Two tiers, both run by ``python -m pytest -q -n 2 --dist loadfile --durations=25`` (the README's command; in one
 process, ``python -m pytest -q``, the fast one first):
 
 - ``realdata``: every test that reads the shared data (it uses the ``data`` fixture, directly or
