@@ -12,11 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MinMaxScaler
-from sklearn.svm import SVC
 
 BASELINES = ("rf", "xgboost", "svm")
 SVM_MAX_TRAIN = 15_000
@@ -61,6 +56,8 @@ def fit_predict_proba_baseline(
     """
     model: Any
     if name == "rf":
+        from sklearn.ensemble import RandomForestClassifier
+
         model = RandomForestClassifier(
             n_estimators=130, min_samples_leaf=2, max_features="sqrt", criterion="gini", n_jobs=-1, random_state=seed
         )
@@ -77,6 +74,11 @@ def fit_predict_proba_baseline(
         prob[:, classes] = p
         return np.asarray(classes[p.argmax(1)]), prob
     elif name == "svm":
+        from sklearn.model_selection import train_test_split
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import MinMaxScaler
+        from sklearn.svm import SVC
+
         if len(y_train) > SVM_MAX_TRAIN:
             keep, _ = train_test_split(
                 np.arange(len(y_train)), train_size=SVM_MAX_TRAIN, random_state=seed, stratify=y_train

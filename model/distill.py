@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
 
 TEACHER_ROUNDS = 300
 TEACHER_FOLDS = 2
@@ -52,6 +51,8 @@ def teacher_probabilities(
     out = np.zeros((len(y), n_classes), np.float32)
     counts = np.bincount(y, minlength=n_classes)
     k = int(min(folds, counts[counts > 0].min())) if (counts > 0).any() else 1
+    from sklearn.model_selection import StratifiedKFold
+
     if k < 2:  # too few rows of some class to cross-fit: in-sample probabilities
         splits = [(np.arange(len(y)), np.arange(len(y)))]
     else:

@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from sklearn.cluster import KMeans
 
 from model.bounds import check_ood
 from model.fused import FusedClassifier
@@ -279,6 +278,8 @@ def fit_ood(
     mean, std = xl.mean(0), xl.std(0)
     std = np.where(std > 0, std, 1.0)
     xs = (xl - mean) / std
+    from sklearn.cluster import KMeans  # here, not at import: a bundle loads without scikit-learn
+
     km = KMeans(k, n_init=4, random_state=seed).fit(xs)
     lab = km.labels_
     share = np.bincount(lab, minlength=k) / len(lab)

@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 PRIOR_FLOOR = 1e-6
 """Smallest prior of a class present in training (keeps the logarithms finite)."""
@@ -205,6 +204,8 @@ def choose_adaptation(
     """
     if not looks:
         raise ValueError("choose_adaptation needs at least one look")
+    from sklearn.metrics import f1_score  # here: a map with --adapt-priors loads no scikit-learn
+
     sizes = np.array([len(y) for _, y in looks], np.float64)
     base = [f1_score(y, np.asarray(prob).argmax(1), average="weighted", zero_division=0) for prob, y in looks]
     scores: dict[str, float] = {}

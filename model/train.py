@@ -37,8 +37,6 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from torch import nn
 
 from model.augment import PhysicalAugmentation
@@ -250,6 +248,8 @@ def split_scores(prob: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Accuracy, weighted F1 (0–1) and ECE (fraction) of float (N, C) probabilities against int
     (N,) classes: the train/hold-out/test metrics a bundle stores.
     """
+    from sklearn.metrics import accuracy_score, f1_score
+
     p = prob.argmax(1)
     return {
         "accuracy": float(accuracy_score(y, p)),
@@ -277,6 +277,8 @@ def split_off(
     rows carry cell codes (more than 10 cells), else a stratified random draw (unstratified when
     a class has a single row). ``fraction <= 0`` holds nothing out.
     """
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
     if fraction <= 0 or len(idx) == 0:
         return idx, idx[:0]
     if blocked and split_is_blocked(idx, data):

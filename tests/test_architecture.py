@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,3 +41,17 @@ def test_import_linter_contracts_hold() -> None:
     p = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:]
     assert "BROKEN" not in p.stdout and p.stdout.count("KEPT") == 3
+
+
+def test_mapping_and_bundles_load_without_scikit_learn() -> None:
+    """`eulc map`, `eulc features` and every spec or bundle lookup (`pipeline.stages.resolve`)
+    import neither scikit-learn nor XGBoost (about 2 s of each CLI call's start); the model
+    modules import them where they fit or score, not at module level.
+    """
+    code = (
+        "import sys, pipeline.stages.resolve, pipeline.stages.mapping, pipeline.stages.features, "
+        "tiles.mapping.predict; print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'xgboost'}))"
+    )
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "[]"
