@@ -51,11 +51,11 @@ def teacher_probabilities(
     out = np.zeros((len(y), n_classes), np.float32)
     counts = np.bincount(y, minlength=n_classes)
     k = int(min(folds, counts[counts > 0].min())) if (counts > 0).any() else 1
-    from sklearn.model_selection import StratifiedKFold
-
     if k < 2:  # too few rows of some class to cross-fit: in-sample probabilities
         splits = [(np.arange(len(y)), np.arange(len(y)))]
     else:
+        from sklearn.model_selection import StratifiedKFold  # here: a bundle loads without scikit-learn
+
         splits = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y))
     if on_fold is not None:
         on_fold(0, len(splits))

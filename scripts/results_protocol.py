@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from model.differences import difference_table, differences_markdown
-from model.evaluate import LORO_AGGREGATES, SIZE_WEIGHTED, summary_table
+from model.evaluate import LORO_AGGREGATES, SIZE_WEIGHTED, TUNED_XGBOOST, summary_table
 from pipeline.core.legend import legend_for
 
 
@@ -62,7 +62,7 @@ def main(dirs: list[Path], references: list[str] | None = None) -> None:
     if sel:
         df = pd.concat([pd.read_csv(p) for p in sel])
         em = df["split"].astype(str).str.endswith("+em)")
-        trees = df["split_key"].astype(str).str.contains(":xgboost-tuned:")
+        trees = df["split_key"].astype(str).str.contains(f":{TUNED_XGBOOST}:")  # the key evaluate writes
         for title, part, scale in (
             (
                 "Nested choice (inner blocked hold-out inside each split's training side; weighted F1 %)",

@@ -432,8 +432,9 @@ def test_gee_table_export_to_table_to_train(data: Path, tmp_path: Path) -> None:
     pts.to_csv(tmp_path / "all.csv", index=False)
     # the 40 EEA 100 km cells with most points (about 500 of them): one task each, several classes;
     # all 384 cells' graphs took a minute to build and showed nothing more
-    cells = read_points(tmp_path / "all.csv")["eea_cell_100km"]
-    keep = cells.isin(cells.value_counts().index[:40]).to_numpy()
+    read = read_points(tmp_path / "all.csv")
+    top = read["eea_cell_100km"].value_counts().index[:40]
+    keep = pts["POINT_ID"].isin(read.loc[read["eea_cell_100km"].isin(top), "POINT_ID"]).to_numpy()
     pts, src = pts[keep], src[keep].reset_index(drop=True)
     assert 400 < len(pts) < 700 and src["LUCAS_LC1"].str[0].nunique() >= 4
     pts.to_csv(tmp_path / "points.csv", index=False)
