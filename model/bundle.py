@@ -420,6 +420,8 @@ LIMITS = {
     "loc_hidden": (1, 4_096),
     "hidden": (1, 4_096),
     "depth": (1, 32),
+    "ple_bins": (0, 64),
+    "ensemble": (1, 8),
 }
 """Sane bounds (inclusive) of the architecture fields: checked before any tensor is allocated."""
 
@@ -438,11 +440,16 @@ def _check_architecture(arch: Any, mpath: Path) -> BridgeConfig:
     if not isinstance(d, (int, float)) or not 0 <= d < 1:
         raise BundleError(f"architecture.dropout = {d!r} must be in [0, 1)", "Restore bundle.json", path=mpath)
     try:
-        return BridgeConfig(**arch)
+        cfg = BridgeConfig(**arch)
     except TypeError as e:
         raise BundleError(
             f"architecture has an unknown or missing key ({e})", "Re-train the bundle", path=mpath
         ) from None
+    if cfg.ensemble > 1 and cfg.region_branch:
+        raise BundleError(
+            "architecture has ensemble > 1 with the region branch, which eulc never writes", bounds.RESTORE, path=mpath
+        )
+    return cfg
 
 
 def load_bundle(path: Path) -> ModelBundle:

@@ -8,6 +8,12 @@ For a Linear ``W, b`` followed by an eval-mode BatchNorm (γ, β, running mean �
 calibration temperature T into the class head (``W / T``, ``b / T``). The result computes the
 same logits as :meth:`model.bridge.BridgeLC.predict_logits` on normalised inputs (to float32
 rounding), with three matrix products and no BatchNorm or concatenation.
+
+A piecewise-linear encoding (:mod:`model.ple`) takes the normaliser into its slot tables
+(``w·(x − c)/s + b``) and its columns of the first Linear act on it directly. A TabM-mini
+ensemble of k members stacks the first Linear of each member (``W · diag(r_i)``, k·H rows), runs
+the k hidden states through the shared layers as (N·k, H) rows and averages them before the
+shared class head (the mean of the members' logits, as the trained network's inference).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from torch import nn
 from model.bridge import BridgeLC
 from model.encoding import MULTISCALE_MAX_WAVELENGTH_DEG, MULTISCALE_MIN_WAVELENGTH_DEG
 from model.normalize import AffineNormalizer
+from model.ple import ple_encode
 
 
 def _frequencies(encoding: str, pe_dim: int) -> torch.Tensor:
@@ -106,12 +113,29 @@ class FusedClassifier(nn.Module):
             pairs = _linear_bn_pairs(net.invariant)
             ws, bs = zip(*(_fold_bn(lin, bn) for lin, bn in pairs), strict=True)
             w0, b0 = ws[0], bs[0]
-            f = cfg.n_features
+            f, nb, k = cfg.n_features, cfg.ple_bins, cfg.ensemble
+            self.members = k
+            if net.adapter is not None:  # TabM-mini: member i's first layer is W · diag(r_i), stacked
+                r = net.adapter.detach()
+                w0 = (w0[None, :, :] * r[:, None, :]).reshape(k * w0.shape[0], -1)
+                b0 = b0.repeat(k)
             scale = normalizer.scale.astype(np.float32)
             inv_scale = torch.from_numpy(1.0 / scale)
-            shift = torch.from_numpy(normalizer.center.astype(np.float32) / scale)
+            center = torch.from_numpy(normalizer.center.astype(np.float32))
+            shift = center * inv_scale
             wx = w0[:, :f] * inv_scale[None, :]
             b0 = b0 - w0[:, :f] @ shift
+            self.ple_w: torch.Tensor | None
+            self.ple_b: torch.Tensor | None
+            self.wp: nn.Parameter | None = None
+            if net.ple_weight is not None and net.ple_bias is not None:  # slot = w · (x − c) / s + b
+                pw, pb = net.ple_weight.detach(), net.ple_bias.detach()
+                self.register_buffer("ple_w", (pw * inv_scale[:, None]).contiguous())
+                self.register_buffer("ple_b", (pb - pw * shift[:, None]).contiguous())
+                self.wp = nn.Parameter(w0[:, f : f * (1 + nb)].contiguous())
+            else:
+                self.ple_w = self.ple_b = None
+            w_loc = w0[:, f * (1 + nb) :]
             self.clip_lo: torch.Tensor | None
             self.clip_hi: torch.Tensor | None
             if normalizer.clips:
@@ -120,11 +144,11 @@ class FusedClassifier(nn.Module):
             else:
                 self.clip_lo = self.clip_hi = None
             self.wx = nn.Parameter(wx.contiguous())
-            self.wl = nn.Parameter(w0[:, f:].contiguous()) if cfg.location == "learnt" else None
+            self.wl = nn.Parameter(w_loc.contiguous()) if cfg.location == "learnt" else None
             self.pe_ws: nn.Parameter | None = None
             self.pe_wc: nn.Parameter | None = None
             if cfg.location == "fixed":  # the encoding goes straight into the first layer
-                ws_, wc_ = _split_pe_columns(w0[:, f:], cfg.pe_dim)
+                ws_, wc_ = _split_pe_columns(w_loc, cfg.pe_dim)
                 self.pe_ws, self.pe_wc = nn.Parameter(ws_), nn.Parameter(wc_)
             self.b0 = nn.Parameter(b0)
             self.hidden_w = nn.ParameterList([nn.Parameter(w.contiguous()) for w in ws[1:]])
@@ -156,6 +180,8 @@ class FusedClassifier(nn.Module):
         if self.clip_lo is not None and self.clip_hi is not None:
             x = torch.clamp(x, self.clip_lo.to(x.dtype), self.clip_hi.to(x.dtype))
         h = torch.addmm(self.b0, x, self.wx.t())
+        if self.wp is not None and self.ple_w is not None and self.ple_b is not None:
+            h = _acc(h, ple_encode(x, self.ple_w.to(x.dtype), self.ple_b.to(x.dtype)), self.wp)
         if self.location != "none":
             ang = (lonlat_deg.float()[:, :, None] * self.omega.float()).reshape(len(x), -1)
             s, c = torch.sin(ang), torch.cos(ang)
@@ -166,6 +192,13 @@ class FusedClassifier(nn.Module):
             elif self.pe_ws is not None and self.pe_wc is not None:
                 h = _acc(_acc(h, s, self.pe_ws), c, self.pe_wc)
         h = h.relu_()
+        n = len(x)
+        if self.members > 1:  # (N, k·H) → (N·k, H): the members through the shared layers
+            h = h.reshape(n * self.members, -1)
+            for w, b in zip(self.hidden_w, self.hidden_b, strict=True):
+                h = torch.addmm(b, h, w.t()).relu_()
+            h = h.reshape(n, self.members, -1).mean(1)
+            return h if out is None else out.copy_(h)
         last = len(self.hidden_w) - 1
         for i, (w, b) in enumerate(zip(self.hidden_w, self.hidden_b, strict=True)):
             h = (

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from model.augment import PhysicalAugmentation
@@ -46,6 +46,7 @@ from model.distill import teacher_probabilities
 from model.infer import predict_logits_np, predict_proba, softmax
 from model.losses import supcon_loss
 from model.normalize import AffineNormalizer, fit_normalizer
+from model.ple import quantile_bins
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.errors import EulcError, SchemaError
 
@@ -130,10 +131,27 @@ class TrainConfig(BaseModel):
         "card: used neither for training nor for epoch selection or "
         "calibration; 0 = none",
     )
+    hidden: int = Field(256, ge=8, le=4096, description="width of each encoder layer (paper: 256)")
+    ple_bins: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="piecewise-linear encoding of every feature with this many quantile bins "
+        "(model.ple; Gorishniy et al. 2022); 0 = off",
+    )
+    ensemble: int = Field(
+        1, ge=1, le=8, description="k TabM-mini members sharing the weights (model.bridge; TabM 2025); 1 = off"
+    )
     select_best: bool = Field(False, description="keep the epoch with the best hold-out weighted F1")
     calibrate: bool = Field(False, description="fit a softmax temperature on the hold-out (Guo 2017)")
     seed: int = 0
     device: str = "cpu"
+
+    @model_validator(mode="after")
+    def _ensemble_without_region_branch(self) -> TrainConfig:
+        if self.ensemble > 1 and self.region_branch:
+            raise ValueError("a TabM-mini ensemble (ensemble > 1) is built without the region branch (region_branch)")
+        return self
 
     def digest(self) -> str:
         """SHA-256 (first 16 hex) of the canonical JSON."""
@@ -325,7 +343,9 @@ def holdout_split(data: TrainingData, cfg: TrainConfig) -> tuple[np.ndarray, np.
 
 
 def build_network(n_features: int, n_classes: int, cfg: TrainConfig) -> BridgeLC:
-    """The network a training config asks for (architecture sizes are the paper's)."""
+    """The network a training config asks for (architecture sizes are the paper's unless the
+    config sets ``hidden``); a piecewise-linear encoding still needs :meth:`BridgeLC.set_ple_bins`.
+    """
     return BridgeLC(
         BridgeConfig(
             n_features=n_features,
@@ -335,6 +355,9 @@ def build_network(n_features: int, n_classes: int, cfg: TrainConfig) -> BridgeLC
             encoding=cfg.encoding,
             region_branch=cfg.region_branch,
             dropout=cfg.dropout,
+            hidden=cfg.hidden,
+            ple_bins=cfg.ple_bins,
+            ensemble=cfg.ensemble,
         )
     )
 
@@ -355,7 +378,7 @@ PROGRESS_EVERY_S = 1.0
 
 
 def _probe_seconds(
-    net: nn.Module, x: torch.Tensor, lonlat: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, steps: int = 8
+    net: BridgeLC, x: torch.Tensor, lonlat: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, steps: int = 8
 ) -> float:
     """Seconds one optimisation step takes on this machine: ``steps`` steps of a copy of ``net``
     (its own optimiser, the random state restored afterwards, so training is unchanged); the median
@@ -371,7 +394,7 @@ def _probe_seconds(
             b = torch.arange(i * cfg.batch_size, (i + 1) * cfg.batch_size, device=x.device) % len(y)
             t0 = time.perf_counter()
             logits_c, logits_r, z_inv, z_spec = probe(x[b], lonlat[b])
-            loss = ce(logits_c, y[b])
+            loss = ce(logits_c, probe.per_member(y[b]))
             if logits_r is not None and z_spec is not None:
                 loss = loss + supcon_loss(torch.cat([z_inv, z_spec]), torch.cat([y[b], y[b]]), cfg.temperature)
             opt.zero_grad(set_to_none=True)
@@ -456,7 +479,10 @@ def train_bridge(
     norm = fit_normalizer(data.x[tr], cfg.scaling)
     x = norm.transform(data.x)
     dev = torch.device(cfg.device)
-    net = build_network(x.shape[1], n_classes, cfg).to(dev)
+    net = build_network(x.shape[1], n_classes, cfg)
+    if cfg.ple_bins:  # quantiles of the normalised training rows only
+        net.set_ple_bins(quantile_bins(x[tr], cfg.ple_bins))
+    net = net.to(dev)
     fused = dev.type in ("cpu", "cuda")  # fused AdamW: 2.5× faster step on CPU (issue #4 benchmark)
     opt = torch.optim.AdamW(
         net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None, foreach=None if fused else True
@@ -511,9 +537,9 @@ def train_bridge(
             logits_c, logits_r, z_inv, z_spec = net(xb, lt[b])
             if cfg.logit_adjust > 0:
                 logits_c = logits_c + cfg.logit_adjust * log_prior
-            loss = ce_class(logits_c, yt[b])
+            loss = ce_class(logits_c, net.per_member(yt[b]))  # TabM: the members' mean loss
             if teacher is not None:  # soft-target cross-entropy against the teacher's probabilities
-                soft = -(teacher[b] * torch.log_softmax(logits_c, dim=1)).sum(1).mean()
+                soft = -(net.per_member(teacher[b]) * torch.log_softmax(logits_c, dim=1)).sum(1).mean()
                 loss = (1.0 - cfg.distill) * loss + cfg.distill * soft
             if logits_r is not None and z_spec is not None:
                 labels = torch.cat([yt[b], n_classes + rt[b]])
