@@ -57,7 +57,11 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     ema: EmaOpt = True,
     preset: Annotated[
-        str, typer.Option(help="eulc (default: blocked hold-out selection + calibration), bridge-lc (faithful) or mlp")
+        str,
+        typer.Option(
+            help="eulc (default: blocked hold-out selection + calibration), eulc-plain, eulc-coords, eulc-tabm, "
+            "eulc-ple, eulc-tabm-ple, bridge-lc (faithful) or mlp"
+        ),
     ] = "eulc",
     overwrite: Annotated[
         bool, typer.Option(help="replace an existing bundle in --out (never a folder holding other files)")
@@ -150,7 +154,8 @@ def evaluate(
     models: Annotated[
         str,
         typer.Option(
-            help="comma-separated: bridge-lc (faithful), eulc (default), eulc-plain, eulc-coords, eulc-v1, mlp, "
+            help="comma-separated: bridge-lc (faithful), eulc (default), eulc-plain, eulc-coords, eulc-tabm, eulc-ple, "
+            "eulc-tabm-ple, eulc-v1, mlp, "
             "nested (the best candidate preset per split, chosen on training-side data), rf, xgboost, svm, "
             "xgboost-tuned (its setting chosen per split the same way)"
         ),
