@@ -58,6 +58,9 @@ class BridgeConfig:
         temperature: calibration temperature T applied at inference (softmax(z / T)).
         ple_bins: slots of the piecewise-linear encoding per feature (0 = none; :mod:`model.ple`).
         ensemble: k, the TabM-mini members (1 = a single network).
+
+    Raises:
+        ValueError: ``ensemble`` > 1 with ``region_branch``.
     """
 
     n_features: int
@@ -74,6 +77,10 @@ class BridgeConfig:
     temperature: float = 1.0
     ple_bins: int = 0
     ensemble: int = 1
+
+    def __post_init__(self) -> None:
+        if self.ensemble > 1 and self.region_branch:
+            raise ValueError("ensemble > 1 with the region branch: TabM-mini members are built without it")
 
     def to_json(self) -> dict[str, float | int | str | bool]:
         """The settings as a JSON-able dict."""
@@ -147,9 +154,7 @@ class BridgeLC(nn.Module):
         else:
             self.ple_weight = self.ple_bias = None
         self.adapter: nn.Parameter | None = None
-        if cfg.ensemble > 1:
-            if cfg.region_branch:
-                raise ValueError("ensemble > 1 (TabM-mini) is built without the region branch; set region_branch=False")
+        if cfg.ensemble > 1:  # BridgeConfig refuses the region branch here
             per_feature = torch.randn(cfg.ensemble, f + (1 if cfg.location_width else 0))
             if not nb:
                 per_feature = torch.where(per_feature < 0, -1.0, 1.0)  # tabm: random signs

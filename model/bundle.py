@@ -440,16 +440,13 @@ def _check_architecture(arch: Any, mpath: Path) -> BridgeConfig:
     if not isinstance(d, (int, float)) or not 0 <= d < 1:
         raise BundleError(f"architecture.dropout = {d!r} must be in [0, 1)", "Restore bundle.json", path=mpath)
     try:
-        cfg = BridgeConfig(**arch)
+        return BridgeConfig(**arch)
     except TypeError as e:
         raise BundleError(
             f"architecture has an unknown or missing key ({e})", "Re-train the bundle", path=mpath
         ) from None
-    if cfg.ensemble > 1 and cfg.region_branch:
-        raise BundleError(
-            "architecture has ensemble > 1 with the region branch, which eulc never writes", bounds.RESTORE, path=mpath
-        )
-    return cfg
+    except ValueError as e:  # a combination eulc never writes
+        raise BundleError(f"architecture has {e}", bounds.RESTORE, path=mpath) from None
 
 
 def load_bundle(path: Path) -> ModelBundle:

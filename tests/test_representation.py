@@ -153,6 +153,7 @@ def test_tabm_ple_bundle_round_trip_on_real_rows(sample_table: Path, tmp_path: P
     meta = json.loads((tmp_path / "m" / "bundle.json").read_text())
     assert meta["architecture"]["ensemble"] == 4 and meta["architecture"]["ple_bins"] == 8
     b = load_bundle(tmp_path / "m")
+    assert b.model.ple_weight is not None and float(b.model.ple_weight[:, 0].abs().min()) > 0  # edges saved
     table, _ = read_feature_table(sample_table)
     data = training_arrays(table, b.features)
     ok = np.isfinite(data.x).all(1)
