@@ -336,6 +336,18 @@ def split_rows(data: TrainingData, cfg: TrainConfig) -> tuple[np.ndarray, np.nda
     return tr, va, te
 
 
+def split_message(data: TrainingData, tr: np.ndarray, va: np.ndarray, te: np.ndarray, cfg: TrainConfig) -> str:
+    """One line: how many rows :func:`split_rows` gave each part and how each was drawn."""
+    cells = "whole EEA 100 km cells"
+    test = cells if split_is_blocked(np.arange(len(data.y)), data) else "random rows"
+    blocked = cfg.val_split == "blocked" and split_is_blocked(np.concatenate([tr, va]), data)
+    held = cells if blocked else "stratified rows"
+    return (
+        f"rows: {len(tr):,} training, {len(va):,} hold-out ({held}), "
+        f"{len(te):,} untouched test ({test}, used only for the reported metrics)"
+    )
+
+
 def holdout_split(data: TrainingData, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """Training and hold-out row indices (:func:`split_rows` without the test rows)."""
     tr, va, _ = split_rows(data, cfg)
@@ -476,6 +488,8 @@ def train_bridge(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tr, va, te = split_rows(data, cfg)
+    if on_event is not None:  # also breaks the setup's silence (imports, the step probe) on a slow machine
+        on_event("status", {"message": split_message(data, tr, va, te, cfg)})
     norm = fit_normalizer(data.x[tr], cfg.scaling)
     x = norm.transform(data.x)
     dev = torch.device(cfg.device)

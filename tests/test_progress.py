@@ -96,8 +96,10 @@ def _start(cmd: list[str], cwd: Path) -> tuple[subprocess.Popen[str], float, lis
 
 
 def test_long_commands_are_never_silent(full_table: Path, data: Path, tmp_path: Path) -> None:
-    """The three phases the issue found silent for minutes, each run for 12 s: each prints within
-    10 s and then at least every 10 s, with the progress of the phase it is in."""
+    """The three phases the issue found silent for minutes: each prints within 10 s and then at
+    least every 10 s, with the progress of the phase it is in. Each runs until its phase lines
+    have come or 40 s have passed (a loaded 2-core CI machine took over 12 s to reach the teacher),
+    so the bounds are on silence, not on how fast a machine imports torch and scikit-learn."""
     cmds = {
         "train": ["train", str(full_table), "--out", "m"],  # the default: teacher, then 500 epochs
         "evaluate": [
@@ -118,20 +120,22 @@ def test_long_commands_are_never_silent(full_table: Path, data: Path, tmp_path: 
         "gee": ["gee", "export-table", "--points", str(data / SURVEY), "--year", "2022", "--out", "g"],
     }
     expect = {
-        "train": ["reading ", "training schedule: 500 epochs", "teacher: 0/2"],
+        "train": ["reading ", "rows: ", "training schedule: 500 epochs", "teacher: 0/2"],
         "evaluate": ["loro: 0/1", "fitting eulc on loro-Alpine, seed 0"],
         "gee": ["reading the points", "task graphs: "],
     }
     for which, cmd in cmds.items():  # one after the other: a user runs one command, not three at once
         p, t0, lines, reader = _start(cmd, tmp_path)
-        time.sleep(12)
+        while time.monotonic() - t0 < 40 and not all(e in "\n".join(x for _, x in lines) for e in expect[which]):
+            time.sleep(0.5)
+        time.sleep(1)  # then a little longer: the phase's own progress goes on
         end = time.monotonic()
         os.killpg(p.pid, signal.SIGKILL)  # the command and its forked workers (gee's graph builders)
         p.wait()
         reader.join(5)
         stamps = [t for t, _ in lines]
         text = "\n".join(line for _, line in lines)
-        assert stamps, f"{which}: no line in 12 s"
+        assert stamps, f"{which}: no line in {end - t0:.0f} s"
         silence = max(b - a for a, b in zip(stamps, [*stamps[1:], end], strict=True))
         assert stamps[0] - t0 < 10 and silence < 10, (
             f"{which}: first line after {stamps[0] - t0:.1f} s, silent for {silence:.1f} s:\n{text}"
