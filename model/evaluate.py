@@ -57,10 +57,11 @@ inner blocked hold-out ``nested`` uses (:func:`model.tuning.choose_xgboost`)."""
 MODELS = (*PRESETS, "nested", *BASELINES, TUNED_XGBOOST)
 """Models of ``--models``: the neural presets, ``nested`` (the best of the candidate presets,
 chosen per split on training-side data), the baselines and the tuned XGBoost."""
-PROTOCOL = 4
+PROTOCOL = 5
 """Bumped when the protocol changes (2: per-seed subsamples, train-side selection, EM variants;
 3: ``nested`` also chooses coordinates on/off, runs store their test predictions; 4: ``+em`` is
-Dirichlet-MAP EM with a guard, its setting chosen per split on inner held-out regions)."""
+Dirichlet-MAP EM with a guard, its setting chosen per split on inner held-out regions; 5: those
+inner regions are drawn per split and seed, not per seed alone)."""
 DEFAULT_MODELS = ("bridge-lc", "eulc", "mlp", "rf", "xgboost", "svm")
 SCENARIOS = ("extrap", "extrap-blocked", "loro", "ablation")
 
@@ -206,7 +207,7 @@ def inner_adaptation(
             (:func:`model.tuning.inner_region_split`).
     """
     side = d.take(split.train)
-    fit, held = inner_region_split(side, seed)
+    fit, held = inner_region_split(side, seed, split.name)
     inner = Split(f"{split.name}/inner-regions", split.train[fit], split.train[held])
     _, prob = _fit_proba(model, d, inner, n_classes, cfg, seed, aug)
     assert prob is not None  # callers pass models with probabilities

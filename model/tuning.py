@@ -11,6 +11,7 @@ so a rerun reuses it and a reader can reproduce it.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -80,14 +81,15 @@ INNER_REGIONS_MAX = 3
 """At most this many inner regions are held out (each one area EM adaptation is scored on)."""
 
 
-def inner_region_split(train_side: TrainingData, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def inner_region_split(train_side: TrainingData, seed: int, fold: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Row indices (into ``train_side``) of an inner *leave-regions-out* split: whole EEA
     bioregions of the training side held out, so a model fitted on the rest meets areas it never
     saw, as a LORO test region is (issue #29: EM's strength and guard are chosen there).
 
     The regions with at least :data:`model.scenarios.MIN_TEST_SAMPLES` rows are shuffled with
-    ``seed`` and taken in that order while the held-out rows stay within
-    :data:`INNER_REGION_SHARE` of the side (the first one always; at most
+    ``seed`` and ``fold`` (the split's name, e.g. ``loro-Alpine``: each fold draws its own inner
+    regions, where one seed alone gave most folds the same ones) and taken in that order while the
+    held-out rows stay within :data:`INNER_REGION_SHARE` of the side (the first one always; at most
     :data:`INNER_REGIONS_MAX`); the fit rows are capped at :data:`INNER_MAX_ROWS` (seeded).
 
     Returns:
@@ -100,7 +102,7 @@ def inner_region_split(train_side: TrainingData, seed: int) -> tuple[np.ndarray,
     eligible = ids[counts >= MIN_TEST_SAMPLES]
     if len(eligible) < 2:
         raise ValueError(f"train_side has {len(eligible)} region(s) with >= {MIN_TEST_SAMPLES} rows; need 2")
-    order = np.random.default_rng(seed).permutation(eligible)
+    order = np.random.default_rng([seed, zlib.crc32(fold.encode())]).permutation(eligible)
     n = len(train_side.y)
     held: list[int] = []
     rows = 0
