@@ -41,7 +41,16 @@ from model.presets import ABLATION, CANDIDATES, DEFAULT, PRESETS, run_config
 from model.priors import Adaptation, adaptation_from_label, choose_adaptation
 from model.scenarios import LORO_AGGREGATES, MIN_TEST_SAMPLES, SIZE_WEIGHTED, Split, extrap_blocked, extrap_random, loro
 from model.train import TrainConfig, TrainingData, holdout_split, split_rows, train_bridge, training_arrays
-from model.tuning import choose_preset, choose_xgboost, inner_region_split, load_choices, write_choice
+from model.tuning import (
+    INNER_HOLDOUTS,
+    choose_preset,
+    choose_xgboost,
+    inner_description,
+    inner_holdout,
+    inner_region_split,
+    load_choices,
+    write_choice,
+)
 from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.confusion import class_accuracies
@@ -53,7 +62,7 @@ from pipeline.table import read_feature_table, table_spec
 
 TUNED_XGBOOST = "xgboost-tuned"
 """XGBoost with its setting chosen per split among :data:`model.baselines.XGBOOST_GRID` on the
-inner blocked hold-out ``nested`` uses (:func:`model.tuning.choose_xgboost`)."""
+inner hold-out ``nested`` uses (:func:`model.tuning.choose_xgboost`)."""
 MODELS = (*PRESETS, "nested", *BASELINES, TUNED_XGBOOST)
 """Models of ``--models``: the neural presets, ``nested`` (the best of the candidate presets,
 chosen per split on training-side data), the baselines and the tuned XGBoost."""
@@ -286,6 +295,7 @@ def run_scenario(
     on_plan: Callable[[int], None] | None = None,
     on_start: Callable[[str], None] | None = None,
     calibrate_baselines: bool = False,
+    inner: str = "cells",
 ) -> pd.DataFrame:
     """Run every model on every split and seed and write the tables (module docstring).
 
@@ -319,14 +329,19 @@ def run_scenario(
         calibrate_baselines: also report ``rf+ts`` and ``xgboost+ts``: the baseline fitted on the
             rows the network trains on and temperature-scaled on the blocked hold-out the network
             calibrates on (:func:`baseline_temperature_scaled`), so ECE compares like with like.
+        inner: what ``nested`` and ``xgboost-tuned`` choose on (:data:`model.tuning.INNER_HOLDOUTS`):
+            blocked ``cells`` of the training side, or whole ``regions`` of it (the shift a LORO
+            test region brings; drawn per split and seed, as ``adapt_priors``' regions are).
 
     Returns:
         One row per (split, model, seed).
 
     Raises:
-        SchemaError: unknown scenario or model, a region absent, a class with < 2 samples.
+        SchemaError: unknown scenario, model or ``inner``, a region absent, a class with < 2 samples.
     """
     cfg = cfg or TrainConfig()
+    if inner not in INNER_HOLDOUTS:
+        raise SchemaError(f"`inner` {inner!r} is not an inner hold-out", f"Use one of {', '.join(INNER_HOLDOUTS)}")
     if scenario == "ablation":
         models = tuple(ABLATION)
     unknown = [m for m in models if m not in MODELS and m not in ABLATION]
@@ -349,6 +364,7 @@ def run_scenario(
             "max_rows": max_rows,
             "n_rows": len(d_all.y),
             "select_k": select_k,
+            "inner": inner,
             "protocol": PROTOCOL,
         },
         sort_keys=True,
@@ -405,14 +421,25 @@ def run_scenario(
                 split.train.tobytes() + b"|" + split.test.tobytes() + ",".join(feats).encode()
             ).hexdigest()[:16]
             fitted: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # this split's models, for nested
+            if adapt_priors or (inner == "regions" and {"nested", TUNED_XGBOOST} & set(todo)):
+                try:  # inner held-out regions: refused in one line before anything is fitted
+                    inner_region_split(ds.take(split.train), seed, split.name)
+                except ValueError as e:
+                    raise SchemaError(
+                        f"{split.name}: {e}", "Use `inner` cells without `adapt_priors`, or more rows (`max_rows`)"
+                    ) from e
             for model in todo:
                 if on_start is not None:
                     on_start(f"{model} on {split.name}, seed {seed}")
                 if model == "nested":
                     if key not in chosen:  # chosen once per split, on its training side only
-                        winner, scores = choose_preset(ds.take(split.train), CANDIDATES, cfg, seed, len(names), aug)
+                        side = ds.take(split.train)
+                        winner, scores = choose_preset(
+                            side, CANDIDATES, cfg, seed, len(names), aug, holdout=inner, fold=split.name
+                        )
                         chosen[key] = winner
-                        write_choice(sel_path, settings, split.name, key, seed, winner, scores)
+                        how = inner_description(inner_holdout(side, seed, inner, split.name)[1], inner)
+                        write_choice(sel_path, settings, split.name, key, seed, winner, scores, how)
                     # the winner may have run as a model of its own: the same training, reused
                     pred, prob = fitted.get(chosen[key]) or _fit_proba(
                         chosen[key], ds, split, len(names), cfg, seed, aug
@@ -420,9 +447,11 @@ def run_scenario(
                 elif model == TUNED_XGBOOST:
                     xkey = f"{key}:{TUNED_XGBOOST}:{seed}"  # the inner split is drawn with the seed
                     if xkey not in chosen:
-                        winner, scores = choose_xgboost(ds.take(split.train), seed, len(names))
+                        side = ds.take(split.train)
+                        winner, scores = choose_xgboost(side, seed, len(names), inner, split.name)
                         chosen[xkey] = winner
-                        write_choice(sel_path, settings, split.name, xkey, seed, winner, scores)
+                        how = inner_description(inner_holdout(side, seed, inner, split.name)[1], inner)
+                        write_choice(sel_path, settings, split.name, xkey, seed, winner, scores, how)
                     pred, prob = fit_predict_proba_baseline(
                         "xgboost",
                         ds.x[split.train],
@@ -516,12 +545,17 @@ def run_scenario(
     if TUNED_XGBOOST in models:
         notes.append(
             f"{TUNED_XGBOOST}: per split and seed, the best of {list(XGBOOST_GRID)} (model.baselines.XGBOOST_GRID) "
-            f"on the same inner blocked hold-out as nested ({sel_path.name})"
+            f"on the same inner hold-out as nested ({sel_path.name})"
         )
     if "nested" in models:
         notes.append(
-            f"nested: per split, the best of {list(CANDIDATES)} on a blocked hold-out of whole "
-            f"EEA 100 km cells inside the training side ({sel_path.name})"
+            f"nested: per split, the best of {list(CANDIDATES)} on "
+            + (
+                "whole held-out bioregions of the training side, scored by their size-weighted weighted F1"
+                if inner == "regions"
+                else "a blocked hold-out of whole EEA 100 km cells inside the training side"
+            )
+            + f" ({sel_path.name})"
         )
     preds = pd.concat(preds_same, ignore_index=True) if preds_same else pd.DataFrame(columns=PREDICTION_COLUMNS)
     preds = preds[preds["seed"].isin(seeds) & preds["model"].isin(wanted)]

@@ -26,12 +26,58 @@ from model.presets import run_config
 from model.scenarios import MIN_TEST_SAMPLES
 from model.train import TrainConfig, TrainingData, split_off, train_bridge
 from pipeline.core.atomic import atomic_path
+from pipeline.core.bioregion import REGIONS
 
 INNER_FRACTION = 0.15
 """Share of the training side's 100 km cells held out to score the candidates."""
 INNER_MAX_ROWS = 20_000
 """The candidates train on at most this many rows of the inner training part (a seeded random
 subsample; the CPU budget of a nested run), and are scored on the whole inner hold-out."""
+
+
+INNER_HOLDOUTS = ("cells", "regions")
+"""What a nested choice is scored on. ``cells``: :data:`INNER_FRACTION` of the training side's
+EEA 100 km cells (:func:`inner_split`), scored by the hold-out's weighted F1; ``regions``: whole
+bioregions of the training side (:func:`inner_region_split`, the shift a LORO test region
+brings), scored by the size-weighted mean of each held-out region's weighted F1 (the LORO
+headline's aggregate)."""
+
+
+def inner_holdout(
+    train_side: TrainingData, seed: int, holdout: str = "cells", fold: str = ""
+) -> tuple[TrainingData, TrainingData]:
+    """The inner (fit, hold-out) rows of a nested choice (:data:`INNER_HOLDOUTS`); ``fold`` (the
+    split's name) draws the inner regions per split.
+
+    Raises:
+        ValueError: ``holdout`` is not one of :data:`INNER_HOLDOUTS`, or (``regions``) the side
+            has fewer than two regions with enough rows.
+    """
+    if holdout == "cells":
+        return inner_split(train_side, seed)
+    if holdout == "regions":
+        fit, held = inner_region_split(train_side, seed, fold)
+        return train_side.take(fit), train_side.take(held)
+    raise ValueError(f"`inner` {holdout!r} is not one of {', '.join(INNER_HOLDOUTS)}")
+
+
+def inner_score(val: TrainingData, pred: np.ndarray, holdout: str = "cells") -> float:
+    """A candidate's score on the inner hold-out ``val`` from its predicted classes ``pred`` (N,):
+    weighted F1 in 0–1 over the rows (``cells``), or the size-weighted mean of each held-out
+    region's weighted F1 (``regions``).
+    """
+    if holdout != "regions":
+        return float(f1_score(val.y, pred, average="weighted", zero_division=0))
+    ids, counts = np.unique(val.region, return_counts=True)
+    per = [f1_score(val.y[val.region == r], pred[val.region == r], average="weighted", zero_division=0) for r in ids]
+    return float(np.average(per, weights=counts))
+
+
+def inner_description(val: TrainingData, holdout: str = "cells") -> str:
+    """What a choice was scored on, for the selection CSV's ``inner`` column."""
+    if holdout != "regions":
+        return f"blocked: {INNER_FRACTION:g} of the training side's 100 km cells"
+    return "held-out regions: " + ", ".join(REGIONS[int(r)] for r in np.unique(val.region))
 
 
 def choose_preset(
@@ -41,8 +87,10 @@ def choose_preset(
     seed: int,
     n_classes: int,
     augmentation: PhysicalAugmentation | None = None,
+    holdout: str = "cells",
+    fold: str = "",
 ) -> tuple[str, dict[str, float]]:
-    """The candidate with the best weighted F1 on an inner blocked hold-out of ``train_side``.
+    """The candidate with the best score on an inner hold-out of ``train_side``.
 
     Args:
         train_side: the evaluation split's training rows (never its test rows).
@@ -51,16 +99,21 @@ def choose_preset(
         seed: the inner split's and the candidates' seed.
         n_classes: C.
         augmentation: the column map for presets with physical augmentation.
+        holdout: blocked ``cells`` or whole ``regions`` (:data:`INNER_HOLDOUTS`).
+        fold: the split's name (draws the inner regions per split).
 
     Returns:
-        (winner, {candidate: inner weighted F1 in 0–1}); ties go to the earlier candidate.
+        (winner, {candidate: :func:`inner_score` in 0–1}); ties go to the earlier candidate.
+
+    Raises:
+        ValueError: a bad ``holdout`` (:func:`inner_holdout`).
     """
-    fit_rows, val = inner_split(train_side, seed)
+    fit_rows, val = inner_holdout(train_side, seed, holdout, fold)
     scores: dict[str, float] = {}
     for name in candidates:
         res = train_bridge(fit_rows, n_classes, run_config(name, cfg, seed), augmentation=augmentation)
         prob = predict_proba(res.model, res.normalizer.transform(val.x), val.lonlat, cfg.device)
-        scores[name] = float(f1_score(val.y, prob.argmax(1), average="weighted", zero_division=0))
+        scores[name] = inner_score(val, prob.argmax(1), holdout)
     winner = max(candidates, key=lambda n: (scores[n], -list(candidates).index(n)))
     return winner, scores
 
@@ -119,19 +172,22 @@ def inner_region_split(train_side: TrainingData, seed: int, fold: str = "") -> t
     return fit, val
 
 
-def choose_xgboost(train_side: TrainingData, seed: int, n_classes: int) -> tuple[str, dict[str, float]]:
-    """The :data:`model.baselines.XGBOOST_GRID` setting with the best weighted F1 on the same inner
-    hold-out as :func:`choose_preset` (the network's candidates' budget: as many candidates, the
-    same rows). Ties go to the earlier setting (the paper's first).
+def choose_xgboost(
+    train_side: TrainingData, seed: int, n_classes: int, holdout: str = "cells", fold: str = ""
+) -> tuple[str, dict[str, float]]:
+    """The :data:`model.baselines.XGBOOST_GRID` setting with the best score on the same inner
+    hold-out as :func:`choose_preset` with the same ``holdout`` and ``fold`` (the network's
+    candidates' budget: as many candidates, the same rows, the same score). Ties go to the
+    earlier setting (the paper's first).
 
     Returns:
-        (winner, {setting: inner weighted F1 in 0–1}).
+        (winner, {setting: :func:`inner_score` in 0–1}).
     """
-    fit_rows, val = inner_split(train_side, seed)
+    fit_rows, val = inner_holdout(train_side, seed, holdout, fold)
     scores: dict[str, float] = {}
     for name, params in XGBOOST_GRID.items():
         pred, _ = fit_predict_proba_baseline("xgboost", fit_rows.x, fit_rows.y, val.x, seed, n_classes, params)
-        scores[name] = float(f1_score(val.y, pred, average="weighted", zero_division=0))
+        scores[name] = inner_score(val, pred, holdout)
     names = list(XGBOOST_GRID)
     winner = max(names, key=lambda n: (scores[n], -names.index(n)))
     return winner, scores

@@ -1,14 +1,16 @@
 """The pilot behind eulc's default preset, on training-side data only, one LORO fold at a time.
 
     python scripts/pilot_default.py TABLE.parquet --folds Alpine,Mediterranean [--epochs 30]
-        [--candidates eulc,eulc-plain,eulc-coords] [--max-rows N] [--out pilot.csv]
+        [--candidates eulc,eulc-plain,eulc-coords] [--max-rows N] [--inner cells|regions] [--out pilot.csv]
     python scripts/pilot_default.py TABLE.parquet --folds all     # for the shipped bundle
 
-For each fold (a held-out bioregion), its training side (the other regions) is split again:
-15 % of the side's EEA 100 km cells form an inner hold-out; every candidate preset trains on the
-rest and is scored (weighted F1 %) on it, next to XGBoost (the paper's settings) trained on the
-same rows. This is :func:`model.tuning.choose_preset`, the code ``eulc evaluate --models nested``
-runs inside each split, so the pilot's choice for a fold is the one ``nested`` makes there. The
+For each fold (a held-out bioregion), its training side (the other regions) is split again into
+an inner hold-out: 15 % of the side's EEA 100 km cells (``--inner cells``, the default), or whole
+bioregions of the side (``--inner regions``, scored by their size-weighted weighted F1, as
+``eulc evaluate --inner regions``). Every candidate preset trains on the rest and is scored
+(weighted F1 %) on it, next to XGBoost (the paper's settings) trained on the same rows. This
+is :func:`model.tuning.choose_preset`, the code ``eulc evaluate --models nested`` runs inside
+each split, so the pilot's choice for a fold is the one ``nested`` makes there. The
 fold's own region is never read, and nothing chosen for one fold is carried to another: a single
 preset for every LORO fold cannot be chosen on training-side data alone, because every region is
 some fold's test region (the issue #15 pilot did that; issue #29).
@@ -32,13 +34,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score
 
 from model.augment import PhysicalAugmentation
 from model.baselines import fit_predict_baseline
 from model.presets import CANDIDATES, DEFAULT, PRESETS, preset_config
 from model.train import TrainConfig, split_rows, training_arrays
-from model.tuning import choose_preset, inner_split
+from model.tuning import INNER_HOLDOUTS, choose_preset, inner_holdout, inner_score
 from pipeline.core.atomic import atomic_path
 from pipeline.core.bioregion import REGIONS
 from pipeline.core.errors import EulcError
@@ -60,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-rows", type=int, default=None)
     ap.add_argument("--no-xgboost", action="store_true")
+    ap.add_argument(
+        "--inner",
+        default="cells",
+        choices=list(INNER_HOLDOUTS),
+        help="score on a blocked hold-out of 100 km cells, or on whole held-out bioregions of the side",
+    )
     ap.add_argument("--out", type=Path, default=None, help="CSV of the scores and winners")
     args = ap.parse_args(argv)
     folds = [f.strip() for f in args.folds.split(",") if f.strip()]
@@ -89,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             side = np.flatnonzero(np.array(REGIONS)[d.region] != fold)
         data = d.take(side)
         t0 = time.time()
-        winner, scores = choose_preset(data, candidates, cfg, args.seed, n_classes, aug)
+        label = fold if fold == "all" else f"loro-{fold}"  # the split's name in `eulc evaluate`
+        winner, scores = choose_preset(data, candidates, cfg, args.seed, n_classes, aug, args.inner, label)
         seconds = (time.time() - t0) / len(candidates)
         if not args.no_xgboost:  # the same inner split and row cap as choose_preset's
-            fit, held = inner_split(data, args.seed)
+            fit, held = inner_holdout(data, args.seed, args.inner, label)
             t1 = time.time()
             pred = fit_predict_baseline("xgboost", fit.x, fit.y, held.x, args.seed)
-            f1 = float(f1_score(held.y, pred, average="weighted", zero_division=0))
+            f1 = inner_score(held, pred, args.inner)
             took = time.time() - t1
             records.append({"fold": fold, "model": "xgboost", "inner_weighted_f1": 100 * f1, "seconds": took})
         for name, v in scores.items():
@@ -105,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             print(r["fold"], r["model"], f"{r['inner_weighted_f1']:.2f}", f"{r.get('seconds', 0):.0f}", flush=True)
     if args.out is not None:
         df = pd.DataFrame(records).assign(
-            epochs=args.epochs, level=args.level, seed=args.seed, max_rows=args.max_rows or 0, table=str(args.table)
+            epochs=args.epochs,
+            level=args.level,
+            seed=args.seed,
+            max_rows=args.max_rows or 0,
+            inner=args.inner,
+            table=str(args.table),
         )
         with atomic_path(args.out) as tmp:
             df.to_csv(tmp, index=False)

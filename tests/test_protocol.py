@@ -217,6 +217,42 @@ def test_nested_choice_and_train_side_selection_never_see_the_test_region(
     assert "size-weighted mean" in md and "mean (n ≥ 100)" in md and "nested:" in md and "top 12" in md
 
 
+def test_nested_on_inner_regions_fits_its_candidates_without_them(
+    full_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nested` with `inner` regions on the Pannonian fold (3,000 rows, 1 epoch): every candidate
+    is fitted on the side less the whole held-out regions named in the selection CSV (a blocked
+    hold-out of cells would leave rows of every region in the fit), none of them Pannonian; the
+    final fit then sees the whole side; the summary says what the choice was scored on."""
+    seen: list[set[str]] = []
+    real_train = tuning.train_bridge
+
+    def spy_train(data, *a, **k):
+        seen.append({REGIONS[int(r)] for r in np.unique(data.region)})
+        return real_train(data, *a, **k)
+
+    monkeypatch.setattr(tuning, "train_bridge", spy_train)
+    ev.run_scenario(
+        full_table,
+        load_spec("elc10").names,
+        "loro",
+        tmp_path,
+        models=("nested",),
+        seeds=(0,),
+        cfg=TrainConfig(epochs=1, lr=1e-3),
+        regions=["Pannonian"],
+        max_rows=3000,
+        inner="regions",
+    )
+    sel = pd.read_csv(tmp_path / "loro_selection.csv")
+    assert len(sel) == 1 and sel["winner"].iloc[0] in ev.CANDIDATES
+    held = set(sel["inner"].iloc[0].removeprefix("held-out regions: ").split(", "))
+    assert held and held <= set(REGIONS) and "Pannonian" not in held
+    assert len(seen) == len(ev.CANDIDATES)
+    assert all(not (s & held) and "Pannonian" not in s and s for s in seen), (seen, held)
+    assert "whole held-out bioregions of the training side" in (tmp_path / "loro_summary.md").read_text()
+
+
 def test_training_paths_of_the_candidates_run_on_real_rows(sample_table: Path, tmp_path: Path) -> None:
     """Physical augmentation, distillation and logit adjustment train through `model.api` (which
     builds the augmentation's column map from the table's spec) and ship a loadable bundle whose

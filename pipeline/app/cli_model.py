@@ -187,6 +187,13 @@ def evaluate(
             "temperature-scaled on the blocked hold-out it calibrates on (fair ECE)"
         ),
     ] = False,
+    inner: Annotated[
+        str,
+        typer.Option(
+            help="what nested and xgboost-tuned choose on, inside each split's training side: cells (a blocked "
+            "hold-out of 15 % of its 100 km cells) or regions (whole held-out bioregions, the shift LORO tests)"
+        ),
+    ] = "cells",
     device: DeviceOpt = "auto",
 ) -> None:
     """Evaluate a bundle on a table (metrics.json), or run a paper scenario (CSV + Markdown)."""
@@ -210,6 +217,7 @@ def evaluate(
         adapt_priors=adapt_priors,
         select_k=select_k,
         calibrate_baselines=calibrate_baselines,
+        inner=inner,
         device=device,
     )
     with EventView(scenario or "evaluate") as view:

@@ -32,7 +32,7 @@ class EvaluateRequest:
         bundle: score this bundle (folder or shipped name) on every labelled row; or
         scenario: ``extrap``, ``extrap-blocked``, ``loro`` or ``ablation``, with
         features, models, seeds, epochs, lr, level, regions, max_rows, ema, adapt_priors,
-            select_k, calibrate_baselines, device: as ``model.evaluate.run_scenario`` takes them.
+            select_k, calibrate_baselines, inner, device: as ``model.evaluate.run_scenario`` takes them.
     """
 
     table: Path
@@ -51,6 +51,7 @@ class EvaluateRequest:
     adapt_priors: bool = False
     select_k: int | None = None
     calibrate_baselines: bool = False
+    inner: str = "cells"
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -138,6 +139,7 @@ def _evaluate(req: EvaluateRequest, on_event: Event) -> EvaluateResult:
         adapt_priors=req.adapt_priors,
         select_k=req.select_k,
         calibrate_baselines=req.calibrate_baselines,
+        inner=req.inner,
         on_plan=on_plan,
         on_start=on_start,
     )
