@@ -11,6 +11,7 @@ import numpy as np
 from model.augment import PhysicalAugmentation
 from model.bundle import check_bundle_dest, load_bundle, save_bundle, save_tree_bundle
 from model.fused import FusedClassifier
+from model.mlm import write_bundle_item
 from model.ood import DEFAULT_K, OODReference, fit_ood, save_ood
 from model.train import TrainConfig, TrainingData, split_rows, train_bridge, training_arrays
 from model.trees import SPLIT_FIELDS, train_trees
@@ -94,6 +95,7 @@ def train_from_table(
         metrics=res.metrics,
         overwrite=overwrite,
         ood=ood,
+        describe=write_bundle_item,
     )
     return res.metrics
 
@@ -183,6 +185,7 @@ def train_trees_from_table(
         data_hash=file_sha256(table_path)[:16],
         metrics=res.metrics,
         overwrite=overwrite,
+        describe=write_bundle_item,
     )
     return res.metrics
 
@@ -231,4 +234,5 @@ def fit_ood_for_bundle(bundle_dir: Path, table_path: Path, landscapes: int = DEF
     ref = _fit_reference(net, norm, bundle.features, bundle.feature_spec(), data.take(tr), landscapes, cfg.seed)
     ref.info["fitted_on"] = "the bundle's training rows, re-drawn from its table (eulc ood)"
     save_ood(Path(bundle_dir), ref, bundle.digest)
+    write_bundle_item(Path(bundle_dir))  # the item lists the new OOD assets
     return ref

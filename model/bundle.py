@@ -47,6 +47,8 @@ from pipeline.core.spec import FeatureSpec
 FORMAT = "eulc-bundle/1"
 WEIGHTS = "weights.safetensors"
 META = "bundle.json"
+ITEM = "item.json"
+"""The bundle's STAC Item with the MLM extension (:mod:`model.mlm`), beside ``bundle.json``."""
 
 
 NETWORK = "bridge-lc"
@@ -181,6 +183,17 @@ def _digest(weights_sha256: str, json_sha256: str) -> str:
     return hashlib.sha256(f"{weights_sha256}:{json_sha256}".encode()).hexdigest()[:16]
 
 
+def folder_digest(path: Path) -> str:
+    """:attr:`ModelBundle.digest` of the bundle folder ``path`` without loading the model: from
+    ``bundle.json``'s recorded weights SHA-256 and that file's own SHA-256.
+
+    Raises:
+        OSError, ValueError, KeyError: ``bundle.json`` is missing, not JSON or has no ``weights_sha256``.
+    """
+    mpath = Path(path) / META
+    return _digest(json.loads(mpath.read_text(encoding="utf-8"))["weights_sha256"], file_sha256(mpath))
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in ("eulc", "torch", "numpy", "safetensors"):
@@ -198,7 +211,19 @@ CARD_COMPARISON = "versus_xgboost.json"
 (``scripts/train_pretrained.py``, issue #29); kept beside ``bundle.json`` because that file's hash is
 part of the model's digest."""
 BUNDLE_FILES = frozenset(
-    {META, WEIGHTS, TREES, "MODEL_CARD.md", CARD_COMPARISON, OOD_META, OOD_WEIGHTS, TRAIN_LEDGER, WRITTEN, OUT_LOCK}
+    {
+        META,
+        WEIGHTS,
+        TREES,
+        ITEM,
+        "MODEL_CARD.md",
+        CARD_COMPARISON,
+        OOD_META,
+        OOD_WEIGHTS,
+        TRAIN_LEDGER,
+        WRITTEN,
+        OUT_LOCK,
+    }
 )
 """The files a bundle directory may hold; any other file makes it someone else's folder."""
 
@@ -254,6 +279,7 @@ def save_bundle(
     metrics: dict[str, Any],
     overwrite: bool = False,
     ood: OODReference | None = None,
+    describe: Callable[[Path, str], object] | None = None,
 ) -> Path:
     """Write a bundle directory atomically (built in a temporary sibling, then renamed).
 
@@ -271,6 +297,8 @@ def save_bundle(
         overwrite: replace an existing eulc bundle at ``dest`` (see :func:`check_bundle_dest`).
         ood: the OOD reference (:func:`model.ood.fit_ood`), written with the rest and tied to
             this bundle's digest.
+        describe: called with the finished temporary folder and ``dest``'s name before the rename
+            (:func:`model.mlm.write_bundle_item`: the STAC MLM item is part of the bundle from the start).
 
     Returns:
         ``dest``.
@@ -316,7 +344,7 @@ def save_bundle(
             "weights_sha256": file_sha256(tmp / WEIGHTS),
         }
 
-    return _write_bundle(dest, WEIGHTS, fill, ood)
+    return _write_bundle(dest, WEIGHTS, fill, ood, describe)
 
 
 def save_tree_bundle(
@@ -332,6 +360,7 @@ def save_tree_bundle(
     data_hash: str,
     metrics: dict[str, Any],
     overwrite: bool = False,
+    describe: Callable[[Path, str], object] | None = None,
 ) -> Path:
     """Write an XGBoost bundle directory atomically: ``trees.json`` (XGBoost's JSON model) and
     ``bundle.json`` with the same records as :func:`save_bundle` (features, spec contract,
@@ -343,7 +372,7 @@ def save_tree_bundle(
         dest: the bundle directory.
         trees: the fitted model (:func:`model.trees.train_trees`).
         setting, params: the XGBoost setting's name and parameters.
-        legend, features, spec, data_hash, metrics, overwrite: as :func:`save_bundle`.
+        legend, features, spec, data_hash, metrics, overwrite, describe: as :func:`save_bundle`.
         train_config, train_config_hash: the split settings (a :class:`model.train.TrainConfig`
             record: the network's with the same seed has the same hold-out and test cells) and
             their hash.
@@ -376,10 +405,16 @@ def save_tree_bundle(
             "weights_sha256": file_sha256(tmp / TREES),
         }
 
-    return _write_bundle(dest, TREES, fill, None)
+    return _write_bundle(dest, TREES, fill, None, describe)
 
 
-def _write_bundle(dest: Path, weights: str, fill: Callable[[Path], dict[str, Any]], ood: OODReference | None) -> Path:
+def _write_bundle(
+    dest: Path,
+    weights: str,
+    fill: Callable[[Path], dict[str, Any]],
+    ood: OODReference | None,
+    describe: Callable[[Path, str], object] | None = None,
+) -> Path:
     """Build the bundle in a temporary sibling (``fill`` writes the model file ``weights`` and
     returns ``bundle.json``'s record), then rename it over ``dest`` (checked replaceable).
     """
@@ -394,6 +429,8 @@ def _write_bundle(dest: Path, weights: str, fill: Callable[[Path], dict[str, Any
             os.chmod(f, 0o666 & ~current_umask())
         if ood is not None:
             save_ood(tmp, ood, _digest(file_sha256(tmp / weights), file_sha256(tmp / META)))
+        if describe is not None:
+            describe(tmp, dest.name)
         if dest.exists():  # an eulc bundle (checked above): swap, then drop the old one
             old = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name + "-old"), dir=dest.parent))
             os.replace(dest, old / dest.name)

@@ -26,6 +26,7 @@ from model.api import fit_ood_for_bundle, train_from_table
 from model.baselines import fit_predict_baseline
 from model.bootstrap import Stratum, paired_cell_bootstrap
 from model.bundle import CARD_COMPARISON, load_bundle
+from model.mlm import write_bundle_item
 from model.ood import in_bundle
 from model.presets import DEFAULT, preset_config
 from model.train import TrainConfig, split_rows, training_arrays
@@ -260,6 +261,7 @@ def main() -> None:
                     t.write_text(
                         text.replace("- **Limits:**", ood_line(name, root) + "\n- **Limits:**"), encoding="utf-8"
                     )
+                write_bundle_item(dest)
                 print(f"{name}: OOD reference, K = {ref.k}, {ref.info['n_rows']} training rows", flush=True)
                 continue
             if args.intervals:
@@ -310,6 +312,7 @@ def write_card(root: Path, name: str, desc: str, features: list[str], level: str
         seconds = 60 * float(old.group(1)) if old else float("nan")
     with atomic_path(dest / "MODEL_CARD.md", recognise=in_bundle) as t:
         t.write_text(card(name, desc, features, meta, src, _sha(src), seconds, root), encoding="utf-8")
+    write_bundle_item(dest)  # the STAC MLM item lists the card and its comparison
 
 
 if __name__ == "__main__":

@@ -191,6 +191,14 @@ def test_run_records_the_ood_share_and_resumes(ndvi_bundle: Path, slovenia_featu
     assert f"{row.tile_id}_ood.tif" in row.outputs
     item = json.loads((out / f"{row.tile_id}.json").read_text())
     assert item["assets"]["ood"]["href"] == f"./{row.tile_id}_ood.tif"
+    # the classification extension lists every value the layer holds, in the colours of its colormap
+    classes = {c["value"]: c for c in item["assets"]["ood"]["classification:classes"]}
+    with rasterio.open(out / f"{row.tile_id}_ood.tif") as src:
+        values, cmap = np.unique(src.read(1)), src.colormap(1)
+    assert set(values.tolist()) <= set(classes) and set(classes) == {0, 1, 2, 3, 255}
+    assert classes[255].get("nodata") is True and "nodata" not in classes[0]
+    for v in (0, 1, 2, 3):
+        assert classes[v]["color_hint"] == "{:02X}{:02X}{:02X}".format(*cmap[v][:3]), v
     assert item["properties"]["eulc:ood_share"] == pytest.approx(row.ood_share, abs=1e-6)
     again = run_map(None, ndvi_bundle, out, features_files=[slovenia_features], scheduler="sync", ood=True)
     assert again.skipped == 1 and again.done == 0

@@ -206,7 +206,15 @@ def test_train_map_evaluate_through_the_cli(
         capsys,
     )
     assert code == 0 and "XGBoost setting paper" in said, said
-    assert sorted(p.name for p in (tmp_path / "xgb").iterdir() if not p.name.startswith(".")) == [META, TREES]
+    assert sorted(p.name for p in (tmp_path / "xgb").iterdir() if not p.name.startswith(".")) == [
+        META,
+        "item.json",
+        TREES,
+    ]
+    item = json.loads((tmp_path / "xgb" / "item.json").read_text(encoding="utf-8"))  # its STAC MLM item
+    assert item["properties"]["mlm:framework"] == "xgboost" and "mlm:total_parameters" not in item["properties"]
+    assert item["assets"]["weights"]["href"] == f"./{TREES}"
+    assert item["assets"]["weights"]["mlm:artifact_type"] == "xgboost.Booster.save_model"
     code, said = _cli(
         ["train", str(sample_table), "--out", "xgb", "--features", ",".join(NDVI_FEATURES), "--model", "xgboost"],
         monkeypatch,

@@ -8,7 +8,9 @@ Per run folder:
 - ``<tile>_class.tif``, ``<tile>_confidence.tif`` (and ``_proba``/``_level2``): written by the
   workers, each to a temporary file renamed into place (:func:`pipeline.core.atomic.atomic_path`),
   so a crash at any moment leaves whole files or none.
-- ``<tile>.json`` (STAC Item) per tile and ``catalog.json`` per run (:mod:`tiles.mapping.stac`).
+- ``<tile>.json`` (STAC Item) per tile and ``catalog.json`` per run (:mod:`tiles.mapping.stac`);
+- ``model.json`` (and ``model_level2.json``): the STAC MLM item of each bundle used (:mod:`model.mlm`),
+  linked from every tile item as ``derived_from``.
 
 Scheduling: ``local`` (default) starts a dask.distributed ``LocalCluster`` of single-threaded
 worker processes, ``threads`` one of threads, ``sync`` runs in this process (debugging), and
@@ -45,7 +47,7 @@ from tiles.engine.cluster import check_scheduler, execute, worker_result
 from tiles.engine.runner import FEATURES_LEDGER, FEATURES_LOCK, FeatureJob, feature_tile, record_feature_result
 from tiles.mapping.manifest import Manifest
 from tiles.mapping.predict import Predictor, predict_tile, resolve_device
-from tiles.mapping.stac import tile_item, write_catalog, write_item
+from tiles.mapping.stac import MODEL_ITEMS, tile_item, write_catalog, write_item, write_model_items
 
 log = logging.getLogger(__name__)
 
@@ -461,6 +463,7 @@ def run_map(
         )
         manifest = Manifest(out_dir / MANIFEST)  # created only once the inputs are known to be usable
         try:
+            models = write_model_items(out_dir, {"class": bundle_dir, **({"level2": level2_dir} if level2_dir else {})})
             for j in list(jobs):  # with --overwrite: a foreign file named like an output fails its tile
                 clash = [n for n in _output_names(j, level2_dir is not None) if n in foreign]
                 if clash:
@@ -503,7 +506,7 @@ def run_map(
                         summary.features_done += 1
                     else:
                         summary.features_failed += 1
-                _record(job, res, manifest, out_dir, legends, model_hash, summary, emit)
+                _record(job, res, manifest, out_dir, legends, model_hash, summary, emit, models)
             done_rows = [r for r in manifest.rows() if r.status == "done"]
 
             write_catalog(
@@ -527,6 +530,7 @@ def _own_files(manifest_path: Path) -> set[str]:
         f"{MANIFEST}-wal",
         f"{MANIFEST}-shm",
         "catalog.json",
+        *MODEL_ITEMS.values(),
         LOCK,
         "features",
         WRITTEN,
@@ -653,9 +657,16 @@ def _dead_worker(job: MapJob, e: BaseException) -> dict[str, Any]:
 
 
 def _with_item(
-    job: MapJob, res: dict[str, Any], out_dir: Path, legends: dict[str, Any], model_hash: str
+    job: MapJob,
+    res: dict[str, Any],
+    out_dir: Path,
+    legends: dict[str, Any],
+    model_hash: str,
+    models: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Write the tile's STAC item; ``res`` with the item among its outputs."""
+    """Write the tile's STAC item (linking the run's model items ``models``); ``res`` with the
+    item among its outputs.
+    """
     files = {name.removeprefix(f"{job.tile_id}_").removesuffix(".tif"): name for name in res["outputs"]}
     window = job.tile.window() if job.tile is not None else dataset_window(out_dir / files["class"])
     props = {
@@ -670,7 +681,13 @@ def _with_item(
     if res.get("ood_counts") is not None:
         props |= {"eulc:ood_share": round(float(res["ood_share"]), 6), "eulc:ood_counts": res["ood_counts"]}
     item = tile_item(
-        job.tile_id, window, str(res.get("year", "")), files, {k: v for k, v in legends.items() if k in files}, props
+        job.tile_id,
+        window,
+        str(res.get("year", "")),
+        files,
+        {k: v for k, v in legends.items() if k in files},
+        props,
+        models,
     )
     ipath = write_item(item, out_dir)
     return {**res, "outputs": {**res["outputs"], ipath.name: file_sha256(ipath)}}
@@ -685,10 +702,11 @@ def _record(
     model_hash: str,
     summary: MapSummary,
     emit: Event,
+    models: dict[str, str] | None = None,
 ) -> None:
     if res["status"] == "done":
         try:
-            res = _with_item(job, res, out_dir, legends, model_hash)
+            res = _with_item(job, res, out_dir, legends, model_hash, models)
         except Exception as e:  # noqa: BLE001 - the tile is recorded as failed, never left "running"
             res = {
                 **res,
