@@ -132,7 +132,7 @@ def test_demo_end_to_end_and_resume(tmp_path: Path, data: Path) -> None:
     assert (out / "table.parquet").is_file()
     assert len(pd.read_parquet(out / "table.parquet")) == len(pd.read_csv(data / ELC10, usecols=["POINT_ID"]))
     names = sorted(x.name for x in (out / "model").iterdir() if x.name != ".eulc-written")
-    assert names == ["bundle.json", "ood.json", "ood.safetensors", "weights.safetensors"]
+    assert names == ["bundle.json", "item.json", "ood.json", "ood.safetensors", "weights.safetensors"]
     feats = list((out / "features").glob("*.tif"))
     maps = sorted(x.name for x in (out / "maps").glob("*.tif"))
     assert len(feats) == 1 and maps == [

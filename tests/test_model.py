@@ -88,7 +88,7 @@ def test_bundle_round_trip_without_pickle(small_bundle: Path, sample_table: Path
     import os
 
     names = sorted(p.name for p in small_bundle.iterdir() if p.name != ".eulc-written")
-    assert names == ["bundle.json", "ood.json", "ood.safetensors", "weights.safetensors"]
+    assert names == ["bundle.json", "item.json", "ood.json", "ood.safetensors", "weights.safetensors"]
     umask = os.umask(0)
     os.umask(umask)
     for p in small_bundle.iterdir():  # every file honours the umask (safetensors alone writes 0600)
