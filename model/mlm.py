@@ -166,11 +166,6 @@ def _properties(meta: dict[str, Any], name: str) -> MLModelProperties:
     )
 
 
-def _year(spec: FeatureSpec) -> int | None:
-    year = getattr(spec, "year", None)
-    return int(year) if isinstance(year, int) else None
-
-
 def bundle_item(folder: Path, name: str | None = None, absolute: bool = False) -> pystac.Item:
     """The STAC MLM Item of the bundle in ``folder`` (module docstring), from its ``bundle.json``.
 
@@ -194,7 +189,6 @@ def bundle_item(folder: Path, name: str | None = None, absolute: bool = False) -
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise BundleError(f"cannot be described as a STAC MLM item ({first})", "Re-train the bundle", path=mpath) from e
     network = meta.get("model", NETWORK) == NETWORK
-    year = _year(spec)
     lon0, lat0, lon1, lat1 = CRS.from_user_input(MAP_CRS).area_of_use.bounds  # type: ignore[union-attr]
     geometry = {
         "type": "Polygon",
@@ -212,8 +206,8 @@ def bundle_item(folder: Path, name: str | None = None, absolute: bool = False) -
         "eulc:data_hash": meta.get("data_hash", ""),
         "eulc:format": meta.get("format", ""),
     }
-    if year is not None:
-        properties |= {"start_datetime": f"{year}-01-01T00:00:00Z", "end_datetime": f"{year}-12-31T23:59:59Z"}
+    # the training rows' year (the spec's, always set)
+    properties |= {"start_datetime": f"{spec.year}-01-01T00:00:00Z", "end_datetime": f"{spec.year}-12-31T23:59:59Z"}
     item = pystac.Item(props.name, geometry, [lon0, lat0, lon1, lat1], None, properties)
     MLModelExtension.ext(item, add_if_missing=True).apply(props)
     item.stac_extensions += [FileExtension.get_schema_uri(), ClassificationExtension.get_schema_uri(), RASTER_V2]
