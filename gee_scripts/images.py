@@ -16,6 +16,10 @@ Every builder reads the spec, never hard-coded thresholds, so a spec change chan
   ``COPERNICUS/S1_GRD`` is dB, ``S1_GRD_FLOAT`` linear) and the spec's variables.
 - **LST** (§2.1.3): ``MODIS/061/MOD21C3`` ``LST_Day`` × 0.02 → kelvin, one value per month.
 - **DEM**: the configured asset's elevation band (ASTER GDEM v3 by default).
+- **Embedding**: the year's image of an annual embedding collection (AlphaEarth Foundations,
+  ``GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL``: one image per UTM zone tile and year, bands
+  ``A00``–``A63``, unitless coordinates of a unit-length 64-d vector), filtered to the region and
+  the calendar year and mosaicked; bands renamed to the spec's names (GEE catalogue page).
 
 Monthly windows always produce their band: the month's images are merged with a fully masked
 placeholder carrying the same bands, so a month without acquisitions gives a masked band,
@@ -30,7 +34,7 @@ from collections import defaultdict
 import ee
 
 from pipeline.core.errors import SpecError
-from pipeline.core.spec import Feature, FeatureSpec, Sensor, expression_inputs
+from pipeline.core.spec import SNAPSHOT_KINDS, Feature, FeatureSpec, Sensor, expression_inputs
 
 # Known DEM assets and their elevation band: single images, and tiled collections (mosaicked).
 DEM_IMAGES = {"NASA/NASADEM_HGT/001": "elevation", "USGS/SRTMGL1_003": "elevation"}
@@ -200,6 +204,20 @@ def dem_image(spec: FeatureSpec, key: str, variables: list[str]) -> ee.Image:
     return img.select(src).rename(variables)
 
 
+def embedding_image(spec: FeatureSpec, key: str, variables: list[str], year: int, region: ee.Geometry) -> ee.Image:
+    """The year's embedding bands (``variables``, e.g. ``A00``), mosaicked over ``region``.
+
+    The annual collection holds one image per UTM zone tile and year, dated 1 January
+    (``system:time_start``); ``filterDate`` of the calendar year keeps that year's tiles and
+    ``mosaic`` joins them (tiles do not overlap). Values are unitless (−1 … 1).
+    """
+    s = spec.sensors[key]
+    start, end = _date_range(year)
+    src = [s.bands.get(v, v) for v in variables]
+    col = ee.ImageCollection(s.collection).filterBounds(region).filterDate(start, end)
+    return col.select(src).mosaic().rename(variables)
+
+
 def _placeholder(variables: list[str]) -> ee.Image:
     return ee.Image.constant([0] * len(variables)).rename(variables).float().updateMask(0)
 
@@ -243,16 +261,21 @@ def _reduce(col: ee.ImageCollection, features: list[Feature], variables: list[st
 def _sensor_image(spec: FeatureSpec, key: str, features: list[Feature], year: int, region: ee.Geometry) -> ee.Image:
     sensor: Sensor = spec.sensors[key]
     variables = _variables(spec, features)
-    if sensor.kind == "dem":
+    if sensor.kind in SNAPSHOT_KINDS:
         bad = [f.name for f in features if f.stat != "value"]
         if bad:
-            raise SpecError(f"DEM features {bad} need stat 'value'", "Set stat: value")
-        img = dem_image(spec, key, variables)
+            raise SpecError(f"{sensor.kind} features {bad} need stat 'value'", "Set stat: value")
+        if sensor.kind == "dem":
+            img = dem_image(spec, key, variables)
+        else:
+            img = embedding_image(spec, key, variables, year, region)
         return img.select([f.source for f in features], [f.name for f in features])
     by_orbit: dict[str | None, dict[tuple[int, ...], list[Feature]]] = defaultdict(lambda: defaultdict(list))
     for f in features:
         if f.stat == "value":
-            raise SpecError(f"feature {f.name!r}: stat 'value' is for DEM features only", "Use a temporal statistic")
+            raise SpecError(
+                f"feature {f.name!r}: stat 'value' is for DEM and embedding features only", "Use a temporal statistic"
+            )
         if f.orbit and sensor.kind != "s1":
             raise SpecError(
                 f"feature {f.name!r}: orbit {f.orbit} is for Sentinel-1 features only",

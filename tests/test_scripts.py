@@ -25,6 +25,7 @@ CASES = {
     "check_report_browser.py",
     "elevation_loro.py",
     "level2_cv.py",
+    "make_alphaearth_specs.py",
     "make_bridge_lc_196_spec.py",
     "mutants.py",
     "ood_loro.py",
@@ -62,6 +63,15 @@ def test_make_bridge_lc_196_spec_reproduces_the_shipped_spec(tmp_path: Path) -> 
     shipped = ROOT / "pipeline" / "specs" / "bridge-lc-196.yaml"
     assert (tmp_path / "s.yaml").read_text() == shipped.read_text()
     assert len(yaml.safe_load(shipped.read_text())["features"]) == 196
+
+
+def test_make_alphaearth_specs_reproduces_the_shipped_specs(tmp_path: Path) -> None:
+    p = script("make_alphaearth_specs.py", "--out-dir", str(tmp_path), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for name, n in (("alphaearth", 64), ("elc10-alphaearth", 99)):
+        shipped = ROOT / "pipeline" / "specs" / f"{name}.yaml"
+        assert (tmp_path / f"{name}.yaml").read_text() == shipped.read_text()
+        assert len(yaml.safe_load(shipped.read_text())["features"]) == n
 
 
 def test_check_report_browser_refuses_a_missing_page_in_one_line(tmp_path: Path) -> None:

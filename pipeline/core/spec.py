@@ -62,22 +62,31 @@ UNITS_BY_KIND: dict[str, tuple[str, ...]] = {
     "s1": ("dB", "linear"),
     "lst": ("K",),
     "dem": ("m",),
+    "embedding": ("unitless",),
 }
 """The units each engine can give a sensor's band values: S1 expressions read σ⁰ in dB or linear
-(both engines convert from what the source stores); the other sensors have one unit."""
+(both engines convert from what the source stores); the other sensors have one unit (learned
+embedding coordinates have none)."""
+
+SNAPSHOT_KINDS = ("dem", "embedding")
+"""Sensor kinds with one layer per year or none (terrain; AlphaEarth's annual embedding): their
+features take stat ``value`` and no other, and have no temporal window to reduce."""
 
 
 class Sensor(_Strict):
     """One sensor's collection, bands and masking rules.
 
     Attributes:
-        kind: ``s2`` (optical), ``s1`` (SAR), ``lst`` or ``dem``.
+        kind: ``s2`` (optical), ``s1`` (SAR), ``lst``, ``dem``, or ``embedding`` (an annual
+            learned embedding such as AlphaEarth Foundations' ``GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL``,
+            Brown et al. 2025, arXiv 2507.22291: one image per year, 64 unitless bands ``A00``–``A63``).
         collection: the GEE asset ID the features come from (e.g. ``COPERNICUS/S2``).
         is_image: the asset is a single ``ee.Image`` (a DEM), not an ImageCollection.
-        level: processing level, e.g. ``L1C`` (TOA) or ``L2A`` (BOA).
+        level: processing level, e.g. ``L1C`` (TOA) or ``L2A`` (BOA); for an embedding, the
+            embedding model's version (``V1``), since another version gives other values.
         units: the unit of the band values the expressions read: ``reflectance`` (0–1, S2),
             ``dB`` or ``linear`` (S1 σ⁰: both engines convert from the stored unit), ``K``
-            (LST) or ``m`` (DEM); see :data:`UNITS_BY_KIND`.
+            (LST), ``m`` (DEM) or ``unitless`` (embedding); see :data:`UNITS_BY_KIND`.
         dn_per_unit: stored DN per physical unit (S2: 10000 DN per reflectance; MOD21C3
             LST_Day: 50 DN per kelvin, i.e. scale factor 0.02).
         bands: spec band name → asset band name where they differ (``LST: LST_Day``).
@@ -92,11 +101,11 @@ class Sensor(_Strict):
         focal_median_radius_m: S1 speckle filter: focal median over a circle of this radius.
     """
 
-    kind: Literal["s2", "s1", "lst", "dem"]
+    kind: Literal["s2", "s1", "lst", "dem", "embedding"]
     collection: str
     is_image: bool = False
     level: str | None = None
-    units: Literal["reflectance", "dB", "linear", "K", "m"]
+    units: Literal["reflectance", "dB", "linear", "K", "m", "unitless"]
     dn_per_unit: float = 1.0
     bands: dict[str, str] = Field(default_factory=dict)
     available_from: str | None = None
@@ -145,8 +154,9 @@ class Feature(_Strict):
             Ignored when ``derived`` is set.
         window: the months of the map year that are composited.
         stat: ``pN`` (percentile N of the masked time series), ``median``, ``mean``,
-            ``stddev`` (population), ``min``, ``max``, or ``texture_sd`` (focal standard
-            deviation of the annual median over a square of ``kernel_radius_px``).
+            ``stddev`` (population), ``min``, ``max``, ``texture_sd`` (focal standard
+            deviation of the annual median over a square of ``kernel_radius_px``), or ``value``
+            (the one layer of a DEM or of the year's embedding; see :data:`SNAPSHOT_KINDS`).
         kernel_radius_px: radius of the square kernel for ``texture_sd`` (3 → 7 × 7 pixels).
         orbit: S1 orbit direction filter, ``ASCENDING`` or ``DESCENDING``.
         derived: an expression over other features' physical values, computed after
@@ -231,11 +241,13 @@ class FeatureSpec(_Strict):
                     f"feature {f.name!r} names sensor {f.sensor!r}, which is not one of {sorted(self.sensors)}"
                 )
             kind = self.sensors[f.sensor].kind
-            if not f.derived and (kind == "dem") != (f.stat == "value"):
+            if not f.derived and (kind in SNAPSHOT_KINDS) != (f.stat == "value"):
                 raise ValueError(
-                    f"feature {f.name!r}: stat 'value' is for DEM features, and DEM features take "
-                    f"stat 'value' (got {f.stat!r} on a {kind} sensor)"
+                    f"feature {f.name!r}: stat 'value' is for DEM and embedding features, and they take "
+                    f"stat 'value' only (got {f.stat!r} on a {kind} sensor)"
                 )
+            if kind in SNAPSHOT_KINDS and f.window.months != tuple(range(1, 13)):
+                raise ValueError(f"feature {f.name!r}: a {kind} feature has no months to choose; remove `window`")
             if f.orbit and kind != "s1":
                 raise ValueError(f"feature {f.name!r}: orbit {f.orbit} is for Sentinel-1 features only")
             if f.derived:

@@ -19,6 +19,9 @@ the strings that GEE evaluates with ``ee.Image.expression``, then reduces over t
 
 A precomputed index in the stack (e.g. ``ndvi``) is used for a feature whose source is that
 index; otherwise the expression is evaluated on the bands.
+
+Learned embeddings (sensor kind ``embedding``: AlphaEarth) are made by their model, not from a
+stack, so this engine refuses them (:func:`check_local_engine`) and Earth Engine exports them.
 """
 
 from __future__ import annotations
@@ -36,12 +39,32 @@ from affine import Affine
 from scipy.ndimage import uniform_filter
 
 from pipeline.core.config import cpu_threads
-from pipeline.core.errors import NoSceneError, RasterError
+from pipeline.core.errors import NoSceneError, RasterError, SpecError
 from pipeline.core.grid import GridWindow
 from pipeline.core.memory import return_freed_memory
 from pipeline.core.spec import CloudMask, Feature, FeatureSpec
 from tiles.engine.composite import OrderStats, focal_median, numpy_order_stats
 from tiles.engine.stack import MASK_VARIABLES, Stack
+
+LOCAL_KINDS = ("s2", "s1", "lst", "dem")
+"""Sensor kinds this engine computes from a stack; the others (``embedding``) are refused."""
+
+
+def check_local_engine(spec: FeatureSpec) -> None:
+    """Refuse a spec with features this engine cannot compute (learned embeddings).
+
+    Raises:
+        SpecError: naming the first such feature, its sensor and its collection.
+    """
+    for f in spec.features:
+        s = spec.sensors[f.sensor]
+        if s.kind not in LOCAL_KINDS:
+            raise SpecError(
+                f"feature {f.name!r} reads {s.collection} (sensor kind {s.kind}), which the local engine "
+                "cannot compute from a stack",
+                "Export its tiles with Earth Engine (eulc gee export-tiles) and map them from `features_dir`, "
+                "or select features without it",
+            )
 
 
 def feature_inputs(spec: FeatureSpec, feature: Feature, stack_vars: set[str]) -> set[str]:
@@ -292,10 +315,12 @@ def compute_features(
     Raises:
         RasterError: a needed band is missing from the stack, or a feature's window holds no
             acquisition in ``year`` (the message names the feature and the window).
+        SpecError: a feature this engine cannot compute (:func:`check_local_engine`).
         ValueError: ``chunk_rows`` < 1.
     """
     if chunk_rows is not None and chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    check_local_engine(spec)
     # features of one source series (sensor, source, orbit) are computed together, from one masked
     # series; the percentiles of one series and window share one sort (each percentile is
     # computed exactly as alone, so the values do not change)

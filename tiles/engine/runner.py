@@ -39,6 +39,7 @@ from pipeline.core.spec import FeatureSpec
 from tiles.engine.cloud_mask import CloudMaskChoice
 from tiles.engine.cluster import DASHBOARD, Emit, check_scheduler, execute, worker_result
 from tiles.engine.composite import OrderStats
+from tiles.engine.features import check_local_engine
 from tiles.engine.run import features_from_stac, features_from_stack, stack_features_path
 from tiles.engine.stac_load import items_from_catalog
 from tiles.engine.stac_search import StacApi
@@ -234,12 +235,14 @@ def plan_features(
 
     Raises:
         EulcError: no ``cells`` for a STAC source, ``tile_id`` with ``cells``, too many cells, a
-            name that cannot stay inside ``out_dir``, an unreadable source.
+            name that cannot stay inside ``out_dir``, an unreadable source, a feature the local
+            engine cannot compute (a learned embedding: :func:`~tiles.engine.features.check_local_engine`).
     """
     if cloud_mask not in ("auto", "none"):
         raise EulcError(f"`cloud_mask` {cloud_mask!r} is not a choice", "Use auto or none")
     mask: CloudMaskChoice = "auto" if cloud_mask == "auto" else "none"
     sub = spec.subset(selection.names)
+    check_local_engine(sub)
     skey = source.key()
     base = ["features", features_digest(sub), year, cloud_mask, source.processing_level, skey]
     names = tuple(selection.names)
