@@ -28,13 +28,12 @@ not a missing band.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 
 import ee
 
 from pipeline.core.errors import SpecError
-from pipeline.core.spec import SNAPSHOT_KINDS, Feature, FeatureSpec, Sensor, expression_inputs
+from pipeline.core.spec import SNAPSHOT_KINDS, Feature, FeatureSpec, Sensor, check_year, expression_inputs
 
 # Known DEM assets and their elevation band: single images, and tiled collections (mosaicked).
 DEM_IMAGES = {"NASA/NASADEM_HGT/001": "elevation", "USGS/SRTMGL1_003": "elevation"}
@@ -58,24 +57,6 @@ def with_dem_asset(spec: FeatureSpec, asset: str | None, band: str | None = None
     upd["bands"] = {"elevation": name}
     dem = spec.sensors["dem"].model_copy(update=upd)
     return spec.model_copy(update={"sensors": {**spec.sensors, "dem": dem}})
-
-
-def check_year(spec: FeatureSpec, year: int) -> None:
-    """Refuse a year that a spec sensor does not cover (e.g. S2 L2A harmonized before 2017).
-
-    Raises:
-        SpecError: naming the sensor, its collection and its first date.
-    """
-    this_year = dt.date.today().year
-    if year > this_year:
-        raise SpecError(f"year {year} is in the future", f"Use a year up to {this_year}")
-    for key in {f.sensor for f in spec.features}:
-        s = spec.sensors[key]
-        if s.available_from and year < int(s.available_from[:4]):
-            raise SpecError(
-                f"year {year} is outside {s.collection} (sensor {key!r}), which starts on {s.available_from}",
-                f"Use a year from {s.available_from[:4]} on",
-            )
 
 
 def _date_range(year: int) -> tuple[str, str]:

@@ -17,8 +17,8 @@ from gee_scripts.jobs import EETaskRunner, JobSpec, JobTable, SubmitReport, poll
 from gee_scripts.session import initialize_live, offline
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.config import cpu_threads
-from pipeline.core.contract import embed, features_digest
 from pipeline.core.errors import EulcError
+from pipeline.core.featurecog import sidecar_record
 from pipeline.core.grid import TileId
 from pipeline.core.lucas import read_points, shards
 from pipeline.core.spec import FeatureSpec
@@ -163,21 +163,7 @@ def write_plan(out: Path, plan: Plan, spec: FeatureSpec, year: int, on_event: On
         w.writerow(["key", "kind", "description", "params_hash", "output_uri", "detail"])
         for j in plan.jobs:
             w.writerow([j.key, j.kind, j.description, j.params_hash, j.output_uri, json.dumps(plan.info[j.key])])
-    write_json(
-        out / "bands.json",
-        {
-            "spec": spec.name,
-            "spec_hash": spec.digest(),
-            "year": year,
-            "bands": plan.bands,
-            "features_digest": features_digest(spec),
-            "feature_spec": embed(spec),
-            "scale": [f.scale for f in spec.features],
-            "dtype": spec.export_dtype,
-            "nodata": -32768,
-            "units": "physical value x scale (see the spec)",
-        },
-    )
+    write_json(out / "bands.json", {**sidecar_record(spec, year), "engine": "gee"})
 
 
 def run_offline(out: Path, make_plan: Any, spec: FeatureSpec, year: int, on_event: OnEvent = _quiet) -> Plan:

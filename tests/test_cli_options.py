@@ -72,6 +72,7 @@ def test_an_option_name_has_one_meaning_across_commands() -> None:
         "features",
         "gee export-table",
         "gee export-tiles",
+        "openeo export-tiles",
     ]
 
 

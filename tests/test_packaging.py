@@ -72,7 +72,7 @@ def test_wheel_and_sdist_carry_what_the_cli_reads(built: tuple[Path, Path]) -> N
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in NEEDED if n not in names]
     top = {n.split("/")[0] for n in names if not n.startswith("eulc-")}
-    assert top == {"pipeline", "model", "tiles", "gee_scripts"}  # no stray top-level "models"
+    assert top == {"pipeline", "model", "tiles", "gee_scripts", "openeo_scripts"}  # no stray top-level "models"
     with tarfile.open(sdist) as t:
         snames = {m.name.split("/", 1)[1] for m in t.getmembers() if "/" in m.name}
     assert not [n for n in NEEDED if n not in snames]

@@ -388,6 +388,16 @@ def test_the_gee_plans(ran: Path, data: Path) -> None:
     assert sorted(p.name for p in graphs if p.name != ".eulc-written") == ["10kmE467N253.json", "10kmE468N253.json"]
 
 
+def test_the_openeo_plan(ran: Path) -> None:
+    """The README's offline openEO plan is the one tests/test_openeo.py pins and executes."""
+    out = ran / "out" / "openeo_tiles"
+    graph = json.loads((out / "graphs" / "10kmE467N253.json").read_text())["process_graph"]
+    golden = json.loads((Path(__file__).parent / "golden" / "openeo_elc10_ndvi_tile.json").read_text())
+    assert graph == golden
+    bands = json.loads((out / "bands.json").read_text())
+    assert bands["engine"] == "openeo" and len(bands["bands"]) == 10 and "SCL 1,8,9,10" in bands["cloud_mask"]
+
+
 def test_ci_runs_the_readmes_test_command() -> None:
     """`.ci/run` runs the test command of the README's quick start, as written there."""
     quick = next(b for b in BLOCKS if any(c[:3] == ["python", "-m", "pytest"] for c in b.commands))

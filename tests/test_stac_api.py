@@ -21,10 +21,10 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling
 
+from pipeline.core.cloud_mask import SCL_FALLBACK
 from pipeline.core.errors import RasterError
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import load_spec
-from tiles.engine.cloud_mask import SCL_FALLBACK
 from tiles.engine.run import features_from_stac
 from tiles.engine.stac_search import StacApi
 from tiles.engine.stack import load_manifest, load_stack

@@ -22,10 +22,12 @@ from pipeline.app import cli_model, cli_features, cli_map  # noqa: F401
 # isort: on
 from pipeline.app.cli_common import app, console, state
 from pipeline.app.cli_gee import gee_app
+from pipeline.app.cli_openeo import openeo_app
 from pipeline.core.config import MAX_THREADS, THREADS_VAR, calm_openmp_under_load
 from pipeline.core.errors import EulcError
 
 app.add_typer(gee_app, name="gee")
+app.add_typer(openeo_app, name="openeo")
 
 
 def _version(value: bool) -> None:

@@ -84,8 +84,8 @@ ProcessingLevelOpt = Annotated[
     str,
     typer.Option(
         "--processing-level",
-        help="with --stac/--catalog: the Sentinel-2 processing level of the items, L2A "
-        "(harmonization offset applied) or L1C",
+        help="with --stac/--catalog, and for openEO: the Sentinel-2 processing level of the items "
+        "or collection, L2A (carries SCL; STAC items get the harmonization offset) or L1C",
     ),
 ]
 

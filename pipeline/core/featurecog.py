@@ -133,6 +133,33 @@ def check_replaceable(dest: Path) -> None:
         )
 
 
+def sidecar_record(
+    spec: FeatureSpec, year: int, dtype: str | None = None, nodata: float | None = NODATA_INT16
+) -> dict[str, Any]:
+    """The band sidecar (``bands.json``) an export writes beside feature files that carry no band
+    names (Earth Engine and openEO GeoTIFFs): band names, stored scales, dtype, nodata and the
+    feature contract (:mod:`pipeline.core.contract`), which ``eulc map`` compares with the bundle's.
+
+    Args:
+        spec: the features as exported (a selection's sub-spec), in band order.
+        year: the feature year.
+        dtype: the files' dtype (default the spec's ``export_dtype``).
+        nodata: the files' nodata value (None: NaN or the file's own).
+    """
+    return {
+        "spec": spec.name,
+        "spec_hash": spec.digest(),
+        "year": year,
+        "bands": spec.names,
+        "features_digest": features_digest(spec),
+        "feature_spec": embed(spec),
+        "scale": [f.scale for f in spec.features],
+        "dtype": dtype or spec.export_dtype,
+        "nodata": nodata,
+        "units": "physical value x scale (see the spec)",
+    }
+
+
 def sidecar(path: Path) -> tuple[Path, dict[str, Any]] | None:
     """The band sidecar of a feature file: ``<file>.bands.json`` or ``bands.json`` beside it
     (written by ``eulc gee export-tiles``; GEE GeoTIFF exports carry no band names), or None.

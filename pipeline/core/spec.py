@@ -16,6 +16,7 @@ Shipped specs live in ``pipeline/specs/<name>.yaml``; :func:`load_spec` takes a 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -247,7 +248,7 @@ class FeatureSpec(_Strict):
                     f"stat 'value' only (got {f.stat!r} on a {kind} sensor)"
                 )
             if kind in SNAPSHOT_KINDS and f.window.months != tuple(range(1, 13)):
-                raise ValueError(f"feature {f.name!r}: a {kind} feature has no months to choose; remove `window`")
+                raise ValueError(f"feature {f.name!r}: a {kind} feature has no months to choose; remove its window")
             if f.orbit and kind != "s1":
                 raise ValueError(f"feature {f.name!r}: orbit {f.orbit} is for Sentinel-1 features only")
             if f.derived:
@@ -312,6 +313,25 @@ class FeatureSpec(_Strict):
         """SHA-256 (hex, first 16 chars) of the canonical JSON of the spec."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def check_year(spec: FeatureSpec, year: int) -> None:
+    """Refuse a year that a spec sensor does not cover (e.g. S2 L2A harmonized before 2017);
+    every engine that builds features remotely (Earth Engine, openEO) calls it first.
+
+    Raises:
+        SpecError: naming the sensor, its collection and its first date.
+    """
+    this_year = dt.date.today().year
+    if year > this_year:
+        raise SpecError(f"year {year} is in the future", f"Use a year up to {this_year}")
+    for key in {f.sensor for f in spec.features}:
+        s = spec.sensors[key]
+        if s.available_from and year < int(s.available_from[:4]):
+            raise SpecError(
+                f"year {year} is outside {s.collection} (sensor {key!r}), which starts on {s.available_from}",
+                f"Use a year from {s.available_from[:4]} on",
+            )
 
 
 def shipped_specs() -> list[str]:

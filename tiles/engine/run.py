@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.atomic import remove_leftovers
+from pipeline.core.cloud_mask import CloudMaskChoice, resolve_cloud_mask
 from pipeline.core.errors import NoSceneError, RasterError
 from pipeline.core.featurecog import check_replaceable, write_feature_cog
 from pipeline.core.grid import GridWindow
@@ -15,7 +16,6 @@ from pipeline.core.names import safe_name
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
 from tiles.engine.asset_reader import AssetReader
-from tiles.engine.cloud_mask import CloudMaskChoice, resolve_cloud_mask
 from tiles.engine.composite import OrderStats
 from tiles.engine.features import compute_features_blocked, feature_inputs
 from tiles.engine.stac_load import (
@@ -53,7 +53,7 @@ def features_from_stack(
         dest: the output COG path (EPSG:3035, 10 m, float32, band names = feature names).
         on_feature: progress callback per finished feature.
         cloud_mask: ``auto`` (the spec's mask where the stack carries its layers, the rules of
-            :mod:`tiles.engine.cloud_mask`) or ``none``; recorded in the COG.
+            :mod:`pipeline.core.cloud_mask`) or ``none``; recorded in the COG.
         window: compute this grid window (an EEA cell; outside the stack's files = nodata);
             default: the window covering the stack's files.
         order_stats: how percentiles and medians are computed (default numpy; a torch one on a
@@ -156,7 +156,7 @@ def features_from_stac(
         window: the tile (EPSG:3035, 10 m).
         dest: the output COG path.
         level: S2 processing level, ``L2A`` (harmonization offset) or ``L1C``.
-        cloud_mask: ``auto`` or ``none`` (see :mod:`tiles.engine.cloud_mask`); what was applied goes
+        cloud_mask: ``auto`` or ``none`` (see :mod:`pipeline.core.cloud_mask`); what was applied goes
             into the COG's ``cloud_mask`` tag.
         on_feature: progress callback per finished feature.
         block_rows: rows computed at a time; default :func:`block_rows_for` the tile's source

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.cloud_mask import CloudMaskChoice
 from pipeline.core.config import cpu_threads
 from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError
@@ -36,7 +37,6 @@ from pipeline.core.hashing import file_sha256
 from pipeline.core.ledger import JsonLedger, content_sha256, folder_lock, input_key
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import FeatureSpec
-from tiles.engine.cloud_mask import CloudMaskChoice
 from tiles.engine.cluster import DASHBOARD, Emit, check_scheduler, execute, worker_result
 from tiles.engine.composite import OrderStats
 from tiles.engine.features import check_local_engine
@@ -118,7 +118,7 @@ class FeatureJob:
         names: the features, in the COG's band order.
         year: the year composited.
         out_dir: the output folder.
-        cloud_mask: ``auto`` or ``none`` (:mod:`tiles.engine.cloud_mask`).
+        cloud_mask: ``auto`` or ``none`` (:mod:`pipeline.core.cloud_mask`).
         key: the ledger's input key of this tile.
         order_stats: how percentiles and medians are computed (None: numpy; a picklable torch
             one for a GPU worker). Not in the key: every implementation gives the same values.

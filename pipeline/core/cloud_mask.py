@@ -1,4 +1,5 @@
-"""Which cloud mask the local engine applies to Sentinel-2 items, given what the items carry.
+"""Which cloud mask an engine applies to Sentinel-2 items, given what the items (or a backend's
+collection) carry: the local engine's STAC items, and the openEO engine's collections.
 
 The spec names the mask the GEE engine applies: s2cloudless probability (``CLP``, ELC10:
 ``>= 40``) joined from ``COPERNICUS/S2_CLOUD_PROBABILITY``, and/or Sen2Cor scene classes

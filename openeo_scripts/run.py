@@ -1,0 +1,120 @@
+"""One call per ``eulc openeo`` subcommand: plan the batch jobs and write them offline.
+
+A plan is one process graph per EEA tile (``graphs/<tile>.json``, the ``process`` object a batch
+job is created from), the job list (``jobs.csv``) and the band sidecar (``bands.json``) that
+``eulc map --features-dir`` reads beside the downloaded GeoTIFFs, with the feature contract of the
+features *as computed* on the back-end (its cloud mask and processing level), so a map step
+compares them with the bundle's like any other feature file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openeo_scripts.backends import Backend
+from openeo_scripts.graphs import feature_cube, tile_extent, tile_graph
+from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.cloud_mask import CloudMaskChoice
+from pipeline.core.featurecog import sidecar_record
+from pipeline.core.grid import TileId
+from pipeline.core.spec import FeatureSpec
+
+OnEvent = Callable[[str, dict[str, Any]], None]
+"""``on_event(kind, info)`` as :mod:`pipeline.stages.events` describes (``progress`` per graph)."""
+
+
+def _quiet(kind: str, info: dict[str, Any]) -> None:
+    """The default ``on_event``: report nothing."""
+
+
+@dataclass
+class Job:
+    """One batch job: its key (the tile), title, output file name and graph hash."""
+
+    key: str
+    title: str
+    output: str
+    params_hash: str
+
+
+@dataclass
+class Plan:
+    """The planned batch jobs, their process graphs, and the features as the back-end computes them."""
+
+    jobs: list[Job]
+    graphs: dict[str, dict[str, Any]]
+    computed: FeatureSpec
+    cloud_mask: str
+    collections: dict[str, str]
+    backend: Backend
+    level: str
+
+
+def graph_hash(graph: dict[str, Any]) -> str:
+    """SHA-256 (first 16 hex) of a process graph: the job's params hash."""
+    return hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_tile_jobs(
+    tiles: list[TileId],
+    spec: FeatureSpec,
+    year: int,
+    backend: Backend,
+    level: str = "L2A",
+    cloud_mask: CloudMaskChoice = "auto",
+    on_event: OnEvent = _quiet,
+) -> Plan:
+    """One batch job per tile: the spec's features on the tile's 10 m EPSG:3035 grid for ``year``.
+
+    Raises:
+        SpecError: a year outside the spec's sensors, or features the back-end cannot build.
+        RasterError: the spec's cloud mask needs layers the collection lacks (``cloud_mask`` auto).
+    """
+    jobs, graphs = [], {}
+    built = None
+    for i, tile in enumerate(tiles):  # a refusal comes before any progress line: it is the one line
+        built = feature_cube(spec, year, tile_extent(tile), backend, level, cloud_mask)
+        if i:
+            on_event("progress", {"stage": "process graphs", "done": i, "total": len(tiles), "info": str(tile)})
+        g = {"process_graph": tile_graph(built)}
+        key = str(tile)
+        graphs[key] = g
+        title = f"eulc {spec.name} {year} {key}"
+        jobs.append(Job(key, title, f"{spec.name}_{year}_{key}.tif", graph_hash(g)))
+    on_event("progress", {"stage": "process graphs", "done": len(tiles), "total": len(tiles), "info": ""})
+    if built is None:
+        raise ValueError("tiles is empty")
+    return Plan(jobs, graphs, built.computed, built.cloud_mask, built.collections, backend, level)
+
+
+def write_plan(out: Path, plan: Plan, year: int, on_event: OnEvent = _quiet) -> None:
+    """Write ``graphs/<key>.json``, ``jobs.csv`` and ``bands.json`` into ``out`` (guarded writes)."""
+    for i, (key, g) in enumerate(plan.graphs.items(), 1):
+        write_json(out / "graphs" / f"{key}.json", g, indent=None)
+        on_event("progress", {"stage": "graphs written", "done": i, "total": len(plan.graphs), "info": ""})
+    with atomic_path(out / "jobs.csv") as tmp, tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "title", "output", "params_hash", "backend"])
+        for j in plan.jobs:
+            w.writerow([j.key, j.title, j.output, j.params_hash, plan.backend.url])
+    record = sidecar_record(plan.computed, year, dtype="float32", nodata=None)
+    record.update(
+        engine="openeo",
+        backend=plan.backend.url,
+        collections=plan.collections,
+        processing_level=plan.level,
+        cloud_mask=plan.cloud_mask,
+    )
+    write_json(out / "bands.json", record)
+
+
+def run_offline(out: Path, plan: Plan, year: int, on_event: OnEvent = _quiet) -> Plan:
+    """Write the plan (no network, no account): what a batch job per tile would run."""
+    write_plan(out, plan, year, on_event)
+    return plan

@@ -1,0 +1,87 @@
+"""``eulc openeo ...``: openEO batch jobs (Copernicus Data Space Ecosystem), offline graphs.
+
+One library call per subcommand (``openeo_scripts.run``); ``openeo`` is imported only when a
+subcommand runs (the ``[openeo]`` extra).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from pipeline.app.cli_common import (
+    CloudMaskOpt,
+    EventView,
+    FeaturesOpt,
+    ProcessingLevelOpt,
+    RequiredTilesOpt,
+    TileSizeOpt,
+    _size_m,
+    _spec_and_selection,
+)
+from pipeline.core.errors import EulcError
+
+out_console = Console()
+
+openeo_app = typer.Typer(
+    no_args_is_help=True, help="openEO batch jobs on the Copernicus Data Space Ecosystem (offline process graphs)."
+)
+
+
+def _openeo() -> Any:
+    """``openeo_scripts.run``, or one line saying how to install openEO support."""
+    try:
+        import openeo_scripts.run as run  # (imports openeo)
+    except ImportError as e:
+        raise EulcError(f"openEO support is not installed ({e})", 'Run pip install -e ".[openeo]"') from None
+    return run
+
+
+SpecOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--spec",
+        help="feature spec: a shipped name (elc10, ...) or a YAML path; default: the spec that --features "
+        "carries (a selection or bundle), else elc10",
+    ),
+]
+BackendOpt = Annotated[str, typer.Option(help="openEO back-end: cdse (openeo.dataspace.copernicus.eu)")]
+
+
+@openeo_app.command("export-tiles")
+def openeo_export_tiles(
+    tiles: RequiredTilesOpt,
+    year: Annotated[int, typer.Option(help="feature year")],
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    tile_size: TileSizeOpt = "10km",
+    features: FeaturesOpt = None,
+    spec: SpecOpt = None,
+    backend: BackendOpt = "cdse",
+    processing_level: ProcessingLevelOpt = "L2A",
+    cloud_mask: CloudMaskOpt = "auto",
+) -> None:
+    """Write one openEO batch-job process graph per EEA tile (features on the 10 m EPSG:3035 grid),
+    the job list and the band sidecar the map step reads beside the downloaded GeoTIFFs.
+    """
+    from pipeline.core.aoi import parse_tiles
+
+    run = _openeo()
+    from openeo_scripts.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"--backend must be one of {sorted(BACKENDS)}")
+    if cloud_mask not in ("auto", "none"):
+        raise typer.BadParameter("--cloud-mask must be auto or none")
+    ids = parse_tiles(tiles, _size_m(tile_size))
+    sp, sel = _spec_and_selection(spec, features, "elc10")
+    sub = sp.subset(sel.names)
+    with EventView() as view:
+        plan = run.plan_tile_jobs(ids, sub, year, BACKENDS[backend], processing_level, cloud_mask, view)
+        run.run_offline(out, plan, year, view)
+    out_console.print(
+        f"{len(plan.jobs)} job(s): process graphs in {out / 'graphs'}, list in {out / 'jobs.csv'}, "
+        f"band names in {out / 'bands.json'}; cloud mask: {plan.cloud_mask}"
+    )
