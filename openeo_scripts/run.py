@@ -12,10 +12,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import geopandas as gpd
 
 from openeo_scripts.backends import Backend
 from openeo_scripts.graphs import feature_cube, tile_extent, tile_graph
@@ -23,6 +26,7 @@ from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.cloud_mask import CloudMaskChoice
 from pipeline.core.featurecog import sidecar_record
 from pipeline.core.grid import TileId
+from pipeline.core.lucas import read_points, shards
 from pipeline.core.spec import FeatureSpec
 
 OnEvent = Callable[[str, dict[str, Any]], None]
@@ -90,6 +94,73 @@ def plan_tile_jobs(
     on_event("progress", {"stage": "process graphs", "done": len(tiles), "total": len(tiles), "info": ""})
     if built is None:
         raise ValueError("tiles is empty")
+    return Plan(jobs, graphs, built.computed, built.cloud_mask, built.collections, backend, level)
+
+
+def points_geojson(points: gpd.GeoDataFrame) -> dict[str, Any]:
+    """LUCAS points (EPSG:4326, lon/lat) as a GeoJSON FeatureCollection with ``POINT_ID``, ``LC1``
+    and ``LU1``, in the order ``aggregate_spatial`` returns its rows.
+    """
+    feats = []
+    for row in points.itertuples():
+        props: dict[str, Any] = {"POINT_ID": int(row.POINT_ID)}
+        for k in ("LC1", "LU1"):
+            v = getattr(row, k)
+            if isinstance(v, str):
+                props[k] = v
+        geom = {"type": "Point", "coordinates": [float(row.geometry.x), float(row.geometry.y)]}
+        feats.append({"type": "Feature", "geometry": geom, "properties": props})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def points_extent(points: gpd.GeoDataFrame, halo_px: int) -> dict[str, Any]:
+    """The EPSG:3035 box of the points' 10 m pixels, ``halo_px`` pixels wider (texture kernels),
+    snapped outward to the 10 m grid.
+    """
+    step = 10
+    x, y = points["x_3035"].to_numpy(float), points["y_3035"].to_numpy(float)
+    pad = (halo_px + 1) * step
+    return {
+        "west": int(math.floor((x.min() - pad) / step) * step),
+        "south": int(math.floor((y.min() - pad) / step) * step),
+        "east": int(math.ceil((x.max() + pad) / step) * step),
+        "north": int(math.ceil((y.max() + pad) / step) * step),
+        "crs": 3035,
+    }
+
+
+def plan_table_jobs(
+    points_file: Path,
+    spec: FeatureSpec,
+    year: int,
+    backend: Backend,
+    level: str = "L2A",
+    cloud_mask: CloudMaskChoice = "auto",
+    shard_size: int = 2000,
+    on_event: OnEvent = _quiet,
+) -> Plan:
+    """One batch job per shard of LUCAS points (at most ``shard_size``, one EEA 100 km cell each,
+    as ``eulc gee export-table`` shards them): the spec's features over the points' box, then
+    ``aggregate_spatial`` at the points (the mean of the one 10 m pixel each falls in), saved as CSV.
+
+    Raises:
+        SchemaError: an unreadable point file or points outside the grid.
+        SpecError, RasterError: as :func:`plan_tile_jobs`.
+    """
+    pts = read_points(points_file)
+    parts = list(shards(pts, shard_size))
+    halo = max((f.kernel_radius_px or 0) for f in spec.features)
+    jobs, graphs = [], {}
+    built = None
+    for i, (key, grp) in enumerate(parts):
+        built = feature_cube(spec, year, points_extent(grp, halo), backend, level, cloud_mask)
+        sampled = built.cube.aggregate_spatial(geometries=points_geojson(grp), reducer="mean")
+        g = {"process_graph": dict(sampled.save_result(format="CSV").flat_graph())}
+        graphs[key] = g
+        jobs.append(Job(key, f"eulc {spec.name} {year} {key}", f"{spec.name}_{year}_{key}.csv", graph_hash(g)))
+        on_event("progress", {"stage": "process graphs", "done": i + 1, "total": len(parts), "info": key})
+    if built is None:
+        raise ValueError("the point file gave no shard")
     return Plan(jobs, graphs, built.computed, built.cloud_mask, built.collections, backend, level)
 
 

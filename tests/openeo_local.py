@@ -98,11 +98,12 @@ def without_save(graph: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute(graph: dict[str, Any], cube: xr.DataArray) -> xr.DataArray:
-    """Run a flat process graph on ``cube``; the (bands, y, x) result, computed."""
+    """Run a flat process graph on ``cube``; the result, computed: (bands, y, x) for a raster
+    cube, (geometry, bands) for ``aggregate_spatial``'s vector cube."""
     with xr.set_options(use_new_combine_kwarg_defaults=True):
         out = OpenEOProcessGraph({"process_graph": graph}).to_callable(process_registry=registry(cube))()
         out = out.compute()
-    return out.transpose("bands", "y", "x")
+    return out.transpose("bands", "y", "x") if "y" in out.dims else out
 
 
 def write_like_openeo(cube: xr.DataArray, dest: Path) -> None:

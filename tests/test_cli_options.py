@@ -73,6 +73,7 @@ def test_an_option_name_has_one_meaning_across_commands() -> None:
         "gee export-table",
         "gee export-tiles",
         "openeo export-tiles",
+        "openeo export-table",
     ]
 
 

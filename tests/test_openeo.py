@@ -21,9 +21,10 @@ import xarray as xr
 
 from openeo_scripts.backends import CDSE
 from openeo_scripts.graphs import feature_cube, tile_extent, tile_graph
+from openeo_scripts.jobs import run_live
 from openeo_scripts.run import plan_tile_jobs, write_plan
 from pipeline.core.contract import features_digest
-from pipeline.core.errors import RasterError, SpecError
+from pipeline.core.errors import EulcError, RasterError, SpecError
 from pipeline.core.grid import TileId
 from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import load_spec
@@ -234,3 +235,94 @@ def test_the_executed_export_maps_through_its_sidecar(
     a, b = maps["openeo"], maps["local"]
     both = (a != 255) & (b != 255)
     assert both.sum() > 10_000 and (a[both] == b[both]).mean() > 0.999
+
+
+def _slovenia_plan(year: int = 2017) -> Any:
+    return plan_tile_jobs([TileId.parse(CELL)], load_spec("elc10").subset(NDVI_FEATURES), year, SLOVENIA, level="L1C")
+
+
+def test_start_submits_the_plans_graphs_and_downloads_them_as_the_map_reads(
+    executed: tuple[Path, xr.DataArray], requests_mock: Any, tmp_path: Path
+) -> None:
+    """Through openEO's job manager against openEO's own dummy back-end (HTTP mocked): the graph
+    submitted is the plan's file, the result lands where `eulc map` looks, and a rerun resumes."""
+    from openeo.rest._testing import DummyBackend
+
+    _, result = executed
+    tif = tmp_path / "result.tif"
+    write_like_openeo(result, tif)
+    dummy = DummyBackend.at_url("https://openeo.test", requests_mock=requests_mock)
+    dummy.setup_simple_job_status_flow(queued=1, running=2)
+    dummy.next_result = tif.read_bytes()
+    out = tmp_path / "oe"
+    rows = run_live(out, _slovenia_plan(), 2017, dummy.connection, poll_sleep=0)
+    assert list(rows["status"]) == ["finished"] and list(rows["key"]) == [CELL]
+    (job,) = dummy.batch_jobs.values()
+    assert job["pg"] == json.loads((out / "graphs" / f"{CELL}.json").read_text())["process_graph"]
+    got = out / "downloads" / f"elc10_2017_{CELL}.tif"
+    assert got.read_bytes() == tif.read_bytes()
+    assert json.loads((out / "downloads" / "bands.json").read_text()) == json.loads((out / "bands.json").read_text())
+    run_live(out, _slovenia_plan(), 2017, dummy.connection, poll_sleep=0)
+    assert len(dummy.batch_jobs) == 1  # finished jobs are not started again
+    with pytest.raises(EulcError, match="jobs of another plan"):
+        run_live(out, _slovenia_plan(2016), 2016, dummy.connection, poll_sleep=0)
+
+
+def test_a_job_that_fails_to_start_is_retried_on_rerun_up_to_three_times(requests_mock: Any, tmp_path: Path) -> None:
+    from openeo.rest._testing import DummyBackend
+
+    dummy = DummyBackend.at_url("https://openeo.test", requests_mock=requests_mock)
+    dummy.setup_job_start_failure()
+    out = tmp_path / "oe"
+    for attempt in (1, 2, 3, 4):
+        rows = run_live(out, _slovenia_plan(), 2017, dummy.connection, poll_sleep=0)
+        assert list(rows["status"]) == ["start_failed"]
+        assert list(rows["attempts"]) == [min(attempt, 3)]
+        assert len(dummy.batch_jobs) == min(attempt, 3)  # one job created per attempt, none after the third
+    assert not (out / "downloads").exists()
+
+
+def test_export_table_samples_the_local_engines_values_at_the_points(local_cog: Path, tmp_path: Path) -> None:
+    """`eulc openeo export-table` for 25 points inside the Slovenia stack (seeded pixel centres,
+    given as LUCAS lon/lat): the graph, run by openeo-processes-dask, returns at each point the
+    local feature COG's value at that point (read with rasterio at the point's EPSG:3035 position)."""
+    import pandas as pd
+    from pyproj import Transformer
+
+    with rasterio.open(local_cog) as s:
+        values, names, t = s.read(), list(s.descriptions), s.transform
+    rng = np.random.default_rng(30)
+    rows, cols = rng.integers(8, values.shape[1] - 8, 25), rng.integers(8, values.shape[2] - 8, 25)
+    x, y = t.c + 10 * cols + 5, t.f - 10 * rows - 5
+    lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(x, y)
+    ids = 46752530 + np.arange(25)
+    pd.DataFrame({"POINT_ID": ids, "TH_LAT": lat, "TH_LONG": lon, "LC1": "B11", "LU1": "U111"}).to_csv(
+        tmp_path / "points.csv", index=False
+    )
+    out = tmp_path / "oe"
+    p = eulc(
+        "openeo", "export-table", "--points", str(tmp_path / "points.csv"), "--year", "2017", "--features",
+        "elc10-ndvi-l1", "--processing-level", "L1C", "--cloud-mask", "none", "--out", str(out),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    with (out / "jobs.csv").open() as f:
+        (job,) = list(csv.DictReader(f))
+    assert job["output"] == f"elc10_2017_{job['key']}.csv" and job["key"].startswith("100kmE46N25")
+    graph = json.loads((out / "graphs" / f"{job['key']}.json").read_text())["process_graph"]
+    (agg,) = _nodes(graph, "aggregate_spatial")
+    feats = agg["arguments"]["geometries"]["features"]
+    assert [f["properties"]["POINT_ID"] for f in feats] == list(ids)
+    # the CDSE plan (L1C, no mask) is the Slovenia back-end's plan but for the collection and mask;
+    # run the Slovenia back-end's graph for the same points, as the test of tiles does
+    sub = load_spec("elc10").subset(NDVI_FEATURES)
+    from openeo_scripts.run import plan_table_jobs
+
+    plan = plan_table_jobs(tmp_path / "points.csv", sub, 2017, SLOVENIA, level="L1C")
+    (g,) = plan.graphs.values()
+    sampled = execute(without_save(g["process_graph"]), stack_cube())
+    assert sampled.sizes["geometry"] == 25
+    for name in NDVI_FEATURES:
+        want = values[names.index(name)][rows, cols]
+        got = sampled.sel(bands=name).values
+        assert np.array_equal(np.isnan(got), np.isnan(want)), name
+        np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], rtol=0, atol=TOLERANCE, err_msg=name)

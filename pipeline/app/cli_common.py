@@ -74,6 +74,13 @@ DemCollection = Annotated[
         "--dem-collection", help="with --stac: the DEM collection (e.g. cop-dem-glo-30); needed for DEM features"
     ),
 ]
+ShardSizeOpt = Annotated[
+    int, typer.Option(help="max points per export task or job (shards lie in one EEA 100 km cell each)")
+]
+StartOpt = Annotated[
+    bool,
+    typer.Option("--start", help="sign in and start the exports; a rerun resumes from OUT's job database"),
+]
 CloudMaskOpt = Annotated[
     str,
     typer.Option(

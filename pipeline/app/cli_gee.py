@@ -17,6 +17,8 @@ from pipeline.app.cli_common import (
     EventView,
     FeaturesOpt,
     RequiredTilesOpt,
+    ShardSizeOpt,
+    StartOpt,
     TileSizeOpt,
     _size_m,
     _spec_and_selection,
@@ -83,7 +85,6 @@ DestOpt = Annotated[str, typer.Option(help="drive, gcs or asset")]
 FolderOpt = Annotated[str, typer.Option(help="Drive folder / path prefix in the bucket")]
 BucketOpt = Annotated[str | None, typer.Option(help="Cloud Storage bucket (--dest gcs)")]
 AssetRootOpt = Annotated[str | None, typer.Option(help="asset folder (--dest asset)")]
-StartOpt = Annotated[bool, typer.Option("--start", help="authenticate and start the tasks")]
 ProjectOpt = Annotated[str | None, typer.Option(help="Google Cloud project for Earth Engine")]
 DemAssetOpt = Annotated[str | None, typer.Option(help=_DEM_HELP)]
 DemBandOpt = Annotated[str | None, typer.Option(help="elevation band of --dem-asset")]
@@ -96,7 +97,7 @@ def gee_export_table(
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     spec: SpecOpt = None,
     features: FeaturesOpt = None,
-    shard_size: Annotated[int, typer.Option(help="max points per task (GEE limits)")] = 2000,
+    shard_size: ShardSizeOpt = 2000,
     dest: DestOpt = "drive",
     folder: FolderOpt = "eulc",
     bucket: BucketOpt = None,

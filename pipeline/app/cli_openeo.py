@@ -18,6 +18,8 @@ from pipeline.app.cli_common import (
     FeaturesOpt,
     ProcessingLevelOpt,
     RequiredTilesOpt,
+    ShardSizeOpt,
+    StartOpt,
     TileSizeOpt,
     _size_m,
     _spec_and_selection,
@@ -62,9 +64,11 @@ def openeo_export_tiles(
     backend: BackendOpt = "cdse",
     processing_level: ProcessingLevelOpt = "L2A",
     cloud_mask: CloudMaskOpt = "auto",
+    start: StartOpt = False,
 ) -> None:
     """Write one openEO batch-job process graph per EEA tile (features on the 10 m EPSG:3035 grid),
-    the job list and the band sidecar the map step reads beside the downloaded GeoTIFFs.
+    the job list and the band sidecar the map step reads beside the downloaded GeoTIFFs; with
+    --start, run the jobs and download their results.
     """
     from pipeline.core.aoi import parse_tiles
 
@@ -80,6 +84,49 @@ def openeo_export_tiles(
     sub = sp.subset(sel.names)
     with EventView() as view:
         plan = run.plan_tile_jobs(ids, sub, year, BACKENDS[backend], processing_level, cloud_mask, view)
+        if not start:
+            run.run_offline(out, plan, year, view)
+    if start:
+        from openeo_scripts.jobs import connect, run_live
+
+        rows = run_live(out, plan, year, connect(BACKENDS[backend]))
+        counts = rows["status"].value_counts().to_dict()
+        out_console.print(f"jobs by status: {counts}; GeoTIFFs in {out / 'downloads'}; rerun to resume")
+        return
+    out_console.print(
+        f"{len(plan.jobs)} job(s): process graphs in {out / 'graphs'}, list in {out / 'jobs.csv'}, "
+        f"band names in {out / 'bands.json'}; cloud mask: {plan.cloud_mask}"
+    )
+
+
+@openeo_app.command("export-table")
+def openeo_export_table(
+    points: Annotated[Path, typer.Option(help="LUCAS points (CSV) or polygons (GeoPackage/GeoParquet)")],
+    year: Annotated[int, typer.Option(help="feature year")],
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    features: FeaturesOpt = None,
+    spec: SpecOpt = None,
+    shard_size: ShardSizeOpt = 2000,
+    backend: BackendOpt = "cdse",
+    processing_level: ProcessingLevelOpt = "L2A",
+    cloud_mask: CloudMaskOpt = "auto",
+) -> None:
+    """Write one openEO batch-job process graph per shard of points: the features over the points'
+    box, sampled with aggregate_spatial (offline; submitting table jobs is not built yet).
+    """
+    run = _openeo()
+    from openeo_scripts.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"--backend must be one of {sorted(BACKENDS)}")
+    if cloud_mask not in ("auto", "none"):
+        raise typer.BadParameter("--cloud-mask must be auto or none")
+    if shard_size < 1:
+        raise typer.BadParameter("--shard-size must be at least 1")
+    sp, sel = _spec_and_selection(spec, features, "elc10")
+    sub = sp.subset(sel.names)
+    with EventView() as view:
+        plan = run.plan_table_jobs(points, sub, year, BACKENDS[backend], processing_level, cloud_mask, shard_size, view)
         run.run_offline(out, plan, year, view)
     out_console.print(
         f"{len(plan.jobs)} job(s): process graphs in {out / 'graphs'}, list in {out / 'jobs.csv'}, "
