@@ -33,21 +33,11 @@ from tiles.engine.run import features_from_stack
 from .conftest import NDVI_FEATURES
 from .openeo_local import SLOVENIA, execute, stack_cube, without_save, write_like_openeo
 from .test_cli import eulc
-from .test_gee import GOLDEN, REGEN
+from .test_gee import _golden
 
 CELL = "10kmE467N253"  # the 10 km cell holding the Slovenia stack
 TOLERANCE = 0.01
 """Stored units (physical × scale); see the module docstring."""
-
-
-def _golden(name: str, graph: Any) -> None:
-    path = GOLDEN / f"{name}.json"
-    if REGEN:
-        path.write_text(json.dumps(graph, indent=1, sort_keys=True) + "\n")
-    assert path.is_file(), f"golden {path.name} missing; regenerate on purpose with EULC_REGEN_GOLDEN=1"
-    assert json.loads(path.read_text()) == json.loads(json.dumps(graph)), (
-        f"{name} graph changed; if on purpose, regenerate with EULC_REGEN_GOLDEN=1"
-    )
 
 
 def _nodes(graph: dict[str, Any], process_id: str) -> list[dict[str, Any]]:
