@@ -6,14 +6,19 @@ rerun of the same command resumes from it and never starts a job twice. eulc add
 
 - each job's process graph is the plan's ``graphs/<tile>.json``, and the database is refused if
   it was made for another plan (its ``params_hash`` differs);
-- a finished job's GeoTIFF asset is downloaded through eulc's guarded writer (temporary, checked
-  to be a GeoTIFF with the plan's band count, renamed) to ``OUT/downloads/<spec>_<year>_<tile>.tif``
-  with the plan's ``bands.json`` beside it, the layout ``eulc map --features-dir`` reads;
+- a finished tile job's GeoTIFF asset is downloaded through eulc's guarded writer (temporary,
+  checked to be a GeoTIFF with the plan's band count, renamed) to
+  ``OUT/downloads/<spec>_<year>_<tile>.tif`` with the plan's ``bands.json`` beside it, the layout
+  ``eulc map --features-dir`` reads;
+- a finished table job's CSV is joined to the points its graph sampled and written as the table
+  builder reads an Earth Engine sample (``OUT/downloads/<spec>_<year>_<shard>.csv``), with
+  ``spec.yaml`` beside it: ``eulc table OUT/downloads/*.csv --spec OUT/downloads/spec.yaml``;
 - a job that failed (or could not start) is started again on a rerun, up to ``max_attempts``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,7 @@ from openeo.rest.connection import Connection
 from openeo.rest.job import BatchJob
 
 from openeo_scripts.backends import Backend
-from openeo_scripts.run import Plan, write_plan
+from openeo_scripts.run import SPEC_FILE, Plan, sampled_points, table_layout, write_plan
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.errors import EulcError, RasterError
 
@@ -52,26 +57,38 @@ def _check_tiff(path: Path, n_bands: int) -> None:
 
 
 class _Manager(MultiBackendJobManager):
-    """The job manager, downloading each finished job's GeoTIFF where the plan names it."""
+    """The job manager, downloading each finished job's result where the plan names it: a tile
+    job's GeoTIFF as it is, a table job's CSV in the table builder's layout.
+    """
 
-    def __init__(self, out: Path, n_bands: int, poll_sleep: int) -> None:
+    def __init__(self, out: Path, plan: Plan, poll_sleep: int) -> None:
         super().__init__(poll_sleep=poll_sleep, root_dir=out / "jobs", download_results=False)
-        self.out, self.n_bands = out, n_bands
+        self.out, self.plan = out, plan
+
+    def _asset(self, job: BatchJob, suffixes: tuple[str, ...], media: str) -> Any:
+        assets = job.get_results().get_assets()
+        fitting = [a for a in assets if a.name.lower().endswith(suffixes) or media in str(a.metadata)]
+        chosen = fitting or assets  # a back-end may name its one asset without an extension
+        if len(chosen) != 1:
+            raise RasterError(
+                f"job {job.job_id} has {len(assets)} assets and not one {suffixes[0]} file",
+                "Check the job's results on the back-end",
+            )
+        return chosen[0]
 
     def on_job_done(self, job: BatchJob, row: Any) -> None:
         super().on_job_done(job, row)
-        assets = job.get_results().get_assets()
-        tiffs = [a for a in assets if a.name.lower().endswith((".tif", ".tiff")) or "tiff" in str(a.metadata)]
-        chosen = tiffs or assets  # a back-end may name its one asset without an extension
-        if len(chosen) != 1:
-            raise RasterError(
-                f"job {job.job_id} has {len(assets)} assets and not one GeoTIFF",
-                "Check the job's results on the back-end",
-            )
-        asset = chosen[0]
         dest = self.out / DOWNLOADS / str(row["output"])
-        with atomic_path(dest, verify=lambda p: _check_tiff(p, self.n_bands)) as tmp:
-            asset.download(tmp)
+        names = self.plan.computed.names
+        if self.plan.kind == "table":
+            raw = pd.read_csv(io.BytesIO(self._asset(job, (".csv",), "csv").load_bytes()))
+            points = sampled_points(self.plan.graphs[str(row["key"])])
+            table = table_layout(raw, points, names, f"job {job.job_id} ({row['key']})")
+            with atomic_path(dest) as tmp:
+                table.to_csv(tmp, index=False)
+            return
+        with atomic_path(dest, verify=lambda p: _check_tiff(p, len(names))) as tmp:
+            self._asset(job, (".tif", ".tiff"), "tiff").download(tmp)
 
 
 def _job_frame(plan: Plan) -> pd.DataFrame:
@@ -156,7 +173,7 @@ def run_live(
         _resume(db, plan, max_attempts)
     else:
         db.initialize_from_df(_job_frame(plan))
-    manager = _Manager(out, len(plan.computed.names), poll_sleep)
+    manager = _Manager(out, plan, poll_sleep)
     manager.add_backend(plan.backend.name, connection=connection, parallel_jobs=parallel_jobs)
 
     def start_job(row: Any, connection: Connection, **kwargs: Any) -> BatchJob:
@@ -165,6 +182,8 @@ def run_live(
 
     # openeo annotates start_job as Callable[[], BatchJob], and calls it with (row, connection)
     manager.run_jobs(start_job=start_job, job_db=db)  # type: ignore[arg-type]
-    if (out / DOWNLOADS).is_dir():  # the sidecar the map step reads beside the GeoTIFFs
+    if (out / DOWNLOADS).is_dir():  # the sidecar the map step reads, the spec `eulc table` reads
         write_json(out / DOWNLOADS / "bands.json", json.loads((out / "bands.json").read_text()))
+        with atomic_path(out / DOWNLOADS / SPEC_FILE) as tmp:
+            tmp.write_text((out / SPEC_FILE).read_text(encoding="utf-8"), encoding="utf-8")
     return db.read()

@@ -19,15 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
+import pandas as pd
+import yaml
 
 from openeo_scripts.backends import Backend
 from openeo_scripts.graphs import feature_cube, tile_extent, tile_graph
 from pipeline.core.atomic import atomic_path, write_json
 from pipeline.core.cloud_mask import CloudMaskChoice
+from pipeline.core.errors import RasterError
 from pipeline.core.featurecog import sidecar_record
 from pipeline.core.grid import TileId
 from pipeline.core.lucas import read_points, shards
 from pipeline.core.spec import FeatureSpec
+
+SPEC_FILE = "spec.yaml"
+"""The computed spec beside a plan (and its downloads)."""
 
 OnEvent = Callable[[str, dict[str, Any]], None]
 """``on_event(kind, info)`` as :mod:`pipeline.stages.events` describes (``progress`` per graph)."""
@@ -58,6 +65,8 @@ class Plan:
     collections: dict[str, str]
     backend: Backend
     level: str
+    kind: str = "tiles"
+    """``tiles`` (a GeoTIFF per job) or ``table`` (a CSV of ``aggregate_spatial`` per job)."""
 
 
 def graph_hash(graph: dict[str, Any]) -> str:
@@ -161,11 +170,61 @@ def plan_table_jobs(
         on_event("progress", {"stage": "process graphs", "done": i + 1, "total": len(parts), "info": key})
     if built is None:
         raise ValueError("the point file gave no shard")
-    return Plan(jobs, graphs, built.computed, built.cloud_mask, built.collections, backend, level)
+    return Plan(jobs, graphs, built.computed, built.cloud_mask, built.collections, backend, level, "table")
+
+
+def sampled_points(graph: dict[str, Any]) -> dict[str, Any]:
+    """The FeatureCollection a table job's ``aggregate_spatial`` samples (its rows' order).
+
+    Raises:
+        ValueError: the graph has no ``aggregate_spatial`` node (it is a tile job's).
+    """
+    for node in graph["process_graph"].values():
+        if node["process_id"] == "aggregate_spatial":
+            return dict(node["arguments"]["geometries"])
+    raise ValueError("the graph samples no points (no aggregate_spatial node)")
+
+
+def table_layout(raw: pd.DataFrame, points: dict[str, Any], bands: list[str], where: str) -> pd.DataFrame:
+    """An ``aggregate_spatial`` CSV (``feature_index``, an optional ``date``, then one column per band
+    in the cube's band order, as the openEO geopyspark driver writes it) as the table builder reads
+    an Earth Engine sample: ``system:index``, the features, ``LC1``, ``LU1``, ``POINT_ID``, ``.geo``.
+
+    Raises:
+        RasterError: no ``feature_index``, another number of band columns than ``bands``, or an
+            index outside the sampled points (the message names ``where``).
+    """
+    if "feature_index" not in raw.columns:
+        raise RasterError(
+            f"{where}: no feature_index column (columns: {list(raw.columns)[:6]})",
+            "Check the job's result: eulc reads aggregate_spatial CSVs",
+        )
+    values = raw.drop(columns=[c for c in ("feature_index", "date") if c in raw.columns])
+    if values.shape[1] != len(bands):
+        raise RasterError(
+            f"{where}: {values.shape[1]} value columns, but the plan has {len(bands)} bands",
+            "Check that the job ran the plan's graph",
+        )
+    feats = points["features"]
+    idx = raw["feature_index"].astype(int).to_numpy()
+    if len(idx) and (idx.min() < 0 or idx.max() >= len(feats)):
+        raise RasterError(f"{where}: feature_index outside the {len(feats)} sampled points", "Rerun the job")
+    out = pd.DataFrame({"system:index": [str(i) for i in idx]})
+    for name, col in zip(bands, values.columns, strict=True):
+        out[name] = pd.to_numeric(values[col], errors="coerce").to_numpy()
+    props = [feats[i]["properties"] for i in idx]
+    out["LC1"] = [pr.get("LC1") for pr in props]
+    out["LU1"] = [pr.get("LU1") for pr in props]
+    out["POINT_ID"] = [int(pr["POINT_ID"]) for pr in props]
+    out[".geo"] = [json.dumps(feats[i]["geometry"]) for i in idx]
+    return out.iloc[np.argsort(idx, kind="stable")].reset_index(drop=True)
 
 
 def write_plan(out: Path, plan: Plan, year: int, on_event: OnEvent = _quiet) -> None:
-    """Write ``graphs/<key>.json``, ``jobs.csv`` and ``bands.json`` into ``out`` (guarded writes)."""
+    """Write ``graphs/<key>.json``, ``jobs.csv``, ``bands.json`` and ``spec.yaml`` (the features as
+    the back-end computes them: ``eulc table --spec`` builds a table whose contract is theirs)
+    into ``out`` (guarded writes).
+    """
     for i, (key, g) in enumerate(plan.graphs.items(), 1):
         write_json(out / "graphs" / f"{key}.json", g, indent=None)
         on_event("progress", {"stage": "graphs written", "done": i, "total": len(plan.graphs), "info": ""})
@@ -183,6 +242,12 @@ def write_plan(out: Path, plan: Plan, year: int, on_event: OnEvent = _quiet) -> 
         cloud_mask=plan.cloud_mask,
     )
     write_json(out / "bands.json", record)
+    with atomic_path(out / SPEC_FILE) as tmp:
+        tmp.write_text(
+            "# the features as the openEO back-end computes them (eulc openeo); for eulc table --spec\n"
+            + yaml.safe_dump(plan.computed.model_dump(mode="json"), sort_keys=False, width=120),
+            encoding="utf-8",
+        )
 
 
 def run_offline(out: Path, plan: Plan, year: int, on_event: OnEvent = _quiet) -> Plan:

@@ -22,7 +22,7 @@ import xarray as xr
 from openeo_scripts.backends import CDSE
 from openeo_scripts.graphs import feature_cube, tile_extent, tile_graph
 from openeo_scripts.jobs import run_live
-from openeo_scripts.run import plan_tile_jobs, write_plan
+from openeo_scripts.run import plan_table_jobs, plan_tile_jobs, sampled_points, write_plan
 from pipeline.core.contract import features_digest
 from pipeline.core.errors import EulcError, RasterError, SpecError
 from pipeline.core.grid import TileId
@@ -272,23 +272,36 @@ def test_a_job_that_fails_to_start_is_retried_on_rerun_up_to_three_times(request
     assert not (out / "downloads").exists()
 
 
-def test_export_table_samples_the_local_engines_values_at_the_points(local_cog: Path, tmp_path: Path) -> None:
-    """`eulc openeo export-table` for 25 points inside the Slovenia stack (seeded pixel centres,
-    given as LUCAS lon/lat): the graph, run by openeo-processes-dask, returns at each point the
-    local feature COG's value at that point (read with rasterio at the point's EPSG:3035 position)."""
+def _points_in_stack(local_cog: Path, dest: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """25 seeded pixel centres inside the Slovenia stack, written as a LUCAS point CSV (lon/lat);
+    returns their POINT_IDs and their rows and columns in the local COG."""
     import pandas as pd
     from pyproj import Transformer
 
     with rasterio.open(local_cog) as s:
-        values, names, t = s.read(), list(s.descriptions), s.transform
+        t, (h, w) = s.transform, s.shape
     rng = np.random.default_rng(30)
-    rows, cols = rng.integers(8, values.shape[1] - 8, 25), rng.integers(8, values.shape[2] - 8, 25)
+    rows, cols = rng.integers(8, h - 8, 25), rng.integers(8, w - 8, 25)
     x, y = t.c + 10 * cols + 5, t.f - 10 * rows - 5
     lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(x, y)
     ids = 46752530 + np.arange(25)
     pd.DataFrame({"POINT_ID": ids, "TH_LAT": lat, "TH_LONG": lon, "LC1": "B11", "LU1": "U111"}).to_csv(
-        tmp_path / "points.csv", index=False
+        dest, index=False
     )
+    return ids, rows, cols
+
+
+def _local_values(local_cog: Path, rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
+    with rasterio.open(local_cog) as s:
+        values, names = s.read(), list(s.descriptions)
+    return {n: values[names.index(n)][rows, cols] for n in NDVI_FEATURES}
+
+
+def test_export_table_samples_the_local_engines_values_at_the_points(local_cog: Path, tmp_path: Path) -> None:
+    """`eulc openeo export-table` for 25 points inside the Slovenia stack (seeded pixel centres,
+    given as LUCAS lon/lat): the graph, run by openeo-processes-dask, returns at each point the
+    local feature COG's value at that point (read with rasterio at the point's EPSG:3035 position)."""
+    ids, rows, cols = _points_in_stack(local_cog, tmp_path / "points.csv")
     out = tmp_path / "oe"
     p = eulc(
         "openeo", "export-table", "--points", str(tmp_path / "points.csv"), "--year", "2017", "--features",
@@ -298,21 +311,47 @@ def test_export_table_samples_the_local_engines_values_at_the_points(local_cog: 
     with (out / "jobs.csv").open() as f:
         (job,) = list(csv.DictReader(f))
     assert job["output"] == f"elc10_2017_{job['key']}.csv" and job["key"].startswith("100kmE46N25")
-    graph = json.loads((out / "graphs" / f"{job['key']}.json").read_text())["process_graph"]
-    (agg,) = _nodes(graph, "aggregate_spatial")
-    feats = agg["arguments"]["geometries"]["features"]
-    assert [f["properties"]["POINT_ID"] for f in feats] == list(ids)
-    # the CDSE plan (L1C, no mask) is the Slovenia back-end's plan but for the collection and mask;
-    # run the Slovenia back-end's graph for the same points, as the test of tiles does
-    sub = load_spec("elc10").subset(NDVI_FEATURES)
-    from openeo_scripts.run import plan_table_jobs
-
-    plan = plan_table_jobs(tmp_path / "points.csv", sub, 2017, SLOVENIA, level="L1C")
+    graph = json.loads((out / "graphs" / f"{job['key']}.json").read_text())
+    assert [f["properties"]["POINT_ID"] for f in sampled_points(graph)["features"]] == list(ids)
+    # the same points on the Slovenia back-end (the collection and mask differ from CDSE's), run
+    plan = plan_table_jobs(tmp_path / "points.csv", load_spec("elc10").subset(NDVI_FEATURES), 2017, SLOVENIA, "L1C")
     (g,) = plan.graphs.values()
     sampled = execute(without_save(g["process_graph"]), stack_cube())
     assert sampled.sizes["geometry"] == 25
-    for name in NDVI_FEATURES:
-        want = values[names.index(name)][rows, cols]
+    for name, want in _local_values(local_cog, rows, cols).items():
         got = sampled.sel(bands=name).values
         assert np.array_equal(np.isnan(got), np.isnan(want)), name
         np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], rtol=0, atol=TOLERANCE, err_msg=name)
+
+
+def test_a_table_job_downloads_as_a_feature_table(local_cog: Path, requests_mock: Any, tmp_path: Path) -> None:
+    """A table job through the job manager: the back-end's CSV (feature_index, then one column per
+    band, rows in any order, as the geopyspark driver writes aggregate_spatial) becomes the table
+    builder's layout; `eulc table --spec downloads/spec.yaml` gives a table with the plan's
+    contract and the local COG's values at the points."""
+    import pandas as pd
+    from openeo.rest._testing import DummyBackend
+
+    from pipeline.table import table_metadata
+
+    ids, rows, cols = _points_in_stack(local_cog, tmp_path / "points.csv")
+    plan = plan_table_jobs(tmp_path / "points.csv", load_spec("elc10").subset(NDVI_FEATURES), 2017, SLOVENIA, "L1C")
+    (g,) = plan.graphs.values()
+    sampled = execute(without_save(g["process_graph"]), stack_cube()).transpose("geometry", "bands")
+    raw = pd.DataFrame(sampled.values, columns=[f"avg(band_{i})" for i in range(len(NDVI_FEATURES))])
+    raw.insert(0, "feature_index", np.arange(len(raw)))
+    dummy = DummyBackend.at_url("https://openeo.test", requests_mock=requests_mock)
+    dummy.next_result = raw.sample(frac=1, random_state=1).to_csv(index=False).encode()
+    out = tmp_path / "oe"
+    status = run_live(out, plan, 2017, dummy.connection, poll_sleep=0)
+    assert list(status["status"]) == ["finished"]
+    (csv_file,) = sorted((out / "downloads").glob("*.csv"))
+    table = tmp_path / "t.parquet"
+    p = eulc("table", str(csv_file), "--spec", str(out / "downloads" / "spec.yaml"), "--out", str(table))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert table_metadata(table)["features_digest"] == json.loads((out / "bands.json").read_text())["features_digest"]
+    got = pd.read_parquet(table).set_index("point_id").loc[ids]
+    for name, want in _local_values(local_cog, rows, cols).items():
+        ok = ~np.isnan(want)
+        np.testing.assert_allclose(got[name].to_numpy(float)[ok], want[ok], rtol=0, atol=TOLERANCE, err_msg=name)
+    assert (got["lc1"] == "B11").all()

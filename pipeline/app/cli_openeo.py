@@ -42,6 +42,16 @@ def _openeo() -> Any:
     return run
 
 
+def _start(out: Path, plan: Any, year: int, backend: Any) -> None:
+    """Sign in, run the plan's jobs through openEO's job manager and say where the results are."""
+    from openeo_scripts.jobs import connect, run_live
+
+    rows = run_live(out, plan, year, connect(backend))
+    counts = rows["status"].value_counts().to_dict()
+    what = "GeoTIFFs (eulc map --features-dir)" if plan.kind == "tiles" else "CSVs (eulc table --spec spec.yaml)"
+    out_console.print(f"jobs by status: {counts}; {what} in {out / 'downloads'}; rerun to resume")
+
+
 SpecOpt = Annotated[
     str | None,
     typer.Option(
@@ -87,11 +97,7 @@ def openeo_export_tiles(
         if not start:
             run.run_offline(out, plan, year, view)
     if start:
-        from openeo_scripts.jobs import connect, run_live
-
-        rows = run_live(out, plan, year, connect(BACKENDS[backend]))
-        counts = rows["status"].value_counts().to_dict()
-        out_console.print(f"jobs by status: {counts}; GeoTIFFs in {out / 'downloads'}; rerun to resume")
+        _start(out, plan, year, BACKENDS[backend])
         return
     out_console.print(
         f"{len(plan.jobs)} job(s): process graphs in {out / 'graphs'}, list in {out / 'jobs.csv'}, "
@@ -110,9 +116,11 @@ def openeo_export_table(
     backend: BackendOpt = "cdse",
     processing_level: ProcessingLevelOpt = "L2A",
     cloud_mask: CloudMaskOpt = "auto",
+    start: StartOpt = False,
 ) -> None:
     """Write one openEO batch-job process graph per shard of points: the features over the points'
-    box, sampled with aggregate_spatial (offline; submitting table jobs is not built yet).
+    box, sampled with aggregate_spatial; with --start, run the jobs and download each shard's CSV
+    in the layout `eulc table` reads (OUT/downloads, with spec.yaml for its --spec).
     """
     run = _openeo()
     from openeo_scripts.backends import BACKENDS
@@ -127,7 +135,11 @@ def openeo_export_table(
     sub = sp.subset(sel.names)
     with EventView() as view:
         plan = run.plan_table_jobs(points, sub, year, BACKENDS[backend], processing_level, cloud_mask, shard_size, view)
-        run.run_offline(out, plan, year, view)
+        if not start:
+            run.run_offline(out, plan, year, view)
+    if start:
+        _start(out, plan, year, BACKENDS[backend])
+        return
     out_console.print(
         f"{len(plan.jobs)} job(s): process graphs in {out / 'graphs'}, list in {out / 'jobs.csv'}, "
         f"band names in {out / 'bands.json'}; cloud mask: {plan.cloud_mask}"
