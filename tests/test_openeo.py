@@ -119,6 +119,21 @@ def test_sentinel1_and_derived_features_follow_the_spec() -> None:
     assert "asc_dpol_median" in names and "desc_dpol_median" in names
 
 
+def test_the_dem_is_loaded_once_without_a_year_and_used_at_10_m() -> None:
+    """The DEM feature reads the Copernicus DEM's one layer (no temporal extent), in metres."""
+    sub = load_spec("bridge-lc-196").subset(["dem_elevation", "s2_ndvi_p50"])
+    built = feature_cube(sub, 2018, tile_extent(TileId.parse(CELL)), CDSE)
+    graph = tile_graph(built)
+    dem = [n for n in _nodes(graph, "load_collection") if n["arguments"]["id"] == "COPERNICUS_30"]
+    assert len(dem) == 1 and dem[0]["arguments"]["bands"] == ["DEM"] and dem[0]["arguments"]["temporal_extent"] is None
+    assert built.collections == {"dem": "COPERNICUS_30", "s2": "SENTINEL2_L2A"}
+    firsts = [n for n in _nodes(graph, "reduce_dimension") if "first" in json.dumps(n["arguments"]["reducer"])]
+    assert len(firsts) == 1  # the DEM's one layer; the NDVI median is not a "first"
+    # BRIDGE-LC masks SCL 1, 9, 10, 11 itself (and s2cloudless where present): on CDSE, its own SCL rule
+    assert sorted(n["arguments"]["y"] for n in _nodes(graph, "eq")) == [1, 9, 10, 11]
+    assert "CLP" not in json.dumps(graph)
+
+
 @pytest.mark.parametrize(
     "spec,features,match",
     [
