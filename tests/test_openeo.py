@@ -312,14 +312,28 @@ def _local_values(local_cog: Path, rows: np.ndarray, cols: np.ndarray) -> dict[s
     return {n: values[names.index(n)][rows, cols] for n in NDVI_FEATURES}
 
 
-def test_export_table_samples_the_local_engines_values_at_the_points(local_cog: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def sampled(local_cog: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The 25 points' CSV, their ids and pixels, the Slovenia back-end's table plan for them, and
+    its graph run by openeo-processes-dask ((geometry, bands))."""
+    folder = tmp_path_factory.mktemp("points")
+    ids, rows, cols = _points_in_stack(local_cog, folder / "points.csv")
+    plan = plan_table_jobs(folder / "points.csv", load_spec("elc10").subset(NDVI_FEATURES), 2017, SLOVENIA, "L1C")
+    (g,) = plan.graphs.values()
+    result = execute(without_save(g["process_graph"]), stack_cube()).transpose("geometry", "bands")
+    return {"csv": folder / "points.csv", "ids": ids, "rows": rows, "cols": cols, "plan": plan, "result": result}
+
+
+def test_export_table_samples_the_local_engines_values_at_the_points(
+    local_cog: Path, sampled: dict[str, Any], tmp_path: Path
+) -> None:
     """`eulc openeo export-table` for 25 points inside the Slovenia stack (seeded pixel centres,
-    given as LUCAS lon/lat): the graph, run by openeo-processes-dask, returns at each point the
-    local feature COG's value at that point (read with rasterio at the point's EPSG:3035 position)."""
-    ids, rows, cols = _points_in_stack(local_cog, tmp_path / "points.csv")
+    given as LUCAS lon/lat) plans one job sampling them; the same points' graph on the Slovenia
+    back-end, run by openeo-processes-dask, returns at each point the local feature COG's value at
+    that point (read with rasterio at the point's EPSG:3035 position)."""
     out = tmp_path / "oe"
     p = eulc(
-        "openeo", "export-table", "--points", str(tmp_path / "points.csv"), "--year", "2017", "--features",
+        "openeo", "export-table", "--points", str(sampled["csv"]), "--year", "2017", "--features",
         "elc10-ndvi-l1", "--processing-level", "L1C", "--cloud-mask", "none", "--out", str(out),
     )  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
@@ -327,19 +341,18 @@ def test_export_table_samples_the_local_engines_values_at_the_points(local_cog: 
         (job,) = list(csv.DictReader(f))
     assert job["output"] == f"elc10_2017_{job['key']}.csv" and job["key"].startswith("100kmE46N25")
     graph = json.loads((out / "graphs" / f"{job['key']}.json").read_text())
-    assert [f["properties"]["POINT_ID"] for f in sampled_points(graph)["features"]] == list(ids)
-    # the same points on the Slovenia back-end (the collection and mask differ from CDSE's), run
-    plan = plan_table_jobs(tmp_path / "points.csv", load_spec("elc10").subset(NDVI_FEATURES), 2017, SLOVENIA, "L1C")
-    (g,) = plan.graphs.values()
-    sampled = execute(without_save(g["process_graph"]), stack_cube())
-    assert sampled.sizes["geometry"] == 25
-    for name, want in _local_values(local_cog, rows, cols).items():
-        got = sampled.sel(bands=name).values
+    assert [f["properties"]["POINT_ID"] for f in sampled_points(graph)["features"]] == list(sampled["ids"])
+    result = sampled["result"]
+    assert result.sizes["geometry"] == 25
+    for name, want in _local_values(local_cog, sampled["rows"], sampled["cols"]).items():
+        got = result.sel(bands=name).values
         assert np.array_equal(np.isnan(got), np.isnan(want)), name
         np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], rtol=0, atol=TOLERANCE, err_msg=name)
 
 
-def test_a_table_job_downloads_as_a_feature_table(local_cog: Path, requests_mock: Any, tmp_path: Path) -> None:
+def test_a_table_job_downloads_as_a_feature_table(
+    local_cog: Path, sampled: dict[str, Any], requests_mock: Any, tmp_path: Path
+) -> None:
     """A table job through the job manager: the back-end's CSV (feature_index, then one column per
     band, rows in any order, as the geopyspark driver writes aggregate_spatial) becomes the table
     builder's layout; `eulc table --spec downloads/spec.yaml` gives a table with the plan's
@@ -349,11 +362,8 @@ def test_a_table_job_downloads_as_a_feature_table(local_cog: Path, requests_mock
 
     from pipeline.table import table_metadata
 
-    ids, rows, cols = _points_in_stack(local_cog, tmp_path / "points.csv")
-    plan = plan_table_jobs(tmp_path / "points.csv", load_spec("elc10").subset(NDVI_FEATURES), 2017, SLOVENIA, "L1C")
-    (g,) = plan.graphs.values()
-    sampled = execute(without_save(g["process_graph"]), stack_cube()).transpose("geometry", "bands")
-    raw = pd.DataFrame(sampled.values, columns=[f"avg(band_{i})" for i in range(len(NDVI_FEATURES))])
+    ids, plan = sampled["ids"], sampled["plan"]
+    raw = pd.DataFrame(sampled["result"].values, columns=[f"avg(band_{i})" for i in range(len(NDVI_FEATURES))])
     raw.insert(0, "feature_index", np.arange(len(raw)))
     dummy = DummyBackend.at_url("https://openeo.test", requests_mock=requests_mock)
     dummy.next_result = raw.sample(frac=1, random_state=1).to_csv(index=False).encode()
@@ -366,7 +376,7 @@ def test_a_table_job_downloads_as_a_feature_table(local_cog: Path, requests_mock
     assert p.returncode == 0, p.stderr[-2000:]
     assert table_metadata(table)["features_digest"] == json.loads((out / "bands.json").read_text())["features_digest"]
     got = pd.read_parquet(table).set_index("point_id").loc[ids]
-    for name, want in _local_values(local_cog, rows, cols).items():
+    for name, want in _local_values(local_cog, sampled["rows"], sampled["cols"]).items():
         ok = ~np.isnan(want)
         np.testing.assert_allclose(got[name].to_numpy(float)[ok], want[ok], rtol=0, atol=TOLERANCE, err_msg=name)
     assert (got["lc1"] == "B11").all()
