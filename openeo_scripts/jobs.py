@@ -13,7 +13,8 @@ rerun of the same command resumes from it and never starts a job twice. eulc add
 - a finished table job's CSV is joined to the points its graph sampled and written as the table
   builder reads an Earth Engine sample (``OUT/downloads/<spec>_<year>_<shard>.csv``), with
   ``spec.yaml`` beside it: ``eulc table OUT/downloads/*.csv --spec OUT/downloads/spec.yaml``;
-- a job that failed (or could not start) is started again on a rerun, up to ``max_attempts``.
+- a job that failed (or could not start) is started again on a rerun, up to ``max_attempts``;
+  a finished job whose download failed is downloaded on the rerun.
 """
 
 from __future__ import annotations
@@ -175,6 +176,11 @@ def run_live(
         db.initialize_from_df(_job_frame(plan))
     manager = _Manager(out, plan, poll_sleep)
     manager.add_backend(plan.backend.name, connection=connection, parallel_jobs=parallel_jobs)
+    # a job that finished in an earlier run whose download failed (or was interrupted): fetch it now
+    rows = db.read()
+    for _, row in rows[rows["status"] == "finished"].iterrows():
+        if not (out / DOWNLOADS / str(row["output"])).is_file():
+            manager.on_job_done(connection.job(str(row["id"])), row)
 
     def start_job(row: Any, connection: Connection, **kwargs: Any) -> BatchJob:
         graph = plan.graphs[str(row["key"])]

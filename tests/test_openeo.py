@@ -273,6 +273,29 @@ def test_start_submits_the_plans_graphs_and_downloads_them_as_the_map_reads(
         run_live(out, _slovenia_plan(2016), 2016, dummy.connection, poll_sleep=0)
 
 
+def test_a_failed_download_is_refused_then_fetched_on_rerun(
+    executed: tuple[Path, xr.DataArray], requests_mock: Any, tmp_path: Path
+) -> None:
+    """A result that is not the plan's GeoTIFF is refused in one error and leaves nothing in
+    downloads/; the rerun fetches the finished job's result again without starting a new job."""
+    from openeo.rest._testing import DummyBackend
+
+    _, result = executed
+    tif = tmp_path / "result.tif"
+    write_like_openeo(result, tif)
+    dummy = DummyBackend.at_url("https://openeo.test", requests_mock=requests_mock)
+    dummy.next_result = b"<html>proxy error</html>"
+    out = tmp_path / "oe"
+    with pytest.raises(RasterError, match="not a GeoTIFF with the plan's 10 bands"):
+        run_live(out, _slovenia_plan(), 2017, dummy.connection, poll_sleep=0)
+    dest = out / "downloads" / f"elc10_2017_{CELL}.tif"
+    assert not dest.exists()
+    dummy.next_result = tif.read_bytes()
+    rows = run_live(out, _slovenia_plan(), 2017, dummy.connection, poll_sleep=0)
+    assert list(rows["status"]) == ["finished"] and len(dummy.batch_jobs) == 1
+    assert dest.read_bytes() == tif.read_bytes()
+
+
 def test_a_job_that_fails_to_start_is_retried_on_rerun_up_to_three_times(requests_mock: Any, tmp_path: Path) -> None:
     from openeo.rest._testing import DummyBackend
 
