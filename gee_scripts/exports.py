@@ -25,6 +25,7 @@ import geopandas as gpd
 from gee_scripts.images import export_image
 from pipeline.core.errors import EulcError
 from pipeline.core.grid import TileId
+from pipeline.core.lucas import point_properties
 from pipeline.core.spec import FeatureSpec
 
 NODATA_INT16 = -32768
@@ -67,12 +68,8 @@ def points_collection(points: gpd.GeoDataFrame) -> ee.FeatureCollection:
     """LUCAS points (EPSG:4326, lon/lat) as an ``ee.FeatureCollection`` with id and labels."""
     feats = []
     for row in points.itertuples():
-        props: dict[str, Any] = {"POINT_ID": int(row.POINT_ID)}
-        for k in ("LC1", "LU1"):
-            v = getattr(row, k)
-            if isinstance(v, str):
-                props[k] = v
-        feats.append(ee.Feature(ee.Geometry.Point([float(row.geometry.x), float(row.geometry.y)]), props))
+        geometry = ee.Geometry.Point([float(row.geometry.x), float(row.geometry.y)])
+        feats.append(ee.Feature(geometry, point_properties(row)))
     return ee.FeatureCollection(feats)
 
 

@@ -30,7 +30,7 @@ from pipeline.core.cloud_mask import CloudMaskChoice
 from pipeline.core.errors import RasterError
 from pipeline.core.featurecog import sidecar_record
 from pipeline.core.grid import TileId
-from pipeline.core.lucas import read_points, shards
+from pipeline.core.lucas import point_properties, read_points, shards
 from pipeline.core.spec import FeatureSpec
 
 SPEC_FILE = "spec.yaml"
@@ -88,6 +88,7 @@ def plan_tile_jobs(
     Raises:
         SpecError: a year outside the spec's sensors, or features the back-end cannot build.
         RasterError: the spec's cloud mask needs layers the collection lacks (``cloud_mask`` auto).
+        ValueError: ``tiles`` is empty.
     """
     jobs, graphs = [], {}
     built = None
@@ -112,13 +113,8 @@ def points_geojson(points: gpd.GeoDataFrame) -> dict[str, Any]:
     """
     feats = []
     for row in points.itertuples():
-        props: dict[str, Any] = {"POINT_ID": int(row.POINT_ID)}
-        for k in ("LC1", "LU1"):
-            v = getattr(row, k)
-            if isinstance(v, str):
-                props[k] = v
         geom = {"type": "Point", "coordinates": [float(row.geometry.x), float(row.geometry.y)]}
-        feats.append({"type": "Feature", "geometry": geom, "properties": props})
+        feats.append({"type": "Feature", "geometry": geom, "properties": point_properties(row)})
     return {"type": "FeatureCollection", "features": feats}
 
 
@@ -155,6 +151,7 @@ def plan_table_jobs(
     Raises:
         SchemaError: an unreadable point file or points outside the grid.
         SpecError, RasterError: as :func:`plan_tile_jobs`.
+        ValueError: the point file gives no shard.
     """
     pts = read_points(points_file)
     parts = list(shards(pts, shard_size))
@@ -248,9 +245,3 @@ def write_plan(out: Path, plan: Plan, year: int, on_event: OnEvent = _quiet) -> 
             + yaml.safe_dump(plan.computed.model_dump(mode="json"), sort_keys=False, width=120),
             encoding="utf-8",
         )
-
-
-def run_offline(out: Path, plan: Plan, year: int, on_event: OnEvent = _quiet) -> Plan:
-    """Write the plan (no network, no account): what a batch job per tile would run."""
-    write_plan(out, plan, year, on_event)
-    return plan

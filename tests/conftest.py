@@ -74,6 +74,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda it: it.get_closest_marker("realdata") is not None)
 
 
+def lucas_points(sample: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the derived LUCAS sample (``SAMPLE``) as a LUCAS point file holds them: ``POINT_ID``,
+    ``TH_LAT``/``TH_LONG`` (EPSG:4326) and the ``LC1``/``LU1`` codes, in the sample's order."""
+    return pd.DataFrame(
+        {
+            "POINT_ID": sample["POINT_ID"],
+            "TH_LAT": sample["lat"],
+            "TH_LONG": sample["lon"],
+            "LC1": sample["LUCAS_LC1"],
+            "LU1": sample["LUCAS_LU1"],
+        }
+    )
+
+
 @pytest.fixture(scope="session")
 def data() -> Path:
     """The real-data directory; a missing one is a test failure, not a skip."""

@@ -28,7 +28,7 @@ from pipeline.core.lucas import read_points, shards
 from pipeline.core.spec import FeatureSpec, load_spec
 from pipeline.table import table_metadata
 
-from .conftest import SAMPLE
+from .conftest import SAMPLE, lucas_points
 from .test_cli import eulc
 from .test_gee import GOLDEN, _find, _golden, _region, _value
 from .test_seams import _find_arg
@@ -136,15 +136,7 @@ def test_an_embedding_export_becomes_a_table_a_bundle_and_a_map(data: Path, tmp_
     `eulc map`: the map's classes are the ones the tile's layout was drawn from."""
     src = pd.read_csv(data / SAMPLE)
     src = src[src["LUCAS_LC1"].str[0].isin(list("BCE"))]  # cropland, woodland, grassland
-    pts = pd.DataFrame(
-        {
-            "POINT_ID": src["POINT_ID"],
-            "TH_LAT": src["lat"],
-            "TH_LONG": src["lon"],
-            "LC1": src["LUCAS_LC1"],
-            "LU1": src["LUCAS_LU1"],
-        }
-    )
+    pts = lucas_points(src)
     pts.to_csv(tmp_path / "all.csv", index=False)
     read = read_points(tmp_path / "all.csv")
     top = read["eea_cell_100km"].value_counts().index[:70]

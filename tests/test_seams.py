@@ -31,7 +31,7 @@ from pipeline.core.selection import FeatureSelection
 from pipeline.core.spec import load_spec
 from pipeline.table import table_metadata
 
-from .conftest import NDVI_FEATURES, SAMPLE, SURVEY
+from .conftest import NDVI_FEATURES, SAMPLE, SURVEY, lucas_points
 from .test_cli import eulc
 
 SLO_CELL = "10kmE467N253"  # the 10 km cell holding the real Slovenia stack
@@ -420,15 +420,7 @@ def test_gee_table_export_to_table_to_train(data: Path, tmp_path: Path) -> None:
     does (`system:index`, the feature columns, the point properties `LC1`, `LU1`, `POINT_ID`,
     `.geo`; one file per task, named by the plan), then `eulc table` and `eulc train` on them."""
     src = pd.read_csv(data / SAMPLE)
-    pts = pd.DataFrame(
-        {
-            "POINT_ID": src["POINT_ID"],
-            "TH_LAT": src["lat"],
-            "TH_LONG": src["lon"],
-            "LC1": src["LUCAS_LC1"],
-            "LU1": src["LUCAS_LU1"],
-        }
-    )
+    pts = lucas_points(src)
     pts.to_csv(tmp_path / "all.csv", index=False)
     # the 40 EEA 100 km cells with most points (about 500 of them): one task each, several classes;
     # all 384 cells' graphs took a minute to build and showed nothing more

@@ -74,6 +74,9 @@ DemCollection = Annotated[
         "--dem-collection", help="with --stac: the DEM collection (e.g. cop-dem-glo-30); needed for DEM features"
     ),
 ]
+YearOpt = Annotated[int, typer.Option(help="feature year")]
+ExportOutOpt = Annotated[Path, typer.Option("--out", help="output directory")]
+PointsOpt = Annotated[Path, typer.Option(help="LUCAS points (CSV) or polygons (GeoPackage/GeoParquet)")]
 ShardSizeOpt = Annotated[
     int, typer.Option(help="max points per export task or job (shards lie in one EEA 100 km cell each)")
 ]

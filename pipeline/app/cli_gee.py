@@ -15,11 +15,14 @@ from rich.table import Table
 
 from pipeline.app.cli_common import (
     EventView,
+    ExportOutOpt,
     FeaturesOpt,
+    PointsOpt,
     RequiredTilesOpt,
     ShardSizeOpt,
     StartOpt,
     TileSizeOpt,
+    YearOpt,
     _size_m,
     _spec_and_selection,
 )
@@ -92,9 +95,9 @@ DemBandOpt = Annotated[str | None, typer.Option(help="elevation band of --dem-as
 
 @gee_app.command("export-table")
 def gee_export_table(
-    points: Annotated[Path, typer.Option(help="LUCAS points (CSV) or polygons (GeoPackage/GeoParquet)")],
-    year: Annotated[int, typer.Option(help="feature year")],
-    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    points: PointsOpt,
+    year: YearOpt,
+    out: ExportOutOpt,
     spec: SpecOpt = None,
     features: FeaturesOpt = None,
     shard_size: ShardSizeOpt = 2000,
@@ -118,8 +121,8 @@ def gee_export_table(
 @gee_app.command("export-tiles")
 def gee_export_tiles(
     tiles: RequiredTilesOpt,
-    year: Annotated[int, typer.Option(help="feature year")],
-    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    year: YearOpt,
+    out: ExportOutOpt,
     tile_size: TileSizeOpt = "10km",
     features: FeaturesOpt = None,
     spec: SpecOpt = None,

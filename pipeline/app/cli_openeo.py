@@ -15,12 +15,15 @@ from rich.console import Console
 from pipeline.app.cli_common import (
     CloudMaskOpt,
     EventView,
+    ExportOutOpt,
     FeaturesOpt,
+    PointsOpt,
     ProcessingLevelOpt,
     RequiredTilesOpt,
     ShardSizeOpt,
     StartOpt,
     TileSizeOpt,
+    YearOpt,
     _size_m,
     _spec_and_selection,
 )
@@ -33,20 +36,39 @@ openeo_app = typer.Typer(
 )
 
 
-def _openeo() -> Any:
-    """``openeo_scripts.run``, or one line saying how to install openEO support."""
+def _openeo(backend: str, cloud_mask: str) -> tuple[Any, Any]:
+    """``openeo_scripts.run`` and the named back-end, or one line saying how to install openEO
+    support or which ``--backend``/``--cloud-mask`` values exist.
+    """
     try:
         import openeo_scripts.run as run  # (imports openeo)
     except ImportError as e:
         raise EulcError(f"openEO support is not installed ({e})", 'Run pip install -e ".[openeo]"') from None
-    return run
+    from openeo_scripts.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"--backend must be one of {sorted(BACKENDS)}")
+    if cloud_mask not in ("auto", "none"):
+        raise typer.BadParameter("--cloud-mask must be auto or none")
+    return run, BACKENDS[backend]
 
 
-def _start(out: Path, plan: Any, year: int, backend: Any) -> None:
-    """Sign in, run the plan's jobs through openEO's job manager and say where the results are."""
+def _write_or_start(out: Path, plan: Any, year: int, start: bool, view: Any) -> None:
+    """Write the plan offline, or (``--start``) sign in, run its jobs through openEO's job manager
+    and download their results; say where everything is.
+    """
+    if not start:
+        import openeo_scripts.run as run
+
+        run.write_plan(out, plan, year, view)
+        out_console.print(
+            f"{len(plan.jobs)} job(s): process graphs in {out / 'graphs'}, list in {out / 'jobs.csv'}, "
+            f"band names in {out / 'bands.json'}; cloud mask: {plan.cloud_mask}"
+        )
+        return
     from openeo_scripts.jobs import connect, run_live
 
-    rows = run_live(out, plan, year, connect(backend))
+    rows = run_live(out, plan, year, connect(plan.backend))
     counts = rows["status"].value_counts().to_dict()
     what = "GeoTIFFs (eulc map --features-dir)" if plan.kind == "tiles" else "CSVs (eulc table --spec spec.yaml)"
     out_console.print(f"jobs by status: {counts}; {what} in {out / 'downloads'}; rerun to resume")
@@ -66,8 +88,8 @@ BackendOpt = Annotated[str, typer.Option(help="openEO back-end: cdse (openeo.dat
 @openeo_app.command("export-tiles")
 def openeo_export_tiles(
     tiles: RequiredTilesOpt,
-    year: Annotated[int, typer.Option(help="feature year")],
-    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    year: YearOpt,
+    out: ExportOutOpt,
     tile_size: TileSizeOpt = "10km",
     features: FeaturesOpt = None,
     spec: SpecOpt = None,
@@ -82,34 +104,19 @@ def openeo_export_tiles(
     """
     from pipeline.core.aoi import parse_tiles
 
-    run = _openeo()
-    from openeo_scripts.backends import BACKENDS
-
-    if backend not in BACKENDS:
-        raise typer.BadParameter(f"--backend must be one of {sorted(BACKENDS)}")
-    if cloud_mask not in ("auto", "none"):
-        raise typer.BadParameter("--cloud-mask must be auto or none")
+    run, be = _openeo(backend, cloud_mask)
     ids = parse_tiles(tiles, _size_m(tile_size))
     sp, sel = _spec_and_selection(spec, features, "elc10")
-    sub = sp.subset(sel.names)
     with EventView() as view:
-        plan = run.plan_tile_jobs(ids, sub, year, BACKENDS[backend], processing_level, cloud_mask, view)
-        if not start:
-            run.run_offline(out, plan, year, view)
-    if start:
-        _start(out, plan, year, BACKENDS[backend])
-        return
-    out_console.print(
-        f"{len(plan.jobs)} job(s): process graphs in {out / 'graphs'}, list in {out / 'jobs.csv'}, "
-        f"band names in {out / 'bands.json'}; cloud mask: {plan.cloud_mask}"
-    )
+        plan = run.plan_tile_jobs(ids, sp.subset(sel.names), year, be, processing_level, cloud_mask, view)
+        _write_or_start(out, plan, year, start, view)
 
 
 @openeo_app.command("export-table")
 def openeo_export_table(
-    points: Annotated[Path, typer.Option(help="LUCAS points (CSV) or polygons (GeoPackage/GeoParquet)")],
-    year: Annotated[int, typer.Option(help="feature year")],
-    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    points: PointsOpt,
+    year: YearOpt,
+    out: ExportOutOpt,
     features: FeaturesOpt = None,
     spec: SpecOpt = None,
     shard_size: ShardSizeOpt = 2000,
@@ -122,25 +129,12 @@ def openeo_export_table(
     box, sampled with aggregate_spatial; with --start, run the jobs and download each shard's CSV
     in the layout `eulc table` reads (OUT/downloads, with spec.yaml for its --spec).
     """
-    run = _openeo()
-    from openeo_scripts.backends import BACKENDS
-
-    if backend not in BACKENDS:
-        raise typer.BadParameter(f"--backend must be one of {sorted(BACKENDS)}")
-    if cloud_mask not in ("auto", "none"):
-        raise typer.BadParameter("--cloud-mask must be auto or none")
+    run, be = _openeo(backend, cloud_mask)
     if shard_size < 1:
         raise typer.BadParameter("--shard-size must be at least 1")
     sp, sel = _spec_and_selection(spec, features, "elc10")
-    sub = sp.subset(sel.names)
     with EventView() as view:
-        plan = run.plan_table_jobs(points, sub, year, BACKENDS[backend], processing_level, cloud_mask, shard_size, view)
-        if not start:
-            run.run_offline(out, plan, year, view)
-    if start:
-        _start(out, plan, year, BACKENDS[backend])
-        return
-    out_console.print(
-        f"{len(plan.jobs)} job(s): process graphs in {out / 'graphs'}, list in {out / 'jobs.csv'}, "
-        f"band names in {out / 'bands.json'}; cloud mask: {plan.cloud_mask}"
-    )
+        plan = run.plan_table_jobs(
+            points, sp.subset(sel.names), year, be, processing_level, cloud_mask, shard_size, view
+        )
+        _write_or_start(out, plan, year, start, view)

@@ -11,6 +11,7 @@ point), ``lon``/``lat``, or the POINT_ID location.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -124,6 +125,19 @@ def read_points(path: Path) -> gpd.GeoDataFrame:
         c = label_column(df, name)
         out[name] = df[c].astype("string").to_numpy() if c else pd.array([pd.NA] * len(df), dtype="string")
     return gpd.GeoDataFrame(out, geometry=gpd.points_from_xy(lon, lat), crs=4326)
+
+
+def point_properties(row: Any) -> dict[str, Any]:
+    """The properties an export carries with a point of :func:`read_points` (a row of its
+    ``itertuples``): ``POINT_ID`` (int) and ``LC1``/``LU1`` where they are strings (absent labels
+    are left out), as both engines' samples return them for the table builder.
+    """
+    props: dict[str, Any] = {"POINT_ID": int(row.POINT_ID)}
+    for k in ("LC1", "LU1"):
+        v = getattr(row, k)
+        if isinstance(v, str):
+            props[k] = v
+    return props
 
 
 def shards(points: gpd.GeoDataFrame, max_points: int) -> list[tuple[str, gpd.GeoDataFrame]]:
