@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,12 @@ inner hold-out ``nested`` uses (:func:`model.tuning.choose_xgboost`)."""
 MODELS = (*PRESETS, "nested", *BASELINES, TUNED_XGBOOST)
 """Models of ``--models``: the neural presets, ``nested`` (the best of the candidate presets,
 chosen per split on training-side data), the baselines and the tuned XGBoost."""
-PROTOCOL = 5
+PROTOCOL = 6
 """Bumped when the protocol changes (2: per-seed subsamples, train-side selection, EM variants;
 3: ``nested`` also chooses coordinates on/off, runs store their test predictions; 4: ``+em`` is
 Dirichlet-MAP EM with a guard, its setting chosen per split on inner held-out regions; 5: those
-inner regions are drawn per split and seed, not per seed alone)."""
+inner regions are drawn per split and seed, not per seed alone; 6: ``adapt_priors`` also reports
+``+rt``, the temperature those inner regions ask for)."""
 DEFAULT_MODELS = ("bridge-lc", "eulc", "mlp", "rf", "xgboost", "svm")
 SCENARIOS = ("extrap", "extrap-blocked", "loro", "ablation")
 
@@ -162,6 +164,11 @@ def evaluate_bundle(bundle_dir: Path, table_path: Path) -> dict[str, Any]:
     }
 
 
+SHIFT_VARIANTS = ("em", "rt")
+"""What ``adapt_priors`` adds per model with probabilities, from one refit on inner held-out
+regions (:func:`inner_looks`): ``+em`` (:func:`inner_adaptation`) and ``+rt``
+(:func:`region_temperature`)."""
+
 TS_BASELINES = ("rf", "xgboost")
 """The baselines with probabilities, reported temperature-scaled too with ``calibrate_baselines``."""
 
@@ -189,7 +196,33 @@ def baseline_temperature_scaled(
     return np.asarray(test_prob.argmax(1)), test_prob, t
 
 
-def inner_adaptation(
+@dataclass(frozen=True)
+class InnerLooks:
+    """A model refitted on one split's training side less some whole bioregions, and its
+    posteriors on those held-out inner regions (issue #29 parts 5 and the ECE target): what the
+    shift to an unseen region does to it, measured without the split's test rows.
+
+    Attributes:
+        prob: float (N, C) posteriors of the held-out inner rows (the network's already
+            temperature-scaled on its own blocked hold-out; a tree's raw).
+        y: int (N,) their Level-1/2 class indices.
+        region: int (N,) their EEA bioregion indices (:data:`pipeline.core.bioregion.REGIONS`).
+        prior: float (C,) the refit's training class priors (sum 1).
+        names: the held-out regions' names, sorted by index.
+    """
+
+    prob: np.ndarray
+    y: np.ndarray
+    region: np.ndarray
+    prior: np.ndarray
+    names: list[str]
+
+    def per_region(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(posteriors, classes) of each held-out region: the looks EM's setting is scored on."""
+        return [(self.prob[self.region == r], self.y[self.region == r]) for r in np.unique(self.region)]
+
+
+def inner_looks(
     model: str,
     d: TrainingData,
     split: Split,
@@ -197,19 +230,14 @@ def inner_adaptation(
     cfg: TrainConfig,
     seed: int,
     aug: PhysicalAugmentation | None,
-) -> tuple[Adaptation, dict[str, float], list[str]]:
-    """EM's strength and guard for ``model`` on one split, chosen on its training side only
-    (issue #29 part 5): ``model`` is fitted on the side less some whole bioregions
-    (:func:`model.tuning.inner_region_split`) and :func:`model.priors.choose_adaptation` scores
-    the grid on each held-out region. The split's test rows are never read.
+) -> InnerLooks:
+    """``model`` fitted on ``split``'s training side less the whole bioregions
+    :func:`model.tuning.inner_region_split` draws for this split and seed, and its posteriors on
+    them. The split's test rows are never read.
 
     Args:
         model: a preset or a baseline with probabilities (``nested``'s chosen preset is passed
             as itself; ``xgboost-tuned`` as ``xgboost``).
-
-    Returns:
-        (the chosen :class:`model.priors.Adaptation`, {setting label: size-weighted gain, points},
-        the held-out regions' names).
 
     Raises:
         ValueError: the training side has fewer than two regions with enough rows
@@ -221,10 +249,33 @@ def inner_adaptation(
     _, prob = _fit_proba(model, d, inner, n_classes, cfg, seed, aug)
     assert prob is not None  # callers pass models with probabilities
     prior = np.bincount(d.y[inner.train], minlength=n_classes) / len(inner.train)
-    regions = np.unique(side.region[held])
-    looks = [(prob[side.region[held] == r], side.y[held][side.region[held] == r]) for r in regions]
-    setting, gains = choose_adaptation(looks, prior)
-    return setting, gains, [REGIONS[int(r)] for r in regions]
+    region = side.region[held]
+    return InnerLooks(prob, side.y[held], region, prior, [REGIONS[int(r)] for r in np.unique(region)])
+
+
+def inner_adaptation(looks: InnerLooks) -> tuple[Adaptation, dict[str, float]]:
+    """EM's strength and guard for one split, chosen on its inner held-out regions only (issue #29
+    part 5): :func:`model.priors.choose_adaptation` scores the grid on each held-out region.
+
+    Returns:
+        (the chosen :class:`model.priors.Adaptation`, {setting label: size-weighted gain, points}).
+    """
+    return choose_adaptation(looks.per_region(), looks.prior)
+
+
+def region_temperature(looks: InnerLooks) -> float:
+    """The temperature that calibrates a model for an unseen region (issue #29, the ECE target):
+    fitted (:func:`model.calibration.fit_temperature`, NLL) on the pooled posteriors of the inner
+    held-out regions, on top of any calibration the model already has. A network's own
+    temperature is fitted on a blocked hold-out of the regions it trains on, so it leaves it
+    over-confident where the features shift; this factor (> 1 there) is what that shift asked of
+    a refit without those regions, and it is applied to the split's final model as
+    ``softmax(log p / T)`` (``<model>+rt``; the argmax, so the weighted F1, is unchanged).
+
+    Returns:
+        T > 0 (1 = the inner regions need no further softening).
+    """
+    return fit_temperature(log_probabilities(looks.prob), looks.y)
 
 
 def _columns(d: TrainingData, cols: np.ndarray) -> TrainingData:
@@ -319,7 +370,9 @@ def run_scenario(
             posteriors adapted to the test area's class priors, estimated by Dirichlet-MAP EM on
             the test rows' features alone (:mod:`model.priors`; labels unused), with the strength
             and guard chosen per split on inner held-out bioregions of its training side
-            (:func:`inner_adaptation`; recorded in ``<scenario>_selection.csv``).
+            (:func:`inner_adaptation`; recorded in ``<scenario>_selection.csv``); and
+            ``<model>+rt``: its test posteriors softened by the temperature the same inner
+            regions ask for (:func:`region_temperature`; same weighted F1, another ECE).
         select_k: fit RF importance on each split's training rows and keep the top k features
             for every model of that split (feature selection never sees the test rows).
         on_plan: called once, before the first run, with the number of result rows still to
@@ -394,7 +447,7 @@ def run_scenario(
         )
         per_split = (
             len(models)
-            + (sum(m != "svm" for m in models) if adapt_priors else 0)
+            + (len(SHIFT_VARIANTS) * sum(m != "svm" for m in models) if adapt_priors else 0)
             + (sum(m in TS_BASELINES for m in models) if calibrate_baselines else 0)
         )
         on_plan(max(len(seeds) * n_splits * per_split - len(rows), 0))
@@ -406,7 +459,7 @@ def run_scenario(
                 m
                 for m in models
                 if (split.name, m, seed) not in have
-                or (adapt_priors and m != "svm" and (split.name, f"{m}+em", seed) not in have)
+                or (adapt_priors and m != "svm" and {(split.name, f"{m}+{v}", seed) for v in SHIFT_VARIANTS} - have)
                 or (m in TS_BASELINES and calibrate_baselines and (split.name, f"{m}+ts", seed) not in have)
             ]
             if not todo:
@@ -469,19 +522,26 @@ def run_scenario(
                         xgb_done[key] = (pred, prob)
                 fitted[model] = (pred, prob)
                 variants = [(model, pred, prob)]
-                if adapt_priors and prob is not None and (split.name, f"{model}+em", seed) not in have:
-                    akey = f"{key}:{model}+em:{seed}"  # the inner regions are drawn with the seed
-                    if akey not in chosen:
+                shift = {(split.name, f"{model}+{v}", seed) for v in SHIFT_VARIANTS} - have
+                if adapt_priors and prob is not None and shift:
+                    akey, tkey = (f"{key}:{model}+{v}:{seed}" for v in SHIFT_VARIANTS)  # drawn with the seed
+                    if akey not in chosen or tkey not in chosen:
                         kind = chosen[key] if model == "nested" else "xgboost" if model == TUNED_XGBOOST else model
-                        setting, gains, held = inner_adaptation(kind, ds, split, len(names), cfg, seed, aug)
+                        looks = inner_looks(kind, ds, split, len(names), cfg, seed, aug)
+                        where = f"held-out regions: {', '.join(looks.names)} ({kind} fitted on the others)"
+                        setting, gains = inner_adaptation(looks)
                         chosen[akey] = setting.label
-                        where = f"held-out regions: {', '.join(held)} ({kind} fitted on the others)"
                         write_choice(
                             sel_path, settings, f"{split.name} ({model}+em)", akey, seed, setting.label, gains, where
                         )
+                        chosen[tkey] = f"{region_temperature(looks):.6f}"
+                        write_choice(
+                            sel_path, settings, f"{split.name} ({model}+rt)", tkey, seed, chosen[tkey], {}, where
+                        )
                     prior = np.bincount(ds.y[split.train], minlength=len(names)) / len(split.train)
                     ad = adaptation_from_label(chosen[akey]).apply(prob, prior)
-                    variants.append((f"{model}+em", ad.argmax(1), ad))
+                    rt = apply_temperature(log_probabilities(prob), float(chosen[tkey]))
+                    variants += [(f"{model}+em", ad.argmax(1), ad), (f"{model}+rt", rt.argmax(1), rt)]
                 if calibrate_baselines and model in TS_BASELINES and (split.name, f"{model}+ts", seed) not in have:
                     # the hold-out is drawn with the seed, so even XGBoost's +ts differs between seeds
                     ts_pred, ts_prob, _ = baseline_temperature_scaled(model, ds, split, len(names), cfg, seed)
@@ -505,7 +565,7 @@ def run_scenario(
                         "confusion": json.dumps({"rows": "map", "matrix": m["confusion"]["matrix"]}),
                         "chosen": (
                             chosen.get(f"{key}:{name}:{seed}", "")
-                            if name.endswith("+em")
+                            if name.endswith(tuple(f"+{v}" for v in SHIFT_VARIANTS))
                             else chosen.get(key, "")
                             if model == "nested"
                             else chosen.get(f"{key}:{TUNED_XGBOOST}:{seed}", "")
@@ -524,7 +584,7 @@ def run_scenario(
                         on_result(row)
     wanted = (
         set(models)
-        | ({f"{m}+em" for m in models} if adapt_priors else set())
+        | ({f"{m}+{v}" for m in models if m != "svm" for v in SHIFT_VARIANTS} if adapt_priors else set())
         | ({f"{m}+ts" for m in models if m in TS_BASELINES} if calibrate_baselines else set())
     )
     df = pd.DataFrame(rows)

@@ -62,15 +62,17 @@ def main(dirs: list[Path], references: list[str] | None = None) -> None:
     if sel:
         df = pd.concat([pd.read_csv(p) for p in sel])
         em = df["split"].astype(str).str.endswith("+em)")
+        rt = df["split"].astype(str).str.endswith("+rt)")
         trees = df["split_key"].astype(str).str.contains(f":{TUNED_XGBOOST}:")  # the key evaluate writes
         for title, part, scale in (
             (
                 "Nested choice (inner blocked hold-out inside each split's training side; weighted F1 %)",
-                df[~em & ~trees],
+                df[~em & ~rt & ~trees],
                 100,
             ),
             ("xgboost-tuned setting (the same inner blocked hold-out; weighted F1 %)", df[trees], 100),
             ("EM setting (inner held-out regions of each split's training side; weighted-F1 gain, points)", df[em], 1),
+            ("Region temperature (fitted on the same inner held-out regions)", df[rt], 1),
         ):
             if not len(part):
                 continue

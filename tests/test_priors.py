@@ -8,6 +8,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
+from model.evaluate import InnerLooks, region_temperature
 from model.priors import (
     ADAPTATION_GRID,
     Adaptation,
@@ -149,3 +150,24 @@ def test_each_loro_fold_draws_its_own_inner_regions(full_table: Path) -> None:
         for h in np.unique(side.region[inner_region_split(side, 0, f"loro-{r}")[1]]):
             looks[int(h)] = looks.get(int(h), 0) + 1
     assert len(looks) >= 6 and max(looks.values()) <= 5, looks
+
+
+def test_region_temperature_recovers_the_overconfidence_it_was_given() -> None:
+    """Posteriors made over-confident by a known factor (``softmax(2 · log q)`` where the classes
+    are drawn from ``q``) get back T ≈ 2 from the inner regions' looks; the regions are pooled,
+    and well-calibrated looks get T ≈ 1. Mutation caught: a temperature fitted on one region only,
+    or on the probabilities instead of their logs."""
+    rng = np.random.default_rng(3)
+    n, c = 6000, 4
+    q = softmax(rng.normal(0, 1.5, (n, c)), axis=1)
+    y = np.array([rng.choice(c, p=row) for row in q])
+    region = np.repeat([2, 5], n // 2)
+    sharp = softmax(2.0 * np.log(q), axis=1)
+    sharp[region == 5] = softmax(3.0 * np.log(q[region == 5]), axis=1)  # the second region is worse
+    looks = InnerLooks(sharp, y, region, np.full(c, 1 / c), ["Atlantic", "Boreal"])
+    t = region_temperature(looks)
+    assert 2.2 < t < 2.9  # between the two regions' own factors: both count
+    one = InnerLooks(sharp[: n // 2], y[: n // 2], region[: n // 2], np.full(c, 1 / c), ["Atlantic"])
+    assert region_temperature(one) == pytest.approx(2.0, abs=0.15)
+    assert region_temperature(InnerLooks(q, y, region, np.full(c, 1 / c), [])) == pytest.approx(1.0, abs=0.08)
+    assert [len(p) for p, _ in looks.per_region()] == [n // 2, n // 2]

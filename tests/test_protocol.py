@@ -197,18 +197,31 @@ def test_nested_choice_and_train_side_selection_never_see_the_test_region(
         adapt_priors=True,
         select_k=12,
     )
-    assert set(df["model"]) == {"nested", "nested+em", "xgboost", "xgboost+em"}
+    assert set(df["model"]) == {"nested", "nested+em", "nested+rt", "xgboost", "xgboost+em", "xgboost+rt"}
     assert seen_regions and all(pann not in r for r in seen_regions)
     sel = pd.read_csv(tmp_path / "loro_selection.csv")
     em = sel["split"].str.endswith("+em)")
+    rt = sel["split"].str.endswith("+rt)")
     # chosen once per distinct split (each seed draws its own rows here), never keyed by name alone
-    assert len(sel[~em]) == sel[~em]["split_key"].nunique() == 2 and sel[~em]["winner"].isin(ev.CANDIDATES).all()
+    assert len(sel[~em & ~rt]) == sel[~em & ~rt]["split_key"].nunique() == 2
+    assert sel[~em & ~rt]["winner"].isin(ev.CANDIDATES).all()
+    # the region temperature: once per (split, model, seed), on the very regions EM's choice used
+    assert len(sel[rt]) == sel[rt]["split_key"].nunique() == 4
+    assert sel[rt]["inner"].tolist() == sel[em]["inner"].tolist()
+    assert (sel[rt]["winner"].astype(float) > 0).all()
+    by = df.set_index(["model", "seed"])
+    for m in ("nested", "xgboost"):  # a temperature moves no argmax, and it does move the ECE
+        assert (by.loc[f"{m}+rt", "weighted_f1"] == by.loc[m, "weighted_f1"]).all()
+        t = sel[rt & sel["split"].str.contains(f"({m}+rt)", regex=False)]["winner"].astype(float).to_numpy()
+        moved = (by.loc[f"{m}+rt", "ece"] - by.loc[m, "ece"]).abs().to_numpy()
+        assert ((moved > 0) == (np.abs(t - 1) > 1e-3)).all()
     # EM's setting: once per (split, model, seed), from the grid, on inner regions (not the test's)
     assert len(sel[em]) == sel[em]["split_key"].nunique() == 4
     assert sel[em]["winner"].isin([a.label for a in ADAPTATION_GRID]).all()
     assert sel[em]["inner"].str.startswith("held-out regions: ").all()
     assert not sel[em]["inner"].str.contains("Pannonian").any()  # never the split's test region
     # per seed: the candidates, the winner, and the winner once more on the inner regions' fit rows
+    # (one refit serves both +em and +rt)
     assert len(seen_regions) == 2 * len(ev.CANDIDATES) + 2 + 2
     n_train = df.groupby("seed")["n_train"].first()
     assert sizes == n_train.tolist()  # importance fitted on each split's training rows only

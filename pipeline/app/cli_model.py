@@ -174,7 +174,8 @@ def evaluate(
         typer.Option(
             help="also report <model>+em: test posteriors adapted to the test area's class priors, "
             "estimated by Dirichlet-MAP EM on its unlabelled features (Saerens et al. 2002), with the "
-            "strength and guard chosen per split on inner held-out bioregions of its training side"
+            "strength and guard chosen per split on inner held-out bioregions of its training side; and "
+            "<model>+rt: test posteriors softened by the temperature those inner regions ask for"
         ),
     ] = False,
     select_k: Annotated[
