@@ -315,7 +315,7 @@ def test_evaluate_and_train_cli_take_the_protocol_options(full_table: Path, samp
     )
     assert p.returncode == 0, p.stderr
     runs = pd.read_csv(tmp_path / "e" / "extrap_runs.csv")
-    assert set(runs["model"]) == {"xgboost", "xgboost+em"} and len(runs) == 4
+    assert set(runs["model"]) == {"xgboost", "xgboost+em", "xgboost+rt"} and len(runs) == 6
     assert (
         "top 6 by RF importance fitted on each split's training rows"
         in (tmp_path / "e" / "extrap_summary.md").read_text()

@@ -257,6 +257,13 @@ def test_results_protocol_gives_each_kind_of_choice_its_own_candidates(loro_dir:
                 "inner_wf1_paper": 0.53666,
                 "inner_wf1_deep": 0.52777,
             },
+            {  # a region temperature (protocol 6): no candidates, its own table
+                "split": "loro-Alpine (nested+rt)",
+                "split_key": "k1:nested+rt:0",
+                "seed": 0,
+                "winner": "1.022647",
+                "inner": "held-out regions: Continental (eulc fitted on the others)",
+            },
         ]
     ).to_csv(run / "loro_selection.csv", index=False)
     p = script("results_protocol.py", str(run), cwd=tmp_path)
@@ -266,6 +273,8 @@ def test_results_protocol_gives_each_kind_of_choice_its_own_candidates(loro_dir:
     assert f"| Alpine | 54.42 | 56.88 | eulc-coords | {inner} |" in lines
     assert "| split | paper | deep | chosen | scored on |" in lines
     assert f"| Alpine | 53.67 | 52.78 | paper | {inner} |" in lines
+    rt = "| Alpine (nested+rt) | 1.022647 | held-out regions: Continental (eulc fitted on the others) |"
+    assert lines[lines.index(rt) - 2] == "| split | chosen | scored on |"
 
 
 def test_results_tables_lists_regions_not_aggregates(loro_dir: Path, tmp_path: Path) -> None:
