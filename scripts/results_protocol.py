@@ -79,11 +79,11 @@ def main(dirs: list[Path], references: list[str] | None = None) -> None:
             # each kind of choice has its own candidates: the columns every row of this kind scored
             cols = [c for c in part.columns if c.startswith("inner_wf1_") and part[c].notna().all()]
             print(f"\n{title}\n")
-            print("| " + " | ".join(["split", *(c[10:] for c in cols), "chosen", "scored on"]) + " |")
-            print("|---|" + "---|" * (len(cols) + 2))
-            for r in part.to_dict("records"):
+            print("| " + " | ".join(["split", "seed", *(c[10:] for c in cols), "chosen", "scored on"]) + " |")
+            print("|---|---|" + "---|" * (len(cols) + 2))
+            for r in part.sort_values(["seed", "split"], kind="stable").to_dict("records"):
                 vals = "".join(f" {scale * r[c]:.2f} |" for c in cols)
-                print(f"| {str(r['split'])[5:]} |{vals} {r['winner']} | {r.get('inner', '')} |")
+                print(f"| {str(r['split'])[5:]} | {int(r['seed'])} |{vals} {r['winner']} | {r.get('inner', '')} |")
 
     pred = [d / "loro_predictions.parquet" for d in dirs if (d / "loro_predictions.parquet").is_file()]
     if pred:

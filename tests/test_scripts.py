@@ -269,12 +269,12 @@ def test_results_protocol_gives_each_kind_of_choice_its_own_candidates(loro_dir:
     p = script("results_protocol.py", str(run), cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     lines = p.stdout.splitlines()
-    assert "| split | eulc | eulc-coords | chosen | scored on |" in lines
-    assert f"| Alpine | 54.42 | 56.88 | eulc-coords | {inner} |" in lines
-    assert "| split | paper | deep | chosen | scored on |" in lines
-    assert f"| Alpine | 53.67 | 52.78 | paper | {inner} |" in lines
-    rt = "| Alpine (nested+rt) | 1.022647 | held-out regions: Continental (eulc fitted on the others) |"
-    assert lines[lines.index(rt) - 2] == "| split | chosen | scored on |"
+    assert "| split | seed | eulc | eulc-coords | chosen | scored on |" in lines
+    assert f"| Alpine | 0 | 54.42 | 56.88 | eulc-coords | {inner} |" in lines
+    assert "| split | seed | paper | deep | chosen | scored on |" in lines
+    assert f"| Alpine | 0 | 53.67 | 52.78 | paper | {inner} |" in lines
+    rt = "| Alpine (nested+rt) | 0 | 1.022647 | held-out regions: Continental (eulc fitted on the others) |"
+    assert lines[lines.index(rt) - 2] == "| split | seed | chosen | scored on |"
 
 
 def test_results_tables_lists_regions_not_aggregates(loro_dir: Path, tmp_path: Path) -> None:
