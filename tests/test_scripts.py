@@ -239,6 +239,15 @@ def test_results_protocol_gives_each_kind_of_choice_its_own_candidates(loro_dir:
     inner = "blocked: 0.15 of the training side's 100 km cells"
     pd.DataFrame(
         [
+            {  # seed 1 written first: the table lists the choices seed by seed, each row naming its seed
+                "split": "loro-Alpine",
+                "split_key": "k1:xgboost-tuned:1",
+                "seed": 1,
+                "winner": "deep",
+                "inner": inner,
+                "inner_wf1_paper": 0.51234,
+                "inner_wf1_deep": 0.55678,
+            },
             {
                 "split": "loro-Alpine",
                 "split_key": "k1",
@@ -273,6 +282,8 @@ def test_results_protocol_gives_each_kind_of_choice_its_own_candidates(loro_dir:
     assert f"| Alpine | 0 | 54.42 | 56.88 | eulc-coords | {inner} |" in lines
     assert "| split | seed | paper | deep | chosen | scored on |" in lines
     assert f"| Alpine | 0 | 53.67 | 52.78 | paper | {inner} |" in lines
+    seed1 = f"| Alpine | 1 | 51.23 | 55.68 | deep | {inner} |"
+    assert lines.index(f"| Alpine | 0 | 53.67 | 52.78 | paper | {inner} |") < lines.index(seed1)
     rt = "| Alpine (nested+rt) | 0 | 1.022647 | held-out regions: Continental (eulc fitted on the others) |"
     assert lines[lines.index(rt) - 2] == "| split | seed | chosen | scored on |"
 
